@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each sets up the virtual environment first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test serve bench definitions clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/healthtwin demo
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+serve: $(STAMP)
+	$(BIN)/healthtwin serve
+
+# Regenerates the committed definitions from the HL7 R4 package (npm pack hl7.fhir.r4.examples@4.0.1).
+definitions: $(STAMP)
+	$(BIN)/python scripts/gen_search_definitions.py
+	$(BIN)/python scripts/gen_validation_definitions.py
+
+clean:
+	rm -rf $(VENV) data build src/*.egg-info .pytest_cache

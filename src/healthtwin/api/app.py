@@ -1,0 +1,35 @@
+"""The ASGI application: the FHIR API under /fhir, and room beside it for analytics, auth and pages."""
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, RedirectResponse
+from starlette.routing import Mount, Route
+
+from ..store import Store
+from .context import Policy
+from .routing import FHIRRouter
+from .services import Limits, Services
+
+log = logging.getLogger("healthtwin")
+
+
+def create_app(store: Store, policy: Policy | None = None, limits: Limits | None = None,
+               services: Services | None = None) -> Starlette:
+    services = services or Services.build(store, policy, limits)
+    fhir_router = FHIRRouter(services, "/fhir")
+
+    async def health(request):
+        return JSONResponse({"status": "ok", "schema": services.store.schema_version()})
+
+    async def root(request):
+        return RedirectResponse("/fhir/metadata")
+
+    app = Starlette(routes=[
+        Route("/", root),
+        Route("/health", health),
+        Mount("/fhir", app=fhir_router),
+    ])
+    app.state.services = services
+    return app

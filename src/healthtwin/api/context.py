@@ -1,0 +1,56 @@
+"""The one seam every request passes through: who is calling, and how they want the answer.
+
+`RequestContext` is built once per request before any interaction runs and is handed to every
+interaction, operation and store call that acts on the caller's behalf. Authorization and audit
+(security/) hook in here: `Services.policy` decides, `Services.audit` records, and neither needs the
+interactions rewritten. Until the trust work lands the policy in force is explicit: OpenPolicy.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: a person or a system, with their roles and granted scopes."""
+
+    subject: str = "anonymous"
+    kind: str = "anonymous"  # anonymous | person | system
+    roles: frozenset[str] = frozenset()
+    scopes: frozenset[str] = frozenset()
+    organization: str | None = None
+    client_id: str | None = None
+
+
+@dataclass
+class RequestContext:
+    caller: Caller
+    base_url: str
+    method: str = "GET"
+    path: str = "/"
+    pretty: bool = False
+    prefer_return: str = "representation"  # minimal | representation | OperationOutcome
+    prefer_handling: str = "lenient"  # strict | lenient
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    headers: dict[str, str] = field(default_factory=dict)
+    client_address: str | None = None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class Policy(Protocol):
+    """Decides whether `ctx.caller` may do `interaction` on `resource_type` (and the resource, if known)."""
+
+    def authorize(self, ctx: RequestContext, interaction: str, resource_type: str | None,
+                  resource: dict[str, Any] | None = None) -> None: ...
+
+
+class OpenPolicy:
+    """Allows everything. Used until security/ provides the real policy; `serve` says so loudly."""
+
+    def authorize(self, ctx: RequestContext, interaction: str, resource_type: str | None,
+                  resource: dict[str, Any] | None = None) -> None:
+        return None

@@ -1,0 +1,81 @@
+"""HTTP details of the FHIR API: building the RequestContext, format negotiation, reading bodies safely."""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+
+from ..fhir.jsonio import parse_json
+from ..fhir.outcome import FHIRError
+from .context import Caller, RequestContext
+
+_XML = ("xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir")
+_JSON = ("json", "application/json", "application/fhir+json", "application/json+fhir", "text/json")
+
+
+def context(request: Request, caller: Caller, base_url: str) -> RequestContext:
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]}
+    params = request.query_params
+    pretty = params.get("_pretty") == "true"
+    fmt = params.get("_format")
+    if fmt is not None:
+        if fmt in _XML or "xml" in fmt:
+            raise FHIRError(415, "XML is not supported by this server; use _format=json", "not-supported")
+        if fmt not in _JSON:
+            raise FHIRError(415, f"_format '{fmt}' is not supported; use json", "not-supported")
+    else:
+        accept = headers.get("accept", "")
+        if accept and "xml" in accept and not any(j in accept for j in ("json", "*/*")):
+            raise FHIRError(415, "XML is not supported by this server; ask for application/fhir+json",
+                            "not-supported")
+    prefer_return, prefer_handling = "representation", "lenient"
+    for part in headers.get("prefer", "").split(";"):
+        for item in part.split(","):
+            key, _, value = item.strip().partition("=")
+            value = value.strip().strip('"')
+            if key == "return" and value in ("minimal", "representation", "OperationOutcome"):
+                prefer_return = value
+            elif key == "handling" and value in ("strict", "lenient"):
+                prefer_handling = value
+    client = request.scope.get("client")
+    return RequestContext(caller=caller, base_url=base_url, method=request.method, path=request.url.path,
+                          pretty=pretty, prefer_return=prefer_return, prefer_handling=prefer_handling,
+                          headers=headers, client_address=client[0] if client else None)
+
+
+async def body_bytes(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise FHIRError(413, f"The request body is larger than {limit} bytes", "too-costly")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise FHIRError(413, f"The request body is larger than {limit} bytes", "too-costly")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_content_type(request: Request, allow_patch: bool = False, allow_form: bool = False) -> str:
+    ctype = request.headers.get("content-type", "application/fhir+json").split(";")[0].strip().lower()
+    if "xml" in ctype:
+        raise FHIRError(415, "XML bodies are not supported by this server; send application/fhir+json",
+                        "not-supported")
+    if allow_patch and ctype == "application/json-patch+json":
+        return ctype
+    if allow_form and ctype == "application/x-www-form-urlencoded":
+        return ctype
+    if ctype not in _JSON and ctype not in ("", "application/octet-stream"):
+        raise FHIRError(415, f"Content-Type '{ctype}' is not supported; send application/fhir+json",
+                        "not-supported")
+    return ctype
+
+
+async def json_body(request: Request, limit: int, allow_patch: bool = False) -> tuple[Any, str]:
+    ctype = check_content_type(request, allow_patch=allow_patch)
+    return parse_json(await body_bytes(request, limit)), ctype
+
+
+def query_items(request: Request) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)]

@@ -1,0 +1,59 @@
+"""read and vread, with conditional reads (If-None-Match, If-Modified-Since)."""
+from __future__ import annotations
+
+from email.utils import parsedate_to_datetime
+
+import orjson
+from starlette.responses import Response
+
+from ...fhir.model import ID_RE
+from ...fhir.outcome import FHIRError
+from ..context import RequestContext
+from ..responses import fhir, version_headers
+from ..subsetting import subset
+
+
+def read(services, ctx: RequestContext, rtype: str, rid: str, summary: str | None = None,
+         elements: list[str] | None = None) -> Response:
+    services.policy.authorize(ctx, "read", rtype)
+    if not ID_RE.match(rid):
+        raise FHIRError(404, f"{rtype}/{rid} is not known")
+    stored = services.store.read(rtype, rid)
+    if stored is None:
+        raise FHIRError(404, f"{rtype}/{rid} is not known")
+    headers = version_headers(stored, ctx)
+    if stored.deleted:
+        raise FHIRError(410, f"{rtype}/{rid} was deleted (version {stored.version})", headers=headers)
+    if _not_modified(ctx, stored):
+        return fhir(304, None, ctx, headers)
+    body = stored.content
+    if summary or elements:
+        body = subset(orjson.loads(body), summary, elements)
+    return fhir(200, body, ctx, headers)
+
+
+def vread(services, ctx: RequestContext, rtype: str, rid: str, vid: str) -> Response:
+    services.policy.authorize(ctx, "vread", rtype)
+    if not vid.isdigit():
+        raise FHIRError(404, f"{rtype}/{rid} has no version '{vid}'")
+    stored = services.store.vread(rtype, rid, int(vid))
+    if stored is None:
+        raise FHIRError(404, f"{rtype}/{rid} has no version {vid}")
+    headers = version_headers(stored, ctx)
+    if stored.deleted:
+        raise FHIRError(410, f"{rtype}/{rid} version {vid} is a deletion", headers=headers)
+    return fhir(200, stored.content, ctx, headers)
+
+
+def _not_modified(ctx: RequestContext, stored) -> bool:
+    inm = ctx.header("if-none-match")
+    if inm is not None:
+        return any(tag.strip() in (stored.etag, f'"{stored.version}"', "*") for tag in inm.split(","))
+    ims = ctx.header("if-modified-since")
+    if ims:
+        try:
+            since = parsedate_to_datetime(ims).timestamp()
+        except (TypeError, ValueError):
+            return False  # an unreadable date is ignored, as HTTP says
+        return int(stored.last_updated) <= since
+    return False

@@ -1,0 +1,280 @@
+"""batch and transaction Bundles.
+
+A transaction is all-or-nothing: its writes run in one store transaction in the spec's order (DELETE,
+POST, PUT/PATCH, then GET/HEAD), with `urn:uuid:` fullUrls and conditional references
+(`Patient?identifier=…`) rewritten to the resources they name before anything is written. A batch runs
+each entry on its own, and an entry's failure is reported in its response without touching the others.
+"""
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from ...fhir.model import ID_RE, is_resource_type
+from ...fhir.outcome import FHIRError, OutcomeIssue
+from ...store import Transaction
+from ...store.records import Stored, instant
+from ...store.search import run_search
+from ..context import RequestContext
+from . import write
+from .patch import patch as patch_resource
+
+ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+
+
+class Entry:
+    def __init__(self, index: int, raw: dict[str, Any]) -> None:
+        self.index = index
+        self.location = f"Bundle.entry[{index}]"
+        request = raw.get("request")
+        if not isinstance(request, dict):
+            raise FHIRError(400, f"{self.location} has no request", location=f"{self.location}.request")
+        self.method = str(request.get("method", "")).upper()
+        if self.method not in ORDER:
+            raise FHIRError(400, f"{self.location}.request.method '{request.get('method')}' is not supported",
+                            location=f"{self.location}.request.method")
+        url = request.get("url")
+        if not isinstance(url, str) or not url:
+            raise FHIRError(400, f"{self.location}.request.url is missing", location=f"{self.location}.request.url")
+        self.url = url.lstrip("/")
+        self.full_url = raw.get("fullUrl")
+        self.resource = raw.get("resource")
+        self.if_match = write.parse_if_match(request.get("ifMatch"))
+        self.if_none_exist = request.get("ifNoneExist")
+        path, _, self.query = self.url.partition("?")
+        self.parts = [p for p in path.split("/") if p]
+        if not self.parts or not is_resource_type(self.parts[0]):
+            raise FHIRError(400, f"{self.location}.request.url '{url}' does not name a resource type",
+                            location=f"{self.location}.request.url")
+        self.type = self.parts[0]
+        if self.method in ("POST", "PUT") and not isinstance(self.resource, dict):
+            raise FHIRError(400, f"{self.location} ({self.method}) has no resource", location=self.location)
+        if isinstance(self.resource, dict) and self.method in ("POST", "PUT") \
+                and self.resource.get("resourceType") != self.type:
+            raise FHIRError(400, f"{self.location}.resource is a {self.resource.get('resourceType')}, "
+                                 f"but the request URL names {self.type}", location=f"{self.location}.resource")
+        self.response: dict[str, Any] | None = None
+        self.result_resource: Any = None
+
+
+def process(services, ctx: RequestContext, bundle: dict[str, Any]) -> dict[str, Any]:
+    btype = bundle.get("type")
+    if btype not in ("batch", "transaction"):
+        raise FHIRError(400, f"A Bundle posted to the base URL must be a batch or transaction, not '{btype}'",
+                        location="Bundle.type")
+    raw_entries = bundle.get("entry") or []
+    if not isinstance(raw_entries, list):
+        raise FHIRError(400, "Bundle.entry must be an array", location="Bundle.entry")
+    if len(raw_entries) > services.limits.max_bundle_entries:
+        raise FHIRError(413, f"The Bundle has {len(raw_entries)} entries; at most "
+                             f"{services.limits.max_bundle_entries} are accepted", "too-costly")
+    if btype == "transaction":
+        return _transaction(services, ctx, raw_entries)
+    return _batch(services, ctx, raw_entries)
+
+
+def _transaction(services, ctx: RequestContext, raw_entries: list) -> dict[str, Any]:
+    entries = [Entry(i, e if isinstance(e, dict) else {}) for i, e in enumerate(raw_entries)]
+    _check_duplicates(entries)
+    with services.store.transaction() as tx:
+        for entry in entries:  # deletes first, so conditional creates below see their effect
+            if entry.method == "DELETE":
+                _write_entry(services, ctx, tx, entry, {})
+        mapping = _assign_ids(services, ctx, tx, entries)
+        for entry in entries:
+            if isinstance(entry.resource, dict):
+                _rewrite(entry.resource, mapping, services, ctx, tx, entry.location)
+        for entry in sorted(entries, key=lambda e: ORDER[e.method]):
+            if entry.method not in ("GET", "HEAD") and entry.response is None:
+                _write_entry(services, ctx, tx, entry, mapping)
+    for entry in entries:  # reads see the committed transaction
+        if entry.method in ("GET", "HEAD"):
+            _read_entry(services, ctx, entry)
+    return _response_bundle("transaction-response", entries, ctx)
+
+
+def _batch(services, ctx: RequestContext, raw_entries: list) -> dict[str, Any]:
+    results = []
+    for i, raw in enumerate(raw_entries):
+        try:
+            entry = Entry(i, raw if isinstance(raw, dict) else {})
+            if entry.method in ("GET", "HEAD"):
+                _read_entry(services, ctx, entry)
+            else:
+                with services.store.transaction() as tx:
+                    if isinstance(entry.resource, dict):
+                        _rewrite(entry.resource, {}, services, ctx, tx, entry.location)
+                    _write_entry(services, ctx, tx, entry, {})
+            results.append(entry)
+        except FHIRError as exc:
+            failed = Entry.__new__(Entry)
+            failed.response = {"status": f"{exc.status}", "outcome": exc.outcome()}
+            failed.result_resource = None
+            failed.method = "?"
+            results.append(failed)
+    return _response_bundle("batch-response", results, ctx)
+
+
+def _check_duplicates(entries: list[Entry]) -> None:
+    seen: dict[str, int] = {}
+    for e in entries:
+        if e.method in ("PUT", "DELETE", "PATCH") and len(e.parts) == 2:
+            key = "/".join(e.parts)
+            if key in seen:
+                raise FHIRError(400, f"{e.location} and Bundle.entry[{seen[key]}] both change {key}",
+                                location=e.location)
+            seen[key] = e.index
+
+
+def _assign_ids(services, ctx, tx: Transaction, entries: list[Entry]) -> dict[str, str]:
+    """fullUrl → 'Type/id' for every entry that creates or names a resource, resolved before any write."""
+    mapping: dict[str, str] = {}
+    for e in entries:
+        if e.method == "POST":
+            if e.if_none_exist:
+                found = _search(services, tx, e.type, e.if_none_exist, e.location)
+                if len(found) > 1:
+                    raise FHIRError(412, f"{e.location}: ifNoneExist matches several {e.type} resources",
+                                    location=e.location)
+                if found:
+                    e.response = _entry_response(found[0], 200)
+                    if e.full_url:
+                        mapping[e.full_url] = f"{e.type}/{found[0].id}"
+                    continue
+            e.assigned_id = str(uuid.uuid4())
+            if e.full_url:
+                mapping[e.full_url] = f"{e.type}/{e.assigned_id}"
+        elif e.method == "PUT" and len(e.parts) == 2 and e.full_url:
+            mapping[e.full_url] = f"{e.type}/{e.parts[1]}"
+    return mapping
+
+
+def _search(services, tx: Transaction, rtype: str, criteria: str, location: str) -> list[Stored]:
+    params = parse_qsl(criteria.split("?", 1)[-1], keep_blank_values=True)
+    if not params:
+        raise FHIRError(400, f"{location}: conditional criteria '{criteria}' are empty", location=location)
+    query = services.parser.parse([rtype], params, strict=True)
+    query.count, query.total = 2, "none"
+    return run_search(services.store, services.registry, query, tx.execute).matches
+
+
+def _rewrite(node: Any, mapping: dict[str, str], services, ctx, tx: Transaction, location: str) -> None:
+    """Replaces references to fullUrls and conditional references in place."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("reference")
+            if isinstance(ref, str):
+                if ref in mapping:
+                    item["reference"] = mapping[ref]
+                elif "?" in ref and is_resource_type(ref.split("?", 1)[0]):
+                    rtype, criteria = ref.split("?", 1)
+                    found = _search(services, tx, rtype, criteria, location)
+                    if len(found) != 1:
+                        raise FHIRError(412 if found else 404,
+                                        f"{location}: conditional reference '{ref}' matches {len(found)} resources "
+                                        f"(exactly one is needed)", location=location)
+                    item["reference"] = f"{rtype}/{found[0].id}"
+                elif ref.startswith("urn:uuid:") and mapping is not None and ref not in mapping:
+                    raise FHIRError(400, f"{location}: reference '{ref}' names no entry of this Bundle",
+                                    location=location)
+            stack.extend(v for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, (dict, list)))
+
+
+def _write_entry(services, ctx: RequestContext, tx: Transaction, e: Entry, mapping: dict[str, str]) -> None:
+    loc = f"{e.location}.resource"
+    if e.method == "POST":
+        if e.if_none_exist and getattr(e, "assigned_id", None) is None:
+            found = _search(services, tx, e.type, e.if_none_exist, e.location)
+            if len(found) > 1:
+                raise FHIRError(412, f"{e.location}: ifNoneExist matches several resources", location=e.location)
+            if found:
+                e.response = _entry_response(found[0], 200)
+                return
+        services.policy.authorize(ctx, "create", e.type, e.resource)
+        write.prepare(services, e.type, e.resource, loc)
+        e.resource.pop("id", None)
+        stored = tx.create(e.type, e.resource, getattr(e, "assigned_id", None))
+        write._after_write(services, tx, e.resource, None)
+        result = write.WriteResult(stored, 201)
+    elif e.method == "PUT":
+        if len(e.parts) == 2:
+            result = write.update(services, ctx, tx, e.type, e.parts[1], e.resource, e.if_match, loc)
+        elif len(e.parts) == 1 and e.query:
+            result = write.conditional_update(services, ctx, tx, e.type, e.query, e.resource, e.if_match, loc)
+        else:
+            raise FHIRError(400, f"{e.location}: PUT needs Type/id or Type?criteria", location=e.location)
+    elif e.method == "DELETE":
+        if len(e.parts) == 2:
+            result = write.delete(services, ctx, tx, e.type, e.parts[1])
+        elif len(e.parts) == 1 and e.query:
+            result = write.conditional_delete(services, ctx, tx, e.type, e.query)
+        else:
+            raise FHIRError(400, f"{e.location}: DELETE needs Type/id or Type?criteria", location=e.location)
+    elif e.method == "PATCH":
+        if len(e.parts) != 2:
+            raise FHIRError(400, f"{e.location}: PATCH needs Type/id", location=e.location)
+        body, ctype = _patch_body(e)
+        result = patch_resource(services, ctx, tx, e.type, e.parts[1], body, ctype, e.if_match, loc)
+    else:
+        raise FHIRError(400, f"{e.location}: method {e.method} cannot be used here", location=e.location)
+    e.response = _entry_response(result.stored, result.status)
+    if result.stored is not None and result.stored.content is not None:
+        e.result_resource = orjson.Fragment(result.stored.content)
+
+
+def _patch_body(e: Entry) -> tuple[Any, str]:
+    res = e.resource
+    if isinstance(res, dict) and res.get("resourceType") == "Parameters":
+        return res, "application/fhir+json"
+    if isinstance(res, dict) and res.get("resourceType") == "Binary" and res.get("data"):
+        try:
+            return orjson.loads(base64.b64decode(res["data"])), res.get("contentType", "application/json-patch+json")
+        except (ValueError, orjson.JSONDecodeError):
+            raise FHIRError(400, f"{e.location}: the Binary does not hold a JSON Patch document") from None
+    raise FHIRError(400, f"{e.location}: PATCH entries carry a Parameters (FHIRPath Patch) or a Binary "
+                         f"(JSON Patch) resource", location=e.location)
+
+
+def _read_entry(services, ctx: RequestContext, e: Entry) -> None:
+    from .read import read, vread
+    from .search import search
+    if len(e.parts) == 1:
+        resp = search(services, ctx, e.type, parse_qsl(e.query, keep_blank_values=True))
+    elif len(e.parts) == 2:
+        resp = read(services, ctx, e.type, e.parts[1])
+    elif len(e.parts) == 4 and e.parts[2] == "_history":
+        resp = vread(services, ctx, e.type, e.parts[1], e.parts[3])
+    else:
+        raise FHIRError(400, f"{e.location}: GET '{e.url}' is not supported in a Bundle", location=e.location)
+    e.response = {"status": str(resp.status_code)}
+    if resp.headers.get("etag"):
+        e.response["etag"] = resp.headers["etag"]
+    if resp.body and e.method == "GET":
+        e.result_resource = orjson.Fragment(resp.body)
+
+
+def _entry_response(stored: Stored | None, status: int) -> dict[str, Any]:
+    if stored is None:
+        return {"status": STATUS_TEXT[status]}
+    return {"status": STATUS_TEXT.get(status, str(status)),
+            "location": f"{stored.type}/{stored.id}/_history/{stored.version}",
+            "etag": stored.etag, "lastModified": instant(stored.last_updated)}
+
+
+def _response_bundle(btype: str, entries: list[Entry], ctx: RequestContext) -> dict[str, Any]:
+    out = []
+    for e in entries:
+        item: dict[str, Any] = {"response": e.response or {"status": "200 OK"}}
+        if e.result_resource is not None and (ctx.prefer_return == "representation" or e.method in ("GET", "HEAD")):
+            item["resource"] = e.result_resource
+        out.append(item)
+    return {"resourceType": "Bundle", "type": btype, "entry": out}

@@ -1,0 +1,144 @@
+"""create, update and delete (plain and conditional) on a store Transaction.
+
+The HTTP endpoints and the transaction/batch processor both call these, so a Bundle entry behaves
+exactly like the same request sent alone.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from ...fhir.model import ID_RE
+from ...fhir.outcome import FHIRError, OutcomeIssue
+from ...store import Stored, Transaction
+from ...store.search import run_search
+from ..context import RequestContext
+from ..definitions import apply_definition, check_definition
+
+_ETAG = re.compile(r'^(?:W/)?"?(\d+)"?$')
+
+
+@dataclass
+class WriteResult:
+    stored: Stored | None
+    status: int  # 200 updated / existing, 201 created, 204 nothing to delete
+
+
+def parse_if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    m = _ETAG.match(value.strip())
+    if not m:
+        raise FHIRError(400, f"If-Match must be a version ETag such as W/\"3\", not '{value}'")
+    return int(m.group(1))
+
+
+def prepare(services, rtype: str, resource: dict[str, Any], location: str | None = None) -> None:
+    """Checks a resource about to be written: validation (422 with every problem located) and definitions."""
+    if resource.get("resourceType") != rtype:
+        raise FHIRError(400, f"resourceType '{resource.get('resourceType')}' does not match '{rtype}'",
+                        "invalid", "resourceType")
+    issues = services.validator.validate(resource)
+    errors = [i for i in issues if i.severity in ("error", "fatal")]
+    if errors:
+        prefix = f"{location}: " if location else ""
+        raise FHIRError(422, prefix + errors[0].message, "processing", issues=[
+            OutcomeIssue(i.severity, i.code, prefix + i.message, i.location) for i in issues])
+    check_definition(services, resource)
+
+
+def _match(services, ctx: RequestContext, tx: Transaction, rtype: str, criteria: str) -> list[Stored]:
+    params = parse_qsl(criteria, keep_blank_values=True)
+    if not params:
+        raise FHIRError(400, f"Conditional {rtype} request without search criteria")
+    query = services.parser.parse([rtype], params, strict=True)
+    query.count = 2  # 0, 1 or "several" is all the rules need
+    query.total = "none"
+    tx.lock(f"conditional:{rtype}")  # one conditional writer per type at a time (PostgreSQL; SQLite is serial)
+    return run_search(services.store, services.registry, query, tx.execute).matches
+
+
+def create(services, ctx: RequestContext, tx: Transaction, rtype: str, resource: dict[str, Any],
+           if_none_exist: str | None = None, location: str | None = None) -> WriteResult:
+    if if_none_exist:
+        found = _match(services, ctx, tx, rtype, if_none_exist.lstrip("?").split("?", 1)[-1])
+        if len(found) > 1:
+            raise FHIRError(412, f"If-None-Exist '{if_none_exist}' matches several {rtype} resources")
+        if found:
+            return WriteResult(found[0], 200)
+    services.policy.authorize(ctx, "create", rtype, resource)
+    prepare(services, rtype, resource, location)
+    resource.pop("id", None)  # the server assigns ids on create
+    stored = tx.create(rtype, resource)
+    _after_write(services, tx, resource, None)
+    return WriteResult(stored, 201)
+
+
+def update(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str, resource: dict[str, Any],
+           if_match: int | None = None, location: str | None = None) -> WriteResult:
+    if not ID_RE.match(rid):
+        raise FHIRError(400, f"'{rid}' is not a valid FHIR id")
+    body_id = resource.get("id")
+    if body_id is None:
+        raise FHIRError(400, "The resource in an update must carry its id", "required", f"{rtype}.id")
+    if body_id != rid:
+        raise FHIRError(400, f"The resource's id '{body_id}' differs from the id in the URL '{rid}'", "invalid",
+                        f"{rtype}.id")
+    services.policy.authorize(ctx, "update", rtype, resource)
+    prepare(services, rtype, resource, location)
+    existing = tx.current(rtype, rid)
+    old = orjson.loads(existing[1].content) if existing and existing[1].content and _definitional(rtype) else None
+    stored = tx.update(rtype, rid, resource, if_match, existing)
+    _after_write(services, tx, resource, old)
+    return WriteResult(stored, 201 if stored.method == "create" else 200)
+
+
+def conditional_update(services, ctx: RequestContext, tx: Transaction, rtype: str, criteria: str,
+                       resource: dict[str, Any], if_match: int | None = None,
+                       location: str | None = None) -> WriteResult:
+    found = _match(services, ctx, tx, rtype, criteria)
+    if len(found) > 1:
+        raise FHIRError(412, f"Conditional update criteria '{criteria}' match several {rtype} resources")
+    if found:
+        target = found[0].id
+        if resource.get("id") not in (None, target):
+            raise FHIRError(400, f"The resource's id '{resource['id']}' differs from the matched {rtype}/{target}")
+        resource["id"] = target
+        return update(services, ctx, tx, rtype, target, resource, if_match, location)
+    if resource.get("id"):
+        return update(services, ctx, tx, rtype, resource["id"], resource, if_match, location)
+    return create(services, ctx, tx, rtype, resource, None, location)
+
+
+def delete(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str) -> WriteResult:
+    services.policy.authorize(ctx, "delete", rtype, None)
+    existing = tx.current(rtype, rid)
+    old = orjson.loads(existing[1].content) if existing and existing[1].content and _definitional(rtype) else None
+    stored = tx.delete(rtype, rid, existing)
+    if stored is None:
+        return WriteResult(None, 204)
+    _after_write(services, tx, None, old)
+    return WriteResult(stored, 200)
+
+
+def conditional_delete(services, ctx: RequestContext, tx: Transaction, rtype: str, criteria: str) -> WriteResult:
+    found = _match(services, ctx, tx, rtype, criteria)
+    if len(found) > 1:
+        raise FHIRError(412, f"Conditional delete criteria '{criteria}' match several {rtype} resources")
+    if not found:
+        return WriteResult(None, 204)
+    return delete(services, ctx, tx, rtype, found[0].id)
+
+
+def _definitional(rtype: str) -> bool:
+    return rtype in ("SearchParameter", "StructureDefinition")
+
+
+def _after_write(services, tx: Transaction, resource: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+    rtype = (resource or old or {}).get("resourceType")
+    if _definitional(rtype or "") and apply_definition(services, resource, old) and services.jobs is not None:
+        services.jobs.request_reindex(resource or old)

@@ -1,0 +1,70 @@
+"""GET /metadata: the CapabilityStatement, generated from what is implemented (types, interactions, every
+search parameter the registry knows, operations from the operations table)."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from ... import FHIR_VERSION, __version__
+from ...fhir.model import resource_types
+from ...store.records import instant
+from .registry import all_operations
+
+INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
+                "search-type"]
+_COMMON = [("_id", "token"), ("_lastUpdated", "date"), ("_text", "string"), ("_content", "string"),
+           ("_has", "special")]
+
+
+def capability_statement(services, ctx) -> dict:
+    ops = all_operations()
+    resources = []
+    for rtype in sorted(resource_types()):
+        params = services.registry.for_type(rtype)
+        search = [{"name": code, "type": p.type, **({"definition": p.url} if p.url else {})}
+                  for code, p in sorted(params.items()) if p.type != "special" or code == "near"]
+        search += [{"name": n, "type": t} for n, t in _COMMON if n not in params]
+        entry = {
+            "type": rtype,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+            "interaction": [{"code": c} for c in INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "full-support",
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+            "referencePolicy": ["literal", "logical", "local"],
+            "searchInclude": sorted(f"{rtype}:{c}" for c, p in params.items() if p.type == "reference"),
+            "searchRevInclude": ["*"],
+            "searchParam": search,
+        }
+        type_ops = [{"name": o.name, "definition": o.definition} for o in ops
+                    if (o.types is None or rtype in o.types) and (o.type_level or o.instance)]
+        if type_ops:
+            entry["operation"] = type_ops
+        resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": _started(),
+        "kind": "instance",
+        "software": {"name": "Health Twin", "version": __version__},
+        "implementation": {"description": "Health Twin Shared Health Record", "url": ctx.base_url},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": c} for c in ("transaction", "batch", "search-system", "history-system")],
+            "searchParam": [{"name": n, "type": t} for n, t in _COMMON],
+            "operation": [{"name": o.name, "definition": o.definition} for o in ops if o.system],
+        }],
+    }
+
+
+@lru_cache(maxsize=1)
+def _started() -> str:
+    import time
+    return instant(time.time())

@@ -1,0 +1,88 @@
+"""Patient/[id]/$everything and Patient/$everything: the patient compartment plus what it references."""
+from __future__ import annotations
+
+from ...fhir.dates import parse_range
+from ...fhir.outcome import FHIRError
+from ...fhir.search_query import DEFAULT_COUNT, MAX_COUNT, _int
+from ...store.search import compartment_rids
+from ..interactions.bundles import paging_links, searchset
+from ..responses import fhir
+from .registry import operation
+
+
+def _params(params):
+    since, types, count, offset, echo = None, None, DEFAULT_COUNT, 0, []
+    for name, value in params:
+        if name == "_since":
+            try:
+                since = parse_range(value)[0]
+            except ValueError as exc:
+                raise FHIRError(400, f"_since: {exc}") from None
+        elif name == "_type":
+            types = [t.strip() for t in value.split(",") if t.strip()]
+        elif name == "_count":
+            count = _int(name, value, 1, MAX_COUNT)
+        elif name == "_offset":
+            offset = _int(name, value, 0, 10**9)
+            continue
+        else:
+            continue
+        echo.append((name, value))
+    return since, types, count, offset, echo
+
+
+def everything_rows(services, pid: str, since, types) -> list[int]:
+    store = services.store
+    own = store.query("SELECT rid, last_updated FROM resources WHERE type = 'Patient' AND id = ? AND deleted = 0",
+                      [pid])
+    if not own:
+        raise FHIRError(404, f"Patient/{pid} is not known")
+    rids = []
+    if (types is None or "Patient" in types) and (since is None or own[0][1] >= since):
+        rids.append(own[0][0])
+    members = compartment_rids(store, services.registry, "Patient", pid, types, since)
+    rids += [r for r in members if r != own[0][0]]
+    if types is None or len(set(types) - {"Patient"}) > 0:
+        # Resources the compartment refers to (practitioners, organizations, medications, locations...).
+        sources = [own[0][0]] + members  # what the patient and its compartment point at
+        if sources:
+            referenced = []
+            for start in range(0, len(sources), 500):
+                chunk = sources[start:start + 500]
+                referenced += [r[0] for r in store.query(
+                    f"SELECT DISTINCT t.rid FROM idx_reference x JOIN resources t ON t.type = x.target_type AND "
+                    f"t.id = x.target_id WHERE x.rid IN ({','.join('?' * len(chunk))}) AND t.deleted = 0 "
+                    f"AND t.type <> 'Patient'", chunk)]
+            seen = set(rids)
+            extra = sorted(set(referenced) - seen)
+            if types is not None:
+                extra = [r for r in extra if _type(store, r) in types]
+            rids += extra
+    return rids
+
+
+def _type(store, rid: int) -> str:
+    return store.query("SELECT type FROM resources WHERE rid = ?", [rid])[0][0]
+
+
+@operation("everything", types=["Patient"], type_level=True, instance=True,
+           definition="http://hl7.org/fhir/OperationDefinition/Patient-everything")
+async def everything(router, request, ctx, rtype, rid, params, body):
+    services = router.services
+    since, types, count, offset, echo = _params(params)
+
+    def run():
+        services.policy.authorize(ctx, "everything", "Patient")
+        if rid is not None:
+            rows = everything_rows(services, rid, since, types)
+        else:
+            rows = []
+            for (pid,) in services.store.query("SELECT id FROM resources WHERE type = 'Patient' AND deleted = 0 "
+                                                "ORDER BY rid", []):
+                rows += everything_rows(services, pid, since, types)
+        page = services.store.fetch_rows(rows[offset:offset + count])
+        url = f"{ctx.base_url}/Patient/{rid}/$everything" if rid else f"{ctx.base_url}/Patient/$everything"
+        links = paging_links(url, echo, count, offset, offset + count < len(rows), None, keyset=False)
+        return fhir(200, searchset(ctx.base_url, page, [], len(rows), links, None, None), ctx)
+
+    return await router.run(run)

@@ -1,0 +1,209 @@
+"""The FHIR REST router: maps method and path (below the FHIR base) to one interaction.
+
+A single catch-all route dispatches by the shape of the path, which keeps the hot read path short and
+lets unknown types, ids and operations fail with an OperationOutcome rather than a framework 404.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..fhir.jsonio import parse_resource
+from ..fhir.model import ID_RE, is_resource_type
+from ..fhir.outcome import FHIRError
+from . import http
+from .context import Caller, RequestContext
+from .interactions import history, read, search, transaction, write
+from .interactions.patch import patch
+from .operations import registry as operations
+from .responses import error, fhir, written
+
+log = logging.getLogger("healthtwin.api")
+COMPARTMENTS = {"Patient", "Encounter", "RelatedPerson", "Practitioner", "Device"}
+
+
+class FHIRRouter:
+    def __init__(self, services, base_path: str = "/fhir", identify=None) -> None:
+        self.services = services
+        self.base_path = base_path.rstrip("/")
+        # identify(request) -> Caller: the authentication seam (security/ replaces the anonymous default).
+        self.identify = identify or (lambda request: Caller())
+
+    async def __call__(self, scope, receive, send) -> None:
+        request = Request(scope, receive)
+        response = await self.handle(request)
+        await response(scope, receive, send)
+
+    def base_url(self, request: Request) -> str:
+        root = f"{request.url.scheme}://{request.url.netloc}"
+        return root + self.base_path
+
+    async def handle(self, request: Request) -> Response:
+        ctx: RequestContext | None = None
+        try:
+            caller = self.identify(request)
+            ctx = http.context(request, caller, self.base_url(request))
+            path = request.url.path[len(self.base_path):].strip("/")
+            parts = [p for p in path.split("/") if p] if path else []
+            return await self.dispatch(request, ctx, request.method, parts)
+        except FHIRError as exc:
+            return error(exc, ctx)
+        except Exception:  # never a traceback to the client: log it, answer with an OperationOutcome
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return error(FHIRError(500, "Internal server error; the request was not completed", "exception"), ctx)
+
+    async def run(self, fn, *args) -> Any:
+        if self.services.store.blocking:
+            return await run_in_threadpool(fn, *args)
+        return fn(*args)
+
+    async def dispatch(self, request: Request, ctx: RequestContext, method: str, parts: list[str]) -> Response:
+        s = self.services
+        n = len(parts)
+        if n >= 1 and parts[-1].startswith("$"):
+            return await self.operation(request, ctx, parts)
+        if n == 0:
+            if method == "POST":
+                body, _ = await http.json_body(request, s.limits.max_body_bytes)
+                if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+                    raise FHIRError(400, "POST to the base URL takes a batch or transaction Bundle")
+                return fhir(200, await self.run(transaction.process, s, ctx, body), ctx)
+            if method == "GET":
+                return await self.run(search.search, s, ctx, None, http.query_items(request))
+            raise _not_allowed(method, "the base URL")
+        if parts[0] == "metadata" and n == 1:
+            if method != "GET":
+                raise _not_allowed(method, "/metadata")
+            from .operations.capability import capability_statement
+            return fhir(200, capability_statement(s, ctx), ctx)
+        if parts[0] == "_history" and n == 1:
+            return await self.run(history.history, s, ctx, None, None, http.query_items(request))
+        if parts[0] == "_search" and n == 1 and method == "POST":
+            return await self.run(search.search, s, ctx, None, await self.form_params(request))
+        rtype = parts[0]
+        if not is_resource_type(rtype):
+            raise FHIRError(404, f"Unknown resource type '{rtype}'", "not-supported")
+        if n == 1:
+            return await self.type_level(request, ctx, method, rtype)
+        if n == 2 and parts[1] == "_search":
+            if method != "POST":
+                raise _not_allowed(method, f"{rtype}/_search")
+            return await self.run(search.search, s, ctx, rtype, await self.form_params(request))
+        if n == 2 and parts[1] == "_history":
+            return await self.run(history.history, s, ctx, rtype, None, http.query_items(request))
+        rid = parts[1]
+        if n == 2:
+            return await self.instance_level(request, ctx, method, rtype, rid)
+        if not ID_RE.match(rid):
+            raise FHIRError(404, f"{rtype}/{rid} is not known")
+        if n == 3 and parts[2] == "_history":
+            return await self.run(history.history, s, ctx, rtype, rid, http.query_items(request))
+        if n == 4 and parts[2] == "_history":
+            if method != "GET":
+                raise _not_allowed(method, "a version")
+            return await self.run(read.vread, s, ctx, rtype, rid, parts[3])
+        if n == 3 and rtype in COMPARTMENTS and is_resource_type(parts[2]):
+            if method != "GET":
+                raise _not_allowed(method, "a compartment")
+            return await self.run(search.search, s, ctx, parts[2], http.query_items(request), (rtype, rid))
+        raise FHIRError(404, f"No FHIR interaction at '{'/'.join(parts)}'", "not-supported")
+
+    async def type_level(self, request: Request, ctx: RequestContext, method: str, rtype: str) -> Response:
+        s = self.services
+        if method == "GET":
+            return await self.run(search.search, s, ctx, rtype, http.query_items(request))
+        if method == "POST":
+            http.check_content_type(request)
+            resource = parse_resource(await http.body_bytes(request, s.limits.max_body_bytes), rtype)
+            result = await self.run(self._in_tx, write.create, s, ctx, rtype, resource,
+                                    ctx.header("if-none-exist"))
+            return written(result.stored, result.status, ctx)
+        if method == "PUT":
+            query = request.url.query
+            if not query:
+                raise FHIRError(400, f"PUT {rtype} needs an id (PUT {rtype}/id) or search criteria")
+            http.check_content_type(request)
+            resource = parse_resource(await http.body_bytes(request, s.limits.max_body_bytes), rtype)
+            result = await self.run(self._in_tx, write.conditional_update, s, ctx, rtype, query, resource,
+                                    write.parse_if_match(ctx.header("if-match")))
+            return written(result.stored, result.status, ctx)
+        if method == "DELETE":
+            query = request.url.query
+            if not query:
+                raise FHIRError(405, f"DELETE {rtype} needs an id or search criteria", "not-supported")
+            result = await self.run(self._in_tx, write.conditional_delete, s, ctx, rtype, query)
+            return fhir(204, None, ctx) if result.stored is None else fhir(200, _deleted(result.stored), ctx)
+        raise _not_allowed(method, rtype)
+
+    async def instance_level(self, request: Request, ctx: RequestContext, method: str, rtype: str,
+                             rid: str) -> Response:
+        s = self.services
+        if method == "GET":
+            params = request.query_params
+            summary = params.get("_summary")
+            elements = params.get("_elements")
+            return await self.run(read.read, s, ctx, rtype, rid, summary if summary != "false" else None,
+                                  elements.split(",") if elements else None)
+        if method == "PUT":
+            http.check_content_type(request)
+            resource = parse_resource(await http.body_bytes(request, s.limits.max_body_bytes), rtype)
+            result = await self.run(self._in_tx, write.update, s, ctx, rtype, rid, resource,
+                                    write.parse_if_match(ctx.header("if-match")))
+            return written(result.stored, result.status, ctx)
+        if method == "DELETE":
+            result = await self.run(self._in_tx, write.delete, s, ctx, rtype, rid)
+            return fhir(204, None, ctx) if result.stored is None else fhir(200, _deleted(result.stored), ctx)
+        if method == "PATCH":
+            body, ctype = await http.json_body(request, s.limits.max_body_bytes, allow_patch=True)
+            result = await self.run(self._in_tx, patch, s, ctx, rtype, rid, body, ctype,
+                                    write.parse_if_match(ctx.header("if-match")))
+            return written(result.stored, result.status, ctx)
+        raise _not_allowed(method, f"{rtype}/{rid}")
+
+    def _in_tx(self, fn, services, ctx, *args):
+        with services.store.transaction() as tx:
+            return fn(services, ctx, tx, *args)
+
+    async def form_params(self, request: Request) -> list[tuple[str, str]]:
+        from urllib.parse import parse_qsl
+        ctype = http.check_content_type(request, allow_form=True)
+        params = http.query_items(request)
+        if ctype == "application/x-www-form-urlencoded":
+            raw = await http.body_bytes(request, self.services.limits.max_body_bytes)
+            params += parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        return params
+
+    async def operation(self, request: Request, ctx: RequestContext, parts: list[str]) -> Response:
+        name = parts[-1][1:]
+        rtype = parts[0] if len(parts) >= 2 else None
+        rid = parts[1] if len(parts) == 3 else None
+        if rtype is not None and not is_resource_type(rtype):
+            raise FHIRError(404, f"Unknown resource type '{rtype}'", "not-supported")
+        if len(parts) > 3:
+            raise FHIRError(404, f"No operation at '{'/'.join(parts)}'", "not-supported")
+        op = operations.find(name, rtype, rid is not None)
+        if op is None:
+            where = f"{rtype}{'/[id]' if rid else ''}" if rtype else "the system level"
+            raise FHIRError(404, f"Operation ${name} is not supported at {where}", "not-supported")
+        body = None
+        if request.method == "POST":
+            raw = await http.body_bytes(request, self.services.limits.max_body_bytes)
+            if raw.strip():
+                http.check_content_type(request)
+                body = http.parse_json(raw)
+        elif request.method != "GET":
+            raise _not_allowed(request.method, f"${name}")
+        return await op(self, request, ctx, rtype, rid, http.query_items(request), body)
+
+
+def _deleted(stored) -> dict:
+    from ..fhir.outcome import information
+    return information(f"{stored.type}/{stored.id} deleted (version {stored.version})")
+
+
+def _not_allowed(method: str, where: str) -> FHIRError:
+    return FHIRError(405, f"{method} is not allowed on {where}", "not-supported")

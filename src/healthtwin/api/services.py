@@ -1,0 +1,44 @@
+"""What every interaction needs, built once at start: the store, definitions, validator and policy."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..fhir.search_query import SearchParser
+from ..store import Store
+from .context import OpenPolicy, Policy
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_BUNDLE_ENTRIES = 10_000
+
+
+@dataclass
+class Limits:
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_bundle_entries: int = MAX_BUNDLE_ENTRIES
+
+
+@dataclass
+class Services:
+    store: Store
+    registry: Any  # fhir.search_params.SearchRegistry
+    validator: Any  # fhir.validation.Validator
+    policy: Policy = field(default_factory=OpenPolicy)
+    limits: Limits = field(default_factory=Limits)
+    jobs: Any = None  # background jobs (reindex, import)
+
+    def __post_init__(self) -> None:
+        self.parser = SearchParser(self.registry)
+
+    @classmethod
+    def build(cls, store: Store, policy: Policy | None = None, limits: Limits | None = None) -> "Services":
+        from ..fhir.search_params import SearchRegistry
+        from ..fhir.validation import Validator
+        from .definitions import load_runtime_definitions
+
+        registry = SearchRegistry.default()
+        validator = Validator.default()
+        store.set_extractor(lambda resource: registry.extractor(resource["resourceType"])(resource))
+        services = cls(store, registry, validator, policy or OpenPolicy(), limits or Limits())
+        load_runtime_definitions(services)
+        return services

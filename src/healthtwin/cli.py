@@ -1,0 +1,74 @@
+"""The `healthtwin` command: serve, load, generate, demo."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .config import Settings
+
+log = logging.getLogger("healthtwin")
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default="./data", help="folder for the embedded database and keys (default ./data)")
+    p.add_argument("--database", default=None,
+                   help="postgresql://user@host/db for PostgreSQL; default: SQLite in the data folder")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    settings = Settings(Path(args.data_dir).resolve(), args.database)
+    settings.export()
+    log.warning("Health Twin serving http://%s:%s/fhir (store: %s)", args.host, args.port,
+                settings.database or settings.data_dir / "healthtwin.sqlite")
+    log.warning("No authentication is enforced yet: every caller is anonymous and allowed (OpenPolicy).")
+    uvicorn.run("healthtwin.api.asgi:app", host=args.host, port=args.port, workers=args.workers,
+                log_level=args.log_level, access_log=False, loop="uvloop", http="httptools")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from .loading import load_paths
+    settings = Settings(Path(args.data_dir).resolve(), args.database)
+    return load_paths(settings, args.paths)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="healthtwin", description="Health Twin: a national FHIR R4 digital twin")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the FHIR API")
+    _store_args(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--log-level", default="warning")
+    serve.set_defaults(func=cmd_serve)
+
+    load = sub.add_parser("load", help="load FHIR Bundles (JSON) or NDJSON files into the store")
+    _store_args(load)
+    load.add_argument("paths", nargs="+", help="files or folders; '-' reads NDJSON from standard input")
+    load.set_defaults(func=cmd_load)
+
+    demo = sub.add_parser("demo", help="load demo data into the embedded store and serve it")
+    _store_args(demo)
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--no-serve", action="store_true", help="load and exit (for tests)")
+    demo.set_defaults(func=lambda a: __import__("healthtwin.demo", fromlist=["run"]).run(a))
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, OSError) as exc:
+        print(f"healthtwin {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

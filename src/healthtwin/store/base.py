@@ -1,0 +1,335 @@
+"""The store: FHIR resources, their versions and their search indexes, behind one interface for SQLite and
+PostgreSQL. Dialects differ only in connections, placeholders and locking (sqlite.py, postgres.py); every
+statement and rule of versioning lives here once, so both databases behave alike.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import defaultdict
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
+
+import orjson
+
+from ..fhir.outcome import FHIRError
+from .indexer import INSERT_SQL, index_rows
+from .records import Page, Stored, instant
+from .schema import INDEX_TABLES, MIGRATIONS, statements
+
+Extractor = Callable[[dict], list[tuple]]
+
+_COLS = "type, id, version, last_updated, deleted, content"
+
+
+def _stored(row: Sequence[Any], method: str = "update") -> Stored:
+    content = row[5]
+    return Stored(row[0], row[1], row[2], row[3], bool(row[4]), bytes(content) if content is not None else None,
+                  method)
+
+
+class Clock:
+    """Millisecond timestamps, strictly increasing within a process, so _since and history order are exact."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            ts = round(time.time(), 3)
+            if ts <= self._last:
+                ts = round(self._last + 0.001, 3)
+            self._last = ts
+            return ts
+
+
+class Store:
+    """Dialect-independent storage logic. Subclasses provide `_connect_cursor`, `_begin_write` and `lock`."""
+
+    dialect = "abstract"
+    # Whether calls block on the network (the API then runs them in a worker thread).
+    blocking = False
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self._pids: dict[tuple[str, str], int] = {}
+        self._pid_lock = threading.Lock()
+        self._extractor: Extractor | None = None
+
+    # -- dialect hooks ---------------------------------------------------------------------------------------
+    @contextmanager
+    def cursor(self) -> Iterator[Any]:  # a read cursor (autocommit / snapshot per statement)
+        raise NotImplementedError
+
+    @contextmanager
+    def write_cursor(self) -> Iterator[Any]:  # a cursor inside a write transaction, committed on exit
+        raise NotImplementedError
+
+    def sql(self, text: str) -> str:  # placeholders: the code writes '?', PostgreSQL wants '%s'
+        return text
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- schema ------------------------------------------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        """Applies every migration not yet recorded; returns the versions applied now."""
+        applied_now = []
+        with self.write_cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                        "description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            self.lock(cur, "schema-migrations")
+            cur.execute("SELECT version FROM schema_migrations")
+            done = {r[0] for r in cur.fetchall()}
+            for version, description, ddl in MIGRATIONS:
+                if version in done:
+                    continue
+                for stmt in statements(self.dialect, ddl):
+                    cur.execute(stmt)
+                cur.execute(self.sql("INSERT INTO schema_migrations VALUES (?, ?, ?)"),
+                            (version, description, instant(time.time())))
+                applied_now.append(version)
+        return applied_now
+
+    def schema_version(self) -> int:
+        with self.cursor() as cur:
+            cur.execute("SELECT MAX(version) FROM schema_migrations")
+            return cur.fetchone()[0] or 0
+
+    def for_update(self) -> str:
+        """Row-lock suffix for a SELECT inside a write transaction."""
+        return ""
+
+    def lock(self, cur: Any, key: str) -> None:
+        """Serialises writers that use the same key until the transaction ends (no-op where writes are serial)."""
+
+    # -- search parameter ids --------------------------------------------------------------------------------
+    def pid(self, rtype: str, code: str, cur: Any | None = None) -> int | None:
+        """The id of a search parameter in index tables; created on first write (cur given), else None."""
+        key = (rtype, code)
+        found = self._pids.get(key)
+        if found is not None:
+            return found
+        with self._pid_lock:
+            if cur is None:
+                with self.cursor() as c:
+                    self._load_pids(c)
+                return self._pids.get(key)
+            self._load_pids(cur)
+            if key not in self._pids:
+                cur.execute(self.sql("INSERT INTO search_params (type, code) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+                            key)
+                cur.execute(self.sql("SELECT pid FROM search_params WHERE type = ? AND code = ?"), key)
+                self._pids[key] = cur.fetchone()[0]
+            return self._pids[key]
+
+    def _load_pids(self, cur: Any) -> None:
+        cur.execute("SELECT type, code, pid FROM search_params")
+        self._pids.update({(t, c): p for t, c, p in cur.fetchall()})
+
+    def pids(self, types: Sequence[str], code: str) -> list[int]:
+        return [p for p in (self.pid(t, code) for t in types) if p is not None]
+
+    # -- reads ---------------------------------------------------------------------------------------------------
+    def read(self, rtype: str, rid: str) -> Stored | None:
+        with self.cursor() as cur:
+            cur.execute(self.sql(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ?"), (rtype, rid))
+            row = cur.fetchone()
+        return _stored(row) if row else None
+
+    def vread(self, rtype: str, rid: str, version: int) -> Stored | None:
+        with self.cursor() as cur:
+            cur.execute(self.sql(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ? AND version = ?"),
+                        (rtype, rid, version))
+            row = cur.fetchone()
+            if row is None:
+                cur.execute(self.sql(f"SELECT {_COLS}, method FROM history WHERE type = ? AND id = ? AND version = ?"),
+                            (rtype, rid, version))
+                row = cur.fetchone()
+                return _stored(row, row[6]) if row else None
+        return _stored(row)
+
+    def fetch_rows(self, rids: Sequence[int]) -> list[Stored]:
+        """Current versions by row id, in the order given."""
+        if not rids:
+            return []
+        found: dict[int, Stored] = {}
+        with self.cursor() as cur:
+            for start in range(0, len(rids), 500):
+                chunk = rids[start:start + 500]
+                cur.execute(self.sql(f"SELECT {_COLS}, rid FROM resources WHERE rid IN ({','.join('?' * len(chunk))})"),
+                            tuple(chunk))
+                found.update({row[6]: _stored(row) for row in cur.fetchall()})
+        return [found[r] for r in rids if r in found]
+
+    def history(self, rtype: str | None, rid: str | None, since: float | None, at: float | None,
+                count: int, offset: int) -> tuple[list[Stored], int]:
+        """Versions newest first (instance, type or system level), and how many there are in all."""
+        where, params = [], []
+        if rtype is not None:
+            where.append("type = ?")
+            params.append(rtype)
+        if rid is not None:
+            where.append("id = ?")
+            params.append(rid)
+        if since is not None:
+            where.append("last_updated >= ?")
+            params.append(since)
+        if at is not None:
+            where.append("last_updated <= ?")
+            params.append(at)
+        cond = (" WHERE " + " AND ".join(where)) if where else ""
+        # The current row of a deleted resource is its delete; earlier versions are in `history`.
+        union = (f"SELECT {_COLS}, CASE WHEN deleted = 1 THEN 'delete' WHEN version = 1 THEN 'create' "
+                 f"ELSE 'update' END AS method FROM resources{cond} "
+                 f"UNION ALL SELECT {_COLS}, method FROM history{cond}")
+        with self.cursor() as cur:
+            cur.execute(self.sql(f"SELECT COUNT(*) FROM ({union}) h"), params * 2)
+            total = cur.fetchone()[0]
+            cur.execute(self.sql(f"SELECT * FROM ({union}) h ORDER BY last_updated DESC, version DESC "
+                                 f"LIMIT ? OFFSET ?"), params * 2 + [count, offset])
+            rows = [_stored(r, r[6]) for r in cur.fetchall()]
+        if at is not None and rid is not None:
+            rows = rows[:1]  # _at on an instance: the version current at that time
+            total = len(rows)
+        return rows, total
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        with self.cursor() as cur:
+            cur.execute(self.sql(sql), tuple(params))
+            return cur.fetchall()
+
+    # -- writes ------------------------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator["Transaction"]:
+        """All-or-nothing: everything done through the yielded Transaction commits together or not at all."""
+        with self.write_cursor() as cur:
+            tx = Transaction(self, cur)
+            yield tx
+            tx.flush()
+
+    def set_extractor(self, extractor: Extractor) -> None:
+        self._extractor = extractor
+
+    def extract(self, resource: dict) -> list[tuple]:
+        if self._extractor is None:
+            from ..fhir.extract import extract
+            self._extractor = extract
+        return self._extractor(resource)
+
+    def new_id(self) -> str:
+        return str(uuid.uuid4())
+
+    def count_resources(self) -> dict[str, int]:
+        with self.cursor() as cur:
+            cur.execute("SELECT type, COUNT(*) FROM resources WHERE deleted = 0 GROUP BY type")
+            return dict(cur.fetchall())
+
+
+class Transaction:
+    """Writes inside one database transaction. Index rows are batched and written at flush (commit)."""
+
+    def __init__(self, store: Store, cur: Any) -> None:
+        self.store = store
+        self.cur = cur
+        self.sql = store.sql
+        self._pending: dict[str, list[tuple]] = defaultdict(list)
+        self._reindex_rids: list[int] = []
+
+    def lock(self, key: str) -> None:
+        self.store.lock(self.cur, key)
+
+    def current(self, rtype: str, rid: str) -> tuple[int, Stored] | None:
+        self.cur.execute(self.sql(f"SELECT {_COLS}, rid FROM resources WHERE type = ? AND id = ?"
+                                  + self.store.for_update()), (rtype, rid))
+        row = self.cur.fetchone()
+        return (row[6], _stored(row)) if row else None
+
+    def _stamp(self, resource: dict, version: int, now: float) -> bytes:
+        meta = resource.get("meta")
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = instant(now)
+        resource["meta"] = meta
+        return orjson.dumps(resource)
+
+    def create(self, rtype: str, resource: dict, rid: str | None = None) -> Stored:
+        rid = rid or self.store.new_id()
+        resource["id"] = rid
+        now = self.store.clock.now()
+        content = self._stamp(resource, 1, now)
+        self.cur.execute(self.sql("INSERT INTO resources (type, id, version, last_updated, deleted, content) "
+                                  "VALUES (?, ?, 1, ?, 0, ?) RETURNING rid"), (rtype, rid, now, content))
+        row_id = self.cur.fetchone()[0]
+        self._index(row_id, rtype, resource)
+        return Stored(rtype, rid, 1, now, False, content, "create")
+
+    def update(self, rtype: str, rid: str, resource: dict, if_match: int | None = None,
+               existing: tuple[int, Stored] | None = None) -> Stored:
+        """Updates (or creates with the client's id). Returns the new version; method says which happened."""
+        existing = existing or self.current(rtype, rid)
+        if existing is None:
+            if if_match is not None:
+                raise FHIRError(412, f"{rtype}/{rid} does not exist, but If-Match asked for version {if_match}")
+            return self.create(rtype, resource, rid)
+        row_id, old = existing
+        if if_match is not None and if_match != old.version:
+            raise FHIRError(412, f"{rtype}/{rid} is at version {old.version}, not {if_match} (If-Match)")
+        version = old.version + 1
+        resource["id"] = rid
+        now = self.store.clock.now()
+        content = self._stamp(resource, version, now)
+        self._archive(old)
+        self.cur.execute(self.sql("UPDATE resources SET version = ?, last_updated = ?, deleted = 0, content = ? "
+                                  "WHERE rid = ?"), (version, now, content, row_id))
+        self._drop_index(row_id)
+        self._index(row_id, rtype, resource)
+        return Stored(rtype, rid, version, now, False, content, "create" if old.deleted else "update")
+
+    def delete(self, rtype: str, rid: str, existing: tuple[int, Stored] | None = None) -> Stored | None:
+        """Deletes by writing a tombstone version; None if there was nothing (or nothing live) to delete."""
+        existing = existing or self.current(rtype, rid)
+        if existing is None or existing[1].deleted:
+            return None
+        row_id, old = existing
+        now = self.store.clock.now()
+        self._archive(old)
+        self.cur.execute(self.sql("UPDATE resources SET version = ?, last_updated = ?, deleted = 1, content = NULL "
+                                  "WHERE rid = ?"), (old.version + 1, now, row_id))
+        self._drop_index(row_id)
+        return Stored(rtype, rid, old.version + 1, now, True, None, "delete")
+
+    def _archive(self, old: Stored) -> None:
+        method = "delete" if old.deleted else ("create" if old.version == 1 else "update")
+        self.cur.execute(self.sql("INSERT INTO history (type, id, version, last_updated, deleted, method, content) "
+                                  "VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                         (old.type, old.id, old.version, old.last_updated, int(old.deleted), method, old.content))
+
+    def _index(self, row_id: int, rtype: str, resource: dict) -> None:
+        rows = self.store.extract(resource)
+        index_rows(row_id, rtype, rows, lambda t, c: self.store.pid(t, c, self.cur), self._pending)
+
+    def _drop_index(self, row_id: int) -> None:
+        # Pending rows for this resource (written earlier in the same transaction) must go too.
+        for table, rows in self._pending.items():
+            if any(r[0] == row_id for r in rows):
+                self._pending[table] = [r for r in rows if r[0] != row_id]
+        for table in INDEX_TABLES:
+            self.cur.execute(self.sql(f"DELETE FROM {table} WHERE rid = ?"), (row_id,))
+
+    def reindex(self, row_id: int, rtype: str, resource: dict) -> None:
+        self._drop_index(row_id)
+        self._index(row_id, rtype, resource)
+
+    def flush(self) -> None:
+        for table, rows in self._pending.items():
+            if rows:
+                self.cur.executemany(self.sql(INSERT_SQL[table]), rows)
+        self._pending.clear()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        self.flush()  # a query inside the transaction must see this transaction's index rows
+        self.cur.execute(self.sql(sql), tuple(params))
+        return self.cur.fetchall() if self.cur.description is not None else []

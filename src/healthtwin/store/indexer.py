@@ -1,0 +1,75 @@
+"""Turns the search rows extracted from a resource into INSERTs on the index tables."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Callable
+
+# table -> column list after (rid, pid)
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "idx_string": ("value", "exact"),
+    "idx_token": ("system", "code", "text"),
+    "idx_reference": ("target_type", "target_id", "url"),
+    "idx_date": ("lo", "hi"),
+    "idx_number": ("value", "lo", "hi"),
+    "idx_quantity": ("value", "lo", "hi", "system", "code", "unit", "canon_code", "canon_value"),
+    "idx_uri": ("value",),
+    "idx_composite": ("a_sys", "a_code", "b_sys", "b_code", "b_lo", "b_hi", "c_lo", "c_hi"),
+}
+TABLE_OF_KIND = {"string": "idx_string", "token": "idx_token", "reference": "idx_reference", "date": "idx_date",
+                 "number": "idx_number", "quantity": "idx_quantity", "uri": "idx_uri", "composite": "idx_composite"}
+INSERT_SQL = {t: f"INSERT INTO {t} (rid, pid, {', '.join(c)}) VALUES ({', '.join('?' * (len(c) + 2))})"
+              for t, c in COLUMNS.items()}
+
+
+def composite_columns(components: list[tuple]) -> tuple[Any, ...]:
+    """Flattens a composite's component values into the a/b/c columns of idx_composite."""
+    a_sys = a_code = b_sys = b_code = b_lo = b_hi = c_lo = c_hi = None
+    for n, comp in enumerate(components[:3]):
+        kind = comp[0]
+        if n == 0:
+            if kind == "token":
+                a_sys, a_code = comp[1], comp[2]
+            elif kind == "reference":
+                a_code = comp[3]
+            else:
+                a_code = str(comp[1])
+        elif n == 1:
+            if kind == "token":
+                b_sys, b_code = comp[1], comp[2]
+            elif kind == "string":
+                b_code = comp[1]
+            elif kind == "reference":
+                b_code = comp[3]
+            elif kind == "quantity":
+                b_lo, b_hi, b_sys, b_code = comp[2], comp[3], comp[4], comp[5]
+            elif kind == "number":
+                b_lo, b_hi = comp[2], comp[3]
+            elif kind == "date":
+                b_lo, b_hi = comp[1], comp[2]
+            elif kind == "uri":
+                b_code = comp[1]
+        else:
+            if kind == "number":
+                c_lo, c_hi = comp[2], comp[3]
+            elif kind == "date":
+                c_lo, c_hi = comp[1], comp[2]
+            elif kind == "quantity":
+                c_lo, c_hi = comp[2], comp[3]
+    return (a_sys, a_code, b_sys, b_code, b_lo, b_hi, c_lo, c_hi)
+
+
+def index_rows(rid: int, rtype: str, rows: list[tuple], pid_of: Callable[[str, str], int],
+               into: dict[str, list[tuple]] | None = None) -> dict[str, list[tuple]]:
+    """Groups extracted rows by index table, as parameter tuples ready for executemany."""
+    out = into if into is not None else defaultdict(list)
+    for row in rows:
+        code, kind = row[0], row[1]
+        table = TABLE_OF_KIND.get(kind)
+        if table is None:
+            continue  # 'special' (e.g. Location.near) is not indexed in SQL
+        pid = pid_of(rtype, code)
+        if kind == "composite":
+            out[table].append((rid, pid) + composite_columns(row[2]))
+        else:
+            out[table].append((rid, pid) + tuple(row[2:]))
+    return out

@@ -1,0 +1,42 @@
+"""Plain records the store hands to the API: what was stored, and pages of results."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One version of a resource as stored: `content` is its JSON (bytes, meta included); None if deleted."""
+
+    type: str
+    id: str
+    version: int
+    last_updated: float
+    deleted: bool
+    content: bytes | None
+    method: str = "update"  # create | update | delete: the interaction that produced this version
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def last_updated_iso(self) -> str:
+        return instant(self.last_updated)
+
+
+@dataclass
+class Page:
+    """A page of search or history results: matches, then included resources, plus what paging needs."""
+
+    matches: list[Stored]
+    included: list[Stored] = field(default_factory=list)
+    total: int | None = None
+    has_more: bool = False
+    last_rid: int | None = None
+
+
+def instant(ts: float) -> str:
+    """FHIR instant with millisecond precision in UTC (the store rounds times to milliseconds)."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

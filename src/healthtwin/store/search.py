@@ -1,0 +1,141 @@
+"""Running searches: the page of matches, _total, _include/_revinclude (with :iterate) and $everything."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..fhir.model import definition
+from ..fhir.search_query import Include, SearchQuery
+from .records import Page, Stored
+from .search_sql import MAX_INCLUDES, SearchCompiler, _in
+
+_COLS = "r0.type, r0.id, r0.version, r0.last_updated, r0.deleted, r0.content, r0.rid"
+MAX_ITERATE = 4
+
+
+def _row(row) -> tuple[int, Stored]:
+    content = row[5]
+    return row[6], Stored(row[0], row[1], row[2], row[3], bool(row[4]), bytes(content) if content else None)
+
+
+def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
+    """Runs `query`; `execute(sql, params)` may be a transaction's, so the search sees its own writes."""
+    execute = execute or store.query
+    compiler = SearchCompiler(store, registry)
+    where = compiler.where(query.criteria, query.types, "r0")
+    page = Page(matches=[])
+    if query.summary != "count" and query.count > 0:
+        sql = f"SELECT {_COLS} FROM resources r0 WHERE {where.text()}"
+        params = list(where.params)
+        if query.sort:
+            order = compiler.order_by(query, "r0")
+            sql += f" ORDER BY {order.text()} LIMIT ? OFFSET ?"
+            params += order.params + [query.count + 1, query.offset]
+        elif query.after is not None:
+            sql += " AND r0.rid > ? ORDER BY r0.rid LIMIT ?"
+            params += [query.after, query.count + 1]
+        else:
+            sql += " ORDER BY r0.rid LIMIT ? OFFSET ?"
+            params += [query.count + 1, query.offset]
+        rows = [_row(r) for r in execute(sql, params)]
+        page.has_more = len(rows) > query.count
+        rows = rows[:query.count]
+        page.matches = [s for _, s in rows]
+        page.last_rid = rows[-1][0] if rows else None
+        if query.includes and rows:
+            page.included = _includes(store, registry, query.includes, rows)
+    want_total = query.total in ("accurate", "estimate") or query.summary == "count"
+    if want_total:
+        page.total = execute(f"SELECT COUNT(*) FROM resources r0 WHERE {where.text()}", where.params)[0][0]
+    elif query.total is None and query.offset == 0 and query.after is None and not page.has_more \
+            and query.count > 0:
+        page.total = len(page.matches)  # known without counting
+    return page
+
+
+def _includes(store, registry, includes: list[Include], rows: list[tuple[int, Stored]]) -> list[Stored]:
+    seen = {(s.type, s.id) for _, s in rows}
+    result: list[Stored] = []
+    frontier = rows
+    for depth in range(MAX_ITERATE):
+        found: list[tuple[int, Stored]] = []
+        for inc in includes:
+            if depth > 0 and not inc.iterate:
+                continue
+            if inc.reverse:  # resources of source_type that point at the frontier
+                sources = [(rid, s) for rid, s in frontier if inc.target_type in (None, s.type)]
+            else:
+                sources = [(rid, s) for rid, s in frontier if inc.source_type in ("*", s.type)]
+            if not sources:
+                continue
+            if inc.reverse:
+                found += _revinclude(store, inc, [s for _, s in sources])
+            else:
+                found += _include(store, inc, [rid for rid, _ in sources])
+        new = []
+        for rid, s in found:
+            if (s.type, s.id) not in seen and len(seen) < MAX_INCLUDES + len(rows):
+                seen.add((s.type, s.id))
+                new.append((rid, s))
+        result += [s for _, s in new]
+        frontier = new
+        if not new:
+            break
+    return result
+
+
+def _param_filter(store, inc: Include, types: Sequence[str]) -> tuple[str, list]:
+    if inc.param == "*":
+        return "", []
+    pids = store.pids(types, inc.param) or [-1]
+    return f" AND x.pid IN {_in(pids)}", pids
+
+
+def _include(store, inc: Include, rids: list[int]) -> list[tuple[int, Stored]]:
+    out = []
+    for start in range(0, len(rids), 500):
+        chunk = rids[start:start + 500]
+        cond, params = _param_filter(store, inc, [inc.source_type])
+        target = " AND x.target_type = ?" if inc.target_type else ""
+        sql = (f"SELECT DISTINCT {_COLS} FROM idx_reference x JOIN resources r0 ON r0.type = x.target_type "
+               f"AND r0.id = x.target_id WHERE x.rid IN {_in(chunk)}{cond}{target} AND r0.deleted = 0")
+        out += [_row(r) for r in store.query(sql, [*chunk, *params, *([inc.target_type] if target else [])])]
+    return out
+
+
+def _revinclude(store, inc: Include, targets: list[Stored]) -> list[tuple[int, Stored]]:
+    out = []
+    by_type: dict[str, list[str]] = {}
+    for s in targets:
+        by_type.setdefault(s.type, []).append(s.id)
+    for ttype, ids in by_type.items():
+        if inc.target_type and inc.target_type != ttype:
+            continue
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            types = [inc.source_type] if inc.source_type != "*" else []
+            cond, params = _param_filter(store, inc, types) if types else ("", [])
+            tcond = " AND r0.type = ?" if types else ""
+            sql = (f"SELECT DISTINCT {_COLS} FROM idx_reference x JOIN resources r0 ON r0.rid = x.rid "
+                   f"WHERE x.target_type = ? AND x.target_id IN {_in(chunk)}{cond}{tcond} AND r0.deleted = 0")
+            out += [_row(r) for r in store.query(sql, [ttype, *chunk, *params, *types])]
+    return out
+
+
+def compartment_rids(store, registry, compartment: str, cid: str, types: Sequence[str] | None,
+                     since: float | None) -> list[int]:
+    """Row ids of every live resource in a compartment (e.g. Patient/123), for $everything."""
+    pids = []
+    for rtype, codes in definition("compartments").get(compartment, {}).items():
+        if types and rtype not in types:
+            continue
+        for code in codes:
+            pids += store.pids([rtype], code)
+    if not pids:
+        return []
+    sql = (f"SELECT DISTINCT r0.rid FROM idx_reference x JOIN resources r0 ON r0.rid = x.rid "
+           f"WHERE x.target_type = ? AND x.target_id = ? AND x.pid IN {_in(pids)} AND r0.deleted = 0")
+    params: list = [compartment, cid, *pids]
+    if since is not None:
+        sql += " AND r0.last_updated >= ?"
+        params.append(since)
+    return sorted(r[0] for r in store.query(sql + " ORDER BY r0.rid", params))

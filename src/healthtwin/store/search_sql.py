@@ -1,0 +1,419 @@
+"""Compiling a SearchQuery into SQL over the index tables, and running it into a Page.
+
+Every value from the request is bound as a parameter; only table names, column names and operators chosen
+here from fixed sets appear in the SQL text. See docs/search-compilation.md for the range semantics.
+"""
+from __future__ import annotations
+
+import unicodedata
+from typing import Any, Sequence
+
+from ..fhir.outcome import FHIRError
+from ..fhir.search_query import Criterion, Include, SearchQuery, Value, split_unescaped, unescape
+from .records import Page
+
+OPEN_LO, OPEN_HI = -1e18, 1e18
+TABLE = {"string": "idx_string", "token": "idx_token", "reference": "idx_reference", "date": "idx_date",
+         "number": "idx_number", "quantity": "idx_quantity", "uri": "idx_uri", "composite": "idx_composite"}
+# Rough selectivity: the most selective criterion drives the query (IN), the others filter (EXISTS).
+_RANK = {"compartment": 0, "_id": 0, "reference": 1, "token": 2, "chain": 3, "has": 3, "uri": 3, "string": 4,
+         "composite": 4, "quantity": 5, "number": 5, "date": 6, "_lastUpdated": 7, "text": 8}
+MAX_INCLUDES = 1000
+
+
+def normalize(text: str) -> str:
+    """The same normalisation as string index values: case and accents folded, whitespace collapsed."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).lower().split())
+
+
+class Sql:
+    """A growing SQL fragment with its bound parameters."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.params: list[Any] = []
+
+    def add(self, text: str, *params: Any) -> "Sql":
+        self.parts.append(text)
+        self.params.extend(params)
+        return self
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _in(values: Sequence[Any]) -> str:
+    return "(" + ",".join("?" * len(values)) + ")" if values else "(NULL)"
+
+
+class SearchCompiler:
+    def __init__(self, store, registry) -> None:
+        self.store = store
+        self.registry = registry
+        self._alias = 0
+
+    def alias(self) -> str:
+        self._alias += 1
+        return f"r{self._alias}"
+
+    def pids(self, types: Sequence[str], code: str) -> list[int]:
+        from ..fhir.model import resource_types
+        pids = self.store.pids(types or sorted(resource_types()), code)
+        return pids or [-1]  # a parameter nothing was ever indexed under matches nothing
+
+    # -- WHERE -------------------------------------------------------------------------------------------------
+    def where(self, criteria: list[Criterion], types: Sequence[str], alias: str) -> Sql:
+        sql = Sql()
+        if types:
+            sql.add(f"{alias}.type IN {_in(types)}", *types)
+        else:
+            sql.add("1 = 1")
+        sql.add(f" AND {alias}.deleted = 0")
+        ordered = sorted(criteria, key=lambda c: _RANK.get(c.code if c.code.startswith("_") else c.type, 5))
+        for n, crit in enumerate(ordered):
+            sql.add(" AND ")
+            self.criterion(sql, crit, types, alias, drive=(n == 0))
+        return sql
+
+    def criterion(self, sql: Sql, crit: Criterion, types: Sequence[str], alias: str, drive: bool) -> None:
+        if crit.code == "_id":
+            return self._ids(sql, crit, alias)
+        if crit.code == "_lastUpdated":
+            sql.add("(")
+            for n, v in enumerate(crit.values):
+                if n:
+                    sql.add(" OR ")
+                self._date_pred(sql, v, f"{alias}.last_updated", f"({alias}.last_updated + 0.001)")
+            return sql.add(")") and None
+        if crit.type == "text":
+            return self._text(sql, crit, alias)
+        if crit.type == "has":
+            return self._has(sql, crit, types, alias)
+        if crit.type == "chain":
+            return self._chain(sql, crit, types, alias)
+        if crit.type == "compartment":
+            comp_type, comp_id = crit.values[0].raw.split("/", 1)
+            pids = [p for code in crit.targets for p in self.store.pids(types, code)] or [-1]
+            sql.add(f"{alias}.rid IN (SELECT rid FROM idx_reference WHERE pid IN {_in(pids)} "
+                    f"AND target_type = ? AND target_id = ?)", *pids, comp_type, comp_id)
+            return None
+        if crit.modifier == "missing":
+            table = TABLE[crit.type]
+            pids = self.pids(types, crit.code)
+            neg = "NOT " if crit.values[0].raw == "true" else ""
+            sql.add(f"{neg}EXISTS (SELECT 1 FROM {table} x WHERE x.rid = {alias}.rid AND x.pid IN {_in(pids)})", *pids)
+            return None
+        if crit.type == "reference" and crit.modifier == "identifier":
+            pids = self.pids(types, crit.code + ":identifier")
+            return self._membership(sql, "idx_token", pids, crit, alias, drive, self._token_match, negate=False)
+        self._types = types  # composite matching looks up its components' types
+        negate = crit.modifier in ("not", "not-in")
+        matcher = getattr(self, f"_{crit.type}_match", None)
+        if matcher is None:
+            raise FHIRError(400, f"Search on parameters of type {crit.type} ('{crit.code}') is not supported")
+        self._membership(sql, TABLE[crit.type], self.pids(types, crit.code), crit, alias, drive and not negate,
+                         matcher, negate)
+
+    def _membership(self, sql: Sql, table: str, pids: list[int], crit: Criterion, alias: str, drive: bool,
+                    matcher, negate: bool) -> None:
+        inner = Sql()
+        inner.add(f"x.pid IN {_in(pids)} AND (", *pids)
+        for n, value in enumerate(crit.values):
+            if n:
+                inner.add(" OR ")
+            inner.add("(")
+            matcher(inner, value, crit)
+            inner.add(")")
+        inner.add(")")
+        if negate:
+            sql.add(f"NOT EXISTS (SELECT 1 FROM {table} x WHERE x.rid = {alias}.rid AND {inner.text()})",
+                    *inner.params)
+        elif drive:
+            sql.add(f"{alias}.rid IN (SELECT x.rid FROM {table} x WHERE {inner.text()})", *inner.params)
+        else:
+            sql.add(f"EXISTS (SELECT 1 FROM {table} x WHERE x.rid = {alias}.rid AND {inner.text()})", *inner.params)
+
+    def _ids(self, sql: Sql, crit: Criterion, alias: str) -> None:
+        ids = [unescape(v.raw) for v in crit.values]
+        if crit.modifier == "not":
+            sql.add(f"{alias}.id NOT IN {_in(ids)}", *ids)
+        else:
+            sql.add(f"{alias}.id IN {_in(ids)}", *ids)
+
+    def _text(self, sql: Sql, crit: Criterion, alias: str) -> None:
+        column = (f"convert_from({alias}.content, 'UTF8')" if self.store.dialect == "postgres"
+                  else f"CAST({alias}.content AS TEXT)")
+        op = "ILIKE" if self.store.dialect == "postgres" else "LIKE"
+        sql.add("(")
+        for n, v in enumerate(crit.values):
+            if n:
+                sql.add(" OR ")
+            sql.add(f"{column} {op} ? ESCAPE '\\'", "%" + _like_escape(v.raw) + "%")
+        sql.add(")")
+
+    def _chain(self, sql: Sql, crit: Criterion, types: Sequence[str], alias: str) -> None:
+        target = self.alias()
+        pids = self.pids(types, crit.code)
+        inner = self.where([crit.inner], crit.targets, target)
+        sql.add(f"{alias}.rid IN (SELECT x.rid FROM idx_reference x JOIN resources {target} "
+                f"ON {target}.type = x.target_type AND {target}.id = x.target_id "
+                f"WHERE x.pid IN {_in(pids)} AND {inner.text()})", *pids, *inner.params)
+
+    def _has(self, sql: Sql, crit: Criterion, types: Sequence[str], alias: str) -> None:
+        referrer = self.alias()
+        pids = self.pids([crit.has_type], crit.has_param)
+        inner = self.where([crit.inner], [crit.has_type], referrer)
+        sql.add(f"{alias}.id IN (SELECT x.target_id FROM idx_reference x JOIN resources {referrer} "
+                f"ON {referrer}.rid = x.rid WHERE x.pid IN {_in(pids)} AND x.target_type = {alias}.type "
+                f"AND {inner.text()})", *pids, *inner.params)
+
+    # -- value matchers (on alias x of the index table) ------------------------------------------------------
+    def _string_match(self, sql: Sql, v: Value, crit: Criterion) -> None:
+        raw = unescape(v.raw)
+        if crit.modifier == "exact":
+            sql.add("x.exact = ?", raw)
+        elif crit.modifier == "contains":
+            sql.add("x.value LIKE ? ESCAPE '\\'", "%" + _like_escape(normalize(raw)) + "%")
+        else:
+            q = normalize(raw)
+            collate = ' COLLATE "C"' if self.store.dialect == "postgres" else ""
+            sql.add(f"x.value{collate} >= ? AND x.value{collate} < ?", q, q + "\U0010ffff")
+
+    def _token_match(self, sql: Sql, v: Value, crit: Criterion) -> None:
+        if crit.modifier == "text":
+            q = normalize(unescape(v.raw))
+            sql.add("x.text LIKE ? ESCAPE '\\'", _like_escape(q) + "%")
+            return
+        if crit.modifier in ("in", "not-in"):
+            codes = _valueset_codes(unescape(v.raw))
+            sql.add("(")
+            for n, (system, code) in enumerate(codes):
+                sql.add(" OR " if n else "").add("(x.system = ? AND x.code = ?)", system, code)
+            sql.add("1 = 0)" if not codes else ")")
+            return
+        parts = split_unescaped(v.raw, "|")
+        if len(parts) == 1:
+            sql.add("x.code = ?", unescape(parts[0]))
+            return
+        system, code = unescape(parts[0]), unescape("|".join(parts[1:]))
+        if system == "":
+            sql.add("x.system IS NULL AND x.code = ?", code)
+        elif code == "":
+            sql.add("x.system = ?", system)
+        elif crit.modifier == "of-type":
+            raise FHIRError(400, "The :of-type modifier is not supported yet")
+        else:
+            sql.add("x.code = ? AND x.system = ?", code, system)
+
+    def _reference_match(self, sql: Sql, v: Value, crit: Criterion) -> None:
+        raw = unescape(v.raw)
+        if crit.modifier in ("above", "below"):
+            raise FHIRError(400, f"The :{crit.modifier} modifier on references is not supported")
+        if "://" in raw or raw.startswith("urn:"):
+            sql.add("x.url = ?", raw.split("|")[0])
+            return
+        parts = raw.split("/")
+        if len(parts) >= 2 and parts[-2][:1].isupper():
+            rtype, rid = parts[-2], parts[-1]
+            if crit.modifier and crit.modifier != rtype:
+                sql.add("1 = 0")
+                return
+            sql.add("x.target_id = ? AND x.target_type = ?", rid, rtype)
+        elif crit.modifier:
+            sql.add("x.target_id = ? AND x.target_type = ?", raw, crit.modifier)
+        else:
+            sql.add("x.target_id = ?", raw)
+
+    def _uri_match(self, sql: Sql, v: Value, crit: Criterion) -> None:
+        raw = unescape(v.raw)
+        if crit.modifier == "below":
+            sql.add("x.value LIKE ? ESCAPE '\\'", _like_escape(raw) + "%")
+        elif crit.modifier == "above":
+            sql.add("? LIKE (x.value || '%')", raw)
+        elif crit.modifier == "contains":
+            sql.add("x.value LIKE ? ESCAPE '\\'", "%" + _like_escape(raw) + "%")
+        else:
+            sql.add("x.value = ?", raw)
+
+    def _date_match(self, sql: Sql, v: Value, crit: Criterion) -> None:
+        self._date_pred(sql, v, "x.lo", "x.hi")
+
+    def _date_pred(self, sql: Sql, v: Value, lo: str, hi: str) -> None:
+        from ..fhir.dates import parse_range
+        try:
+            qlo, qhi = parse_range(v.raw)
+        except ValueError as exc:
+            raise FHIRError(400, f"'{v.raw}' is not a valid FHIR date: {exc}") from None
+        _range_pred(sql, v.prefix, qlo, qhi, lo, hi)
+
+    def _number_match(self, sql: Sql, v: Value, crit: Criterion) -> None:
+        qv, qlo, qhi = _number(v.raw)
+        _point_pred(sql, v.prefix, qv, qlo, qhi, "x.value")
+
+    def _quantity_match(self, sql: Sql, v: Value, crit: Criterion) -> None:
+        from ..fhir.ucum import canonical
+        parts = split_unescaped(v.raw, "|")
+        qv, qlo, qhi = _number(unescape(parts[0]))
+        system = unescape(parts[1]) if len(parts) > 1 and parts[1] else None
+        code = unescape(parts[2]) if len(parts) > 2 and parts[2] else None
+        if code is None:
+            _point_pred(sql, v.prefix, qv, qlo, qhi, "x.value")
+            return
+        canon = canonical(qv, code) if system in (None, "http://unitsofmeasure.org") else None
+        sql.add("((")
+        if system:
+            sql.add("x.system = ? AND ", system)
+        sql.add("(x.code = ? OR x.unit = ?) AND ", code, code)
+        _point_pred(sql, v.prefix, qv, qlo, qhi, "x.value")
+        sql.add(")")
+        if canon is not None:
+            cv, ccode = canon
+            scale = cv / qv if qv else 1.0
+            sql.add(" OR (x.canon_code = ? AND ", ccode)
+            _point_pred(sql, v.prefix, cv, qlo * scale, qhi * scale, "x.canon_value")
+            sql.add(")")
+        sql.add(")")
+
+    def _composite_match(self, sql: Sql, v: Value, crit: Criterion) -> None:
+        param = None
+        for t in self.registry_types(crit):
+            param = self.registry.get(t, crit.code)
+            if param:
+                break
+        if param is None or len(v.parts) != len(param.components):
+            raise FHIRError(400, f"Composite parameter '{crit.code}' needs {len(param.components) if param else '?'} "
+                                 f"'$'-separated values")
+        kinds = [(self.registry.by_url(url).type if self.registry.by_url(url) else "token")
+                 for url, _ in param.components]
+        first = Value(v.parts[0])
+        if kinds[0] == "reference":
+            sql.add("x.a_code = ?", v.parts[0])
+        else:
+            parts = split_unescaped(first.raw, "|")
+            if len(parts) == 1:
+                sql.add("x.a_code = ?", parts[0])
+            else:
+                sql.add("x.a_code = ?", parts[1]) if parts[0] == "" else sql.add("x.a_sys = ? AND x.a_code = ?",
+                                                                                  parts[0], parts[1])
+        second = v.parts[1]
+        sql.add(" AND ")
+        if kinds[1] in ("token", "reference", "uri"):
+            parts = second.split("|")
+            if len(parts) == 1:
+                sql.add("x.b_code = ?", parts[0])
+            else:
+                sql.add("x.b_sys = ? AND x.b_code = ?", parts[0], parts[1])
+        elif kinds[1] == "string":
+            sql.add("x.b_code LIKE ?", _like_escape(normalize(second)) + "%")
+        else:
+            from ..fhir.search_query import _value
+            val = _value(second, kinds[1])
+            if kinds[1] == "date":
+                from ..fhir.dates import parse_range
+                qlo, qhi = parse_range(val.raw)
+                _range_pred(sql, val.prefix, qlo, qhi, "x.b_lo", "x.b_hi")
+            else:
+                num = split_unescaped(val.raw, "|")
+                qv, qlo, qhi = _number(num[0])
+                _range_pred(sql, val.prefix, qlo, qhi, "x.b_lo", "x.b_hi")
+                if len(num) > 2 and num[2]:
+                    sql.add(" AND x.b_code = ?", num[2])
+
+    def registry_types(self, crit: Criterion) -> list[str]:
+        return list(self._types) if getattr(self, "_types", None) else ["Resource"]
+
+    # -- ORDER BY ----------------------------------------------------------------------------------------------
+    def order_by(self, query: SearchQuery, alias: str) -> Sql:
+        sql = Sql()
+        keys = []
+        for code, desc in query.sort:
+            direction = " DESC" if desc else ""
+            if code == "_id":
+                keys.append(Sql().add(f"{alias}.id{direction}"))
+                continue
+            if code == "_lastUpdated":
+                keys.append(Sql().add(f"{alias}.last_updated{direction}"))
+                continue
+            param = next((self.registry.get(t, code) for t in query.types if self.registry.get(t, code)), None)
+            if param is None or param.type not in TABLE or param.type == "composite":
+                raise FHIRError(400, f"Cannot sort by '{code}'")
+            column = {"string": "value", "token": "code", "reference": "url", "date": "lo" if not desc else "hi",
+                      "number": "value", "quantity": "value", "uri": "value"}[param.type]
+            agg = "MAX" if desc else "MIN"
+            pids = self.pids(query.types, code)
+            if self.store.dialect == "postgres" and param.type in ("string", "token", "reference", "uri"):
+                column += ' COLLATE "C"'  # the same order as SQLite's byte order
+            expr = f"(SELECT {agg}(s.{column}) FROM {TABLE[param.type]} s WHERE s.rid = {alias}.rid " \
+                   f"AND s.pid IN {_in(pids)})"
+            # Resources without a value sort last in both directions, on both databases.
+            keys.append(Sql().add(f"({expr} IS NULL), {expr}{direction}", *pids, *pids))
+        for n, key in enumerate(keys):
+            sql.add(", " if n else "").add(key.text(), *key.params)
+        sql.add(", " if keys else "").add(f"{alias}.rid")
+        return sql
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _number(text: str) -> tuple[float, float, float]:
+    from ..fhir.dates import number_range
+    try:
+        value = float(text)
+        lo, hi = number_range(text)
+    except (ValueError, TypeError):
+        raise FHIRError(400, f"'{text}' is not a number") from None
+    return value, lo, hi
+
+
+def _range_pred(sql: Sql, prefix: str, qlo: float, qhi: float, lo: str, hi: str) -> None:
+    """The spec's range semantics: target range [lo, hi) against the query's implicit range [qlo, qhi)."""
+    if prefix == "eq":
+        sql.add(f"{lo} >= ? AND {hi} <= ?", qlo, qhi)
+    elif prefix == "ne":
+        sql.add(f"NOT ({lo} >= ? AND {hi} <= ?)", qlo, qhi)
+    elif prefix == "gt":
+        sql.add(f"{hi} > ?", qhi)
+    elif prefix == "lt":
+        sql.add(f"{lo} < ?", qlo)
+    elif prefix == "ge":
+        sql.add(f"({hi} > ? OR ({lo} >= ? AND {hi} <= ?))", qhi, qlo, qhi)
+    elif prefix == "le":
+        sql.add(f"({lo} < ? OR ({lo} >= ? AND {hi} <= ?))", qlo, qlo, qhi)
+    elif prefix == "sa":
+        sql.add(f"{lo} >= ?", qhi)
+    elif prefix == "eb":
+        sql.add(f"{hi} <= ?", qlo)
+    elif prefix == "ap":
+        import time
+        width = max(abs(time.time() - qlo) * 0.1, qhi - qlo)
+        sql.add(f"{hi} > ? AND {lo} < ?", qlo - width, qhi + width)
+
+
+def _point_pred(sql: Sql, prefix: str, qv: float, qlo: float, qhi: float, col: str) -> None:
+    """Numbers and quantities: eq/ne use the query's precision range; the rest compare with the value."""
+    if prefix == "eq":
+        sql.add(f"{col} >= ? AND {col} < ?", qlo, qhi)
+    elif prefix == "ne":
+        sql.add(f"NOT ({col} >= ? AND {col} < ?)", qlo, qhi)
+    elif prefix in ("gt", "sa"):
+        sql.add(f"{col} > ?", qv)
+    elif prefix in ("lt", "eb"):
+        sql.add(f"{col} < ?", qv)
+    elif prefix == "ge":
+        sql.add(f"{col} >= ?", qv)
+    elif prefix == "le":
+        sql.add(f"{col} <= ?", qv)
+    elif prefix == "ap":
+        delta = abs(qv) * 0.1
+        sql.add(f"{col} >= ? AND {col} <= ?", qv - delta, qv + delta)
+
+
+def _valueset_codes(url: str) -> list[tuple[str, str]]:
+    from ..fhir.terminology import expand
+    codes = expand(url)
+    if codes is None:
+        raise FHIRError(400, f"ValueSet '{url}' is not known to this server, so :in/:not-in cannot be evaluated")
+    return codes

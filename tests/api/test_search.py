@@ -1,0 +1,161 @@
+"""Search semantics on both databases: types, modifiers, prefixes, chains, _has, includes, paging, sort."""
+from __future__ import annotations
+
+import pytest
+
+
+def _ids(bundle):
+    return sorted(e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match")
+
+
+@pytest.fixture
+def data(client):
+    def put(resource):
+        r = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
+        assert r.status_code in (200, 201), r.text
+    put({"resourceType": "Organization", "id": "org1", "name": "Bakı Şəhər Klinik Xəstəxanası"})
+    put({"resourceType": "Patient", "id": "p1", "name": [{"family": "Əliyev", "given": ["Murad"]}],
+         "gender": "male", "birthDate": "1970-05-20", "managingOrganization": {"reference": "Organization/org1"},
+         "identifier": [{"system": "https://health.gov.az/fhir/sid/fin", "value": "1AB2CD3"}]})
+    put({"resourceType": "Patient", "id": "p2", "name": [{"family": "Hüseynova", "given": ["Leyla"]}],
+         "gender": "female", "birthDate": "1990", "active": True})
+    obs = [("o1", "p1", "8480-6", 150, "mm[Hg]", "2024-01-10T08:00:00Z"),
+           ("o2", "p1", "8480-6", 118, "mm[Hg]", "2024-03-05T09:30:00+04:00"),
+           ("o3", "p2", "8480-6", 125, "mm[Hg]", "2023-12-31"),
+           ("o4", "p2", "2339-0", 5.4, "mmol/L", "2024-02-01T10:00:00Z"),
+           ("o5", "p1", "2339-0", 110, "mg/dL", "2024-02-02T10:00:00Z")]
+    for oid, pid, code, value, unit, when in obs:
+        put({"resourceType": "Observation", "id": oid, "status": "final",
+             "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                       "code": "vital-signs" if code == "8480-6" else "laboratory"}]}],
+             "code": {"coding": [{"system": "http://loinc.org", "code": code}], "text": "measurement"},
+             "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": when,
+             "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}})
+    return client
+
+
+@pytest.mark.parametrize("query,expected", [
+    ("Patient?name=əli", ["p1"]),
+    ("Patient?name=ALIYEV", []),  # Ə is its own letter, not A with an accent
+    ("Patient?name=huseyn", ["p2"]),  # ü folds to u
+    ("Patient?name:exact=Əliyev", ["p1"]),
+    ("Patient?name:exact=əliyev", []),
+    ("Patient?name:contains=seyn", ["p2"]),
+    ("Patient?family=Əliyev,Hüseynova", ["p1", "p2"]),
+    ("Patient?gender=female", ["p2"]),
+    ("Patient?gender:not=female", ["p1"]),
+    ("Patient?identifier=https://health.gov.az/fhir/sid/fin|1AB2CD3", ["p1"]),
+    ("Patient?identifier=1AB2CD3", ["p1"]),
+    ("Patient?identifier=http://other|1AB2CD3", []),
+    ("Patient?active:missing=true", ["p1"]),
+    ("Patient?active:missing=false", ["p2"]),
+    ("Patient?birthdate=1970", ["p1"]),
+    ("Patient?birthdate=1970-05", ["p1"]),
+    ("Patient?birthdate=ge1985", ["p2"]),
+    ("Patient?birthdate=lt1985-01-01", ["p1"]),
+    ("Patient?birthdate=1990-06-01", []),  # 1990 (a year) is not within one day
+    ("Patient?birthdate=sa1970-05-20", ["p2"]),
+    ("Patient?birthdate=eb1990", ["p1"]),
+    ("Patient?_id=p1,p2", ["p1", "p2"]),
+    ("Observation?code=http://loinc.org|8480-6", ["o1", "o2", "o3"]),
+    ("Observation?code=http://loinc.org|", ["o1", "o2", "o3", "o4", "o5"]),
+    ("Observation?code:text=measure", ["o1", "o2", "o3", "o4", "o5"]),
+    ("Observation?subject=Patient/p1", ["o1", "o2", "o5"]),
+    ("Observation?subject:Patient=p2", ["o3", "o4"]),
+    ("Observation?patient=p2&code=2339-0", ["o4"]),
+    ("Observation?date=2024-01", ["o1"]),
+    ("Observation?date=ge2024-02-01&date=lt2024-03", ["o4", "o5"]),
+    ("Observation?date=2024-03-05T05:30:00Z", ["o2"]),  # the same instant in another time zone
+    ("Observation?value-quantity=gt120", ["o1", "o3"]),
+    ("Observation?value-quantity=118", ["o2"]),
+    ("Observation?value-quantity=le118|http://unitsofmeasure.org|mm[Hg]", ["o2"]),
+    # UCUM: 5.4 mmol/L is not comparable to mg/dL without a molar mass; 110 mg/dL = 1.1 g/L
+    ("Observation?value-quantity=1.1|http://unitsofmeasure.org|g/L", ["o5"]),
+    ("Observation?code-value-quantity=http://loinc.org|8480-6$gt140", ["o1"]),
+    ("Observation?code-value-quantity=8480-6$lt100", []),
+    ("Observation?subject:Patient.name=leyla", ["o3", "o4"]),
+    ("Observation?subject:Patient.organization.name=bakı", ["o1", "o2", "o5"]),
+    ("Patient?_has:Observation:subject:value-quantity=gt140", ["p1"]),
+    ("Patient?_has:Observation:patient:code=2339-0", ["p1", "p2"]),
+    ("Observation?category=laboratory&_lastUpdated=gt2000-01-01", ["o4", "o5"]),
+    ("Observation?_content=measurement&code=2339-0", ["o4", "o5"]),
+])
+def test_search_semantics(data, query, expected):
+    r = data.get(f"/fhir/{query}")
+    assert r.status_code == 200, r.text
+    assert _ids(r.json()) == expected
+
+
+def test_include_revinclude_iterate(data):
+    b = data.get("/fhir/Observation?code=2339-0&_include=Observation:subject").json()
+    assert sorted((e["resource"]["id"], e["search"]["mode"]) for e in b["entry"]) == [
+        ("o4", "match"), ("o5", "match"), ("p1", "include"), ("p2", "include")]
+    b = data.get("/fhir/Patient?_id=p1&_revinclude=Observation:subject").json()
+    assert sorted(e["resource"]["id"] for e in b["entry"]) == ["o1", "o2", "o5", "p1"]
+    b = data.get("/fhir/Observation?_id=o1&_include=Observation:subject"
+                 "&_include:iterate=Patient:organization").json()
+    assert sorted(e["resource"]["id"] for e in b["entry"]) == ["o1", "org1", "p1"]
+    b = data.get("/fhir/Observation?_id=o1&_include=*").json()
+    assert sorted(e["resource"]["id"] for e in b["entry"]) == ["o1", "p1"]
+
+
+def test_sort_and_paging(data):
+    b = data.get("/fhir/Observation?_sort=-date&_count=2").json()
+    assert [e["resource"]["id"] for e in b["entry"]] == ["o2", "o5"]
+    seen = []
+    url = "/fhir/Observation?_count=2"
+    while url:
+        page = data.get(url).json()
+        seen += [e["resource"]["id"] for e in page.get("entry", [])]
+        nxt = [link["url"] for link in page["link"] if link["relation"] == "next"]
+        url = nxt[0].replace("http://testserver", "") if nxt else None
+    assert sorted(seen) == ["o1", "o2", "o3", "o4", "o5"] and len(seen) == 5
+    b = data.get("/fhir/Observation?_sort=value-quantity,_id").json()
+    assert [e["resource"]["id"] for e in b["entry"]][0] == "o4"
+    # Strings sort by the code-point order of their normalised form on both databases ('h' before 'ə').
+    b = data.get("/fhir/Patient?_sort=family").json()
+    assert [e["resource"]["id"] for e in b["entry"]] == ["p2", "p1"]
+    b = data.get("/fhir/Patient?_sort=-family").json()
+    assert [e["resource"]["id"] for e in b["entry"]] == ["p1", "p2"]
+
+
+def test_total_and_summary(data):
+    assert data.get("/fhir/Observation?_summary=count").json()["total"] == 5
+    b = data.get("/fhir/Observation?_count=1&_total=accurate").json()
+    assert b["total"] == 5 and len(b["entry"]) == 1
+    b = data.get("/fhir/Observation?_count=1&_total=none").json()
+    assert "total" not in b
+    b = data.get("/fhir/Patient?_id=p1&_elements=gender").json()
+    res = b["entry"][0]["resource"]
+    assert res["gender"] == "male" and "name" not in res
+    assert any(t["code"] == "SUBSETTED" for t in res["meta"]["tag"])
+    b = data.get("/fhir/Patient?_id=p1&_summary=true").json()
+    assert "name" in b["entry"][0]["resource"]
+
+
+def test_compartment_and_everything(data):
+    b = data.get("/fhir/Patient/p1/Observation?code=8480-6").json()
+    assert _ids(b) == ["o1", "o2"]
+    b = data.get("/fhir/Patient/p1/$everything").json()
+    assert sorted(e["resource"]["id"] for e in b["entry"]) == ["o1", "o2", "o5", "org1", "p1"]
+    b = data.get("/fhir/Patient/p1/$everything?_type=Observation&_count=2").json()
+    assert b["total"] == 3 and len(b["entry"]) == 2
+    assert data.get("/fhir/Patient/nobody/$everything").status_code == 404
+
+
+def test_system_search_and_post_search(data):
+    b = data.get("/fhir/?_type=Patient,Organization").json()
+    assert sorted(e["resource"]["id"] for e in b["entry"]) == ["org1", "p1", "p2"]
+    r = data.post("/fhir/Patient/_search", data={"gender": "male"})
+    assert _ids(r.json()) == ["p1"]
+
+
+def test_search_errors(data):
+    assert data.get("/fhir/Patient?birthdate=notadate").status_code == 400
+    assert data.get("/fhir/Patient?gender:exact=male").status_code == 400
+    assert data.get("/fhir/Patient?_sort=nonsense").status_code == 400
+    strict = data.get("/fhir/Patient?nonsense=1", headers={"Prefer": "handling=strict"})
+    assert strict.status_code == 400 and strict.json()["resourceType"] == "OperationOutcome"
+    lenient = data.get("/fhir/Patient?nonsense=1").json()
+    assert any(e["search"]["mode"] == "outcome" for e in lenient["entry"])
+    assert data.get("/fhir/Patient?_count=abc").status_code == 400

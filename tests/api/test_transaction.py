@@ -1,0 +1,165 @@
+"""Batch and transaction Bundles: ordering, urn:uuid and conditional references, atomicity, conditional ops."""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import corpus
+
+
+def tx(entries, btype="transaction"):
+    return {"resourceType": "Bundle", "type": btype, "entry": entries}
+
+
+def post(full_url, resource, **request):
+    return {"fullUrl": full_url, "resource": resource,
+            "request": {"method": "POST", "url": resource["resourceType"], **request}}
+
+
+PATIENT = {"resourceType": "Patient", "identifier": [{"system": "urn:fin", "value": "7XYZ123"}],
+           "name": [{"family": "Quliyev"}]}
+
+
+def test_transaction_rewrites_urn_uuid_references(client):
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "pulse"},
+           "subject": {"reference": "urn:uuid:11111111-1111-1111-1111-111111111111"}}
+    r = client.post("/fhir", json=tx([post("urn:uuid:22222222-2222-2222-2222-222222222222", obs),
+                                      post("urn:uuid:11111111-1111-1111-1111-111111111111", PATIENT)]))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["type"] == "transaction-response"
+    assert [e["response"]["status"] for e in body["entry"]] == ["201 Created", "201 Created"]
+    obs_loc, pat_loc = (e["response"]["location"] for e in body["entry"])
+    pid = pat_loc.split("/")[1]
+    stored = client.get("/fhir/" + "/".join(obs_loc.split("/")[:2])).json()
+    assert stored["subject"]["reference"] == f"Patient/{pid}"
+
+
+def test_transaction_is_all_or_nothing(client):
+    bad = {"resourceType": "Observation", "code": {"text": "no status"}}  # invalid: status is required
+    r = client.post("/fhir", json=tx([post("urn:uuid:a", PATIENT), post("urn:uuid:b", bad)]))
+    assert r.status_code == 422
+    assert "Bundle.entry[1]" in json.dumps(r.json())
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 0
+
+
+def test_transaction_conditional_create_and_reference(client):
+    existing = client.post("/fhir/Patient", json=PATIENT).json()["id"]
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": "Patient?identifier=urn:fin|7XYZ123"}}
+    r = client.post("/fhir", json=tx([
+        post("urn:uuid:p", PATIENT, ifNoneExist="identifier=urn:fin|7XYZ123"),
+        post("urn:uuid:o", obs)]))
+    assert r.status_code == 200, r.text
+    statuses = [e["response"]["status"] for e in r.json()["entry"]]
+    assert statuses == ["200 OK", "201 Created"]
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 1
+    o = client.get(f"/fhir/Observation?subject=Patient/{existing}").json()
+    assert o["total"] == 1
+    # a conditional reference that matches nothing fails the whole transaction
+    obs["subject"]["reference"] = "Patient?identifier=urn:fin|NOBODY"
+    r = client.post("/fhir", json=tx([post("urn:uuid:o2", obs)]))
+    assert r.status_code in (404, 412) and r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_transaction_order_delete_before_create(client):
+    pid = client.post("/fhir/Patient", json=PATIENT).json()["id"]
+    r = client.post("/fhir", json=tx([
+        post("urn:uuid:new", PATIENT, ifNoneExist="identifier=urn:fin|7XYZ123"),
+        {"request": {"method": "DELETE", "url": f"Patient/{pid}"}}]))
+    assert r.status_code == 200, r.text
+    # the DELETE ran first, so the conditional create found nothing and created a new patient
+    assert r.json()["entry"][0]["response"]["status"] == "201 Created"
+    assert client.get(f"/fhir/Patient/{pid}").status_code == 410
+
+
+def test_batch_entries_fail_alone(client):
+    bad = {"resourceType": "Observation", "code": {"text": "no status"}}
+    r = client.post("/fhir", json=tx([post("urn:uuid:a", PATIENT), post("urn:uuid:b", bad),
+                                      {"request": {"method": "GET", "url": "Patient?identifier=7XYZ123"}}],
+                                     btype="batch"))
+    assert r.status_code == 200
+    entries = r.json()["entry"]
+    assert entries[0]["response"]["status"] == "201 Created"
+    assert entries[1]["response"]["status"] == "422"
+    assert entries[1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert entries[2]["resource"]["total"] == 1
+
+
+def test_bundle_limits_and_shape(client):
+    assert client.post("/fhir", json={"resourceType": "Bundle", "type": "collection"}).status_code == 400
+    assert client.post("/fhir", json=tx([{"request": {"method": "FETCH", "url": "Patient"}}])).status_code == 400
+    assert client.post("/fhir", json=tx([{"resource": PATIENT}])).status_code == 400
+    many = tx([post(f"urn:uuid:{i}", PATIENT) for i in range(10_001)])
+    r = client.post("/fhir", json=many)
+    assert r.status_code == 413
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 0
+
+
+def test_conditional_update_and_delete(client):
+    r = client.put("/fhir/Patient?identifier=urn:fin|7XYZ123", json=PATIENT)
+    assert r.status_code == 201
+    pid = r.json()["id"]
+    r = client.put("/fhir/Patient?identifier=urn:fin|7XYZ123", json={**PATIENT, "gender": "male"})
+    assert r.status_code == 200 and r.json()["id"] == pid and r.json()["meta"]["versionId"] == "2"
+    client.post("/fhir/Patient", json=PATIENT)
+    assert client.put("/fhir/Patient?identifier=urn:fin|7XYZ123", json=PATIENT).status_code == 412
+    assert client.delete("/fhir/Patient?identifier=urn:fin|7XYZ123").status_code == 412
+    assert client.delete(f"/fhir/Patient?_id={pid}").status_code in (200, 204)
+    assert client.get(f"/fhir/Patient/{pid}").status_code == 410
+
+
+def test_conditional_create_rules(client):
+    headers = {"If-None-Exist": "identifier=urn:fin|7XYZ123"}
+    first = client.post("/fhir/Patient", json=PATIENT, headers=headers)
+    again = client.post("/fhir/Patient", json=PATIENT, headers=headers)
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    client.post("/fhir/Patient", json=PATIENT)
+    assert client.post("/fhir/Patient", json=PATIENT, headers=headers).status_code == 412
+
+
+def test_parallel_conditional_creates_make_one(client):
+    headers = {"If-None-Exist": "identifier=urn:fin|PAR0001"}
+    body = {**PATIENT, "identifier": [{"system": "urn:fin", "value": "PAR0001"}]}
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda _: client.post("/fhir/Patient", json=body, headers=headers).status_code,
+                                 range(50)))
+    assert statuses.count(201) == 1 and statuses.count(200) == 49
+    assert client.get("/fhir/Patient?identifier=PAR0001&_summary=count").json()["total"] == 1
+
+
+def test_patch_json_and_fhirpath(client):
+    pid = client.post("/fhir/Patient", json=PATIENT).json()["id"]
+    r = client.patch(f"/fhir/Patient/{pid}", json=[{"op": "add", "path": "/gender", "value": "female"}],
+                     headers={"Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'})
+    assert r.status_code == 200 and r.json()["gender"] == "female" and r.json()["meta"]["versionId"] == "2"
+    params = {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.gender"},
+        {"name": "value", "valueCode": "male"}]}]}
+    r = client.patch(f"/fhir/Patient/{pid}", json=params)
+    assert r.status_code == 200 and r.json()["gender"] == "male"
+    bad = [{"op": "replace", "path": "/gender", "value": "robot"}]
+    r = client.patch(f"/fhir/Patient/{pid}", json=bad, headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 422
+    r = client.patch(f"/fhir/Patient/{pid}", json=[{"op": "test", "path": "/gender", "value": "female"}],
+                     headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 422
+    assert client.get(f"/fhir/Patient/{pid}").json()["meta"]["versionId"] == "3"
+
+
+def test_synthea_bundles_load_unchanged(client):
+    folder = corpus("synthea", "bundles")
+    files = sorted(folder.glob("*.json"))[:3]
+    for path in files:
+        bundle = json.loads(path.read_text())
+        r = client.post("/fhir", json=bundle, headers={"Prefer": "return=minimal"})
+        assert r.status_code == 200, r.text[:2000]
+        assert all(e["response"]["status"].startswith("201") for e in r.json()["entry"])
+    patients = client.get("/fhir/Patient?_summary=count").json()["total"]
+    assert patients == len(files)
+    pid = client.get("/fhir/Patient?_count=1").json()["entry"][0]["resource"]["id"]
+    everything = client.get(f"/fhir/Patient/{pid}/$everything?_count=1000").json()
+    assert everything["total"] > 50

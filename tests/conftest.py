@@ -1,0 +1,106 @@
+"""Shared test fixtures: where the third-party corpora live, and which databases to test."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def corpora_dir() -> Path:
+    """The shared third-party corpora (HEALTHTWIN_CORPORA, default ../shared/corpora)."""
+    return Path(os.environ.get("HEALTHTWIN_CORPORA", PROJECT_ROOT.parent / "shared" / "corpora")).resolve()
+
+
+def corpus(*parts: str) -> Path:
+    """A path inside the corpora; skips the calling test with a clear reason if it is absent."""
+    path = corpora_dir().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"corpus {path} is absent (set HEALTHTWIN_CORPORA to the shared corpora folder)")
+    return path
+
+
+# -- databases ---------------------------------------------------------------------------------------------------
+# SQLite always runs. PostgreSQL runs when HEALTHTWIN_TEST_POSTGRES=1 (CI: then it must be reachable) or when
+# a server answers at HEALTHTWIN_TEST_PG_DSN (default postgresql://postgres@127.0.0.1:5432/postgres); otherwise
+# its tests are skipped and the summary says so.
+PG_ADMIN_DSN = os.environ.get("HEALTHTWIN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+_pg_state: dict[str, object] = {}
+
+
+def _pg_database() -> str | None:
+    """A database created for this test run (dropped at exit); None if PostgreSQL is not reachable."""
+    if "dsn" in _pg_state:
+        return _pg_state["dsn"]  # type: ignore[return-value]
+    import atexit
+    import uuid
+
+    import psycopg
+
+    required = os.environ.get("HEALTHTWIN_TEST_POSTGRES") == "1"
+    name = f"healthtwin_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+    except psycopg.OperationalError as exc:
+        if required:
+            raise RuntimeError(f"HEALTHTWIN_TEST_POSTGRES=1 but PostgreSQL is not reachable: {exc}") from exc
+        _pg_state["dsn"] = None
+        return None
+    dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+
+    def drop() -> None:
+        try:
+            with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except psycopg.Error:
+            pass
+
+    atexit.register(drop)
+    _pg_state["dsn"] = dsn
+    return dsn
+
+
+def make_store(kind: str, tmp_path: Path):
+    """A fresh, empty store of `kind` ('sqlite' or 'postgres'); PostgreSQL gets its own schema."""
+    if kind == "sqlite":
+        from healthtwin.store.sqlite import SQLiteStore
+        return SQLiteStore(tmp_path / "test.sqlite")
+    dsn = _pg_database()
+    if dsn is None:
+        pytest.skip("PostgreSQL tests skipped: no server at " + PG_ADMIN_DSN + " (set HEALTHTWIN_TEST_POSTGRES=1 "
+                    "to require it)")
+    import uuid
+
+    import psycopg
+
+    from healthtwin.store.postgres import PostgresStore
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return PostgresStore(f"{dsn}?options=-csearch_path%3D{schema}", min_size=1, max_size=8)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    s = make_store(request.param, tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(store):
+    """A test client on the real application over a fresh store (both databases)."""
+    from starlette.testclient import TestClient
+
+    from healthtwin.api.app import create_app
+    with TestClient(create_app(store)) as c:
+        yield c
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _pg_state.get("dsn", "unset") is None:
+        terminalreporter.write_line("NOTE: PostgreSQL was not reachable: the PostgreSQL tests were SKIPPED; "
+                                    "only SQLite was tested.", yellow=True, bold=True)
