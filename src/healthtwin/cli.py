@@ -32,7 +32,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     from .loading import load_paths
     settings = Settings(Path(args.data_dir).resolve(), args.database)
-    return load_paths(settings, args.paths)
+    return load_paths(settings, args.paths, restart=args.restart, workers=args.workers)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes I/N (e.g. 0/4), not {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise argparse.ArgumentTypeError(f"--shard {text}: need 0 <= I < N")
+    return i, n
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .population import generator
+    events = None if args.events == "all" else set() if args.events == "none" else \
+        set(filter(None, args.events.split(",")))
+    if args.out == "-":
+        result = generator.write_ndjson_stream(sys.stdout.buffer, args.patients, args.seed, args.shard,
+                                               events=events)
+        total = sum(result["counts"].values())
+    else:
+        manifest = generator.generate(Path(args.out), args.patients, args.seed, args.shard, events=events,
+                                      progress=_progress("generated", args.patients))
+        total = sum(o["count"] for o in manifest["output"])
+        print(file=sys.stderr)
+    print(f"generated {total:,} resources for {args.patients:,} citizens (shard {args.shard[0]}/{args.shard[1]})",
+          file=sys.stderr)
+    return 0
+
+
+def _progress(verb: str, total: int):
+    tty = sys.stderr.isatty()
+
+    def report(done: int, of: int) -> None:
+        if tty:
+            sys.stderr.write(f"\r  {verb} {done:,}/{of:,} citizens")
+            sys.stderr.flush()
+        else:
+            log.info("%s %d/%d citizens", verb, done, of)
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,12 +91,25 @@ def main(argv: list[str] | None = None) -> int:
     load = sub.add_parser("load", help="load FHIR Bundles (JSON) or NDJSON files into the store")
     _store_args(load)
     load.add_argument("paths", nargs="+", help="files or folders; '-' reads NDJSON from standard input")
+    load.add_argument("--restart", action="store_true", help="load files again even if loaded completely before")
+    load.add_argument("--workers", type=int, default=None, help="validation processes (default: one per core)")
     load.set_defaults(func=cmd_load)
+
+    gen = sub.add_parser("generate", help="generate a synthetic population as FHIR Bulk Data NDJSON")
+    gen.add_argument("--patients", type=int, required=True)
+    gen.add_argument("--seed", type=int, default=1)
+    gen.add_argument("--out", required=True, help="output folder, or '-' for one NDJSON stream on stdout")
+    gen.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: write shard I of N (default 0/1)")
+    gen.add_argument("--events", default="all",
+                     help="planted events: 'all' (default), 'none', or a comma list (see docs/population.md)")
+    gen.set_defaults(func=cmd_generate)
 
     demo = sub.add_parser("demo", help="load demo data into the embedded store and serve it")
     _store_args(demo)
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--patients", type=int, default=10_000)
+    demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--no-serve", action="store_true", help="load and exit (for tests)")
     demo.set_defaults(func=lambda a: __import__("healthtwin.demo", fromlist=["run"]).run(a))
 

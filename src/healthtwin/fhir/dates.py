@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date
+from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 
 # Open ends of a Period (and "no bound" generally): finite so that they fit in SQL double columns and sort.
@@ -55,9 +55,38 @@ def parse_range(text: str) -> tuple[float, float]:
     return result
 
 
+# The two shapes nearly all stored values have get a fast path through the C ISO parser; the strict shape
+# check comes first because `fromisoformat` accepts more than FHIR does (week dates, "2020-03-01 10:00").
+_INSTANT_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(?:Z|[+-]\d\d:\d\d)")
+_DAY_RE = re.compile(r"\d{4}-\d\d-\d\d")
+_OFFSET_HOURS = frozenset(f"{sign}{h:02d}" for sign in "+-" for h in range(15))  # ±14:00 at most
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def _parse(text: str) -> tuple[float, float]:
     if not isinstance(text, str):
         raise ValueError(f"not a date: {text!r}")
+    fast = _INSTANT_RE.fullmatch(text)
+    if fast is not None and not text.startswith("0000"):
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not a valid FHIR dateTime: {text!r}") from None
+        if text[-1] != "Z" and text[-6:-3] not in _OFFSET_HOURS:
+            raise ValueError(f"timezone offset out of range in {text!r}")
+        frac = fast.group(1)
+        if frac is None:
+            lo = (dt - _EPOCH).total_seconds()  # cheaper than dt.timestamp()
+            return lo, lo + 1.0
+        width = 10.0 ** -(len(frac) - 1)
+        lo = (dt.replace(microsecond=0) - _EPOCH).total_seconds() + int(frac[1:]) * width  # keeps digits past µs
+        return lo, lo + width
+    if len(text) == 10 and _DAY_RE.fullmatch(text) and not text.startswith("0000"):
+        try:
+            day = date.fromisoformat(text).toordinal() - _EPOCH_ORD
+        except ValueError:
+            raise ValueError(f"day out of range in {text!r}") from None
+        return day * 86400.0, (day + 1) * 86400.0
     m = _DATE_RE.fullmatch(text)
     if m is None:
         raise ValueError(f"not a FHIR date/dateTime/instant: {text!r}")

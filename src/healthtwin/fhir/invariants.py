@@ -33,7 +33,10 @@ NATIVE = {"ele-1": "native, every element", "ext-1": "native, every extension",
           "dom-2": "native (contained)", "dom-3": "native (contained)", "dom-4": "native (contained)",
           "dom-5": "native (contained)", "txt-1": "native (narrative)", "txt-2": "native (narrative)",
           "per-1": "native (Period)", "ref-1": "native (Reference)"}
-SKIPPED = {"dom-6": "best-practice warning on every resource without narrative"}
+SKIPPED = {"dom-6": "best-practice warning on every resource without narrative",
+           # `answer is Boolean` asks for System.Boolean; fhirpathpy (correctly by the letter of FHIRPath) says
+           # false for a FHIR boolean, so every valid enableWhen with operator 'exists' would fail.
+           "que-7": "FHIR boolean vs System.Boolean type test: false positives"}
 UNDECIDABLE = re.compile(r"\b(resolve|memberOf|conformsTo|htmlChecks|subsumes|subsumedBy)\(")
 VERIFY = os.environ.get("HEALTHTWIN_VERIFY_INVARIANT_SHORTCUT") == "1"
 
@@ -88,8 +91,63 @@ def _no_trace(*_args: object) -> None:
     """trace() in the spec's expressions (sdf-16, que-1 ...) would print to stdout."""
 
 
+def _compile(expression: str) -> Callable[..., list]:
+    return fhirpathpy.compile(expression, R4_MODEL, {"traceFn": _no_trace})
+
+
+_PRESENCE = re.compile(r"\(?\s*([a-z]\w*)\.(empty|exists)\(\)(\.not\(\))?\s*\)?")
+_OPS = ("or", "and", "xor", "implies")
+
+
+def _split(expr: str) -> tuple[str, list[str]] | None:
+    """Split `a or b or c` at its top-level operator when there is exactly one operator kind at top level."""
+    depth, quote, cuts, ops = 0, False, [], set()
+    i = 0
+    while i < len(expr):
+        c = expr[i]
+        if quote:
+            quote = c != "'" or expr[i - 1] == "\\"
+        elif c == "'":
+            quote = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif depth == 0 and c == " ":
+            for op in _OPS:
+                if expr.startswith(op + " ", i + 1):
+                    cuts.append((i, i + len(op) + 2))
+                    ops.add(op)
+        i += 1
+    if len(ops) != 1 or (ops & {"xor", "implies"} and len(cuts) != 1):
+        return None
+    terms, last = [], 0
+    for a, b in cuts:
+        terms.append(expr[last:a].strip())
+        last = b
+    terms.append(expr[last:].strip())
+    return ops.pop(), terms
+
+
+class Term:
+    """One operand of a top-level and/or/xor/implies: decided natively when it only tests a child's presence,
+    from its empty-node result when none of its root children is present, else through fhirpathpy."""
+    __slots__ = ("expression", "fn", "roots", "presence", "empty_result", "triggers")
+
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+        self.fn = _compile(expression)
+        self.roots = _root_identifiers(expression)
+        m = _PRESENCE.fullmatch(expression)
+        # (child name, True when the term is true if the child is present)
+        self.presence = (m.group(1), (m.group(2) == "exists") != bool(m.group(3))) if m else None
+        self.empty_result: dict[str, bool | None] = {}
+        self.triggers: dict[str, frozenset[str]] = {}
+
+
 class Invariant:
-    __slots__ = ("key", "severity", "expression", "human", "fn", "skip", "roots", "empty_result", "triggers")
+    __slots__ = ("key", "severity", "expression", "human", "fn", "skip", "roots", "empty_result", "triggers",
+                 "op", "terms")
 
     def __init__(self, key: str, severity: str, expression: str, human: str) -> None:
         self.key, self.severity, self.expression, self.human = key, severity, expression, human
@@ -97,23 +155,32 @@ class Invariant:
         self.skip: str | None = NATIVE.get(key) or SKIPPED.get(key)
         if self.skip is None and UNDECIDABLE.search(expression):
             self.skip = "needs a server or terminology service"
+        self.op: str | None = None
+        self.terms: list[Term] | None = None
         if self.skip is None:
             try:
-                self.fn = fhirpathpy.compile(expression, R4_MODEL, {"traceFn": _no_trace})
+                self.fn = _compile(expression)
+                split = _split(expression)
+                if split is not None:
+                    self.op, terms = split
+                    self.terms = [Term(t) for t in terms]
             except Exception as exc:  # noqa: BLE001 - any parser failure means "cannot evaluate"
                 self.skip = f"fhirpathpy cannot compile it ({type(exc).__name__})"
+                self.fn, self.terms = None, None
         self.roots = _root_identifiers(expression) if self.fn is not None else None
         self.empty_result: dict[str, bool | None] = {}  # by FHIRPath type: the result on an empty node
         self.triggers: dict[str, frozenset[str]] = {}  # by type: JSON keys whose presence forces evaluation
 
 
-def _passed(result: list) -> bool:
-    # An empty result (e.g. comparing dates of different precision) is taken as "not violated".
-    return not result or result == [True]
+def _truth(result: list) -> bool | None:
+    # FHIRPath three-valued logic: empty is "unknown", which the validator does not report as a violation
+    if not result:
+        return None
+    return result != [False]
 
 
 class InvariantRegistry:
-    """Compiles each (key, expression) once and evaluates them with the shortcut described above."""
+    """Compiles each (key, expression) once and evaluates them with the shortcuts described above."""
 
     def __init__(self) -> None:
         self._by_expr: dict[tuple[str, str], Invariant] = {}
@@ -130,51 +197,92 @@ class InvariantRegistry:
     def all(self) -> list[Invariant]:
         return list(self._by_expr.values())
 
-    def _triggers(self, inv: Invariant, type_name: str) -> frozenset[str]:
+    def _keys(self, names: frozenset[str] | set[str], type_name: str) -> frozenset[str]:
         keys: set[str] = set()
         choices = self.choices(type_name) or {}
-        for name in inv.roots or ():
+        for name in names:
             keys.update((name, "_" + name))
-            keys.update(k for k, base in choices.items() if base == name)
-            keys.update("_" + k for k, base in choices.items() if base == name)
-        found = inv.triggers[type_name] = frozenset(keys)
-        return found
+            for k, base in choices.items():
+                if base == name:
+                    keys.update((k, "_" + k))
+        return frozenset(keys)
 
-    def _evaluate(self, inv: Invariant, node: Any, type_name: str, ctx: Any) -> bool | None:
+    def _evaluate(self, fn: Callable[..., list], node: Any, type_name: str, ctx: Any) -> bool | None | str:
         try:
-            return _passed(inv.fn(ResourceNode.create_node(node, type_name),  # type: ignore[misc]
-                                  {"resource": ctx.resource, "rootResource": ctx.root}))
+            return _truth(fn(ResourceNode.create_node(node, type_name),
+                             {"resource": ctx.resource, "rootResource": ctx.root}))
         except Exception:  # noqa: BLE001 - an invariant fhirpathpy cannot evaluate is skipped for this node
-            return None
+            return "error"
+
+    def _decide(self, unit: Invariant | Term, node: dict, type_name: str, ctx: Any) -> bool | None | str:
+        """A term or whole invariant without fhirpathpy when its root children are all absent."""
+        if unit.roots is not None:
+            triggers = unit.triggers.get(type_name)
+            if triggers is None:
+                triggers = unit.triggers[type_name] = self._keys(unit.roots, type_name)
+            if triggers.isdisjoint(node.keys()):
+                if type_name not in unit.empty_result:
+                    empty = self._evaluate(unit.fn, {}, type_name, ctx)
+                    unit.empty_result[type_name] = None if empty == "error" else empty  # type: ignore[assignment]
+                if unit.empty_result[type_name] is not None or unit.fn is None:
+                    self.stats["shortcut"] += 1
+                    return unit.empty_result[type_name]
+        self.stats["evaluated"] += 1
+        return self._evaluate(unit.fn, node, type_name, ctx)  # type: ignore[arg-type]
+
+    def _term(self, term: Term, node: dict, type_name: str, ctx: Any) -> bool | None | str:
+        if term.presence is not None:
+            name, if_present = term.presence
+            keys = term.triggers.get(type_name)
+            if keys is None:
+                keys = term.triggers[type_name] = self._keys({name}, type_name)
+            self.stats["native"] += 1
+            return if_present if not keys.isdisjoint(node.keys()) else not if_present
+        return self._decide(term, node, type_name, ctx)
+
+    def _combine(self, inv: Invariant, node: dict, type_name: str, ctx: Any) -> bool | None | str:
+        op, terms = inv.op, inv.terms or []
+        if op in ("xor", "implies"):
+            a = self._term(terms[0], node, type_name, ctx)
+            if a == "error":
+                return a
+            if op == "implies" and a is False:
+                return True
+            b = self._term(terms[1], node, type_name, ctx)
+            if b == "error":
+                return b
+            if op == "implies":
+                return True if b is True else (False if a is True else None)
+            return None if a is None or b is None else a != b
+        decisive = op == "or"  # the value that decides an or (True) / an and (False)
+        unknown = False
+        for term in terms:
+            r = self._term(term, node, type_name, ctx)
+            if r == "error":
+                return r
+            if r is decisive:
+                return decisive
+            unknown = unknown or r is None
+        return None if unknown else not decisive
 
     def run(self, invs: list[Invariant], node: Any, type_name: str, loc: str, ctx: Any, out: list, issue: type) -> None:
-        stats = self.stats
         for inv in invs:
             if inv.fn is None:
-                stats["skipped"] += 1
                 continue
-            result: bool | None
-            if inv.roots is not None and type(node) is dict:
-                triggers = inv.triggers.get(type_name) or self._triggers(inv, type_name)
-                if triggers.isdisjoint(node.keys()):
-                    if type_name not in inv.empty_result:
-                        inv.empty_result[type_name] = self._evaluate(inv, {}, type_name, ctx)
-                    result = inv.empty_result[type_name]
-                    if result is not None:
-                        stats["shortcut"] += 1
-                        if VERIFY:
-                            real = self._evaluate(inv, node, type_name, ctx)
-                            if real is not None and real != result:
-                                raise AssertionError(f"invariant shortcut unsound for {inv.key} on {loc}")
-                        if not result:
-                            out.append(issue(inv.severity, "invariant", f"{inv.key}: {inv.human}", loc))
-                        continue
-            result = self._evaluate(inv, node, type_name, ctx)
-            if result is None:
-                stats["failed-to-evaluate"] += 1
-                continue
-            stats["evaluated"] += 1
-            if not result:
+            if type(node) is not dict:
+                self.stats["evaluated"] += 1
+                result = self._evaluate(inv.fn, node, type_name, ctx)
+            elif inv.terms is not None:
+                result = self._combine(inv, node, type_name, ctx)
+            else:
+                result = self._decide(inv, node, type_name, ctx)
+            if VERIFY and result != "error":
+                real = self._evaluate(inv.fn, node, type_name, ctx)
+                if real != "error" and (real is False) != (result is False):
+                    raise AssertionError(f"invariant shortcut unsound for {inv.key} on {loc}: {result} vs {real}")
+            if result == "error":
+                self.stats["failed-to-evaluate"] += 1
+            elif result is False:
                 out.append(issue(inv.severity, "invariant", f"{inv.key}: {inv.human}", loc))
 
 

@@ -338,7 +338,9 @@ class Validator:
                 out.append(Issue("error", "required", f"{label} is required (minimum cardinality "
                                  f"{elems[keys[0]].min}) but is missing", f"{loc}.{label}"))
         if td.name == "Extension":
-            if ("extension" in obj) == (groups is not None):
+            # a value that only carries extensions (`_valueString`) is still a value
+            has_value = groups is not None or any(k[:6] == "_value" for k in obj)
+            if ("extension" in obj) == has_value:
                 out.append(Issue("error", "invariant", "ext-1: an extension must have either extensions or a "
                                  "value[x], not both", loc))
         elif "id" in obj and len(obj) == 1 and not td.is_resource:

@@ -70,7 +70,7 @@ def _table(c: Chronic, sex_index: int) -> list[float]:
     pts = c.points
     out = []
     for age in range(101):
-        for (a0, *v0), (a1, *v1) in zip(pts, pts[1:]):
+        for (a0, *v0), (a1, *v1) in zip(pts, pts[1:], strict=False):
             if a0 <= age <= a1:
                 f = (age - a0) / (a1 - a0) if a1 > a0 else 0.0
                 out.append(v0[sex_index] + (v1[sex_index] - v0[sex_index]) * f)

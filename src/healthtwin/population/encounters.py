@@ -5,16 +5,15 @@ are collected, sorted by day and then rendered, so each person's resources come 
 """
 from __future__ import annotations
 
+from datetime import date as _date
 from typing import Any
 
 from . import conditions as C
 from . import medications, observations
-from datetime import date as _date
-
 from .common import ACT, ICD10, SNOMED, UCUM, Person, cc, dstr, dtstr, poisson, year_of
 from .events import Events
-from .insurance import claim_and_eob
 from .institutions import Site
+from .insurance import claim_and_eob
 
 _CLASS = {"AMB": {"system": ACT, "code": "AMB", "display": "ambulatory"},
           "EMER": {"system": ACT, "code": "EMER", "display": "emergency"},

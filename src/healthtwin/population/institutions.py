@@ -9,8 +9,8 @@ for Mandatory Health Insurance (the payor) and TƏBİB (the body that runs publi
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from . import names
 from .common import EXT, SNOMED, SYS_TAX, Resource, cc

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import SYS_FIN, SYS_SERVICE, Person, dstr, dtstr
+from .common import SYS_SERVICE, Person, dstr, dtstr
 from .institutions import INSURER_ID, INSURER_REF
 
 # code -> (display, unit price AZN)
@@ -47,7 +47,9 @@ START_OF_MANDATORY_INSURANCE = 737425  # 2020-01-01: nationwide roll-out of mand
 
 
 def coverage(p: Person) -> str:
-    """Emit the resident's Coverage; returns its id."""
+    """Emit the resident's Coverage; returns its id ('' for residents who died before the roll-out)."""
+    if p.death is not None and p.death < START_OF_MANDATORY_INSURANCE:
+        return ""  # never insured, and never claimed for (claims start with the roll-out)
     cid = f"cov-{p.idx}"
     start = max(p.birth, START_OF_MANDATORY_INSURANCE)
     res: dict[str, Any] = {

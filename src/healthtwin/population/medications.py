@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import ATC, UCUM, Person, Resource, dstr, dtstr
+from .common import ATC, UCUM, Person, Resource, dtstr
 
 # key -> [(ATC code, display, dose, dose unit (UCUM), times per day, days supplied)]
 DRUGS: dict[str, list[tuple[str, str, float, str, int, int]]] = {
@@ -56,7 +56,7 @@ def prescribe(p: Person, key: str, enc: dict[str, str], day: int, minute: int, r
     """Request (and usually dispense) every drug for a condition; returns the number of resources."""
     n = 0
     chronic = key in CHRONIC_KEYS
-    for code, name, dose, unit, tpd, days in DRUGS[key]:
+    for code, _name, _dose, _unit, tpd, days in DRUGS[key]:
         rid = p.new_id("mrq")
         qty = tpd * days
         req: Resource = {
@@ -91,4 +91,3 @@ def prescribe(p: Person, key: str, enc: dict[str, str], day: int, minute: int, r
     return n
 
 
-__all__ = ["DRUGS", "prescribe", "dstr"]

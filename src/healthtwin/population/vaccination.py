@@ -60,8 +60,8 @@ SCHEDULE: list[Dose] = [
 _VC = {d.key: {"coding": [{"system": CVX, "code": d.cvx, "display": d.cvx_display},
                           {"system": ATC, "code": d.atc, "display": d.atc_display}], "text": d.cvx_display}
        for d in SCHEDULE}
-_PERF_FN = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "AP",
-                         "display": "Administering Provider"}]}]
+_PERF_FN = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0443", "code": "AP",
+                        "display": "Administering Provider"}]}
 _ROUTE = {"IM": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration",
                              "code": "IM", "display": "Injection, intramuscular"}]},
           "PO": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration",

@@ -1,0 +1,315 @@
+"""Bulk loading of FHIR NDJSON (and Bundles) into the store: `healthtwin load` and $import share this.
+
+Each line is parsed, validated and indexed; a bad line is reported with its file, line number and
+OperationOutcome and the load goes on. Batches commit together with a checkpoint of the last line
+loaded, so an interrupted load resumes where it stopped, and re-loading a file creates nothing new.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable, Iterable, Iterator
+
+import orjson
+
+from .fhir.model import ID_RE, is_resource_type
+
+log = logging.getLogger("healthtwin.load")
+BATCH = 1000
+
+
+@dataclass
+class LoadReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[dict] = field(default_factory=list)  # {file, line, outcome}
+    seconds: float = 0.0
+
+    @property
+    def loaded(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+    def rate(self) -> float:
+        return self.loaded / self.seconds if self.seconds else 0.0
+
+
+def _outcome(message: str, location: str | None = None, issues=None) -> dict:
+    if issues:
+        return {"resourceType": "OperationOutcome", "issue": [
+            {"severity": i.severity, "code": i.code, "diagnostics": i.message,
+             **({"expression": [i.location]} if i.location else {})} for i in issues]}
+    issue = {"severity": "error", "code": "invalid", "diagnostics": message}
+    if location:
+        issue["expression"] = [location]
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def _chunks(lines: Iterable[bytes], start_line: int, size: int) -> Iterator[list[tuple[int, bytes]]]:
+    chunk: list[tuple[int, bytes]] = []
+    for line_no, raw in enumerate(lines, 1):
+        if line_no <= start_line or not raw.strip():
+            continue
+        chunk.append((line_no, raw))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class Checker:
+    """Parses, validates and extracts index rows for one chunk of lines; runs in worker processes."""
+
+    def __init__(self, validator, extract) -> None:
+        self.validator = validator
+        self.extract = extract
+
+    def __call__(self, chunk: list[tuple[int, bytes]]) -> tuple[list[tuple[int, dict, list]], list[tuple[int, dict]]]:
+        good, bad = [], []
+        for line_no, raw in chunk:
+            try:
+                resource = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                bad.append((line_no, _outcome(f"Line is not valid JSON: {exc}")))
+                continue
+            if not isinstance(resource, dict) or not is_resource_type(str(resource.get("resourceType"))):
+                bad.append((line_no, _outcome("Line is not a FHIR resource with a known resourceType",
+                                              "resourceType")))
+                continue
+            rid = resource.get("id")
+            if not isinstance(rid, str) or not ID_RE.match(rid):
+                bad.append((line_no, _outcome("Bulk data resources must carry a valid id", "id")))
+                continue
+            issues = self.validator.validate(resource)
+            if any(i.severity in ("error", "fatal") for i in issues):
+                bad.append((line_no, _outcome("", issues=issues)))
+                continue
+            good.append((line_no, resource, self.extract(resource)))
+        return good, bad
+
+
+_worker_checker: Checker | None = None
+
+
+def _worker_init() -> None:
+    global _worker_checker
+    from .fhir.search_params import SearchRegistry
+    from .fhir.validation import Validator
+    registry = SearchRegistry.default()
+    _worker_checker = Checker(Validator.default(), lambda r: registry.extractor(r["resourceType"])(r))
+
+
+def _worker_check(chunk):
+    assert _worker_checker is not None
+    return _worker_checker(chunk)
+
+
+class Loader:
+    """Validates and indexes NDJSON lines (in worker processes when workers > 1) and writes them in
+    batches through the store's bulk path; the writer stays in this process."""
+
+    def __init__(self, services, progress: Callable[[int, int], None] | None = None, workers: int = 1) -> None:
+        self.services = services
+        self.store = services.store
+        self.progress = progress
+        self.report = LoadReport()
+        self.workers = workers
+        self._pool = None
+        self._checker = Checker(services.validator, self.store.extract)
+
+    def _map(self, chunks: Iterator[list[tuple[int, bytes]]]):
+        if self.workers <= 1:
+            return map(self._checker, chunks)
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            # Services' run-time definitions (custom SearchParameters, profiles) live in this process;
+            # workers are used only when none are loaded.
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
+                                             initializer=_worker_init)
+        return _ordered_prefetch(self._pool, chunks, self.workers * 2)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _error(self, source: str, line_no: int, outcome: dict) -> None:
+        self.report.errors.append({"file": source, "line": line_no, "outcome": outcome})
+        first = outcome["issue"][0]
+        log.warning("%s:%d: %s %s", source, line_no, first.get("diagnostics"), first.get("expression", [""])[0])
+
+    def load_lines(self, lines: Iterable[bytes], source: str, checkpoint: str | None = None,
+                   start_line: int = 0) -> None:
+        last_line = start_line
+        for good, bad in self._map(_chunks(lines, start_line, BATCH)):
+            for line_no, outcome in bad:
+                self._error(source, line_no, outcome)
+            last_line = max([last_line] + [g[0] for g in good] + [b[0] for b in bad])
+            self._commit([(r, rows) for _, r, rows in good], checkpoint, last_line)
+            self._tick()
+        if checkpoint:
+            self._commit([], checkpoint, last_line, done=True)
+
+    def _commit(self, batch, checkpoint: str | None, line_no: int, done: bool = False) -> None:
+        with self.store.transaction() as tx:
+            if batch:
+                created, updated, unchanged = tx.put_many(batch)
+                self.report.created += created
+                self.report.updated += updated
+                self.report.unchanged += unchanged
+            if checkpoint:
+                _save_checkpoint(tx, checkpoint, line_no, done)
+
+    def _tick(self) -> None:
+        if self.progress:
+            self.progress(self.report.loaded, len(self.report.errors))
+
+
+def _ordered_prefetch(pool, chunks, depth: int):
+    """Like pool.map, but submits at most `depth` chunks ahead so memory stays flat on huge inputs."""
+    from collections import deque
+    pending: deque = deque()
+    for chunk in chunks:
+        pending.append(pool.submit(_worker_check, chunk))
+        if len(pending) >= depth:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _checkpoint_key(path: Path) -> tuple[str, dict]:
+    st = path.stat()
+    ident = {"path": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns}
+    key = "load:" + hashlib.sha256(orjson.dumps(ident)).hexdigest()[:32]
+    return key, ident
+
+
+def _save_checkpoint(tx, key: str, line: int, done: bool) -> None:
+    now = time.time()
+    status = "done" if done else "running"
+    tx.execute("UPDATE jobs SET status = ?, done = ?, updated = ? WHERE id = ?", (status, line, now, key))
+    if not tx.execute("SELECT 1 FROM jobs WHERE id = ?", (key,)):
+        tx.execute("INSERT INTO jobs (id, kind, status, done, created, updated) VALUES (?, 'load', ?, ?, ?, ?)",
+                   (key, status, line, now, now))
+
+
+def _resume_point(store, key: str) -> tuple[int, bool]:
+    rows = store.query("SELECT done, status FROM jobs WHERE id = ?", [key])
+    return (rows[0][0], rows[0][1] == "done") if rows else (0, False)
+
+
+def ndjson_files(paths: Iterable[str]) -> Iterator[Path | str]:
+    for p in paths:
+        if p == "-":
+            yield "-"
+            continue
+        path = Path(p)
+        if path.is_dir():
+            yield from sorted(f for f in path.rglob("*") if f.suffix in (".ndjson", ".json") and f.is_file()
+                              and f.name != "manifest.json" and "ground_truth" not in f.parts)
+        elif path.exists():
+            yield path
+        else:
+            raise FileNotFoundError(f"no such file or folder: {p}")
+
+
+def load_bundle(services, path: Path, report: LoadReport) -> None:
+    """A JSON file holding a transaction or batch Bundle (e.g. Synthea's) goes through the transaction API."""
+    from .api.context import Caller, RequestContext
+    from .api.interactions.transaction import process
+    from .fhir.outcome import FHIRError
+    try:
+        bundle = orjson.loads(path.read_bytes())
+        ctx = RequestContext(caller=Caller(subject="cli", kind="system"), base_url="", prefer_return="minimal")
+        result = process(services, ctx, bundle)
+        report.created += sum(1 for e in result["entry"] if e["response"]["status"].startswith("201"))
+        report.unchanged += sum(1 for e in result["entry"] if e["response"]["status"].startswith("200"))
+    except (FHIRError, orjson.JSONDecodeError, AttributeError) as exc:
+        outcome = exc.outcome() if isinstance(exc, FHIRError) else _outcome(f"Not a FHIR Bundle: {exc}")
+        report.errors.append({"file": str(path), "line": 0, "outcome": outcome})
+        log.warning("%s: %s", path, outcome["issue"][0]["diagnostics"])
+
+
+def load(services, paths: Iterable[str], stdin: IO[bytes] | None = None, restart: bool = False,
+         progress: Callable[[int, int], None] | None = None, workers: int = 1) -> LoadReport:
+    custom = services.store.query("SELECT COUNT(*) FROM resources WHERE type IN ('SearchParameter', "
+                                  "'StructureDefinition') AND deleted = 0", [])[0][0]
+    if custom:
+        workers = 1  # run-time definitions (custom search parameters, profiles) live in this process only
+    loader = Loader(services, progress, workers)
+    try:
+        _load_all(services, loader, paths, stdin, restart)
+    finally:
+        loader.close()
+    return loader.report
+
+
+def _load_all(services, loader: Loader, paths: Iterable[str], stdin, restart: bool) -> None:
+    started = time.perf_counter()
+    for item in ndjson_files(paths):
+        if item == "-":
+            loader.load_lines(stdin or sys.stdin.buffer, "<stdin>")
+            continue
+        path = item
+        if path.suffix == ".json":
+            load_bundle(services, path, loader.report)
+            continue
+        key, _ = _checkpoint_key(path)
+        start, done = (0, False) if restart else _resume_point(services.store, key)
+        if done:
+            log.info("%s was loaded completely before; skipped (use --restart to load it again)", path)
+            continue
+        if start:
+            log.info("%s: resuming after line %d", path, start)
+        with open(path, "rb") as fp:
+            loader.load_lines(fp, str(path), key, start)
+    loader.report.seconds = time.perf_counter() - started
+
+
+class Progress:
+    """A progress line on a terminal, or periodic counts and rates in the log."""
+
+    def __init__(self, stream: IO[str] = sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.started = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, loaded: int, errors: int) -> None:
+        now = time.perf_counter()
+        elapsed = now - self.started
+        rate = loaded / elapsed if elapsed else 0
+        if self.tty:
+            self.stream.write(f"\r  loaded {loaded:,} resources  ({rate:,.0f}/s, {errors} errors)   ")
+            self.stream.flush()
+        elif now - self.last > 5:
+            log.info("loaded %d resources (%.0f/s, %d errors)", loaded, rate, errors)
+            self.last = now
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def load_paths(settings, paths: list[str], restart: bool = False, workers: int | None = None) -> int:
+    from .api.services import Services
+    from .store import open_store
+    store = open_store(settings.database, settings.data_dir)
+    services = Services.build(store)
+    progress = Progress()
+    import os
+    report = load(services, paths, restart=restart, progress=progress,
+                  workers=workers if workers is not None else (os.cpu_count() or 1))
+    progress.close()
+    print(f"loaded {report.loaded:,} resources in {report.seconds:.1f} s ({report.rate():,.0f}/s): "
+          f"{report.created:,} created, {report.updated:,} updated, {report.unchanged:,} unchanged, "
+          f"{len(report.errors)} rejected", file=sys.stderr)
+    store.close()
+    return 1 if report.errors and not report.loaded else 0

@@ -1,0 +1,363 @@
+"""The tamper-evident audit trail: every access as a FHIR AuditEvent (IHE BALP shape) in a hash chain.
+
+Chain: entry n stores hash_n = SHA-256(hash_{n-1} || canonical header || canonical event bytes), where the
+header holds seq, recorded, patient and agent. `verify()` walks the chain and names the first entry that
+was changed (hash mismatch), removed (gap in seq), reordered or re-linked (prev_hash mismatch). An attacker
+with write access who rewrites the whole tail consistently is caught only by an anchor: publish `head()`
+somewhere the database admin cannot write (another system, a signed daily mail) and pass the anchors to
+`verify()`. On PostgreSQL `harden_postgres()` takes UPDATE/DELETE/TRUNCATE away from the server's role.
+
+Durability ("no acknowledged request goes unaudited, even across a crash"): `append()` returns only after
+its transaction has committed, and the request handler must call it BEFORE releasing the response; if it
+raises, the handler answers 500 instead of the data. SQLite commits audit batches with synchronous=FULL.
+
+Throughput: appends are group-committed. Concurrent callers queue their events; one of them (the leader)
+writes everything queued in one transaction while the others wait, then all return together. No
+background thread: if nobody is waiting, a lone append is simply one transaction.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import orjson
+
+from ..store.records import instant
+
+GENESIS = "0" * 64
+_SORT = orjson.OPT_SORT_KEYS
+
+
+class AuditError(Exception):
+    """The audit trail could not be written: the request must fail rather than go unaudited."""
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    first_bad_seq: int | None = None
+    reason: str | None = None
+    checked: int = 0
+
+
+def entry_hash(prev_hash: str, seq: int, recorded: float, patient: str | None, agent: str | None,
+               event: bytes) -> str:
+    header = orjson.dumps({"agent": agent, "patient": patient, "recorded": recorded, "seq": seq}, option=_SORT)
+    # Newlines separate the parts unambiguously: neither the hex hash nor compact JSON contains a raw newline.
+    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + header + b"\n" + event).hexdigest()
+
+
+def _patient_of(event: dict[str, Any]) -> str | None:
+    for entity in event.get("entity") or ():
+        ref = ((entity.get("what") or {}).get("reference") or "")
+        if ref.startswith("Patient/") and (entity.get("role") or {}).get("code") == "1":
+            return ref
+    return None
+
+
+def _agent_of(event: dict[str, Any]) -> str | None:
+    for agent in event.get("agent") or ():
+        if agent.get("requestor"):
+            who = agent.get("who") or {}
+            return (who.get("identifier") or {}).get("value") or who.get("reference") or who.get("display")
+    return None
+
+
+class _Pending:
+    __slots__ = ("events", "done", "error", "last_seq")
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.events, self.done, self.error, self.last_seq = events, False, None, 0
+
+
+class AuditLog:
+    def __init__(self, store: Any, batch_window: float = 0.0, max_batch: int = 2000, durable: bool = True) -> None:
+        """`batch_window` (seconds) lets a leader wait for more appends before writing; 0 relies on natural
+        batching (whatever queued while the previous transaction ran), which costs no latency."""
+        self.store, self.batch_window, self.max_batch, self.durable = store, batch_window, max_batch, durable
+        self._cond = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._flushing = False
+
+    # -- schema ---------------------------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        pg = self.store.dialect == "postgres"
+        with self.store.cursor() as cur:
+            cur.execute("SELECT to_regclass('audit_log') IS NOT NULL" if pg else
+                        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'")
+            if cur.fetchone()[0]:
+                return  # exists; after harden_postgres the server's role may not run DDL on it at all
+        real, blob = ("DOUBLE PRECISION", "BYTEA") if pg else ("REAL", "BLOB")
+        with self.store.write_cursor() as cur:
+            self.store.lock(cur, "audit-log")
+            cur.execute(f"""CREATE TABLE IF NOT EXISTS audit_log (seq BIGINT PRIMARY KEY, recorded {real} NOT NULL,
+                            event {blob} NOT NULL, patient TEXT NULL, agent TEXT, prev_hash TEXT NOT NULL,
+                            hash TEXT NOT NULL)""")
+            cur.execute("CREATE INDEX IF NOT EXISTS audit_log_patient ON audit_log (patient, recorded)")
+
+    # -- writing --------------------------------------------------------------------------------------------
+    def append(self, events: Sequence[dict[str, Any]]) -> int:
+        """Writes the events durably and returns the last seq; raises AuditError if they could not be written."""
+        events = list(events)
+        for event in events:
+            if not isinstance(event, dict) or event.get("resourceType") != "AuditEvent":
+                raise ValueError("only AuditEvent resources go into the audit log")
+        if not events:
+            return self.head()[0]
+        mine = _Pending(events)
+        leader = False
+        with self._cond:
+            self._queue.append(mine)
+            while not mine.done:
+                if not self._flushing:
+                    self._flushing = leader = True
+                    break
+                self._cond.wait()
+        if leader:
+            self._lead(mine)
+        if mine.error is not None:
+            raise AuditError("the audit trail could not be written") from mine.error
+        return mine.last_seq
+
+    async def append_async(self, events: Sequence[dict[str, Any]]) -> int:
+        """For async handlers: waits in a worker thread, so concurrent requests share one commit."""
+        from starlette.concurrency import run_in_threadpool
+        return await run_in_threadpool(self.append, events)
+
+    def _lead(self, mine: _Pending) -> None:
+        try:
+            if self.batch_window:
+                time.sleep(self.batch_window)
+            while not mine.done:
+                with self._cond:
+                    batch, count = [], 0
+                    while self._queue and (not batch or count + len(self._queue[0].events) <= self.max_batch):
+                        item = self._queue.pop(0)
+                        batch.append(item)
+                        count += len(item.events)
+                try:
+                    self._write(batch)
+                except BaseException as exc:  # every request in a failed batch fails: none is acknowledged
+                    for item in batch:
+                        item.error = exc
+                with self._cond:
+                    for item in batch:
+                        item.done = True
+                    self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._flushing = False
+                self._cond.notify_all()  # a waiter whose events are still queued becomes the next leader
+
+    def _write(self, batch: list[_Pending]) -> None:
+        sqlite_full = self.durable and self.store.dialect == "sqlite"
+        if sqlite_full:
+            # Per-connection and this thread's own connection: the store's NORMAL mode survives a process
+            # crash but not power loss; the audit commit must survive both.
+            with self.store.cursor() as c:
+                c.execute("PRAGMA synchronous=FULL")
+        try:
+            with self.store.write_cursor() as cur:
+                self.append_in(cur, [e for item in batch for e in item.events], batch)
+        finally:
+            if sqlite_full:
+                with self.store.cursor() as c:
+                    c.execute("PRAGMA synchronous=NORMAL")
+
+    def append_in(self, cur: Any, events: list[dict[str, Any]], batch: list[_Pending] | None = None) -> int:
+        """Appends inside the caller's write transaction (e.g. the one that writes the resource, so write and
+        audit commit together). Holds the chain lock until that transaction ends — keep it short."""
+        store = self.store
+        store.lock(cur, "audit-log")  # PostgreSQL: advisory lock across processes; SQLite: BEGIN IMMEDIATE did it
+        cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        row = cur.fetchone()
+        seq, prev = (row[0], row[1]) if row else (0, GENESIS)
+        rows = []
+        now = time.time()
+        for event in events:
+            seq += 1
+            event.setdefault("recorded", instant(now))
+            body = orjson.dumps(event, option=_SORT)
+            patient, agent = _patient_of(event), _agent_of(event)
+            digest = entry_hash(prev, seq, now, patient, agent, body)
+            rows.append((seq, now, body, patient, agent, prev, digest))
+            prev = digest
+        cur.executemany(store.sql("INSERT INTO audit_log (seq, recorded, event, patient, agent, prev_hash, hash) "
+                                  "VALUES (?, ?, ?, ?, ?, ?, ?)"), rows)
+        if batch is not None:  # tell each waiting request which seq its last event got
+            first = rows[0][0]
+            for item in batch:
+                first += len(item.events)
+                item.last_seq = first - 1
+        return seq
+
+    # -- reading --------------------------------------------------------------------------------------------
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest entry — the value to anchor outside the database."""
+        with self.store.cursor() as cur:
+            cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            row = cur.fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def verify(self, anchors: Iterable[tuple[int, str]] = (), page: int = 5000) -> VerifyResult:
+        """Walks the whole chain; the first problem found is reported with its seq."""
+        anchored = dict(anchors)
+        expected, prev, checked = 1, GENESIS, 0
+        sql = self.store.sql("SELECT seq, recorded, event, patient, agent, prev_hash, hash FROM audit_log "
+                             "WHERE seq >= ? ORDER BY seq LIMIT ?")
+        while True:
+            with self.store.cursor() as cur:
+                cur.execute(sql, (expected, page))
+                rows = cur.fetchall()
+            for seq, recorded, event, patient, agent, prev_hash, stored_hash in rows:
+                if seq != expected:
+                    return VerifyResult(False, expected, f"entry {expected} is missing (next entry is {seq})",
+                                        checked)
+                if prev_hash != prev:
+                    return VerifyResult(False, seq, "broken link: prev_hash is not the hash of the entry before "
+                                        "(entries removed, reordered or re-linked)", checked)
+                if entry_hash(prev, seq, recorded, patient, agent, bytes(event)) != stored_hash:
+                    return VerifyResult(False, seq, "entry content does not match its hash (altered)", checked)
+                if seq in anchored and anchored[seq] != stored_hash:
+                    return VerifyResult(False, seq, "hash differs from the anchored value (chain rewritten)",
+                                        checked)
+                prev, expected, checked = stored_hash, expected + 1, checked + 1
+            if len(rows) < page:
+                break
+        missing = [s for s in anchored if s >= expected]
+        if missing:
+            return VerifyResult(False, expected, f"entries from {expected} on are missing (anchored up to "
+                                f"{max(missing)})", checked)
+        return VerifyResult(True, None, None, checked)
+
+    def access_log(self, patient_ref: str, since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Who accessed this patient's record: the AuditEvents (id = seq), oldest first."""
+        with self.store.cursor() as cur:
+            cur.execute(self.store.sql("SELECT seq, event FROM audit_log WHERE patient = ? AND recorded >= ? "
+                                       "ORDER BY seq LIMIT ?"), (patient_ref, since or 0.0, limit))
+            rows = cur.fetchall()
+        out = []
+        for seq, body in rows:
+            event = orjson.loads(bytes(body))
+            event["id"] = str(seq)
+            out.append(event)
+        return out
+
+
+# -- building AuditEvents (IHE Basic Audit Log Patterns) ----------------------------------------------------------
+_ACTION = {"read": "R", "vread": "R", "history-instance": "R", "search-type": "E", "search-system": "E",
+           "search": "E", "history-type": "E", "history-system": "E", "create": "C", "update": "U",
+           "patch": "U", "delete": "D", "operation": "E", "transaction": "E", "batch": "E", "capabilities": "R"}
+_CS = "http://terminology.hl7.org/CodeSystem/"
+
+
+def outcome_code(status: int) -> str:
+    """AuditEvent.outcome: 0 success, 4 minor failure (client error), 8 serious failure (server error)."""
+    return "0" if status < 400 else ("4" if status < 500 else "8")
+
+
+def rest_events(ctx: Any, interaction: str, status: int, resource_type: str | None = None,
+                resource_id: str | None = None, patients: Iterable[str] = (), query: str | None = None,
+                purpose: str | None = None, observer: str = "Health Twin") -> list[dict[str, Any]]:
+    """BALP RESTful events for one request: one AuditEvent per patient touched (BALP asks for that so each
+    patient's access log is complete), or one without a patient."""
+    caller = ctx.caller
+    agents: list[dict[str, Any]] = [{
+        "type": {"coding": [{"system": _CS + "v3-ParticipationType", "code": "IRCP"}]},
+        "who": {"identifier": {"value": caller.subject}, **({"display": caller.kind} if caller.kind else {})},
+        "requestor": True,
+        **({"role": [{"coding": [{"code": r}]} for r in sorted(caller.roles)]} if caller.roles else {}),
+        **({"network": {"address": ctx.client_address, "type": "2"}} if ctx.client_address else {}),
+    }]
+    if caller.organization:
+        agents[0]["who"]["identifier"]["system"] = caller.organization
+    if caller.client_id and caller.client_id != caller.subject:
+        agents.append({"type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM",
+                                            "code": "110150", "display": "Application"}]},
+                       "who": {"identifier": {"value": caller.client_id}}, "requestor": False})
+    entities: list[dict[str, Any]] = []
+    if resource_type and resource_id and resource_type != "Patient":
+        entities.append({"what": {"reference": f"{resource_type}/{resource_id}"},
+                         "type": {"system": _CS + "audit-entity-type", "code": "2"},
+                         "role": {"system": _CS + "object-role", "code": "4"}})
+    if query is not None:
+        entities.append({"type": {"system": _CS + "audit-entity-type", "code": "2"},
+                         "role": {"system": _CS + "object-role", "code": "24"},
+                         "query": base64.b64encode(query.encode("utf-8")).decode("ascii"),
+                         **({"description": resource_type} if resource_type else {})})
+    base = {
+        "resourceType": "AuditEvent",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
+                 "display": "RESTful Operation"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}],
+        "action": _ACTION.get(interaction, "E"),
+        "recorded": instant(time.time()),
+        "outcome": outcome_code(status),
+        "agent": agents,
+        "source": {"observer": {"display": observer},
+                   "type": [{"system": _CS + "security-source-type", "code": "4"}]},
+        "extension": [{"url": "https://healthtwin.dev/fhir/StructureDefinition/request-id",
+                       "valueString": ctx.request_id}],
+    }
+    if purpose:
+        base["purposeOfEvent"] = [{"coding": [{"system": _CS + "v3-ActReason", "code": purpose}]}]
+    if resource_type == "Patient" and resource_id:
+        patients = [f"Patient/{resource_id}", *patients]
+    out = []
+    for patient in dict.fromkeys(patients) or [None]:
+        event = orjson.loads(orjson.dumps(base))  # a deep copy; events are mutated by append (recorded)
+        event["entity"] = ([{"what": {"reference": patient},
+                             "type": {"system": _CS + "audit-entity-type", "code": "1"},
+                             "role": {"system": _CS + "object-role", "code": "1"}}] if patient else []) + entities
+        out.append(event)
+    return out
+
+
+# -- PostgreSQL hardening -----------------------------------------------------------------------------------------
+def harden_postgres(store: Any, app_role: str, owner_role: str = "healthtwin_audit_owner") -> None:
+    """Makes audit_log append-only for `app_role` (the server's login role). Run as an administrator (e.g. in
+    deployment), after the table exists. The table moves to a separate NOLOGIN owner, the server keeps only
+    SELECT and INSERT, and a trigger owned by that owner refuses UPDATE, DELETE and TRUNCATE for everyone —
+    including table owners and administrators, unless they deliberately drop it."""
+    if store.dialect != "postgres":
+        raise ValueError("harden_postgres applies to PostgreSQL stores only")
+    from psycopg import sql
+    app, owner = sql.Identifier(app_role), sql.Identifier(owner_role)
+    AuditLog(store).ensure_schema()
+    with store.write_cursor() as cur:
+        cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (app_role,))
+        row = cur.fetchone()
+        if row is None:
+            raise ValueError(f"role {app_role} does not exist")
+        if row[0]:
+            raise ValueError(f"role {app_role} is a superuser: no privilege can be taken from it")
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner_role,))
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(owner))
+        cur.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", (app_role, owner_role))
+        if cur.fetchone()[0]:
+            raise ValueError(f"{app_role} is a member of {owner_role}; it would keep the owner's rights")
+        cur.execute("SELECT current_schema()")
+        schema = sql.Identifier(cur.fetchone()[0])
+        cur.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(schema, owner))
+        cur.execute(sql.SQL("ALTER TABLE {}.audit_log OWNER TO {}").format(schema, owner))
+        cur.execute(sql.SQL("""CREATE OR REPLACE FUNCTION {}.audit_log_append_only() RETURNS trigger
+                               LANGUAGE plpgsql AS $$ BEGIN
+                                 RAISE EXCEPTION 'audit_log is append-only (% refused)', TG_OP
+                                   USING ERRCODE = 'insufficient_privilege';
+                               END $$""").format(schema))
+        cur.execute(sql.SQL("ALTER FUNCTION {}.audit_log_append_only() OWNER TO {}").format(schema, owner))
+        cur.execute(sql.SQL("DROP TRIGGER IF EXISTS audit_log_no_change ON {}.audit_log").format(schema))
+        cur.execute(sql.SQL("DROP TRIGGER IF EXISTS audit_log_no_truncate ON {}.audit_log").format(schema))
+        cur.execute(sql.SQL("CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON {}.audit_log "
+                            "FOR EACH ROW EXECUTE FUNCTION {}.audit_log_append_only()").format(schema, schema))
+        cur.execute(sql.SQL("CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON {}.audit_log "
+                            "FOR EACH STATEMENT EXECUTE FUNCTION {}.audit_log_append_only()").format(schema, schema))
+        cur.execute(sql.SQL("REVOKE ALL ON {}.audit_log FROM PUBLIC").format(schema))
+        cur.execute(sql.SQL("REVOKE ALL ON {}.audit_log FROM {}").format(schema, app))
+        cur.execute(sql.SQL("GRANT SELECT, INSERT ON {}.audit_log TO {}").format(schema, app))
+        cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, app))

@@ -1,0 +1,180 @@
+"""The server's own secrets, generated on first start into `<data_dir>/keys/` and never overwritten.
+
+    signing.pem     ES256 (P-256) private key that signs access and id tokens; its `kid` is the RFC 7638
+                    thumbprint of the public key, so it needs no separate file and cannot drift.
+    master.key      32 random bytes: the key-encryption key that wraps the data keys of crypto.py.
+    index.key       32 random bytes: HMAC root for blind indexes (searching encrypted identifiers).
+    pseudonym.key   32 random bytes: HMAC root for research pseudonyms; each project gets its own key by
+                    HKDF, so pseudonyms are stable inside a project and unlinkable across projects.
+
+Why these rules:
+* Overwriting a key would silently make every encrypted identifier unreadable and every issued token
+  invalid, so files are created with O_EXCL semantics (write a temp file, then link() it into place);
+  if several worker processes start at once, exactly one key wins and the others read it.
+* Files are mode 0600 and the folder 0700: anyone who can read master.key can read every identifier.
+  A key file found readable by group/others is tightened and logged loudly.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import secrets
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+log = logging.getLogger("healthtwin.security")
+
+SIGNING_ALG = "ES256"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _int_b64(value: int, length: int | None = None) -> str:
+    length = length or max(1, (value.bit_length() + 7) // 8)
+    return b64url(value.to_bytes(length, "big"))
+
+
+def public_jwk(public_key: Any) -> dict[str, str]:
+    """The public JWK of an EC (P-256/P-384/P-521) or RSA key, with `kid` = its RFC 7638 thumbprint."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(public_key.curve.name)
+        if crv is None:
+            raise ValueError(f"unsupported EC curve {public_key.curve.name}")
+        size = (public_key.curve.key_size + 7) // 8
+        nums = public_key.public_numbers()
+        jwk = {"kty": "EC", "crv": crv, "x": _int_b64(nums.x, size), "y": _int_b64(nums.y, size)}
+    elif isinstance(public_key, rsa.RSAPublicKey):
+        nums = public_key.public_numbers()
+        jwk = {"kty": "RSA", "n": _int_b64(nums.n), "e": _int_b64(nums.e)}
+    else:
+        raise ValueError("only EC and RSA public keys are supported")
+    jwk["kid"] = thumbprint(jwk)
+    return jwk
+
+
+def thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256) over the required members only, in lexicographic order."""
+    required = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
+    members = required.get(jwk.get("kty", ""))
+    if members is None:
+        raise ValueError(f"unsupported key type {jwk.get('kty')!r}")
+    canonical = orjson.dumps({k: jwk[k] for k in members}, option=orjson.OPT_SORT_KEYS)
+    return b64url(hashlib.sha256(canonical).digest())
+
+
+def hkdf(root: bytes, info: str, length: int = 32) -> bytes:
+    """A purpose-bound subkey: different `info` gives independent keys from one root."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info.encode("utf-8")).derive(root)
+
+
+def key_id(secret: bytes) -> str:
+    """A short public identifier of a symmetric key (never the key itself; one-way, keyed by the key)."""
+    import hmac
+    return hmac.new(secret, b"healthtwin key id v1", hashlib.sha256).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class KeySet:
+    signing_key: ec.EllipticCurvePrivateKey
+    master_key: bytes
+    index_key: bytes
+    pseudonym_key: bytes
+    kid: str = field(init=False)
+    folder: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kid", public_jwk(self.signing_key.public_key())["kid"])
+
+    def public_jwk(self) -> dict[str, str]:
+        jwk = public_jwk(self.signing_key.public_key())
+        jwk.update({"use": "sig", "alg": SIGNING_ALG})
+        return jwk
+
+    def public_jwks(self) -> dict[str, list[dict[str, str]]]:
+        return {"keys": [self.public_jwk()]}
+
+    def project_pseudonym_key(self, project: str) -> bytes:
+        return hkdf(self.pseudonym_key, "healthtwin pseudonym v1|" + project)
+
+    def blind_index_key(self, field_name: str) -> bytes:
+        # Per field, so equal values in two fields (e.g. FIN and phone) do not produce linkable indexes.
+        return hkdf(self.index_key, "healthtwin blind index v1|" + field_name)
+
+    @classmethod
+    def generate(cls) -> "KeySet":
+        """An in-memory key set (tests, one-off tools); the server uses load_or_create."""
+        return cls(ec.generate_private_key(ec.SECP256R1()), secrets.token_bytes(32), secrets.token_bytes(32),
+                   secrets.token_bytes(32))
+
+
+def _create_exclusive(path: Path, data: bytes) -> bool:
+    """Writes `path` only if it does not exist, atomically and with mode 0600; False if it already existed."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # fails if the target exists: never overwrites, and no half-written key is visible
+            return True
+        except FileExistsError:
+            return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_private(path: Path) -> bytes:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.error("key file %s was readable by others (mode %o); tightening to 0600 — consider rotating it",
+                  path, mode)
+        os.chmod(path, 0o600)
+    return path.read_bytes()
+
+
+def _secret_file(folder: Path, name: str) -> bytes:
+    path = folder / name
+    if not path.exists():
+        if _create_exclusive(path, secrets.token_bytes(32)):
+            log.warning("generated %s", path)
+    data = _read_private(path)
+    if len(data) != 32:
+        raise ValueError(f"{path} must hold exactly 32 bytes, found {len(data)}; refusing to guess")
+    return data
+
+
+def load_or_create(data_dir: str | Path) -> KeySet:
+    """Loads the keys from `<data_dir>/keys/`, generating any that are missing (and only those)."""
+    folder = Path(data_dir) / "keys"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    signing_path = folder / "signing.pem"
+    if not signing_path.exists():
+        pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        if _create_exclusive(signing_path, pem):
+            log.warning("generated token-signing key %s", signing_path)
+    signing = serialization.load_pem_private_key(_read_private(signing_path), password=None)
+    if not isinstance(signing, ec.EllipticCurvePrivateKey) or signing.curve.name != "secp256r1":
+        raise ValueError(f"{signing_path} must be a P-256 EC private key (ES256)")
+    return KeySet(signing, _secret_file(folder, "master.key"), _secret_file(folder, "index.key"),
+                  _secret_file(folder, "pseudonym.key"), folder=folder)
+
+
+def retired_master_keys(data_dir: str | Path) -> list[bytes]:
+    """Previous master keys kept as `master.key.<n>` during a rotation, so old envelopes stay readable."""
+    folder = Path(data_dir) / "keys"
+    return [_read_private(p) for p in sorted(folder.glob("master.key.*")) if not p.name.endswith(".tmp")]

@@ -1,0 +1,418 @@
+"""SMART on FHIR authorization: discovery, our JWKS, the token endpoint and a minimal login page.
+
+Two ways in:
+* Backend Services (systems): `client_credentials` with a `private_key_jwt` client assertion signed by a key
+  the client registered. Checks, in this order: algorithm allow-list, iss == sub == client_id, known client
+  and kid, signature, aud == our token endpoint, exp present and at most 5 minutes ahead, and only THEN the
+  jti is recorded (so forged assertions cannot burn a client's jtis), then requested scopes ⊆ allowed.
+* Authorization code + PKCE (people): `/auth/authorize` shows a login form, issues a 60-second one-time code
+  bound to client, redirect URI and S256 challenge; the code is consumed atomically (DELETE ... RETURNING), so
+  a second use fails even under a race — and a wrong verifier burns the code.
+
+URLs in tokens and checks come from the configured public URL, never from the request's Host header: an
+assertion made for another server must not become valid here because someone sent `Host: other-server`.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from .clients import Client, claim_jti, get_client, get_user, parse_scope, scope_permitted, split_scopes, \
+    verify_password, ensure_security_schema
+from .keys import b64url
+from .ratelimit import RateLimiter
+from .tokens import TokenError, TokenService, unverified_claims, unverified_header, verify_signed
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_ALGS = ("RS384", "ES384", "RS256", "ES256")
+MAX_FORM_BYTES = 64 * 1024
+NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+HTML_HEADERS = {**NO_STORE, "x-frame-options": "DENY", "x-content-type-options": "nosniff",
+                "referrer-policy": "no-referrer",
+                # No form-action: browsers apply it to the redirect that follows the login POST.
+                "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"}
+_CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+
+
+@dataclass
+class SmartConfig:
+    store: Any
+    tokens: TokenService
+    public_url: str  # scheme://host[:port] as clients reach us, e.g. https://twin.example
+    fhir_path: str = "/fhir"
+    assertion_max_ahead: float = 300  # SMART: a client assertion's exp is at most five minutes in the future
+    clock_skew: float = 10
+    code_lifetime: float = 60
+    token_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(rate=5, burst=30))
+    login_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(rate=5 / 60, burst=5))
+
+    def __post_init__(self) -> None:
+        self.public_url = self.public_url.rstrip("/")
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.public_url + "/auth/token"
+
+    @property
+    def fhir_base(self) -> str:
+        return self.public_url + self.fhir_path
+
+    @classmethod
+    def build(cls, store: Any, data_dir: str, public_url: str, externals: list | None = None,
+              lifetime: int = 3600) -> "SmartConfig":
+        from .keys import load_or_create
+        public_url = public_url.rstrip("/")
+        tokens = TokenService(load_or_create(data_dir), public_url, public_url + "/fhir", lifetime,
+                              externals=list(externals or []))
+        return cls(store, tokens, public_url)
+
+
+class OAuthError(Exception):
+    def __init__(self, error: str, description: str, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(description)
+        self.error, self.description = error, description
+        self.status = status or (401 if error == "invalid_client" else 400)
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": self.error, "error_description": self.description}, self.status,
+                            headers={**NO_STORE, **self.headers})
+
+
+# -- discovery --------------------------------------------------------------------------------------------------
+def smart_configuration(config: SmartConfig) -> dict[str, Any]:
+    base = config.public_url
+    return {
+        "issuer": base,
+        "jwks_uri": base + "/auth/jwks",
+        "authorization_endpoint": base + "/auth/authorize",
+        "token_endpoint": config.token_endpoint,
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+        "scopes_supported": ["openid", "fhirUser", "launch/patient", "patient/*.rs", "user/*.rs", "user/*.cruds",
+                             "system/*.rs", "system/*.cruds", "patient/*.read", "user/*.read", "system/*.read"],
+        "response_types_supported": ["code"],
+        "capabilities": ["launch-standalone", "client-public", "client-confidential-asymmetric", "permission-v2",
+                         "permission-v1", "permission-patient", "permission-user", "sso-openid-connect",
+                         "context-standalone-patient"],
+        "code_challenge_methods_supported": ["S256"],
+    }
+
+
+# -- client authentication (private_key_jwt) -----------------------------------------------------------------------
+def authenticate_client(config: SmartConfig, assertion: str | None, claimed_id: str | None) -> Client:
+    if not assertion:
+        raise OAuthError("invalid_client", "client_assertion is required")
+    try:
+        header = unverified_header(assertion, ASSERTION_ALGS)
+        claims = unverified_claims(assertion)
+    except TokenError as exc:
+        raise OAuthError("invalid_client", str(exc)) from None
+    iss, sub = claims.get("iss"), claims.get("sub")
+    if not isinstance(iss, str) or iss != sub:
+        raise OAuthError("invalid_client", "iss and sub must both be the client_id")
+    if claimed_id is not None and claimed_id != iss:
+        raise OAuthError("invalid_client", "client_id does not match the assertion")
+    client = get_client(config.store, iss)
+    if client is None or not client.confidential:
+        raise OAuthError("invalid_client", "unknown client")
+    jwk = client.key(header["kid"])
+    if jwk is None:
+        raise OAuthError("invalid_client", "unknown kid")
+    try:
+        verified = verify_signed(assertion, jwk, header["alg"], client.client_id, config.token_endpoint,
+                                 config.clock_skew, ("iss", "sub", "aud", "exp", "jti"))
+    except TokenError as exc:
+        raise OAuthError("invalid_client", f"client assertion refused: {exc}") from None
+    exp, jti = verified["exp"], verified["jti"]
+    if verified["sub"] != client.client_id:
+        raise OAuthError("invalid_client", "sub must be the client_id")
+    if not isinstance(exp, (int, float)) or exp > time.time() + config.assertion_max_ahead + config.clock_skew:
+        raise OAuthError("invalid_client", "exp must be at most 5 minutes in the future")
+    if not isinstance(jti, str) or not 0 < len(jti) <= 256:
+        raise OAuthError("invalid_client", "jti must be a string of at most 256 characters")
+    if not claim_jti(config.store, client.client_id, jti, float(exp) + config.clock_skew):
+        raise OAuthError("invalid_client", "jti already used (replayed assertion)")
+    return client
+
+
+# -- token endpoint -------------------------------------------------------------------------------------------------
+def token_exchange(config: SmartConfig, form: dict[str, str]) -> dict[str, Any]:
+    grant = form.get("grant_type")
+    if grant == "client_credentials":
+        return _client_credentials(config, form)
+    if grant == "authorization_code":
+        return _authorization_code(config, form)
+    raise OAuthError("unsupported_grant_type", "grant_type must be client_credentials or authorization_code")
+
+
+def _client_credentials(config: SmartConfig, form: dict[str, str]) -> dict[str, Any]:
+    if form.get("client_assertion_type") != JWT_BEARER:
+        raise OAuthError("invalid_client", f"client_assertion_type must be {JWT_BEARER}")
+    client = authenticate_client(config, form.get("client_assertion"), form.get("client_id"))
+    requested = split_scopes(form.get("scope"))
+    if not requested:
+        raise OAuthError("invalid_scope", "scope is required")
+    for scope in requested:
+        parsed = parse_scope(scope)
+        if parsed is None or parsed[0] != "system":
+            raise OAuthError("invalid_scope", f"backend services may request system/ scopes only, not {scope}")
+        if not scope_permitted(scope, client.scopes):
+            raise OAuthError("invalid_scope", f"scope {scope} is beyond what this client is allowed")
+    token, life = config.tokens.mint(client.client_id, "system", requested, client_id=client.client_id,
+                                     organization=client.organization)
+    return {"access_token": token, "token_type": "bearer", "expires_in": life, "scope": " ".join(requested)}
+
+
+def _authorization_code(config: SmartConfig, form: dict[str, str]) -> dict[str, Any]:
+    code, verifier, redirect_uri = form.get("code"), form.get("code_verifier"), form.get("redirect_uri")
+    if not code or not redirect_uri:
+        raise OAuthError("invalid_request", "code and redirect_uri are required")
+    store = config.store
+    # Consumed first, whatever happens next: a code is tried once, so a wrong verifier cannot be retried.
+    with store.write_cursor() as cur:
+        cur.execute(store.sql("DELETE FROM security_codes WHERE code_hash = ? RETURNING client_id, redirect_uri, "
+                              "challenge, username, scope, nonce, expires"), (_digest(code),))
+        row = cur.fetchone()
+    if row is None:
+        raise OAuthError("invalid_grant", "unknown, expired or already used code")
+    client_id, bound_uri, challenge, username, scope, nonce, expires = row
+    if form.get("client_assertion") is not None or form.get("client_assertion_type") is not None:
+        if form.get("client_assertion_type") != JWT_BEARER:
+            raise OAuthError("invalid_client", f"client_assertion_type must be {JWT_BEARER}")
+        client = authenticate_client(config, form.get("client_assertion"), form.get("client_id"))
+    else:
+        client = get_client(store, form.get("client_id") or "")
+        if client is not None and client.confidential:
+            raise OAuthError("invalid_client", "this client must authenticate with a client assertion")
+    if client is None or client.client_id != client_id:
+        raise OAuthError("invalid_grant", "the code was issued to another client")
+    if time.time() > expires:
+        raise OAuthError("invalid_grant", "the code expired")
+    if redirect_uri != bound_uri:
+        raise OAuthError("invalid_grant", "redirect_uri differs from the one the code was issued for")
+    if not verifier or not _VERIFIER_RE.match(verifier):
+        raise OAuthError("invalid_grant", "code_verifier is missing or malformed")
+    if not hmac.compare_digest(b64url(hashlib.sha256(verifier.encode("ascii")).digest()), challenge):
+        raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
+    user = get_user(store, username)
+    if user is None:
+        raise OAuthError("invalid_grant", "the user no longer exists")
+    scopes = split_scopes(scope)
+    patient = user.patient if any(s.startswith("patient/") or s == "launch/patient" for s in scopes) else None
+    fhir_user = user.practitioner or user.patient
+    token, life = config.tokens.mint(user.username, "person", scopes, roles=user.roles, client_id=client.client_id,
+                                     organization=user.organization, patient=patient, fhir_user=fhir_user)
+    body: dict[str, Any] = {"access_token": token, "token_type": "bearer", "expires_in": life, "scope": scope}
+    if patient:
+        body["patient"] = patient.split("/", 1)[1]
+    if "openid" in scopes:
+        body["id_token"] = config.tokens.mint_id_token(user.username, client.client_id, nonce,
+                                                       fhir_user if "fhirUser" in scopes else None)
+    return body
+
+
+def _digest(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+# -- authorization endpoint ----------------------------------------------------------------------------------------
+class PageError(Exception):
+    """An error shown on our own page: the redirect URI is not (yet) trusted, so we must not redirect to it."""
+
+
+@dataclass
+class AuthRequest:
+    client: Client
+    redirect_uri: str
+    state: str
+    scopes: list[str]
+    challenge: str
+    nonce: str | None
+    params: dict[str, str]
+
+
+def _redirect(uri: str, params: dict[str, str]) -> RedirectResponse:
+    sep = "&" if "?" in uri else "?"
+    return RedirectResponse(uri + sep + urlencode(params), status_code=303, headers=NO_STORE)
+
+
+class RedirectError(Exception):
+    def __init__(self, uri: str, error: str, description: str, state: str | None) -> None:
+        super().__init__(description)
+        params = {"error": error, "error_description": description}
+        if state:
+            params["state"] = state
+        self.uri, self.params = uri, params
+
+
+def validate_authorize(config: SmartConfig, params: dict[str, str]) -> AuthRequest:
+    client = get_client(config.store, params.get("client_id") or "")
+    if client is None or not client.redirect_uris:
+        raise PageError("Unknown application (client_id).")
+    uri = params.get("redirect_uri") or ""
+    # Exact string comparison only: prefix, suffix, case, path-traversal and added-query tricks all fail.
+    if not any(hmac.compare_digest(uri.encode(), r.encode()) for r in client.redirect_uris):
+        raise PageError("The redirect_uri is not registered for this application.")
+    state = params.get("state") or ""
+    if params.get("response_type") != "code":
+        raise RedirectError(uri, "unsupported_response_type", "response_type must be code", state)
+    if not state or len(state) > 512:
+        raise RedirectError(uri, "invalid_request", "state is required (at most 512 characters)", None)
+    if params.get("code_challenge_method") != "S256" or not _CHALLENGE_RE.match(params.get("code_challenge") or ""):
+        raise RedirectError(uri, "invalid_request", "PKCE with code_challenge_method=S256 is required", state)
+    if params.get("aud") is not None and params["aud"].rstrip("/") != config.fhir_base:
+        raise RedirectError(uri, "invalid_request", "aud is not this FHIR server", state)
+    scopes = [s for s in split_scopes(params.get("scope")) if scope_permitted(s, client.scopes)]
+    if not scopes:
+        raise RedirectError(uri, "invalid_scope", "none of the requested scopes is allowed", state)
+    nonce = params.get("nonce")
+    return AuthRequest(client, uri, state, scopes, params["code_challenge"], nonce[:256] if nonce else None,
+                       {k: params[k] for k in _AUTH_PARAMS if params.get(k) is not None})
+
+
+_AUTH_PARAMS = ("response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
+                "code_challenge_method", "aud", "nonce")
+
+
+def _login_page(req: AuthRequest, message: str | None = None, status: int = 200) -> HTMLResponse:
+    e = html.escape
+    hidden = "".join(f'<input type="hidden" name="{e(k)}" value="{e(v)}">' for k, v in req.params.items())
+    note = f'<p role="alert" style="color:#a00">{e(message)}</p>' if message else ""
+    body = (f"<!doctype html><html lang=en><meta charset=utf-8><title>Health Twin sign-in</title>"
+            f"<body style='font-family:sans-serif;max-width:26em;margin:3em auto'>"
+            f"<h1>Sign in</h1><p><b>{e(req.client.name)}</b> asks for: {e(' '.join(req.scopes))}</p>{note}"
+            f"<form method=post action='/auth/authorize'>{hidden}"
+            f"<p><label>User name<br><input name=username autocomplete=username required></label></p>"
+            f"<p><label>Password<br><input name=password type=password autocomplete=current-password required>"
+            f"</label></p><p><button type=submit>Sign in and allow</button></p></form></body></html>")
+    return HTMLResponse(body, status, headers=HTML_HEADERS)
+
+
+def _error_page(message: str) -> HTMLResponse:
+    return HTMLResponse(f"<!doctype html><meta charset=utf-8><title>Sign-in error</title><h1>Sign-in error</h1>"
+                        f"<p>{html.escape(message)}</p>", 400, headers=HTML_HEADERS)
+
+
+def _grant_for(user: Any, scopes: list[str]) -> list[str]:
+    """Patient-context scopes need a patient; system scopes never go to a person."""
+    out = []
+    for s in scopes:
+        parsed = parse_scope(s)
+        if parsed and parsed[0] == "system":
+            continue
+        if (s == "launch/patient" or (parsed and parsed[0] == "patient")) and not user.patient:
+            continue
+        out.append(s)
+    return out
+
+
+def issue_code(config: SmartConfig, req: AuthRequest, user: Any) -> str:
+    code = secrets.token_urlsafe(32)
+    store = config.store
+    with store.write_cursor() as cur:
+        cur.execute(store.sql("INSERT INTO security_codes (code_hash, client_id, redirect_uri, challenge, username, "
+                              "scope, nonce, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                    (_digest(code), req.client.client_id, req.redirect_uri, req.challenge, user.username,
+                     " ".join(_grant_for(user, req.scopes)), req.nonce, time.time() + config.code_lifetime))
+        cur.execute(store.sql("DELETE FROM security_codes WHERE expires < ?"), (time.time() - 3600,))
+    return code
+
+
+# -- HTTP ----------------------------------------------------------------------------------------------------------
+async def read_form(request: Request) -> dict[str, str]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise OAuthError("invalid_request", "send the request as application/x-www-form-urlencoded")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_FORM_BYTES:
+            raise OAuthError("invalid_request", "request too large", 413)
+    form: dict[str, str] = {}
+    for key, value in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
+        if key in form:  # RFC 6749 §3.2: parameters must not be repeated (and parsers disagree on which wins)
+            raise OAuthError("invalid_request", f"parameter {key} is repeated")
+        form[key] = value
+    return form
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def smart_routes(config: SmartConfig) -> list[Route]:
+    """Routes to mount at the application root (before the /fhir Mount, so the FHIR-relative discovery
+    document is reachable)."""
+    ensure_security_schema(config.store)
+    discovery = orjson.dumps(smart_configuration(config))
+
+    async def well_known(request: Request) -> Response:
+        return Response(discovery, media_type="application/json", headers={"cache-control": "max-age=3600"})
+
+    async def jwks(request: Request) -> Response:
+        return JSONResponse(config.tokens.keys.public_jwks(), headers={"cache-control": "max-age=3600"})
+
+    async def token(request: Request) -> Response:
+        wait = config.token_limiter.check("addr:" + _address(request))
+        if wait is not None:
+            return OAuthError("slow_down", "too many token requests", 429,
+                              {"retry-after": RateLimiter.retry_after_header(wait)}).response()
+        try:
+            form = await read_form(request)
+            body = await run_in_threadpool(token_exchange, config, form)
+        except OAuthError as exc:
+            return exc.response()
+        return JSONResponse(body, headers=NO_STORE)
+
+    async def authorize(request: Request) -> Response:
+        try:
+            if request.method == "GET":
+                params = dict(request.query_params)
+                req = await run_in_threadpool(validate_authorize, config, params)
+                return _login_page(req)
+            form = await read_form(request)
+            req = await run_in_threadpool(validate_authorize, config, form)
+        except PageError as exc:
+            return _error_page(str(exc))
+        except RedirectError as exc:
+            return _redirect(exc.uri, exc.params)
+        except OAuthError as exc:
+            return _error_page(exc.description)
+        username = form.get("username", "")
+        for key in ("addr:" + _address(request), "user:" + username.lower()):
+            wait = config.login_limiter.check(key)
+            if wait is not None:
+                return _login_page(req, f"Too many attempts; try again in {int(wait) + 1} s.", 429)
+        user = await run_in_threadpool(verify_password, config.store, username, form.get("password", ""))
+        if user is None:
+            return _login_page(req, "Wrong user name or password.", 401)
+        if not _grant_for(user, req.scopes):
+            return _redirect(req.redirect_uri, {"error": "invalid_scope", "state": req.state,
+                                                "error_description": "no requested scope fits this user"})
+        code = await run_in_threadpool(issue_code, config, req, user)
+        return _redirect(req.redirect_uri, {"code": code, "state": req.state})
+
+    return [
+        Route("/.well-known/smart-configuration", well_known, methods=["GET"]),
+        Route(config.fhir_path + "/.well-known/smart-configuration", well_known, methods=["GET"]),
+        Route("/auth/jwks", jwks, methods=["GET"]),
+        Route("/auth/token", token, methods=["POST"]),
+        Route("/auth/authorize", authorize, methods=["GET", "POST"]),
+    ]

@@ -1,0 +1,328 @@
+"""Access tokens: minting ours (ES256), verifying ours and those of trusted OpenID Connect providers.
+
+Verification is deliberately narrow, because every relaxation is a known attack:
+* The algorithm comes from an allow-list (ES256, ES384, RS256 — never `none`, never HS*) AND must fit the
+  key it is checked with: an HS256 token "signed" with our public key (algorithm confusion) is refused
+  before any MAC is computed, and an ES384 header against a P-256 key is refused too.
+* The key is chosen by (issuer, kid) from keys we hold; an unknown kid fails; keys in the token header
+  (`jwk`, `jku`, `x5u`, `x5c`) are never used.
+* iss, aud, exp, iat, sub and jti are required; exp/nbf get a small leeway for clock skew only.
+* Our own tokens carry `typ: at+jwt` (RFC 9068), so an id token or a client assertion can never be replayed
+  as an access token here.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import jwt
+import orjson
+
+from ..api.context import Caller
+from ..fhir.outcome import FHIRError
+from .keys import SIGNING_ALG, KeySet
+
+log = logging.getLogger("healthtwin.security")
+
+ACCESS_TOKEN_ALGS = ("ES256", "ES384", "RS256")
+MAX_TOKEN_BYTES = 16 * 1024
+_EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+
+
+class TokenError(Exception):
+    """A token was refused; the message is safe to show the client (it names the check, not secrets)."""
+
+
+@dataclass(frozen=True)
+class TokenCaller(Caller):
+    """A Caller authenticated by a token, with the SMART launch context the policy needs."""
+
+    patient: str | None = None  # "Patient/123" for a citizen or a patient-context launch
+    fhir_user: str | None = None  # "Practitioner/9", "Patient/123", "RelatedPerson/5"
+    issuer: str | None = None
+    token_id: str | None = None
+    expires: float | None = None
+
+
+def key_for(jwk: Mapping[str, Any], alg: str) -> Any:
+    """The verification key for `alg`, or TokenError if the JWK's type does not fit the algorithm."""
+    kty = jwk.get("kty")
+    if alg.startswith("ES"):
+        if kty != "EC" or jwk.get("crv") != _EC_CURVES.get(alg):
+            raise TokenError(f"the key {jwk.get('kid')!r} cannot verify {alg}")
+        return jwt.algorithms.ECAlgorithm.from_jwk(dict(jwk))
+    if alg.startswith(("RS", "PS")):
+        if kty != "RSA":
+            raise TokenError(f"the key {jwk.get('kid')!r} cannot verify {alg}")
+        key = jwt.algorithms.RSAAlgorithm.from_jwk(dict(jwk))
+        if key.key_size < 2048:
+            raise TokenError("RSA keys shorter than 2048 bits are refused")
+        return key
+    raise TokenError(f"algorithm {alg} is not accepted")
+
+
+def unverified_header(token: str, algorithms: Iterable[str]) -> dict[str, Any]:
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
+        raise TokenError("malformed token")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise TokenError("malformed token header") from exc
+    alg = header.get("alg")
+    if alg not in set(algorithms):
+        raise TokenError(f"algorithm {alg!r} is not accepted")
+    if any(h in header for h in ("jku", "jwk", "x5u", "x5c", "crit")):
+        # Keys named by the token itself would let the attacker pick the key; `crit` we do not implement.
+        raise TokenError("token headers jku/jwk/x5u/x5c/crit are not accepted")
+    if not isinstance(header.get("kid"), str):
+        raise TokenError("the token header has no kid")
+    return header
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """Only for choosing which issuer's keys to verify with; never trusted beyond that."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise TokenError("malformed token payload") from exc
+    if not isinstance(claims, dict):
+        raise TokenError("malformed token payload")
+    return claims
+
+
+def verify_signed(token: str, jwk: Mapping[str, Any], alg: str, issuer: str, audience: str | list[str],
+                  leeway: float, require: Iterable[str]) -> dict[str, Any]:
+    key = key_for(jwk, alg)
+    try:
+        return jwt.decode(token, key=key, algorithms=[alg], audience=audience, issuer=issuer, leeway=leeway,
+                          options={"require": list(require), "verify_signature": True, "verify_exp": True,
+                                   "verify_nbf": True, "verify_iat": True, "verify_aud": True,
+                                   "verify_iss": True})
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenError("token expired") from exc
+    except jwt.ImmatureSignatureError as exc:
+        raise TokenError("token not yet valid") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise TokenError("wrong audience") from exc
+    except jwt.InvalidIssuerError as exc:
+        raise TokenError("wrong issuer") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise TokenError(f"missing claim {exc.claim}") from exc
+    except jwt.InvalidSignatureError as exc:
+        raise TokenError("bad signature") from exc
+    except jwt.PyJWTError as exc:
+        raise TokenError(f"invalid token: {type(exc).__name__}") from exc
+
+
+# -- external OpenID Connect providers -----------------------------------------------------------------------
+class JWKSFetcher:
+    """A provider's JWKS fetched from its `jwks_uri` and cached. Request handling never waits on the network:
+    `prime()` fetches once at start; later an unknown kid (key rotation) triggers at most one background
+    refresh per `min_interval`, and that token is refused until the new key has arrived."""
+
+    def __init__(self, url: str, ttl: float = 3600, min_interval: float = 60, timeout: float = 5,
+                 fetch: Callable[[str, float], bytes] | None = None) -> None:
+        if not url.startswith("https://"):
+            raise ValueError("a JWKS URL must be https (keys fetched over plain HTTP can be swapped)")
+        self.url, self.ttl, self.min_interval, self.timeout = url, ttl, min_interval, timeout
+        self._fetch = fetch or _https_get
+        self._jwks: dict[str, Any] = {"keys": []}
+        self._fetched = 0.0
+        self._attempted = 0.0
+        self._lock = threading.Lock()
+        self._refreshing = False
+
+    def prime(self) -> None:
+        self._refresh()
+
+    def _refresh(self) -> None:
+        try:
+            doc = orjson.loads(self._fetch(self.url, self.timeout))
+            if isinstance(doc, dict) and isinstance(doc.get("keys"), list):
+                self._jwks, self._fetched = doc, time.time()
+        except Exception:  # a failed refresh keeps the old keys; the provider may be briefly down
+            log.exception("could not fetch JWKS from %s", self.url)
+        finally:
+            self._refreshing = False
+
+    def _refresh_soon(self) -> None:
+        with self._lock:
+            now = time.time()
+            if self._refreshing or now - self._attempted < self.min_interval:
+                return
+            self._refreshing, self._attempted = True, now
+        threading.Thread(target=self._refresh, name="jwks-refresh", daemon=True).start()
+
+    def get(self) -> dict[str, Any]:
+        if time.time() - self._fetched > self.ttl:
+            self._refresh_soon()
+        return self._jwks
+
+    def miss(self, kid: str) -> None:
+        self._refresh_soon()
+
+
+def _https_get(url: str, timeout: float) -> bytes:
+    req = urllib.request.Request(url, headers={"accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (https enforced above)
+        return resp.read(1024 * 1024)
+
+
+@dataclass
+class ExternalIssuer:
+    """A trusted OpenID Connect provider (Keycloak, national eID broker, ...).
+
+    `jwks` is the JWKS document (config or file) or a JWKSFetcher. `audience` is what its tokens carry in
+    `aud` for this server (default: the FHIR base URL). With `role_map`, only mapped roles are taken over,
+    so a provider-side role name cannot collide with one of ours by accident."""
+
+    issuer: str
+    jwks: dict[str, Any] | JWKSFetcher
+    audience: str | list[str] | None = None
+    role_map: dict[str, str] | None = None
+    algorithms: tuple[str, ...] = ACCESS_TOKEN_ALGS
+
+    def key(self, kid: str) -> dict[str, Any] | None:
+        doc = self.jwks.get() if isinstance(self.jwks, JWKSFetcher) else self.jwks
+        for jwk in doc.get("keys", []):
+            if jwk.get("kid") == kid:
+                return jwk
+        if isinstance(self.jwks, JWKSFetcher):
+            self.jwks.miss(kid)
+        return None
+
+    def caller(self, claims: dict[str, Any]) -> TokenCaller:
+        roles: set[str] = set()
+        realm = claims.get("realm_access")
+        for source in ((realm or {}).get("roles") if isinstance(realm, dict) else None, claims.get("roles")):
+            if isinstance(source, list):
+                roles.update(r for r in source if isinstance(r, str))
+        if self.role_map is not None:
+            roles = {self.role_map[r] for r in roles if r in self.role_map}
+        scope = claims.get("scope") if isinstance(claims.get("scope"), str) else " ".join(claims.get("scp") or [])
+        scopes = frozenset(scope.split())
+        fhir_user = _relative(claims.get("fhirUser"))
+        patient = claims.get("patient")
+        patient = _relative(patient if "/" in str(patient) else f"Patient/{patient}") if patient else None
+        system = not fhir_user and not patient and any(s.startswith("system/") for s in scopes)
+        return TokenCaller(subject=str(claims["sub"]), kind="system" if system else "person",
+                           roles=frozenset(roles), scopes=scopes,
+                           organization=claims.get("organization") if isinstance(claims.get("organization"), str)
+                           else None, client_id=claims.get("azp") or claims.get("client_id"),
+                           patient=patient, fhir_user=fhir_user, issuer=self.issuer, token_id=claims.get("jti"),
+                           expires=claims.get("exp"))
+
+
+def _relative(ref: Any) -> str | None:
+    """'https://x/fhir/Practitioner/9' or 'Practitioner/9' -> 'Practitioner/9'; anything else -> None."""
+    if not isinstance(ref, str):
+        return None
+    parts = ref.rstrip("/").split("/")
+    if len(parts) < 2 or not parts[-2][:1].isupper() or not parts[-1]:
+        return None
+    return f"{parts[-2]}/{parts[-1]}"
+
+
+# -- our tokens ---------------------------------------------------------------------------------------------------
+@dataclass
+class TokenService:
+    keys: KeySet
+    issuer: str  # our authorization server, e.g. https://twin.example
+    audience: str  # the FHIR base URL, e.g. https://twin.example/fhir
+    lifetime: int = 3600
+    leeway: float = 30
+    externals: list[ExternalIssuer] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.lifetime > 3600:
+            raise ValueError("access tokens live at most one hour")
+        if any(e.issuer == self.issuer for e in self.externals):
+            raise ValueError("an external issuer cannot share our issuer URL")
+
+    def mint(self, subject: str, kind: str, scopes: Iterable[str], roles: Iterable[str] = (),
+             client_id: str | None = None, organization: str | None = None, patient: str | None = None,
+             fhir_user: str | None = None, lifetime: int | None = None) -> tuple[str, int]:
+        """A signed access token and its lifetime in seconds."""
+        life = min(lifetime or self.lifetime, self.lifetime)
+        now = int(time.time())
+        claims: dict[str, Any] = {"iss": self.issuer, "aud": self.audience, "sub": subject, "iat": now,
+                                  "nbf": now, "exp": now + life, "jti": secrets.token_urlsafe(16),
+                                  "scope": " ".join(scopes), "kind": kind, "roles": sorted(set(roles))}
+        for name, value in (("client_id", client_id), ("organization", organization), ("patient", patient),
+                            ("fhirUser", fhir_user)):
+            if value:
+                claims[name] = value
+        token = jwt.encode(claims, self.keys.signing_key, algorithm=SIGNING_ALG,
+                           headers={"kid": self.keys.kid, "typ": "at+jwt"})
+        return token, life
+
+    def mint_id_token(self, subject: str, client_id: str, nonce: str | None, fhir_user: str | None) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {"iss": self.issuer, "aud": client_id, "sub": subject, "iat": now,
+                                  "exp": now + min(self.lifetime, 600)}
+        if nonce:
+            claims["nonce"] = nonce
+        if fhir_user:
+            claims["fhirUser"] = fhir_user
+        return jwt.encode(claims, self.keys.signing_key, algorithm=SIGNING_ALG,
+                          headers={"kid": self.keys.kid, "typ": "JWT"})
+
+    def verify(self, token: str) -> tuple[dict[str, Any], ExternalIssuer | None]:
+        """The verified claims and the external issuer that signed them (None: we did); TokenError if refused."""
+        header = unverified_header(token, ACCESS_TOKEN_ALGS)
+        iss = unverified_claims(token).get("iss")
+        if iss == self.issuer:
+            if header.get("typ") != "at+jwt":
+                raise TokenError("not an access token (typ must be at+jwt)")
+            if header["kid"] != self.keys.kid:
+                raise TokenError("unknown kid")
+            claims = verify_signed(token, self.keys.public_jwk(), header["alg"], self.issuer, self.audience,
+                                   self.leeway, ("iss", "sub", "aud", "exp", "iat", "jti"))
+            return claims, None
+        for ext in self.externals:
+            if iss == ext.issuer:
+                if header["alg"] not in ext.algorithms:
+                    raise TokenError(f"algorithm {header['alg']} is not accepted for {ext.issuer}")
+                jwk = ext.key(header["kid"])
+                if jwk is None:
+                    raise TokenError("unknown kid")
+                claims = verify_signed(token, jwk, header["alg"], ext.issuer, ext.audience or self.audience,
+                                       self.leeway, ("iss", "sub", "aud", "exp"))
+                return claims, ext
+        raise TokenError("wrong issuer")
+
+    def caller(self, token: str) -> TokenCaller:
+        claims, ext = self.verify(token)
+        if ext is not None:
+            return ext.caller(claims)
+        return TokenCaller(subject=claims["sub"], kind=claims.get("kind", "person"),
+                           roles=frozenset(claims.get("roles") or ()),
+                           scopes=frozenset(str(claims.get("scope", "")).split()),
+                           organization=claims.get("organization"), client_id=claims.get("client_id"),
+                           patient=claims.get("patient"), fhir_user=claims.get("fhirUser"), issuer=self.issuer,
+                           token_id=claims.get("jti"), expires=claims.get("exp"))
+
+    def identify(self, request: Any) -> Caller:
+        """FHIRRouter's identify seam: no Authorization header -> anonymous (the policy decides what that may
+        do); a Bearer token -> its caller; anything else -> 401 with a WWW-Authenticate challenge."""
+        header = request.headers.get("authorization")
+        if header is None:
+            return Caller()
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized("invalid_request", "use 'Authorization: Bearer <token>'")
+        try:
+            return self.caller(token.strip())
+        except TokenError as exc:
+            raise _unauthorized("invalid_token", str(exc)) from None
+
+
+def _unauthorized(code: str, description: str) -> FHIRError:
+    safe = description.replace('"', "'")
+    return FHIRError(401, f"Authentication failed: {description}", "login",
+                     headers={"www-authenticate": f'Bearer error="{code}", error_description="{safe}"'})
