@@ -1,6 +1,7 @@
 """The ASGI application: the FHIR API under /fhir, and room beside it for analytics, auth and pages."""
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from starlette.applications import Starlette
@@ -26,7 +27,15 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
     async def root(request):
         return RedirectResponse("/fhir/metadata")
 
-    app = Starlette(routes=[
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if services.jobs is not None:
+            services.jobs.start()
+        yield
+        if services.jobs is not None:
+            services.jobs.stop()
+
+    app = Starlette(lifespan=lifespan, routes=[
         Route("/", root),
         Route("/health", health),
         Mount("/fhir", app=fhir_router),

@@ -40,5 +40,7 @@ class Services:
         validator = Validator.default()
         store.set_extractor(lambda resource: registry.extractor(resource["resourceType"])(resource))
         services = cls(store, registry, validator, policy or OpenPolicy(), limits or Limits())
+        from .jobs import Jobs
+        services.jobs = Jobs(services)
         load_runtime_definitions(services)
         return services

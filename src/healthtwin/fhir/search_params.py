@@ -126,6 +126,19 @@ class SearchRegistry:
         Raises ValueError with the reason when it is incomplete, or when its expression cannot be compiled for
         one of its base types (syntax error, unknown element, unsupported FHIRPath).
         """
+        p = self.check(search_parameter_resource)
+        bases = p.base
+        with self._lock:
+            if p.url in self._by_url:
+                self._remove(p.url)
+            self._register(p)
+            for base in bases:  # a run-time parameter overrides a built-in one with the same code
+                self._by_base[base][p.code] = p
+            self._invalidate(bases)
+        return p
+
+    def check(self, search_parameter_resource: dict) -> SearchParam:
+        """The SearchParameter a resource defines, compiled for each base but not registered (ValueError if not)."""
         from healthtwin.fhir.extract import compile_param
 
         r = search_parameter_resource
@@ -154,13 +167,6 @@ class SearchRegistry:
             except fc.CompileError as exc:
                 raise ValueError(f"SearchParameter {p.url}: cannot compile {p.expression!r} for {base}: {exc}") \
                     from None
-        with self._lock:
-            if p.url in self._by_url:
-                self._remove(p.url)
-            self._register(p)
-            for base in bases:  # a run-time parameter overrides a built-in one with the same code
-                self._by_base[base][p.code] = p
-            self._invalidate(bases)
         return p
 
     def remove(self, url: str) -> None:

@@ -141,4 +141,4 @@ def _definitional(rtype: str) -> bool:
 def _after_write(services, tx: Transaction, resource: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
     rtype = (resource or old or {}).get("resourceType")
     if _definitional(rtype or "") and apply_definition(services, resource, old) and services.jobs is not None:
-        services.jobs.request_reindex(resource or old)
+        services.jobs.request_reindex(resource or old, tx=tx)

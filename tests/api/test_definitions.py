@@ -1,0 +1,57 @@
+"""Definitions created at run time change behaviour: SearchParameters (with reindexing) and profiles."""
+from __future__ import annotations
+
+import time
+
+MMN = "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName"
+SP = {"resourceType": "SearchParameter", "url": "https://health.gov.az/fhir/SearchParameter/mothers-maiden-name",
+      "name": "mothers-maiden-name", "status": "active", "description": "Mother's maiden name",
+      "code": "mothers-maiden-name", "base": ["Patient"], "type": "string",
+      "expression": f"Patient.extension('{MMN}').value"}
+
+
+def _wait_for_jobs(client, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        jobs = client.get("/fhir/$reindex").json()["parameter"]
+        states = [next(p["valueCode"] for p in j["part"] if p["name"] == "status") for j in jobs]
+        if states and all(s == "done" for s in states):
+            return jobs
+        time.sleep(0.1)
+    raise AssertionError(f"reindex did not finish: {jobs}")
+
+
+def test_runtime_search_parameter_reindexes_existing(client):
+    older = client.post("/fhir/Patient", json={"resourceType": "Patient",
+                                               "extension": [{"url": MMN, "valueString": "Qasımova"}]}).json()
+    assert client.post("/fhir/SearchParameter", json=SP).status_code == 201
+    jobs = _wait_for_jobs(client)
+    done = next(p["valueInteger"] for p in jobs[-1]["part"] if p["name"] == "done")
+    assert done >= 1
+    newer = client.post("/fhir/Patient", json={"resourceType": "Patient",
+                                               "extension": [{"url": MMN, "valueString": "Qasımlı"}]}).json()
+    found = client.get("/fhir/Patient?mothers-maiden-name=qasım").json()
+    assert sorted(e["resource"]["id"] for e in found["entry"]) == sorted([older["id"], newer["id"]])
+    exact = client.get("/fhir/Patient?mothers-maiden-name:exact=Qasımlı").json()
+    assert [e["resource"]["id"] for e in exact["entry"]] == [newer["id"]]
+    names = {p["name"] for r in client.get("/fhir/metadata").json()["rest"][0]["resource"] if r["type"] == "Patient"
+             for p in r["searchParam"]}
+    assert "mothers-maiden-name" in names
+
+
+def test_uncompilable_search_parameter_is_refused(client):
+    bad = dict(SP, url="https://x/sp/bad", code="bad", expression="Patient.nonsense((")
+    r = client.post("/fhir/SearchParameter", json=bad)
+    assert r.status_code in (400, 422) and r.json()["resourceType"] == "OperationOutcome"
+    assert client.get("/fhir/SearchParameter?_summary=count").json()["total"] == 0
+
+
+def test_reindex_operation_reports_progress(client):
+    for _ in range(3):
+        client.post("/fhir/Organization", json={"resourceType": "Organization", "name": "Poliklinika"})
+    r = client.post("/fhir/Organization/$reindex")
+    assert r.status_code == 202
+    jobs = _wait_for_jobs(client)
+    job = {p["name"]: p.get("valueInteger", p.get("valueCode")) for p in jobs[-1]["part"]}
+    assert job["total"] == 3 and job["done"] == 3
+    assert client.get("/fhir/Organization?name=poliklinika&_summary=count").json()["total"] == 3
