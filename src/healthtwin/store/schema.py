@@ -50,7 +50,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
              lo {REAL} NOT NULL, hi {REAL} NOT NULL)""",
         "CREATE INDEX idx_number_value ON idx_number (pid, value, rid)",
         "CREATE INDEX idx_number_rid ON idx_number (rid, pid)",
-        """CREATE TABLE idx_quantity (rid {INT8} NOT NULL, pid INTEGER NOT NULL, value {REAL} NOT NULL,
+        """CREATE TABLE idx_quantity (rid {INT8} NOT NULL, pid INTEGER NOT NULL, value {REAL},
              lo {REAL} NOT NULL, hi {REAL} NOT NULL, system TEXT, code TEXT, unit TEXT,
              canon_code TEXT, canon_value {REAL})""",
         "CREATE INDEX idx_quantity_value ON idx_quantity (pid, value, rid)",

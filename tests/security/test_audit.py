@@ -1,0 +1,270 @@
+"""The audit chain, attacked: edits, deletions, reordering and re-linking are found and located."""
+from __future__ import annotations
+
+import threading
+import uuid
+
+import orjson
+import pytest
+
+from healthtwin.api.context import Caller, RequestContext
+from healthtwin.security.audit import GENESIS, AuditError, AuditLog, entry_hash, harden_postgres, rest_events
+
+
+def ctx(subject="dr-bob", roles=("practitioner",), client_id="portal"):
+    caller = Caller(subject=subject, kind="person", roles=frozenset(roles), organization="Organization/hus",
+                    client_id=client_id)
+    return RequestContext(caller=caller, base_url="http://x/fhir", client_address="10.0.0.7")
+
+
+@pytest.fixture
+def log(store):
+    audit = AuditLog(store)
+    audit.ensure_schema()
+    for i in range(1, 9):
+        audit.append(rest_events(ctx(), "read", 200, "Observation", f"o{i}", patients=[f"Patient/p{i % 3}"]))
+    return audit
+
+
+def execute(store, sql, params=()):
+    with store.write_cursor() as cur:
+        cur.execute(store.sql(sql), params)
+
+
+def test_intact_chain_verifies(log):
+    assert log.head()[0] == 8
+    result = log.verify()
+    assert result.ok and result.checked == 8 and result.first_bad_seq is None
+
+
+def test_chain_links(log, store):
+    rows = store.query("SELECT seq, prev_hash, hash FROM audit_log ORDER BY seq", [])
+    assert rows[0][1] == GENESIS
+    assert all(rows[i][1] == rows[i - 1][2] for i in range(1, len(rows)))
+
+
+def test_edited_event_is_found(log, store):
+    body = bytes(store.query("SELECT event FROM audit_log WHERE seq = 3", [])[0][0])
+    event = orjson.loads(body)
+    event["agent"][0]["who"]["identifier"]["value"] = "someone-innocent"
+    execute(store, "UPDATE audit_log SET event = ? WHERE seq = 3", (orjson.dumps(event, option=orjson.OPT_SORT_KEYS),))
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 3 and "altered" in result.reason
+
+
+def test_whitespace_only_edit_is_found(log, store):
+    body = bytes(store.query("SELECT event FROM audit_log WHERE seq = 5", [])[0][0])
+    execute(store, "UPDATE audit_log SET event = ? WHERE seq = 5", (body.replace(b",", b", ", 1),))
+    assert log.verify().first_bad_seq == 5
+
+
+@pytest.mark.parametrize("column,value", [("patient", "Patient/other"), ("agent", "nobody"), ("recorded", 1.0)])
+def test_edited_columns_are_found(log, store, column, value):
+    execute(store, f"UPDATE audit_log SET {column} = ? WHERE seq = 4", (value,))
+    assert log.verify().first_bad_seq == 4
+
+
+def test_deleted_row_is_found(log, store):
+    execute(store, "DELETE FROM audit_log WHERE seq = 4")
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 4 and "missing" in result.reason
+
+
+def test_deleted_first_row_is_found(log, store):
+    execute(store, "DELETE FROM audit_log WHERE seq = 1")
+    assert log.verify().first_bad_seq == 1
+
+
+def test_deleted_and_renumbered_is_found(log, store):
+    """Delete entry 4 and close the gap by renumbering: the links betray it."""
+    execute(store, "DELETE FROM audit_log WHERE seq = 4")
+    for seq in range(5, 9):
+        execute(store, "UPDATE audit_log SET seq = ? WHERE seq = ?", (seq - 1, seq))
+    result = log.verify()
+    assert result.first_bad_seq == 4 and "link" in result.reason
+
+
+def test_reordered_rows_are_found(log, store):
+    execute(store, "UPDATE audit_log SET seq = -1 WHERE seq = 2")
+    execute(store, "UPDATE audit_log SET seq = 2 WHERE seq = 3")
+    execute(store, "UPDATE audit_log SET seq = 3 WHERE seq = -1")
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 2
+
+
+def test_changed_hash_is_found(log, store):
+    execute(store, "UPDATE audit_log SET hash = ? WHERE seq = 6", ("f" * 64,))
+    assert log.verify().first_bad_seq == 6
+
+
+def test_changed_prev_hash_is_found(log, store):
+    execute(store, "UPDATE audit_log SET prev_hash = ? WHERE seq = 7", ("0" * 64,))
+    result = log.verify()
+    assert result.first_bad_seq == 7 and "link" in result.reason
+
+
+def test_rewritten_tail_needs_an_anchor(log, store):
+    """Deleting the newest entries leaves a valid shorter chain; only an anchored head reveals it."""
+    anchor = log.head()
+    execute(store, "DELETE FROM audit_log WHERE seq >= 7")
+    assert log.verify().ok  # the limitation, stated honestly
+    result = log.verify(anchors=[anchor])
+    assert not result.ok and result.first_bad_seq == 7
+
+
+def test_recomputed_chain_caught_by_anchor(log, store):
+    """An attacker who edits entry 2 and recomputes every later hash defeats the chain, not the anchor."""
+    anchor = log.head()
+    rows = store.query("SELECT seq, recorded, event, patient, agent FROM audit_log ORDER BY seq", [])
+    prev = GENESIS
+    for seq, recorded, event, patient, agent in rows:
+        agent = "someone-else" if seq == 2 else agent
+        digest = entry_hash(prev, seq, recorded, patient, agent, bytes(event))
+        execute(store, "UPDATE audit_log SET agent = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                (agent, prev, digest, seq))
+        prev = digest
+    assert log.verify().ok
+    assert log.verify(anchors=[anchor]).first_bad_seq == 8
+
+
+def test_concurrent_appends_make_one_linear_chain(store):
+    audit = AuditLog(store)
+    audit.ensure_schema()
+    seqs: list[int] = []
+    lock = threading.Lock()
+
+    def worker(n):
+        for i in range(25):
+            last = audit.append(rest_events(ctx(subject=f"u{n}"), "search-type", 200, "Observation",
+                                            patients=[f"Patient/{n}-{i}"], query="code=1234"))
+            with lock:
+                seqs.append(last)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seqs) == list(range(1, 201))  # each caller learned its own, distinct seq
+    result = audit.verify()
+    assert result.ok and result.checked == 200
+
+
+def test_two_logs_on_one_database_share_the_chain(store):
+    """Two server processes = two AuditLog objects; the database lock keeps the chain linear."""
+    a, b = AuditLog(store), AuditLog(store)
+    a.ensure_schema()
+
+    def worker(audit):
+        for _ in range(20):
+            audit.append(rest_events(ctx(), "read", 200, "Patient", "p1"))
+
+    threads = [threading.Thread(target=worker, args=(x,)) for x in (a, b, a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert a.verify().ok and a.head()[0] == 80
+
+
+def test_failed_append_raises(store):
+    audit = AuditLog(store)  # schema never created: the write must fail loudly, not be dropped
+    with pytest.raises(AuditError):
+        audit.append(rest_events(ctx(), "read", 200, "Patient", "p1"))
+    with pytest.raises(ValueError):
+        audit.append([{"resourceType": "Patient"}])
+
+
+def test_access_log_and_balp_shape(log):
+    events = log.access_log("Patient/p1")
+    assert [e["id"] for e in events] == ["1", "4", "7"]
+    e = events[0]
+    assert e["type"]["code"] == "rest" and e["subtype"][0]["code"] == "read" and e["action"] == "R"
+    assert e["outcome"] == "0" and e["agent"][0]["requestor"] is True
+    assert e["agent"][0]["who"]["identifier"] == {"value": "dr-bob", "system": "Organization/hus"}
+    assert e["agent"][0]["network"] == {"address": "10.0.0.7", "type": "2"}
+    assert e["agent"][1]["who"]["identifier"]["value"] == "portal"
+    assert e["entity"][0] == {"what": {"reference": "Patient/p1"},
+                              "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                                       "code": "1"},
+                              "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}}
+    assert log.access_log("Patient/nobody") == []
+    assert log.access_log("Patient/p1", since=4e9) == []
+
+
+def test_one_event_per_patient_and_query_entity():
+    events = rest_events(ctx(), "search-type", 500, "Observation", patients=["Patient/a", "Patient/b", "Patient/a"],
+                         query="subject=Patient/a,Patient/b", purpose="TREAT")
+    assert len(events) == 2 and {e["entity"][0]["what"]["reference"] for e in events} == {"Patient/a", "Patient/b"}
+    assert events[0]["outcome"] == "8" and events[0]["action"] == "E"
+    import base64
+    assert base64.b64decode(events[0]["entity"][1]["query"]) == b"subject=Patient/a,Patient/b"
+    assert events[0]["purposeOfEvent"][0]["coding"][0]["code"] == "TREAT"
+
+
+# -- PostgreSQL: the server's own role cannot rewrite history ------------------------------------------------
+def test_postgres_hardening(store):
+    if store.dialect != "postgres":
+        pytest.skip("PostgreSQL privilege test")
+    import psycopg
+    from psycopg import errors
+
+    from healthtwin.store.postgres import PostgresStore
+
+    suffix = uuid.uuid4().hex[:8]
+    app_role, owner_role = f"ht_app_{suffix}", f"ht_audit_owner_{suffix}"
+    audit = AuditLog(store)
+    audit.ensure_schema()
+    audit.append(rest_events(ctx(), "read", 200, "Patient", "p1"))
+    with store.cursor() as cur:
+        cur.execute("SELECT current_schema()")
+        schema = cur.fetchone()[0]
+        cur.execute(f'CREATE ROLE "{app_role}" LOGIN')
+        # The server's role owns and uses everything else in its schema, as in production.
+        cur.execute(f'GRANT ALL ON SCHEMA "{schema}" TO "{app_role}"')
+        cur.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO "{app_role}"')
+    try:
+        harden_postgres(store, app_role, owner_role)
+        app_store = PostgresStore(store.dsn + f"&user={app_role}", min_size=1, max_size=4)
+        try:
+            app_log = AuditLog(app_store)
+            app_log.ensure_schema()  # must not need DDL rights once the table exists
+            app_log.append(rest_events(ctx(), "read", 200, "Patient", "p2"))  # INSERT still works
+            assert app_log.verify().ok and app_log.head()[0] == 2
+            for stmt in ("UPDATE audit_log SET agent = 'x' WHERE seq = 1", "DELETE FROM audit_log WHERE seq = 1",
+                         "TRUNCATE audit_log", "DROP TABLE audit_log", "ALTER TABLE audit_log DISABLE TRIGGER ALL",
+                         "DROP TRIGGER audit_log_no_change ON audit_log"):
+                with pytest.raises((errors.InsufficientPrivilege, errors.RaiseException)):
+                    with app_store.write_cursor() as cur:
+                        cur.execute(stmt)
+            # Granting itself UPDATE is a no-op for a non-owner (PostgreSQL only warns): UPDATE still fails.
+            with app_store.write_cursor() as cur:
+                cur.execute("GRANT UPDATE, DELETE ON audit_log TO CURRENT_USER")
+            with pytest.raises(errors.InsufficientPrivilege):
+                with app_store.write_cursor() as cur:
+                    cur.execute("UPDATE audit_log SET agent = 'x' WHERE seq = 1")
+        finally:
+            app_store.close()
+        # The trigger stops even the administrator's accidental edits.
+        for stmt in ("UPDATE audit_log SET agent = 'x' WHERE seq = 1", "DELETE FROM audit_log"):
+            with pytest.raises(psycopg.Error, match="append-only"):
+                with store.write_cursor() as cur:
+                    cur.execute(stmt)
+        assert audit.verify().ok and audit.head()[0] == 2
+    finally:
+        with store.cursor() as cur:
+            cur.execute(f'DROP OWNED BY "{app_role}", "{owner_role}" CASCADE')
+            cur.execute(f'DROP ROLE IF EXISTS "{app_role}"')
+            cur.execute(f'DROP ROLE IF EXISTS "{owner_role}"')
+
+
+def test_harden_refuses_sqlite_and_superusers(store):
+    if store.dialect != "postgres":
+        with pytest.raises(ValueError):
+            harden_postgres(store, "app")
+        return
+    with store.cursor() as cur:
+        cur.execute("SELECT current_user")
+        me = cur.fetchone()[0]
+    with pytest.raises(ValueError, match="superuser"):
+        harden_postgres(store, me, f"ht_owner_{uuid.uuid4().hex[:8]}")
