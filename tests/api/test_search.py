@@ -159,3 +159,18 @@ def test_search_errors(data):
     lenient = data.get("/fhir/Patient?nonsense=1").json()
     assert any(e["search"]["mode"] == "outcome" for e in lenient["entry"])
     assert data.get("/fhir/Patient?_count=abc").status_code == 400
+
+
+def test_in_and_not_in_valuesets(data, client):
+    vs = "http://hl7.org/fhir/ValueSet/administrative-gender"
+    assert _ids(data.get(f"/fhir/Patient?gender:in={vs}").json()) == ["p1", "p2"]
+    assert _ids(data.get(f"/fhir/Patient?gender:not-in={vs}").json()) == []
+    local = {"resourceType": "ValueSet", "url": "https://health.gov.az/fhir/ValueSet/bp", "status": "active",
+             "compose": {"include": [{"system": "http://loinc.org", "concept": [{"code": "8480-6"}]}]}}
+    assert client.post("/fhir/ValueSet", json=local).status_code == 201
+    assert _ids(data.get("/fhir/Observation?code:in=https://health.gov.az/fhir/ValueSet/bp").json()) == \
+        ["o1", "o2", "o3"]
+    assert _ids(data.get("/fhir/Observation?code:not-in=https://health.gov.az/fhir/ValueSet/bp").json()) == \
+        ["o4", "o5"]
+    r = data.get("/fhir/Observation?code:in=https://unknown/vs")
+    assert r.status_code == 400 and "not known" in r.text

@@ -423,7 +423,9 @@ class _Builder:
             elif m > base_max:
                 raise ValueError(f"element {eid}: max {e['max']} is above the base maximum {base_max}")
         base_codes = {c.code for c in choice} if el is None else {el.code}
-        codes = {t["code"] for t in e.get("type", []) if t.get("code") not in ("BackboneElement", "Element")}
+        # snapshots type id/url/value elements as System.String etc. (the base compilation already knows them)
+        codes = {t["code"] for t in e.get("type", []) if t.get("code") not in ("BackboneElement", "Element")
+                 and not str(t.get("code")).startswith("http://hl7.org/fhirpath/System.")}
         if codes and el is not None:
             if el.code == "Resource":  # Bundle.entry.resource, contained: a profile may name resource types
                 if not codes <= self.model.resource_types | {"Resource"}:

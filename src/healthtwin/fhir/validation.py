@@ -171,7 +171,7 @@ class _Ctx:
 class Validator:
     _default: "Validator | None" = None
     _model: Model | None = None
-    _lock = threading.Lock()
+    _lock = threading.RLock()
 
     def __init__(self, profiles: "ProfileStore | None" = None, *, invariants: bool = True) -> None:
         from healthtwin.fhir.profiles import ProfileStore
@@ -189,11 +189,12 @@ class Validator:
     @classmethod
     def default(cls) -> "Validator":
         """The shared validator: base definitions plus the specification's own resource profiles."""
-        if cls._default is None:
-            validator = cls()
-            validator.profiles.load_spec_profiles()
-            cls._default = validator
-        return cls._default
+        with cls._lock:
+            if cls._default is None:
+                validator = cls()
+                validator.profiles.load_spec_profiles()
+                cls._default = validator
+            return cls._default
 
     def add_profile(self, structure_definition: dict) -> None:
         self.profiles.add(structure_definition)
@@ -207,7 +208,7 @@ class Validator:
         if type(resource) is not dict:
             return [Issue("fatal", "structure", f"a resource must be a JSON object, not {JSON_KIND(resource)}", "")]
         rtype = resource.get("resourceType")
-        self._resource(resource, rtype if type(rtype) is str else "", out, None, False)
+        self._resource(resource, rtype if type(rtype) is str else "", out, None)
         if profile is not None:
             compiled = self.profiles.get(profile)
             if compiled is None:
@@ -219,7 +220,8 @@ class Validator:
                                  f"not {rtype}", str(rtype)))
         return out
 
-    def _resource(self, r: dict, loc: str, out: list[Issue], container: _Ctx | None, in_bundle: bool) -> None:
+    def _resource(self, r: dict, loc: str, out: list[Issue], container: _Ctx | None) -> None:
+        """Validate one resource: top level, contained (container given) or inline (Bundle.entry.resource...)."""
         rtype = r.get("resourceType")
         if type(rtype) is not str:
             out.append(Issue("fatal" if container is None and not loc else "error", "structure",
@@ -241,7 +243,7 @@ class Validator:
             out.append(Issue("error", "invariant", "dom-2: a contained resource SHALL NOT contain additional "
                              "contained resources", f"{loc}.contained"))
         self._walk(r, td, loc, out, ctx)
-        if container is None and contained_ids is not None and cont:
+        if container is None and cont:
             _inv.check_contained(r, loc, out, Issue)
         meta = r.get("meta")
         if type(meta) is dict and type(meta.get("profile")) is list:
@@ -381,8 +383,8 @@ class Validator:
         if type(val) is not dict:
             out.append(Issue("error", "structure", f"a resource must be a JSON object, not {JSON_KIND(val)}", loc))
             return
-        contained = el.name == "contained"
-        self._resource(val, loc, out, ctx if contained else None, not contained)
+        # contained resources share their container's ids and root; inline resources are roots themselves
+        self._resource(val, loc, out, ctx if el.name == "contained" else None)
 
     def _primitive_extension(self, obj: dict, el: Elem, val: Any, loc: str, out: list[Issue], ctx: _Ctx) -> None:
         key = el.name

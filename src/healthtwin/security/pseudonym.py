@@ -57,7 +57,8 @@ class Pseudonymizer:
         res.pop("meta", None)
         if isinstance(meta, dict) and meta.get("profile"):
             res["meta"] = {"profile": meta["profile"]}  # versions, timestamps, sources could re-identify
-        res.pop("text", None)
+        res.pop("text", None)  # narrative: names in clear
+        res.pop("note", None)  # Annotations: free text, often naming people
         if rtype in PERSON_TYPES:
             for key in _PERSON_FIELDS:
                 res.pop(key, None)

@@ -185,11 +185,19 @@ class SearchCompiler:
             q = normalize(unescape(v.raw))
             sql.add("x.text LIKE ? ESCAPE '\\'", _like_escape(q) + "%")
             return
+        if crit.modifier in ("above", "below"):
+            raise FHIRError(400, f"The :{crit.modifier} modifier on tokens needs code system hierarchies, "
+                                 "which this server does not hold yet", "not-supported")
         if crit.modifier in ("in", "not-in"):
-            codes = _valueset_codes(unescape(v.raw))
+            codes = _valueset_codes(unescape(v.raw), self.store)
             sql.add("(")
-            for n, (system, code) in enumerate(codes):
-                sql.add(" OR " if n else "").add("(x.system = ? AND x.code = ?)", system, code)
+            # Elements of type `code` are indexed without a system: they match on the code alone.
+            by_system: dict[str, list[str]] = {}
+            for system, code in codes:
+                by_system.setdefault(system, []).append(code)
+            for n, (system, group) in enumerate(by_system.items()):
+                sql.add(" OR " if n else "").add(f"((x.system = ? OR x.system IS NULL) AND x.code IN {_in(group)})",
+                                                 system, *group)
             sql.add("1 = 0)" if not codes else ")")
             return
         parts = split_unescaped(v.raw, "|")
@@ -411,9 +419,9 @@ def _point_pred(sql: Sql, prefix: str, qv: float, qlo: float, qhi: float, col: s
         sql.add(f"{col} >= ? AND {col} <= ?", qv - delta, qv + delta)
 
 
-def _valueset_codes(url: str) -> list[tuple[str, str]]:
+def _valueset_codes(url: str, store) -> list[tuple[str, str]]:
     from ..fhir.terminology import expand
-    codes = expand(url)
+    codes = expand(url, store)
     if codes is None:
         raise FHIRError(400, f"ValueSet '{url}' is not known to this server, so :in/:not-in cannot be evaluated")
     return codes
