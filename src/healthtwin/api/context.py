@@ -7,7 +7,7 @@ interactions rewritten. Until the trust work lands the policy in force is explic
 """
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,7 +33,7 @@ class RequestContext:
     pretty: bool = False
     prefer_return: str = "representation"  # minimal | representation | OperationOutcome
     prefer_handling: str = "lenient"  # strict | lenient
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=lambda: os.urandom(12).hex())
     headers: dict[str, str] = field(default_factory=dict)
     client_address: str | None = None
 

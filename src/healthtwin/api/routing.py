@@ -146,8 +146,11 @@ class FHIRRouter:
             params = request.query_params
             summary = params.get("_summary")
             elements = params.get("_elements")
-            return await self.run(read.read, s, ctx, rtype, rid, summary if summary != "false" else None,
-                                  elements.split(",") if elements else None)
+            args = (s, ctx, rtype, rid, summary if summary != "false" else None,
+                    elements.split(",") if elements else None)
+            if hasattr(s.store, "aread"):
+                return await read.aread(*args)
+            return await self.run(read.read, *args)
         if method == "PUT":
             http.check_content_type(request)
             resource = parse_resource(await http.body_bytes(request, s.limits.max_body_bytes), rtype)

@@ -172,7 +172,7 @@ class AuditLog:
         """Appends inside the caller's write transaction (e.g. the one that writes the resource, so write and
         audit commit together). Holds the chain lock until that transaction ends — keep it short."""
         store = self.store
-        pass  # PostgreSQL: advisory lock across processes; SQLite: BEGIN IMMEDIATE did it
+        store.lock(cur, "audit-log")  # PostgreSQL: advisory lock across processes; SQLite: BEGIN IMMEDIATE did it
         cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         row = cur.fetchone()
         seq, prev = (row[0], row[1]) if row else (0, GENESIS)

@@ -12,7 +12,10 @@ from typing import Any, Iterator, Sequence
 
 from psycopg_pool import ConnectionPool
 
-from .base import Store
+from .base import Store, _stored
+from .records import Stored
+
+_READ = "SELECT type, id, version, last_updated, deleted, content FROM resources WHERE type = %s AND id = %s"
 
 
 class PostgresStore(Store):
@@ -24,6 +27,7 @@ class PostgresStore(Store):
         self.dsn = dsn
         self.pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, open=True,
                                    kwargs={"autocommit": True, "prepare_threshold": 5})
+        self._apool = None
         self.migrate()
 
     def sql(self, text: str) -> str:
@@ -58,5 +62,18 @@ class PostgresStore(Store):
         digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (digest,))
 
+    async def aread(self, rtype: str, rid: str) -> Stored | None:
+        """Read by id on the event loop (no worker-thread hop): the hottest path of the server."""
+        if self._apool is None:
+            from psycopg_pool import AsyncConnectionPool
+            self._apool = AsyncConnectionPool(self.dsn, min_size=2, max_size=16, open=False,
+                                              kwargs={"autocommit": True, "prepare_threshold": 1})
+            await self._apool.open()
+        async with self._apool.connection() as conn:
+            cur = await conn.execute(_READ, (rtype, rid))
+            row = await cur.fetchone()
+        return _stored(row) if row else None
+
     def close(self) -> None:
         self.pool.close()
+        self._apool = None  # closed with its event loop

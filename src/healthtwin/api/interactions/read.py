@@ -16,9 +16,20 @@ from ..subsetting import subset
 def read(services, ctx: RequestContext, rtype: str, rid: str, summary: str | None = None,
          elements: list[str] | None = None) -> Response:
     services.policy.authorize(ctx, "read", rtype)
-    if not ID_RE.match(rid):
-        raise FHIRError(404, f"{rtype}/{rid} is not known")
-    stored = services.store.read(rtype, rid)
+    stored = services.store.read(rtype, rid) if ID_RE.match(rid) else None
+    return respond(ctx, rtype, rid, stored, summary, elements)
+
+
+async def aread(services, ctx: RequestContext, rtype: str, rid: str, summary: str | None = None,
+                elements: list[str] | None = None) -> Response:
+    """read on the event loop, for stores with an async read (PostgreSQL)."""
+    services.policy.authorize(ctx, "read", rtype)
+    stored = await services.store.aread(rtype, rid) if ID_RE.match(rid) else None
+    return respond(ctx, rtype, rid, stored, summary, elements)
+
+
+def respond(ctx: RequestContext, rtype: str, rid: str, stored, summary: str | None,
+            elements: list[str] | None) -> Response:
     if stored is None:
         raise FHIRError(404, f"{rtype}/{rid} is not known")
     headers = version_headers(stored, ctx)
