@@ -158,3 +158,9 @@ def test_metadata_lists_what_is_implemented(client):
 def test_unknown_method_is_405(client):
     pid = client.post("/fhir/Patient", json=patient()).json()["id"]
     assert client.post(f"/fhir/Patient/{pid}", json=patient()).status_code == 405
+
+
+def test_base_url_without_trailing_slash_is_not_redirected(client):
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": []}
+    r = client.post("/fhir", json=bundle, follow_redirects=False)
+    assert r.status_code == 200 and r.json()["type"] == "batch-response"

@@ -38,6 +38,9 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
     app = Starlette(lifespan=lifespan, routes=[
         Route("/", root),
         Route("/health", health),
+        # The base URL itself (POST /fhir for batch/transaction, GET /fhir for system search) without the
+        # redirect to /fhir/ that a Mount alone would answer.
+        Route("/fhir", fhir_router, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
         Mount("/fhir", app=fhir_router),
     ])
     app.state.services = services
