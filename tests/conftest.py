@@ -91,12 +91,12 @@ def store(request, tmp_path):
 
 
 @pytest.fixture
-def client(store):
+def client(store, tmp_path):
     """A test client on the real application over a fresh store (both databases)."""
     from starlette.testclient import TestClient
 
     from healthtwin.api.app import create_app
-    with TestClient(create_app(store)) as c:
+    with TestClient(create_app(store, data_dir=tmp_path / "data")) as c:
         yield c
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, RedirectResponse
@@ -17,8 +18,8 @@ log = logging.getLogger("healthtwin")
 
 
 def create_app(store: Store, policy: Policy | None = None, limits: Limits | None = None,
-               services: Services | None = None) -> Starlette:
-    services = services or Services.build(store, policy, limits)
+               services: Services | None = None, data_dir: Path | None = None) -> Starlette:
+    services = services or Services.build(store, policy, limits, data_dir)
     fhir_router = FHIRRouter(services, "/fhir")
 
     async def health(request):

@@ -6,4 +6,4 @@ from ..store import open_store
 from .app import create_app
 
 _settings = Settings.from_env()
-app = create_app(open_store(_settings.database, _settings.data_dir))
+app = create_app(open_store(_settings.database, _settings.data_dir), data_dir=_settings.data_dir)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..fhir.search_query import SearchParser
@@ -26,12 +27,14 @@ class Services:
     policy: Policy = field(default_factory=OpenPolicy)
     limits: Limits = field(default_factory=Limits)
     jobs: Any = None  # background jobs (reindex, import)
+    data_dir: Path | None = None  # keys, import folder, analytics files
 
     def __post_init__(self) -> None:
         self.parser = SearchParser(self.registry)
 
     @classmethod
-    def build(cls, store: Store, policy: Policy | None = None, limits: Limits | None = None) -> "Services":
+    def build(cls, store: Store, policy: Policy | None = None, limits: Limits | None = None,
+              data_dir: Path | None = None) -> "Services":
         from ..fhir.search_params import SearchRegistry
         from ..fhir.validation import Validator
         from .definitions import load_runtime_definitions
@@ -39,7 +42,7 @@ class Services:
         registry = SearchRegistry.default()
         validator = Validator.default()
         store.set_extractor(lambda resource: registry.extractor(resource["resourceType"])(resource))
-        services = cls(store, registry, validator, policy or OpenPolicy(), limits or Limits())
+        services = cls(store, registry, validator, policy or OpenPolicy(), limits or Limits(), data_dir=data_dir)
         from .jobs import Jobs
         services.jobs = Jobs(services)
         load_runtime_definitions(services)

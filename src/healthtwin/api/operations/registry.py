@@ -49,4 +49,4 @@ def all_operations() -> list[Operation]:
 
 def _load() -> None:
     # Importing the modules registers their operations.
-    from . import everything, reindex, validate  # noqa: F401
+    from . import bulk_import, everything, reindex, validate  # noqa: F401

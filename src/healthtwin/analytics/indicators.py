@@ -1,0 +1,298 @@
+"""National indicators: versioned definitions, the tables computed from the materialized views, and queries.
+
+Definitions live in the folder `indicators/` next to this module (it has no `__init__.py`, so this module, not
+the folder, is `healthtwin.analytics.indicators`):
+
+* `<view>.view.json`: the SQL on FHIR ViewDefinitions that are materialized (see `materialize.py`);
+* `_base.json`: DuckDB macros and base tables every indicator builds on (persons, mid-year population...);
+* `<name>.indicator.json`: one indicator: a definition for a reader (numerator, denominator, period, source),
+  its dimensions and measure, and two DuckDB queries over the materialized tables.
+
+Why pre-aggregated tables: a drill-down must answer in milliseconds for a population of millions, but the
+event tables hold tens of millions of rows. Each indicator's queries are therefore run at refresh time into
+two small additive tables at the finest grain (`ind_<name>_num`, `ind_<name>_den`: region, district, sex,
+single year of age, period and the indicator's own dimensions). A request sums them along its filters and
+breakdown, which touches at most a few hundred thousand rows.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+
+FOLDER = Path(__file__).with_name("indicators")
+DEFAULT_THRESHOLD = 5
+CUBE_STATE = "_ht_cube_state"
+POPULATION_DIMS = ("region", "district", "sex", "age", "period")
+# Values are multiplied by these to give the indicator's unit.
+SCALE = {"count": None, "percent": 100.0, "per_1000": 1000.0, "per_100000": 100000.0, "ratio": 1.0}
+
+
+class IndicatorError(ValueError):
+    """A bad request for an indicator (unknown dimension, malformed filter); `location` names the parameter."""
+
+    def __init__(self, message: str, location: str = "") -> None:
+        super().__init__(message)
+        self.location = location
+
+
+@dataclass(frozen=True)
+class Indicator:
+    name: str
+    version: str
+    title: str
+    description: str
+    definition: dict[str, str]
+    views: tuple[str, ...]
+    dimensions: tuple[str, ...]
+    denominator_dimensions: tuple[str, ...]
+    required_by: tuple[str, ...]
+    default_by: tuple[str, ...]
+    measure: dict[str, str]
+    suppress: tuple[str, ...]
+    numerator_sql: str
+    denominator_sql: str
+    digest: str = field(compare=False)
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "title": self.title, "description": self.description,
+                "definition": self.definition, "dimensions": list(self.dimensions), "default_by": list(self.default_by),
+                "required_by": list(self.required_by), "measure": self.measure, "views": list(self.views)}
+
+
+def _sql(value: Any) -> str:
+    return "\n".join(value) if isinstance(value, list) else str(value)
+
+
+@lru_cache(maxsize=4)
+def load_indicators(folder: Path = FOLDER) -> dict[str, Indicator]:
+    base = (folder / "_base.json").read_bytes()
+    out = {}
+    for path in sorted(folder.glob("*.indicator.json")):
+        raw = orjson.loads(path.read_bytes())
+        digest = hashlib.sha256(path.read_bytes() + base).hexdigest()[:16]
+        dims = tuple(raw["dimensions"])
+        if "period" not in dims or not set(raw["denominator_dimensions"]) <= set(dims):
+            raise ValueError(f"{path.name}: dimensions must include period and contain the denominator's")
+        out[raw["name"]] = Indicator(
+            raw["name"], raw["version"], raw["title"], raw["description"], raw["definition"], tuple(raw["views"]),
+            dims, tuple(raw["denominator_dimensions"]), tuple(raw.get("required_by", ())),
+            tuple(raw.get("default_by", ())), raw["measure"], tuple(raw.get("suppress", ("numerator", "denominator"))),
+            _sql(raw["numerator_sql"]), _sql(raw["denominator_sql"]), digest)
+    return out
+
+
+@lru_cache(maxsize=4)
+def _base(folder: Path = FOLDER) -> dict[str, Any]:
+    return orjson.loads((folder / "_base.json").read_bytes())
+
+
+def indicator_views(folder: Path = FOLDER) -> list[dict[str, Any]]:
+    """The ViewDefinitions the indicators read, as stored in the project."""
+    return [orjson.loads(p.read_bytes()) for p in sorted(folder.glob("*.view.json"))]
+
+
+# -- building the indicator tables ------------------------------------------------------------------------------
+def build_cubes(con: duckdb.DuckDBPyConnection, force: bool = False,
+                indicators: dict[str, Indicator] | None = None) -> dict[str, str]:
+    """(Re)computes the indicator tables; returns {name: "built" | "current" | "failed: …"}.
+
+    Base tables are recomputed first; then each indicator's two tables are computed into staging tables and
+    swapped in with its state row in one transaction, so a failing indicator keeps its previous figures.
+    """
+    indicators = indicators if indicators is not None else load_indicators()
+    con.execute(f"CREATE TABLE IF NOT EXISTS {CUBE_STATE} (name VARCHAR PRIMARY KEY, digest VARCHAR, "
+                "version VARCHAR, built_at DOUBLE)")
+    state = dict(con.execute(f"SELECT name, digest FROM {CUBE_STATE}").fetchall())
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    todo = [i for i in indicators.values()
+            if force or state.get(i.name) != i.digest or f"ind_{i.name}_num" not in tables]
+    result = {i.name: "current" for i in indicators.values() if i not in todo}
+    if not todo:
+        return result
+    base = _base()
+    for macro in base["macros"]:
+        con.execute(macro)
+    base_error = None
+    for table in base["tables"]:
+        try:
+            con.execute(f"CREATE OR REPLACE TABLE {table['name']} AS {_sql(table['sql'])}")
+        except duckdb.Error as exc:
+            base_error = base_error or f"failed: base table {table['name']}: {exc}"
+    for ind in todo:
+        if base_error:
+            result[ind.name] = base_error
+            continue
+        try:
+            con.execute(f"CREATE OR REPLACE TABLE _ht_stage_num AS {ind.numerator_sql}")
+            con.execute(f"CREATE OR REPLACE TABLE _ht_stage_den AS {ind.denominator_sql}")
+            _check_columns(con, ind)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for part in ("num", "den"):
+                    con.execute(f"DROP TABLE IF EXISTS ind_{ind.name}_{part}")
+                    con.execute(f"ALTER TABLE _ht_stage_{part} RENAME TO ind_{ind.name}_{part}")
+                con.execute(f"INSERT OR REPLACE INTO {CUBE_STATE} VALUES (?, ?, ?, ?)",
+                            [ind.name, ind.digest, ind.version, time.time()])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            result[ind.name] = "built"
+        except (duckdb.Error, IndicatorError) as exc:
+            result[ind.name] = f"failed: {exc}"
+    return result
+
+
+def _check_columns(con: duckdb.DuckDBPyConnection, ind: Indicator) -> None:
+    for part, dims, measure in (("num", ind.dimensions, "numerator"), ("den", ind.denominator_dimensions, "denominator")):
+        cols = [r[0] for r in con.execute(f"DESCRIBE _ht_stage_{part}").fetchall()]
+        if sorted(cols) != sorted([*dims, measure]):
+            raise IndicatorError(f"{ind.name}: the {measure} query gives columns {cols}, expected {[*dims, measure]}")
+
+
+# -- answering a request ------------------------------------------------------------------------------------------
+_RANGE = re.compile(r"^(\d{1,3})(?:-(\d{1,3})|(\+))?$")
+_YEARS = re.compile(r"^(\d{4})(?:-(\d{4}))?$")
+AGE_BAND = "CASE WHEN age >= 85 THEN '85+' ELSE CAST(age // 5 * 5 AS VARCHAR) || '-' || CAST(age // 5 * 5 + 4 AS VARCHAR) END"
+
+
+@dataclass
+class Query:
+    by: list[str]
+    filters: dict[str, list[Any]]  # dimension -> values (age and period: [low, high])
+
+
+def parse_query(ind: Indicator, params: dict[str, str]) -> Query:
+    """`by=a,b` chooses the breakdown; any dimension may filter: region, district, sex, age (a-b, a+, a),
+    period (YYYY or YYYY-YYYY), and the indicator's own (comma-separated values)."""
+    by: list[str] = []
+    raw_by = params.get("by")
+    for dim in (raw_by.split(",") if raw_by else ind.default_by):
+        dim = dim.strip()
+        if not dim:
+            continue
+        if dim not in ind.dimensions:
+            raise IndicatorError(f"'{dim}' is not a dimension of {ind.name}; use one of {', '.join(ind.dimensions)}", "by")
+        if dim not in by:
+            by.append(dim)
+    for dim in ("period", *ind.required_by):  # figures are never summed across periods or non-additive dims
+        if dim not in by:
+            by.insert(0, dim) if dim == "period" else by.append(dim)
+    filters: dict[str, list[Any]] = {}
+    for key, value in params.items():
+        if key in ("by", "format", "threshold"):
+            continue
+        if key not in ind.dimensions:
+            raise IndicatorError(f"unknown parameter '{key}' for {ind.name}; dimensions are {', '.join(ind.dimensions)}",
+                                 key)
+        if key == "age":
+            m = _RANGE.match(value.strip())
+            if not m:
+                raise IndicatorError(f"age '{value}': use a range such as 0-14, 65+ or 40", "age")
+            low = int(m.group(1))
+            high = 200 if m.group(3) else int(m.group(2) or low)
+            if high < low:
+                raise IndicatorError(f"age '{value}': the range is empty", "age")
+            filters["age"] = [low, high]
+        elif key == "period":
+            m = _YEARS.match(value.strip())
+            if not m:
+                raise IndicatorError(f"period '{value}': use a year (2023) or a range of years (2020-2023)", "period")
+            filters["period"] = [int(m.group(1)), int(m.group(2) or m.group(1))]
+        else:
+            filters[key] = [v.strip() for v in value.split(",") if v.strip()]
+    return Query(by, filters)
+
+
+def _where(filters: dict[str, list[Any]], dims: tuple[str, ...]) -> tuple[str, list[Any]]:
+    conds, params = ["TRUE"], []
+    for dim, values in filters.items():
+        if dim not in dims:
+            continue  # e.g. a region filter on a national denominator
+        if dim in ("age", "period"):
+            conds.append(f"{dim} BETWEEN ? AND ?")
+        else:
+            conds.append(f'"{dim}" IN ({", ".join("?" * len(values))})')
+        params += values
+    return " AND ".join(conds), params
+
+
+def compute(con: duckdb.DuckDBPyConnection, ind: Indicator, params: dict[str, str],
+            threshold: int = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    """The figures of one indicator for a request's filters and breakdown, with small cells suppressed."""
+    q = parse_query(ind, params)
+    cur = con.cursor()  # a cursor per request: DuckDB connections are not shared between threads
+    exprs = {d: (AGE_BAND if d == "age" else f'"{d}"') for d in q.by}
+    den_by = [d for d in q.by if d in ind.denominator_dimensions]
+    num_only = [d for d in q.by if d not in ind.denominator_dimensions]
+    nw, np_ = _where(q.filters, ind.dimensions)
+    dw, dp = _where(q.filters, ind.denominator_dimensions)
+
+    def sel(dims: list[str]) -> str:
+        return ", ".join(f'{exprs[d]} AS "{d}"' for d in dims)
+
+    def grp(dims: list[str], measure: str, table: str, where: str) -> str:
+        cols = sel(dims) + ", " if dims else ""
+        return f"SELECT {cols}sum({measure}) AS {measure} FROM {table} WHERE {where}" + (" GROUP BY ALL" if dims else "")
+
+    keys = (f"(SELECT DISTINCT {', '.join(f'{chr(34)}{d}{chr(34)}' for d in num_only)} FROM n)" if num_only
+            else "(SELECT 1 AS _one)")
+    cells = f"SELECT * FROM d CROSS JOIN {keys}" if den_by else f"SELECT * FROM {keys}, d"
+    using = ", ".join(f'"{d}"' for d in q.by)
+    sql = (f"WITH n AS ({grp(q.by, 'numerator', f'ind_{ind.name}_num', nw)}), "
+           f"d AS ({grp(den_by, 'denominator', f'ind_{ind.name}_den', dw)}), "
+           f"c AS ({cells}) "
+           f"SELECT {using}, coalesce(n.numerator, 0) AS numerator, coalesce(c.denominator, 0) AS denominator "
+           f"FROM c FULL OUTER JOIN n USING ({using}) ORDER BY {using}")
+    try:
+        rows = cur.execute(sql, np_ + dp).fetchall()
+    except duckdb.CatalogException:
+        raise IndicatorError(f"{ind.name} has not been computed yet: run a refresh (healthtwin views materialize)",
+                             "") from None
+    scale = SCALE.get(ind.measure.get("type", "ratio"), 1.0)
+    figures = []
+    for row in rows:
+        cell = dict(zip(q.by, row[:len(q.by)]))
+        num, den = row[-2], row[-1]
+        num = float(num) if isinstance(num, float) or not float(num).is_integer() else int(num)
+        den = int(den) if den is not None else 0
+        small = [m for m, v in (("numerator", num), ("denominator", den)) if m in ind.suppress and 0 < v < threshold]
+        if scale is None:
+            value: float | int | None = num
+        else:
+            value = round(num / den * scale, 4) if den else None
+        fig: dict[str, Any] = {**cell, "numerator": num, "denominator": den, "value": value, "suppressed": bool(small)}
+        if small:
+            fig["numerator"] = None
+            fig["value"] = None
+            if den < threshold:
+                fig["denominator"] = None
+        figures.append(fig)
+    return {"indicator": ind.name, "version": ind.version, "title": ind.title, "definition": ind.definition,
+            "measure": ind.measure, "by": q.by,
+            "filters": {k: ("-".join(map(str, v)) if k in ("age", "period") else v) for k, v in q.filters.items()},
+            "threshold": threshold, "figures": figures}
+
+
+def to_csv(result: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    cols = [*result["by"], "numerator", "denominator", "value", "suppressed"]
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for fig in result["figures"]:
+        w.writerow(["" if fig.get(c) is None else fig.get(c) for c in cols])
+    return buf.getvalue()
+
+
+__all__ = ["Indicator", "IndicatorError", "load_indicators", "indicator_views", "build_cubes", "compute", "to_csv",
+           "DEFAULT_THRESHOLD"]
