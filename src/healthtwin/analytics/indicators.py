@@ -253,12 +253,15 @@ def compute(con: duckdb.DuckDBPyConnection, ind: Indicator, params: dict[str, st
            f"d AS ({grp(den_by, 'denominator', f'ind_{ind.name}_den', dw)}), "
            f"c AS ({cells}) "
            f"SELECT {using}, coalesce(n.numerator, 0) AS numerator, coalesce(c.denominator, 0) AS denominator "
-           f"FROM c FULL OUTER JOIN n USING ({using}) ORDER BY {using}")
+           f"FROM c FULL OUTER JOIN n USING ({using})")
     try:
         rows = cur.execute(sql, np_ + dp).fetchall()
     except duckdb.CatalogException:
         raise IndicatorError(f"{ind.name} has not been computed yet: run a refresh (healthtwin views materialize)",
                              "") from None
+    finally:
+        cur.close()
+    rows.sort(key=lambda r: tuple(_order(d, v) for d, v in zip(q.by, r)))  # age bands in numeric order
     scale = SCALE.get(ind.measure.get("type", "ratio"), 1.0)
     figures = []
     for row in rows:
@@ -282,6 +285,14 @@ def compute(con: duckdb.DuckDBPyConnection, ind: Indicator, params: dict[str, st
             "measure": ind.measure, "by": q.by,
             "filters": {k: ("-".join(map(str, v)) if k in ("age", "period") else v) for k, v in q.filters.items()},
             "threshold": threshold, "figures": figures}
+
+
+def _order(dim: str, value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (2, "")
+    if dim == "age":
+        return (0, int(re.match(r"\d+", str(value)).group()))  # type: ignore[union-attr]
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
 
 
 def to_csv(result: dict[str, Any]) -> str:

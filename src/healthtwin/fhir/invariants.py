@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -29,6 +30,8 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 R4_MODEL = models["r4"]
+# fhirpathpy resets module-level state (engine constants) on every evaluation: serialise calls across threads.
+_FHIRPATH_LOCK = threading.Lock()
 NATIVE = {"ele-1": "native, every element", "ext-1": "native, every extension",
           "dom-2": "native (contained)", "dom-3": "native (contained)", "dom-4": "native (contained)",
           "dom-5": "native (contained)", "txt-1": "native (narrative)", "txt-2": "native (narrative)",
@@ -209,8 +212,9 @@ class InvariantRegistry:
 
     def _evaluate(self, fn: Callable[..., list], node: Any, type_name: str, ctx: Any) -> bool | None | str:
         try:
-            return _truth(fn(ResourceNode.create_node(node, type_name),
-                             {"resource": ctx.resource, "rootResource": ctx.root}))
+            with _FHIRPATH_LOCK:
+                return _truth(fn(ResourceNode.create_node(node, type_name),
+                                 {"resource": ctx.resource, "rootResource": ctx.root}))
         except Exception:  # noqa: BLE001 - an invariant fhirpathpy cannot evaluate is skipped for this node
             return "error"
 

@@ -1,0 +1,133 @@
+"""HTTP routes for the national indicators, mounted beside the FHIR API (the lead mounts them at /analytics).
+
+* `GET /analytics/indicators`: the catalogue (name, version, title, definition, dimensions);
+* `GET /analytics/indicators/{name}?region=…&district=…&age=…&sex=…&period=…&by=…&format=json|csv`:
+  figures with numerator, denominator, value and period; cells under the threshold are suppressed
+  (`numerator`/`value` null, `suppressed: true`);
+* `GET /analytics/status`: what was materialized and when; `POST /analytics/refresh` runs a refresh now.
+
+Every route builds the same RequestContext as the FHIR API and asks `services.policy.authorize(ctx,
+"analytics", None)` first, so roles can be enforced when the trust layer lands without touching this module.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..api import http
+from ..api.context import Caller, RequestContext
+from ..api.responses import error
+from ..fhir.outcome import FHIRError
+from .indicators import DEFAULT_THRESHOLD, IndicatorError, compute, indicator_views, load_indicators, to_csv
+from .materialize import Materializer, Scheduler, StoreSource, refresh_all
+
+log = logging.getLogger("healthtwin.analytics")
+HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
+
+
+class Analytics:
+    """The analytics side of a server: its materializer, optional refresh schedule and Starlette app.
+
+    `refresh_minutes=None` (the default, and what tests use) starts no background thread; the lead's
+    `create_app` calls `start()`/`stop()` from its lifespan, as it does for `services.jobs`.
+    """
+
+    def __init__(self, services: Any, data_dir: str | Path, refresh_minutes: float | None = None,
+                 threshold: int = DEFAULT_THRESHOLD, identify: Callable[[Request], Caller] | None = None,
+                 materializer: Materializer | None = None, base_path: str = "/analytics") -> None:
+        self.services = services
+        self.threshold = threshold
+        self.identify = identify or (lambda request: Caller())
+        self.base_path = base_path.rstrip("/")
+        self.materializer = materializer or Materializer(StoreSource(services.store), data_dir, indicator_views())
+        self.scheduler = Scheduler(self.materializer, refresh_minutes) if refresh_minutes else None
+        self.app = Starlette(routes=[
+            Route("/indicators", self.list_indicators, methods=["GET"]),
+            Route("/indicators/{name}", self.indicator, methods=["GET"]),
+            Route("/status", self.status, methods=["GET"]),
+            Route("/refresh", self.refresh, methods=["POST"]),
+        ])
+
+    def start(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.start()
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self.materializer.close()
+
+    # -- the seam shared with the FHIR API -------------------------------------------------------------------
+    def _context(self, request: Request) -> RequestContext:
+        root = f"{request.url.scheme}://{request.url.netloc}"
+        ctx = http.context(request, self.identify(request), root + self.base_path)
+        self.services.policy.authorize(ctx, "analytics", None)
+        return ctx
+
+    async def _guard(self, request: Request, fn: Callable[[RequestContext], Any]) -> Response:
+        ctx = None
+        try:
+            ctx = self._context(request)
+            return await fn(ctx)
+        except FHIRError as exc:
+            return error(exc, ctx)
+        except IndicatorError as exc:
+            return error(FHIRError(400, str(exc), "invalid", exc.location or None), ctx)
+        except Exception:  # like the FHIR router: no traceback reaches the client
+            log.exception("analytics request failed: %s", request.url.path)
+            return error(FHIRError(500, "Internal server error; the request was not completed", "exception"), ctx)
+
+    # -- routes ----------------------------------------------------------------------------------------------
+    async def list_indicators(self, request: Request) -> Response:
+        async def run(ctx: RequestContext) -> Response:
+            items = [dict(i.summary(), url=f"{ctx.base_url}/indicators/{i.name}") for i in load_indicators().values()]
+            return _json({"threshold": self.threshold, "indicators": items})
+        return await self._guard(request, run)
+
+    async def indicator(self, request: Request) -> Response:
+        async def run(ctx: RequestContext) -> Response:
+            name = request.path_params["name"]
+            ind = load_indicators().get(name)
+            if ind is None:
+                raise FHIRError(404, f"No indicator '{name}'; see {ctx.base_url}/indicators", "not-found")
+            params = dict(request.query_params)
+            fmt = params.get("format", "json")
+            if fmt not in ("json", "csv"):
+                raise FHIRError(400, f"format '{fmt}' is not supported: use json or csv", "not-supported", "format")
+            result = await run_in_threadpool(compute, self.materializer.con, ind, params, self.threshold)
+            if fmt == "csv":
+                return Response(to_csv(result), media_type="text/csv; charset=utf-8", headers=dict(
+                    HEADERS, **{"content-disposition": f'attachment; filename="{name}.csv"'}))
+            return _json(result)
+        return await self._guard(request, run)
+
+    async def status(self, request: Request) -> Response:
+        async def run(ctx: RequestContext) -> Response:
+            state = await run_in_threadpool(self.materializer.state)
+            views = [{"name": n, "watermark": s[1], "rows": s[2], "refreshed_at": s[3]} for n, s in sorted(state.items())]
+            sched = self.scheduler
+            return _json({"views": views, "schedule_minutes": sched.interval / 60 if sched else None,
+                          "last_error": sched.last_error if sched else None})
+        return await self._guard(request, run)
+
+    async def refresh(self, request: Request) -> Response:
+        async def run(ctx: RequestContext) -> Response:
+            full = request.query_params.get("full") == "true"
+            report = await run_in_threadpool(refresh_all, self.materializer, full)
+            return _json({"seconds": round(report.seconds, 3),
+                          "views": [vars(v) for v in report.views],
+                          "indicators": report.extra.get("indicators", {})},
+                         status=500 if report.failed else 200)
+        return await self._guard(request, run)
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=HEADERS)
