@@ -39,7 +39,8 @@ def test_views_on_spark_match_duckdb(tmp_path: Path, session) -> None:
         duck = Counter(_norm(r) for r in mat.con.execute(
             "SELECT " + ", ".join(f'"{c}"' for c in cols) + f' FROM "{name}"').fetchall())
         sp = Counter(_norm(tuple(r)) for r in session.read.parquet(str(tmp_path / "spark" / name)).select(*cols).collect())
-        assert counts[name] == sum(duck.values()) > 0, name
+        assert counts[name] == sum(duck.values()), name
+        assert counts[name] > 0 or name == "death_cause", name  # a small population may have no deaths
         assert sp == duck, name
         # The materializer's own Parquet export reads back in Spark with the same rows.
         exported = session.read.parquet(str(tmp_path / "duck" / "parquet" / name))

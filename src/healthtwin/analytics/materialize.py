@@ -43,6 +43,7 @@ from .views import CompiledView, ViewDefinitionError, compile_view
 log = logging.getLogger("healthtwin.analytics")
 
 STATE_TABLE = "_ht_view_state"
+RECENT_TABLE = "_ht_view_recent"  # versions applied inside the overlap window
 PAGE = 5000
 
 
@@ -83,12 +84,13 @@ class StoreSource:
             last = rows[-1][0]
 
     def changes(self, rtype: str, since: float) -> Iterable[tuple[str, float, bool, bytes | None]]:
-        ts, last = since - self.overlap, ""
-        while True:  # keyset on (last_updated, id): several writers may share a millisecond
+        ts, last = since - self.overlap, None
+        while True:  # pages keyed on (last_updated, id): several writers may share a millisecond
             rows = self.store.query(
                 "SELECT id, last_updated, deleted, content FROM resources WHERE type = ? AND "
-                "(last_updated > ? OR (last_updated = ? AND id > ?)) ORDER BY last_updated, id LIMIT ?",
-                [rtype, ts, ts, last, PAGE])
+                + ("last_updated > ? " if last is None else "(last_updated > ? OR (last_updated = ? AND id > ?)) ")
+                + "ORDER BY last_updated, id LIMIT ?",
+                [rtype, ts, PAGE] if last is None else [rtype, ts, ts, last, PAGE])
             for rid, updated, deleted, content in rows:
                 yield rid, float(updated), bool(deleted), bytes(content) if content is not None else None
             if len(rows) < PAGE:
@@ -183,6 +185,8 @@ class Materializer:
         self.lock = threading.Lock()  # one refresh at a time; readers use cursors and see committed data
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (name VARCHAR PRIMARY KEY, resource VARCHAR, "
                          "digest VARCHAR, watermark DOUBLE, row_count BIGINT, refreshed_at DOUBLE, mode VARCHAR)")
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {RECENT_TABLE} (resource VARCHAR, id VARCHAR, last_updated DOUBLE)")
+        self._recent: dict[str, list[tuple[str, float]]] = {}
         # Test seam: called with the view name after staging and before the swap.
         self.before_swap: Callable[[str], None] | None = None
 
@@ -284,13 +288,21 @@ class Materializer:
                     self._drop_stage(n)
                 rep.seconds = time.perf_counter() - t1 + (read_seconds if n == names[0] else 0.0)
                 reports.append(rep)
+        self._remember(rtype, watermark, not any(r.mode == "failed" for r in reports))
         log.info("incremental refresh of %s views %s: %d changed in %.2fs", rtype, names, len(changed),
                  time.perf_counter() - t0)
         return reports
 
     def _changes(self, rtype: str, since: float, out: BinaryIO, changed: list[str]) -> tuple[int, float]:
         n, latest, seen = 0, since, set()
+        # Versions re-read only because of the overlap were applied last time: (id, last_updated) is a version.
+        applied = set(self.con.execute(f"SELECT id, last_updated FROM {RECENT_TABLE} WHERE resource = ?",
+                                       [rtype]).fetchall())
+        recent: list[tuple[str, float]] = []
         for rid, updated, deleted, content in self.source.changes(rtype, since):
+            recent.append((rid, updated))
+            if (rid, updated) in applied:
+                continue
             if rid not in seen:
                 seen.add(rid)
                 changed.append(rid)
@@ -299,12 +311,21 @@ class Materializer:
                 out.write(content)
                 out.write(b"\n")
                 n += 1
+        self._recent[rtype] = recent
         return n, latest
+
+    def _remember(self, rtype: str, watermark: float, ok: bool) -> None:
+        """Keeps the versions inside the overlap window (all of them forgotten if a view of the type failed)."""
+        overlap = getattr(self.source, "overlap", 0.0)
+        keep = [(rtype, i, u) for i, u in self._recent.pop(rtype, []) if ok and overlap and u > watermark - overlap]
+        self.con.execute(f"DELETE FROM {RECENT_TABLE} WHERE resource = ?", [rtype])
+        if keep:
+            self.con.executemany(f"INSERT INTO {RECENT_TABLE} VALUES (?, ?, ?)", keep)
 
     def _apply(self, name: str, stage: str, changed: list[str], watermark: float) -> None:
         con = self.con
-        con.execute("CREATE OR REPLACE TEMP TABLE _ht_changed (id VARCHAR)")
-        con.executemany("INSERT INTO _ht_changed VALUES (?)", [(c,) for c in changed])
+        # One list parameter, not executemany: DuckDB inserts a list in one step, row-wise inserts one by one.
+        con.execute("CREATE OR REPLACE TEMP TABLE _ht_changed AS SELECT unnest(?::VARCHAR[]) AS id", [changed])
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(f"DELETE FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_changed)")

@@ -77,19 +77,29 @@ def _spark_type(ctype: str | None, collection: bool) -> Any:
     return T.ArrayType(base) if collection else base
 
 
-def _json_cell(v: Any) -> Any:
-    # Untyped columns may hold FHIR complex values: Spark gets their JSON text, as Parquet does from DuckDB.
-    if isinstance(v, (dict, list)) and not (isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v)):
-        return orjson.dumps(v).decode()
-    return v
+def _converter(ctype: str | None, collection: bool) -> Any:
+    # Spark checks Python types strictly: a FHIR decimal 68 arrives as int and must become a float.
+    if ctype == "decimal":
+        one = lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v  # noqa: E731
+    elif ctype in ("integer", "positiveInt", "unsignedInt", "integer64"):
+        one = lambda v: int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v  # noqa: E731
+    elif ctype == "boolean":
+        one = lambda v: v  # noqa: E731
+    else:
+        one = lambda v: v if v is None or isinstance(v, str) else (  # noqa: E731
+            orjson.dumps(v).decode() if isinstance(v, (dict, list)) else str(v).lower() if isinstance(v, bool) else str(v))
+    if collection:
+        return lambda v: [one(x) for x in v] if isinstance(v, list) else v
+    return one
 
 
 def _partition_rows(view: dict[str, Any]) -> Any:
     def run(rows: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
         compiled = compile_view(view)  # once per partition: closures do not pickle, the view dict does
+        convert = [_converter(c.type, c.collection) for c in compiled.columns]
         for row in rows:
             for t in compiled.tuples([orjson.loads(row[0])]):
-                yield tuple(_json_cell(v) for v in t)
+                yield tuple(f(v) for f, v in zip(convert, t))
     return run
 
 

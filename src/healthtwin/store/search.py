@@ -21,20 +21,31 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
     """Runs `query`; `execute(sql, params)` may be a transaction's, so the search sees its own writes."""
     execute = execute or store.query
     compiler = SearchCompiler(store, registry)
-    where = compiler.where(query.criteria, query.types, "r0")
+    driver = compiler.driver(query.criteria, query.types) if not query.sort else None
+    if driver is not None:
+        # FROM <index> d JOIN resources: matches come in row-id order straight from the index.
+        index_sql, rest = driver
+        table, cond = index_sql.text().split("|", 1)
+        where = compiler.where(rest, query.types, "r0")
+        source = f"{table} JOIN resources r0 ON r0.rid = d.rid"
+        where_text, where_params = f"{cond} AND {where.text()}", list(index_sql.params) + list(where.params)
+        rid_col = "d.rid"
+    else:
+        where = compiler.where(query.criteria, query.types, "r0")
+        source, where_text, where_params, rid_col = "resources r0", where.text(), list(where.params), "r0.rid"
     page = Page(matches=[])
     if query.summary != "count" and query.count > 0:
-        sql = f"SELECT {_COLS} FROM resources r0 WHERE {where.text()}"
-        params = list(where.params)
+        sql = f"SELECT {_COLS} FROM {source} WHERE {where_text}"
+        params = list(where_params)
         if query.sort:
             order = compiler.order_by(query, "r0")
             sql += f" ORDER BY {order.text()} LIMIT ? OFFSET ?"
             params += order.params + [query.count + 1, query.offset]
         elif query.after is not None:
-            sql += " AND r0.rid > ? ORDER BY r0.rid LIMIT ?"
+            sql += f" AND {rid_col} > ? ORDER BY {rid_col} LIMIT ?"
             params += [query.after, query.count + 1]
         else:
-            sql += " ORDER BY r0.rid LIMIT ? OFFSET ?"
+            sql += f" ORDER BY {rid_col} LIMIT ? OFFSET ?"
             params += [query.count + 1, query.offset]
         rows = [_row(r) for r in execute(sql, params)]
         page.has_more = len(rows) > query.count
@@ -45,7 +56,7 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
             page.included = _includes(store, registry, query.includes, rows)
     want_total = query.total in ("accurate", "estimate") or query.summary == "count"
     if want_total:
-        page.total = execute(f"SELECT COUNT(*) FROM resources r0 WHERE {where.text()}", where.params)[0][0]
+        page.total = execute(f"SELECT COUNT(*) FROM {source} WHERE {where_text}", where_params)[0][0]
     elif query.total is None and query.offset == 0 and query.after is None and not page.has_more \
             and query.count > 0:
         page.total = len(page.matches)  # known without counting

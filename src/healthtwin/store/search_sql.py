@@ -52,6 +52,10 @@ class SearchCompiler:
         self.store = store
         self.registry = registry
         self._alias = 0
+        # SQLite's planner picks an index for every indexable term; a unary '+' takes a term out of index
+        # selection, so the driving criterion (by row id) and the (rid, pid) probes are the plans it uses.
+        # PostgreSQL plans by cost and needs no such hint (and has no unary + on text).
+        self.hint = "+" if store.dialect == "sqlite" else ""
 
     def alias(self) -> str:
         self._alias += 1
@@ -66,7 +70,8 @@ class SearchCompiler:
     def where(self, criteria: list[Criterion], types: Sequence[str], alias: str) -> Sql:
         sql = Sql()
         if types:
-            sql.add(f"{alias}.type IN {_in(types)}", *types)
+            hint = self.hint if criteria else ""
+            sql.add(f"{hint}{alias}.type IN {_in(types)}", *types)
         else:
             sql.add("1 = 1")
         sql.add(f" AND {alias}.deleted = 0")
@@ -75,6 +80,37 @@ class SearchCompiler:
             sql.add(" AND ")
             self.criterion(sql, crit, types, alias, drive=(n == 0))
         return sql
+
+    def driver(self, criteria: list[Criterion], types: Sequence[str]) -> tuple[Sql, list[Criterion]] | None:
+        """An index range that yields matches already in row-id order, when the most selective criterion is
+        an exact token (system|code) or reference (Type/id) on one type. The query then reads that index in
+        order and stops after a page, instead of collecting every match before sorting."""
+        if len(types) != 1 or not criteria:
+            return None
+        ordered = sorted(criteria, key=lambda c: _RANK.get(c.code if c.code.startswith("_") else c.type, 5))
+        first = ordered[0]
+        if first.modifier is not None or len(first.values) != 1 or first.code.startswith("_"):
+            return None
+        pids = self.store.pids(types, first.code)
+        if len(pids) != 1:
+            return None
+        raw = first.values[0].raw
+        sql = Sql()
+        if first.type == "token":
+            parts = split_unescaped(raw, "|")
+            if len(parts) != 2 or not parts[0] or not parts[1]:
+                return None
+            sql.add("idx_token d", ).add("|d.pid = ? AND d.code = ? AND d.system = ?", pids[0], unescape(parts[1]),
+                                           unescape(parts[0]))
+        elif first.type == "reference":
+            parts = unescape(raw).split("/")
+            if len(parts) != 2 or "://" in raw or not parts[0][:1].isupper():
+                return None
+            sql.add("idx_reference d").add("|d.pid = ? AND d.target_id = ? AND d.target_type = ?", pids[0],
+                                             parts[1], parts[0])
+        else:
+            return None
+        return sql, ordered[1:]
 
     def criterion(self, sql: Sql, crit: Criterion, types: Sequence[str], alias: str, drive: bool) -> None:
         if crit.code == "_id":
@@ -126,13 +162,18 @@ class SearchCompiler:
             matcher(inner, value, crit)
             inner.add(")")
         inner.add(")")
-        if negate:
-            sql.add(f"NOT EXISTS (SELECT 1 FROM {table} x WHERE x.rid = {alias}.rid AND {inner.text()})",
-                    *inner.params)
-        elif drive:
+        if drive and not negate:
             sql.add(f"{alias}.rid IN (SELECT x.rid FROM {table} x WHERE {inner.text()})", *inner.params)
-        else:
-            sql.add(f"EXISTS (SELECT 1 FROM {table} x WHERE x.rid = {alias}.rid AND {inner.text()})", *inner.params)
+            return
+        probe = Sql()
+        probe.add(f"{self.hint}x.pid IN {_in(pids)} AND (", *pids)
+        for n, value in enumerate(crit.values):
+            probe.add(" OR " if n else "").add("(")
+            matcher(probe, value, crit)
+            probe.add(")")
+        probe.add(")")
+        neg = "NOT " if negate else ""
+        sql.add(f"{neg}EXISTS (SELECT 1 FROM {table} x WHERE x.rid = {alias}.rid AND {probe.text()})", *probe.params)
 
     def _ids(self, sql: Sql, crit: Criterion, alias: str) -> None:
         ids = [unescape(v.raw) for v in crit.values]

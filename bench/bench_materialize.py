@@ -1,0 +1,126 @@
+"""Benchmark: full vs incremental materialization of the indicator views from a SQLite store.
+
+    .venv/bin/python bench/bench_materialize.py --patients 2000 [--store existing.sqlite] [--change 0.01]
+
+Generates a population and loads it into a SQLite store (or copies an existing store file, since the bench
+writes to it), then times in the same run:
+  floor: reading every resource's bytes from the store in the same keyset pages (the I/O a full refresh must do);
+  full:  materializing every view (DuckDB + Parquet), then the indicator tables;
+  incr:  the same after --change (1 %) of the resources were updated or deleted.
+Target: incremental <= 5 % of full.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from healthtwin.analytics.indicators import build_cubes, indicator_views  # noqa: E402
+from healthtwin.analytics.materialize import Materializer, StoreSource, refresh_all  # noqa: E402
+from healthtwin.store.sqlite import SQLiteStore  # noqa: E402
+
+
+def floor(store: SQLiteStore) -> tuple[float, int]:
+    t0, n = time.perf_counter(), 0
+    for (rtype,) in store.query("SELECT DISTINCT type FROM resources", []):
+        last = ""
+        while True:
+            rows = store.query("SELECT id, content FROM resources WHERE type = ? AND id > ? AND deleted = 0 "
+                               "ORDER BY id LIMIT 5000", [rtype, last])
+            n += len(rows)
+            if len(rows) < 5000:
+                break
+            last = rows[-1][0]
+    return time.perf_counter() - t0, n
+
+
+def change(store: SQLiteStore, fraction: float, seed: int = 1) -> tuple[int, int]:
+    """Updates (90 %) or deletes (10 %) a random `fraction` of the live resources of the viewed types."""
+    types = sorted({v["resource"] for v in indicator_views()})
+    rows = store.query(f"SELECT type, id FROM resources WHERE deleted = 0 AND type IN ({','.join('?' * len(types))})",
+                       types)
+    rng = random.Random(seed)
+    picked = rng.sample(rows, max(1, int(len(rows) * fraction)))
+    updated = deleted = 0
+    with store.transaction() as tx:
+        for rtype, rid in picked:
+            if rng.random() < 0.1:
+                tx.delete(rtype, rid)
+                deleted += 1
+                continue
+            res = orjson.loads(store.read(rtype, rid).content)
+            res.setdefault("meta", {})["tag"] = [{"system": "https://health.gov.az/bench", "code": "changed"}]
+            if rtype == "Patient":
+                res["gender"] = "other"
+            tx.update(rtype, rid, res)
+            updated += 1
+    return updated, deleted
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--patients", type=int, default=2000)
+    ap.add_argument("--store", default=None, help="an existing SQLite store file to copy instead of generating")
+    ap.add_argument("--change", type=float, default=0.01)
+    ap.add_argument("--dir", default=None)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ht-bench-mat-", dir=args.dir))
+    try:
+        db = work / "healthtwin.sqlite"
+        if args.store:
+            shutil.copy(args.store, db)
+            store = SQLiteStore(db)
+        else:
+            from healthtwin.api.services import Services
+            from healthtwin.loading import load
+            from healthtwin.population.generator import generate
+            generate(work / "pop", args.patients, 1)
+            store = SQLiteStore(db)
+            t0 = time.perf_counter()
+            load(Services.build(store), [str(work / "pop")], workers=1)
+            print(f"loaded {args.patients} patients in {time.perf_counter() - t0:.1f}s")
+        total = store.query("SELECT COUNT(*) FROM resources WHERE deleted = 0", [])[0][0]
+        f, _ = floor(store)
+        mat = Materializer(StoreSource(store), work / "out", indicator_views())
+        t0 = time.perf_counter()
+        full = refresh_all(mat, full=True)
+        t_full = time.perf_counter() - t0
+        views_rows = sum(v.rows for v in full.views)
+        upd, dele = change(store, args.change)
+        t0 = time.perf_counter()
+        inc = refresh_all(mat)
+        t_inc = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        build_cubes(mat.con, force=True)
+        t_cubes = time.perf_counter() - t0
+        print(f"resources in store:            {total:>10,}   view rows: {views_rows:,}")
+        print(f"floor (read all bytes):        {f:8.2f} s")
+        print(f"full materialization:          {t_full:8.2f} s   (views {full.seconds:.2f} s + indicators "
+              f"{full.extra['indicator_seconds']:.2f} s)")
+        print(f"changed {args.change:.0%}: {upd} updated, {dele} deleted")
+        print(f"incremental refresh:           {t_inc:8.2f} s   (views {inc.seconds:.2f} s + indicators "
+              f"{inc.extra['indicator_seconds']:.2f} s)")
+        print(f"  of which indicator tables    {t_cubes:8.2f} s when rebuilt alone")
+        ratio = t_inc / t_full
+        vratio = inc.seconds / full.seconds
+        print(f"incremental / full, views:     {vratio:8.1%}   target <= 5 %: {'MET' if vratio <= 0.05 else 'NOT MET'}")
+        print(f"incremental / full, + indicators:{ratio:6.1%}   target <= 5 %: {'MET' if ratio <= 0.05 else 'NOT MET'}")
+        for v in inc.views:
+            print(f"  {v.name:20s} {v.mode:12s} read={v.read:>6} changed={v.removed:>6} {v.seconds:6.3f}s")
+        mat.close()
+        store.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
