@@ -55,3 +55,18 @@ def test_reindex_operation_reports_progress(client):
     job = {p["name"]: p.get("valueInteger", p.get("valueCode")) for p in jobs[-1]["part"]}
     assert job["total"] == 3 and job["done"] == 3
     assert client.get("/fhir/Organization?name=poliklinika&_summary=count").json()["total"] == 3
+
+
+def test_hostile_search_parameter_cannot_inject_code(client, tmp_path):
+    marker = tmp_path / "pwned"
+    for expression in (
+            f"Patient.extension('x\\'); __import__(\\'os\\').system(\\'touch {marker}\\'); (\\'').value",
+            f"Patient.extension('x\"); __import__(\"os\").system(\"touch {marker}\"); (\"').value",
+            f"Patient.name.where(family = '\\'; open(\\'{marker}\\', \\'w\\'); \\'')"):
+        sp = dict(SP, url=f"https://x/sp/{abs(hash(expression))}", code=f"c{abs(hash(expression)) % 10**6}",
+                  expression=expression)
+        r = client.post("/fhir/SearchParameter", json=sp)
+        assert r.status_code in (201, 400, 422)
+        client.post("/fhir/Patient", json={"resourceType": "Patient", "name": [{"family": "x"}],
+                                           "extension": [{"url": "x", "valueString": "y"}]})
+    assert not marker.exists()

@@ -243,4 +243,5 @@ def element_to_json(elem: ET.Element) -> dict[str, Any]:
 
 def xml_to_json(text: str | bytes) -> dict[str, Any]:
     """FHIR XML resource text -> FHIR JSON dict."""
-    return element_to_json(ET.fromstring(text))
+    # Used for the FHIR Patch test corpus only: the server itself accepts no XML (415).
+    return element_to_json(ET.fromstring(text))  # nosec B314
