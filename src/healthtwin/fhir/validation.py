@@ -439,8 +439,9 @@ class Validator:
         if type(ref) is str:
             if ref.startswith("#"):
                 if ref != "#":
-                    rtype = ctx.contained.get(ref[1:])
-                    if rtype is None:
+                    found = ctx.contained.get(ref[1:])
+                    rtype = found if type(found) is str else None  # a malformed contained resource has no type
+                    if found is None:
                         out.append(Issue("error", "invariant", f"ref-1: {ref} does not match the id of a contained "
                                          "resource", loc))
             elif ref.startswith("urn:"):
