@@ -102,7 +102,7 @@ def _worker_init() -> None:
     from .fhir.search_params import SearchRegistry
     from .fhir.validation import Validator
     registry = SearchRegistry.default()
-    _worker_checker = Checker(Validator.default(), lambda r: registry.extractor(r["resourceType"])(r))
+    _worker_checker = Checker(Validator.default(), lambda r: registry.index_extractor(r["resourceType"])(r))
 
 
 def _worker_check(chunk):

@@ -79,6 +79,12 @@ def data(client):
     ("Patient?_has:Observation:patient:code=2339-0", ["p1", "p2"]),
     ("Observation?category=laboratory&_lastUpdated=gt2000-01-01", ["o4", "o5"]),
     ("Observation?_content=measurement&code=2339-0", ["o4", "o5"]),
+    # alias parameters (not indexed themselves) answer from the parameters they repeat
+    ("Observation?combo-code=http://loinc.org|2339-0", ["o4", "o5"]),
+    ("Observation?combo-code-value-quantity=8480-6$gt140", ["o1"]),
+    ("Observation?combo-value-quantity=lt6", ["o4"]),
+    ("Observation?patient:Patient=p2", ["o3", "o4"]),
+    ("Observation?patient.gender=female", ["o3", "o4"]),
 ])
 def test_search_semantics(data, query, expected):
     r = data.get(f"/fhir/{query}")
@@ -174,3 +180,16 @@ def test_in_and_not_in_valuesets(data, client):
         ["o4", "o5"]
     r = data.get("/fhir/Observation?code:in=https://unknown/vs")
     assert r.status_code == 400 and "not known" in r.text
+
+
+def test_alias_parameters_are_not_indexed_but_searchable(data, store):
+    pids = [r[0] for r in store.query("SELECT pid FROM search_params WHERE type = 'Observation' AND code IN "
+                                      "('patient', 'combo-code', 'combo-code-value-quantity')", [])]
+    for table in ("idx_reference", "idx_token", "idx_composite"):
+        if pids:
+            rows = store.query(f"SELECT COUNT(*) FROM {table} WHERE pid IN ({','.join('?' * len(pids))})", pids)
+            assert rows[0][0] == 0
+    b = data.get("/fhir/Observation?_id=o1&_include=Observation:patient").json()
+    assert sorted(e["resource"]["id"] for e in b["entry"]) == ["o1", "p1"]
+    b = data.get("/fhir/Patient?_id=p2&_revinclude=Observation:patient").json()
+    assert sorted(e["resource"]["id"] for e in b["entry"]) == ["o3", "o4", "p2"]

@@ -41,7 +41,7 @@ class Services:
 
         registry = SearchRegistry.default()
         validator = Validator.default()
-        store.set_extractor(lambda resource: registry.extractor(resource["resourceType"])(resource))
+        store.set_extractor(lambda resource: registry.index_extractor(resource["resourceType"])(resource))
         services = cls(store, registry, validator, policy or OpenPolicy(), limits or Limits(), data_dir=data_dir)
         from .jobs import Jobs
         services.jobs = Jobs(services)

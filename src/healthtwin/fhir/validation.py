@@ -42,6 +42,9 @@ class ValueSetCodes:
         self.codes = frozenset(c for cs in self.by_system.values() for c in cs)
 
     def has(self, system: object, code: object) -> bool:
+        # Malformed values (a list where a code belongs) are reported by the type checks; they are not members.
+        if type(code) is not str or (system is not None and type(system) is not str):
+            return False
         if system is None:
             return code in self.codes
         codes = self.by_system.get(system)  # type: ignore[arg-type]

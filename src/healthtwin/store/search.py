@@ -6,7 +6,7 @@ from typing import Sequence
 from ..fhir.model import definition
 from ..fhir.search_query import Include, SearchQuery
 from .records import Page, Stored
-from .search_sql import MAX_INCLUDES, SearchCompiler, _in
+from .search_sql import MAX_INCLUDES, SearchCompiler, _in, alias_pids
 
 _COLS = "r0.type, r0.id, r0.version, r0.last_updated, r0.deleted, r0.content, r0.rid"
 MAX_ITERATE = 4
@@ -79,9 +79,9 @@ def _includes(store, registry, includes: list[Include], rows: list[tuple[int, St
             if not sources:
                 continue
             if inc.reverse:
-                found += _revinclude(store, inc, [s for _, s in sources])
+                found += _revinclude(store, registry, inc, [s for _, s in sources])
             else:
-                found += _include(store, inc, [rid for rid, _ in sources])
+                found += _include(store, registry, inc, [rid for rid, _ in sources])
         new = []
         for rid, s in found:
             if (s.type, s.id) not in seen and len(seen) < MAX_INCLUDES + len(rows):
@@ -94,18 +94,22 @@ def _includes(store, registry, includes: list[Include], rows: list[tuple[int, St
     return result
 
 
-def _param_filter(store, inc: Include, types: Sequence[str]) -> tuple[str, list]:
+def _param_filter(store, registry, inc: Include, types: Sequence[str]) -> tuple[str, list]:
     if inc.param == "*":
         return "", []
-    pids = store.pids(types, inc.param) or [-1]
-    return f" AND x.pid IN {_in(pids)}", pids
+    pids = alias_pids(store, registry, types, inc.param) or [-1]
+    cond, params = f" AND x.pid IN {_in(pids)}", list(pids)
+    targets = {registry.aliases(t).get(inc.param, ((), None))[1] for t in types}
+    if len(targets) == 1 and (target := targets.pop()) is not None:
+        cond, params = cond + " AND x.target_type = ?", params + [target]
+    return cond, params
 
 
-def _include(store, inc: Include, rids: list[int]) -> list[tuple[int, Stored]]:
+def _include(store, registry, inc: Include, rids: list[int]) -> list[tuple[int, Stored]]:
     out = []
     for start in range(0, len(rids), 500):
         chunk = rids[start:start + 500]
-        cond, params = _param_filter(store, inc, [inc.source_type])
+        cond, params = _param_filter(store, registry, inc, [inc.source_type])
         target = " AND x.target_type = ?" if inc.target_type else ""
         sql = (f"SELECT DISTINCT {_COLS} FROM idx_reference x JOIN resources r0 ON r0.type = x.target_type "
                f"AND r0.id = x.target_id WHERE x.rid IN {_in(chunk)}{cond}{target} AND r0.deleted = 0")
@@ -113,7 +117,7 @@ def _include(store, inc: Include, rids: list[int]) -> list[tuple[int, Stored]]:
     return out
 
 
-def _revinclude(store, inc: Include, targets: list[Stored]) -> list[tuple[int, Stored]]:
+def _revinclude(store, registry, inc: Include, targets: list[Stored]) -> list[tuple[int, Stored]]:
     out = []
     by_type: dict[str, list[str]] = {}
     for s in targets:
@@ -124,7 +128,7 @@ def _revinclude(store, inc: Include, targets: list[Stored]) -> list[tuple[int, S
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             types = [inc.source_type] if inc.source_type != "*" else []
-            cond, params = _param_filter(store, inc, types) if types else ("", [])
+            cond, params = _param_filter(store, registry, inc, types) if types else ("", [])
             tcond = " AND r0.type = ?" if types else ""
             sql = (f"SELECT DISTINCT {_COLS} FROM idx_reference x JOIN resources r0 ON r0.rid = x.rid "
                    f"WHERE x.target_type = ? AND x.target_id IN {_in(chunk)}{cond}{tcond} AND r0.deleted = 0")
@@ -140,7 +144,7 @@ def compartment_rids(store, registry, compartment: str, cid: str, types: Sequenc
         if types and rtype not in types:
             continue
         for code in codes:
-            pids += store.pids([rtype], code)
+            pids += alias_pids(store, registry, [rtype], code)
     if not pids:
         return []
     sql = (f"SELECT DISTINCT r0.rid FROM idx_reference x JOIN resources r0 ON r0.rid = x.rid "

@@ -27,6 +27,17 @@ def normalize(text: str) -> str:
     return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).lower().split())
 
 
+def alias_pids(store, registry, types: Sequence[str], code: str) -> list[int]:
+    from ..fhir.model import resource_types
+    base, _, suffix = code.partition(":")
+    pids: list[int] = []
+    for t in types or sorted(resource_types()):
+        alias = registry.aliases(t).get(base) if registry is not None else None
+        for c in (alias[0] if alias else (base,)):
+            pids += store.pids([t], f"{c}:{suffix}" if suffix else c)
+    return pids
+
+
 class Sql:
     """A growing SQL fragment with its bound parameters."""
 
@@ -62,9 +73,13 @@ class SearchCompiler:
         return f"r{self._alias}"
 
     def pids(self, types: Sequence[str], code: str) -> list[int]:
-        from ..fhir.model import resource_types
-        pids = self.store.pids(types or sorted(resource_types()), code)
-        return pids or [-1]  # a parameter nothing was ever indexed under matches nothing
+        """Index ids of a parameter over `types`; a parameter that repeats others (an alias) maps to theirs."""
+        return alias_pids(self.store, self.registry, types, code) or [-1]  # never indexed: matches nothing
+
+    def alias_target(self, types: Sequence[str], code: str) -> str | None:
+        """The reference target an aliased parameter implies (`patient` = `subject` pointing at a Patient)."""
+        targets = {self.registry.aliases(t).get(code, ((), None))[1] for t in types}
+        return targets.pop() if len(targets) == 1 else None
 
     # -- WHERE -------------------------------------------------------------------------------------------------
     def where(self, criteria: list[Criterion], types: Sequence[str], alias: str) -> Sql:
@@ -90,6 +105,8 @@ class SearchCompiler:
         ordered = sorted(criteria, key=lambda c: _RANK.get(c.code if c.code.startswith("_") else c.type, 5))
         first = ordered[0]
         if first.modifier is not None or len(first.values) != 1 or first.code.startswith("_"):
+            return None
+        if first.code in self.registry.aliases(types[0]):
             return None
         pids = self.store.pids(types, first.code)
         if len(pids) != 1:
@@ -130,7 +147,7 @@ class SearchCompiler:
             return self._chain(sql, crit, types, alias)
         if crit.type == "compartment":
             comp_type, comp_id = crit.values[0].raw.split("/", 1)
-            pids = [p for code in crit.targets for p in self.store.pids(types, code)] or [-1]
+            pids = [p for code in crit.targets for p in alias_pids(self.store, self.registry, types, code)] or [-1]
             sql.add(f"{alias}.rid IN (SELECT rid FROM idx_reference WHERE pid IN {_in(pids)} "
                     f"AND target_type = ? AND target_id = ?)", *pids, comp_type, comp_id)
             return None
@@ -148,6 +165,14 @@ class SearchCompiler:
         matcher = getattr(self, f"_{crit.type}_match", None)
         if matcher is None:
             raise FHIRError(400, f"Search on parameters of type {crit.type} ('{crit.code}') is not supported")
+        target = self.alias_target(types, crit.code) if crit.type == "reference" else None
+        if target is not None:  # e.g. patient=…: subject rows that point at a Patient
+            inner_matcher = matcher
+
+            def matcher(sql_: Sql, v: Value, c: Criterion, _m=inner_matcher, _t=target) -> None:
+                sql_.add("x.target_type = ? AND (", _t)
+                _m(sql_, v, c)
+                sql_.add(")")
         self._membership(sql, TABLE[crit.type], self.pids(types, crit.code), crit, alias, drive and not negate,
                          matcher, negate)
 
@@ -196,7 +221,9 @@ class SearchCompiler:
     def _chain(self, sql: Sql, crit: Criterion, types: Sequence[str], alias: str) -> None:
         target = self.alias()
         pids = self.pids(types, crit.code)
-        inner = self.where([crit.inner], crit.targets, target)
+        implied = self.alias_target(types, crit.code)
+        targets = [t for t in crit.targets if implied in (None, t)] or list(crit.targets)
+        inner = self.where([crit.inner], targets, target)
         sql.add(f"{alias}.rid IN (SELECT x.rid FROM idx_reference x JOIN resources {target} "
                 f"ON {target}.type = x.target_type AND {target}.id = x.target_id "
                 f"WHERE x.pid IN {_in(pids)} AND {inner.text()})", *pids, *inner.params)
