@@ -80,7 +80,7 @@ def make_store(kind: str, tmp_path: Path):
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    return PostgresStore(f"{dsn}?options=-csearch_path%3D{schema}", min_size=1, max_size=8)
+    return PostgresStore(f"{dsn}?options=-csearch_path%3D{schema}", min_size=1, max_size=16)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -96,7 +96,10 @@ def client(store, tmp_path):
     from starlette.testclient import TestClient
 
     from healthtwin.api.app import create_app
-    with TestClient(create_app(store, data_dir=tmp_path / "data")) as c:
+    from healthtwin.api.context import OpenPolicy
+    # The API tests exercise FHIR behaviour, not authorization: the open policy is chosen explicitly here
+    # (create_app is secure by default; tests/security covers the real policy).
+    with TestClient(create_app(store, policy=OpenPolicy(), data_dir=tmp_path / "data", rate=None)) as c:
         yield c
 
 

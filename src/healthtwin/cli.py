@@ -1,4 +1,4 @@
-"""The `healthtwin` command: serve, load, generate, demo."""
+"""The `healthtwin` command: serve, load, generate, demo, clients, users, token, audit."""
 from __future__ import annotations
 
 import argparse
@@ -19,13 +19,25 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
-    settings = Settings(Path(args.data_dir).resolve(), args.database)
+    scheme = "https" if args.ssl_certfile else "http"
+    public_url = args.public_url or f"{scheme}://{args.host}:{args.port}"
+    settings = Settings(Path(args.data_dir).resolve(), args.database, public_url.rstrip("/"),
+                        insecure_open=args.insecure_open)
     settings.export()
-    log.warning("Health Twin serving http://%s:%s/fhir (store: %s)", args.host, args.port,
-                settings.database or settings.data_dir / "healthtwin.sqlite")
-    log.warning("No authentication is enforced yet: every caller is anonymous and allowed (OpenPolicy).")
+    log.warning("Health Twin serving %s://%s:%s/fhir (public URL %s, store: %s)", scheme, args.host, args.port,
+                settings.public_url, settings.database or settings.data_dir / "healthtwin.sqlite")
+    if args.insecure_open:
+        log.error("*" * 78)
+        log.error("INSECURE: --insecure-open: no authentication, every caller may read and write everything.")
+        log.error("Use it on a laptop with synthetic data only; never expose this server.")
+        log.error("*" * 78)
+    else:
+        log.warning("SMART on FHIR authorization is enforced: anonymous callers get 401 (except /metadata).")
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise ValueError("--ssl-certfile and --ssl-keyfile go together")
     uvicorn.run("healthtwin.api.asgi:app", host=args.host, port=args.port, workers=args.workers,
-                log_level=args.log_level, access_log=False, loop="uvloop", http="httptools")
+                log_level=args.log_level, access_log=False, loop="uvloop", http="httptools",
+                ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     return 0
 
 
@@ -33,6 +45,15 @@ def cmd_load(args: argparse.Namespace) -> int:
     from .loading import load_paths
     settings = Settings(Path(args.data_dir).resolve(), args.database)
     return load_paths(settings, args.paths, restart=args.restart, workers=args.workers)
+
+
+def _secure_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--public-url", default=None,
+                   help="the URL clients use (token issuer/audience); default http(s)://HOST:PORT")
+    p.add_argument("--insecure-open", action="store_true",
+                   help="DANGER: no authentication, everything allowed (OpenPolicy); for local experiments")
+    p.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--ssl-keyfile", default=None, help="... and this private key (PEM)")
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -86,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="warning")
+    _secure_args(serve)
     serve.set_defaults(func=cmd_serve)
 
     load = sub.add_parser("load", help="load FHIR Bundles (JSON) or NDJSON files into the store")
@@ -111,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--patients", type=int, default=10_000)
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--no-serve", action="store_true", help="load and exit (for tests)")
+    _secure_args(demo)
     demo.set_defaults(func=lambda a: __import__("healthtwin.demo", fromlist=["run"]).run(a))
+
+    from .security.commands import register
+    register(sub, _store_args)
 
     args = parser.parse_args(argv)
     try:

@@ -33,7 +33,8 @@ def run(args) -> int:
     print(f"Ready in {time.perf_counter() - started:.0f} s.", file=sys.stderr)
     if args.no_serve:
         return 0
-    base = f"http://{args.host}:{args.port}"
+    base = (args.public_url or f"http://{args.host}:{args.port}").rstrip("/")
+    tokens = "" if args.insecure_open else demo_tokens(settings, base)
     print(f"""
 Health Twin demo: {args.patients:,} synthetic citizens in {settings.database or settings.data_dir}
 
@@ -45,7 +46,7 @@ Health Twin demo: {args.patients:,} synthetic citizens in {settings.database or 
   {base}/fhir/Patient/pat-0/$everything
   {base}/fhir/Encounter?class=IMP&date=ge2024-01&_sort=-date&_count=10
 
-Authentication is not enforced yet (OpenPolicy): keep this on localhost.
+{tokens or "INSECURE (--insecure-open): no authentication; keep this on localhost."}
 """, file=sys.stderr)
     from .cli import cmd_serve
     args.workers, args.log_level = 1, "warning"
@@ -69,3 +70,55 @@ def _build(settings: Settings, patients: int, seed: int) -> None:
     code = load_paths(settings, [str(out)], restart=True, workers=os.cpu_count() or 1)
     if code:
         raise RuntimeError("loading the demo population failed")
+
+
+def _demo_links(settings: Settings) -> dict[str, str]:
+    """Makes pat-0 someone a demo clinician, lab and pharmacy have business with (idempotent)."""
+    from .api.services import Services
+    from .store import open_store
+    store = open_store(settings.database, settings.data_dir)
+    services = Services.build(store)
+    found = store.read("Encounter", "enc-0-0")
+    enc = orjson.loads(found.content) if found and found.content else {}
+    poly = (enc.get("serviceProvider") or {}).get("reference") or "Organization/org-tabib"
+    district = poly.split("org-", 1)[-1].removeprefix("poly-").removeprefix("hosp-").rsplit("-", 1)[0]
+    lab, pharm = f"Organization/org-lab-{district}", f"Organization/org-pharm-{district}"
+    with store.transaction() as tx:
+        tx.update("EpisodeOfCare", "demo-eoc-0", {
+            "resourceType": "EpisodeOfCare", "id": "demo-eoc-0", "status": "active",
+            "patient": {"reference": "Patient/pat-0"}, "managingOrganization": {"reference": poly}})
+        tx.update("ServiceRequest", "demo-sr-0", {
+            "resourceType": "ServiceRequest", "id": "demo-sr-0", "status": "active", "intent": "order",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
+            "subject": {"reference": "Patient/pat-0"}, "performer": [{"reference": lab}]})
+    del services
+    store.close()
+    return {"poly": poly, "lab": lab, "pharm": pharm}
+
+
+def demo_tokens(settings: Settings, base: str) -> str:
+    """One ready access token per demo role (1 h, signed with the data folder's key)."""
+    from .security.commands import mint
+    links = _demo_links(settings)
+    roles = [
+        ("citizen (Patient/pat-0)", "alice", "person", "user/*.cruds", ["citizen"],
+         dict(patient="Patient/pat-0", fhir_user="Patient/pat-0")),
+        (f"clinician at {links['poly']}", "dr-demo", "person", "user/*.cruds", ["clinician"],
+         dict(organization=links["poly"])),
+        (f"laboratory {links['lab']}", "lab-demo", "system", "system/*.rs system/Observation.cu", ["laboratory"],
+         dict(organization=links["lab"], client_id="lab-demo")),
+        (f"pharmacy {links['pharm']}", "pharm-demo", "system", "system/*.rs system/MedicationDispense.c",
+         ["pharmacy"], dict(organization=links["pharm"], client_id="pharm-demo")),
+        ("insurer Organization/org-itsda", "itsda-demo", "system", "system/*.rs", ["insurer"],
+         dict(organization="Organization/org-itsda", client_id="itsda-demo")),
+        ("public-health analyst", "analyst-demo", "person", "user/*.rs", ["analyst"], {}),
+        ("auditor", "auditor-demo", "person", "user/*.rs", ["auditor"], {}),
+        ("administrator", "admin-demo", "person", "user/*.cruds", ["administrator"], {}),
+    ]
+    lines = ["Access tokens (1 h; send as 'Authorization: Bearer <token>'; re-run `make demo` for fresh ones):"]
+    for label, subject, kind, scope, role, extra in roles:
+        token = mint(settings.data_dir, base, subject, kind, scope.split(), role, **extra)
+        lines.append(f"\n  {label}:\n    {token}")
+    lines.append("\n  e.g. curl -H \"Authorization: Bearer $TOKEN\" " + base + "/fhir/Patient/pat-0/$everything")
+    lines.append("  Break-the-glass: add -H 'X-Break-Glass: <reason>' (clinicians); review: GET /fhir/$break-glass-review")
+    return "\n".join(lines)

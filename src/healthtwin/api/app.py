@@ -1,14 +1,21 @@
-"""The ASGI application: the FHIR API under /fhir, and room beside it for analytics, auth and pages."""
+"""The ASGI application: the FHIR API under /fhir, SMART endpoints under /auth, and /health.
+
+Secure by default: without an explicit `policy`, the SMART policy is in force (anonymous callers get 401
+except for /metadata and discovery). Tests and `serve --insecure-open` pass `OpenPolicy()` explicitly.
+Every FHIR request is audited (services.audit) before its response is released.
+"""
 from __future__ import annotations
 
 import contextlib
 import logging
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Mount, Route
 
+from ..config import DEFAULT_PUBLIC_URL
 from ..store import Store
 from .context import Policy
 from .routing import FHIRRouter
@@ -18,9 +25,34 @@ log = logging.getLogger("healthtwin")
 
 
 def create_app(store: Store, policy: Policy | None = None, limits: Limits | None = None,
-               services: Services | None = None, data_dir: Path | None = None) -> Starlette:
-    services = services or Services.build(store, policy, limits, data_dir)
-    fhir_router = FHIRRouter(services, "/fhir")
+               services: Services | None = None, data_dir: Path | None = None, *,
+               public_url: str | None = None, tokens: Any = None, externals: list | None = None,
+               rate: tuple[float, float] | None = (50.0, 200.0), audit: bool = True) -> Starlette:
+    """`rate` = (requests per second, burst) per client, None for no limit; `tokens` a TokenService (else one
+    is built from the keys in `data_dir`)."""
+    from ..security.audit import AuditLog
+    from ..security.ratelimit import RateLimiter
+    if services is None:
+        services = Services.build(store, policy, limits, data_dir)
+        if policy is None:
+            from ..security.policy import SmartPolicy
+            services.policy = SmartPolicy(store, services.registry, services.parser)
+    if audit and services.audit is None:
+        services.audit = AuditLog(services.store)
+        services.audit.ensure_schema()
+    public_url = (public_url or DEFAULT_PUBLIC_URL).rstrip("/")
+    routes: list = []
+    if tokens is None and data_dir is not None:
+        from ..security.keys import load_or_create
+        from ..security.tokens import TokenService
+        tokens = TokenService(load_or_create(data_dir), public_url, public_url + "/fhir",
+                              externals=list(externals or []))
+    if tokens is not None:
+        from ..security.smart import SmartConfig, smart_routes
+        routes += smart_routes(SmartConfig(services.store, tokens, public_url))
+    limiter = RateLimiter(*rate) if rate else None
+    fhir_router = FHIRRouter(services, "/fhir", identify=tokens.identify if tokens is not None else None,
+                             limiter=limiter)
 
     async def health(request):
         return JSONResponse({"status": "ok", "schema": services.store.schema_version()})
@@ -39,10 +71,12 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
     app = Starlette(lifespan=lifespan, routes=[
         Route("/", root),
         Route("/health", health),
+        *routes,  # /.well-known/smart-configuration, /fhir/.well-known/..., /auth/*: before the /fhir Mount
         # The base URL itself (POST /fhir for batch/transaction, GET /fhir for system search) without the
         # redirect to /fhir/ that a Mount alone would answer.
         Route("/fhir", fhir_router, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
         Mount("/fhir", app=fhir_router),
     ])
     app.state.services = services
+    app.state.tokens = tokens
     return app

@@ -1,9 +1,21 @@
-"""ASGI entry point for `uvicorn healthtwin.api.asgi:app` (and for serve --workers N)."""
+"""ASGI entry point for `uvicorn healthtwin.api.asgi:app` (and for serve --workers N).
+
+Secure by default: the SMART policy, unless HEALTHTWIN_INSECURE_OPEN=1 (set only by `serve --insecure-open`).
+"""
 from __future__ import annotations
+
+import logging
 
 from ..config import Settings
 from ..store import open_store
 from .app import create_app
+from .context import OpenPolicy
 
 _settings = Settings.from_env()
-app = create_app(open_store(_settings.database, _settings.data_dir), data_dir=_settings.data_dir)
+_policy = None
+if _settings.insecure_open:
+    logging.getLogger("healthtwin").error("INSECURE: --insecure-open: every caller is anonymous and allowed "
+                                          "everything (OpenPolicy). Never expose this server.")
+    _policy = OpenPolicy()
+app = create_app(open_store(_settings.database, _settings.data_dir), policy=_policy, data_dir=_settings.data_dir,
+                 public_url=_settings.public_url)

@@ -22,6 +22,8 @@ class Caller:
     scopes: frozenset[str] = frozenset()
     organization: str | None = None
     client_id: str | None = None
+    patient: str | None = None  # "Patient/123": the person's own record, or a patient-context launch
+    fhir_user: str | None = None  # "Practitioner/9", "Patient/123", "RelatedPerson/5"
 
 
 @dataclass
@@ -36,20 +38,37 @@ class RequestContext:
     request_id: str = field(default_factory=lambda: os.urandom(12).hex())
     headers: dict[str, str] = field(default_factory=dict)
     client_address: str | None = None
+    # Filled while the request runs, read by the audit step: the interaction as BALP names it, the resource
+    # it targets, and the purpose of use (e.g. BTG when break-the-glass access was used).
+    interaction: str | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    purpose: str | None = None
+    # Per-request memo of the policy (the caller's visible patients, label exclusions...), computed once.
+    security: dict[str, Any] = field(default_factory=dict)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
 
 
 class Policy(Protocol):
-    """Decides whether `ctx.caller` may do `interaction` on `resource_type` (and the resource, if known)."""
+    """Decides whether `ctx.caller` may do `interaction` on `resource_type` (and the resource, if known).
+
+    A policy may also implement (see api/guard.py, which falls back to "allow" when they are absent):
+    * `restrict(ctx, query)`: add criteria to a SearchQuery so it only matches what the caller may see
+      (totals then never count hidden resources);
+    * `readable(ctx, stored, checked)`: filter (and mask) resources about to be released; `checked` says the
+      search criteria already enforced visibility, so only masking is left.
+    """
 
     def authorize(self, ctx: RequestContext, interaction: str, resource_type: str | None,
                   resource: dict[str, Any] | None = None) -> None: ...
 
 
 class OpenPolicy:
-    """Allows everything. Used until security/ provides the real policy; `serve` says so loudly."""
+    """Allows everything: for tests and `serve --insecure-open` only, which says so loudly."""
+
+    open = True
 
     def authorize(self, ctx: RequestContext, interaction: str, resource_type: str | None,
                   resource: dict[str, Any] | None = None) -> None:

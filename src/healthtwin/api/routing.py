@@ -16,6 +16,7 @@ from ..fhir.jsonio import parse_resource
 from ..fhir.model import ID_RE, is_resource_type
 from ..fhir.outcome import FHIRError
 from . import http
+from .auditing import audit_response, classify
 from .context import Caller, RequestContext
 from .interactions import history, read, search, transaction, write
 from .interactions.patch import patch
@@ -27,11 +28,12 @@ COMPARTMENTS = {"Patient", "Encounter", "RelatedPerson", "Practitioner", "Device
 
 
 class FHIRRouter:
-    def __init__(self, services, base_path: str = "/fhir", identify=None) -> None:
+    def __init__(self, services, base_path: str = "/fhir", identify=None, limiter=None) -> None:
         self.services = services
         self.base_path = base_path.rstrip("/")
-        # identify(request) -> Caller: the authentication seam (security/ replaces the anonymous default).
+        # identify(request) -> Caller: the authentication seam (security/tokens.TokenService.identify).
         self.identify = identify or (lambda request: Caller())
+        self.limiter = limiter  # security.ratelimit.RateLimiter, per client
 
     async def __call__(self, scope, receive, send) -> None:
         request = Request(scope, receive)
@@ -44,17 +46,43 @@ class FHIRRouter:
 
     async def handle(self, request: Request) -> Response:
         ctx: RequestContext | None = None
+        path = request.url.path[len(self.base_path):].strip("/")
+        parts = [p for p in path.split("/") if p] if path else []
         try:
-            caller = self.identify(request)
+            try:
+                caller = self.identify(request)
+            except FHIRError:
+                ctx = http.context(request, Caller(), self.base_url(request))  # so the refusal is audited
+                classify(ctx, request.method, parts)
+                raise
             ctx = http.context(request, caller, self.base_url(request))
-            path = request.url.path[len(self.base_path):].strip("/")
-            parts = [p for p in path.split("/") if p] if path else []
-            return await self.dispatch(request, ctx, request.method, parts)
+            classify(ctx, request.method, parts)
+            self._rate_limit(ctx)
+            reason = ctx.header("x-break-glass")
+            if reason is not None and hasattr(self.services.policy, "break_glass"):
+                await self.run(self.services.policy.break_glass, ctx, _btg_patient(parts, http.query_items(request)),
+                               reason)
+            response = await self.dispatch(request, ctx, request.method, parts)
         except FHIRError as exc:
-            return error(exc, ctx)
+            response = error(exc, ctx)
         except Exception:  # never a traceback to the client: log it, answer with an OperationOutcome
             log.exception("unhandled error on %s %s", request.method, request.url.path)
-            return error(FHIRError(500, "Internal server error; the request was not completed", "exception"), ctx)
+            response = error(FHIRError(500, "Internal server error; the request was not completed", "exception"), ctx)
+        if self.services.audit is not None:
+            # Recorded before the response is released; if it cannot be recorded, the data is not sent.
+            response = await audit_response(self, request, ctx, response)
+        return response
+
+    def _rate_limit(self, ctx: RequestContext) -> None:
+        if self.limiter is None:
+            return
+        caller = ctx.caller
+        key = (f"client:{caller.client_id}" if caller.client_id else f"sub:{caller.subject}"
+               if caller.kind != "anonymous" else f"addr:{ctx.client_address}")
+        wait = self.limiter.check(key)
+        if wait is not None:
+            raise FHIRError(429, "Too many requests; slow down", "throttled",
+                            headers={"retry-after": self.limiter.retry_after_header(wait)})
 
     async def run(self, fn, *args) -> Any:
         if self.services.store.blocking:
@@ -200,7 +228,21 @@ class FHIRRouter:
                 body = http.parse_json(raw)
         elif request.method != "GET":
             raise _not_allowed(request.method, f"${name}")
+        self.services.policy.authorize(ctx, f"${name}", rtype)  # every operation passes the policy first
         return await op(self, request, ctx, rtype, rid, http.query_items(request), body)
+
+
+def _btg_patient(parts: list[str], params: list[tuple[str, str]]) -> str | None:
+    """The one patient a break-the-glass request is about: from the path, or a patient/subject/_id search."""
+    if len(parts) >= 2 and parts[0] == "Patient" and ID_RE.match(parts[1]):
+        return parts[1]
+    for name, value in params:
+        code = name.split(":", 1)[0]
+        if code in ("patient", "subject", "beneficiary") or (code == "_id" and parts[:1] == ["Patient"]):
+            ref = value.split(",")[0].removeprefix("Patient/")
+            if ID_RE.match(ref):
+                return ref
+    return None
 
 
 def _deleted(stored) -> dict:

@@ -28,6 +28,7 @@ class Services:
     limits: Limits = field(default_factory=Limits)
     jobs: Any = None  # background jobs (reindex, import)
     data_dir: Path | None = None  # keys, import folder, analytics files
+    audit: Any = None  # security.audit.AuditLog: every request is recorded before its response is released
 
     def __post_init__(self) -> None:
         self.parser = SearchParser(self.registry)

@@ -262,7 +262,8 @@ def outcome_code(status: int) -> str:
 
 def rest_events(ctx: Any, interaction: str, status: int, resource_type: str | None = None,
                 resource_id: str | None = None, patients: Iterable[str] = (), query: str | None = None,
-                purpose: str | None = None, observer: str = "Health Twin") -> list[dict[str, Any]]:
+                purpose: str | Sequence[str] | None = None, observer: str = "Health Twin",
+                reason: str | None = None) -> list[dict[str, Any]]:
     """BALP RESTful events for one request: one AuditEvent per patient touched (BALP asks for that so each
     patient's access log is complete), or one without a patient."""
     caller = ctx.caller
@@ -304,7 +305,9 @@ def rest_events(ctx: Any, interaction: str, status: int, resource_type: str | No
                        "valueString": ctx.request_id}],
     }
     if purpose:
-        base["purposeOfEvent"] = [{"coding": [{"system": _CS + "v3-ActReason", "code": purpose}]}]
+        codes = [purpose] if isinstance(purpose, str) else list(purpose)
+        base["purposeOfEvent"] = [{"coding": [{"system": _CS + "v3-ActReason", "code": c}],
+                                   **({"text": reason} if reason else {})} for c in codes]
     if resource_type == "Patient" and resource_id:
         patients = [f"Patient/{resource_id}", *patients]
     out = []

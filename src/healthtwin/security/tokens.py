@@ -40,10 +40,8 @@ class TokenError(Exception):
 
 @dataclass(frozen=True)
 class TokenCaller(Caller):
-    """A Caller authenticated by a token, with the SMART launch context the policy needs."""
+    """A Caller authenticated by a token (`patient` and `fhir_user` come from Caller)."""
 
-    patient: str | None = None  # "Patient/123" for a citizen or a patient-context launch
-    fhir_user: str | None = None  # "Practitioner/9", "Patient/123", "RelatedPerson/5"
     issuer: str | None = None
     token_id: str | None = None
     expires: float | None = None

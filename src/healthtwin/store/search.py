@@ -26,13 +26,21 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
         # FROM <index> d JOIN resources: matches come in row-id order straight from the index.
         index_sql, rest = driver
         table, cond = index_sql.text().split("|", 1)
-        where = compiler.where(rest, query.types, "r0")
+        where = compiler.where(rest, query.types, "r0", drive=False)
         source = f"{table} JOIN resources r0 ON r0.rid = d.rid"
         where_text, where_params = f"{cond} AND {where.text()}", list(index_sql.params) + list(where.params)
         rid_col = "d.rid"
+        if compiler.probes_only(rest):
+            # Counting needs no resource rows: probes correlate on the index's row id, and index rows exist
+            # only for live resources of the parameter's type.
+            probes = compiler.conditions(rest, query.types, "d", drive=False)
+            count_sql = (f"SELECT COUNT(*) FROM {table} WHERE {cond}" + (f" AND {probes.text()}" if rest else ""),
+                         list(index_sql.params) + list(probes.params))
     else:
         where = compiler.where(query.criteria, query.types, "r0")
         source, where_text, where_params, rid_col = "resources r0", where.text(), list(where.params), "r0.rid"
+    if driver is None or not compiler.probes_only(driver[1]):
+        count_sql = (f"SELECT COUNT(*) FROM {source} WHERE {where_text}", where_params)
     page = Page(matches=[])
     if query.summary != "count" and query.count > 0:
         sql = f"SELECT {_COLS} FROM {source} WHERE {where_text}"
@@ -56,7 +64,7 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
             page.included = _includes(store, registry, query.includes, rows)
     want_total = query.total in ("accurate", "estimate") or query.summary == "count"
     if want_total:
-        page.total = execute(f"SELECT COUNT(*) FROM {source} WHERE {where_text}", where_params)[0][0]
+        page.total = execute(*count_sql)[0][0]
     elif query.total is None and query.offset == 0 and query.after is None and not page.has_more \
             and query.count > 0:
         page.total = len(page.matches)  # known without counting

@@ -82,7 +82,9 @@ class SearchCompiler:
         return targets.pop() if len(targets) == 1 else None
 
     # -- WHERE -------------------------------------------------------------------------------------------------
-    def where(self, criteria: list[Criterion], types: Sequence[str], alias: str) -> Sql:
+    def where(self, criteria: list[Criterion], types: Sequence[str], alias: str, drive: bool = True) -> Sql:
+        """Conditions on `alias`; the most selective criterion drives (IN) unless `drive` is False (the
+        query is already driven by an index, so every criterion is a probe)."""
         sql = Sql()
         if types:
             hint = self.hint if criteria else ""
@@ -90,10 +92,19 @@ class SearchCompiler:
         else:
             sql.add("1 = 1")
         sql.add(f" AND {alias}.deleted = 0")
+        if criteria:
+            crits = self.conditions(criteria, types, alias, drive)
+            sql.add(" AND " + crits.text(), *crits.params)
+        return sql
+
+    def conditions(self, criteria: list[Criterion], types: Sequence[str], alias: str, drive: bool) -> Sql:
+        """The criteria alone, AND-ed, as conditions on `alias` (most selective first)."""
+        sql = Sql()
         ordered = sorted(criteria, key=lambda c: _RANK.get(c.code if c.code.startswith("_") else c.type, 5))
         for n, crit in enumerate(ordered):
-            sql.add(" AND ")
-            self.criterion(sql, crit, types, alias, drive=(n == 0))
+            if n:
+                sql.add(" AND ")
+            self.criterion(sql, crit, types, alias, drive=drive and n == 0)
         return sql
 
     def driver(self, criteria: list[Criterion], types: Sequence[str]) -> tuple[Sql, list[Criterion]] | None:
@@ -128,6 +139,12 @@ class SearchCompiler:
         else:
             return None
         return sql, ordered[1:]
+
+    @staticmethod
+    def probes_only(criteria: list[Criterion]) -> bool:
+        """Whether criteria refer to the resource only through its row id (index probes), so a count can be
+        taken from the driving index alone: index rows exist only for live resources of the pid's type."""
+        return all(c.type in TABLE and not c.code.startswith("_") or c.type == "chain" for c in criteria)
 
     def criterion(self, sql: Sql, crit: Criterion, types: Sequence[str], alias: str, drive: bool) -> None:
         if crit.code == "_id":

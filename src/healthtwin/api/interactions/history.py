@@ -6,6 +6,7 @@ from starlette.responses import Response
 from ...fhir.dates import parse_range
 from ...fhir.outcome import FHIRError
 from ...fhir.search_query import DEFAULT_COUNT, MAX_COUNT, _int
+from .. import guard
 from ..context import RequestContext
 from ..responses import fhir
 from .bundles import history_bundle, paging_links
@@ -21,7 +22,8 @@ def _instant(name: str, value: str, upper: bool) -> float:
 
 def history(services, ctx: RequestContext, rtype: str | None, rid: str | None,
             params: list[tuple[str, str]]) -> Response:
-    services.policy.authorize(ctx, "history", rtype)
+    level = "history-instance" if rid is not None else "history-type" if rtype else "history-system"
+    services.policy.authorize(ctx, level, rtype)
     since = at = None
     count, offset = DEFAULT_COUNT, 0
     echo = []
@@ -41,9 +43,13 @@ def history(services, ctx: RequestContext, rtype: str | None, rid: str | None,
         else:
             continue
         echo.append((name, value))
-    if rid is not None and services.store.read(rtype, rid) is None:
+    if rid is not None and guard.visible(services, ctx, services.store.read(rtype, rid)) is None:
         raise FHIRError(404, f"{rtype}/{rid} is not known")
     versions, total = services.store.history(rtype, rid, since, at, count, offset)
+    if rid is not None:
+        kept = guard.readable(services, ctx, versions, versions=True)
+        total -= len(versions) - len(kept)  # versions withheld (labelled, or filed under another patient)
+        versions = kept
     url = "/".join(p for p in (ctx.base_url, rtype, rid) if p) + "/_history"
     links = paging_links(url, echo, count, offset, offset + len(versions) < total, None, keyset=False)
     return fhir(200, history_bundle(ctx.base_url, versions, total, links), ctx)

@@ -8,6 +8,7 @@ import orjson
 from ...fhir.outcome import FHIRError
 from ...fhir.patch import PatchError, apply_fhirpath_patch, apply_json_patch
 from ...store import Transaction
+from .. import guard
 from ..context import RequestContext
 from .write import WriteResult, update
 
@@ -30,6 +31,8 @@ def patch(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str, 
           if_match: int | None = None, location: str | None = None) -> WriteResult:
     services.policy.authorize(ctx, "patch", rtype)
     current = tx.current(rtype, rid)
+    if current is not None and guard.visible(services, ctx, current[1]) is None:
+        current = None  # hidden answers exactly like absent
     if current is None:
         raise FHIRError(404, f"{rtype}/{rid} is not known")
     if current[1].deleted:

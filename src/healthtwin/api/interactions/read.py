@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from ...fhir.model import ID_RE
 from ...fhir.outcome import FHIRError
+from .. import guard
 from ..context import RequestContext
 from ..responses import fhir, version_headers
 from ..subsetting import subset
@@ -17,6 +18,7 @@ def read(services, ctx: RequestContext, rtype: str, rid: str, summary: str | Non
          elements: list[str] | None = None) -> Response:
     services.policy.authorize(ctx, "read", rtype)
     stored = services.store.read(rtype, rid) if ID_RE.match(rid) else None
+    stored = guard.visible(services, ctx, stored)  # hidden answers exactly like absent
     return respond(ctx, rtype, rid, stored, summary, elements)
 
 
@@ -25,6 +27,9 @@ async def aread(services, ctx: RequestContext, rtype: str, rid: str, summary: st
     """read on the event loop, for stores with an async read (PostgreSQL)."""
     services.policy.authorize(ctx, "read", rtype)
     stored = await services.store.aread(rtype, rid) if ID_RE.match(rid) else None
+    if stored is not None and not guard.is_open(services):
+        from starlette.concurrency import run_in_threadpool
+        stored = await run_in_threadpool(guard.visible, services, ctx, stored)
     return respond(ctx, rtype, rid, stored, summary, elements)
 
 
@@ -48,6 +53,9 @@ def vread(services, ctx: RequestContext, rtype: str, rid: str, vid: str) -> Resp
     if not vid.isdigit():
         raise FHIRError(404, f"{rtype}/{rid} has no version '{vid}'")
     stored = services.store.vread(rtype, rid, int(vid))
+    if stored is not None and guard.visible(services, ctx, services.store.read(rtype, rid)) is None:
+        stored = None  # the resource as a whole is hidden: answer as for an absent one
+    stored = guard.visible(services, ctx, stored, versions=True)
     if stored is None:
         raise FHIRError(404, f"{rtype}/{rid} has no version {vid}")
     headers = version_headers(stored, ctx)

@@ -7,6 +7,7 @@ from ...fhir.model import is_resource_type
 from ...fhir.outcome import FHIRError, OutcomeIssue, operation_outcome
 from ...fhir.search_query import Criterion, SearchQuery, Value
 from ...store.search import run_search
+from .. import guard
 from ..context import RequestContext
 from ..responses import fhir
 from .bundles import paging_links, searchset
@@ -22,7 +23,8 @@ def search(services, ctx: RequestContext, rtype: str | None, params: list[tuple[
         types = _system_types(params)
     else:
         types = [rtype]
-    services.policy.authorize(ctx, "search", rtype)
+    for t in (types or [None]):
+        services.policy.authorize(ctx, "search", t)
     query = parse(services, ctx, types, params)
     if compartment is not None:
         ctype, cid = compartment
@@ -34,7 +36,10 @@ def search(services, ctx: RequestContext, rtype: str | None, params: list[tuple[
         url = f"{ctx.base_url}/{ctype}/{cid}/{rtype}"
     else:
         url = f"{ctx.base_url}/{rtype}" if rtype else ctx.base_url
+    guard.restrict(services, ctx, query)  # visibility as criteria: pages and totals count only visible rows
     page = run_search(services.store, services.registry, query)
+    page.matches = guard.readable(services, ctx, page.matches, checked=True)
+    page.included = guard.readable(services, ctx, page.included)
     links = paging_links(url, query.echo, query.count, query.offset, page.has_more, page.last_rid,
                          keyset=not query.sort)
     outcome = None

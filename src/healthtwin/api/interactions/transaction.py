@@ -19,6 +19,7 @@ from ...fhir.outcome import FHIRError, OutcomeIssue
 from ...store import Transaction
 from ...store.records import Stored, instant
 from ...store.search import run_search
+from .. import guard
 from ..context import RequestContext
 from . import write
 from .patch import patch as patch_resource
@@ -67,6 +68,8 @@ def process(services, ctx: RequestContext, bundle: dict[str, Any]) -> dict[str, 
     if btype not in ("batch", "transaction"):
         raise FHIRError(400, f"A Bundle posted to the base URL must be a batch or transaction, not '{btype}'",
                         location="Bundle.type")
+    ctx.interaction = btype
+    services.policy.authorize(ctx, btype, None)  # each entry is then authorized as if sent alone
     raw_entries = bundle.get("entry") or []
     if not isinstance(raw_entries, list):
         raise FHIRError(400, "Bundle.entry must be an array", location="Bundle.entry")
@@ -136,8 +139,9 @@ def _assign_ids(services, ctx, tx: Transaction, entries: list[Entry]) -> dict[st
     mapping: dict[str, str] = {}
     for e in entries:
         if e.method == "POST":
+            services.policy.authorize(ctx, "create", e.type)
             if e.if_none_exist:
-                found = _search(services, tx, e.type, e.if_none_exist, e.location)
+                found = _search(services, ctx, tx, e.type, e.if_none_exist, e.location)
                 if len(found) > 1:
                     raise FHIRError(412, f"{e.location}: ifNoneExist matches several {e.type} resources",
                                     location=e.location)
@@ -154,12 +158,14 @@ def _assign_ids(services, ctx, tx: Transaction, entries: list[Entry]) -> dict[st
     return mapping
 
 
-def _search(services, tx: Transaction, rtype: str, criteria: str, location: str) -> list[Stored]:
+def _search(services, ctx: RequestContext, tx: Transaction, rtype: str, criteria: str,
+            location: str) -> list[Stored]:
     params = parse_qsl(criteria.split("?", 1)[-1], keep_blank_values=True)
     if not params:
         raise FHIRError(400, f"{location}: conditional criteria '{criteria}' are empty", location=location)
     query = services.parser.parse([rtype], params, strict=True)
     query.count, query.total = 2, "none"
+    guard.restrict(services, ctx, query)  # conditional references resolve only to what the caller may see
     return run_search(services.store, services.registry, query, tx.execute).matches
 
 
@@ -175,7 +181,7 @@ def _rewrite(node: Any, mapping: dict[str, str], services, ctx, tx: Transaction,
                     item["reference"] = mapping[ref]
                 elif "?" in ref and is_resource_type(ref.split("?", 1)[0]):
                     rtype, criteria = ref.split("?", 1)
-                    found = _search(services, tx, rtype, criteria, location)
+                    found = _search(services, ctx, tx, rtype, criteria, location)
                     if len(found) != 1:
                         raise FHIRError(412 if found else 404,
                                         f"{location}: conditional reference '{ref}' matches {len(found)} resources "
@@ -192,8 +198,9 @@ def _rewrite(node: Any, mapping: dict[str, str], services, ctx, tx: Transaction,
 def _write_entry(services, ctx: RequestContext, tx: Transaction, e: Entry, mapping: dict[str, str]) -> None:
     loc = f"{e.location}.resource"
     if e.method == "POST":
+        services.policy.authorize(ctx, "create", e.type, e.resource)
         if e.if_none_exist and getattr(e, "assigned_id", None) is None:
-            found = _search(services, tx, e.type, e.if_none_exist, e.location)
+            found = _search(services, ctx, tx, e.type, e.if_none_exist, e.location)
             if len(found) > 1:
                 raise FHIRError(412, f"{e.location}: ifNoneExist matches several resources", location=e.location)
             if found:

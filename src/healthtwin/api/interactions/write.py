@@ -16,6 +16,7 @@ from ...fhir.model import ID_RE
 from ...fhir.outcome import FHIRError, OutcomeIssue
 from ...store import Stored, Transaction
 from ...store.search import run_search
+from .. import guard
 from ..context import RequestContext
 from ..definitions import apply_definition, check_definition
 
@@ -58,19 +59,22 @@ def _match(services, ctx: RequestContext, tx: Transaction, rtype: str, criteria:
     query = services.parser.parse([rtype], params, strict=True)
     query.count = 2  # 0, 1 or "several" is all the rules need
     query.total = "none"
-    tx.lock(f"conditional:{rtype}")  # one conditional writer per type at a time (PostgreSQL; SQLite is serial)
+    guard.restrict(services, ctx, query)  # conditions match only what the caller may see: no oracle
+    # Writers with the same criteria are serialised (PostgreSQL advisory lock; SQLite's writer lock already
+    # serialises every write), so identical conditional creates cannot both see "no match".
+    tx.lock(f"conditional:{rtype}?{'&'.join(sorted(f'{k}={v}' for k, v in params))}")
     return run_search(services.store, services.registry, query, tx.execute).matches
 
 
 def create(services, ctx: RequestContext, tx: Transaction, rtype: str, resource: dict[str, Any],
            if_none_exist: str | None = None, location: str | None = None) -> WriteResult:
+    services.policy.authorize(ctx, "create", rtype, resource)
     if if_none_exist:
         found = _match(services, ctx, tx, rtype, if_none_exist.lstrip("?").split("?", 1)[-1])
         if len(found) > 1:
             raise FHIRError(412, f"If-None-Exist '{if_none_exist}' matches several {rtype} resources")
         if found:
             return WriteResult(found[0], 200)
-    services.policy.authorize(ctx, "create", rtype, resource)
     prepare(services, rtype, resource, location)
     resource.pop("id", None)  # the server assigns ids on create
     stored = tx.create(rtype, resource)
@@ -91,6 +95,7 @@ def update(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str,
     services.policy.authorize(ctx, "update", rtype, resource)
     prepare(services, rtype, resource, location)
     existing = tx.current(rtype, rid)
+    guard.check_existing(services, ctx, rtype, existing[1] if existing else None)
     old = orjson.loads(existing[1].content) if existing and existing[1].content and _definitional(rtype) else None
     stored = tx.update(rtype, rid, resource, if_match, existing)
     _after_write(services, tx, resource, old)

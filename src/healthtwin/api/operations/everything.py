@@ -5,6 +5,7 @@ from ...fhir.dates import parse_range
 from ...fhir.outcome import FHIRError
 from ...fhir.search_query import DEFAULT_COUNT, MAX_COUNT, _int
 from ...store.search import compartment_rids
+from .. import guard
 from ..interactions.bundles import paging_links, searchset
 from ..responses import fhir
 from .registry import operation
@@ -74,12 +75,19 @@ async def everything(router, request, ctx, rtype, rid, params, body):
     def run():
         services.policy.authorize(ctx, "everything", "Patient")
         if rid is not None:
+            if guard.visible(services, ctx, services.store.read("Patient", rid)) is None:
+                raise FHIRError(404, f"Patient/{rid} is not known")  # hidden answers exactly like absent
             rows = everything_rows(services, rid, since, types)
         else:
             rows = []
-            for (pid,) in services.store.query("SELECT id FROM resources WHERE type = 'Patient' AND deleted = 0 "
-                                                "ORDER BY rid", []):
-                rows += everything_rows(services, pid, since, types)
+            patients = services.store.query("SELECT rid, id FROM resources WHERE type = 'Patient' AND deleted = 0 "
+                                            "ORDER BY rid", [])
+            allowed = set(guard.visible_rids(services, ctx, [r for r, _ in patients]))
+            for prid, pid in patients:
+                if prid in allowed:
+                    rows += everything_rows(services, pid, since, types)
+        # Only what the caller may read is collected, before paging, so the total counts nothing hidden.
+        rows = guard.visible_rids(services, ctx, rows)
         page = services.store.fetch_rows(rows[offset:offset + count])
         url = f"{ctx.base_url}/Patient/{rid}/$everything" if rid else f"{ctx.base_url}/Patient/$everything"
         links = paging_links(url, echo, count, offset, offset + count < len(rows), None, keyset=False)

@@ -27,7 +27,9 @@ async def validate(router, request, ctx, rtype, rid, params, body):
     services = router.services
     resource, profile = _resource_and_profile(body, params)
     if resource is None and rid is not None:
-        stored = services.store.read(rtype, rid)
+        from .. import guard
+        services.policy.authorize(ctx, "read", rtype)  # the stored resource is read: the read rules apply
+        stored = guard.visible(services, ctx, services.store.read(rtype, rid))
         if stored is None or stored.deleted:
             raise FHIRError(404, f"{rtype}/{rid} is not known")
         resource = orjson.loads(stored.content)

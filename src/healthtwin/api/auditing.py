@@ -1,0 +1,110 @@
+"""Auditing every FHIR request: which interaction it was, whose records it touched, and the append.
+
+The patients touched are read from the response actually being released (every `Patient/…` reference and
+every Patient resource in it), so the audit records what left the server, whatever code path produced it.
+A refused request is audited too, with the patient named in its path if any.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..fhir.outcome import FHIRError
+from .context import Caller, RequestContext
+from .responses import error
+
+log = logging.getLogger("healthtwin.audit")
+
+
+def classify(ctx: RequestContext, method: str, parts: list[str]) -> None:
+    """BALP's restful-interaction code, the type and the id a request is about (set on ctx)."""
+    n = len(parts)
+    rtype = parts[0] if n >= 1 and parts[0][:1].isupper() else None
+    rid = parts[1] if n >= 2 and not parts[1].startswith(("_", "$")) else None
+    if n and parts[-1].startswith("$"):
+        interaction = "operation"
+        rid = parts[1] if n == 3 else None
+    elif n == 0:
+        interaction = "batch" if method == "POST" else "search-system"
+    elif parts[0] == "metadata":
+        interaction = "capabilities"
+    elif parts[0] in ("_history", "_search"):
+        interaction = "history-system" if parts[0] == "_history" else "search-system"
+    elif n == 1:
+        interaction = {"GET": "search-type", "POST": "create", "PUT": "update", "DELETE": "delete"}.get(method, method)
+    elif n == 2 and parts[1] in ("_search", "_history"):
+        interaction = "search-type" if parts[1] == "_search" else "history-type"
+    elif n == 2:
+        interaction = {"GET": "read", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}.get(method, method)
+    elif n == 3 and parts[2] == "_history":
+        interaction = "history-instance"
+    elif n == 3:
+        interaction = "search-type"  # a compartment search: Patient/1/Observation
+    else:
+        interaction = "vread"
+    ctx.interaction, ctx.resource_type, ctx.resource_id = interaction, rtype, rid
+
+
+def patients_in(body: bytes | None) -> list[str]:
+    if not body or b"Patient" not in body:
+        return []
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    found: dict[str, None] = {}
+    stack: list[Any] = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("resourceType") == "Patient" and isinstance(item.get("id"), str):
+                found["Patient/" + item["id"]] = None
+            ref = item.get("reference")
+            if isinstance(ref, str) and "Patient/" in ref:
+                tail = ref[ref.rindex("Patient/"):].split("/")
+                if len(tail) >= 2 and tail[1]:
+                    found["Patient/" + tail[1]] = None
+            stack.extend(v for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, (dict, list)))
+    return sorted(found)
+
+
+async def audit_response(router: Any, request: Request, ctx: RequestContext | None, response: Response) -> Response:
+    from ..security.audit import AuditError, rest_events
+    services = router.services
+    if ctx is None:
+        client = request.scope.get("client")
+        ctx = RequestContext(Caller(), router.base_url(request), request.method, request.url.path,
+                             client_address=client[0] if client else None)
+        classify(ctx, request.method, [p for p in request.url.path[len(router.base_path):].split("/") if p])
+    status = response.status_code
+    patients = patients_in(getattr(response, "body", None)) if status < 400 else []
+    if ctx.resource_type == "Patient" and ctx.resource_id and status >= 400:
+        patients = [f"Patient/{ctx.resource_id}"]
+    if ctx.interaction == "search-type" and ctx.resource_type == "Patient" and ctx.resource_id:
+        patients = sorted(set(patients) | {f"Patient/{ctx.resource_id}"})  # compartment search
+    purpose = None
+    fn = getattr(services.policy, "purpose", None)
+    if fn is not None:
+        purpose = fn(ctx, patients)
+    query = request.url.path.rsplit("/", 1)[-1] if ctx.interaction == "operation" else None
+    if request.url.query:
+        query = (query + "?" if query else "") + request.url.query
+    try:
+        events = rest_events(ctx, ctx.interaction or "operation", status, ctx.resource_type,
+                             ctx.resource_id if ctx.resource_type != "Patient" else ctx.resource_id, patients,
+                             query, ["ETREAT", "BTG"] if purpose == "BTG" else purpose,
+                             reason=ctx.security.get("btg_reason"))
+        await services.audit.append_async(events)
+    except (AuditError, OSError, RuntimeError) as exc:
+        log.error("audit append failed (%s); the response is withheld", exc)
+        return error(FHIRError(500, "The request could not be audited, so its result is withheld", "exception"), ctx)
+    except Exception:
+        log.exception("audit append failed; the response is withheld")
+        return error(FHIRError(500, "The request could not be audited, so its result is withheld", "exception"), ctx)
+    return response

@@ -1,0 +1,83 @@
+"""$access-log (a citizen's record of who saw it) and $break-glass-review (for administrators and auditors)."""
+from __future__ import annotations
+
+from ...fhir.dates import parse_range
+from ...fhir.outcome import FHIRError
+from ...store.records import instant
+from .. import guard
+from ..responses import fhir
+from .registry import operation
+
+_SD = "https://healthtwin.dev/fhir/OperationDefinition/"
+
+
+def _since(params) -> float | None:
+    value = dict(params).get("_since")
+    if value is None:
+        return None
+    try:
+        return parse_range(value)[0]
+    except ValueError as exc:
+        raise FHIRError(400, f"_since: {exc}") from None
+
+
+def _may_see_log(services, ctx, pid: str) -> bool:
+    if guard.is_open(services):
+        return True
+    caller = ctx.caller
+    roles = caller.roles
+    if "auditor" in roles or "administrator" in roles:
+        return True
+    if "citizen" not in roles:
+        return False
+    if caller.patient == f"Patient/{pid}":
+        return True
+    from ...security.access import wards
+    own = caller.patient.removeprefix("Patient/") if caller.patient else None
+    return pid in wards(services.policy, caller, own)
+
+
+@operation("access-log", types=["Patient"], instance=True, definition=_SD + "access-log")
+async def access_log(router, request, ctx, rtype, rid, params, body):
+    """Who accessed this citizen's record, when, what and why: the AuditEvents naming the patient."""
+    services = router.services
+    if services.audit is None:
+        raise FHIRError(501, "This server keeps no audit log", "not-supported")
+    if ctx.caller.kind == "anonymous" and not guard.is_open(services):
+        from ...security.policy import unauthenticated
+        raise unauthenticated()
+    if not await router.run(_may_see_log, services, ctx, rid):
+        # The same answer whether or not the patient exists: no existence oracle.
+        raise FHIRError(403, "The access log is shown to the citizen, their representatives and auditors",
+                        "forbidden")
+    since = _since(params)
+    events = await router.run(services.audit.access_log, f"Patient/{rid}", since, 1000)
+    bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(events),
+              "entry": [{"fullUrl": f"urn:healthtwin:audit:{e['id']}", "resource": e, "search": {"mode": "match"}}
+                        for e in events]}
+    return fhir(200, bundle, ctx)
+
+
+@operation("break-glass-review", system=True, definition=_SD + "break-glass-review")
+async def break_glass_review(router, request, ctx, rtype, rid, params, body):
+    """Every break-the-glass grant since `_since`: who, which patient, why, and for how long."""
+    services = router.services
+    roles = ctx.caller.roles
+    if not guard.is_open(services) and not ({"administrator", "auditor"} & roles):
+        if ctx.caller.kind == "anonymous":
+            from ...security.policy import unauthenticated
+            raise unauthenticated()
+        raise FHIRError(403, "Break-the-glass review is for administrators and auditors", "forbidden")
+    from ...security.access import grants_for_review
+    try:
+        rows = await router.run(grants_for_review, services.store, _since(params) or 0.0)
+    except Exception:  # the table exists only under the secure policy
+        rows = []
+    grants = [{"name": "grant", "part": [
+        {"name": "id", "valueString": gid}, {"name": "clinician", "valueString": who},
+        *([{"name": "organization", "valueReference": {"reference": org}}] if org else []),
+        {"name": "patient", "valueReference": {"reference": f"Patient/{patient}"}},
+        {"name": "reason", "valueString": reason}, {"name": "started", "valueInstant": instant(started)},
+        {"name": "expires", "valueInstant": instant(expires)}]}
+        for gid, who, org, patient, reason, started, expires in rows]
+    return fhir(200, {"resourceType": "Parameters", "parameter": grants}, ctx)

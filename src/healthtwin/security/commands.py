@@ -1,0 +1,138 @@
+"""`healthtwin clients|users|token|audit …`: administration commands on the data folder's store and keys."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..config import DEFAULT_PUBLIC_URL, Settings
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from ..store import open_store
+    settings = Settings(Path(args.data_dir).resolve(), args.database)
+    return open_store(settings.database, settings.data_dir)
+
+
+def cmd_clients_add(args: argparse.Namespace) -> int:
+    from .clients import add_client
+    jwks = Path(args.jwks).read_text() if args.jwks else None
+    pem = Path(args.public_key).read_bytes() if args.public_key else None
+    client_id = add_client(_store(args), args.name, jwks=jwks, scopes=args.scopes, organization=args.organization,
+                           public_key_pem=pem, redirect_uris=args.redirect_uri or [], client_id=args.client_id)
+    print(client_id)
+    return 0
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from .clients import add_user
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"Password for {args.username}: ")
+        if getpass.getpass("Again: ") != password:
+            print("passwords differ", file=sys.stderr)
+            return 2
+    add_user(_store(args), args.username, password, args.roles.replace(",", " "), patient=args.patient,
+             practitioner=args.practitioner, organization=args.organization)
+    print(f"user {args.username} added")
+    return 0
+
+
+def mint(data_dir: Path, public_url: str, subject: str, kind: str, scopes: list[str], roles: list[str],
+         lifetime: int = 3600, **context: str | None) -> str:
+    from .keys import load_or_create
+    from .tokens import TokenService
+    public_url = public_url.rstrip("/")
+    service = TokenService(load_or_create(data_dir), public_url, public_url + "/fhir")
+    token, _ = service.mint(subject, kind, scopes, roles, lifetime=lifetime, **context)
+    return token
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    print(mint(Path(args.data_dir).resolve(), args.public_url, args.subject, args.kind, args.scope.split(),
+               args.roles.replace(",", " ").split(), args.lifetime, client_id=args.client_id,
+               organization=args.organization, patient=args.patient, fhir_user=args.fhir_user))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import AuditLog, harden_postgres
+    store = _store(args)
+    log = AuditLog(store)
+    log.ensure_schema()
+    if args.audit_command == "head":
+        seq, digest = log.head()
+        print(f"{seq}:{digest}")
+        return 0
+    if args.audit_command == "harden":
+        harden_postgres(store, args.app_role)
+        print(f"audit_log is now append-only for role {args.app_role}")
+        return 0
+    anchors = []
+    for text in args.anchor or []:
+        seq, _, digest = text.partition(":")
+        anchors.append((int(seq), digest))
+    result = log.verify(anchors=anchors)
+    if result.ok:
+        print(f"audit chain OK: {result.checked} entries")
+        return 0
+    print(f"audit chain BROKEN at entry {result.first_bad_seq}: {result.reason} ({result.checked} entries good)",
+          file=sys.stderr)
+    return 1
+
+
+def register(sub: Any, store_args: Any) -> None:
+    clients = sub.add_parser("clients", help="register SMART clients").add_subparsers(dest="clients_command",
+                                                                                        required=True)
+    add = clients.add_parser("add", help="register a backend service (keys) or an app (redirect URIs)")
+    store_args(add)
+    add.add_argument("name")
+    add.add_argument("--scopes", required=True, help="the most this client may be granted, space separated")
+    add.add_argument("--jwks", help="file with the client's public JWKS")
+    add.add_argument("--public-key", help="file with the client's public key (PEM)")
+    add.add_argument("--organization", help="Organization/<id> the client acts for")
+    add.add_argument("--redirect-uri", action="append", help="exact redirect URI (apps); repeatable")
+    add.add_argument("--client-id", help="choose the id (default: random)")
+    add.set_defaults(func=cmd_clients_add)
+
+    users = sub.add_parser("users", help="people who sign in").add_subparsers(dest="users_command", required=True)
+    uadd = users.add_parser("add", help="add a user (password from a prompt, or --password-stdin)")
+    store_args(uadd)
+    uadd.add_argument("username")
+    uadd.add_argument("--roles", required=True, help="citizen, clinician, analyst, auditor, administrator, label:PSY…")
+    uadd.add_argument("--patient", help="Patient/<id>: the user's own record")
+    uadd.add_argument("--practitioner", help="Practitioner/<id>")
+    uadd.add_argument("--organization", help="Organization/<id>")
+    uadd.add_argument("--password-stdin", action="store_true")
+    uadd.set_defaults(func=cmd_users_add)
+
+    tok = sub.add_parser("token", help="mint an access token with the data folder's key (tests, demos, ops)")
+    tok.add_argument("--data-dir", default="./data")
+    tok.add_argument("--public-url", default=DEFAULT_PUBLIC_URL)
+    tok.add_argument("--subject", required=True)
+    tok.add_argument("--kind", default="person", choices=["person", "system"])
+    tok.add_argument("--scope", default="user/*.rs")
+    tok.add_argument("--roles", default="")
+    tok.add_argument("--patient")
+    tok.add_argument("--organization")
+    tok.add_argument("--fhir-user")
+    tok.add_argument("--client-id")
+    tok.add_argument("--lifetime", type=int, default=3600)
+    tok.set_defaults(func=cmd_token)
+
+    audit = sub.add_parser("audit", help="check and protect the audit trail").add_subparsers(
+        dest="audit_command", required=True)
+    verify = audit.add_parser("verify", help="walk the hash chain; exit 1 at the first bad entry")
+    store_args(verify)
+    verify.add_argument("--anchor", action="append", help="SEQ:HASH published earlier by `audit head`; repeatable")
+    verify.set_defaults(func=cmd_audit)
+    head = audit.add_parser("head", help="print SEQ:HASH of the newest entry, to publish as an anchor")
+    store_args(head)
+    head.set_defaults(func=cmd_audit)
+    harden = audit.add_parser("harden", help="PostgreSQL: make audit_log append-only for the server's role")
+    store_args(harden)
+    harden.add_argument("--app-role", required=True)
+    harden.set_defaults(func=cmd_audit)

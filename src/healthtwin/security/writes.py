@@ -1,0 +1,83 @@
+"""May this caller write this resource? Checked on the resource's content before it is validated or stored."""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..api.context import RequestContext
+from .access import Access, integration
+
+
+def _refs(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        ref = value.get("reference")
+        return [ref] if isinstance(ref, str) else []
+    if isinstance(value, list):
+        return [r for v in value for r in _refs(v)]
+    return []
+
+
+def _current(policy: Any, ref: str) -> dict[str, Any] | None:
+    rtype, _, rid = ref.partition("/")
+    if not rid or "/" in rid:
+        return None
+    stored = policy.store.read(rtype, rid)
+    if stored is None or stored.deleted or stored.content is None:
+        return None
+    return orjson.loads(stored.content)
+
+
+def check_write(policy: Any, ctx: RequestContext, access: Access, rtype: str, resource: dict[str, Any],
+                queries: list[str]) -> None:
+    from .policy import forbidden
+    if access.everything:
+        return
+    if queries:
+        raise forbidden("Granular scopes grant reads and searches only")
+    role = access.role
+    if role == "citizen":
+        # A citizen's own word on sharing is the one thing they write: their (or their ward's) Consent.
+        patient = _refs(resource.get("patient"))
+        if rtype == "Consent" and patient and all(p.removeprefix("Patient/") in (access.patients or ())
+                                                  for p in patient):
+            return
+        raise forbidden("Citizens may only write Consent resources about themselves or their wards")
+    if role == "clinician":
+        if rtype == "Patient":
+            if resource.get("id") is None or resource.get("id") in (access.patients or ()):
+                return
+            raise forbidden("You may only update Patients in your care")
+        code = policy.primary(rtype)
+        if code is None:
+            raise forbidden(f"Your role may not write {rtype} resources")
+        rows = policy.registry.extractor(rtype)(resource)
+        if any(r[0] == code and r[2] == "Patient" and r[3] in (access.patients or ()) for r in rows):
+            return
+        raise forbidden(f"{rtype}.{code} must be a patient in your care")
+    if role == "laboratory" and rtype in ("Observation", "DiagnosticReport"):
+        subject = _refs(resource.get("subject"))
+        for ref in _refs(resource.get("basedOn")):
+            if not ref.startswith("ServiceRequest/"):
+                continue
+            order = _current(policy, ref)
+            if order is None:
+                continue
+            performers = _refs(order.get("performer"))
+            if access.organization in performers and subject and subject == _refs(order.get("subject")):
+                return
+        raise forbidden("Laboratories may only report results for orders addressed to them (basedOn a "
+                        "ServiceRequest whose performer is your organization, same subject)")
+    if role == "pharmacy" and rtype == "MedicationDispense":
+        performers = [r for p in resource.get("performer") or [] if isinstance(p, dict) for r in _refs(p.get("actor"))]
+        subject = _refs(resource.get("subject"))
+        prescriptions = _refs(resource.get("authorizingPrescription"))
+        if access.organization in performers and prescriptions and subject:
+            orders = [_current(policy, r) for r in prescriptions if r.startswith("MedicationRequest/")]
+            if orders and all(o is not None and _refs(o.get("subject")) == subject for o in orders):
+                return
+        raise forbidden("Pharmacies may only record dispenses they perform, against existing prescriptions "
+                        "for the same patient")
+    if integration(ctx, access):
+        return  # a backend integration: its scopes decide
+    raise forbidden(f"Your role may not write {rtype} resources")
