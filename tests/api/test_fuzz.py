@@ -26,9 +26,12 @@ def fuzz_client(tmp_path_factory):
     from starlette.testclient import TestClient
 
     from healthtwin.api.app import create_app
+    from healthtwin.api.context import OpenPolicy
     from healthtwin.store.sqlite import SQLiteStore
     folder = tmp_path_factory.mktemp("fuzz")
-    with TestClient(create_app(SQLiteStore(folder / "fuzz.sqlite"), data_dir=folder)) as client:
+    # Parsing is fuzzed past authorization; tests/security fuzzes tokens and the policy.
+    with TestClient(create_app(SQLiteStore(folder / "fuzz.sqlite"), data_dir=folder,
+                               policy=OpenPolicy(), rate=None)) as client:
         yield client
 
 

@@ -67,6 +67,9 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
         yield
         if services.jobs is not None:
             services.jobs.stop()
+        aclose = getattr(services.store, "aclose", None)
+        if aclose is not None:  # the event-loop connection pool must close in the loop that opened it
+            await aclose()
 
     app = Starlette(lifespan=lifespan, routes=[
         Route("/", root),

@@ -74,6 +74,11 @@ class PostgresStore(Store):
             row = await cur.fetchone()
         return _stored(row) if row else None
 
+    async def aclose(self) -> None:
+        """Closes the event-loop pool; called on the application's shutdown, in the loop that opened it."""
+        if self._apool is not None:
+            pool, self._apool = self._apool, None
+            await pool.close()
+
     def close(self) -> None:
         self.pool.close()
-        self._apool = None  # closed with its event loop
