@@ -70,6 +70,12 @@ def _build(settings: Settings, patients: int, seed: int) -> None:
     code = load_paths(settings, [str(out)], restart=True, workers=os.cpu_count() or 1)
     if code:
         raise RuntimeError("loading the demo population failed")
+    from .analytics.materialize import views_main
+    t = time.perf_counter()
+    db = ["--database", settings.database] if settings.database else []
+    if views_main(["materialize", "--data-dir", str(settings.data_dir), *db, "--full", "--from-ndjson", str(out)]):
+        raise RuntimeError("materialising the analytics views failed")
+    print(f"Materialised the analytics views in {time.perf_counter() - t:.0f} s.", file=sys.stderr)
 
 
 def _demo_links(settings: Settings) -> dict[str, str]:

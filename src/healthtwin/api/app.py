@@ -27,9 +27,11 @@ log = logging.getLogger("healthtwin")
 def create_app(store: Store, policy: Policy | None = None, limits: Limits | None = None,
                services: Services | None = None, data_dir: Path | None = None, *,
                public_url: str | None = None, tokens: Any = None, externals: list | None = None,
-               rate: tuple[float, float] | None = (50.0, 200.0), audit: bool = True) -> Starlette:
+               rate: tuple[float, float] | None = (50.0, 200.0), audit: bool = True,
+               analytics_dir: Path | None = None, analytics_refresh_minutes: float | None = None) -> Starlette:
     """`rate` = (requests per second, burst) per client, None for no limit; `tokens` a TokenService (else one
-    is built from the keys in `data_dir`)."""
+    is built from the keys in `data_dir`); `analytics_dir` mounts /analytics (indicators over the DuckDB
+    tables materialised there), refreshed every `analytics_refresh_minutes` if given."""
     from ..security.audit import AuditLog
     from ..security.ratelimit import RateLimiter
     if services is None:
@@ -54,6 +56,13 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
     fhir_router = FHIRRouter(services, "/fhir", identify=tokens.identify if tokens is not None else None,
                              limiter=limiter)
 
+    analytics = None
+    if analytics_dir is not None:
+        from ..analytics.web import Analytics
+        analytics = Analytics(services, analytics_dir, refresh_minutes=analytics_refresh_minutes,
+                              identify=fhir_router.identify)
+        routes.append(Mount("/analytics", app=analytics.app))
+
     async def health(request):
         return JSONResponse({"status": "ok", "schema": services.store.schema_version()})
 
@@ -64,7 +73,11 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
     async def lifespan(app):
         if services.jobs is not None:
             services.jobs.start()
+        if analytics is not None:
+            analytics.start()
         yield
+        if analytics is not None:
+            analytics.stop()
         if services.jobs is not None:
             services.jobs.stop()
         aclose = getattr(services.store, "aclose", None)

@@ -5,6 +5,7 @@ Secure by default: the SMART policy, unless HEALTHTWIN_INSECURE_OPEN=1 (set only
 from __future__ import annotations
 
 import logging
+import os
 
 from ..config import Settings
 from ..store import open_store
@@ -17,5 +18,7 @@ if _settings.insecure_open:
     logging.getLogger("healthtwin").error("INSECURE: --insecure-open: every caller is anonymous and allowed "
                                           "everything (OpenPolicy). Never expose this server.")
     _policy = OpenPolicy()
+_refresh = os.environ.get("HEALTHTWIN_ANALYTICS_REFRESH_MINUTES")
 app = create_app(open_store(_settings.database, _settings.data_dir), policy=_policy, data_dir=_settings.data_dir,
-                 public_url=_settings.public_url)
+                 public_url=_settings.public_url, analytics_dir=_settings.data_dir,
+                 analytics_refresh_minutes=float(_refresh) if _refresh else None)
