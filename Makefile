@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/healthtwin demo
 
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 serve: $(STAMP)
 	$(BIN)/healthtwin serve

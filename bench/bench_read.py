@@ -35,11 +35,13 @@ def wait(url: str, seconds: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def wrk(url_base: str, ids: list[str], seconds: int, connections: int) -> dict[str, float]:
+def wrk(url_base: str, ids: list[str], seconds: int, connections: int, token: str = "") -> dict[str, float]:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     paths = ",".join(f'"/fhir/{i}"' for i in ids)
-    script.write_text(f"local paths = {{{paths}}}\nlocal n = 0\n"
-                      "request = function()\n  n = n + 1\n  return wrk.format('GET', paths[(n % #paths) + 1])\nend\n")
+    headers = f'{{["Authorization"] = "Bearer {token}"}}' if token else "nil"
+    script.write_text(f"local paths = {{{paths}}}\nlocal n = 0\nlocal headers = {headers}\n"
+                      "request = function()\n  n = n + 1\n"
+                      "  return wrk.format('GET', paths[(n % #paths) + 1], headers)\nend\n")
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
                           url_base], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -71,18 +73,26 @@ def main() -> None:
     store = open_store(args.database, data)
     ids = [f"{t}/{i}" for t, i in store.query("SELECT type, id FROM resources ORDER BY rid LIMIT 2000", [])]
     store.close()
+    # An administrator's token: every read is authorised by the policy and written to the audit chain, as
+    # in production (the bare handler does neither).
+    token = subprocess.run([BIN / "healthtwin", "token", "--data-dir", str(data), "--subject", "bench",
+                            "--kind", "person", "--roles", "administrator", "--scope", "user/*.rs",
+                            "--public-url", "http://127.0.0.1:8181"],
+                           check=True, capture_output=True, text=True, env=env).stdout.strip().splitlines()[-1]
     results = {}
     for name, cmd, port in (
-            ("healthtwin", [BIN / "healthtwin", "serve", *db_args, "--port", "8181", "--workers", str(args.workers)], 8181),
+            ("healthtwin", [BIN / "healthtwin", "serve", *db_args, "--port", "8181", "--workers", str(args.workers),
+                            "--public-url", "http://127.0.0.1:8181", "--rate-limit", "off"], 8181),
             ("bare starlette", [BIN / "uvicorn", "bench.bare_read_app:app", "--port", "8182", "--workers",
                                 str(args.workers), "--log-level", "warning", "--no-access-log", "--loop", "uvloop",
                                 "--http", "httptools"], 8182)):
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         try:
-            wait(f"http://127.0.0.1:{port}/fhir/{ids[0]}")
-            wrk(f"http://127.0.0.1:{port}", ids, 3, args.connections)  # warm-up
-            results[name] = wrk(f"http://127.0.0.1:{port}", ids, args.seconds, args.connections)
+            wait(f"http://127.0.0.1:{port}/health" if port == 8181 else f"http://127.0.0.1:{port}/fhir/{ids[0]}")
+            auth = token if port == 8181 else ""
+            wrk(f"http://127.0.0.1:{port}", ids, 3, args.connections, auth)  # warm-up
+            results[name] = wrk(f"http://127.0.0.1:{port}", ids, args.seconds, args.connections, auth)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings(Path(args.data_dir).resolve(), args.database, public_url.rstrip("/"),
                         insecure_open=args.insecure_open)
     settings.export()
+    if getattr(args, "rate_limit", None):
+        if args.rate_limit != "off":
+            try:
+                rps, burst = (float(x) for x in args.rate_limit.split(","))
+            except ValueError:
+                raise ValueError(f"--rate-limit takes RATE,BURST (e.g. 50,200) or 'off', not {args.rate_limit!r}") \
+                    from None
+        os.environ["HEALTHTWIN_RATE_LIMIT"] = args.rate_limit
     log.warning("Health Twin serving %s://%s:%s/fhir (public URL %s, store: %s)", scheme, args.host, args.port,
                 settings.public_url, settings.database or settings.data_dir / "healthtwin.sqlite")
     if args.insecure_open:
@@ -111,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="warning")
+    serve.add_argument("--rate-limit", default="50,200",
+                       help="requests per second and burst per client, e.g. 50,200 (default), or 'off'")
     _secure_args(serve)
     serve.set_defaults(func=cmd_serve)
 

@@ -70,3 +70,37 @@ def test_hostile_search_parameter_cannot_inject_code(client, tmp_path):
         client.post("/fhir/Patient", json={"resourceType": "Patient", "name": [{"family": "x"}],
                                            "extension": [{"url": "x", "valueString": "y"}]})
     assert not marker.exists()
+
+
+def test_profiles_uploaded_are_enforced_and_validate_reports(client):
+    import copy
+    import uuid
+
+    from tests.fhir.test_profiles import ACCEPTED, NATIONAL_PATIENT
+    url = f"https://health.gov.az/fhir/StructureDefinition/patient-{uuid.uuid4().hex[:8]}"
+    profile = copy.deepcopy(NATIONAL_PATIENT)
+    profile["url"] = url
+    profile.pop("id", None)
+    assert client.post("/fhir/StructureDefinition", json=profile).status_code == 201
+    good = copy.deepcopy(ACCEPTED)
+    good["meta"] = {"profile": [url]}
+    good.pop("id")
+    assert client.post("/fhir/Patient", json=good).status_code == 201
+    bad = copy.deepcopy(good)
+    del bad["birthDate"]
+    r = client.post("/fhir/Patient", json=bad)
+    assert r.status_code == 422
+    assert any("Patient.birthDate" in (i.get("expression") or [""])[0] for i in r.json()["issue"])
+    # $validate reports without storing, for the profile asked for even when the resource does not claim it
+    unclaimed = copy.deepcopy(bad)
+    unclaimed.pop("meta")
+    before = client.get("/fhir/Patient?_summary=count").json()["total"]
+    r = client.post(f"/fhir/Patient/$validate?profile={url}", json=unclaimed)
+    assert r.status_code == 200 and any(i["severity"] == "error" for i in r.json()["issue"])
+    r = client.post("/fhir/Patient/$validate", json=unclaimed)
+    assert r.status_code == 200 and not any(i["severity"] == "error" for i in r.json()["issue"])
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == before
+    assert client.post("/fhir/Patient/$validate?profile=https://unknown/p", json=unclaimed).status_code == 400
+    broken = dict(profile, url=url + "-broken", differential={"element": [{"path": "Nonsense.x"}]})
+    r = client.post("/fhir/StructureDefinition", json=broken)
+    assert r.status_code in (400, 422) and r.json()["resourceType"] == "OperationOutcome"

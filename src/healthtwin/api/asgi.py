@@ -19,6 +19,8 @@ if _settings.insecure_open:
                                           "everything (OpenPolicy). Never expose this server.")
     _policy = OpenPolicy()
 _refresh = os.environ.get("HEALTHTWIN_ANALYTICS_REFRESH_MINUTES")
+_rate_text = os.environ.get("HEALTHTWIN_RATE_LIMIT", "50,200")
+_rate = None if _rate_text == "off" else tuple(float(x) for x in _rate_text.split(","))
 app = create_app(open_store(_settings.database, _settings.data_dir), policy=_policy, data_dir=_settings.data_dir,
                  public_url=_settings.public_url, analytics_dir=_settings.data_dir,
-                 analytics_refresh_minutes=float(_refresh) if _refresh else None)
+                 analytics_refresh_minutes=float(_refresh) if _refresh else None, rate=_rate)

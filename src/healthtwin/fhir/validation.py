@@ -205,6 +205,11 @@ class Validator:
     def remove_profile(self, url: str) -> None:
         self.profiles.remove(url)
 
+    def check_profile(self, structure_definition: dict) -> None:
+        """Compiles a profile without loading it: ValueError (with the reason) if it cannot be enforced."""
+        from .profiles import compile_profile
+        compile_profile(structure_definition, self.profiles.model, self.profiles)
+
     # ---- entry point ------------------------------------------------------------------------------------------
     def validate(self, resource: dict, profile: str | None = None) -> list[Issue]:
         out: list[Issue] = []
