@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
             from ..security.policy import SmartPolicy
             services.policy = SmartPolicy(store, services.registry, services.parser)
     if audit and services.audit is None:
-        services.audit = AuditLog(services.store)
+        # HEALTHTWIN_AUDIT_FSYNC=0 trades power-loss durability of the newest audit entries for throughput on
+        # SQLite (WAL without fsync still survives a process crash); PostgreSQL's commit is always durable.
+        services.audit = AuditLog(services.store, durable=os.environ.get("HEALTHTWIN_AUDIT_FSYNC", "1") != "0")
         services.audit.ensure_schema()
     public_url = (public_url or DEFAULT_PUBLIC_URL).rstrip("/")
     routes: list = []

@@ -7,6 +7,7 @@ A refused request is audited too, with the patient named in its path if any.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -49,9 +50,28 @@ def classify(ctx: RequestContext, method: str, parts: list[str]) -> None:
     ctx.interaction, ctx.resource_type, ctx.resource_id = interaction, rtype, rid
 
 
+_REF = re.compile(rb'"reference"\s*:\s*"[^"]*?Patient/([A-Za-z0-9\-.]{1,64})')
+_PATIENT = re.compile(rb'"resourceType"\s*:\s*"Patient"')
+_PATIENT_ID = re.compile(rb'"resourceType"\s*:\s*"Patient"\s*,\s*"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})"')
+
+
 def patients_in(body: bytes | None) -> list[str]:
+    """The patients a response body is about: Patient resources and references to patients.
+
+    A regular-expression scan of the bytes (a full parse and walk cost ~250 µs per read); Patient
+    resources whose id does not directly follow resourceType fall back to the full walk."""
     if not body or b"Patient" not in body:
         return []
+    found = {b"Patient/" + m for m in _REF.findall(body)}
+    patients = len(_PATIENT.findall(body))
+    ids = _PATIENT_ID.findall(body)
+    if len(ids) == patients:
+        found.update(b"Patient/" + m for m in ids)
+        return sorted(f.decode() for f in found)
+    return _walk(body)
+
+
+def _walk(body: bytes) -> list[str]:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
