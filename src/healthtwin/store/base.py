@@ -225,9 +225,10 @@ class Store:
         self._extractor = extractor
 
     def extract(self, resource: dict) -> list[tuple]:
-        if self._extractor is None:
-            from ..fhir.extract import extract
-            self._extractor = extract
+        if self._extractor is None:  # a store used without Services: the registry's default indexing
+            from ..fhir.search_params import SearchRegistry
+            registry = SearchRegistry.default()
+            self._extractor = lambda resource: registry.index_extractor(resource["resourceType"])(resource)
         return self._extractor(resource)
 
     def new_id(self) -> str:

@@ -17,8 +17,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 TABLE_OF_KIND = {"string": "idx_string", "token": "idx_token", "reference": "idx_reference", "date": "idx_date",
                  "number": "idx_number", "quantity": "idx_quantity", "uri": "idx_uri", "composite": "idx_composite"}
-INSERT_SQL = {t: f"INSERT INTO {t} (rid, pid, {', '.join(c)}) VALUES ({', '.join('?' * (len(c) + 2))})"
-              for t, c in COLUMNS.items()}
 
 
 def composite_columns(components: list[tuple]) -> tuple[Any, ...]:

@@ -5,26 +5,20 @@ here from fixed sets appear in the SQL text. See docs/search-compilation.md for 
 """
 from __future__ import annotations
 
-import unicodedata
 from typing import Any, Sequence
 
+from ..fhir.extract import normalize  # query values fold exactly like indexed values
 from ..fhir.outcome import FHIRError
 from ..fhir.search_query import Criterion, Include, SearchQuery, Value, split_unescaped, unescape
+from .indexer import TABLE_OF_KIND
 from .records import Page
 
 OPEN_LO, OPEN_HI = -1e18, 1e18
-TABLE = {"string": "idx_string", "token": "idx_token", "reference": "idx_reference", "date": "idx_date",
-         "number": "idx_number", "quantity": "idx_quantity", "uri": "idx_uri", "composite": "idx_composite"}
+TABLE = TABLE_OF_KIND  # search parameter type -> index table
 # Rough selectivity: the most selective criterion drives the query (IN), the others filter (EXISTS).
 _RANK = {"compartment": 0, "_id": 0, "reference": 1, "token": 2, "chain": 3, "has": 3, "uri": 3, "string": 4,
          "composite": 4, "quantity": 5, "number": 5, "date": 6, "_lastUpdated": 7, "text": 8}
 MAX_INCLUDES = 1000
-
-
-def normalize(text: str) -> str:
-    """The same normalisation as string index values: case and accents folded, whitespace collapsed."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).lower().split())
 
 
 def alias_pids(store, registry, types: Sequence[str], code: str) -> list[int]:
