@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Mount, Route
 
 from ..config import DEFAULT_PUBLIC_URL
+from ..fhir.model import resource_types
 from ..store import Store
 from .context import Policy
 from .routing import FHIRRouter
@@ -66,6 +67,12 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
                               identify=fhir_router.identify)
         routes.append(Mount("/analytics", app=analytics.app))
 
+    async def openapi(request):
+        from .openapi import openapi_document
+        types = request.query_params.get("types")
+        wanted = [t for t in types.split(",") if t in resource_types()] if types else None
+        return JSONResponse(openapi_document(services.registry, wanted))
+
     async def health(request):
         return JSONResponse({"status": "ok", "schema": services.store.schema_version()})
 
@@ -90,6 +97,7 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
     app = Starlette(lifespan=lifespan, routes=[
         Route("/", root),
         Route("/health", health),
+        Route("/openapi.json", openapi),
         *routes,  # /.well-known/smart-configuration, /fhir/.well-known/..., /auth/*: before the /fhir Mount
         # The base URL itself (POST /fhir for batch/transaction, GET /fhir for system search) without the
         # redirect to /fhir/ that a Mount alone would answer.
