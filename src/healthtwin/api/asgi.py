@@ -18,9 +18,29 @@ if _settings.insecure_open:
     logging.getLogger("healthtwin").error("INSECURE: --insecure-open: every caller is anonymous and allowed "
                                           "everything (OpenPolicy). Never expose this server.")
     _policy = OpenPolicy()
+def _externals() -> list:
+    """An external OpenID Connect provider from HEALTHTWIN_OIDC_ISSUER and HEALTHTWIN_OIDC_JWKS (an https
+    JWKS URL, fetched and cached, or a path to a JWKS file); HEALTHTWIN_OIDC_AUDIENCE optionally."""
+    issuer, jwks = os.environ.get("HEALTHTWIN_OIDC_ISSUER"), os.environ.get("HEALTHTWIN_OIDC_JWKS")
+    if not issuer or not jwks:
+        return []
+    import orjson
+
+    from ..security.tokens import ExternalIssuer, JWKSFetcher
+    if jwks.startswith("https://"):
+        fetcher = JWKSFetcher(jwks)
+        fetcher.prime()
+        source = fetcher
+    else:
+        with open(jwks, "rb") as fp:
+            source = orjson.loads(fp.read())
+    return [ExternalIssuer(issuer, source, audience=os.environ.get("HEALTHTWIN_OIDC_AUDIENCE") or None)]
+
+
 _refresh = os.environ.get("HEALTHTWIN_ANALYTICS_REFRESH_MINUTES")
 _rate_text = os.environ.get("HEALTHTWIN_RATE_LIMIT", "50,200")
 _rate = None if _rate_text == "off" else tuple(float(x) for x in _rate_text.split(","))
 app = create_app(open_store(_settings.database, _settings.data_dir), policy=_policy, data_dir=_settings.data_dir,
                  public_url=_settings.public_url, analytics_dir=_settings.data_dir,
-                 analytics_refresh_minutes=float(_refresh) if _refresh else None, rate=_rate)
+                 analytics_refresh_minutes=float(_refresh) if _refresh else None, rate=_rate,
+                 externals=_externals())
