@@ -1,0 +1,63 @@
+"""Bulk load rate (healthtwin load: validation + indexing on) into SQLite and PostgreSQL, beside PostgreSQL's
+own COPY of the same NDJSON lines into a one-column table, measured in the same run.
+
+    .venv/bin/python bench/bench_load.py [--patients 1000] [--database postgresql://postgres@127.0.0.1/bench_load]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+
+
+def load(db_args: list[str], folder: Path) -> tuple[int, float]:
+    t = time.perf_counter()
+    out = subprocess.run([BIN / "healthtwin", "load", *db_args, str(folder)], capture_output=True, text=True,
+                         check=True).stderr
+    dt = time.perf_counter() - t
+    n = int(re.search(r"loaded ([\d,]+) resources in", out).group(1).replace(",", ""))
+    return n, dt
+
+
+def copy_floor(dsn: str, folder: Path) -> tuple[int, float]:
+    import psycopg
+    files = sorted(folder.glob("*.ndjson"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_copy")
+        conn.execute("CREATE TABLE bench_copy (content JSONB)")
+        n, t = 0, time.perf_counter()
+        with conn.cursor() as cur, cur.copy("COPY bench_copy (content) FROM STDIN") as copy:
+            for f in files:
+                for line in f.read_bytes().splitlines():
+                    copy.write_row((line.decode(),))
+                    n += 1
+        dt = time.perf_counter() - t
+        conn.execute("DROP TABLE bench_copy")
+    return n, dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--patients", type=int, default=1000)
+    ap.add_argument("--database", default="postgresql://postgres@127.0.0.1/bench_load")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    subprocess.run([BIN / "healthtwin", "generate", "--patients", str(args.patients), "--seed", "11",
+                    "--out", str(work / "population")], check=True, capture_output=True)
+    n, dt = load(["--data-dir", str(work / "sqlite")], work / "population")
+    print(f"SQLite      healthtwin load: {n:,} resources in {dt:.1f} s = {n / dt:,.0f}/s (target 30,000/s)")
+    n, dt = load(["--data-dir", str(work / "pg"), "--database", args.database], work / "population")
+    print(f"PostgreSQL  healthtwin load: {n:,} resources in {dt:.1f} s = {n / dt:,.0f}/s (target 20,000/s)")
+    m, ct = copy_floor(args.database, work / "population")
+    print(f"PostgreSQL  COPY floor (same lines into a JSONB column): {m:,} in {ct:.1f} s = {m / ct:,.0f}/s; "
+          f"ratio {(n / dt) / (m / ct):.2f}")
+
+
+if __name__ == "__main__":
+    main()
