@@ -104,3 +104,49 @@ def test_profiles_uploaded_are_enforced_and_validate_reports(client):
     broken = dict(profile, url=url + "-broken", differential={"element": [{"path": "Nonsense.x"}]})
     r = client.post("/fhir/StructureDefinition", json=broken)
     assert r.status_code in (400, 422) and r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_definitions_reach_other_server_processes(store, tmp_path):
+    """Two applications on one database stand for two worker processes: a SearchParameter created through
+    one becomes searchable through the other, and deleting it withdraws it there too."""
+    from starlette.testclient import TestClient
+
+    from healthtwin.api.app import create_app
+    from healthtwin.api.context import OpenPolicy
+    from healthtwin.api.services import Services
+    from healthtwin.fhir.search_params import SearchRegistry
+    from healthtwin.fhir.validation import Validator
+
+    def app(name, own_store):  # each "process" has its own store connection and registry
+        services = Services(own_store, SearchRegistry.load(), Validator.default(), OpenPolicy(),
+                            data_dir=tmp_path / name)
+        own_store.set_extractor(lambda r: services.registry.index_extractor(r["resourceType"])(r))
+        from healthtwin.api.jobs import Jobs
+        services.jobs = Jobs(services)
+        return create_app(own_store, services=services, data_dir=tmp_path / name, rate=None, audit=False)
+
+    second = type(store)(store.path) if store.dialect == "sqlite" else type(store)(store.dsn, min_size=1)
+
+    sp = dict(SP, url="https://health.gov.az/fhir/SearchParameter/mmn-2", code="mmn2")
+    with TestClient(app("a", store)) as a, TestClient(app("b", second)) as b:
+        assert b.get("/fhir/Patient?mmn2=x", headers={"Prefer": "handling=strict"}).status_code == 400
+        assert a.post("/fhir/SearchParameter", json=sp).status_code == 201
+        a.post("/fhir/Patient", json={"resourceType": "Patient", "extension": [{"url": MMN, "valueString": "Əsədova"}]})
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            r = b.get("/fhir/Patient?mmn2=əsəd", headers={"Prefer": "handling=strict"})
+            if r.status_code == 200 and r.json().get("total") == 1:
+                break
+            time.sleep(0.2)
+        assert r.status_code == 200 and r.json()["total"] == 1, r.text
+        sp_id = a.get("/fhir/SearchParameter?url=https://health.gov.az/fhir/SearchParameter/mmn-2").json()[
+            "entry"][0]["resource"]["id"]
+        assert a.delete(f"/fhir/SearchParameter/{sp_id}").status_code in (200, 204)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            r = b.get("/fhir/Patient?mmn2=x", headers={"Prefer": "handling=strict"})
+            if r.status_code == 400:
+                break
+            time.sleep(0.2)
+        assert r.status_code == 400
+    second.close()

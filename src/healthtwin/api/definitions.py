@@ -41,11 +41,37 @@ def apply_definition(services, resource: dict[str, Any] | None, old: dict[str, A
     return False
 
 
+_DEFINITION_TYPES = ("SearchParameter", "StructureDefinition")
+
+
+def definitions_version(store) -> tuple:
+    """Changes whenever a stored SearchParameter or StructureDefinition is created, changed or deleted."""
+    return tuple(store.query("SELECT COUNT(*), MAX(last_updated) FROM resources WHERE type IN (?, ?)",
+                             list(_DEFINITION_TYPES))[0])
+
+
 def load_runtime_definitions(services) -> None:
-    for rtype in ("SearchParameter", "StructureDefinition"):
+    """Applies every stored definition, and withdraws those applied before that are no longer stored.
+
+    Run at start and again whenever definitions_version() changes (the jobs thread checks every second), so
+    a SearchParameter or profile written through one server process takes effect in all of them."""
+    applied: dict[str, dict] = getattr(services, "_runtime_definitions", {})
+    current: dict[str, dict] = {}
+    for rtype in _DEFINITION_TYPES:
         for (content,) in services.store.query("SELECT content FROM resources WHERE type = ? AND deleted = 0",
                                                [rtype]):
-            try:
-                apply_definition(services, orjson.loads(bytes(content)))
-            except ValueError:
-                continue  # checked when written; a definition that no longer applies is skipped, not fatal
+            resource = orjson.loads(bytes(content))
+            if isinstance(resource.get("url"), str):
+                current[resource["url"]] = resource
+    for url, old in applied.items():
+        if url not in current:
+            apply_definition(services, None, old)
+    for url, resource in current.items():
+        if applied.get(url) == resource:
+            continue
+        try:
+            apply_definition(services, resource, applied.get(url))
+        except ValueError:
+            continue  # checked when written; a definition that no longer applies is skipped, not fatal
+    services._runtime_definitions = current
+    services._definitions_version = definitions_version(services.store)

@@ -89,9 +89,16 @@ class Jobs:
             if self._stop:
                 return
             try:
+                self.sync_definitions()
                 self.run_pending()
             except Exception:  # a failing job must not kill the worker; it is retried on the next wake
                 log.exception("reindex job failed")
+
+    def sync_definitions(self) -> None:
+        """Picks up SearchParameters and profiles written through other server processes."""
+        from .definitions import definitions_version, load_runtime_definitions
+        if definitions_version(self.services.store) != getattr(self.services, "_definitions_version", None):
+            load_runtime_definitions(self.services)
 
     def _reindex(self, job_id: str, done: int, detail: dict[str, Any]) -> None:
         store = self.services.store
