@@ -451,10 +451,9 @@ def run_view_duckdb(view: dict[str, Any] | CompiledView, con: duckdb.DuckDBPyCon
             return DuckDBViewResult(names, None, True, sql)
         rows = con.execute(sql).fetchall()
     except duckdb.Error as exc:
-        text = str(exc)
-        if _ERROR_MARK in text:
-            loc, _, msg = text.split(_ERROR_MARK, 1)[1].partition(": ")
-            raise ViewEvaluationError(msg.strip(), loc) from None
+        located = located_error(exc)
+        if located is not None:
+            raise ViewEvaluationError(located[1], located[0]) from None
         raise
     return DuckDBViewResult(names, [dict(zip(names, r)) for r in rows], True, sql)
 
@@ -483,3 +482,12 @@ def duckdb_runner(view: dict[str, Any], resources: list[dict[str, Any]]) -> tupl
 
 __all__ = ["NotCompilable", "compile_view_sql", "run_view_duckdb", "load_resources", "ndjson_source",
            "sample_structure", "duckdb_runner", "DuckDBViewResult", "ViewDefinitionError"]
+
+
+def located_error(exc: Exception) -> tuple[str, str] | None:
+    """(location, message) of an error the compiled SQL raised on purpose (marked with _ERROR_MARK), else None."""
+    text = str(exc)
+    if _ERROR_MARK not in text:
+        return None
+    loc, _, msg = text.split(_ERROR_MARK, 1)[1].partition(": ")
+    return loc, msg.strip()

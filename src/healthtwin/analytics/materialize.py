@@ -30,9 +30,10 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Protocol
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol
 
 import duckdb
 import orjson
@@ -246,17 +247,23 @@ class Materializer:
         log.info("full refresh of %s views %s in %.2fs", rtype, names, time.perf_counter() - t0)
         return reports
 
-    def _swap_full(self, name: str, stage: str, watermark: float) -> None:
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One DuckDB transaction: the swap of a view's table and its watermark commit together or not at all."""
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(f"DROP TABLE IF EXISTS {_ident(name)}")
-            con.execute(f"ALTER TABLE {_ident(stage)} RENAME TO {_ident(name)}")
-            self._set_state(name, watermark, "full")
+            yield con
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+    def _swap_full(self, name: str, stage: str, watermark: float) -> None:
+        with self._transaction() as con:
+            con.execute(f"DROP TABLE IF EXISTS {_ident(name)}")
+            con.execute(f"ALTER TABLE {_ident(stage)} RENAME TO {_ident(name)}")
+            self._set_state(name, watermark, "full")
         self._export(name)
 
     # -- incremental ----------------------------------------------------------------------------------------
@@ -326,15 +333,11 @@ class Materializer:
         con = self.con
         # One list parameter, not executemany: DuckDB inserts a list in one step, row-wise inserts one by one.
         con.execute("CREATE OR REPLACE TEMP TABLE _ht_changed AS SELECT unnest(?::VARCHAR[]) AS id", [changed])
-        con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(f"DELETE FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_changed)")
-            con.execute(f"INSERT INTO {_ident(name)} BY NAME SELECT * FROM {_ident(stage)}")
-            self._set_state(name, watermark, "incremental")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            with self._transaction():
+                con.execute(f"DELETE FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_changed)")
+                con.execute(f"INSERT INTO {_ident(name)} BY NAME SELECT * FROM {_ident(stage)}")
+                self._set_state(name, watermark, "incremental")
         finally:
             self._drop_stage(name)
         self._export(name)
@@ -356,11 +359,10 @@ class Materializer:
             try:
                 con.execute(f"CREATE TABLE {_ident(stage)} AS {sql}")
             except duckdb.Error as exc:
-                from .duckdb_views import _ERROR_MARK
-                text = str(exc)
-                if _ERROR_MARK in text:
-                    loc, _, msg = text.split(_ERROR_MARK, 1)[1].partition(": ")
-                    raise ViewDefinitionError(msg.strip(), loc) from None
+                from .duckdb_views import located_error
+                located = located_error(exc)
+                if located is not None:
+                    raise ViewDefinitionError(located[1], located[0]) from None
                 raise
             return stage
         # The Python engine, one resource at a time so each row keeps its resource's key.
