@@ -102,7 +102,7 @@ def _transaction(services, ctx: RequestContext, raw_entries: list) -> dict[str, 
 
 
 def _batch(services, ctx: RequestContext, raw_entries: list) -> dict[str, Any]:
-    results = []
+    items = []
     for i, raw in enumerate(raw_entries):
         try:
             entry = Entry(i, raw if isinstance(raw, dict) else {})
@@ -113,14 +113,10 @@ def _batch(services, ctx: RequestContext, raw_entries: list) -> dict[str, Any]:
                     if isinstance(entry.resource, dict):
                         _rewrite(entry.resource, {}, services, ctx, tx, entry.location)
                     _write_entry(services, ctx, tx, entry, {})
-            results.append(entry)
-        except FHIRError as exc:
-            failed = Entry.__new__(Entry)
-            failed.response = {"status": f"{exc.status}", "outcome": exc.outcome()}
-            failed.result_resource = None
-            failed.method = "?"
-            results.append(failed)
-    return _response_bundle("batch-response", results, ctx)
+            items.append(_response_item(entry, ctx))
+        except FHIRError as exc:  # this entry fails alone, with its OperationOutcome
+            items.append({"response": {"status": f"{exc.status}", "outcome": exc.outcome()}})
+    return {"resourceType": "Bundle", "type": "batch-response", "entry": items}
 
 
 def _check_duplicates(entries: list[Entry]) -> None:
@@ -277,11 +273,12 @@ def _entry_response(stored: Stored | None, status: int) -> dict[str, Any]:
             "etag": stored.etag, "lastModified": instant(stored.last_updated)}
 
 
+def _response_item(e: Entry, ctx: RequestContext) -> dict[str, Any]:
+    item: dict[str, Any] = {"response": e.response or {"status": "200 OK"}}
+    if e.result_resource is not None and (ctx.prefer_return == "representation" or e.method in ("GET", "HEAD")):
+        item["resource"] = e.result_resource
+    return item
+
+
 def _response_bundle(btype: str, entries: list[Entry], ctx: RequestContext) -> dict[str, Any]:
-    out = []
-    for e in entries:
-        item: dict[str, Any] = {"response": e.response or {"status": "200 OK"}}
-        if e.result_resource is not None and (ctx.prefer_return == "representation" or e.method in ("GET", "HEAD")):
-            item["resource"] = e.result_resource
-        out.append(item)
-    return {"resourceType": "Bundle", "type": btype, "entry": out}
+    return {"resourceType": "Bundle", "type": btype, "entry": [_response_item(e, ctx) for e in entries]}
