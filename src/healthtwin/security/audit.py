@@ -21,6 +21,7 @@ import base64
 import hashlib
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -82,6 +83,7 @@ class AuditLog:
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
         self._flushing = False
+        self._loops: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
 
     # -- schema ---------------------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -124,9 +126,44 @@ class AuditLog:
         return mine.last_seq
 
     async def append_async(self, events: Sequence[dict[str, Any]]) -> int:
-        """For async handlers: waits in a worker thread, so concurrent requests share one commit."""
-        from starlette.concurrency import run_in_threadpool
-        return await run_in_threadpool(self.append, events)
+        """For async handlers: returns once the events are durably written (group commit).
+
+        Requests of one event loop queue their events; one writer task hands whatever has queued to
+        append() in a worker thread and resolves every waiting request when that commit returns. Compared with
+        a thread per waiting request, this keeps the event loop free of thread hand-offs, which on two cores
+        is most of the cost of an audited read."""
+        import asyncio
+        events = list(events)
+        for event in events:
+            if not isinstance(event, dict) or event.get("resourceType") != "AuditEvent":
+                raise ValueError("only AuditEvent resources go into the audit log")
+        if not events:
+            return self.head()[0]
+        loop = asyncio.get_running_loop()
+        state = self._loops.get(loop)
+        if state is None:
+            state = self._loops[loop] = {"pending": [], "writer": None}
+        future = loop.create_future()
+        state["pending"].append((events, future))
+        if state["writer"] is None or state["writer"].done():
+            state["writer"] = loop.create_task(self._write_queued(state))
+        return await future
+
+    async def _write_queued(self, state: dict[str, Any]) -> None:
+        import asyncio
+        while state["pending"]:
+            batch, state["pending"] = state["pending"], []
+            try:
+                last = await asyncio.to_thread(self.append, [e for events, _ in batch for e in events])
+            except BaseException as exc:  # none of these requests is acknowledged
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, AuditError) else
+                                             AuditError("the audit trail could not be written"))
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(last)
 
     def _lead(self, mine: _Pending) -> None:
         try:
