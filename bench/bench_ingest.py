@@ -82,11 +82,18 @@ def main() -> None:
     total = sum(len(json.loads(b)["entry"]) for b in bodies)
     data = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     db_args = ["--data-dir", str(data)] + (["--database", args.database] if args.database else [])
-    proc = subprocess.Popen([BIN / "healthtwin", "serve", *db_args, "--port", "8183", "--workers", str(args.workers)],
+    # An administrator's token: every entry is authorised and every request audited, as in production.
+    token = subprocess.run([BIN / "healthtwin", "token", "--data-dir", str(data), "--subject", "bench",
+                            "--kind", "person", "--roles", "administrator", "--scope", "user/*.cruds",
+                            "--public-url", "http://127.0.0.1:8183"],
+                           check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    proc = subprocess.Popen([BIN / "healthtwin", "serve", *db_args, "--port", "8183", "--workers", str(args.workers),
+                             "--public-url", "http://127.0.0.1:8183", "--rate-limit", "off"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait("http://127.0.0.1:8183/health")
-        headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+        headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal",
+                   "Authorization": f"Bearer {token}"}
         with httpx.Client(base_url="http://127.0.0.1:8183", timeout=600) as client:
             def post(body: bytes) -> int:
                 r = client.post("/fhir", content=body, headers=headers)
