@@ -68,14 +68,40 @@ class Analytics:
     # -- the seam shared with the FHIR API -------------------------------------------------------------------
     def _context(self, request: Request) -> RequestContext:
         root = f"{request.url.scheme}://{request.url.netloc}"
-        ctx = http.context(request, self.identify(request), root + self.base_path)
-        self.services.policy.authorize(ctx, "analytics", None)
-        return ctx
+        return http.context(request, self.identify(request), root + self.base_path)
 
     async def _guard(self, request: Request, fn: Callable[[RequestContext], Any]) -> Response:
+        seen: list[RequestContext] = []  # the caller's context, once identified and authorised
+        response = await self._answer(request, fn, seen)
+        return await self._audited(request, seen[0] if seen else None, response)
+
+    async def _audited(self, request: Request, ctx: RequestContext | None, response: Response) -> Response:
+        """Every analytics query, answered or refused, goes into the audit chain before the answer leaves
+        (purpose of use: public health), as every FHIR interaction does."""
+        audit = getattr(self.services, "audit", None)
+        if audit is None:
+            return response
+        from ..security.audit import rest_events
+        if ctx is None:
+            client = request.scope.get("client")
+            ctx = RequestContext(Caller(), f"{request.url.scheme}://{request.url.netloc}{self.base_path}",
+                                 request.method, request.url.path, client_address=client[0] if client else None)
+        query = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        try:
+            await audit.append_async(rest_events(ctx, "operation", response.status_code, query=query,
+                                                 purpose="PUBHLTH"))
+        except Exception:  # an analytics answer that cannot be audited is withheld
+            log.exception("audit append failed; the analytics answer is withheld")
+            return error(FHIRError(500, "The request could not be audited, so its result is withheld",
+                                   "exception"), ctx)
+        return response
+
+    async def _answer(self, request: Request, fn: Callable[[RequestContext], Any], ctx_out: list) -> Response:
         ctx = None
         try:
             ctx = self._context(request)
+            ctx_out.append(ctx)  # identified: a refusal below is audited under the caller's name
+            self.services.policy.authorize(ctx, "analytics", None)
             return await fn(ctx)
         except FHIRError as exc:
             return error(exc, ctx)
