@@ -24,7 +24,10 @@ serve: $(STAMP)
 # Regenerates the committed definitions from the HL7 R4 package (npm pack hl7.fhir.r4.examples@4.0.1).
 definitions: $(STAMP)
 	$(BIN)/python scripts/gen_search_definitions.py
+	$(BIN)/python scripts/gen_element_types.py
 	$(BIN)/python scripts/gen_validation_definitions.py
+	$(BIN)/python scripts/gen_xml_table.py
+	$(BIN)/python scripts/gen_example_corpus.py
 
 clean:
 	rm -rf $(VENV) data build src/*.egg-info .pytest_cache
