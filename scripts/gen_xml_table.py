@@ -5,7 +5,7 @@ The table answers the two questions FHIR XML cannot answer by itself, and that F
 needs when it creates elements: is element X of type T an array in JSON, and what is its type
 (primitive or complex, and which structure holds its children)?
 
-Usage: python scripts/gen_xml_table.py [/tmp/r4/package]
+Usage: python scripts/gen_xml_table.py [PACKAGE_DIR]   (default: the package fhir_package.py locates)
 (the folder is an unpacked npm package holding StructureDefinition-*.json, e.g.
 hl7.fhir.r4.examples@4.0.1 or hl7.fhir.r4.core@4.0.1).
 
@@ -112,4 +112,9 @@ def main(package_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "/tmp/r4/package")
+    if len(sys.argv) > 1:
+        main(sys.argv[1])
+    else:  # the package unpacked by fhir_package (npm pack into a cache folder when it is missing)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from fhir_package import package_dir
+        main(str(package_dir()))
