@@ -71,6 +71,7 @@ def main() -> int:
     ap.add_argument("--store", default=None, help="an existing SQLite store file to copy instead of generating")
     ap.add_argument("--change", type=float, default=0.01)
     ap.add_argument("--dir", default=None)
+    ap.add_argument("--no-parquet", action="store_true", help="DuckDB tables only (shows what Parquet costs)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ht-bench-mat-", dir=args.dir))
     try:
@@ -89,7 +90,7 @@ def main() -> int:
             print(f"loaded {args.patients} patients in {time.perf_counter() - t0:.1f}s")
         total = store.query("SELECT COUNT(*) FROM resources WHERE deleted = 0", [])[0][0]
         f, _ = floor(store)
-        mat = Materializer(StoreSource(store), work / "out", indicator_views())
+        mat = Materializer(StoreSource(store), work / "out", indicator_views(), parquet=not args.no_parquet)
         t0 = time.perf_counter()
         full = refresh_all(mat, full=True)
         t_full = time.perf_counter() - t0
