@@ -7,7 +7,6 @@ loaded, so an interrupted load resumes where it stopped, and re-loading a file c
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import sys
 import time

@@ -75,6 +75,15 @@ class _Pending:
         self.events, self.done, self.error, self.last_seq = events, False, None, 0
 
 
+def _checked(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events as a list, refusing anything that is not an AuditEvent before it is queued."""
+    events = list(events)
+    for event in events:
+        if not isinstance(event, dict) or event.get("resourceType") != "AuditEvent":
+            raise ValueError("only AuditEvent resources go into the audit log")
+    return events
+
+
 class AuditLog:
     def __init__(self, store: Any, batch_window: float = 0.0, max_batch: int = 2000, durable: bool = True) -> None:
         """`batch_window` (seconds) lets a leader wait for more appends before writing; 0 relies on natural
@@ -104,10 +113,7 @@ class AuditLog:
     # -- writing --------------------------------------------------------------------------------------------
     def append(self, events: Sequence[dict[str, Any]]) -> int:
         """Writes the events durably and returns the last seq; raises AuditError if they could not be written."""
-        events = list(events)
-        for event in events:
-            if not isinstance(event, dict) or event.get("resourceType") != "AuditEvent":
-                raise ValueError("only AuditEvent resources go into the audit log")
+        events = _checked(events)
         if not events:
             return self.head()[0]
         mine = _Pending(events)
@@ -133,10 +139,7 @@ class AuditLog:
         a thread per waiting request, this keeps the event loop free of thread hand-offs, which on two cores
         is most of the cost of an audited read."""
         import asyncio
-        events = list(events)
-        for event in events:
-            if not isinstance(event, dict) or event.get("resourceType") != "AuditEvent":
-                raise ValueError("only AuditEvent resources go into the audit log")
+        events = _checked(events)
         if not events:
             return self.head()[0]
         loop = asyncio.get_running_loop()

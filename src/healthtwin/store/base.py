@@ -15,7 +15,7 @@ import orjson
 
 from ..fhir.outcome import FHIRError
 from .indexer import COLUMNS, index_rows
-from .records import Page, Stored, instant
+from .records import Stored, instant
 from .schema import INDEX_TABLES, MIGRATIONS, statements
 
 Extractor = Callable[[dict], list[tuple]]

@@ -9,9 +9,8 @@ from typing import Any, Sequence
 
 from ..fhir.extract import normalize  # query values fold exactly like indexed values
 from ..fhir.outcome import FHIRError
-from ..fhir.search_query import Criterion, Include, SearchQuery, Value, split_unescaped, unescape
+from ..fhir.search_query import Criterion, SearchQuery, Value, split_unescaped, unescape
 from .indexer import TABLE_OF_KIND
-from .records import Page
 
 OPEN_LO, OPEN_HI = -1e18, 1e18
 TABLE = TABLE_OF_KIND  # search parameter type -> index table

@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import orjson
 
-from ...fhir.model import ID_RE, is_resource_type
-from ...fhir.outcome import FHIRError, OutcomeIssue
+from ...fhir.model import is_resource_type
+from ...fhir.outcome import FHIRError
 from ...store import Transaction
 from ...store.records import Stored, instant
 from ...store.search import run_search
