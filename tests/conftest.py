@@ -64,7 +64,14 @@ def _pg_database() -> str | None:
 
 
 def make_store(kind: str, tmp_path: Path):
-    """A fresh, empty store of `kind` ('sqlite' or 'postgres'); PostgreSQL gets its own schema."""
+    """A fresh, empty store of `kind` ('sqlite' or 'postgres'); PostgreSQL gets its own schema. Like the
+    server's, it encrypts direct identifiers at rest, so every test runs over the protected form."""
+    from healthtwin.security.at_rest import AtRest
+    from healthtwin.security.keys import KeySet
+    return _plain_store(kind, tmp_path).protect(AtRest.from_keys(KeySet.generate()))
+
+
+def _plain_store(kind: str, tmp_path: Path):
     if kind == "sqlite":
         from healthtwin.store.sqlite import SQLiteStore
         return SQLiteStore(tmp_path / "test.sqlite")

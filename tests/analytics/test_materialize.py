@@ -31,8 +31,8 @@ def loaded(store, tmp_path_factory):
 
 
 def live(store, rtype: str) -> list[dict]:
-    return [orjson.loads(bytes(c)) for (c,) in store.query(
-        "SELECT content FROM resources WHERE type = ? AND deleted = 0", [rtype])]
+    return [orjson.loads(store.open_content(rtype, i, c)) for (i, c) in store.query(
+        "SELECT id, content FROM resources WHERE type = ? AND deleted = 0", [rtype])]
 
 
 def assert_matches_python(mat: Materializer, store) -> None:

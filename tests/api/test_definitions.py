@@ -126,6 +126,7 @@ def test_definitions_reach_other_server_processes(store, tmp_path):
         return create_app(own_store, services=services, data_dir=tmp_path / name, rate=None, audit=False)
 
     second = type(store)(store.path) if store.dialect == "sqlite" else type(store)(store.dsn, min_size=1)
+    second.protect(store.at_rest)  # every process of one deployment holds the same keys
 
     sp = dict(SP, url="https://health.gov.az/fhir/SearchParameter/mmn-2", code="mmn2")
     with TestClient(app("a", store)) as a, TestClient(app("b", second)) as b:

@@ -14,6 +14,8 @@ def data(client):
         r = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
         assert r.status_code in (200, 201), r.text
     put({"resourceType": "Organization", "id": "org1", "name": "Bakı Şəhər Klinik Xəstəxanası"})
+    put({"resourceType": "Organization", "id": "org2", "name": "Əmək Klinikası"})
+    put({"resourceType": "Organization", "id": "org3", "name": "Həyat Tibb Mərkəzi"})
     put({"resourceType": "Patient", "id": "p1", "name": [{"family": "Əliyev", "given": ["Murad"]}],
          "gender": "male", "birthDate": "1970-05-20", "managingOrganization": {"reference": "Organization/org1"},
          "identifier": [{"system": "https://health.gov.az/fhir/sid/fin", "value": "1AB2CD3"}]})
@@ -40,7 +42,8 @@ def data(client):
     ("Patient?name=huseyn", ["p2"]),  # ü folds to u
     ("Patient?name:exact=Əliyev", ["p1"]),
     ("Patient?name:exact=əliyev", []),
-    ("Patient?name:contains=seyn", ["p2"]),
+    ("Organization?name:contains=xəstə", ["org1"]),
+    ("Organization?name=həyat", ["org3"]),
     ("Patient?family=Əliyev,Hüseynova", ["p1", "p2"]),
     ("Patient?gender=female", ["p2"]),
     ("Patient?gender:not=female", ["p1"]),
@@ -119,10 +122,23 @@ def test_sort_and_paging(data):
     b = data.get("/fhir/Observation?_sort=value-quantity,_id").json()
     assert [e["resource"]["id"] for e in b["entry"]][0] == "o4"
     # Strings sort by the code-point order of their normalised form on both databases ('h' before 'ə').
-    b = data.get("/fhir/Patient?_sort=family").json()
-    assert [e["resource"]["id"] for e in b["entry"]] == ["p2", "p1"]
-    b = data.get("/fhir/Patient?_sort=-family").json()
-    assert [e["resource"]["id"] for e in b["entry"]] == ["p1", "p2"]
+    b = data.get("/fhir/Organization?_sort=name").json()
+    assert [e["resource"]["id"] for e in b["entry"]] == ["org1", "org3", "org2"]
+    b = data.get("/fhir/Organization?_sort=-name").json()
+    assert [e["resource"]["id"] for e in b["entry"]] == ["org2", "org3", "org1"]
+
+
+@pytest.mark.parametrize("query", [
+    "Patient?name:contains=seyn",  # blind indexes answer equality and prefixes, nothing else
+    "Patient?identifier:text=FIN",
+    "Patient?_sort=family",
+    "Patient?_content=Murad",
+    "Practitioner?telecom:in=http://example.org/vs",
+])
+def test_encrypted_identifiers_refuse_what_blind_indexes_cannot_answer(data, query):
+    r = data.get(f"/fhir/{query}")
+    assert r.status_code == 400, r.text
+    assert "encrypted at rest" in r.json()["issue"][0]["diagnostics"]
 
 
 def test_total_and_summary(data):
@@ -151,7 +167,7 @@ def test_compartment_and_everything(data):
 
 def test_system_search_and_post_search(data):
     b = data.get("/fhir/?_type=Patient,Organization").json()
-    assert sorted(e["resource"]["id"] for e in b["entry"]) == ["org1", "p1", "p2"]
+    assert sorted(e["resource"]["id"] for e in b["entry"]) == ["org1", "org2", "org3", "p1", "p2"]
     r = data.post("/fhir/Patient/_search", data={"gender": "male"})
     assert _ids(r.json()) == ["p1"]
 

@@ -77,7 +77,7 @@ class StoreSource:
             rows = self.store.query("SELECT id, content FROM resources WHERE type = ? AND id > ? AND deleted = 0 "
                                     "ORDER BY id LIMIT ?", [rtype, last, PAGE])
             for _id, content in rows:
-                out.write(bytes(content))
+                out.write(self.store.open_content(rtype, _id, content))
                 out.write(b"\n")
             n += len(rows)
             if len(rows) < PAGE:
@@ -93,7 +93,7 @@ class StoreSource:
                 + "ORDER BY last_updated, id LIMIT ?",
                 [rtype, ts, PAGE] if last is None else [rtype, ts, ts, last, PAGE])
             for rid, updated, deleted, content in rows:
-                yield rid, float(updated), bool(deleted), bytes(content) if content is not None else None
+                yield rid, float(updated), bool(deleted), self.store.open_content(rtype, rid, content)
             if len(rows) < PAGE:
                 return
             ts, last = rows[-1][1], rows[-1][0]

@@ -139,7 +139,7 @@ def _resources_from_store(services: Any, compiled: CompiledView, patients: list[
         rows = store.query(f"SELECT id, content FROM resources WHERE type = ? AND id > ? AND deleted = 0 {cond}"
                            f"ORDER BY id LIMIT ?", [rtype, last, *extra, PAGE])
         for _id, content in rows:
-            yield orjson.loads(bytes(content))
+            yield orjson.loads(store.open_content(rtype, _id, content))
         if len(rows) < PAGE:
             return
         last = rows[-1][0]

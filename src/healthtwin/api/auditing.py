@@ -115,6 +115,8 @@ async def audit_response(router: Any, request: Request, ctx: RequestContext | No
     query = request.url.path.rsplit("/", 1)[-1] if ctx.interaction == "operation" else None
     if request.url.query:
         query = (query + "?" if query else "") + request.url.query
+        if services.store.at_rest is not None:  # the trail must not become a clear copy of searched FINs
+            query = services.store.at_rest.redact_query(query)
     try:
         events = rest_events(ctx, ctx.interaction or "operation", status, ctx.resource_type,
                              ctx.resource_id if ctx.resource_type != "Patient" else ctx.resource_id, patients,

@@ -105,11 +105,11 @@ class Jobs:
         where, params = _type_filter(detail["types"])
         after = detail.get("after", 0)
         while True:
-            rows = store.query(f"SELECT rid, type, content FROM resources WHERE deleted = 0 AND rid > ?{where} "
+            rows = store.query(f"SELECT rid, type, id, content FROM resources WHERE deleted = 0 AND rid > ?{where} "
                                f"ORDER BY rid LIMIT {BATCH}", [after, *params])
             with store.transaction() as tx:
-                for rid, rtype, content in rows:
-                    tx.reindex(rid, rtype, orjson.loads(bytes(content)))
+                for rid, rtype, rid_text, content in rows:
+                    tx.reindex(rid, rtype, orjson.loads(store.open_content(rtype, rid_text, content)))
                 done += len(rows)
                 after = rows[-1][0] if rows else after
                 detail["after"] = after

@@ -121,6 +121,12 @@ def _rows(policy: Any, rtype: str, criteria: list[Criterion], select: str) -> li
     return policy.store.query(f"SELECT {select} FROM resources r0 WHERE {where.text()}", list(where.params))
 
 
+def _resources(policy: Any, rtype: str, criteria: list[Criterion]) -> list[dict[str, Any]]:
+    """Live resources matching `criteria`, opened (Patient and RelatedPerson are encrypted at rest)."""
+    rows = _rows(policy, rtype, criteria, "r0.id, r0.content")
+    return [orjson.loads(policy.store.open_content(rtype, rid, content)) for rid, content in rows if content]
+
+
 def patients_of(policy: Any, rtype: str, criteria: list[Criterion], code: str = "patient") -> set[str]:
     """Ids of the Patients that resources matching `criteria` point at through `code`."""
     pids = alias_pids(policy.store, policy.registry, [rtype], code) or [-1]
@@ -176,16 +182,14 @@ def wards(policy: Any, caller: Any, own: str | None) -> set[str]:
     candidates: list[dict[str, Any]] = []
     fhir_user = caller.fhir_user or ""
     if fhir_user.startswith("RelatedPerson/"):
-        rows = _rows(policy, "RelatedPerson", [_token("_id", fhir_user.split("/", 1)[1])], "r0.content")
-        candidates += [orjson.loads(bytes(r[0])) for r in rows if r[0]]
+        candidates += _resources(policy, "RelatedPerson", [_token("_id", fhir_user.split("/", 1)[1])])
     if own:
-        rows = _rows(policy, "Patient", [_token("_id", own)], "r0.content")
-        fins = [i.get("value") for r in rows if r[0] for i in orjson.loads(bytes(r[0])).get("identifier", [])
+        fins = [i.get("value") for patient in _resources(policy, "Patient", [_token("_id", own)])
+                for i in patient.get("identifier", [])
                 if isinstance(i, dict) and i.get("system") == FIN_SYSTEM and i.get("value")]
         if fins:
-            rows = _rows(policy, "RelatedPerson", [_token("identifier", *(f"{FIN_SYSTEM}|{v}" for v in fins))],
-                         "r0.content")
-            candidates += [orjson.loads(bytes(r[0])) for r in rows if r[0]]
+            candidates += _resources(policy, "RelatedPerson",
+                                     [_token("identifier", *(f"{FIN_SYSTEM}|{v}" for v in fins))])
     out: set[str] = set()
     for rp in candidates:
         if rp.get("active") is False:
@@ -201,12 +205,9 @@ def wards(policy: Any, caller: Any, own: str | None) -> set[str]:
 
 
 def _linked(policy: Any, ward: str, rp_ref: str) -> bool:
-    rows = _rows(policy, "Patient", [_token("_id", ward)], "r0.content")
-    for (content,) in rows:
-        if content and any((link.get("other") or {}).get("reference") == rp_ref
-                           for link in orjson.loads(bytes(content)).get("link") or []):
-            return True
-    return False
+    return any((link.get("other") or {}).get("reference") == rp_ref
+               for patient in _resources(policy, "Patient", [_token("_id", ward)])
+               for link in patient.get("link") or [])
 
 
 # -- break-the-glass ------------------------------------------------------------------------------------------------

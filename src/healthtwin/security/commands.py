@@ -84,6 +84,28 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .at_rest import AtRest
+    from .keys import retired_master_keys
+    from .rotation import rewrap_store, rotate_master_file
+    data_dir = Path(args.data_dir).resolve()
+    store = _store(args)  # also creates the keys of a new data folder
+    if args.keys_command == "rotate":
+        retired = rotate_master_file(data_dir)
+        print(f"new master key; the previous one is kept as {retired} until `healthtwin keys retire`")
+    report = rewrap_store(store, AtRest.for_data_dir(data_dir))
+    print(f"re-wrapped {report.rewrapped} blobs; {report.current} were already under the current master"
+          + (f"; {report.clear} written before encryption are in clear" if report.clear else ""))
+    if args.keys_command == "retire":
+        for path in sorted((data_dir / "keys").glob("master.key.*")):
+            path.unlink()
+            print(f"deleted retired key {path.name}")
+        if not retired_master_keys(data_dir):
+            print("no retired master key remains")
+    store.close()
+    return 0
+
+
 def register(sub: Any, store_args: Any) -> None:
     clients = sub.add_parser("clients", help="register SMART clients").add_subparsers(dest="clients_command",
                                                                                         required=True)
@@ -136,3 +158,12 @@ def register(sub: Any, store_args: Any) -> None:
     store_args(harden)
     harden.add_argument("--app-role", required=True)
     harden.set_defaults(func=cmd_audit)
+
+    keys = sub.add_parser("keys", help="rotate the master key that wraps the encryption keys of identifiers")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_sub.add_parser("rotate", help="new master key; re-wrap every encrypted blob under it")
+    store_args(rotate)
+    rotate.set_defaults(func=cmd_keys)
+    retire = keys_sub.add_parser("retire", help="after restarting servers: re-wrap stragglers, delete old keys")
+    store_args(retire)
+    retire.set_defaults(func=cmd_keys)

@@ -8,16 +8,23 @@ from .records import Page, Stored
 
 
 def open_store(database: str | None, data_dir: str | Path) -> Store:
-    """`database` is None (SQLite in the data folder), a sqlite:///path URL, or a postgresql:// URL."""
+    """`database` is None (SQLite in the data folder), a sqlite:///path URL, or a postgresql:// URL.
+
+    Direct identifiers are encrypted at rest with the keys of `data_dir` (generated on first start): every
+    process that opens the store, server or command, reads and writes the same protected form."""
+    from ..security.at_rest import AtRest
     if database and database.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
-        return PostgresStore(database)
-    from .sqlite import SQLiteStore
-    if database and database.startswith("sqlite:///"):
-        return SQLiteStore(database[len("sqlite:///"):])
-    if database:
+        store: Store = PostgresStore(database)
+    elif database and database.startswith("sqlite:///"):
+        from .sqlite import SQLiteStore
+        store = SQLiteStore(database[len("sqlite:///"):])
+    elif database:
         raise ValueError(f"unsupported database URL {database!r}: use postgresql://… or sqlite:///path")
-    return SQLiteStore(Path(data_dir) / "healthtwin.sqlite")
+    else:
+        from .sqlite import SQLiteStore
+        store = SQLiteStore(Path(data_dir) / "healthtwin.sqlite")
+    return store.protect(AtRest.for_data_dir(data_dir))
 
 
 __all__ = ["Store", "Transaction", "Page", "Stored", "open_store"]

@@ -23,10 +23,14 @@ Extractor = Callable[[dict], list[tuple]]
 _COLS = "type, id, version, last_updated, deleted, content"
 
 
-def _stored(row: Sequence[Any], method: str = "update") -> Stored:
+def _stored(row: Sequence[Any], method: str = "update", at_rest: Any = None) -> Stored:
+    """A Stored from (type, id, version, last_updated, deleted, content) with its content opened."""
     content = row[5]
-    return Stored(row[0], row[1], row[2], row[3], bool(row[4]), bytes(content) if content is not None else None,
-                  method)
+    if content is not None:
+        content = bytes(content)
+        if at_rest is not None:
+            content = at_rest.open(row[0], row[1], content)
+    return Stored(row[0], row[1], row[2], row[3], bool(row[4]), content, method)
 
 
 class Clock:
@@ -57,6 +61,33 @@ class Store:
         self._pids: dict[tuple[str, str], int] = {}
         self._pid_lock = threading.Lock()
         self._extractor: Extractor | None = None
+        # security.at_rest.AtRest: encrypts identifying resources and blinds their index rows (None: clear).
+        self.at_rest: Any = None
+
+    def protect(self, at_rest: Any) -> "Store":
+        """Encrypts direct identifiers from now on (open_store does this with the data folder's keys)."""
+        self.at_rest = at_rest
+        return self
+
+    def seal(self, rtype: str, rid: str, content: bytes | None) -> bytes | None:
+        """Content as written to the database (encrypted for protected types)."""
+        if content is None or self.at_rest is None:
+            return content
+        return self.at_rest.seal(rtype, rid, content)
+
+    def open_content(self, rtype: str, rid: str, content: Any) -> bytes | None:
+        """Content as read from the database, opened: for code that selects `content` itself."""
+        if content is None:
+            return None
+        content = bytes(content)
+        return content if self.at_rest is None else self.at_rest.open(rtype, rid, content)
+
+    def stored(self, row: Sequence[Any], method: str = "update") -> Stored:
+        return _stored(row, method, self.at_rest)
+
+    def index_values(self, rtype: str, rows: list[tuple]) -> list[tuple]:
+        """Extracted index rows as stored: identifier-bearing values blinded for protected types."""
+        return rows if self.at_rest is None else self.at_rest.index_rows(rtype, rows)
 
     # -- dialect hooks ---------------------------------------------------------------------------------------
     @contextmanager
@@ -148,7 +179,7 @@ class Store:
         with self.cursor() as cur:
             cur.execute(self.sql(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ?"), (rtype, rid))
             row = cur.fetchone()
-        return _stored(row) if row else None
+        return self.stored(row) if row else None
 
     def vread(self, rtype: str, rid: str, version: int) -> Stored | None:
         with self.cursor() as cur:
@@ -159,8 +190,8 @@ class Store:
                 cur.execute(self.sql(f"SELECT {_COLS}, method FROM history WHERE type = ? AND id = ? AND version = ?"),
                             (rtype, rid, version))
                 row = cur.fetchone()
-                return _stored(row, row[6]) if row else None
-        return _stored(row)
+                return self.stored(row, row[6]) if row else None
+        return self.stored(row)
 
     def fetch_rows(self, rids: Sequence[int]) -> list[Stored]:
         """Current versions by row id, in the order given."""
@@ -172,7 +203,7 @@ class Store:
                 chunk = rids[start:start + 500]
                 cur.execute(self.sql(f"SELECT {_COLS}, rid FROM resources WHERE rid IN ({','.join('?' * len(chunk))})"),
                             tuple(chunk))
-                found.update({row[6]: _stored(row) for row in cur.fetchall()})
+                found.update({row[6]: self.stored(row) for row in cur.fetchall()})
         return [found[r] for r in rids if r in found]
 
     def history(self, rtype: str | None, rid: str | None, since: float | None, at: float | None,
@@ -201,7 +232,7 @@ class Store:
             total = cur.fetchone()[0]
             cur.execute(self.sql(f"SELECT * FROM ({union}) h ORDER BY last_updated DESC, version DESC "
                                  f"LIMIT ? OFFSET ?"), params * 2 + [count, offset])
-            rows = [_stored(r, r[6]) for r in cur.fetchall()]
+            rows = [self.stored(r, r[6]) for r in cur.fetchall()]
         if at is not None and rid is not None:
             rows = rows[:1]  # _at on an instance: the version current at that time
             total = len(rows)
@@ -273,7 +304,7 @@ class Transaction:
         self.cur.execute(self.sql(f"SELECT {_COLS}, rid FROM resources WHERE type = ? AND id = ?"
                                   + self.store.for_update()), (rtype, rid))
         row = self.cur.fetchone()
-        return (row[6], _stored(row)) if row else None
+        return (row[6], self.store.stored(row)) if row else None
 
     def _stamp(self, resource: dict, version: int, now: float) -> bytes:
         meta = resource.get("meta")
@@ -289,7 +320,8 @@ class Transaction:
         now = self.store.clock.now()
         content = self._stamp(resource, 1, now)
         self.cur.execute(self.sql("INSERT INTO resources (type, id, version, last_updated, deleted, content) "
-                                  "VALUES (?, ?, 1, ?, 0, ?) RETURNING rid"), (rtype, rid, now, content))
+                                  "VALUES (?, ?, 1, ?, 0, ?) RETURNING rid"),
+                         (rtype, rid, now, self.store.seal(rtype, rid, content)))
         row_id = self.cur.fetchone()[0]
         self._index(row_id, rtype, resource)
         return Stored(rtype, rid, 1, now, False, content, "create")
@@ -311,7 +343,7 @@ class Transaction:
         content = self._stamp(resource, version, now)
         self._archive(old)
         self.cur.execute(self.sql("UPDATE resources SET version = ?, last_updated = ?, deleted = 0, content = ? "
-                                  "WHERE rid = ?"), (version, now, content, row_id))
+                                  "WHERE rid = ?"), (version, now, self.store.seal(rtype, rid, content), row_id))
         self._drop_index(row_id)
         self._index(row_id, rtype, resource)
         return Stored(rtype, rid, version, now, False, content, "create" if old.deleted else "update")
@@ -333,10 +365,11 @@ class Transaction:
         method = "delete" if old.deleted else ("create" if old.version == 1 else "update")
         self.cur.execute(self.sql("INSERT INTO history (type, id, version, last_updated, deleted, method, content) "
                                   "VALUES (?, ?, ?, ?, ?, ?, ?)"),
-                         (old.type, old.id, old.version, old.last_updated, int(old.deleted), method, old.content))
+                         (old.type, old.id, old.version, old.last_updated, int(old.deleted), method,
+                          self.store.seal(old.type, old.id, old.content)))
 
     def _index(self, row_id: int, rtype: str, resource: dict) -> None:
-        rows = self.store.extract(resource)
+        rows = self.store.index_values(rtype, self.store.extract(resource))
         index_rows(row_id, rtype, rows, lambda t, c: self.store.pid(t, c, self.cur), self._pending)
 
     def _drop_index(self, row_id: int) -> None:
@@ -376,14 +409,14 @@ class Transaction:
                 self.cur.execute(self.sql(f"SELECT {_COLS}, rid FROM resources WHERE type = ? AND id IN "
                                           f"({','.join('?' * len(chunk))})"), (rtype, *chunk))
                 for row in self.cur.fetchall():
-                    existing[(row[0], row[1])] = (row[6], _stored(row))
+                    existing[(row[0], row[1])] = (row[6], self.store.stored(row))
         fresh = [(key, value) for key, value in latest.items() if key not in existing]
         pid_of = lambda t, c: self.store.pid(t, c, self.cur)
         inserts = []
         for ((rtype, rid), (resource, rows)), row_id in zip(fresh, self.store.reserve_rids(self.cur, len(fresh))):
             now = self.store.clock.now()
-            inserts.append((row_id, rtype, rid, 1, now, 0, self._stamp(resource, 1, now)))
-            index_rows(row_id, rtype, rows, pid_of, self._pending)
+            inserts.append((row_id, rtype, rid, 1, now, 0, self.store.seal(rtype, rid, self._stamp(resource, 1, now))))
+            index_rows(row_id, rtype, self.store.index_values(rtype, rows), pid_of, self._pending)
         if inserts:
             self.store.bulk_insert(self.cur, "resources",
                                    ("rid", "type", "id", "version", "last_updated", "deleted", "content"), inserts)

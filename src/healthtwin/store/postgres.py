@@ -12,7 +12,7 @@ from typing import Any, Iterator, Sequence
 
 from psycopg_pool import ConnectionPool
 
-from .base import Store, _stored
+from .base import Store
 from .records import Stored
 
 _READ = "SELECT type, id, version, last_updated, deleted, content FROM resources WHERE type = %s AND id = %s"
@@ -72,7 +72,7 @@ class PostgresStore(Store):
         async with self._apool.connection() as conn:
             cur = await conn.execute(_READ, (rtype, rid))
             row = await cur.fetchone()
-        return _stored(row) if row else None
+        return self.stored(row) if row else None
 
     async def aclose(self) -> None:
         """Closes the event-loop pool; called on the application's shutdown, in the loop that opened it."""

@@ -12,9 +12,8 @@ _COLS = "r0.type, r0.id, r0.version, r0.last_updated, r0.deleted, r0.content, r0
 MAX_ITERATE = 4
 
 
-def _row(row) -> tuple[int, Stored]:
-    content = row[5]
-    return row[6], Stored(row[0], row[1], row[2], row[3], bool(row[4]), bytes(content) if content else None)
+def _row(store, row) -> tuple[int, Stored]:
+    return row[6], store.stored(row)
 
 
 def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
@@ -55,7 +54,7 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
         else:
             sql += f" ORDER BY {rid_col} LIMIT ? OFFSET ?"
             params += [query.count + 1, query.offset]
-        rows = [_row(r) for r in execute(sql, params)]
+        rows = [_row(store, r) for r in execute(sql, params)]
         page.has_more = len(rows) > query.count
         rows = rows[:query.count]
         page.matches = [s for _, s in rows]
@@ -121,7 +120,7 @@ def _include(store, registry, inc: Include, rids: list[int]) -> list[tuple[int, 
         target = " AND x.target_type = ?" if inc.target_type else ""
         sql = (f"SELECT DISTINCT {_COLS} FROM idx_reference x JOIN resources r0 ON r0.type = x.target_type "
                f"AND r0.id = x.target_id WHERE x.rid IN {_in(chunk)}{cond}{target} AND r0.deleted = 0")
-        out += [_row(r) for r in store.query(sql, [*chunk, *params, *([inc.target_type] if target else [])])]
+        out += [_row(store, r) for r in store.query(sql, [*chunk, *params, *([inc.target_type] if target else [])])]
     return out
 
 
@@ -140,7 +139,7 @@ def _revinclude(store, registry, inc: Include, targets: list[Stored]) -> list[tu
             tcond = " AND r0.type = ?" if types else ""
             sql = (f"SELECT DISTINCT {_COLS} FROM idx_reference x JOIN resources r0 ON r0.rid = x.rid "
                    f"WHERE x.target_type = ? AND x.target_id IN {_in(chunk)}{cond}{tcond} AND r0.deleted = 0")
-            out += [_row(r) for r in store.query(sql, [ttype, *chunk, *params, *types])]
+            out += [_row(store, r) for r in store.query(sql, [ttype, *chunk, *params, *types])]
     return out
 
 

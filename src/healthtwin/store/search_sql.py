@@ -121,7 +121,10 @@ class SearchCompiler:
             parts = split_unescaped(raw, "|")
             if len(parts) != 2 or not parts[0] or not parts[1]:
                 return None
-            sql.add("idx_token d", ).add("|d.pid = ? AND d.code = ? AND d.system = ?", pids[0], unescape(parts[1]),
+            code = unescape(parts[1])
+            if self.store.at_rest is not None and self.store.at_rest.sensitive(types[0], first.code, "token"):
+                code = self.store.at_rest.token(code)
+            sql.add("idx_token d", ).add("|d.pid = ? AND d.code = ? AND d.system = ?", pids[0], code,
                                            unescape(parts[0]))
         elif first.type == "reference":
             parts = unescape(raw).split("/")
@@ -150,7 +153,7 @@ class SearchCompiler:
                 self._date_pred(sql, v, f"{alias}.last_updated", f"({alias}.last_updated + 0.001)")
             return sql.add(")") and None
         if crit.type == "text":
-            return self._text(sql, crit, alias)
+            return self._text(sql, crit, types, alias)
         if crit.type == "has":
             return self._has(sql, crit, types, alias)
         if crit.type == "chain":
@@ -175,6 +178,7 @@ class SearchCompiler:
         matcher = getattr(self, f"_{crit.type}_match", None)
         if matcher is None:
             raise FHIRError(400, f"Search on parameters of type {crit.type} ('{crit.code}') is not supported")
+        matcher = self._blinded(matcher, crit, types)
         target = self.alias_target(types, crit.code) if crit.type == "reference" else None
         if target is not None:  # e.g. patient=…: subject rows that point at a Patient
             inner_matcher = matcher
@@ -185,6 +189,49 @@ class SearchCompiler:
                 sql_.add(")")
         self._membership(sql, TABLE[crit.type], self.pids(types, crit.code), crit, alias, drive and not negate,
                          matcher, negate)
+
+    def _blinded(self, matcher, crit: Criterion, types: Sequence[str]):
+        """For parameters whose index rows hold blind indexes (security/at_rest.py), a matcher that compares
+        keyed digests of the query value instead; on a mix of protected and clear types, each pid its own."""
+        at_rest = self.store.at_rest
+        if at_rest is None or crit.type not in ("string", "token"):
+            return matcher
+        blind_types = [t for t in types if at_rest.sensitive(t, crit.code, crit.type)]
+        if not blind_types:
+            return matcher
+        if crit.modifier in ("contains", "text", "in", "not-in", "above", "below", "of-type"):
+            raise at_rest.refuse(f"'{crit.code}:{crit.modifier}' cannot be searched on {', '.join(blind_types)}")
+
+        def blind(sql_: Sql, v: Value, c: Criterion) -> None:
+            raw = unescape(v.raw)
+            if c.type == "token":
+                parts = split_unescaped(v.raw, "|")
+                if len(parts) == 1:
+                    sql_.add("x.code = ?", at_rest.token(raw))
+                    return
+                system, code = unescape(parts[0]), unescape("|".join(parts[1:]))
+                if code == "":
+                    sql_.add("x.system = ?", system)
+                elif system == "":
+                    sql_.add("x.system IS NULL AND x.code = ?", at_rest.token(code))
+                else:
+                    sql_.add("x.code = ? AND x.system = ?", at_rest.token(code), system)
+            elif c.modifier == "exact":
+                sql_.add("x.exact = ?", at_rest.exact(raw))
+            else:
+                sql_.add("x.value = ?", at_rest.prefix(normalize(raw)))
+
+        if len(blind_types) == len(types):
+            return blind
+        blind_pids = self.pids(blind_types, crit.code) or [-1]
+
+        def mixed(sql_: Sql, v: Value, c: Criterion) -> None:
+            sql_.add(f"((x.pid IN {_in(blind_pids)} AND ", *blind_pids)
+            blind(sql_, v, c)
+            sql_.add(f") OR (x.pid NOT IN {_in(blind_pids)} AND ", *blind_pids)
+            matcher(sql_, v, c)
+            sql_.add("))")
+        return mixed
 
     def _membership(self, sql: Sql, table: str, pids: list[int], crit: Criterion, alias: str, drive: bool,
                     matcher, negate: bool) -> None:
@@ -217,15 +264,21 @@ class SearchCompiler:
         else:
             sql.add(f"{alias}.id IN {_in(ids)}", *ids)
 
-    def _text(self, sql: Sql, crit: Criterion, alias: str) -> None:
+    def _text(self, sql: Sql, crit: Criterion, types: Sequence[str], alias: str) -> None:
+        at_rest = self.store.at_rest
+        protected = [t for t in types if at_rest is not None and at_rest.protects(t)]
+        if protected and len(protected) == len(types):
+            raise at_rest.refuse(f"'{crit.code}' cannot search the content of {', '.join(protected)}")
         column = (f"convert_from({alias}.content, 'UTF8')" if self.store.dialect == "postgres"
                   else f"CAST({alias}.content AS TEXT)")
+        if protected:  # sealed blobs are not text (PostgreSQL would fail to decode them): never look inside
+            column = f"CASE WHEN {alias}.type NOT IN {_in(protected)} THEN {column} END"
         op = "ILIKE" if self.store.dialect == "postgres" else "LIKE"
         sql.add("(")
         for n, v in enumerate(crit.values):
             if n:
                 sql.add(" OR ")
-            sql.add(f"{column} {op} ? ESCAPE '\\'", "%" + _like_escape(v.raw) + "%")
+            sql.add(f"{column} {op} ? ESCAPE '\\'", *protected, "%" + _like_escape(v.raw) + "%")
         sql.add(")")
 
     def _chain(self, sql: Sql, crit: Criterion, types: Sequence[str], alias: str) -> None:
@@ -424,6 +477,9 @@ class SearchCompiler:
             param = next((self.registry.get(t, code) for t in query.types if self.registry.get(t, code)), None)
             if param is None or param.type not in TABLE or param.type == "composite":
                 raise FHIRError(400, f"Cannot sort by '{code}'")
+            at_rest = self.store.at_rest
+            if at_rest is not None and any(at_rest.sensitive(t, code, param.type) for t in query.types):
+                raise at_rest.refuse(f"Cannot sort by '{code}'")
             column = {"string": "value", "token": "code", "reference": "url", "date": "lo" if not desc else "hi",
                       "number": "value", "quantity": "value", "uri": "value"}[param.type]
             agg = "MAX" if desc else "MIN"

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .base import Store, _stored
+from .base import Store
 from .records import Stored
 
 _READ = "SELECT type, id, version, last_updated, deleted, content FROM resources WHERE type = ? AND id = ?"
@@ -50,7 +50,7 @@ class SQLiteStore(Store):
     def read(self, rtype: str, rid: str) -> Stored | None:
         # The hottest path of the server: one indexed lookup, no cursor management.
         row = self._conn().execute(_READ, (rtype, rid)).fetchone()
-        return _stored(row) if row else None
+        return self.stored(row) if row else None
 
     @contextmanager
     def cursor(self) -> Iterator[Any]:

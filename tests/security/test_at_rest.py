@@ -1,0 +1,188 @@
+"""Direct identifiers encrypted at rest in the real store: what a thief gets from a dump, what searches still
+find, what rotation does, and that the audit trail does not leak searched identifiers."""
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from healthtwin.api.app import create_app
+from healthtwin.api.context import OpenPolicy
+from healthtwin.fhir.outcome import FHIRError
+from healthtwin.security.at_rest import AtRest, audit_index
+from healthtwin.security.keys import KeySet
+
+from .test_crypto import FIN, PATIENT, SECRETS
+
+COVERAGE = {"resourceType": "Coverage", "id": "c1", "status": "active", "subscriberId": FIN,
+            "identifier": [{"system": "https://health.gov.az/fhir/sid/its-policy", "value": "ITS-" + FIN}],
+            "beneficiary": {"reference": "Patient/p1"}, "payor": [{"reference": "Organization/hus"}]}
+RELATED = {"resourceType": "RelatedPerson", "id": "rp1", "patient": {"reference": "Patient/p1"},
+           "name": [{"family": "Korhonen", "given": ["Liisa"]}], "telecom": [{"system": "phone",
+                                                                            "value": "+358409999999"}]}
+OBSERVATION = {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "weight"},
+               "subject": {"reference": "Patient/p1"}, "performer": [{"reference": "Organization/hus"}]}
+
+
+def _dump(store) -> bytes:
+    """Every byte of the database, as someone who copied its files (SQLite) or tables (PostgreSQL) holds."""
+    if store.dialect == "sqlite":
+        store.close()
+        path = Path(store.path)
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    raw = b""
+    tables = [r[0] for r in store.query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()", [])]
+    for table in tables:
+        for row in store.query(f"SELECT * FROM {table}", []):
+            raw += repr(row).encode() + b"".join(bytes(v) for v in row if isinstance(v, (bytes, memoryview)))
+    return raw
+
+
+def _fill(store) -> None:
+    with store.transaction() as tx:
+        for resource in (PATIENT, COVERAGE, RELATED, OBSERVATION):
+            tx.create(resource["resourceType"], orjson.loads(orjson.dumps(resource)), resource["id"])
+    with store.transaction() as tx:  # an update puts version 1 into history: it must be sealed there too
+        tx.update("Patient", "p1", dict(orjson.loads(orjson.dumps(PATIENT)), active=False))
+
+
+def test_database_dump_holds_no_identifiers(store):
+    _fill(store)
+    assert store.read("Patient", "p1").content.count(FIN.encode()) == 1  # the API still sees everything
+    raw = _dump(store)
+    assert b"Organization/hus" in raw and b"weight" in raw  # clinical data stays clear: the checks mean something
+    for secret in SECRETS:
+        assert secret.encode() not in raw, secret
+
+
+def test_searches_on_encrypted_identifiers(store):
+    from healthtwin.fhir.search_params import SearchRegistry
+    from healthtwin.fhir.search_query import SearchParser
+    from healthtwin.store.search import run_search
+
+    _fill(store)
+    registry = SearchRegistry.default()
+    parser = SearchParser(registry)
+
+    def ids(rtype: str, query: str) -> list[str]:
+        q = parser.parse([rtype], [tuple(p.split("=", 1)) for p in query.split("&")])
+        return sorted(s.id for s in run_search(store, registry, q).matches)
+
+    assert ids("Patient", f"identifier=urn:oid:1.2.246.21|{FIN}") == ["p1"]
+    assert ids("Patient", f"identifier={FIN}") == ["p1"]
+    assert ids("Patient", f"identifier=urn:other|{FIN}") == []
+    assert ids("Patient", "family=virt") == ids("Patient", "family=VIRTANEN") == ["p1"]
+    assert ids("Patient", "family=virtanen-x") == []
+    assert ids("Patient", "name:exact=Aino") == ["p1"] and ids("Patient", "name:exact=aino") == []
+    assert ids("Patient", "address-city=hels") == ["p1"]
+    assert ids("Patient", "telecom=+358401234567") == ["p1"]
+    assert ids("Coverage", f"identifier=ITS-{FIN}") == ["c1"]
+    assert ids("RelatedPerson", "name=korh") == ["rp1"]
+    assert ids("Observation", f"subject:Patient.identifier={FIN}") == ["o1"]  # chains blind their inner value
+    assert ids("Patient", "_has:Observation:subject:code:text=weight&family=vir") == ["p1"]
+    # The index tables hold digests, not the normalised names.
+    values = [r[0] for r in store.query("SELECT value FROM idx_string", [])]
+    assert values and not any("virtanen" in v or "helsinki" in v for v in values)
+
+
+def test_a_store_with_other_keys_cannot_read(store, tmp_path):
+    _fill(store)
+    if store.dialect == "sqlite":
+        other = type(store)(store.path)
+    else:
+        other = type(store)(store.dsn, min_size=1, max_size=2)
+    try:
+        other.protect(AtRest.from_keys(KeySet.generate()))
+        with pytest.raises(FHIRError) as err:
+            other.read("Patient", "p1")
+        assert err.value.status == 500 and "cannot be decrypted" in str(err.value)
+        assert orjson.loads(other.read("Observation", "o1").content)["id"] == "o1"
+    finally:
+        other.close()
+
+
+def test_a_blob_moved_to_another_row_does_not_open(store):
+    _fill(store)
+    with store.transaction() as tx:
+        tx.create("Patient", {"resourceType": "Patient", "gender": "male"}, "p2")
+    blob = store.query("SELECT content FROM resources WHERE type = 'Patient' AND id = 'p1'", [])[0][0]
+    with store.write_cursor() as cur:
+        cur.execute(store.sql("UPDATE resources SET content = ? WHERE type = 'Patient' AND id = 'p2'"), (blob,))
+    with pytest.raises(FHIRError):
+        store.read("Patient", "p2")
+
+
+def _cli(data: Path, *args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "healthtwin", *args, "--data-dir", str(data)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_rotation_rewraps_everything_and_retires_the_old_master(tmp_path):
+    from healthtwin.store import open_store
+    data = tmp_path / "data"
+    store = open_store(None, data)
+    _fill(store)
+    old_master = (data / "keys" / "master.key").read_bytes()
+    kid = lambda blob: bytes(blob)[3:19]  # noqa: E731 — the master-key id in the blob header
+    before = {kid(r[0]) for r in store.query("SELECT content FROM resources WHERE type = 'Patient' UNION ALL "
+                                             "SELECT content FROM history WHERE type = 'Patient'", [])}
+    store.close()
+
+    out = _cli(data, "keys", "rotate")
+    assert "re-wrapped 4 blobs" in out  # Patient, its history version, Coverage, RelatedPerson; not Observation
+    assert (data / "keys" / "master.key").read_bytes() != old_master
+    assert (data / "keys" / "master.key.1").read_bytes() == old_master
+    store = open_store(None, data)
+    after = {kid(r[0]) for r in store.query("SELECT content FROM resources WHERE type = 'Patient' UNION ALL "
+                                            "SELECT content FROM history WHERE type = 'Patient'", [])}
+    assert len(before) == len(after) == 1 and before != after
+    assert orjson.loads(store.read("Patient", "p1").content)["identifier"][0]["value"] == FIN
+    assert [v.id for v in [store.vread("Patient", "p1", 1)]] == ["p1"]
+    store.close()
+
+    out = _cli(data, "keys", "retire")
+    assert "re-wrapped 0 blobs" in out and not list((data / "keys").glob("master.key.*"))
+    store = open_store(None, data)  # the retired master is gone, and nothing needed it
+    assert orjson.loads(store.vread("Patient", "p1", 1).content)["name"][0]["family"] == "Virtanen"
+    store.close()
+
+
+def test_configured_master_key_and_its_rotation(tmp_path, monkeypatch):
+    from healthtwin.store import open_store
+    data = tmp_path / "data"
+    first = base64.b64encode(b"1" * 32).decode()
+    monkeypatch.setenv("HEALTHTWIN_MASTER_KEY", first)
+    store = open_store(None, data)
+    _fill(store)
+    store.close()
+    monkeypatch.setenv("HEALTHTWIN_MASTER_KEY", base64.b64encode(b"2" * 32).decode())
+    with pytest.raises(FHIRError):  # the file key cannot open what the configured key sealed
+        open_store(None, data).read("Patient", "p1")
+    monkeypatch.setenv("HEALTHTWIN_MASTER_KEY_PREVIOUS", first)
+    store = open_store(None, data)
+    assert store.read("Patient", "p1") is not None
+    monkeypatch.setenv("HEALTHTWIN_MASTER_KEY", "not base64!")
+    with pytest.raises(ValueError, match="32-byte keys"):
+        open_store(None, data)
+
+
+def test_audit_trail_records_searched_identifiers_only_as_keyed_indexes(store, tmp_path):
+    app = create_app(store, policy=OpenPolicy(), data_dir=tmp_path / "data", public_url="http://testserver",
+                     rate=None)
+    with TestClient(app) as client:
+        assert client.put("/fhir/Patient/p1", json=PATIENT).status_code == 201
+        r = client.get(f"/fhir/Patient?identifier=urn:oid:1.2.246.21|{FIN}&name=Virtanen&gender=female")
+        assert r.status_code == 200 and r.json()["total"] == 1
+    events = [orjson.loads(bytes(r[0])) for r in store.query("SELECT event FROM audit_log", [])]
+    queries = [base64.b64decode(e["query"]).decode() for ev in events for e in ev.get("entity", []) if "query" in e]
+    assert queries, "the search was audited with its query"
+    text = " ".join(queries)
+    assert FIN not in text and "Virtanen" not in text and "gender=female" in text
+    assert audit_index(store.at_rest, f"urn:oid:1.2.246.21|{FIN}") in text
