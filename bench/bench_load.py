@@ -25,6 +25,15 @@ def load(db_args: list[str], folder: Path) -> tuple[int, float]:
     return n, dt
 
 
+def fresh_database(dsn: str) -> None:
+    """Drops and re-creates the benchmark's PostgreSQL database, so every run loads into an empty store."""
+    import psycopg
+    base, name = dsn.rsplit("/", 1)
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
 def copy_floor(dsn: str, folder: Path) -> tuple[int, float]:
     import psycopg
     files = sorted(folder.glob("*.ndjson"))
@@ -52,6 +61,7 @@ def main() -> None:
                     "--out", str(work / "population")], check=True, capture_output=True)
     n, dt = load(["--data-dir", str(work / "sqlite")], work / "population")
     print(f"SQLite      healthtwin load: {n:,} resources in {dt:.1f} s = {n / dt:,.0f}/s (target 30,000/s)")
+    fresh_database(args.database)
     n, dt = load(["--data-dir", str(work / "pg"), "--database", args.database], work / "population")
     print(f"PostgreSQL  healthtwin load: {n:,} resources in {dt:.1f} s = {n / dt:,.0f}/s (target 20,000/s)")
     m, ct = copy_floor(args.database, work / "population")

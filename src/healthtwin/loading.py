@@ -96,12 +96,18 @@ class Checker:
 _worker_checker: Checker | None = None
 
 
-def _worker_init() -> None:
+def _worker_init(at_rest) -> None:
     global _worker_checker
     from .fhir.search_params import SearchRegistry
     from .fhir.validation import Validator
     registry = SearchRegistry.default()
-    _worker_checker = Checker(Validator.default(), lambda r: registry.index_extractor(r["resourceType"])(r))
+
+    def index_rows(resource: dict) -> list[tuple]:
+        rows = registry.index_extractor(resource["resourceType"])(resource)
+        return rows if at_rest is None else at_rest.index_rows(resource["resourceType"], rows)
+    _worker_checker = Checker(Validator.default(), index_rows)
+    from .runtime import settle_after_start
+    settle_after_start()
 
 
 def _worker_check(chunk):
@@ -120,7 +126,7 @@ class Loader:
         self.report = LoadReport()
         self.workers = workers
         self._pool = None
-        self._checker = Checker(services.validator, self.store.extract)
+        self._checker = Checker(services.validator, self.store.index_rows_for)
 
     def _map(self, chunks: Iterator[list[tuple[int, bytes]]]):
         if self.workers <= 1:
@@ -131,7 +137,7 @@ class Loader:
             # Services' run-time definitions (custom SearchParameters, profiles) live in this process;
             # workers are used only when none are loaded.
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
-                                             initializer=_worker_init)
+                                             initializer=_worker_init, initargs=(self.store.at_rest,))
         return _ordered_prefetch(self._pool, chunks, self.workers * 2)
 
     def close(self) -> None:
@@ -302,6 +308,8 @@ def load_paths(settings, paths: list[str], restart: bool = False, workers: int |
     from .store import open_store
     store = open_store(settings.database, settings.data_dir)
     services = Services.build(store)
+    from .runtime import settle_after_start
+    settle_after_start()
     progress = Progress()
     import os
     report = load(services, paths, restart=restart, progress=progress,

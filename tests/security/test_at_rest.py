@@ -186,3 +186,25 @@ def test_audit_trail_records_searched_identifiers_only_as_keyed_indexes(store, t
     text = " ".join(queries)
     assert FIN not in text and "Virtanen" not in text and "gender=female" in text
     assert audit_index(store.at_rest, f"urn:oid:1.2.246.21|{FIN}") in text
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bulk_load_blinds_in_workers_like_the_store(store, tmp_path, workers):
+    """Loaders compute index rows in worker processes; they must blind them exactly as the store does."""
+    from healthtwin.api.services import Services
+    from healthtwin.loading import load
+
+    folder = tmp_path / "ndjson"
+    folder.mkdir()
+    (folder / "Patient.ndjson").write_bytes(orjson.dumps(PATIENT) + b"\n")
+    (folder / "Coverage.ndjson").write_bytes(orjson.dumps(COVERAGE) + b"\n")
+    services = Services.build(store)
+    report = load(services, [str(folder)], workers=workers)
+    assert report.created == 2 and not report.errors
+    for query in (f"identifier={FIN}", "family=virta", "name:exact=Aino", "address-city=helsinki"):
+        q = services.parser.parse(["Patient"], [tuple(query.split("=", 1))])
+        from healthtwin.store.search import run_search
+        assert [s.id for s in run_search(store, services.registry, q).matches] == ["p1"], query
+    raw = _dump(store)
+    for secret in SECRETS:
+        assert secret.encode() not in raw, secret

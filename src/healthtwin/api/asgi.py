@@ -8,6 +8,7 @@ import logging
 import os
 
 from ..config import Settings
+from ..runtime import settle_after_start
 from ..store import open_store
 from .app import create_app
 from .context import OpenPolicy
@@ -44,3 +45,4 @@ app = create_app(open_store(_settings.database, _settings.data_dir), policy=_pol
                  public_url=_settings.public_url, analytics_dir=_settings.data_dir,
                  analytics_refresh_minutes=float(_refresh) if _refresh else None, rate=_rate,
                  externals=_externals())
+settle_after_start()

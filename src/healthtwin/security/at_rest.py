@@ -7,7 +7,7 @@ onto another row does not open). Their history versions too. Other resources ref
 they stay in clear, which keeps search, `_content` and analytics on clinical data unchanged.
 
 What stays searchable. Search index rows of those types that would hold an identifier in clear are replaced
-by keyed blind indexes (HMAC-SHA256, truncated to 80 bits):
+by keyed blind indexes (keyed BLAKE2b, a PRF like HMAC-SHA256 at a third of its cost in CPython, 80 bits):
   * every `string` parameter (name, family, given, address, address-city, …): one row per prefix of the
     normalised value, 1 to 32 characters, so the spec's default "starts with" match becomes an equality
     lookup on HMAC(prefix), and `:exact` compares HMAC(exact value);
@@ -24,8 +24,8 @@ their first 32, which can over-match two values identical that far (documented i
 from __future__ import annotations
 
 import base64
-import hmac
 import os
+from hashlib import blake2b
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import parse_qsl, urlencode
@@ -42,7 +42,7 @@ _AUDIT_REDACT = frozenset({"identifier", "telecom", "phone", "email", "name", "f
                            "address", "address-city", "address-country", "address-postalcode", "address-state",
                            "_text", "_content"})
 PREFIX_MAX = 32
-_DIGEST_HEX = 20  # 80 bits: collisions among 10^9 distinct values stay below one in a million
+_DIGEST_BYTES = 10  # 80 bits: collisions among 10^9 distinct values stay below one in a million
 
 
 def _configured_key(text: str) -> bytes:
@@ -110,7 +110,7 @@ class AtRest:
         return rtype in PROTECTED_TYPES and (kind == "string" or (kind == "token" and code in BLIND_TOKENS))
 
     def _mac(self, key: bytes, text: str) -> str:
-        return hmac.digest(key, text.encode("utf-8"), "sha256").hex()[:_DIGEST_HEX]
+        return blake2b(text.encode("utf-8"), key=key, digest_size=_DIGEST_BYTES).hexdigest()
 
     def prefix(self, normalized: str) -> str:
         return self._mac(self._prefix_key, normalized[:PREFIX_MAX])

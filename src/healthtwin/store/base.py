@@ -89,6 +89,10 @@ class Store:
         """Extracted index rows as stored: identifier-bearing values blinded for protected types."""
         return rows if self.at_rest is None else self.at_rest.index_rows(rtype, rows)
 
+    def index_rows_for(self, resource: dict) -> list[tuple]:
+        """The index rows of `resource` as stored (extracted, then blinded where needed)."""
+        return self.index_values(resource["resourceType"], self.extract(resource))
+
     # -- dialect hooks ---------------------------------------------------------------------------------------
     @contextmanager
     def cursor(self) -> Iterator[Any]:  # a read cursor (autocommit / snapshot per statement)
@@ -396,7 +400,8 @@ class Transaction:
         New resources are inserted, changed ones get a new version, and ones whose content equals the
         current version (ignoring meta.versionId/lastUpdated) are left alone, so loading a file twice
         changes nothing. The same id twice in one batch: the later one wins. Returns (created, updated,
-        unchanged).
+        unchanged). Index rows come as `Store.index_rows_for` makes them (blinded where needed): loaders
+        compute them in worker processes, so this single writer only writes.
         """
         latest = {(r["resourceType"], r["id"]): (r, rows) for r, rows in items}
         existing: dict[tuple[str, str], tuple[int, Stored]] = {}
@@ -411,12 +416,18 @@ class Transaction:
                 for row in self.cur.fetchall():
                     existing[(row[0], row[1])] = (row[6], self.store.stored(row))
         fresh = [(key, value) for key, value in latest.items() if key not in existing]
-        pid_of = lambda t, c: self.store.pid(t, c, self.cur)
+        pids: dict[tuple[str, str], int] = {}
+
+        def pid_of(rtype: str, code: str) -> int:
+            found = pids.get((rtype, code))
+            if found is None:
+                found = pids[(rtype, code)] = self.store.pid(rtype, code, self.cur)
+            return found
         inserts = []
         for ((rtype, rid), (resource, rows)), row_id in zip(fresh, self.store.reserve_rids(self.cur, len(fresh))):
             now = self.store.clock.now()
             inserts.append((row_id, rtype, rid, 1, now, 0, self.store.seal(rtype, rid, self._stamp(resource, 1, now))))
-            index_rows(row_id, rtype, self.store.index_values(rtype, rows), pid_of, self._pending)
+            index_rows(row_id, rtype, rows, pid_of, self._pending)
         if inserts:
             self.store.bulk_insert(self.cur, "resources",
                                    ("rid", "type", "id", "version", "last_updated", "deleted", "content"), inserts)
