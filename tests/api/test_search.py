@@ -4,6 +4,9 @@ from __future__ import annotations
 import pytest
 
 
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
+
 def _ids(bundle):
     return sorted(e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match")
 
@@ -13,12 +16,14 @@ def data(client):
     def put(resource):
         r = client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource)
         assert r.status_code in (200, 201), r.text
-    put({"resourceType": "Organization", "id": "org1", "name": "Bakı Şəhər Klinik Xəstəxanası"})
+    put({"resourceType": "Organization", "id": "org1", "name": "Bakı Şəhər Klinik Xəstəxanası",
+         "identifier": [{"type": {"coding": [{"system": V2_0203, "code": "PRN"}]}, "value": "AZ-123"}]})
     put({"resourceType": "Organization", "id": "org2", "name": "Əmək Klinikası"})
     put({"resourceType": "Organization", "id": "org3", "name": "Həyat Tibb Mərkəzi"})
     put({"resourceType": "Patient", "id": "p1", "name": [{"family": "Əliyev", "given": ["Murad"]}],
          "gender": "male", "birthDate": "1970-05-20", "managingOrganization": {"reference": "Organization/org1"},
-         "identifier": [{"system": "https://health.gov.az/fhir/sid/fin", "value": "1AB2CD3"}]})
+         "identifier": [{"system": "https://health.gov.az/fhir/sid/fin", "value": "1AB2CD3",
+                         "type": {"coding": [{"system": V2_0203, "code": "NI"}]}}]})
     put({"resourceType": "Patient", "id": "p2", "name": [{"family": "Hüseynova", "given": ["Leyla"]}],
          "gender": "female", "birthDate": "1990", "active": True})
     obs = [("o1", "p1", "8480-6", 150, "mm[Hg]", "2024-01-10T08:00:00Z"),
@@ -50,6 +55,10 @@ def data(client):
     ("Patient?identifier=https://health.gov.az/fhir/sid/fin|1AB2CD3", ["p1"]),
     ("Patient?identifier=1AB2CD3", ["p1"]),
     ("Patient?identifier=http://other|1AB2CD3", []),
+    (f"Patient?identifier:of-type={V2_0203}|NI|1AB2CD3", ["p1"]),  # blinded like the identifier itself
+    (f"Patient?identifier:of-type={V2_0203}|MR|1AB2CD3", []),
+    (f"Organization?identifier:of-type={V2_0203}|PRN|AZ-123", ["org1"]),
+    (f"Organization?identifier:of-type={V2_0203}|PRN|AZ-124", []),
     ("Patient?active:missing=true", ["p1"]),
     ("Patient?active:missing=false", ["p2"]),
     ("Patient?birthdate=1970", ["p1"]),
@@ -126,6 +135,11 @@ def test_sort_and_paging(data):
     assert [e["resource"]["id"] for e in b["entry"]] == ["org1", "org3", "org2"]
     b = data.get("/fhir/Organization?_sort=-name").json()
     assert [e["resource"]["id"] for e in b["entry"]] == ["org2", "org3", "org1"]
+
+
+def test_of_type_needs_three_parts(data):
+    r = data.get("/fhir/Patient?identifier:of-type=NI|1AB2CD3")
+    assert r.status_code == 400 and "system|code|value" in r.json()["issue"][0]["diagnostics"]
 
 
 @pytest.mark.parametrize("query", [

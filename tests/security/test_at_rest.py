@@ -20,7 +20,9 @@ from healthtwin.security.keys import KeySet
 from .test_crypto import FIN, PATIENT, SECRETS
 
 COVERAGE = {"resourceType": "Coverage", "id": "c1", "status": "active", "subscriberId": FIN,
-            "identifier": [{"system": "https://health.gov.az/fhir/sid/its-policy", "value": "ITS-" + FIN}],
+            "identifier": [{"system": "https://health.gov.az/fhir/sid/its-policy", "value": "ITS-" + FIN,
+                            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                                 "code": "SN"}]}}],
             "beneficiary": {"reference": "Patient/p1"}, "payor": [{"reference": "Organization/hus"}]}
 RELATED = {"resourceType": "RelatedPerson", "id": "rp1", "patient": {"reference": "Patient/p1"},
            "name": [{"family": "Korhonen", "given": ["Liisa"]}], "telecom": [{"system": "phone",
@@ -82,6 +84,7 @@ def test_searches_on_encrypted_identifiers(store):
     assert ids("Patient", "address-city=hels") == ["p1"]
     assert ids("Patient", "telecom=+358401234567") == ["p1"]
     assert ids("Coverage", f"identifier=ITS-{FIN}") == ["c1"]
+    assert ids("Coverage", f"identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|SN|ITS-{FIN}") == ["c1"]
     assert ids("RelatedPerson", "name=korh") == ["rp1"]
     assert ids("Observation", f"subject:Patient.identifier={FIN}") == ["o1"]  # chains blind their inner value
     assert ids("Patient", "_has:Observation:subject:code:text=weight&family=vir") == ["p1"]

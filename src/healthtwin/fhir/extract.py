@@ -4,6 +4,7 @@ Row shapes (first two items are the parameter code and the kind; the store depen
   (code, "string", normalized, exact)
   (code, "token", system, code, text)              text = normalized display / CodeableConcept.text / type.text
   (code, "reference", type, id, url)               and (code + ":identifier", "token", system, value, None)
+  (code + ":of-type", "token", type.system, type.code + "|" + value, None)   for each Identifier.type coding
   (code, "date", lo, hi)                           epoch seconds, hi exclusive (see dates.py)
   (code, "number", value, lo, hi)
   (code, "quantity", value, lo, hi, system, unit_code, unit_display, canonical_code, canonical_value)
@@ -124,6 +125,15 @@ def t_identifier(v: Any) -> tuple[Bare, ...]:
         return ()
     kind = v.get("type")
     return (("token", v.get("system"), v.get("value"), _text(kind.get("text")) if type(kind) is dict else None),)
+
+
+def t_identifier_of_type(v: Any) -> tuple[Bare, ...]:
+    """Rows for `code:of-type` (system|code of Identifier.type, then the value): the pair must match together,
+    so it is one row, not a type row and a value row that could come from two different identifiers."""
+    if type(v) is not dict or v.get("value") is None or type(v.get("type")) is not dict:
+        return ()
+    return tuple(("token", c.get("system"), f"{c['code']}|{v['value']}", None)
+                 for c in v["type"].get("coding") or () if type(c) is dict and c.get("code"))
 
 
 def t_contact(v: Any) -> tuple[Bare, ...]:
@@ -319,7 +329,7 @@ def _extension_converter(param_type: str) -> Callable[[Any], list[Bare]]:
 
 NAMESPACE: dict[str, Any] = {
     **fc.RUNTIME, "_product": product,
-    **{f.__name__: f for f in (s_prim, s_name, s_address, t_prim, t_coding, t_concept, t_identifier, t_contact,
+    **{f.__name__: f for f in (s_prim, s_name, s_address, t_prim, t_coding, t_concept, t_identifier, t_identifier_of_type, t_contact,
                                r_reference, r_identifier, r_canonical, r_resource, d_prim, d_period, d_timing,
                                n_number, q_quantity, q_money, q_range, q_number, u_prim, sp_near)},
 }
@@ -398,6 +408,8 @@ def convert_untyped(param_type: str, code: str, values: list) -> list[Row]:
             rows.extend((code,) + b for b in NAMESPACE[name](v))
         if param_type == "reference" and t == "Reference":
             rows.extend((code + ":identifier",) + b for b in r_identifier(v))
+        if param_type == "token" and t == "Identifier":
+            rows.extend((code + ":of-type",) + b for b in t_identifier_of_type(v))
     return rows
 
 
@@ -448,6 +460,8 @@ def _add_param(tree: fc.Tree, p: "SearchParam", resource_type: str, registry: "S
                 tree.add(b, conv, code=p.code)
             if p.type == "reference" and types.is_a(b.type, "Reference"):
                 tree.add(b, "r_identifier", code=p.code + ":identifier")
+            if p.type == "token" and b.type == "Identifier":
+                tree.add(b, "t_identifier_of_type", code=p.code + ":of-type")
         return
     comps = []
     for definition, expression in p.components:

@@ -107,7 +107,8 @@ class AtRest:
     # -- index rows ----------------------------------------------------------------------------------------------
     @staticmethod
     def sensitive(rtype: str, code: str, kind: str) -> bool:
-        return rtype in PROTECTED_TYPES and (kind == "string" or (kind == "token" and code in BLIND_TOKENS))
+        return rtype in PROTECTED_TYPES and (kind == "string" or (kind == "token" and
+                                                                  code.split(":", 1)[0] in BLIND_TOKENS))
 
     def _mac(self, key: bytes, text: str) -> str:
         return blake2b(text.encode("utf-8"), key=key, digest_size=_DIGEST_BYTES).hexdigest()
@@ -137,7 +138,7 @@ class AtRest:
                     if blind not in seen:
                         seen.add(blind)
                         out.append(blind)
-            elif kind == "token" and code in BLIND_TOKENS:
+            elif kind == "token" and code.split(":", 1)[0] in BLIND_TOKENS:  # identifier, identifier:of-type…
                 out.append((code, "token", row[2], self.token(row[3]) if row[3] else None, None))
             else:
                 out.append(row)

@@ -170,6 +170,10 @@ class SearchCompiler:
             neg = "NOT " if crit.values[0].raw == "true" else ""
             sql.add(f"{neg}EXISTS (SELECT 1 FROM {table} x WHERE x.rid = {alias}.rid AND x.pid IN {_in(pids)})", *pids)
             return None
+        if crit.type == "token" and crit.modifier == "of-type":
+            pids = self.pids(types, crit.code + ":of-type")
+            return self._membership(sql, "idx_token", pids, crit, alias, drive, self._of_type_matcher(types, crit),
+                                    negate=False)
         if crit.type == "reference" and crit.modifier == "identifier":
             pids = self.pids(types, crit.code + ":identifier")
             return self._membership(sql, "idx_token", pids, crit, alias, drive, self._token_match, negate=False)
@@ -190,6 +194,25 @@ class SearchCompiler:
         self._membership(sql, TABLE[crit.type], self.pids(types, crit.code), crit, alias, drive and not negate,
                          matcher, negate)
 
+    def _of_type_matcher(self, types: Sequence[str], crit: Criterion):
+        """identifier:of-type=typeSystem|typeCode|value: rows keep the type's system, and `code|value` as code
+        (blinded like the identifier itself on protected types)."""
+        at_rest = self.store.at_rest
+        blind = at_rest is not None and any(at_rest.sensitive(t, crit.code, "token") for t in types)
+        parts_of = {}
+        for v in crit.values:
+            parts = split_unescaped(v.raw, "|")
+            if len(parts) != 3 or not all(parts):
+                raise FHIRError(400, f"'{crit.code}:of-type' takes system|code|value (the identifier's type, then "
+                                     f"its value), not '{v.raw}'")
+            parts_of[v.raw] = [unescape(p) for p in parts]
+
+        def matcher(sql_: Sql, v: Value, c: Criterion) -> None:
+            system, code, value = parts_of[v.raw]
+            key = f"{code}|{value}"
+            sql_.add("x.system = ? AND x.code = ?", system, at_rest.token(key) if blind else key)
+        return matcher
+
     def _blinded(self, matcher, crit: Criterion, types: Sequence[str]):
         """For parameters whose index rows hold blind indexes (security/at_rest.py), a matcher that compares
         keyed digests of the query value instead; on a mix of protected and clear types, each pid its own."""
@@ -199,7 +222,7 @@ class SearchCompiler:
         blind_types = [t for t in types if at_rest.sensitive(t, crit.code, crit.type)]
         if not blind_types:
             return matcher
-        if crit.modifier in ("contains", "text", "in", "not-in", "above", "below", "of-type"):
+        if crit.modifier in ("contains", "text", "in", "not-in", "above", "below"):
             raise at_rest.refuse(f"'{crit.code}:{crit.modifier}' cannot be searched on {', '.join(blind_types)}")
 
         def blind(sql_: Sql, v: Value, c: Criterion) -> None:
@@ -340,8 +363,6 @@ class SearchCompiler:
             sql.add("x.system IS NULL AND x.code = ?", code)
         elif code == "":
             sql.add("x.system = ?", system)
-        elif crit.modifier == "of-type":
-            raise FHIRError(400, "The :of-type modifier is not supported yet")
         else:
             sql.add("x.code = ? AND x.system = ?", code, system)
 
