@@ -186,9 +186,13 @@ def _rewrite(node: Any, mapping: dict[str, str], services, ctx, tx: Transaction,
                 elif ref.startswith("urn:uuid:") and mapping is not None and ref not in mapping:
                     raise FHIRError(400, f"{location}: reference '{ref}' names no entry of this Bundle",
                                     location=location)
-            stack.extend(v for v in item.values() if isinstance(v, (dict, list)))
+            for v in item.values():  # plain loops: this walk visits every node of every entry
+                if type(v) is dict or type(v) is list:
+                    stack.append(v)
         elif isinstance(item, list):
-            stack.extend(v for v in item if isinstance(v, (dict, list)))
+            for v in item:
+                if type(v) is dict or type(v) is list:
+                    stack.append(v)
 
 
 def _write_entry(services, ctx: RequestContext, tx: Transaction, e: Entry, mapping: dict[str, str]) -> None:
