@@ -137,6 +137,35 @@ def test_sort_and_paging(data):
     assert [e["resource"]["id"] for e in b["entry"]] == ["org2", "org3", "org1"]
 
 
+def test_reference_above_and_below_follow_part_of(client):
+    """Region → district → polyclinic: :below finds what happened anywhere inside, :above what is around."""
+    def put(resource):
+        assert client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", json=resource).status_code in (200, 201)
+    for lid, parent in (("aran", None), ("yevlax", "aran"), ("yevlax-pk1", "yevlax"), ("baku", None),
+                        ("loop-a", "loop-b"), ("loop-b", "loop-a")):
+        put({"resourceType": "Location", "id": lid, "name": lid,
+             **({"partOf": {"reference": f"Location/{parent}"}} if parent else {})})
+    for eid, where in (("e1", "yevlax-pk1"), ("e2", "yevlax"), ("e3", "baku"), ("e4", "loop-a")):
+        put({"resourceType": "Encounter", "id": eid, "status": "finished",
+             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+             "location": [{"location": {"reference": f"Location/{where}"}}]})
+
+    def ids(query):
+        r = client.get(f"/fhir/{query}")
+        assert r.status_code == 200, r.text
+        return _ids(r.json())
+    assert ids("Encounter?location:below=Location/aran") == ["e1", "e2"]
+    assert ids("Encounter?location:below=yevlax") == ["e1", "e2"]  # the only target type is implied
+    assert ids("Encounter?location:below=Location/yevlax-pk1") == ["e1"]
+    assert ids("Encounter?location:above=Location/yevlax-pk1") == ["e1", "e2"]  # pk1, and around it yevlax
+    assert ids("Encounter?location:above=Location/aran") == []
+    assert ids("Location?partof:below=aran") == ["yevlax", "yevlax-pk1"]
+    assert ids("Location?partof:above=Location/yevlax-pk1") == ["yevlax", "yevlax-pk1"]
+    assert ids("Encounter?location:below=Location/loop-a") == ["e4"]  # a cycle ends, it does not spin
+    r = client.get("/fhir/Observation?subject:below=Patient/p1")
+    assert r.status_code == 400 and "hierarchy" in r.json()["issue"][0]["diagnostics"]
+
+
 def test_of_type_needs_three_parts(data):
     r = data.get("/fhir/Patient?identifier:of-type=NI|1AB2CD3")
     assert r.status_code == 400 and "system|code|value" in r.json()["issue"][0]["diagnostics"]

@@ -369,7 +369,7 @@ class SearchCompiler:
     def _reference_match(self, sql: Sql, v: Value, crit: Criterion) -> None:
         raw = unescape(v.raw)
         if crit.modifier in ("above", "below"):
-            raise FHIRError(400, f"The :{crit.modifier} modifier on references is not supported")
+            return self._hierarchy_match(sql, raw, crit)
         if "://" in raw or raw.startswith("urn:"):
             sql.add("x.url = ?", raw.split("|")[0])
             return
@@ -384,6 +384,38 @@ class SearchCompiler:
             sql.add("x.target_id = ? AND x.target_type = ?", raw, crit.modifier)
         else:
             sql.add("x.target_id = ?", raw)
+
+    def _hierarchy_match(self, sql: Sql, raw: str, crit: Criterion) -> None:
+        """Reference :below / :above over a circular reference (R4 search 3.1.1.4.9), e.g.
+        `Encounter?location:below=Location/baku` matches encounters at Baku or at any location that is
+        (recursively) part of it; `:above` matches the location and every location it is part of. The tree
+        is walked in SQL by a recursive query over the target type's `partof` index rows."""
+        params = [p for t in self.registry_types(crit) if (p := self.registry.get(t, crit.code)) is not None]
+        if "/" in raw:
+            target, rid = raw.split("/", 1)
+        else:
+            targets = {t for p in params for t in p.targets}
+            if len(targets) != 1:
+                raise FHIRError(400, f"'{crit.code}:{crit.modifier}={raw}' needs Type/id: the parameter can "
+                                     f"point at {', '.join(sorted(targets)) or 'several types'}")
+            target, rid = targets.pop(), raw
+        circular = [p.code for p in self.registry.for_type(target).values()
+                    if p.type == "reference" and p.code in ("partof", "part-of") and target in p.targets]
+        pids = self.pids([target], circular[0]) if circular else []
+        if not circular:
+            raise FHIRError(400, f"'{crit.code}:{crit.modifier}': {target} has no part-of hierarchy to follow",
+                            "not-supported")
+        if not pids:  # nothing indexed under partof yet: the tree is the resource itself
+            sql.add("x.target_type = ? AND x.target_id = ?", target, rid)
+            return
+        if crit.modifier == "below":  # descendants: resources whose partof points into the tree
+            step = (f"SELECT r.id FROM tree t JOIN idx_reference y ON y.target_id = t.id AND y.target_type = ? "
+                    f"AND y.pid IN {_in(pids)} JOIN resources r ON r.rid = y.rid")
+        else:  # ancestors: what each node of the tree is part of
+            step = (f"SELECT y.target_id FROM tree t JOIN resources r ON r.type = ? AND r.id = t.id "
+                    f"JOIN idx_reference y ON y.rid = r.rid AND y.pid IN {_in(pids)}")
+        sql.add(f"x.target_type = ? AND x.target_id IN (WITH RECURSIVE tree(id) AS (SELECT CAST(? AS TEXT) UNION {step}) "
+                f"SELECT id FROM tree)", target, rid, target, *pids)
 
     def _uri_match(self, sql: Sql, v: Value, crit: Criterion) -> None:
         raw = unescape(v.raw)
