@@ -5,6 +5,9 @@ Outputs (committed):
                            the primitive regexes, and the spec's own resource profiles (differentials only)
   required_valuesets.json  expansions ({system: [codes]}) of the ValueSets bound `required` in the base spec
   valuesets.json.gz        expansions of every other ValueSet expandable from the package (used by profiles)
+  hierarchies.json.gz      {system: {code: [child codes]}} of the CodeSystems whose concepts nest (or carry
+                           subsumedBy/parent), except those whose hierarchy means grouped-by, part-of or
+                           classified-with: token :below/:above use these is-a trees
 
 The validator never reads a StructureDefinition at run time: this script flattens each snapshot once.
 Run: .venv/bin/python scripts/gen_validation_definitions.py
@@ -246,12 +249,21 @@ def main() -> None:
         exp = expander.expand(url)
         if exp is not None and sum(map(len, exp.values())) <= 5000:
             others[url] = {s: sorted(c) for s, c in sorted(exp.items())}
+    hierarchies: dict[str, Any] = {}
+    for cs in load("CodeSystem"):
+        if cs.get("hierarchyMeaning") not in (None, "is-a") or not cs.get("url"):
+            continue
+        _, children = _concept_tree(cs)
+        if children:
+            hierarchies[cs["url"]] = {k: sorted(set(v)) for k, v in sorted(children.items())}
+    (OUT / "hierarchies.json.gz").write_bytes(gzip.compress(orjson.dumps(hierarchies, option=orjson.OPT_SORT_KEYS),
+                                                            9, mtime=0))
     data = {"fhirVersion": "4.0.1", "primitives": primitive_regexes(sds), "types": types,
             "resources": sorted(resources), "profiles": profiles, "unexpandedRequired": skipped}
     (OUT / "structures.json.gz").write_bytes(gzip.compress(orjson.dumps(data), 9, mtime=0))
     (OUT / "required_valuesets.json").write_bytes(orjson.dumps(required, option=orjson.OPT_SORT_KEYS))
     (OUT / "valuesets.json.gz").write_bytes(gzip.compress(orjson.dumps(others, option=orjson.OPT_SORT_KEYS), 9, mtime=0))
-    sizes = {p.name: p.stat().st_size for p in OUT.glob("*") if p.name.startswith(("structures", "required_", "valuesets"))}
+    sizes = {p.name: p.stat().st_size for p in OUT.glob("*") if p.name.startswith(("structures", "required_", "valuesets", "hierarchies"))}
     print(f"{len(types)} types ({len(resources)} resources), {len(profiles)} profiles, {len(required)} required "
           f"ValueSets expanded, {len(skipped)} not expandable, {len(others)} other ValueSets; sizes {sizes}")
     for url in skipped:

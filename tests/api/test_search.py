@@ -166,6 +166,41 @@ def test_reference_above_and_below_follow_part_of(client):
     assert r.status_code == 400 and "hierarchy" in r.json()["issue"][0]["diagnostics"]
 
 
+def test_token_below_and_above_follow_is_a_hierarchies(client):
+    """The spec's own hierarchies (v3 ActCode: AMB and EMER are kinds of _ActEncounterCode) and one a
+    CodeSystem stored at run time defines (polyclinics are kinds of outpatient facilities)."""
+    act = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+    kinds = "https://health.gov.az/fhir/CodeSystem/facility-kind"
+    assert client.post("/fhir/CodeSystem", json={
+        "resourceType": "CodeSystem", "url": kinds, "status": "active", "content": "complete",
+        "hierarchyMeaning": "is-a", "concept": [
+            {"code": "outpatient", "concept": [{"code": "polyclinic", "concept": [{"code": "child-polyclinic"}]},
+                                               {"code": "dental"}]},
+            {"code": "hospital"}]}).status_code == 201
+    for n, (cls, kind) in enumerate((("AMB", "polyclinic"), ("EMER", "child-polyclinic"), ("IMP", "hospital"))):
+        assert client.put(f"/fhir/Encounter/e{n}", json={
+            "resourceType": "Encounter", "id": f"e{n}", "status": "finished",
+            "class": {"system": act, "code": cls}}).status_code == 201
+        assert client.put(f"/fhir/Organization/o{n}", json={
+            "resourceType": "Organization", "id": f"o{n}", "name": kind,
+            "type": [{"coding": [{"system": kinds, "code": kind}]}]}).status_code == 201
+
+    def ids(query):
+        r = client.get(f"/fhir/{query}")
+        assert r.status_code == 200, r.text
+        return _ids(r.json())
+    assert ids(f"Encounter?class:below={act}|_ActEncounterCode") == ["e0", "e1", "e2"]
+    assert ids(f"Encounter?class:below={act}|AMB") == ["e0"]
+    assert ids(f"Encounter?class:above={act}|AMB") == ["e0"]
+    assert ids(f"Organization?type:below={kinds}|outpatient") == ["o0", "o1"]
+    assert ids(f"Organization?type:below={kinds}|polyclinic") == ["o0", "o1"]
+    assert ids(f"Organization?type:above={kinds}|child-polyclinic") == ["o0", "o1"]  # itself and its ancestors
+    assert ids(f"Organization?type:below={kinds}|dental") == []
+    r = client.get("/fhir/Observation?code:below=http://loinc.org|8480-6")
+    assert r.status_code == 400 and "no is-a hierarchy" in r.json()["issue"][0]["diagnostics"]
+    assert client.get("/fhir/Encounter?class:below=AMB").status_code == 400
+
+
 def test_of_type_needs_three_parts(data):
     r = data.get("/fhir/Patient?identifier:of-type=NI|1AB2CD3")
     assert r.status_code == 400 and "system|code|value" in r.json()["issue"][0]["diagnostics"]

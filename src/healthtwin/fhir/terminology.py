@@ -1,5 +1,11 @@
-"""ValueSet expansion for :in / :not-in: the R4 ValueSets expanded at generation time from the CodeSystems the
-specification carries (definitions/valuesets.json.gz and required_valuesets.json), and ValueSet resources stored on the server."""
+"""What token search needs to know about terminology, without a terminology server:
+
+* ValueSet expansion for :in / :not-in: the R4 ValueSets expanded at generation time from the CodeSystems the
+  specification carries (definitions/valuesets.json.gz and required_valuesets.json), and ValueSet resources
+  stored on the server;
+* is-a hierarchies for :below / :above: the R4 CodeSystems whose concepts nest (definitions/hierarchies.json.gz),
+  and CodeSystem resources stored on the server (nested concepts, or `parent`/`subsumedBy` properties).
+  SNOMED CT, LOINC and ICD hierarchies are not in the package: load a CodeSystem to search them this way."""
 from __future__ import annotations
 
 import gzip
@@ -7,6 +13,66 @@ from functools import lru_cache
 from importlib import resources as pkg_resources
 
 import orjson
+
+
+@lru_cache(maxsize=1)
+def _packaged_hierarchies() -> dict[str, dict[str, list[str]]]:
+    folder = pkg_resources.files("healthtwin.fhir").joinpath("definitions")
+    return orjson.loads(gzip.decompress(folder.joinpath("hierarchies.json.gz").read_bytes()))
+
+
+def _children_of(codesystem: dict) -> dict[str, list[str]]:
+    children: dict[str, list[str]] = {}
+    stack = [(c, None) for c in codesystem.get("concept") or [] if isinstance(c, dict)]
+    while stack:
+        concept, parent = stack.pop()
+        code = concept.get("code")
+        if not isinstance(code, str):
+            continue
+        if parent is not None:
+            children.setdefault(parent, []).append(code)
+        for prop in concept.get("property") or []:
+            if isinstance(prop, dict) and prop.get("code") in ("parent", "subsumedBy") and prop.get("valueCode"):
+                children.setdefault(prop["valueCode"], []).append(code)
+        stack.extend((c, code) for c in concept.get("concept") or [] if isinstance(c, dict))
+    return children
+
+
+def _hierarchy(system: str, store) -> dict[str, list[str]] | None:
+    packaged = _packaged_hierarchies().get(system)
+    if packaged is not None:
+        return packaged
+    if store is None:
+        return None
+    rows = store.query("SELECT r.id, r.content FROM idx_uri x JOIN resources r ON r.rid = x.rid JOIN search_params p "
+                       "ON p.pid = x.pid WHERE p.type = 'CodeSystem' AND p.code = 'url' AND x.value = ? "
+                       "AND r.deleted = 0", [system])
+    for rid, content in rows:
+        codesystem = orjson.loads(store.open_content("CodeSystem", rid, content))
+        if codesystem.get("hierarchyMeaning") in (None, "is-a"):
+            return _children_of(codesystem)
+    return None
+
+
+def related_codes(system: str, code: str, direction: str, store=None) -> list[str] | None:
+    """`code` and every code it subsumes (direction 'below') or that subsume it ('above'); None when this
+    server holds no is-a hierarchy for `system`."""
+    children = _hierarchy(system, store)
+    if children is None:
+        return None
+    if direction == "above":
+        parents: dict[str, list[str]] = {}
+        for parent, kids in children.items():
+            for kid in kids:
+                parents.setdefault(kid, []).append(parent)
+        children = parents
+    found, stack = {code}, [code]
+    while stack:  # the set makes a cycle in a stored CodeSystem harmless
+        for nxt in children.get(stack.pop(), ()):
+            if nxt not in found:
+                found.add(nxt)
+                stack.append(nxt)
+    return sorted(found)
 
 
 @lru_cache(maxsize=1)

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from ..fhir.extract import normalize  # query values fold exactly like indexed values
 from ..fhir.outcome import FHIRError
 from ..fhir.search_query import Criterion, SearchQuery, Value, split_unescaped, unescape
+from ..fhir.terminology import related_codes
 from .indexer import TABLE_OF_KIND
 
 OPEN_LO, OPEN_HI = -1e18, 1e18
@@ -340,8 +341,16 @@ class SearchCompiler:
             sql.add("x.text LIKE ? ESCAPE '\\'", _like_escape(q) + "%")
             return
         if crit.modifier in ("above", "below"):
-            raise FHIRError(400, f"The :{crit.modifier} modifier on tokens needs code system hierarchies, "
-                                 "which this server does not hold yet", "not-supported")
+            parts = split_unescaped(v.raw, "|")
+            if len(parts) != 2 or not parts[0] or not parts[1]:
+                raise FHIRError(400, f"'{crit.code}:{crit.modifier}' takes system|code, not '{v.raw}'")
+            system, code = unescape(parts[0]), unescape(parts[1])
+            codes = related_codes(system, code, crit.modifier, self.store)
+            if codes is None:
+                raise FHIRError(400, f"'{crit.code}:{crit.modifier}': this server holds no is-a hierarchy for "
+                                     f"{system} (load its CodeSystem to search it this way)", "not-supported")
+            sql.add(f"x.system = ? AND x.code IN {_in(codes)}", system, *codes)
+            return
         if crit.modifier in ("in", "not-in"):
             codes = _valueset_codes(unescape(v.raw), self.store)
             sql.add("(")
