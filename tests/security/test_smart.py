@@ -182,6 +182,23 @@ def test_narrower_scopes_are_granted(http, backend):
     assert resp.status_code == 200, resp.text
 
 
+def test_a_backend_service_role_is_carried_into_its_token(http, store, client_keys, tokens):
+    """A laboratory system must be held to the laboratory's row rules, not only to its scopes."""
+    from healthtwin.security.clients import add_client
+    from healthtwin.security.keys import public_jwk
+
+    from .conftest import BackendClient
+    jwks = {"keys": [public_jwk(k.public_key()) for k, _ in client_keys.values()]}
+    lab = BackendClient(add_client(store, "Lab", jwks=jwks, scopes="system/Observation.rs",
+                                   organization="Organization/lab", roles="laboratory"), client_keys)
+    resp = post_token(http, lab.form(scope="system/Observation.rs"))
+    assert resp.status_code == 200, resp.text
+    caller = tokens.caller(resp.json()["access_token"])
+    assert caller.roles == frozenset({"laboratory"}) and caller.organization == "Organization/lab"
+    with pytest.raises(ValueError, match="not roles a system client can hold"):
+        add_client(store, "x", jwks=jwks, scopes="system/*.rs", roles="clinician")
+
+
 def test_protocol_errors(http, backend):
     refused(post_token(http, backend.form(grant_type="password")), "unsupported_grant_type")
     refused(post_token(http, backend.form(client_assertion_type="urn:x")))

@@ -5,7 +5,9 @@ statements run on SQLite and PostgreSQL):
 
     security_clients  client_id PK, name, jwks (JSON text, public keys only), scopes (space separated, the
                       most the client may ever be granted), organization, redirect_uris (space separated;
-                      apps using the authorization-code flow), created
+                      apps using the authorization-code flow), created, roles (space separated; a backend
+                      service's role — laboratory, pharmacy, insurer… — is carried into its tokens, so
+                      the policy's row rules apply to it, not just its scopes)
     security_users    username PK, password_hash (scrypt), roles, patient, practitioner, organization, created
     security_jti      jti PK (hash of client id + jti), expires — replay protection for client assertions;
                       the primary key makes a replay fail even when two copies arrive at the same instant
@@ -30,6 +32,8 @@ from cryptography.hazmat.primitives import serialization
 
 from .keys import public_jwk, thumbprint
 
+# Roles a machine can hold (clinician and citizen are people: they need a practitioner or patient identity).
+SYSTEM_ROLES = ("laboratory", "pharmacy", "insurer", "analyst", "auditor", "administrator")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1  # ~16 MiB and tens of ms per guess: hostile to GPU guessing
 
 
@@ -55,6 +59,13 @@ def ensure_security_schema(store: Any) -> None:
         store.lock(cur, "security-schema")
         for stmt in ddl:
             cur.execute(stmt)
+        # Added after the first release: stores created earlier get the column on start.
+        if store.dialect == "postgres":
+            cur.execute("ALTER TABLE security_clients ADD COLUMN IF NOT EXISTS roles TEXT")
+        else:
+            cur.execute("PRAGMA table_info(security_clients)")
+            if "roles" not in {row[1] for row in cur.fetchall()}:
+                cur.execute("ALTER TABLE security_clients ADD COLUMN roles TEXT")
 
 
 # -- scopes -----------------------------------------------------------------------------------------------------
@@ -111,6 +122,7 @@ class Client:
     organization: str | None
     redirect_uris: tuple[str, ...]
     created: float
+    roles: tuple[str, ...] = ()
 
     @property
     def confidential(self) -> bool:
@@ -155,9 +167,16 @@ def normalize_jwks(jwks: dict[str, Any] | str | None = None, public_key_pem: str
 
 def add_client(store: Any, name: str, jwks: dict | str | None = None, scopes: str | Iterable[str] = "",
                organization: str | None = None, public_key_pem: str | bytes | None = None,
-               redirect_uris: Iterable[str] = (), client_id: str | None = None) -> str:
-    """Registers a client and returns its id. A backend service registers keys (jwks or a PEM public key);
-    an app for people registers redirect URIs (and keys too if it is confidential)."""
+               redirect_uris: Iterable[str] = (), client_id: str | None = None,
+               roles: str | Iterable[str] = ()) -> str:
+    """Registers a client and returns its id. A backend service registers keys (jwks or a PEM public key)
+    and its role; an app for people registers redirect URIs (and keys too if it is confidential): people's
+    roles come from their own accounts."""
+    role_list = split_scopes(roles) if isinstance(roles, str) else list(roles)
+    unknown = [r for r in role_list if r not in SYSTEM_ROLES and not r.startswith("label:")]
+    if unknown:
+        raise ValueError(f"not roles a system client can hold: {' '.join(unknown)} (one of "
+                         f"{', '.join(SYSTEM_ROLES)}, or label:<code>)")
     scope_list = split_scopes(scopes) if isinstance(scopes, str) else list(scopes)
     bad = [s for s in scope_list if not valid_scope(s)]
     if bad:
@@ -174,9 +193,9 @@ def add_client(store: Any, name: str, jwks: dict | str | None = None, scopes: st
     ensure_security_schema(store)
     with store.write_cursor() as cur:
         cur.execute(store.sql("INSERT INTO security_clients (client_id, name, jwks, scopes, organization, "
-                              "redirect_uris, created) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                              "redirect_uris, created, roles) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
                     (client_id, name, orjson.dumps(keyset).decode() if keyset else None, " ".join(scope_list),
-                     organization, " ".join(uris), time.time()))
+                     organization, " ".join(uris), time.time(), " ".join(role_list)))
     return client_id
 
 
@@ -184,13 +203,13 @@ def get_client(store: Any, client_id: str) -> Client | None:
     if not client_id or len(client_id) > 200:
         return None
     with store.cursor() as cur:
-        cur.execute(store.sql("SELECT client_id, name, jwks, scopes, organization, redirect_uris, created "
+        cur.execute(store.sql("SELECT client_id, name, jwks, scopes, organization, redirect_uris, created, roles "
                               "FROM security_clients WHERE client_id = ?"), (client_id,))
         row = cur.fetchone()
     if row is None:
         return None
     return Client(row[0], row[1], orjson.loads(row[2]) if row[2] else None, tuple(split_scopes(row[3])), row[4],
-                  tuple(split_scopes(row[5])), row[6])
+                  tuple(split_scopes(row[5])), row[6], tuple(split_scopes(row[7] or "")))
 
 
 # -- users --------------------------------------------------------------------------------------------------------

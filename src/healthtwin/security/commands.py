@@ -21,7 +21,8 @@ def cmd_clients_add(args: argparse.Namespace) -> int:
     jwks = Path(args.jwks).read_text() if args.jwks else None
     pem = Path(args.public_key).read_bytes() if args.public_key else None
     client_id = add_client(_store(args), args.name, jwks=jwks, scopes=args.scopes, organization=args.organization,
-                           public_key_pem=pem, redirect_uris=args.redirect_uri or [], client_id=args.client_id)
+                           public_key_pem=pem, redirect_uris=args.redirect_uri or [], client_id=args.client_id,
+                           roles=(args.roles or "").replace(",", " "))
     print(client_id)
     return 0
 
@@ -118,6 +119,8 @@ def register(sub: Any, store_args: Any) -> None:
     add.add_argument("--organization", help="Organization/<id> the client acts for")
     add.add_argument("--redirect-uri", action="append", help="exact redirect URI (apps); repeatable")
     add.add_argument("--client-id", help="choose the id (default: random)")
+    add.add_argument("--roles", help="a backend service's role: laboratory, pharmacy, insurer, analyst, auditor, "
+                                     "administrator (without one, only its scopes limit it)")
     add.set_defaults(func=cmd_clients_add)
 
     users = sub.add_parser("users", help="people who sign in").add_subparsers(dest="users_command", required=True)

@@ -175,8 +175,8 @@ def _client_credentials(config: SmartConfig, form: dict[str, str]) -> dict[str, 
             raise OAuthError("invalid_scope", f"backend services may request system/ scopes only, not {scope}")
         if not scope_permitted(scope, client.scopes):
             raise OAuthError("invalid_scope", f"scope {scope} is beyond what this client is allowed")
-    token, life = config.tokens.mint(client.client_id, "system", requested, client_id=client.client_id,
-                                     organization=client.organization)
+    token, life = config.tokens.mint(client.client_id, "system", requested, roles=client.roles,
+                                     client_id=client.client_id, organization=client.organization)
     return {"access_token": token, "token_type": "bearer", "expires_in": life, "scope": " ".join(requested)}
 
 
