@@ -336,3 +336,26 @@ def test_narrative(v: Validator) -> None:
 
 def test_default_is_cached() -> None:
     assert Validator.default() is Validator.default()
+
+
+def test_invariant_results_are_reused_for_identical_data_type_nodes(v: Validator) -> None:
+    """drt-1 on a Duration depends on the Duration alone: evaluated once, then reused — and a violation is
+    reused as a violation, on every resource that carries the same bad value."""
+    def request(n: int, system: str) -> dict:
+        return {"resourceType": "MedicationRequest", "id": f"m{n}", "status": "active", "intent": "order",
+                "medicationCodeableConcept": {"text": "x"}, "subject": {"reference": "Patient/p"},
+                "dispenseRequest": {"expectedSupplyDuration": {"value": 30, "code": "d", "system": system}}}
+    stats = v.model.invariants.stats
+    before = stats["memo"]
+    bad = "http://example.org/not-ucum"
+    for n in range(3):
+        found = errors(v.validate(request(n, bad)))
+        assert [i.message.split(":")[0] for i in found] == ["drt-1"], found
+    assert stats["memo"] >= before + 2
+    assert not errors(v.validate(request(9, "http://unitsofmeasure.org")))
+
+
+def test_invariants_that_read_the_resource_are_never_reused() -> None:
+    assert invariants._pure("code.exists() implies ((system = %ucum) and value.exists())")
+    assert not invariants._pure("reference.startsWith('#').not() or %resource.contained.id.exists()")
+    assert not invariants._pure("%rootResource.meta.exists()") and not invariants._pure("start <= now()")

@@ -11,7 +11,10 @@ Each expression is compiled once (fhirpathpy.compile with the R4 model). Evaluat
   * an invariant whose result depends only on some child elements of its node (found by scanning the
     expression, see `_root_identifiers`) is not evaluated when none of those children is present: its result is
     then the one it has on an empty node, computed once. Most invariants are guards like "a.empty() or ...",
-    so this removes most evaluations. HEALTHTWIN_VERIFY_INVARIANT_SHORTCUT=1 evaluates anyway and raises
+    so this removes most evaluations;
+  * a pure invariant (one that reads neither %resource nor the clock) on a data-type node is evaluated once
+    per distinct node content and its result reused: a Duration or dosage Timing recurs across thousands of
+    resources. HEALTHTWIN_VERIFY_INVARIANT_SHORTCUT=1 evaluates anyway and raises
     if the shortcut would have differed (the test-suite runs the spec examples that way).
 Invariants whose evaluation raises are skipped for that node (counted in `stats`), never failing the resource.
 """
@@ -26,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import fhirpathpy
+import orjson
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
@@ -135,10 +139,11 @@ def _split(expr: str) -> tuple[str, list[str]] | None:
 class Term:
     """One operand of a top-level and/or/xor/implies: decided natively when it only tests a child's presence,
     from its empty-node result when none of its root children is present, else through fhirpathpy."""
-    __slots__ = ("expression", "fn", "roots", "presence", "empty_result", "triggers")
+    __slots__ = ("expression", "fn", "roots", "presence", "empty_result", "triggers", "pure")
 
     def __init__(self, expression: str) -> None:
         self.expression = expression
+        self.pure = _pure(expression)
         self.fn = _compile(expression)
         self.roots = _root_identifiers(expression)
         m = _PRESENCE.fullmatch(expression)
@@ -150,10 +155,11 @@ class Term:
 
 class Invariant:
     __slots__ = ("key", "severity", "expression", "human", "fn", "skip", "roots", "empty_result", "triggers",
-                 "op", "terms")
+                 "op", "terms", "pure")
 
     def __init__(self, key: str, severity: str, expression: str, human: str) -> None:
         self.key, self.severity, self.expression, self.human = key, severity, expression, human
+        self.pure = _pure(expression)
         self.fn: Callable[..., list] | None = None
         self.skip: str | None = NATIVE.get(key) or SKIPPED.get(key)
         if self.skip is None and UNDECIDABLE.search(expression):
@@ -175,6 +181,16 @@ class Invariant:
         self.triggers: dict[str, frozenset[str]] = {}  # by type: JSON keys whose presence forces evaluation
 
 
+_IMPURE = re.compile(r"%(resource|rootResource|context)\b|\b(now|today|timeOfDay)\(")
+_MEMO_MAX = 50_000
+_MISSING = object()
+
+
+def _pure(expression: str) -> bool:
+    """Whether the result depends on the node alone (not on the enclosing resource or the clock)."""
+    return _IMPURE.search(expression) is None
+
+
 def _truth(result: list) -> bool | None:
     # FHIRPath three-valued logic: empty is "unknown", which the validator does not report as a violation
     if not result:
@@ -188,6 +204,9 @@ class InvariantRegistry:
     def __init__(self) -> None:
         self._by_expr: dict[tuple[str, str], Invariant] = {}
         self.stats: Counter[str] = Counter()
+        # Results of pure invariants on data-type nodes, by content: the same Duration, Quantity or dosage
+        # Timing recurs across thousands of resources, and fhirpathpy costs 50-150 µs per evaluation.
+        self._memo: dict[tuple[int, str, bytes], bool | None | str] = {}
         self.choices: Callable[[str], dict[str, str] | None] = lambda _type: None
 
     def get(self, constraint: list[str], type_name: str) -> Invariant:
@@ -231,6 +250,22 @@ class InvariantRegistry:
                 if unit.empty_result[type_name] is not None or unit.fn is None:
                     self.stats["shortcut"] += 1
                     return unit.empty_result[type_name]
+        if unit.pure and node is not ctx.resource and node is not ctx.root:
+            try:
+                key = (id(unit), type_name, orjson.dumps(node, option=orjson.OPT_SORT_KEYS))
+            except TypeError:
+                key = None
+            if key is not None:
+                found = self._memo.get(key, _MISSING)
+                if found is not _MISSING:
+                    self.stats["memo"] += 1
+                    return found  # type: ignore[return-value]
+                self.stats["evaluated"] += 1
+                result = self._evaluate(unit.fn, node, type_name, ctx)  # type: ignore[arg-type]
+                if len(self._memo) >= _MEMO_MAX:
+                    self._memo.clear()
+                self._memo[key] = result
+                return result
         self.stats["evaluated"] += 1
         return self._evaluate(unit.fn, node, type_name, ctx)  # type: ignore[arg-type]
 
