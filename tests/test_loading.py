@@ -8,6 +8,7 @@ import time
 import orjson
 import pytest
 
+import healthtwin.loading as loading_module
 from healthtwin.api.services import Services
 from healthtwin.loading import load
 
@@ -75,6 +76,67 @@ def test_load_with_worker_processes(store, tmp_path):
     path.write_bytes(_lines(*PATIENTS) + BAD[1])
     report = load(services, [str(path)], workers=2)
     assert report.created == 25 and [e["line"] for e in report.errors] == [26]
+
+
+_REAL_WRITE = loading_module._worker_check_and_write
+
+
+def _fails_on_p7(chunk):
+    """Runs in a (forked) worker: reports a failed write for the chunk that holds p7."""
+    if any(b'"p7"' in raw for _, raw in chunk):
+        return None, []
+    return _REAL_WRITE(chunk)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_later_line_wins_across_chunks_and_workers(store, tmp_path, monkeypatch, workers):
+    """On PostgreSQL, workers write chunks concurrently; chunks naming the same resource must not race."""
+    import healthtwin.loading as loading
+    monkeypatch.setattr(loading, "BATCH", 4)
+    services = Services.build(store)
+    versions = [dict(PATIENTS[i % 5], birthDate=f"19{50 + i}-01-01") for i in range(40)]  # 8 versions each
+    path = tmp_path / "Patient.ndjson"
+    path.write_bytes(_lines(*versions))
+    report = load(services, [str(path)], workers=workers)
+    assert not report.errors and report.created == 5
+    for i in range(5):
+        last = max(n for n in range(40) if n % 5 == i)
+        assert orjson.loads(store.read("Patient", f"p{i}").content)["birthDate"] == f"19{50 + last}-01-01"
+
+
+def test_parallel_writers_resume_and_recover(store, tmp_path, monkeypatch):
+    """A chunk whose worker could not write it is written by the loader itself; an interrupted parallel
+    load resumes from a point before which everything was written."""
+    if store.dialect != "postgres":
+        pytest.skip("parallel writers are PostgreSQL's (SQLite has a single writer)")
+    import healthtwin.loading as loading
+    monkeypatch.setattr(loading, "BATCH", 5)
+    services = Services.build(store)
+    path = tmp_path / "Patient.ndjson"
+    path.write_bytes(_lines(*PATIENTS))
+    monkeypatch.setattr(loading, "_worker_check_and_write", _fails_on_p7)
+    loader = loading.Loader(services, workers=2)
+    assert loader.parallel_writes
+    settled = {"n": 0}
+    real_tick = loader._tick
+
+    def interrupt_after_three() -> None:
+        settled["n"] += 1
+        real_tick()
+        if settled["n"] == 3:
+            raise KeyboardInterrupt
+    loader._tick = interrupt_after_three
+    key, _ = loading._checkpoint_key(path)
+    with pytest.raises(KeyboardInterrupt):
+        with open(path, "rb") as fp:
+            loader.load_lines(fp, str(path), key, 0)
+    loader.close()
+    assert loading._resume_point(store, key) == (15, False)  # three chunks settled in order
+    assert {f"p{i}" for i in range(15)} <= {row[0] for row in store.query(
+        "SELECT id FROM resources WHERE type = 'Patient'", [])}  # p7's chunk was written by the loader
+    resumed = load(services, [str(path)], workers=2)
+    assert not resumed.errors and resumed.loaded == 10
+    assert store.count_resources() == {"Patient": 25}
 
 
 def test_generate_pipes_into_load(tmp_path):

@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 import orjson
 
@@ -94,10 +94,11 @@ class Checker:
 
 
 _worker_checker: Checker | None = None
+_worker_store = None
 
 
-def _worker_init(at_rest) -> None:
-    global _worker_checker
+def _worker_init(at_rest, dsn: str | None = None) -> None:
+    global _worker_checker, _worker_store
     from .fhir.search_params import SearchRegistry
     from .fhir.validation import Validator
     registry = SearchRegistry.default()
@@ -106,6 +107,11 @@ def _worker_init(at_rest) -> None:
         rows = registry.index_extractor(resource["resourceType"])(resource)
         return rows if at_rest is None else at_rest.index_rows(resource["resourceType"], rows)
     _worker_checker = Checker(Validator.default(), index_rows)
+    if dsn is not None:  # PostgreSQL: this worker writes what it checked, on its own connection
+        from .store.postgres import PostgresStore
+        _worker_store = PostgresStore(dsn, min_size=1, max_size=2)
+        _worker_store.protect(at_rest)
+        _worker_store.set_extractor(lambda r: registry.index_extractor(r["resourceType"])(r))
     from .runtime import settle_after_start
     settle_after_start()
 
@@ -113,6 +119,19 @@ def _worker_init(at_rest) -> None:
 def _worker_check(chunk):
     assert _worker_checker is not None
     return _worker_checker(chunk)
+
+
+def _worker_check_and_write(chunk):
+    """Checks a chunk and writes it in one transaction: (counts or None if the write failed, bad lines)."""
+    assert _worker_checker is not None and _worker_store is not None
+    good, bad = _worker_checker(chunk)
+    try:
+        with _worker_store.transaction() as tx:
+            counts = tx.put_many([(r, rows) for _, r, rows in good]) if good else (0, 0, 0)
+    except Exception as exc:  # noqa: BLE001 - the loader retries the chunk in its own process and reports there
+        log.warning("a worker could not write a chunk (%s); it is retried by the loader", exc)
+        return None, bad
+    return counts, bad
 
 
 class Loader:
@@ -128,17 +147,27 @@ class Loader:
         self._pool = None
         self._checker = Checker(services.validator, self.store.index_rows_for)
 
-    def _map(self, chunks: Iterator[list[tuple[int, bytes]]]):
-        if self.workers <= 1:
-            return map(self._checker, chunks)
+    @property
+    def parallel_writes(self) -> bool:
+        """PostgreSQL takes concurrent writers: workers then write what they check, instead of handing it to
+        this process's single writer (SQLite has one writer anyway)."""
+        return self.workers > 1 and self.store.dialect == "postgres"
+
+    def _ensure_pool(self) -> Any:
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
             # Services' run-time definitions (custom SearchParameters, profiles) live in this process;
             # workers are used only when none are loaded.
+            dsn = self.store.dsn if self.parallel_writes else None
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
-                                             initializer=_worker_init, initargs=(self.store.at_rest,))
-        return _ordered_prefetch(self._pool, chunks, self.workers * 2)
+                                             initializer=_worker_init, initargs=(self.store.at_rest, dsn))
+        return self._pool
+
+    def _map(self, chunks: Iterator[list[tuple[int, bytes]]]):
+        if self.workers <= 1:
+            return map(self._checker, chunks)
+        return _ordered_prefetch(self._ensure_pool(), chunks, self.workers * 2)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -152,6 +181,8 @@ class Loader:
 
     def load_lines(self, lines: Iterable[bytes], source: str, checkpoint: str | None = None,
                    start_line: int = 0) -> None:
+        if self.parallel_writes:
+            return self._load_lines_parallel(lines, source, checkpoint, start_line)
         last_line = start_line
         for good, bad in self._map(_chunks(lines, start_line, BATCH)):
             for line_no, outcome in bad:
@@ -159,6 +190,47 @@ class Loader:
             last_line = max([last_line] + [g[0] for g in good] + [b[0] for b in bad])
             self._commit([(r, rows) for _, r, rows in good], checkpoint, last_line)
             self._tick()
+        if checkpoint:
+            self._commit([], checkpoint, last_line, done=True)
+
+    def _load_lines_parallel(self, lines: Iterable[bytes], source: str, checkpoint: str | None,
+                             start_line: int) -> None:
+        """Workers check and write chunks concurrently; results are taken in input order, so the checkpoint
+        (saved here) is always a prefix of the input that is wholly written. Chunks committed out of order
+        beyond it are simply loaded again, unchanged, after an interruption. Two chunks naming the same
+        resource are never in flight together, so the later line still wins."""
+        from collections import deque
+        pool = self._ensure_pool()
+        in_flight: deque = deque()
+        last_line = start_line
+
+        def settle_first() -> None:
+            nonlocal last_line
+            future, chunk, _ = in_flight.popleft()
+            counts, bad = future.result()
+            for line_no, outcome in bad:
+                self._error(source, line_no, outcome)
+            if counts is None:  # the worker's write failed: check and write here, reporting any error
+                good, _ = self._checker(chunk)
+                self._commit([(r, rows) for _, r, rows in good], None, 0)
+            else:
+                self.report.created += counts[0]
+                self.report.updated += counts[1]
+                self.report.unchanged += counts[2]
+            last_line = max(last_line, chunk[-1][0])
+            if checkpoint:
+                with self.store.transaction() as tx:
+                    _save_checkpoint(tx, checkpoint, last_line, False)
+            self._tick()
+
+        for chunk in _chunks(lines, start_line, BATCH):
+            keys = _keys(chunk)
+            while in_flight and (len(in_flight) >= self.workers * 2 or
+                                 any(not keys.isdisjoint(other) for _, _, other in in_flight)):
+                settle_first()
+            in_flight.append((pool.submit(_worker_check_and_write, chunk), chunk, keys))
+        while in_flight:
+            settle_first()
         if checkpoint:
             self._commit([], checkpoint, last_line, done=True)
 
@@ -175,6 +247,19 @@ class Loader:
     def _tick(self) -> None:
         if self.progress:
             self.progress(self.report.loaded, len(self.report.errors))
+
+
+def _keys(chunk: list[tuple[int, bytes]]) -> set[tuple[str, str]]:
+    """(type, id) of each parsable line: which resources a chunk writes (bad lines are the worker's to report)."""
+    keys = set()
+    for _, raw in chunk:
+        try:
+            resource = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(resource, dict):
+            keys.add((str(resource.get("resourceType")), str(resource.get("id"))))
+    return keys
 
 
 def _ordered_prefetch(pool, chunks, depth: int):
@@ -312,8 +397,11 @@ def load_paths(settings, paths: list[str], restart: bool = False, workers: int |
     settle_after_start()
     progress = Progress()
     import os
-    report = load(services, paths, restart=restart, progress=progress,
-                  workers=workers if workers is not None else (os.cpu_count() or 1))
+    if workers is None:
+        # On PostgreSQL workers also write, and wait on the database part of the time: one more keeps the
+        # cores busy (measured: 3 workers on 2 cores load ~45% faster than 2).
+        workers = (os.cpu_count() or 1) + (1 if store.dialect == "postgres" else 0)
+    report = load(services, paths, restart=restart, progress=progress, workers=workers)
     progress.close()
     print(f"loaded {report.loaded:,} resources in {report.seconds:.1f} s ({report.rate():,.0f}/s): "
           f"{report.created:,} created, {report.updated:,} updated, {report.unchanged:,} unchanged, "

@@ -165,11 +165,13 @@ class Store:
                 return self._pids.get(key)
             self._load_pids(cur)
             if key not in self._pids:
-                cur.execute(self.sql("INSERT INTO search_params (type, code) VALUES (?, ?) ON CONFLICT DO NOTHING"),
-                            key)
-                cur.execute(self.sql("SELECT pid FROM search_params WHERE type = ? AND code = ?"), key)
-                self._pids[key] = cur.fetchone()[0]
+                self._pids[key] = self._create_pid(cur, key)
             return self._pids[key]
+
+    def _create_pid(self, cur: Any, key: tuple[str, str]) -> int:
+        cur.execute(self.sql("INSERT INTO search_params (type, code) VALUES (?, ?) ON CONFLICT DO NOTHING"), key)
+        cur.execute(self.sql("SELECT pid FROM search_params WHERE type = ? AND code = ?"), key)
+        return cur.fetchone()[0]
 
     def _load_pids(self, cur: Any) -> None:
         cur.execute("SELECT type, code, pid FROM search_params")

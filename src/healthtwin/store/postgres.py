@@ -49,6 +49,13 @@ class PostgresStore(Store):
             for row in rows:
                 copy.write_row(row)
 
+    def _create_pid(self, cur: Any, key: tuple[str, str]) -> int:
+        # Committed at once on its own connection: parallel writers (bulk load) that each met a new parameter
+        # would otherwise wait on each other's uncommitted search_params rows, and could deadlock.
+        with self.pool.connection() as conn:
+            conn.execute("INSERT INTO search_params (type, code) VALUES (%s, %s) ON CONFLICT DO NOTHING", key)
+            return conn.execute("SELECT pid FROM search_params WHERE type = %s AND code = %s", key).fetchone()[0]
+
     def reserve_rids(self, cur: Any, n: int) -> list[int]:
         if n == 0:
             return []
