@@ -45,6 +45,27 @@ def test_transaction_is_all_or_nothing(client):
     assert client.get("/fhir/Patient?_summary=count").json()["total"] == 0
 
 
+def test_transaction_reads_come_last_see_its_writes_and_can_fail_it(client):
+    fin = "https://health.gov.az/fhir/sid/fin"
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": f"Patient?identifier={fin}|7TX0001"}},
+        {"request": {"method": "GET", "url": "Patient/tx-read"}},
+        {"resource": {"resourceType": "Patient", "id": "tx-read", "gender": "female",
+                      "identifier": [{"system": fin, "value": "7TX0001"}]},
+         "request": {"method": "PUT", "url": "Patient/tx-read"}}]}
+    r = client.post("/fhir", json=bundle)
+    assert r.status_code == 200, r.text
+    search, read, _ = r.json()["entry"]
+    assert search["resource"]["total"] == 1  # GETs run after the writes, inside the transaction
+    assert read["resource"]["gender"] == "female" and read["response"]["status"].startswith("200")
+    failing = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "gender": "male"}, "request": {"method": "POST", "url": "Patient"}},
+        {"request": {"method": "GET", "url": "Patient/no-such-patient"}}]}
+    r = client.post("/fhir", json=failing)
+    assert r.status_code == 404
+    assert client.get("/fhir/Patient?gender=male").json()["total"] == 0  # the POST was rolled back
+
+
 def test_transaction_conditional_create_and_reference(client):
     existing = client.post("/fhir/Patient", json=PATIENT).json()["id"]
     obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},

@@ -63,6 +63,22 @@ class Store:
         self._extractor: Extractor | None = None
         # security.at_rest.AtRest: encrypts identifying resources and blinds their index rows (None: clear).
         self.at_rest: Any = None
+        self._bound = threading.local()  # a write transaction's cursor that this thread's reads go through
+
+    @contextmanager
+    def reads_within(self, tx: "Transaction") -> Iterator[None]:
+        """This thread's reads (read, search, policy checks) go through `tx`, seeing its uncommitted writes:
+        a transaction Bundle's GET entries run after its writes and before its commit, so a failing GET
+        still rolls everything back."""
+        tx.flush()
+        self._bound.cur = tx.cur
+        try:
+            yield
+        finally:
+            self._bound.cur = None
+
+    def bound_cursor(self) -> Any:
+        return getattr(self._bound, "cur", None)
 
     def protect(self, at_rest: Any) -> "Store":
         """Encrypts direct identifiers from now on (open_store does this with the data folder's keys)."""

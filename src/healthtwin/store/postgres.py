@@ -28,6 +28,7 @@ class PostgresStore(Store):
         self.pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, open=True,
                                    kwargs={"autocommit": True, "prepare_threshold": 5})
         self._apool = None
+        self._pid_conn = None
         self.migrate()
 
     def sql(self, text: str) -> str:
@@ -35,6 +36,10 @@ class PostgresStore(Store):
 
     @contextmanager
     def cursor(self) -> Iterator[Any]:
+        bound = self.bound_cursor()
+        if bound is not None:  # inside reads_within(tx): the transaction's own connection
+            yield bound
+            return
         with self.pool.connection() as conn, conn.cursor() as cur:
             yield cur
 
@@ -50,11 +55,15 @@ class PostgresStore(Store):
                 copy.write_row(row)
 
     def _create_pid(self, cur: Any, key: tuple[str, str]) -> int:
-        # Committed at once on its own connection: parallel writers (bulk load) that each met a new parameter
-        # would otherwise wait on each other's uncommitted search_params rows, and could deadlock.
-        with self.pool.connection() as conn:
-            conn.execute("INSERT INTO search_params (type, code) VALUES (%s, %s) ON CONFLICT DO NOTHING", key)
-            return conn.execute("SELECT pid FROM search_params WHERE type = %s AND code = %s", key).fetchone()[0]
+        # Committed at once on a connection of its own (outside the pool, which busy writers may have
+        # exhausted; callers hold the store's pid lock): parallel writers that each met a new parameter would
+        # otherwise wait on each other's uncommitted search_params rows, and could deadlock.
+        if self._pid_conn is None or self._pid_conn.closed:
+            import psycopg
+            self._pid_conn = psycopg.connect(self.dsn, autocommit=True)
+        conn = self._pid_conn
+        conn.execute("INSERT INTO search_params (type, code) VALUES (%s, %s) ON CONFLICT DO NOTHING", key)
+        return conn.execute("SELECT pid FROM search_params WHERE type = %s AND code = %s", key).fetchone()[0]
 
     def reserve_rids(self, cur: Any, n: int) -> list[int]:
         if n == 0:
@@ -88,4 +97,6 @@ class PostgresStore(Store):
             await pool.close()
 
     def close(self) -> None:
+        if self._pid_conn is not None:
+            self._pid_conn.close()
         self.pool.close()

@@ -54,6 +54,7 @@ class SQLiteStore(Store):
 
     @contextmanager
     def cursor(self) -> Iterator[Any]:
+        # Inside reads_within(tx) nothing changes: this thread's connection is the transaction's.
         cur = self._conn().cursor()
         try:
             yield cur

@@ -95,9 +95,12 @@ def _transaction(services, ctx: RequestContext, raw_entries: list) -> dict[str, 
         for entry in sorted(entries, key=lambda e: ORDER[e.method]):
             if entry.method not in ("GET", "HEAD") and entry.response is None:
                 _write_entry(services, ctx, tx, entry, mapping)
-    for entry in entries:  # reads see the committed transaction
-        if entry.method in ("GET", "HEAD"):
-            _read_entry(services, ctx, entry)
+        # Reads come last (the spec's order) and inside the transaction: they see its writes, and one that
+        # fails (a 404, a refused search) fails the whole transaction, which then stores nothing.
+        with services.store.reads_within(tx):
+            for entry in entries:
+                if entry.method in ("GET", "HEAD"):
+                    _read_entry(services, ctx, entry)
     return _response_bundle("transaction-response", entries, ctx)
 
 
