@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from healthtwin.analytics.indicators import indicator_views
-from healthtwin.analytics.materialize import Materializer, Scheduler, StoreSource, refresh_all, views_main
+from healthtwin.analytics.materialize import (Materializer, Scheduler, StoreSource, parquet_layout, parquet_relation,
+                                              refresh_all, views_main)
 from healthtwin.analytics.views import run_view
 
 POP: dict[str, Path] = {}
@@ -79,10 +80,175 @@ def test_full_then_incremental(loaded, tmp_path) -> None:
     assert_matches_python(mat, store)
     assert mat.con.execute("SELECT count(*) FROM encounter WHERE id IN (SELECT unnest(?))",
                            [encounters[:4]]).fetchone()[0] == 0
-    # Parquet follows the table.
-    for name in ("patient", "encounter", "lab_result"):
-        n = duckdb.execute(f"SELECT count(*) FROM '{tmp_path / 'parquet' / name / 'data.parquet'}'").fetchone()[0]
-        assert n == mat._count(name)
+    # Parquet follows the table: a delta file for each view whose rows changed, none for the others (death_cause
+    # read the changed Observation too, but none of its rows changed).
+    written = {v.name: v.parquet.split("-")[0] for v in report.views if v.parquet}
+    assert written == {"patient": "delta", "encounter": "delta", "lab_result": "delta"}
+    assert_parquet_matches_table(mat)
+    mat.close()
+
+
+def parquet_rows(mat: Materializer, name: str) -> Counter:
+    cols = ", ".join(f'"{c.name}"' for c in mat.compiled[name].columns)
+    return Counter(duckdb.connect().execute(f"SELECT {cols} FROM {parquet_relation(mat.parquet_folder(name))} AS t")
+                   .fetchall())
+
+
+def table_rows(mat: Materializer, name: str) -> Counter:
+    cols = ", ".join(f'"{c.name}"' for c in mat.compiled[name].columns)
+    return Counter(mat.con.execute(f'SELECT {cols} FROM "{name}"').fetchall())
+
+
+def assert_parquet_matches_table(mat: Materializer) -> None:
+    for name in mat.views:
+        assert parquet_rows(mat, name) == table_rows(mat, name), name
+        # The row count kept in the state (counted, not re-scanned, on incremental refreshes) is exact.
+        assert mat.state()[name][2] == mat._count(name), name
+
+
+def mutate(store, rng, n: int, tag: str) -> None:
+    """Updates, deletes or re-creates `n` random resources of the viewed types; some leave their view."""
+    types = sorted({v["resource"] for v in indicator_views()})
+    rows = store.query(f"SELECT type, id, deleted FROM resources WHERE type IN ({','.join('?' * len(types))}) "
+                       "ORDER BY type, id", types)
+    with store.transaction() as tx:
+        for rtype, rid, deleted in rng.sample(rows, n):
+            if deleted:  # a deleted resource comes back under the same id
+                tx.update(rtype, rid, {"resourceType": rtype, "id": rid, **(
+                    {"gender": "male", "birthDate": "1990-05-05"} if rtype == "Patient" else {})})
+                continue
+            roll = rng.random()
+            if roll < 0.25:
+                tx.delete(rtype, rid)
+                continue
+            res = orjson.loads(store.read(rtype, rid).content)
+            res.setdefault("meta", {})["tag"] = [{"system": "urn:test", "code": tag}]
+            if rtype == "Patient":
+                res["gender"] = rng.choice(["male", "female", "other"])
+            elif rtype == "Observation" and roll < 0.4:  # may leave lab_result / death_cause
+                res["category"] = [{"coding": [{"system": "urn:test", "code": "moved"}]}]
+                res["code"] = {"coding": [{"system": "urn:test", "code": tag}]}
+            tx.update(rtype, rid, res)
+
+
+def touch_patients(store, rng, n: int) -> None:
+    with store.transaction() as tx:
+        for p in rng.sample(live(store, "Patient"), n):
+            p["gender"] = "other" if p.get("gender") != "other" else "unknown"
+            tx.update("Patient", p["id"], p)
+
+
+def test_parquet_deltas_equal_a_full_rebuild(loaded, tmp_path) -> None:
+    """After rounds of updates, deletes and re-creations, the base + delta files read back exactly what a full
+    rebuild from the same store writes, and what the DuckDB table holds."""
+    import random
+    store = loaded.store
+    rng = random.Random(7)
+    mat = Materializer(StoreSource(store, overlap=0.0), tmp_path / "inc", indicator_views(), compact_ratio=10.0)
+    mat.refresh()
+    for round_ in range(4):
+        mutate(store, rng, 40, f"r{round_}")
+        report = mat.refresh()
+        assert not report.failed
+        written = {v.name: v.parquet.split("-")[0] for v in report.views if v.parquet}
+        # No compaction at this ratio (but a view with an empty base, death_cause here, gets a base for any row).
+        written.pop("death_cause", None)
+        assert len(written) >= 3 and set(written.values()) == {"delta"}, written
+        rebuilt = Materializer(StoreSource(store, overlap=0.0), tmp_path / f"full{round_}", indicator_views())
+        rebuilt.refresh(full=True)
+        for name in mat.views:
+            assert parquet_rows(mat, name) == parquet_rows(rebuilt, name), (round_, name)
+        assert_parquet_matches_table(mat)
+        rebuilt.close()
+    assert len(parquet_layout(mat.parquet_folder("encounter")).deltas) >= 3
+    assert_matches_python(mat, store)
+    mat.close()
+
+
+def test_parquet_compaction(loaded, tmp_path) -> None:
+    import random
+    store = loaded.store
+    rng = random.Random(11)
+    folder = tmp_path / "parquet" / "patient"
+    folder.mkdir(parents=True)
+    (folder / "data.parquet").write_bytes(b"an earlier version's single file")
+    mat = Materializer(StoreSource(store, overlap=0.0), tmp_path, indicator_views(), max_deltas=2, retain=3600)
+    mat.refresh()
+    # Rounds 1-2 write deltas; round 3 would be the third delta over max_deltas=2: a new base instead.
+    kinds = []
+    for round_ in range(3):
+        touch_patients(store, rng, 3)
+        kinds.append({v.name: v.parquet.split("-")[0] for v in mat.refresh().views}["patient"])
+        assert_parquet_matches_table(mat)
+    assert kinds == ["delta", "delta", "base"]
+    lay = parquet_layout(folder)
+    assert lay.deltas == [] and lay.files[0].name == f"base-{lay.base:012d}.parquet"
+    # Superseded files stay for readers that listed the folder earlier (retain), and are ignored meanwhile...
+    assert len(lay.superseded) == 4  # data.parquet, the first base, two deltas
+    assert parquet_rows(mat, "patient") == table_rows(mat, "patient")
+    # ...and go once the new base is `retain` seconds old, at any later refresh.
+    mat.retain = 0
+    mat.refresh()
+    assert sorted(p.name for p in folder.iterdir()) == [lay.files[0].name]
+    # Compaction by size: deltas past compact_ratio of the base's rows.
+    mat.compact_ratio = 0.0
+    mutate(store, rng, 30, "size")
+    report = mat.refresh()
+    assert {v.parquet.split("-")[0] for v in report.views if v.mode == "incremental"} <= {"base", ""}
+    assert sum(v.parquet.startswith("base-") for v in report.views) >= 3
+    assert all(len(list(mat.parquet_folder(n).iterdir())) == 1 for n in mat.views)
+    assert_parquet_matches_table(mat)
+    # compact_parquet() rewrites every base on demand.
+    assert set(mat.compact_parquet()) == set(mat.views)
+    assert_parquet_matches_table(mat)
+    mat.close()
+
+
+def test_failed_parquet_write_leaves_the_previous_files_and_is_repaired(loaded, tmp_path, monkeypatch) -> None:
+    import random
+
+    from healthtwin.analytics import materialize as m
+    store = loaded.store
+    rng = random.Random(5)
+    mat = Materializer(StoreSource(store, overlap=0.0), tmp_path, indicator_views())
+    mat.refresh()
+    before = {n: sorted(p.name for p in mat.parquet_folder(n).iterdir()) for n in mat.views}
+    old_rows = {n: parquet_rows(mat, n) for n in mat.views}
+    mutate(store, rng, 40, "fail")
+
+    def no_rename(src, dst):
+        raise OSError("injected: disk full")
+    monkeypatch.setattr(m.os, "replace", no_rename)
+    report = mat.refresh()
+    monkeypatch.undo()
+    failed = {v.name for v in report.failed}
+    assert failed and all("disk full" in v.error for v in report.failed)
+    # Nothing half-written: no new file, no temporary left behind, readers see the previous generation whole.
+    for n in mat.views:
+        assert sorted(p.name for p in mat.parquet_folder(n).iterdir()) == before[n], n
+        assert parquet_rows(mat, n) == old_rows[n], n
+    # The tables moved on (their transaction committed); the next refresh, with no new change, brings the
+    # Parquet files level with a new base.
+    report = mat.refresh()
+    assert not report.failed
+    assert {v.name for v in report.views if v.parquet.startswith("base-")} == failed
+    assert_parquet_matches_table(mat)
+    # A delta file removed by hand is noticed the same way.
+    mutate(store, rng, 20, "gone")
+    report = mat.refresh()
+    gone = next(v.name for v in report.views if v.parquet.startswith("delta-"))
+    parquet_layout(mat.parquet_folder(gone)).files[-1].unlink()
+    report = mat.refresh()
+    assert {v.name: v.parquet for v in report.views}[gone].startswith("base-")
+    assert_parquet_matches_table(mat)
+    # Refreshes without Parquet leave the files behind the table; turning Parquet back on rebuilds them.
+    mat.parquet = False
+    mutate(store, rng, 20, "off")
+    mat.refresh()
+    mat.parquet = True
+    report = mat.refresh()
+    assert any(v.parquet.startswith("base-") for v in report.views)
+    assert_parquet_matches_table(mat)
     mat.close()
 
 
@@ -146,6 +312,6 @@ def test_command_line(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "patient" in out and "indicators rebuilt: 12" in out
     assert (tmp_path / "data" / "analytics.duckdb").exists()
-    assert (tmp_path / "data" / "parquet" / "encounter" / "data.parquet").exists()
+    assert parquet_layout(tmp_path / "data" / "parquet" / "encounter").base is not None
     # From the embedded store in the data folder (empty here): every view materializes, with no rows.
     assert views_main(["materialize", "--data-dir", str(tmp_path / "empty"), "--no-parquet"]) == 0

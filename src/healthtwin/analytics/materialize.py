@@ -1,5 +1,6 @@
 """Materialized ViewDefinitions: flat tables in DuckDB (`<data_dir>/analytics.duckdb`) and Parquet files
-(`<data_dir>/parquet/<view>/data.parquet`), refreshed incrementally from the store.
+(`<data_dir>/parquet/<view>/`, a base file plus delta files: see "Parquet layout" below), refreshed
+incrementally from the store.
 
 How a refresh works, per resource type (every view of that type shares one read of the store):
 
@@ -13,7 +14,26 @@ How a refresh works, per resource type (every view of that type shares one read 
 
 Each view is all-or-nothing: rows are computed into a staging table first, and the swap plus the new
 watermark commit in one transaction, so a failing view leaves its previous table and watermark untouched
-(and the others still refresh). Parquet files are written to a hidden temporary name and renamed into place.
+(and the others still refresh).
+
+Parquet layout, per view folder `parquet/<view>/` (merge-on-read, so an incremental refresh writes only what
+changed instead of rewriting every row):
+
+* `base-<gen>.parquet`: every row of the view as of generation `<gen>` (a zero-padded integer);
+* `delta-<gen>.parquet`, one per later refresh that changed the view: the rows of the resources changed in
+  that generation (`_op = 'I'`) and one marker row per changed or deleted resource that had rows before
+  (`_op = 'D'`, the view's own columns null), meaning "rows of this `_rkey` from earlier generations are void".
+* every file has the view's columns, then `_rkey` (id of the source resource), `_gen` and `_op`.
+
+The current rows are the `I` rows of the newest base and of the deltas above it that no `D` marker of a
+*later* generation voids (`parquet_relation`, `read_view_parquet`; `spark.read_materialized` for Spark).
+Files are written under a hidden temporary name and renamed into place, so each generation appears whole or
+not at all. When the deltas since the base hold more than `compact_ratio` of the base's rows (or there are
+more than `max_deltas` of them) the refresh writes a new base instead (compaction); files below the newest
+base are deleted once that base is `retain` seconds old, so a reader that listed the folder just before has
+time to finish. `_ht_parquet_state` records, in the same DuckDB transaction as the table swap, which
+generation the files must reach; if they do not (a write failed after the commit, files were removed), the
+next refresh writes a new base from the table.
 
 Why a watermark overlap on PostgreSQL: a writer takes its `last_updated` inside its transaction but may
 commit after a later-stamped writer, so a reader could see 101 before 100 appears. Rows from the last
@@ -26,6 +46,7 @@ import argparse
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -38,13 +59,15 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Protocol
 import duckdb
 import orjson
 
-from .duckdb_views import NotCompilable, _sql_type, _to_param, compile_view_sql, ndjson_source
+from .duckdb_views import (NotCompilable, _q, _sql_type, _to_param, compile_view_sql, ndjson_source,
+                           sample_structure)
 from .views import CompiledView, ViewDefinitionError, compile_view
 
 log = logging.getLogger("healthtwin.analytics")
 
 STATE_TABLE = "_ht_view_state"
 RECENT_TABLE = "_ht_view_recent"  # versions applied inside the overlap window
+PARQUET_STATE = "_ht_parquet_state"  # per view: the Parquet generation the files must reach
 PAGE = 5000
 
 
@@ -138,6 +161,7 @@ class ViewReport:
     removed: int = 0          # resources whose rows were replaced or removed
     seconds: float = 0.0
     error: str | None = None
+    parquet: str = ""         # Parquet file written: "base-<gen>" | "delta-<gen>" | "" (none)
 
 
 @dataclass
@@ -163,16 +187,74 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+# -- Parquet layout: base + deltas, merged on read -------------------------------------------------------------
+_PARQUET_FILE = re.compile(r"^(base|delta)-(\d+)\.parquet$")
+
+
+@dataclass
+class ParquetLayout:
+    """What a view's Parquet folder holds, by the file-name rule (see the module docstring)."""
+    base: int | None                  # generation of the newest base file
+    deltas: list[int]                 # generations of the delta files above it, ascending
+    files: list[Path]                 # the current files: the base, then those deltas
+    superseded: list[Path]            # files below the newest base (and a pre-delta `data.parquet`)
+    max_gen: int                      # highest generation of any file, 0 if none
+
+
+def parquet_layout(folder: str | Path) -> ParquetLayout:
+    folder = Path(folder)
+    bases: dict[int, Path] = {}
+    deltas: dict[int, Path] = {}
+    legacy: list[Path] = []
+    if folder.is_dir():
+        for p in folder.iterdir():
+            m = _PARQUET_FILE.match(p.name)
+            if m:
+                (bases if m[1] == "base" else deltas)[int(m[2])] = p
+            elif p.name == "data.parquet":  # the single-file layout of earlier versions
+                legacy.append(p)
+    base = max(bases, default=None)
+    above = sorted(g for g in deltas if base is not None and g > base)
+    files = [] if base is None else [bases[base]] + [deltas[g] for g in above]
+    superseded = legacy + [p for g, p in bases.items() if g != base] + [
+        p for g, p in deltas.items() if base is None or g <= base]
+    return ParquetLayout(base, above, files, superseded, max([*bases, *deltas], default=0))
+
+
+def parquet_relation(folder: str | Path) -> str:
+    """DuckDB SQL (a parenthesised subquery) for the current rows of a view's Parquet folder, without the
+    bookkeeping columns: `SELECT ... FROM {parquet_relation(folder)} AS t`. The file list is taken now."""
+    lay = parquet_layout(folder)
+    if lay.base is None:
+        raise FileNotFoundError(f"no materialized view in {folder} (no base-*.parquet)")
+    files = "[" + ", ".join(_q(str(p)) for p in lay.files) + "]"
+    if not lay.deltas:
+        return f"(SELECT * EXCLUDE (_rkey, _gen, _op) FROM read_parquet({files}) WHERE _op = 'I')"
+    return (f"(WITH f AS (SELECT * FROM read_parquet({files})), "
+            f"v AS (SELECT _rkey, max(_gen) AS _void FROM f WHERE _op = 'D' GROUP BY _rkey) "
+            f"SELECT f.* EXCLUDE (_rkey, _gen, _op) FROM f LEFT JOIN v ON f._rkey = v._rkey "
+            f"WHERE f._op = 'I' AND (v._void IS NULL OR v._void <= f._gen))")
+
+
+def read_view_parquet(folder: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyRelation:
+    """The current rows of a view's Parquet folder as a DuckDB relation (on `con`, default a new in-memory one)."""
+    return (con or duckdb.connect()).sql(f"SELECT * FROM {parquet_relation(folder)} AS t")
+
+
 # -- the materializer ---------------------------------------------------------------------------------------
 class Materializer:
     """Keeps one DuckDB table (and one Parquet file) per ViewDefinition up to date with a source."""
 
     def __init__(self, source: ResourceSource | Any, data_dir: str | Path, views: Iterable[dict[str, Any]],
-                 parquet: bool = True, con: duckdb.DuckDBPyConnection | None = None) -> None:
+                 parquet: bool = True, con: duckdb.DuckDBPyConnection | None = None, *,
+                 compact_ratio: float = 0.25, max_deltas: int = 64, retain: float = 300.0) -> None:
         self.source = source if hasattr(source, "write_all") else StoreSource(source)
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.parquet = parquet
+        # Parquet compaction: a new base once the deltas hold more than compact_ratio x the base's rows (both
+        # row kinds counted) or number more than max_deltas; superseded files go once the base is retain s old.
+        self.compact_ratio, self.max_deltas, self.retain = compact_ratio, max_deltas, retain
         self.views: dict[str, dict[str, Any]] = {}
         self.compiled: dict[str, CompiledView] = {}
         for view in views:  # compile all first: a broken definition stops nothing else at refresh time
@@ -187,6 +269,8 @@ class Materializer:
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (name VARCHAR PRIMARY KEY, resource VARCHAR, "
                          "digest VARCHAR, watermark DOUBLE, row_count BIGINT, refreshed_at DOUBLE, mode VARCHAR)")
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {RECENT_TABLE} (resource VARCHAR, id VARCHAR, last_updated DOUBLE)")
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {PARQUET_STATE} (name VARCHAR PRIMARY KEY, gen BIGINT, "
+                         "base_gen BIGINT, base_rows BIGINT, delta_rows BIGINT)")
         self._recent: dict[str, list[tuple[str, float]]] = {}
         # Test seam: called with the view name after staging and before the swap.
         self.before_swap: Callable[[str], None] | None = None
@@ -218,7 +302,8 @@ class Materializer:
                 if rebuild:
                     report.views += self._full(rtype, rebuild)
                 if incremental:
-                    report.views += self._incremental(rtype, incremental, min(state[n][1] for n in incremental))
+                    report.views += self._incremental(rtype, incremental, min(state[n][1] for n in incremental),
+                                                      {n: state[n][2] for n in incremental})
         report.seconds = time.perf_counter() - started
         for v in report.failed:
             log.error("view %s was not refreshed: %s", v.name, v.error)
@@ -234,11 +319,10 @@ class Materializer:
                 t1 = time.perf_counter()
                 rep = ViewReport(n, "full", read=spool.count)
                 try:
-                    stage = self._stage(n, spool.relation)
+                    stage = self._stage(n, spool.relation, spool.shapes)
                     if self.before_swap:
                         self.before_swap(n)
-                    self._swap_full(n, stage, watermark or 0.0)
-                    rep.rows = self._count(n)
+                    rep.rows, rep.parquet = self._swap_full(n, stage, watermark or 0.0)
                 except Exception as exc:  # the view keeps its previous table; the others go on
                     rep.mode, rep.error = "failed", _describe(exc)
                     self._drop_stage(n)
@@ -259,42 +343,50 @@ class Materializer:
             con.execute("ROLLBACK")
             raise
 
-    def _swap_full(self, name: str, stage: str, watermark: float) -> None:
+    def _swap_full(self, name: str, stage: str, watermark: float) -> tuple[int, str]:
         with self._transaction() as con:
             con.execute(f"DROP TABLE IF EXISTS {_ident(name)}")
             con.execute(f"ALTER TABLE {_ident(stage)} RENAME TO {_ident(name)}")
-            self._set_state(name, watermark, "full")
-        self._export(name)
+            rows = self._count(name)
+            self._set_state(name, watermark, "full", rows)
+            plan = self._plan_parquet(name, rows, None)
+        return rows, self._write_parquet(name, plan)
 
     # -- incremental ----------------------------------------------------------------------------------------
-    def _incremental(self, rtype: str, names: list[str], since: float) -> list[ViewReport]:
+    def _incremental(self, rtype: str, names: list[str], since: float, rows: dict[str, int]) -> list[ViewReport]:
         t0 = time.perf_counter()
         changed: list[str] = []
         watermark = since
         with _Spool(self.source, rtype, lambda out: self._changes(rtype, since, out, changed)) as spool:
             if changed:
                 watermark = max(watermark, spool.max_updated)
+            relation = spool.relation
+            if changed and spool.count:  # read and split the spooled NDJSON once for all views of the type
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE _ht_spool AS SELECT * FROM {relation}")
+                relation = "_ht_spool"
             read_seconds = spool.seconds
             reports = []
             for n in names:
                 t1 = time.perf_counter()
                 rep = ViewReport(n, "incremental" if changed else "unchanged", read=spool.count,
                                  removed=len(changed))
-                if not changed:
-                    rep.rows = self._count(n)
-                    reports.append(rep)
-                    continue
                 try:
-                    stage = self._stage(n, spool.relation)
+                    if not changed:
+                        rep.rows = rows[n]
+                        rep.parquet = self._check_parquet(n, rows[n])
+                        rep.seconds = time.perf_counter() - t1
+                        reports.append(rep)
+                        continue
+                    stage = self._stage(n, relation, spool.shapes, temp=True)
                     if self.before_swap:
                         self.before_swap(n)
-                    self._apply(n, stage, changed, watermark)
-                    rep.rows = self._count(n)
+                    rep.rows, rep.parquet = self._apply(n, stage, changed, watermark, rows[n])
                 except Exception as exc:
                     rep.mode, rep.error = "failed", _describe(exc)
                     self._drop_stage(n)
                 rep.seconds = time.perf_counter() - t1 + (read_seconds if n == names[0] else 0.0)
                 reports.append(rep)
+            self.con.execute("DROP TABLE IF EXISTS temp._ht_spool")
         self._remember(rtype, watermark, not any(r.mode == "failed" for r in reports))
         log.info("incremental refresh of %s views %s: %d changed in %.2fs", rtype, names, len(changed),
                  time.perf_counter() - t0)
@@ -329,35 +421,51 @@ class Materializer:
         if keep:
             self.con.executemany(f"INSERT INTO {RECENT_TABLE} VALUES (?, ?, ?)", keep)
 
-    def _apply(self, name: str, stage: str, changed: list[str], watermark: float) -> None:
+    def _apply(self, name: str, stage: str, changed: list[str], watermark: float, old_rows: int) -> tuple[int, str]:
         con = self.con
         # One list parameter, not executemany: DuckDB inserts a list in one step, row-wise inserts one by one.
         con.execute("CREATE OR REPLACE TEMP TABLE _ht_changed AS SELECT unnest(?::VARCHAR[]) AS id", [changed])
         try:
             with self._transaction():
-                con.execute(f"DELETE FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_changed)")
-                con.execute(f"INSERT INTO {_ident(name)} BY NAME SELECT * FROM {_ident(stage)}")
-                self._set_state(name, watermark, "incremental")
+                gone = con.execute(f"DELETE FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_changed) "
+                                   "RETURNING _rkey").fetchall()
+                added = con.execute(f"INSERT INTO {_ident(name)} BY NAME SELECT * FROM {_ident(stage)}").fetchone()[0]
+                rows = old_rows - len(gone) + added  # counted, not COUNT(*): a scan of the table per view
+                self._set_state(name, watermark, "incremental", rows)
+                # The resources that had rows: a delta's markers void their earlier rows (others had none).
+                void = sorted({k for (k,) in gone})
+                # No row removed or added (e.g. changed Observations none of which is a death): no new file.
+                plan = self._plan_parquet(name, rows, added + len(void)) if gone or added else None
+                if plan is not None and plan[0] == "delta":
+                    con.execute("CREATE OR REPLACE TEMP TABLE _ht_void AS SELECT unnest(?::VARCHAR[]) AS id", [void])
+            if plan is None:
+                return rows, self._check_parquet(name, rows)
+            return rows, self._write_parquet(name, plan, stage)
         finally:
             self._drop_stage(name)
-        self._export(name)
 
     # -- shared steps ---------------------------------------------------------------------------------------
-    def _stage(self, name: str, relation: str) -> str:
-        """Rows of view `name` over `relation` in a staging table, each with the key of its resource."""
+    def _stage(self, name: str, relation: str, shapes: dict[str, Any] | None = None, temp: bool = False) -> str:
+        """Rows of view `name` over `relation` in a staging table, each with the key of its resource.
+
+        `temp`: in memory (an incremental refresh's few rows, copied into the table), rather than in the
+        database file (a full refresh's stage is renamed into the table, so it must live there)."""
         compiled = self.compiled[name]
         stage = f"_ht_stage_{name}"
         con = self.con
         con.execute(f"DROP TABLE IF EXISTS {_ident(stage)}")
         try:
-            sql, _ = compile_view_sql(compiled, con, relation)
+            if shapes is not None and compiled.resource not in shapes:  # sampled once per spool and type
+                shapes[compiled.resource] = sample_structure(con, relation, compiled.resource)
+            sql, _ = compile_view_sql(compiled, con, relation,
+                                      structure=None if shapes is None else shapes[compiled.resource])
         except NotCompilable:
             sql = None
         if sql is not None:
             assert sql.startswith("SELECT\n")
             sql = 'SELECT\n  r.id AS "_rkey",' + sql[len("SELECT"):]
             try:
-                con.execute(f"CREATE TABLE {_ident(stage)} AS {sql}")
+                con.execute(f"CREATE {'TEMP ' if temp else ''}TABLE {_ident(stage)} AS {sql}")
             except duckdb.Error as exc:
                 from .duckdb_views import located_error
                 located = located_error(exc)
@@ -367,7 +475,7 @@ class Materializer:
             return stage
         # The Python engine, one resource at a time so each row keeps its resource's key.
         cols = ", ".join(f'{_ident(c.name)} {_sql_type(c.type, c.collection)}' for c in compiled.columns)
-        con.execute(f'CREATE TABLE {_ident(stage)} ("_rkey" VARCHAR, {cols})')
+        con.execute(f'CREATE {"TEMP " if temp else ""}TABLE {_ident(stage)} ("_rkey" VARCHAR, {cols})')
         cur = con.cursor()
         cur.execute(f"SELECT id, content FROM {relation} WHERE resource_type = ?", [compiled.resource])
         rows = []
@@ -385,23 +493,106 @@ class Materializer:
         except duckdb.Error:
             pass
 
-    def _set_state(self, name: str, watermark: float, mode: str) -> None:
-        self.con.execute(f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, ?, ?, "
-                         f"(SELECT COUNT(*) FROM {_ident(name)}), ?, ?)",
-                         [name, self.compiled[name].resource, view_digest(self.views[name]), watermark,
+    def _set_state(self, name: str, watermark: float, mode: str, rows: int) -> None:
+        self.con.execute(f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         [name, self.compiled[name].resource, view_digest(self.views[name]), watermark, rows,
                           time.time(), mode])
 
     def _count(self, name: str) -> int:
         return self.con.execute(f"SELECT COUNT(*) FROM {_ident(name)}").fetchone()[0]
 
-    def _export(self, name: str) -> None:
-        if not self.parquet:
-            return
-        folder = self.data_dir / "parquet" / name
+    # -- Parquet: base + delta files (layout in the module docstring) -----------------------------------------
+    def parquet_folder(self, name: str) -> Path:
+        return self.data_dir / "parquet" / name
+
+    def _parquet_consistent(self, name: str, st: tuple[Any, ...] | None, lay: ParquetLayout) -> bool:
+        return (st is not None and lay.base == st[1]
+                and lay.deltas == list(range(st[1] + 1, st[0] + 1)))
+
+    def _plan_parquet(self, name: str, rows: int, added: int | None) -> tuple[str, int] | None:
+        """Inside the swap's transaction: which file the refresh writes, recorded with the table's new state.
+
+        `added` is the number of rows a delta would hold (None: the table was rebuilt, so a base). A delta is
+        written only if the files on disk are exactly what the state says (otherwise a base repairs them)."""
+        con = self.con
+        if not self.parquet:  # the files (if any) fall behind the table: the next Parquet refresh rebuilds them
+            con.execute(f"DELETE FROM {PARQUET_STATE} WHERE name = ?", [name])
+            return None
+        st = con.execute(f"SELECT gen, base_gen, base_rows, delta_rows FROM {PARQUET_STATE} WHERE name = ?",
+                         [name]).fetchone()
+        lay = parquet_layout(self.parquet_folder(name))
+        gen = max(st[0] if st else 0, lay.max_gen) + 1
+        if added is not None and st is not None and self._parquet_consistent(name, st, lay):
+            delta_rows = st[3] + added
+            if delta_rows <= self.compact_ratio * st[2] and gen - st[1] <= self.max_deltas:
+                con.execute(f"INSERT OR REPLACE INTO {PARQUET_STATE} VALUES (?, ?, ?, ?, ?)",
+                            [name, gen, st[1], st[2], delta_rows])
+                return "delta", gen
+        con.execute(f"INSERT OR REPLACE INTO {PARQUET_STATE} VALUES (?, ?, ?, ?, 0)", [name, gen, gen, rows])
+        return "base", gen
+
+    def _write_parquet(self, name: str, plan: tuple[str, int] | None, stage: str | None = None) -> str:
+        """After the commit: writes the planned file under a hidden name, then renames it into place.
+
+        A delta's rows are the staging table's (what was just inserted), cast to the table's column types."""
+        if plan is None:
+            return ""
+        kind, gen = plan
+        folder = self.parquet_folder(name)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".data.parquet.tmp"  # hidden: Spark and DuckDB globs skip it
-        self.con.execute(f"COPY (SELECT * EXCLUDE (_rkey) FROM {_ident(name)}) TO '{tmp}' (FORMAT parquet)")
-        os.replace(tmp, folder / "data.parquet")
+        final = folder / f"{kind}-{gen:012d}.parquet"
+        tmp = folder / f".{final.name}.tmp"  # hidden, and not *.parquet: Spark and DuckDB globs skip it
+        rows = f"SELECT * EXCLUDE (_rkey), _rkey, {int(gen)}::BIGINT AS _gen, 'I' AS _op FROM {_ident(name)}"
+        if kind == "delta":  # the changed resources' new rows, and a marker for each of them that had rows
+            assert stage is not None
+            table = self.con.table(_ident(name))
+            cols = ", ".join(f"CAST({_ident(c)} AS {t}) AS {_ident(c)}"
+                             for c, t in zip(table.columns, table.types) if c != "_rkey")
+            rows = (f"SELECT {cols}, _rkey::VARCHAR AS _rkey, {int(gen)}::BIGINT AS _gen, 'I' AS _op "
+                    f"FROM {_ident(stage)} UNION ALL BY NAME "
+                    f"SELECT id AS _rkey, {int(gen)}::BIGINT AS _gen, 'D' AS _op FROM _ht_void")
+        try:
+            self.con.execute(f"COPY ({rows}) TO {_q(str(tmp))} (FORMAT parquet)")
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._tidy(folder)
+        return f"{kind}-{gen}"
+
+    def _tidy(self, folder: Path) -> None:
+        """Deletes files below the newest base once it is `retain` seconds old, and stray temporary files."""
+        for p in folder.glob(".*.parquet.tmp"):  # a write killed half-way (DuckDB's lock keeps one writer)
+            p.unlink(missing_ok=True)
+        lay = parquet_layout(folder)
+        if lay.superseded and lay.files and time.time() - lay.files[0].stat().st_mtime >= self.retain:
+            for p in lay.superseded:
+                p.unlink(missing_ok=True)
+
+    def _check_parquet(self, name: str, rows: int) -> str:
+        """For a view the refresh left unchanged: rebuilds its Parquet if the files are not what the state says."""
+        if not self.parquet:
+            return ""
+        st = self.con.execute(f"SELECT gen, base_gen FROM {PARQUET_STATE} WHERE name = ?", [name]).fetchone()
+        folder = self.parquet_folder(name)
+        if self._parquet_consistent(name, st, parquet_layout(folder)):
+            self._tidy(folder)
+            return ""
+        return self._compact(name, rows)
+
+    def _compact(self, name: str, rows: int) -> str:
+        with self._transaction():
+            plan = self._plan_parquet(name, rows, None)
+        return self._write_parquet(name, plan)
+
+    def compact_parquet(self, names: Iterable[str] | None = None) -> dict[str, str]:
+        """Writes a new base file for each materialized view (all by default); returns the file written."""
+        if not self.parquet:
+            return {}
+        with self.lock:
+            state = self.state()
+            return {n: self._compact(n, state[n][2]) for n in self.views
+                    if (names is None or n in set(names)) and n in state}
 
     def close(self) -> None:
         self.con.close()
@@ -415,6 +606,7 @@ class _Spool:
         self.count, self.max_updated, self.seconds = 0, 0.0, 0.0
         self.path: str | None = None
         self.relation = ""
+        self.shapes: dict[str, Any] = {}  # resource type -> sampled JSON structure, shared by its views
 
     def __enter__(self) -> "_Spool":
         t0 = time.perf_counter()
@@ -525,7 +717,8 @@ def views_main(argv: list[str] | None = None) -> int:
             store.close()
     for v in report.views:
         print(f"{v.name:20s} {v.mode:12s} rows={v.rows:>10} read={v.read:>9} changed={v.removed:>8} "
-              f"{v.seconds:7.2f}s" + (f"  ERROR {v.error}" if v.error else ""))
+              f"{v.seconds:7.2f}s" + (f"  parquet {v.parquet}" if v.parquet else "")
+              + (f"  ERROR {v.error}" if v.error else ""))
     print(f"indicators rebuilt: {len(report.extra.get('indicators', []))} "
           f"in {report.extra.get('indicator_seconds', 0.0):.2f}s; total {report.seconds:.2f}s -> {out}")
     return 1 if report.failed else 0

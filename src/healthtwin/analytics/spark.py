@@ -2,7 +2,9 @@
 
 Input is Parquet with the columns `(resource_type, id, content)`, `content` being the resource's JSON text:
 `export_resources_parquet` writes it from a Bulk Data NDJSON folder (or any file DuckDB can read), and the
-materializer's `parquet/<view>/` files are the per-view output on the single-machine path.
+materializer's `parquet/<view>/` files are the per-view output on the single-machine path. Those are a base
+file plus delta files merged on read (layout in `materialize.py`): `read_materialized` applies the same rule
+as the DuckDB reader `materialize.parquet_relation`, so do not point `spark.read.parquet` at the folder itself.
 
 Why the Python engine inside Spark rather than a translation to Spark SQL: the view's semantics (forEach,
 unionAll, `%rowIndex`, collection rules, FHIRPath edge cases) are implemented and conformance-tested once, in
@@ -114,6 +116,28 @@ def run_view_spark(spark: "SparkSession", view: dict[str, Any], resources: "Data
     return spark.createDataFrame(source.rdd.mapPartitions(_partition_rows(view)), schema)
 
 
+def read_materialized(spark: "SparkSession", folder: str | Path) -> "DataFrame":
+    """The current rows of one view materialized by `materialize.Materializer` (`<data_dir>/parquet/<view>`).
+
+    The newest `base-<gen>.parquet` and the `delta-<gen>.parquet` files above it are read; a row survives
+    unless a `D` marker for its `_rkey` has a later generation than the row's. The folder is listed on the
+    driver's local file system when called (use the same rule with your own listing for remote storage)."""
+    from pyspark.sql import functions as F
+
+    from .materialize import parquet_layout
+    lay = parquet_layout(folder)
+    if lay.base is None:
+        raise FileNotFoundError(f"no materialized view in {folder} (no base-*.parquet)")
+    df = spark.read.parquet(*[str(p) for p in lay.files])
+    cols = [c for c in df.columns if c not in ("_rkey", "_gen", "_op")]
+    rows = df.where(F.col("_op") == "I")
+    if lay.deltas:
+        void = df.where(F.col("_op") == "D").groupBy("_rkey").agg(F.max("_gen").alias("_void"))
+        rows = (rows.join(void, on="_rkey", how="left")
+                .where(F.col("_void").isNull() | (F.col("_void") <= F.col("_gen"))))
+    return rows.select(*cols)
+
+
 def materialize_spark(spark: "SparkSession", views: Iterable[dict[str, Any]], resources: str | Path,
                       out: str | Path) -> dict[str, int]:
     """Writes `<out>/<view>/` Parquet for each view (Spark's layout); returns the row count of each."""
@@ -126,4 +150,5 @@ def materialize_spark(spark: "SparkSession", views: Iterable[dict[str, Any]], re
     return counts
 
 
-__all__ = ["available", "spark_session", "export_resources_parquet", "run_view_spark", "materialize_spark"]
+__all__ = ["available", "spark_session", "export_resources_parquet", "run_view_spark", "materialize_spark",
+           "read_materialized"]
