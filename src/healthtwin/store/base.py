@@ -34,11 +34,21 @@ def _stored(row: Sequence[Any], method: str = "update", at_rest: Any = None) -> 
 
 
 class Clock:
-    """Millisecond timestamps, strictly increasing within a process, so _since and history order are exact."""
+    """Millisecond timestamps, strictly increasing within a process, so _since and history order are exact.
+
+    One timestamp per write transaction (Transaction.now), not per resource: a bulk load of 5,000 resources
+    a second stamped 1 ms apart ran ahead of the wall clock by minutes, and a process started afterwards
+    stamped its writes *below* what was stored, which incremental analytics then missed. `observe` starts a
+    process after the newest stored stamp for the same reason."""
 
     def __init__(self) -> None:
         self._last = 0.0
         self._lock = threading.Lock()
+
+    def observe(self, ts: float | None) -> None:
+        if ts is not None:
+            with self._lock:
+                self._last = max(self._last, float(ts))
 
     def now(self) -> float:
         with self._lock:
@@ -143,6 +153,12 @@ class Store:
                             (version, description, instant(time.time())))
                 applied_now.append(version)
         return applied_now
+
+    def observe_clock(self) -> None:
+        """Never stamp below what is stored (another process, or a clock that was ahead, may have written)."""
+        with self.cursor() as cur:
+            cur.execute("SELECT MAX(last_updated) FROM resources")
+            self.clock.observe(cur.fetchone()[0])
 
     def schema_version(self) -> int:
         with self.cursor() as cur:
@@ -252,7 +268,7 @@ class Store:
         with self.cursor() as cur:
             cur.execute(self.sql(f"SELECT COUNT(*) FROM ({union}) h"), params * 2)
             total = cur.fetchone()[0]
-            cur.execute(self.sql(f"SELECT * FROM ({union}) h ORDER BY last_updated DESC, version DESC "
+            cur.execute(self.sql(f"SELECT * FROM ({union}) h ORDER BY last_updated DESC, version DESC, type, id "
                                  f"LIMIT ? OFFSET ?"), params * 2 + [count, offset])
             rows = [self.stored(r, r[6]) for r in cur.fetchall()]
         if at is not None and rid is not None:
@@ -318,6 +334,15 @@ class Transaction:
         self.sql = store.sql
         self._pending: dict[str, list[tuple]] = defaultdict(list)
         self._reindex_rids: list[int] = []
+        self._now: float | None = None
+
+    @property
+    def now(self) -> float:
+        """This transaction's timestamp: every version it writes carries it (one point in time, as a FHIR
+        transaction is), and the clock advances once per transaction, not once per resource."""
+        if self._now is None:
+            self._now = self.store.clock.now()
+        return self._now
 
     def lock(self, key: str) -> None:
         self.store.lock(self.cur, key)
@@ -339,7 +364,7 @@ class Transaction:
     def create(self, rtype: str, resource: dict, rid: str | None = None) -> Stored:
         rid = rid or self.store.new_id()
         resource["id"] = rid
-        now = self.store.clock.now()
+        now = self.now
         content = self._stamp(resource, 1, now)
         self.cur.execute(self.sql("INSERT INTO resources (type, id, version, last_updated, deleted, content) "
                                   "VALUES (?, ?, 1, ?, 0, ?) RETURNING rid"),
@@ -361,7 +386,7 @@ class Transaction:
             raise FHIRError(412, f"{rtype}/{rid} is at version {old.version}, not {if_match} (If-Match)")
         version = old.version + 1
         resource["id"] = rid
-        now = self.store.clock.now()
+        now = self.now
         content = self._stamp(resource, version, now)
         self._archive(old)
         self.cur.execute(self.sql("UPDATE resources SET version = ?, last_updated = ?, deleted = 0, content = ? "
@@ -376,7 +401,7 @@ class Transaction:
         if existing is None or existing[1].deleted:
             return None
         row_id, old = existing
-        now = self.store.clock.now()
+        now = self.now
         self._archive(old)
         self.cur.execute(self.sql("UPDATE resources SET version = ?, last_updated = ?, deleted = 1, content = NULL "
                                   "WHERE rid = ?"), (old.version + 1, now, row_id))
@@ -443,7 +468,7 @@ class Transaction:
             return found
         inserts = []
         for ((rtype, rid), (resource, rows)), row_id in zip(fresh, self.store.reserve_rids(self.cur, len(fresh))):
-            now = self.store.clock.now()
+            now = self.now
             inserts.append((row_id, rtype, rid, 1, now, 0, self.store.seal(rtype, rid, self._stamp(resource, 1, now))))
             index_rows(row_id, rtype, rows, pid_of, self._pending)
         if inserts:

@@ -30,6 +30,7 @@ class PostgresStore(Store):
         self._apool = None
         self._pid_conn = None
         self.migrate()
+        self.observe_clock()
 
     def sql(self, text: str) -> str:
         return text.replace("%", "%%").replace("?", "%s")
