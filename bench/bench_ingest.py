@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 CORPORA = Path(os.environ.get("HEALTHTWIN_CORPORA", ROOT.parent / "shared" / "corpora"))
 sys.path.insert(0, str(ROOT / "bench"))
+from bench_load import fresh_database  # noqa: E402
 from bench_read import wait  # noqa: E402
 
 
@@ -81,6 +82,8 @@ def main() -> None:
     bodies = [fresh(b) for _ in range(args.rounds) for b in bundles]
     total = sum(len(json.loads(b)["entry"]) for b in bodies)
     data = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    if args.database:
+        fresh_database(args.database)  # an empty store each run, also on a fresh machine
     db_args = ["--data-dir", str(data)] + (["--database", args.database] if args.database else [])
     # An administrator's token: every entry is authorised and every request audited, as in production.
     token = subprocess.run([BIN / "healthtwin", "token", "--data-dir", str(data), "--subject", "bench",

@@ -19,6 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench_load import fresh_database  # noqa: E402 - bench/ is the script's folder
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 CORPORA = Path(os.environ.get("HEALTHTWIN_CORPORA", ROOT.parent / "shared" / "corpora"))
@@ -65,6 +67,7 @@ def main() -> None:
     env = dict(os.environ, HEALTHTWIN_DATA_DIR=str(data))
     if args.database:
         env["HEALTHTWIN_DATABASE"] = args.database
+        fresh_database(args.database)  # an empty store each run, also on a fresh machine
     db_args = ["--data-dir", str(data)] + (["--database", args.database] if args.database else [])
     subprocess.run([BIN / "healthtwin", "load", *db_args, str(CORPORA / "synthea" / "bulk-10-patients")],
                    check=True, env=env, capture_output=True)
