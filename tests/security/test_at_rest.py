@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from healthtwin.api.app import create_app
 from healthtwin.api.context import OpenPolicy
 from healthtwin.fhir.outcome import FHIRError
-from healthtwin.security.at_rest import AtRest, audit_index
+from healthtwin.security.at_rest import AtRest
 from healthtwin.security.keys import KeySet
 
 from .test_crypto import FIN, PATIENT, SECRETS
@@ -188,7 +188,7 @@ def test_audit_trail_records_searched_identifiers_only_as_keyed_indexes(store, t
     assert queries, "the search was audited with its query"
     text = " ".join(queries)
     assert FIN not in text and "Virtanen" not in text and "gender=female" in text
-    assert audit_index(store.at_rest, f"urn:oid:1.2.246.21|{FIN}") in text
+    assert store.at_rest.audit_index(f"urn:oid:1.2.246.21|{FIN}") in text
 
 
 @pytest.mark.parametrize("workers", [1, 2])

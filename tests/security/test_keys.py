@@ -70,7 +70,6 @@ def test_jwks_is_public_with_thumbprint_kid(tmp_path):
     assert jwk["kid"] == ks.kid == thumbprint(jwk) and jwk["alg"] == "ES256" and jwk["use"] == "sig"
     assert "d" not in jwk
     assert ks.project_pseudonym_key("a") != ks.project_pseudonym_key("b")
-    assert ks.blind_index_key("x") != ks.blind_index_key("y")
 
 
 def test_wrong_signing_key_type_refused(tmp_path):

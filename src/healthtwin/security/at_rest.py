@@ -149,6 +149,10 @@ class AtRest:
                               "value or by prefix", "not-supported")
 
     # -- audit ---------------------------------------------------------------------------------------------------
+    def audit_index(self, value: str) -> str:
+        """The `bi:` form a recorded query carries for `value` (what an auditor searches the trail for)."""
+        return "bi:" + self._mac(self._audit_key, value)
+
     def redact_query(self, query: str) -> str:
         """A query string fit for the audit trail: values of identifier-like parameters become their keyed
         index (`bi:<hex>`), so an auditor with the key can still find who searched for a given person."""
@@ -161,12 +165,6 @@ class AtRest:
             last = key.split(".")[-1].split(":")
             names = {last[0], last[-1]}
             if names & _AUDIT_REDACT:
-                value = "bi:" + self._mac(self._audit_key, value)
+                value = self.audit_index(value)
             redacted.append((key, value))
         return head + sep + urlencode(redacted, safe=":|,/")
-
-
-def audit_index(at_rest: AtRest, value: str) -> str:
-    """The `bi:` form a recorded query carries for `value` (what an auditor searches the trail for)."""
-    return "bi:" + at_rest._mac(at_rest._audit_key, value)
-

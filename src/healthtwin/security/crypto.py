@@ -71,9 +71,13 @@ class Envelope:
     def needs_rewrap(self, blob: bytes) -> bool:
         return blob[len(MAGIC):len(MAGIC) + _KID_LEN] != self.master_id
 
+    def rewrap(self, blob: bytes) -> bytes:
+        """The blob with its data key re-wrapped under the current master (whichever held master sealed it);
+        raises DecryptError if none of them did."""
+        dek = self._unwrap(blob)
+        return MAGIC + self.master_id + aes_key_wrap(self.master, dek) + blob[_HEADER_LEN:]
+
 
 def rewrap(blob: bytes, master_old: bytes, master_new: bytes) -> bytes:
     """The same blob with its data key re-wrapped under `master_new`; the ciphertext bytes are unchanged."""
-    dek = Envelope(master_old)._unwrap(blob)
-    new_id = key_id(master_new).encode("ascii")
-    return MAGIC + new_id + aes_key_wrap(master_new, dek) + blob[_HEADER_LEN:]
+    return Envelope(master_new, previous=[master_old]).rewrap(blob)

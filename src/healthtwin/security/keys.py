@@ -3,7 +3,7 @@
     signing.pem     ES256 (P-256) private key that signs access and id tokens; its `kid` is the RFC 7638
                     thumbprint of the public key, so it needs no separate file and cannot drift.
     master.key      32 random bytes: the key-encryption key that wraps the data keys of crypto.py.
-    index.key       32 random bytes: HMAC root for blind indexes (searching encrypted identifiers).
+    index.key       32 random bytes: root of the blind-index keys (searching encrypted identifiers, at_rest.py).
     pseudonym.key   32 random bytes: HMAC root for research pseudonyms; each project gets its own key by
                     HKDF, so pseudonyms are stable inside a project and unlinkable across projects.
 
@@ -106,10 +106,6 @@ class KeySet:
 
     def project_pseudonym_key(self, project: str) -> bytes:
         return hkdf(self.pseudonym_key, "healthtwin pseudonym v1|" + project)
-
-    def blind_index_key(self, field_name: str) -> bytes:
-        # Per field, so equal values in two fields (e.g. FIN and phone) do not produce linkable indexes.
-        return hkdf(self.index_key, "healthtwin blind index v1|" + field_name)
 
     @classmethod
     def generate(cls) -> "KeySet":

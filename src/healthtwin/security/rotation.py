@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from .at_rest import PROTECTED_TYPES, AtRest
-from .crypto import MAGIC, rewrap
+from .crypto import MAGIC, DecryptError
 from .keys import _create_exclusive
 
 _BATCH = 1000
-_KID_SLICE = slice(len(MAGIC), len(MAGIC) + 16)
 
 
 @dataclass
@@ -73,14 +72,14 @@ def rewrap_store(store: Any, at_rest: AtRest) -> RewrapReport:
                     continue
                 if not blob.startswith(MAGIC):
                     report.clear += 1
-                elif blob[_KID_SLICE] == envelope.master_id:
+                elif not envelope.needs_rewrap(blob):
                     report.current += 1
                 else:
-                    old = envelope._masters.get(blob[_KID_SLICE])
-                    if old is None:
+                    try:
+                        updates.append((envelope.rewrap(blob), *row[:-1], blob))
+                    except DecryptError:
                         raise RuntimeError(f"a blob in {table} is sealed under a master key this folder does "
-                                           "not hold; nothing after it was re-wrapped")
-                    updates.append((rewrap(blob, old, envelope.master), *row[:-1], blob))
+                                           "not hold; nothing after it was re-wrapped") from None
             if updates:
                 # `content = old`: a version written meanwhile by a server is never replaced by this one's.
                 where = " AND ".join(f"{c} = ?" for c in key_cols) + " AND content = ?"
