@@ -211,3 +211,30 @@ def test_bulk_load_blinds_in_workers_like_the_store(store, tmp_path, workers):
     raw = _dump(store)
     for secret in SECRETS:
         assert secret.encode() not in raw, secret
+
+
+def test_a_store_from_before_encryption_is_sealed_on_first_open(tmp_path):
+    """Upgrading: resources and index rows written in clear are sealed and blinded once, when the store is
+    first opened with keys; searches then work as on a new store, and later opens do nothing."""
+    from healthtwin.security.rotation import ensure_sealed
+    from healthtwin.store import open_store
+    from healthtwin.store.sqlite import SQLiteStore
+    data = tmp_path / "data"
+    old = SQLiteStore(data / "healthtwin.sqlite")  # no keys: how earlier versions wrote
+    _fill(old)
+    old.close()
+    assert FIN.encode() in (data / "healthtwin.sqlite").read_bytes() + b"".join(
+        p.read_bytes() for p in data.glob("healthtwin.sqlite-*"))
+    store = open_store(None, data)
+    from healthtwin.fhir.search_params import SearchRegistry
+    from healthtwin.fhir.search_query import SearchParser
+    from healthtwin.store.search import run_search
+    registry = SearchRegistry.default()
+    query = SearchParser(registry).parse(["Patient"], [("identifier", FIN), ("family", "virt")])
+    assert [s.id for s in run_search(store, registry, query).matches] == ["p1"]
+    assert orjson.loads(store.vread("Patient", "p1", 1).content)["name"][0]["family"] == "Virtanen"
+    assert ensure_sealed(store) == 0  # done once
+    raw = _dump(store)
+    assert b"weight" in raw
+    for secret in SECRETS:
+        assert secret.encode() not in raw, secret

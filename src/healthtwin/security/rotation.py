@@ -10,28 +10,37 @@ rotation over ten million people touches little data and never holds plaintext. 
 3. `healthtwin keys retire`: re-wraps whatever is still under a retired master, then deletes the retired
    key files. From then on the old master opens nothing, wherever a copy of it may have leaked.
 
+A store written before encryption at rest existed is sealed once, when it is first opened with keys
+(`ensure_sealed`, called by `open_store`): content encrypted, index rows blinded, and on SQLite the file
+vacuumed so no clear copy survives in free pages.
+
 A master key given by configuration (HEALTHTWIN_MASTER_KEY) rotates the same way: set the new key there and
 the old one in HEALTHTWIN_MASTER_KEY_PREVIOUS, restart, and run `healthtwin keys retire`.
 """
 from __future__ import annotations
 
+import logging
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from .at_rest import PROTECTED_TYPES, AtRest
 from .crypto import MAGIC, DecryptError
 from .keys import _create_exclusive
 
 _BATCH = 1000
+log = logging.getLogger("healthtwin.security")
 
 
 @dataclass
 class RewrapReport:
     rewrapped: int = 0
     current: int = 0  # already under the new master
-    clear: int = 0  # written before encryption was on (a store from before this version); left as is
+    clear: int = 0  # written before encryption was on; ensure_sealed seals them when such a store is opened
 
 
 def rotate_master_file(data_dir: str | Path) -> Path:
@@ -88,3 +97,72 @@ def rewrap_store(store: Any, at_rest: AtRest) -> RewrapReport:
                 report.rewrapped += len(updates)
             after = tuple(rows[-1][:-1])
     return report
+
+
+SEALED_MARK = "at-rest:identifiers-sealed"
+
+
+def ensure_sealed(store: Any) -> int:
+    """A store written before encryption at rest existed still holds protected resources, and their index
+    rows, in clear: seal them once, on the first open with keys (a data migration, like a schema one), and
+    record that it is done in `jobs`. Returns how many versions were sealed (0 on every later open)."""
+    if store.at_rest is None or store.query("SELECT 1 FROM jobs WHERE id = ?", [SEALED_MARK]):
+        return 0
+    sealed = seal_clear_rows(store)
+    now = time.time()
+    with store.write_cursor() as cur:
+        cur.execute(store.sql("INSERT INTO jobs (id, kind, status, done, created, updated) VALUES "
+                              "(?, 'migration', 'done', ?, ?, ?) ON CONFLICT DO NOTHING"),
+                    (SEALED_MARK, sealed, now, now))
+    if sealed:
+        log.warning("sealed %d versions of protected resources written before encryption at rest", sealed)
+        if store.dialect == "sqlite":  # the clear copies must not survive in free pages or the WAL
+            with store.cursor() as cur:
+                cur.execute("VACUUM")
+                cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            log.warning("run VACUUM FULL on resources, history and idx_* tables: PostgreSQL keeps the clear "
+                        "versions as dead rows until then")
+    return sealed
+
+
+def seal_clear_rows(store: Any) -> int:
+    """Encrypts the clear content of protected resources (current and earlier versions) and rewrites the
+    current versions' index rows in blinded form. Safe to run while servers write: every update is
+    conditional on the row being unchanged."""
+    at_rest = store.at_rest
+    types = sorted(PROTECTED_TYPES)
+    marks = ",".join("?" * len(types))
+    sealed, after = 0, 0
+    while True:
+        rows = store.query(f"SELECT rid, type, id, content FROM resources WHERE type IN ({marks}) AND rid > ? "
+                           f"AND deleted = 0 ORDER BY rid LIMIT {_BATCH}", [*types, after])
+        if not rows:
+            break
+        with store.transaction() as tx:
+            for rid, rtype, rid_text, content in rows:
+                blob = bytes(content)
+                if blob.startswith(MAGIC):
+                    continue
+                tx.cur.execute(store.sql("UPDATE resources SET content = ? WHERE rid = ? AND content = ?"),
+                               (at_rest.seal(rtype, rid_text, blob), rid, blob))
+                if tx.cur.rowcount:
+                    tx.reindex(rid, rtype, orjson.loads(blob))
+                    sealed += 1
+        after = rows[-1][0]
+    last: tuple = ("", "", 0)
+    while True:
+        rows = store.query(f"SELECT type, id, version, content FROM history WHERE type IN ({marks}) AND "
+                           f"(type, id, version) > (?, ?, ?) ORDER BY type, id, version LIMIT {_BATCH}",
+                           [*types, *last])
+        if not rows:
+            break
+        updates = [(at_rest.seal(t, i, bytes(c)), t, i, v, bytes(c)) for t, i, v, c in rows
+                   if c is not None and not bytes(c).startswith(MAGIC)]
+        if updates:
+            with store.write_cursor() as cur:
+                cur.executemany(store.sql("UPDATE history SET content = ? WHERE type = ? AND id = ? AND version = ? "
+                                          "AND content = ?"), updates)
+            sealed += len(updates)
+        last = tuple(rows[-1][:3])
+    return sealed

@@ -24,7 +24,10 @@ def open_store(database: str | None, data_dir: str | Path) -> Store:
     else:
         from .sqlite import SQLiteStore
         store = SQLiteStore(Path(data_dir) / "healthtwin.sqlite")
-    return store.protect(AtRest.for_data_dir(data_dir))
+    store.protect(AtRest.for_data_dir(data_dir))
+    from ..security.rotation import ensure_sealed
+    ensure_sealed(store)  # once: a store from before encryption at rest gets its identifiers sealed
+    return store
 
 
 __all__ = ["Store", "Transaction", "Page", "Stored", "open_store"]
