@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     _store_args(load)
     load.add_argument("paths", nargs="+", help="files or folders; '-' reads NDJSON from standard input")
     load.add_argument("--restart", action="store_true", help="load files again even if loaded completely before")
-    load.add_argument("--workers", type=int, default=None, help="validation processes, which on PostgreSQL also write (default: one per core, plus one on PostgreSQL)")
+    load.add_argument("--workers", type=int, default=None,
+                      help="validation processes, which on PostgreSQL also write (default: one per core, "
+                           "plus one on PostgreSQL)")
     load.set_defaults(func=cmd_load)
 
     gen = sub.add_parser("generate", help="generate a synthetic population as FHIR Bulk Data NDJSON")

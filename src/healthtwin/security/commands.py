@@ -107,6 +107,19 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract(args: argparse.Namespace) -> int:
+    from .extract import audit_extract, research_extract
+    from .keys import load_or_create
+    data_dir = Path(args.data_dir).resolve()
+    store = _store(args)
+    types = [t for t in (args.types or "").split(",") if t] or None
+    counts = research_extract(store, load_or_create(data_dir).pseudonym_key, args.project, Path(args.out), types)
+    audit_extract(store, args.operator, args.project, counts)
+    store.close()
+    print(f"extract for project {args.project}: {sum(counts.values()):,} resources -> {args.out}")
+    return 0
+
+
 def register(sub: Any, store_args: Any) -> None:
     clients = sub.add_parser("clients", help="register SMART clients").add_subparsers(dest="clients_command",
                                                                                         required=True)
@@ -161,6 +174,14 @@ def register(sub: Any, store_args: Any) -> None:
     store_args(harden)
     harden.add_argument("--app-role", required=True)
     harden.set_defaults(func=cmd_audit)
+
+    extract = sub.add_parser("extract", help="a pseudonymised research extract (NDJSON) for one project")
+    store_args(extract)
+    extract.add_argument("--project", required=True, help="project name: pseudonyms are stable within it only")
+    extract.add_argument("--out", required=True, help="output folder")
+    extract.add_argument("--types", help="comma-separated resource types (default: all)")
+    extract.add_argument("--operator", default=getpass.getuser(), help="who runs it, for the audit trail")
+    extract.set_defaults(func=cmd_extract)
 
     keys = sub.add_parser("keys", help="rotate the master key that wraps the encryption keys of identifiers")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

@@ -21,6 +21,8 @@ from .keys import hkdf
 
 PERSON_TYPES = ("Patient", "Practitioner", "RelatedPerson", "Person")
 _PERSON_FIELDS = ("name", "telecom", "photo", "contact", "communication")
+_PERSON_EXTENSIONS = ("patient-mothersMaidenName", "patient-birthPlace", "humanname-mothers-family",
+                      "patient-nationality")
 _REF_RE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
@@ -62,11 +64,18 @@ class Pseudonymizer:
         if rtype in PERSON_TYPES:
             for key in _PERSON_FIELDS:
                 res.pop(key, None)
+            if isinstance(res.get("extension"), list):  # a mother's maiden name or a birth place is a name
+                res["extension"] = [e for e in res["extension"] if not (
+                    isinstance(e, dict) and str(e.get("url", "")).endswith(_PERSON_EXTENSIONS))]
+                if not res["extension"]:
+                    del res["extension"]
             for key in ("birthDate", "deceasedDateTime"):
                 if isinstance(res.get(key), str):
                     res[key] = res[key][:7]  # year-month
             if isinstance(res.get("address"), list):
                 res["address"] = [self._address(a) for a in res["address"] if isinstance(a, dict)]
+        if rtype == "Coverage" and isinstance(res.get("subscriberId"), str):  # the FIN, in Azerbaijan's data
+            res["subscriberId"] = self.pseudonym(project, "subscriberId|" + res["subscriberId"])
         if isinstance(res.get("identifier"), list):
             res["identifier"] = [self._identifier(i, project) for i in res["identifier"] if isinstance(i, dict)]
         if rtype == "Bundle":
@@ -78,7 +87,7 @@ class Pseudonymizer:
                     entry.pop("response", None)
                     if isinstance(entry.get("resource"), dict):
                         self._resource(entry["resource"], project)
-        done = {"id", "identifier", "address", "meta"} | ({"entry"} if rtype == "Bundle" else set())
+        done = {"id", "identifier", "address", "meta", "subscriberId"} | ({"entry"} if rtype == "Bundle" else set())
         for key, value in list(res.items()):
             if key in done:
                 continue

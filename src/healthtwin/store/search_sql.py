@@ -423,8 +423,8 @@ class SearchCompiler:
         else:  # ancestors: what each node of the tree is part of
             step = (f"SELECT y.target_id FROM tree t JOIN resources r ON r.type = ? AND r.id = t.id "
                     f"JOIN idx_reference y ON y.rid = r.rid AND y.pid IN {_in(pids)}")
-        sql.add(f"x.target_type = ? AND x.target_id IN (WITH RECURSIVE tree(id) AS (SELECT CAST(? AS TEXT) UNION {step}) "
-                f"SELECT id FROM tree)", target, rid, target, *pids)
+        sql.add(f"x.target_type = ? AND x.target_id IN (WITH RECURSIVE tree(id) AS "
+                f"(SELECT CAST(? AS TEXT) UNION {step}) SELECT id FROM tree)", target, rid, target, *pids)
 
     def _uri_match(self, sql: Sql, v: Value, crit: Criterion) -> None:
         raw = unescape(v.raw)
