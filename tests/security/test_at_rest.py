@@ -127,34 +127,39 @@ def _cli(data: Path, *args: str) -> str:
     return out.stdout
 
 
-def test_rotation_rewraps_everything_and_retires_the_old_master(tmp_path):
+def _database(store) -> str:
+    """The URL `open_store` and the CLI take for the fixture's database (its own schema on PostgreSQL)."""
+    return f"sqlite:///{store.path}" if store.dialect == "sqlite" else store.dsn
+
+
+def test_rotation_rewraps_everything_and_retires_the_old_master(store, tmp_path):
     from healthtwin.store import open_store
-    data = tmp_path / "data"
-    store = open_store(None, data)
-    _fill(store)
+    data, db = tmp_path / "data", _database(store)
+    live = open_store(db, data)
+    _fill(live)
     old_master = (data / "keys" / "master.key").read_bytes()
     kid = lambda blob: bytes(blob)[3:19]  # noqa: E731 — the master-key id in the blob header
-    before = {kid(r[0]) for r in store.query("SELECT content FROM resources WHERE type = 'Patient' UNION ALL "
-                                             "SELECT content FROM history WHERE type = 'Patient'", [])}
-    store.close()
+    patient_blobs = ("SELECT content FROM resources WHERE type = 'Patient' UNION ALL "
+                     "SELECT content FROM history WHERE type = 'Patient'")
+    before = {kid(r[0]) for r in live.query(patient_blobs, [])}
+    live.close()
 
-    out = _cli(data, "keys", "rotate")
+    out = _cli(data, "keys", "rotate", "--database", db)
     assert "re-wrapped 4 blobs" in out  # Patient, its history version, Coverage, RelatedPerson; not Observation
     assert (data / "keys" / "master.key").read_bytes() != old_master
     assert (data / "keys" / "master.key.1").read_bytes() == old_master
-    store = open_store(None, data)
-    after = {kid(r[0]) for r in store.query("SELECT content FROM resources WHERE type = 'Patient' UNION ALL "
-                                            "SELECT content FROM history WHERE type = 'Patient'", [])}
+    live = open_store(db, data)
+    after = {kid(r[0]) for r in live.query(patient_blobs, [])}
     assert len(before) == len(after) == 1 and before != after
-    assert orjson.loads(store.read("Patient", "p1").content)["identifier"][0]["value"] == FIN
-    assert [v.id for v in [store.vread("Patient", "p1", 1)]] == ["p1"]
-    store.close()
+    assert orjson.loads(live.read("Patient", "p1").content)["identifier"][0]["value"] == FIN
+    assert [v.id for v in [live.vread("Patient", "p1", 1)]] == ["p1"]
+    live.close()
 
-    out = _cli(data, "keys", "retire")
+    out = _cli(data, "keys", "retire", "--database", db)
     assert "re-wrapped 0 blobs" in out and not list((data / "keys").glob("master.key.*"))
-    store = open_store(None, data)  # the retired master is gone, and nothing needed it
-    assert orjson.loads(store.vread("Patient", "p1", 1).content)["name"][0]["family"] == "Virtanen"
-    store.close()
+    live = open_store(db, data)  # the retired master is gone, and nothing needed it
+    assert orjson.loads(live.vread("Patient", "p1", 1).content)["name"][0]["family"] == "Virtanen"
+    live.close()
 
 
 def test_configured_master_key_and_its_rotation(tmp_path, monkeypatch):
@@ -213,28 +218,25 @@ def test_bulk_load_blinds_in_workers_like_the_store(store, tmp_path, workers):
         assert secret.encode() not in raw, secret
 
 
-def test_a_store_from_before_encryption_is_sealed_on_first_open(tmp_path):
+def test_a_store_from_before_encryption_is_sealed_on_first_open(store, tmp_path):
     """Upgrading: resources and index rows written in clear are sealed and blinded once, when the store is
     first opened with keys; searches then work as on a new store, and later opens do nothing."""
-    from healthtwin.security.rotation import ensure_sealed
-    from healthtwin.store import open_store
-    from healthtwin.store.sqlite import SQLiteStore
-    data = tmp_path / "data"
-    old = SQLiteStore(data / "healthtwin.sqlite")  # no keys: how earlier versions wrote
-    _fill(old)
-    old.close()
-    assert FIN.encode() in (data / "healthtwin.sqlite").read_bytes() + b"".join(
-        p.read_bytes() for p in data.glob("healthtwin.sqlite-*"))
-    store = open_store(None, data)
     from healthtwin.fhir.search_params import SearchRegistry
     from healthtwin.fhir.search_query import SearchParser
+    from healthtwin.security.rotation import ensure_sealed
+    from healthtwin.store import open_store
     from healthtwin.store.search import run_search
+    data, db = tmp_path / "data", _database(store)
+    old = type(store)(store.path) if store.dialect == "sqlite" else type(store)(store.dsn, min_size=1)
+    _fill(old)  # no keys: how earlier versions wrote
+    assert FIN.encode() in _dump(old)
+    upgraded = open_store(db, data)
     registry = SearchRegistry.default()
     query = SearchParser(registry).parse(["Patient"], [("identifier", FIN), ("family", "virt")])
-    assert [s.id for s in run_search(store, registry, query).matches] == ["p1"]
-    assert orjson.loads(store.vread("Patient", "p1", 1).content)["name"][0]["family"] == "Virtanen"
-    assert ensure_sealed(store) == 0  # done once
-    raw = _dump(store)
+    assert [s.id for s in run_search(upgraded, registry, query).matches] == ["p1"]
+    assert orjson.loads(upgraded.vread("Patient", "p1", 1).content)["name"][0]["family"] == "Virtanen"
+    assert ensure_sealed(upgraded) == 0  # done once
+    raw = _dump(upgraded)
     assert b"weight" in raw
     for secret in SECRETS:
         assert secret.encode() not in raw, secret
