@@ -14,7 +14,8 @@ by keyed blind indexes (keyed BLAKE2b, a PRF like HMAC-SHA256 at a third of its 
   * token parameters that hold identifiers or contact points (identifier, telecom, phone, email): the code
     becomes HMAC(code), the system stays in clear (it names a register, not a person).
 Refused with 400, because a blind index cannot answer them: `:contains`, `:text`, `:in`/`:not-in`, `:below`/
-`:above` on these parameters, `_sort` by them, and `_text`/`_content` on protected types.
+`:above` on these parameters, and `_text`/`_content` on protected types. `_sort` by them decrypts the matches
+and sorts in memory (store/search.py), up to a bound.
 
 What a thief with the database but not the keys learns: the number of people, clinical data by opaque id, and
 how often index values repeat (frequency analysis of common surnames' prefixes is possible; the 80-bit

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import orjson
+
 from ..fhir.model import definition
 from ..fhir.search_query import Include, SearchQuery
 from .records import Page, Stored
@@ -44,17 +46,20 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
     if query.summary != "count" and query.count > 0:
         sql = f"SELECT {_COLS} FROM {source} WHERE {where_text}"
         params = list(where_params)
-        if query.sort:
-            order = compiler.order_by(query, "r0")
-            sql += f" ORDER BY {order.text()} LIMIT ? OFFSET ?"
-            params += order.params + [query.count + 1, query.offset]
-        elif query.after is not None:
-            sql += f" AND {rid_col} > ? ORDER BY {rid_col} LIMIT ?"
-            params += [query.after, query.count + 1]
+        if query.sort and compiler.blinded_sort(query):
+            rows = _sorted_in_memory(store, query, execute, f"{sql} ORDER BY {rid_col} LIMIT ?", params)
         else:
-            sql += f" ORDER BY {rid_col} LIMIT ? OFFSET ?"
-            params += [query.count + 1, query.offset]
-        rows = [_row(store, r) for r in execute(sql, params)]
+            if query.sort:
+                order = compiler.order_by(query, "r0")
+                sql += f" ORDER BY {order.text()} LIMIT ? OFFSET ?"
+                params += order.params + [query.count + 1, query.offset]
+            elif query.after is not None:
+                sql += f" AND {rid_col} > ? ORDER BY {rid_col} LIMIT ?"
+                params += [query.after, query.count + 1]
+            else:
+                sql += f" ORDER BY {rid_col} LIMIT ? OFFSET ?"
+                params += [query.count + 1, query.offset]
+            rows = [_row(store, r) for r in execute(sql, params)]
         page.has_more = len(rows) > query.count
         rows = rows[:query.count]
         page.matches = [s for _, s in rows]
@@ -68,6 +73,39 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
             and query.count > 0:
         page.total = len(page.matches)  # known without counting
     return page
+
+
+# Sorting by an encrypted name decrypts every match: bounded, so a broad search is refused, not slow.
+SORT_IN_MEMORY_MAX = 5000
+# The column an ORDER BY would use, by index kind: (ascending, descending) positions in an extracted row.
+_SORT_COLUMN = {"string": (2, 2), "token": (3, 3), "reference": (4, 4), "date": (2, 3), "number": (2, 2),
+                "quantity": (2, 2), "uri": (2, 2)}
+
+
+def _sorted_in_memory(store, query: SearchQuery, execute, sql: str, params: list) -> list:
+    """The page of a search sorted by keys that include an encrypted parameter (e.g. Patient?_sort=family):
+    every match is read (decrypted), keyed like the SQL sort (MIN ascending, MAX descending, missing values
+    last, then row id) and sliced."""
+    from ..fhir.outcome import FHIRError
+    rows = [_row(store, r) for r in execute(sql, [*params, SORT_IN_MEMORY_MAX + 1])]
+    if len(rows) > SORT_IN_MEMORY_MAX:
+        raise FHIRError(400, f"Sorting by {', '.join(c for c, _ in query.sort)} decrypts every match: narrow the "
+                             f"search to at most {SORT_IN_MEMORY_MAX} resources", "too-costly")
+    extracted = {rid: store.extract(orjson.loads(s.content)) for rid, s in rows if s.content is not None}
+    for code, desc in reversed(query.sort):  # stable sorts, last key first, so the first key decides
+        def key_of(item, code=code, desc=desc):
+            rid, s = item
+            if code == "_id":
+                return s.id
+            if code == "_lastUpdated":
+                return s.last_updated
+            values = [r[_SORT_COLUMN[r[1]][desc]] for r in extracted.get(rid, ()) if r[0] == code
+                      and r[1] in _SORT_COLUMN and r[_SORT_COLUMN[r[1]][desc]] is not None]
+            return (max if desc else min)(values) if values else None
+        keyed = [(key_of(item), item) for item in rows]
+        present = sorted((k for k in keyed if k[0] is not None), key=lambda k: k[0], reverse=desc)
+        rows = [item for _, item in present] + [item for k, item in keyed if k is None]
+    return rows[query.offset:query.offset + query.count + 1]
 
 
 def _includes(store, registry, includes: list[Include], rows: list[tuple[int, Stored]]) -> list[Stored]:

@@ -525,6 +525,18 @@ class SearchCompiler:
         return list(self._types) if getattr(self, "_types", None) else ["Resource"]
 
     # -- ORDER BY ----------------------------------------------------------------------------------------------
+    def blinded_sort(self, query: SearchQuery) -> bool:
+        """Whether a sort key is a parameter whose index rows hold blind digests: such searches are sorted in
+        memory after decryption (store/search.py), since digests carry no order."""
+        at_rest = self.store.at_rest
+        if at_rest is None:
+            return False
+        for code, _ in query.sort:
+            param = next((self.registry.get(t, code) for t in query.types if self.registry.get(t, code)), None)
+            if param is not None and any(at_rest.sensitive(t, code, param.type) for t in query.types):
+                return True
+        return False
+
     def order_by(self, query: SearchQuery, alias: str) -> Sql:
         sql = Sql()
         keys = []
