@@ -136,7 +136,8 @@ def _worker_check_and_write(chunk):
 
 class Loader:
     """Validates and indexes NDJSON lines (in worker processes when workers > 1) and writes them in
-    batches through the store's bulk path; the writer stays in this process."""
+    batches through the store's bulk path: from this process on SQLite (one writer), from the workers
+    themselves on PostgreSQL (see `_load_lines_parallel`)."""
 
     def __init__(self, services, progress: Callable[[int, int], None] | None = None, workers: int = 1) -> None:
         self.services = services
@@ -210,7 +211,7 @@ class Loader:
             counts, bad = future.result()
             for line_no, outcome in bad:
                 self._error(source, line_no, outcome)
-            if counts is None:  # the worker's write failed: check and write here, reporting any error
+            if counts is None:  # the worker's write failed: check and write here (an error here stops the load)
                 good, _ = self._checker(chunk)
                 self._commit([(r, rows) for _, r, rows in good], None, 0)
             else:
