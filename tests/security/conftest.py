@@ -117,3 +117,13 @@ def app_client(store) -> str:
 def citizen(store) -> str:
     add_user(store, "alice", PASSWORD, ["citizen"], patient="Patient/123")
     return "alice"
+
+
+@pytest.fixture
+def app(store, tmp_path):
+    """The real application over the role-play world (world.py), loaded: (test client, world, store)."""
+    from . import world as W
+    client, world = W.build(store, tmp_path)
+    with client as c:
+        W.load(c, world)
+        yield c, world, store

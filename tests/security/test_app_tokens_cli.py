@@ -5,21 +5,12 @@ import time
 import uuid
 
 import jwt
-import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from healthtwin.security.keys import KeySet, public_jwk
 
 from . import world as W
 from .conftest import hand_made_jwt
-
-
-@pytest.fixture
-def app(store, tmp_path):
-    client, world = W.build(store, tmp_path)
-    with client as c:
-        W.load(c, world)
-        yield c, world, store
 
 
 def _claims(**over):

@@ -15,14 +15,6 @@ ROLES = list(W.ROLE_TOKENS)
 HIDDEN_ONLY = {"administrator"}
 
 
-@pytest.fixture
-def app(store, tmp_path):
-    client, world = W.build(store, tmp_path)
-    with client as c:
-        W.load(c, world)
-        yield c, world
-
-
 def _norm(resp, rid: str, absent: str) -> tuple:
     headers = {k: v for k, v in resp.headers.items() if k not in ("date", "content-length")}
     return resp.status_code, headers, resp.text.replace(absent, "<id>").replace(rid, "<id>")
@@ -45,7 +37,7 @@ def _leaks(role: str, ids: set[str]) -> set[str]:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_read_vread_history_hidden_equals_absent(app, role):
-    c, world = app
+    c, world, _ = app
     h = world.headers[role]
     for rid in sorted(W.PATIENT_LEVEL):
         rtype = W.TYPES[rid]
@@ -69,7 +61,7 @@ def test_read_vread_history_hidden_equals_absent(app, role):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_searches_never_match_or_count_hidden_rows(app, role):
-    c, world = app
+    c, world, _ = app
     h = world.headers[role]
     queries = {
         "Observation": ["", "?_include=*&_revinclude=*", "?_include=Observation:subject",
@@ -111,7 +103,7 @@ def test_searches_never_match_or_count_hidden_rows(app, role):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_everything_batch_and_transaction_entries(app, role):
-    c, world = app
+    c, world, _ = app
     h = world.headers[role]
     for pid in ("p1", "p2", "kid"):
         got = c.get(f"/fhir/Patient/{pid}/$everything", headers=h)
@@ -139,7 +131,7 @@ def test_everything_batch_and_transaction_entries(app, role):
 
 
 def test_insurer_sees_a_masked_patient_and_cannot_search_masked_fields(app):
-    c, world = app
+    c, world, _ = app
     h = world.headers["insurer"]
     p = c.get("/fhir/Patient/p1", headers=h).json()
     assert "telecom" not in p and "address" not in p and p["name"][0]["family"] == "Aliyeva"
@@ -152,7 +144,7 @@ def test_insurer_sees_a_masked_patient_and_cannot_search_masked_fields(app):
 
 
 def test_pharmacy_needs_the_prescription_identifier(app):
-    c, world = app
+    c, world, _ = app
     h = world.headers["pharmacy"]
     assert c.get("/fhir/MedicationRequest", headers=h).status_code == 403
     assert c.get("/fhir/MedicationRequest/mr1", headers=h).status_code == 403
@@ -173,7 +165,7 @@ def test_pharmacy_needs_the_prescription_identifier(app):
 
 
 def test_writes_check_the_resource_being_written(app):
-    c, world = app
+    c, world, _ = app
     obs = W._obs("new", "p1", based_on="ServiceRequest/sr1")
     obs.pop("id")
     other = W._obs("new", "p2", based_on="ServiceRequest/sr2")
@@ -210,7 +202,7 @@ def test_writes_check_the_resource_being_written(app):
 
 
 def test_anonymous_and_scope_limits(app):
-    c, world = app
+    c, world, _ = app
     assert c.get("/fhir/metadata").status_code == 200
     r = c.get("/fhir/Patient/p1")
     assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")

@@ -8,14 +8,6 @@ import pytest
 from . import world as W
 
 
-@pytest.fixture
-def app(store, tmp_path):
-    client, world = W.build(store, tmp_path)
-    with client as c:
-        W.load(c, world)
-        yield c, world, store
-
-
 def _ids(bundle: dict) -> set[str]:
     return {e["resource"]["id"] for e in bundle.get("entry", [])}
 
