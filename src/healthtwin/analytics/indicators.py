@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ from typing import Any
 
 import duckdb
 import orjson
+
+from .cube_delta import FullRebuild, apply_journal, clear_journal, journal_views
+
+log = logging.getLogger("healthtwin.analytics")
 
 FOLDER = Path(__file__).with_name("indicators")
 DEFAULT_THRESHOLD = 5
@@ -62,6 +67,8 @@ class Indicator:
     numerator_sql: str
     denominator_sql: str
     digest: str = field(compare=False)
+    # per measure, the event view it is a row-by-row sum over (or None); None: not maintained incrementally
+    incremental: dict[str, str | None] | None = field(default=None, compare=False)
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "title": self.title, "description": self.description,
@@ -87,7 +94,19 @@ def load_indicators(folder: Path = FOLDER) -> dict[str, Indicator]:
             raw["name"], raw["version"], raw["title"], raw["description"], raw["definition"], tuple(raw["views"]),
             dims, tuple(raw["denominator_dimensions"]), tuple(raw.get("required_by", ())),
             tuple(raw.get("default_by", ())), raw["measure"], tuple(raw.get("suppress", ("numerator", "denominator"))),
-            _sql(raw["numerator_sql"]), _sql(raw["denominator_sql"]), digest)
+            _sql(raw["numerator_sql"]), _sql(raw["denominator_sql"]), digest, _incremental(path.name, raw))
+    return out
+
+
+def _incremental(file: str, raw: dict[str, Any]) -> dict[str, str | None] | None:
+    inc = raw.get("incremental")
+    if inc is None:
+        return None
+    events = set((_base().get("incremental") or {}).get("event_views", ()))
+    out = {m: inc.get(m) for m in ("numerator", "denominator")}
+    for measure, view in out.items():
+        if view is not None and view not in events:
+            raise ValueError(f"{file}: incremental.{measure} names '{view}', which is not an event view of _base.json")
     return out
 
 
@@ -104,21 +123,50 @@ def indicator_views(folder: Path = FOLDER) -> list[dict[str, Any]]:
 # -- building the indicator tables ------------------------------------------------------------------------------
 def build_cubes(con: duckdb.DuckDBPyConnection, force: bool = False,
                 indicators: dict[str, Indicator] | None = None) -> dict[str, str]:
-    """(Re)computes the indicator tables; returns {name: "built" | "current" | "failed: …"}.
+    """Brings the indicator tables up to date; returns {name: "built" | "updated" | "current" | "failed: …"}.
 
-    Base tables are recomputed first; then each indicator's two tables are computed into staging tables and
-    swapped in with its state row in one transaction, so a failing indicator keeps its previous figures.
+    Normally the changes the materializer journalled since the last call are applied as a delta
+    (`cube_delta.py`: "updated"). Tables that are missing or of an older definition, `force`, or changes a
+    delta cannot follow make a full rebuild ("built").
     """
     indicators = indicators if indicators is not None else load_indicators()
     con.execute(f"CREATE TABLE IF NOT EXISTS {CUBE_STATE} (name VARCHAR PRIMARY KEY, digest VARCHAR, "
                 "version VARCHAR, built_at DOUBLE)")
     state = dict(con.execute(f"SELECT name, digest FROM {CUBE_STATE}").fetchall())
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    todo = [i for i in indicators.values()
-            if force or state.get(i.name) != i.digest or f"ind_{i.name}_num" not in tables]
-    result = {i.name: "current" for i in indicators.values() if i not in todo}
-    if not todo:
-        return result
+    stale = [i for i in indicators.values()
+             if force or state.get(i.name) != i.digest or f"ind_{i.name}_num" not in tables
+             or f"ind_{i.name}_den" not in tables]
+    changed, _ = journal_views(con)
+    if not stale:
+        try:
+            return apply_journal(con, indicators, _base())
+        except FullRebuild as why:
+            log.info("indicator tables rebuilt whole: %s", why)
+        except duckdb.Error as exc:
+            log.warning("the indicator tables could not follow the changes (%s); rebuilding them whole", exc)
+        stale = list(indicators.values())
+    elif changed:
+        stale = list(indicators.values())  # the others' figures would miss the journalled changes
+    return _build(con, stale, {i.name: "current" for i in indicators.values() if i not in stale})
+
+
+def _build(con: duckdb.DuckDBPyConnection, todo: list[Indicator], result: dict[str, str]) -> dict[str, str]:
+    """Recomputes the base tables, then each indicator's two tables into staging tables swapped in with its
+    state row in one transaction, so a failing indicator keeps its previous figures (and is retried whole
+    next time: its state says 'failed')."""
+    # First, in one step: these indicators are being rebuilt and the journal restarts from here. Should the
+    # process stop half-way, the rest are rebuilt next time rather than updated from a journal that is gone.
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for ind in todo:
+            con.execute(f"INSERT OR REPLACE INTO {CUBE_STATE} VALUES (?, 'building', ?, ?)",
+                        [ind.name, ind.version, time.time()])
+        clear_journal(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
     base = _base()
     for macro in base["macros"]:
         con.execute(macro)
@@ -133,8 +181,11 @@ def build_cubes(con: duckdb.DuckDBPyConnection, force: bool = False,
             result[ind.name] = base_error
             continue
         try:
-            con.execute(f"CREATE OR REPLACE TABLE _ht_stage_num AS {ind.numerator_sql}")
-            con.execute(f"CREATE OR REPLACE TABLE _ht_stage_den AS {ind.denominator_sql}")
+            # Cells that sum to 0 are left out, as the incremental update leaves them out.
+            con.execute(f"CREATE OR REPLACE TABLE _ht_stage_num AS SELECT * FROM ({ind.numerator_sql}) "
+                        "WHERE numerator <> 0")
+            con.execute(f"CREATE OR REPLACE TABLE _ht_stage_den AS SELECT * FROM ({ind.denominator_sql}) "
+                        "WHERE denominator <> 0")
             _check_columns(con, ind)
             con.execute("BEGIN TRANSACTION")
             try:
@@ -150,6 +201,9 @@ def build_cubes(con: duckdb.DuckDBPyConnection, force: bool = False,
             result[ind.name] = "built"
         except (duckdb.Error, IndicatorError) as exc:
             result[ind.name] = f"failed: {exc}"
+    for name, outcome in result.items():
+        if outcome.startswith("failed"):
+            con.execute(f"UPDATE {CUBE_STATE} SET digest = 'failed' WHERE name = ?", [name])
     return result
 
 

@@ -68,6 +68,11 @@ log = logging.getLogger("healthtwin.analytics")
 STATE_TABLE = "_ht_view_state"
 RECENT_TABLE = "_ht_view_recent"  # versions applied inside the overlap window
 PARQUET_STATE = "_ht_parquet_state"  # per view: the Parquet generation the files must reach
+# The change journal, read by the indicator tables' incremental maintenance (`cube_delta.py`): the resources
+# whose rows changed since the indicator tables were last brought up to date (id NULL: the whole view was
+# replaced), and in `_ht_journal_<view>` their rows as they were then (only the first change is kept).
+JOURNAL_IDS = "_ht_journal"
+JOURNAL_PREFIX = "_ht_journal_"
 PAGE = 5000
 
 
@@ -271,6 +276,7 @@ class Materializer:
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {RECENT_TABLE} (resource VARCHAR, id VARCHAR, last_updated DOUBLE)")
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {PARQUET_STATE} (name VARCHAR PRIMARY KEY, gen BIGINT, "
                          "base_gen BIGINT, base_rows BIGINT, delta_rows BIGINT)")
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {JOURNAL_IDS} (view VARCHAR, id VARCHAR)")
         self._recent: dict[str, list[tuple[str, float]]] = {}
         # Test seam: called with the view name after staging and before the swap.
         self.before_swap: Callable[[str], None] | None = None
@@ -347,6 +353,10 @@ class Materializer:
         with self._transaction() as con:
             con.execute(f"DROP TABLE IF EXISTS {_ident(name)}")
             con.execute(f"ALTER TABLE {_ident(stage)} RENAME TO {_ident(name)}")
+            # Rows may have changed anywhere (and the columns too): the indicator tables are rebuilt whole.
+            con.execute(f"DROP TABLE IF EXISTS {_ident(JOURNAL_PREFIX + name)}")
+            con.execute(f"DELETE FROM {JOURNAL_IDS} WHERE view = ?", [name])
+            con.execute(f"INSERT INTO {JOURNAL_IDS} VALUES (?, NULL)", [name])
             rows = self._count(name)
             self._set_state(name, watermark, "full", rows)
             plan = self._plan_parquet(name, rows, None)
@@ -427,6 +437,7 @@ class Materializer:
         con.execute("CREATE OR REPLACE TEMP TABLE _ht_changed AS SELECT unnest(?::VARCHAR[]) AS id", [changed])
         try:
             with self._transaction():
+                self._journal(name)
                 gone = con.execute(f"DELETE FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_changed) "
                                    "RETURNING _rkey").fetchall()
                 added = con.execute(f"INSERT INTO {_ident(name)} BY NAME SELECT * FROM {_ident(stage)}").fetchone()[0]
@@ -443,6 +454,19 @@ class Materializer:
             return rows, self._write_parquet(name, plan, stage)
         finally:
             self._drop_stage(name)
+
+    def _journal(self, name: str) -> None:
+        """Before the changed resources' rows go: keeps those rows (unless an earlier change since the last
+        indicator update kept them already) and notes the resources, in the apply's transaction."""
+        con = self.con
+        if con.execute(f"SELECT 1 FROM {JOURNAL_IDS} WHERE view = ? AND id IS NULL LIMIT 1", [name]).fetchone():
+            return  # the whole view counts as changed until the indicator tables are rebuilt
+        journal = _ident(JOURNAL_PREFIX + name)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {journal} AS SELECT * FROM {_ident(name)} LIMIT 0")
+        con.execute("CREATE OR REPLACE TEMP TABLE _ht_new_ids AS SELECT id FROM _ht_changed WHERE id NOT IN "
+                    f"(SELECT id FROM {JOURNAL_IDS} WHERE view = ? AND id IS NOT NULL)", [name])
+        con.execute(f"INSERT INTO {journal} SELECT * FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_new_ids)")
+        con.execute(f"INSERT INTO {JOURNAL_IDS} SELECT ?, id FROM _ht_new_ids", [name])
 
     # -- shared steps ---------------------------------------------------------------------------------------
     def _stage(self, name: str, relation: str, shapes: dict[str, Any] | None = None, temp: bool = False) -> str:
@@ -641,12 +665,12 @@ def _describe(exc: BaseException) -> str:
 
 # -- refresh of views and indicators together, on a schedule -----------------------------------------------------
 def refresh_all(materializer: Materializer, full: bool = False) -> RefreshReport:
-    """Views, then the indicator tables computed from them (only if a view changed or they are missing)."""
+    """Views, then the indicator tables: updated from the changes the views journalled, rebuilt if missing."""
     from .indicators import build_cubes
     report = materializer.refresh(full=full)
     with materializer.lock:
         t0 = time.perf_counter()
-        built = build_cubes(materializer.con, force=full or report.changed)
+        built = build_cubes(materializer.con, force=full)
         report.extra["indicators"] = built
         report.extra["indicator_seconds"] = time.perf_counter() - t0
     return report

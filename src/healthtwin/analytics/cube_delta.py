@@ -1,0 +1,366 @@
+"""Incremental maintenance of the indicator tables: the changes since they were built, applied as a delta.
+
+Every indicator's numerator and denominator is a sum over persons: a person's data (their Patient, conditions,
+doses, encounters...) adds to the cells of their own region, sex and age, independently of anyone else's
+(counting distinct persons in a cell is such a sum too). The materializer keeps a change journal: which
+resources' rows changed since the indicator tables were last brought up to date, and those rows as they were
+then (`materialize.JOURNAL_IDS`). Each table is therefore corrected by
+
+    table += f(new data of the persons P) - f(old data of P)                (the person part)
+           + f(changed event rows of others, new) - f(the same rows, old)    (the event-row part)
+
+P is the set of persons whose per-person data changed: rows of any view that is not an event view (Patient,
+Condition, Immunization, cause of death). Event views (encounter, lab_result, medication_request, claim;
+`_base.json` lists them) are read by every indicator row by row, as a count or sum over rows joined with the
+person, so a changed row of someone outside P moves the figures by its own contribution alone. Each indicator
+declares, per measure, the event view it is such a sum over (`"incremental"` in its JSON); the test
+`tests/analytics/test_cube_delta.py` checks every declaration against a full rebuild.
+
+Each f is the indicator's own SQL, run unchanged with DuckDB's `search_path` pointing at a scratch schema (in
+an in-memory database attached for the purpose) in which the view names and the per-person base tables hold
+only the rows concerned; names not shadowed, such as the global `base_years`, resolve to the real tables.
+
+A full rebuild is needed instead (`FullRebuild`) when a view was rebuilt whole, a global base table changed
+(new period years), an indicator is not declared incremental, or the changes reach more than MAX_SHARE of the
+persons (a rebuild is then cheaper). The new tables, the per-person base tables and the cleared journal
+commit in one transaction, so readers see the figures before or after, never half-way.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+import duckdb
+
+from .materialize import JOURNAL_IDS, JOURNAL_PREFIX
+
+log = logging.getLogger("healthtwin.analytics")
+
+WORK = "_ht_delta"  # the attached in-memory database holding the scratch schemas
+MAX_SHARE = 0.25
+
+
+class FullRebuild(Exception):
+    """The journal cannot be applied as a delta; the message says why."""
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql(value: Any) -> str:
+    return "\n".join(value) if isinstance(value, list) else str(value)
+
+
+def journal_views(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], set[str]]:
+    """{view: number of changed resources}, and the views replaced whole, since the last update."""
+    con.execute(f"CREATE TABLE IF NOT EXISTS {JOURNAL_IDS} (view VARCHAR, id VARCHAR)")
+    rows = con.execute(f"SELECT view, count(id), bool_or(id IS NULL) FROM {JOURNAL_IDS} GROUP BY view").fetchall()
+    return {v: n for v, n, _ in rows}, {v for v, _, whole in rows if whole}
+
+
+def clear_journal(con: duckdb.DuckDBPyConnection) -> None:
+    """Empties the journal (inside the caller's transaction)."""
+    con.execute(f"CREATE TABLE IF NOT EXISTS {JOURNAL_IDS} (view VARCHAR, id VARCHAR)")
+    for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, ?)",
+                               [JOURNAL_PREFIX]).fetchall():
+        con.execute(f"DROP TABLE {_q(name)}")
+    con.execute(f"DELETE FROM {JOURNAL_IDS}")
+
+
+def _base_names(sql: str, tables: dict[str, dict[str, Any]]) -> set[str]:
+    """The base tables a query reads, directly or through other base tables (their names are reserved)."""
+    found: set[str] = set()
+    todo = set(re.findall(r"\bbase_[a-z0-9_]+\b", sql))
+    while todo:
+        name = todo.pop()
+        if name in tables and name not in found:
+            found.add(name)
+            todo |= set(re.findall(r"\bbase_[a-z0-9_]+\b", _sql(tables[name]["sql"])))
+    return found
+
+
+class _Group:
+    """Indicators that read the same per-person views: they share one person set and one set of schemas."""
+
+    def __init__(self, tag: str, person_views: frozenset[str]) -> None:
+        self.tag, self.person_views = tag, person_views
+        self.views: set[str] = set(person_views)  # the views its indicators read other than through globals
+        self.linear: set[str] = set()  # the event views its indicators' measures are row-by-row sums over
+        self.base_tables: list[dict[str, Any]] = []  # the per-person base tables its indicators read
+        self.indicators: list[Any] = []
+        self.persons = 0
+        self.row_views: set[str] = set()
+
+    def schema(self, kind: str) -> str:
+        return f"{WORK}.{kind}_{self.tag}"
+
+    @property
+    def p(self) -> str:
+        return f"{WORK}.main.p_{self.tag}"
+
+
+class _Delta:
+    """One application of the journal, on its own cursor (its search_path is changed freely)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, indicators: dict[str, Any], base: dict[str, Any],
+                 changed: dict[str, int]) -> None:
+        self.cur = con.cursor()
+        self.indicators, self.base = indicators, base
+        inc = base.get("incremental") or {}
+        self.events = set(inc.get("event_views", ()))
+        self.person_key = dict(inc.get("person_key", {}))
+        self.default_key = str(inc.get("default_person_key", "patient"))
+        self.views = sorted({v for i in indicators.values() for v in i.views})
+        self.changed = {v: n for v, n in changed.items() if v in self.views}
+        self.groups: dict[frozenset[str], _Group] = {}
+        for ind in indicators.values():
+            own = frozenset(v for v in ind.views if v not in self.events)
+            group = self.groups.setdefault(own, _Group(f"g{len(self.groups)}", own))
+            group.indicators.append(ind)
+            group.linear.update(v for v in ind.incremental.values() if v)
+        by_name = {t["name"]: t for t in base["tables"]}
+        for group in self.groups.values():
+            group.views |= group.linear
+            used = _base_names(" ".join(i.numerator_sql + " " + i.denominator_sql for i in group.indicators), by_name)
+            group.base_tables = [t for t in base["tables"] if t["name"] in used and t.get("scope") != "global"]
+            for t in group.base_tables:
+                if not set(t["views"]) <= group.views:
+                    raise FullRebuild(f"{t['name']} reads {t['views']}, beyond the views declared by "
+                                      f"{', '.join(i.name for i in group.indicators)}")
+        self.timings: dict[str, float] = {}
+
+    def key(self, view: str) -> str:
+        return _q(self.person_key.get(view, self.default_key))
+
+    def run(self) -> dict[str, str]:
+        cur = self.cur
+        t0 = time.perf_counter()
+        cur.execute(f"DETACH DATABASE IF EXISTS {WORK}")
+        cur.execute(f"ATTACH ':memory:' AS {WORK}")
+        try:
+            for macro in self.base["macros"]:
+                cur.execute(macro)
+            self._check_globals()
+            self._persons()
+            self.timings["persons"] = time.perf_counter() - t0
+            deltas, keyed = self._evaluate()
+            self.timings["evaluate"] = time.perf_counter() - t0 - self.timings["persons"]
+            self._commit(deltas, keyed)
+        finally:
+            cur.execute("SET search_path = 'main'")
+            cur.execute(f"DETACH DATABASE IF EXISTS {WORK}")
+            cur.close()
+        self.timings["total"] = time.perf_counter() - t0
+        return {name: "updated" for name in self.indicators}
+
+    # -- what changed -----------------------------------------------------------------------------------
+    def _check_globals(self) -> None:
+        for table in self.base["tables"]:
+            if table.get("scope") != "global":
+                continue
+            name, sql = _q(table["name"]), _sql(table["sql"])
+            differs = self.cur.execute(
+                f"SELECT count(*) FROM ((SELECT * FROM ({sql}) EXCEPT ALL SELECT * FROM {name}) "
+                f"UNION ALL (SELECT * FROM {name} EXCEPT ALL SELECT * FROM ({sql})))").fetchone()[0]
+            if differs:
+                raise FullRebuild(f"the global table {table['name']} changed")
+
+    def _persons(self) -> None:
+        """Each group's persons whose per-person data changed, into {WORK}.main.p_<group>."""
+        cur = self.cur
+        people = max(cur.execute("SELECT count(*) FROM base_person").fetchone()[0], 1)
+        rows = sum(cur.execute(f"SELECT count(*) FROM {_q(v)}").fetchone()[0] for v in self.changed)
+        if sum(self.changed.values()) > MAX_SHARE * max(rows, 1):
+            raise FullRebuild(f"{sum(self.changed.values())} resources changed")
+        for view in self.changed:
+            if view in self.events:
+                continue
+            k = self.key(view)
+            cur.execute(f"CREATE TABLE {WORK}.main.{_q('p_' + view)} AS SELECT DISTINCT CAST(id AS VARCHAR) AS id "
+                        f"FROM (SELECT {k} AS id FROM {_q(JOURNAL_PREFIX + view)} UNION ALL SELECT {k} AS id FROM "
+                        f"{_q(view)} WHERE _rkey IN (SELECT id FROM {JOURNAL_IDS} WHERE view = '{view}')) "
+                        "WHERE id IS NOT NULL")
+        for group in self.groups.values():
+            sources = [f"SELECT id FROM {WORK}.main.{_q('p_' + v)}" for v in sorted(group.person_views)
+                       if v in self.changed]
+            union = " UNION ".join(sources) if sources else "SELECT NULL::VARCHAR AS id WHERE false"
+            cur.execute(f"CREATE TABLE {group.p} AS {union}")
+            group.persons = cur.execute(f"SELECT count(*) FROM {group.p}").fetchone()[0]
+            if group.persons > MAX_SHARE * people:
+                raise FullRebuild(f"{group.persons} of {people} persons changed")
+
+    # -- the scratch schemas ----------------------------------------------------------------------------
+    def _person_schemas(self, group: _Group) -> None:
+        """The group's views restricted to its persons, new and old, then the per-person base tables over them."""
+        cur = self.cur
+        new, old = group.schema("pnew"), group.schema("pold")
+        in_p = f"IN (SELECT id FROM {group.p})"
+        for schema in (new, old):
+            cur.execute(f"CREATE SCHEMA {schema}")
+        for view in sorted(group.views):
+            k = self.key(view)
+            cur.execute(f"CREATE TABLE {new}.{_q(view)} AS SELECT * FROM {_q(view)} WHERE {k} {in_p}")
+            if view in self.changed:  # the new rows but the changed ones, and those as they were
+                cur.execute(f"CREATE TABLE {old}.{_q(view)} AS SELECT * FROM {new}.{_q(view)} WHERE _rkey NOT IN "
+                            f"(SELECT id FROM {JOURNAL_IDS} WHERE view = '{view}') UNION ALL BY NAME "
+                            f"SELECT * FROM {_q(JOURNAL_PREFIX + view)} WHERE {k} {in_p}")
+            else:
+                cur.execute(f"CREATE VIEW {old}.{_q(view)} AS SELECT * FROM {new}.{_q(view)}")
+        for schema in (new, old):
+            cur.execute(f"SET search_path = '{schema},main'")
+            for table in group.base_tables:
+                cur.execute(f"CREATE TABLE {schema}.{_q(table['name'])} AS {_sql(table['sql'])}")
+            cur.execute("SET search_path = 'main'")
+
+    def _row_schemas(self, group: _Group) -> None:
+        """The changed rows of each event view the group reads, of persons outside the group's set."""
+        cur = self.cur
+        group.row_views = group.linear & set(self.changed)
+        if not group.row_views:
+            return
+        new, old = group.schema("rnew"), group.schema("rold")
+        for schema in (new, old):
+            cur.execute(f"CREATE SCHEMA {schema}")
+        outside = f"NOT IN (SELECT id FROM {group.p})"
+        for view in sorted(group.row_views):
+            k = self.key(view)
+            cur.execute(f"CREATE TABLE {new}.{_q(view)} AS SELECT * FROM {_q(view)} WHERE _rkey IN "
+                        f"(SELECT id FROM {JOURNAL_IDS} WHERE view = '{view}') AND {k} {outside}")
+            cur.execute(f"CREATE TABLE {old}.{_q(view)} AS SELECT * FROM {_q(JOURNAL_PREFIX + view)} "
+                        f"WHERE {k} {outside}")
+
+    def _eval(self, schema: str, queries: dict[str, str]) -> dict[str, str]:
+        """Each distinct query (several denominators are the same population) once in the schema: {sql: table}."""
+        if not queries:
+            return {}
+        self.cur.execute(f"SET search_path = '{schema},main'")
+        out: dict[str, str] = {}
+        try:
+            for label, sql in queries.items():
+                if sql not in out:
+                    self.cur.execute(f"CREATE TABLE {schema}.{_q(label)} AS {sql}")
+                    out[sql] = f"{schema}.{_q(label)}"
+        finally:
+            self.cur.execute("SET search_path = 'main'")
+        return out
+
+    def _evaluate(self) -> tuple[list[tuple[str, list[str], str, str]], list[tuple[str, str, str]]]:
+        """The change of every table, staged in the scratch database: [(table, dims, measure, delta)], and the
+        keyed base tables' replacement rows: [(table, key, person set, rows)]."""
+        deltas = []
+        for group in self.groups.values():
+            if group.persons:
+                self._person_schemas(group)
+            self._row_schemas(group)
+            parts = [(ind, part, measure, dims, sql) for ind in group.indicators
+                     for part, measure, dims, sql in (("num", "numerator", ind.dimensions, ind.numerator_sql),
+                                                      ("den", "denominator", ind.denominator_dimensions,
+                                                       ind.denominator_sql))]
+            everyone = {f"{ind.name}_{part}": sql for ind, part, _, _, sql in parts}
+            linear = {f"{ind.name}_{part}": sql for ind, part, measure, _, sql in parts
+                      if ind.incremental.get(measure) in group.row_views}
+            done = {kind: self._eval(group.schema(kind), queries) for kind, queries in
+                    (("pnew", everyone if group.persons else {}), ("pold", everyone if group.persons else {}),
+                     ("rnew", linear), ("rold", linear))}
+            for ind, part, measure, dims, sql in parts:
+                terms = [(done[kind][sql], sign) for kind, sign in (("pnew", 1), ("pold", -1), ("rnew", 1), ("rold", -1))
+                         if sql in done[kind]]
+                if terms:
+                    table = f"ind_{ind.name}_{part}"
+                    deltas.append((table, list(dims), measure, self._delta(table, dims, measure, terms)))
+        keyed = []
+        for table in self.base["tables"]:
+            if table.get("scope") == "global":
+                continue
+            groups = [g for g in self.groups.values() if table in g.base_tables]
+            if not groups:  # read by no indicator: recomputed whole in the commit
+                keyed.append((table["name"], "", "", _sql(table["sql"])))
+                continue
+            group = min(groups, key=lambda g: g.persons)  # its persons include all whose rows of the table changed
+            if not group.persons:
+                continue
+            name = table["name"]
+            rows = f"{group.schema('pnew')}.{_q(name)}"
+            if "additive" in table:
+                measure = table["additive"]
+                dims = [c for c in self._columns(name) if c != measure]
+                terms = [(rows, 1), (f"{group.schema('pold')}.{_q(name)}", -1)]
+                deltas.append((name, dims, measure, self._delta(name, dims, measure, terms)))
+            else:
+                keyed.append((name, table["key"], group.p, rows))
+        return deltas, keyed
+
+    def _columns(self, table: str) -> list[str]:
+        return [r[0] for r in self.cur.execute(f"DESCRIBE {_q(table)}").fetchall()]
+
+    def _delta(self, table: str, dims: Any, measure: str, terms: list[tuple[str, int]]) -> str:
+        """The terms summed per cell, in the table's measure type; cells whose change is 0 are dropped."""
+        mtype = dict((r[0], r[1]) for r in self.cur.execute(f"DESCRIBE {_q(table)}").fetchall())[measure]
+        cols = ", ".join(_q(d) for d in dims)
+        m = _q(measure)
+        union = " UNION ALL ".join(f"SELECT {cols}, {'-' if sign < 0 else ''}{m} AS {m} FROM {term}"
+                                   for term, sign in terms)
+        delta = f"{WORK}.main.{_q('delta_' + table)}"
+        self.cur.execute(f"CREATE TABLE {delta} AS SELECT {cols}, CAST(sum({m}) AS {mtype}) AS {m} "
+                         f"FROM ({union}) GROUP BY ALL HAVING sum({m}) <> 0")
+        return delta
+
+    # -- commit -----------------------------------------------------------------------------------------
+    def _commit(self, deltas: list[tuple[str, list[str], str, str]], keyed: list[tuple[str, str, str, str]]) -> None:
+        """Every change in place, in one transaction: cells that come to 0 go, as the full build leaves them out."""
+        from .indicators import CUBE_STATE
+        cur = self.cur
+        t0 = time.perf_counter()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            for table, dims, measure, delta in deltas:
+                t, m = _q(table), _q(measure)
+                on = " AND ".join(f"t.{_q(d)} IS NOT DISTINCT FROM d.{_q(d)}" for d in dims) or "TRUE"
+                cols = ", ".join(_q(c) for c in [*dims, measure])
+                cur.execute(f"MERGE INTO {t} AS t USING {delta} AS d ON ({on}) "
+                            f"WHEN MATCHED AND t.{m} + d.{m} = 0 THEN DELETE "
+                            f"WHEN MATCHED THEN UPDATE SET {m} = t.{m} + d.{m} "
+                            f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({', '.join('d.' + _q(c) for c in [*dims, measure])})")
+            for table, key, persons, rows in keyed:
+                if not key:
+                    cur.execute(f"CREATE OR REPLACE TABLE {_q(table)} AS {rows}")
+                    continue
+                cur.execute(f"DELETE FROM {_q(table)} WHERE {_q(key)} IN (SELECT id FROM {persons})")
+                cur.execute(f"INSERT INTO {_q(table)} BY NAME SELECT * FROM {rows}")
+            cur.execute(f"UPDATE {CUBE_STATE} SET built_at = ?", [time.time()])
+            clear_journal(cur)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        self.timings["commit"] = time.perf_counter() - t0
+
+
+def apply_journal(con: duckdb.DuckDBPyConnection, indicators: dict[str, Any], base: dict[str, Any]) -> dict[str, str]:
+    """Brings every indicator table up to date with the change journal, or raises FullRebuild.
+
+    The caller has checked that every indicator's tables exist and are of its current definition."""
+    changed, whole = journal_views(con)
+    if whole:
+        raise FullRebuild(f"views rebuilt whole: {', '.join(sorted(whole))}")
+    missing = [i.name for i in indicators.values() if i.incremental is None]
+    if missing and changed:
+        raise FullRebuild(f"not declared incremental: {', '.join(missing)}")
+    delta = _Delta(con, indicators, base, changed)
+    if not delta.changed:
+        if changed:  # only views no indicator reads
+            con.execute("BEGIN TRANSACTION")
+            clear_journal(con)
+            con.execute("COMMIT")
+        delta.cur.close()
+        return {name: "current" for name in indicators}
+    result = delta.run()
+    log.info("indicator tables updated from %d changed resources in %.3fs (%s)", sum(delta.changed.values()),
+             delta.timings["total"], ", ".join(f"{k} {v:.3f}s" for k, v in delta.timings.items()))
+    return result
+
+
+__all__ = ["FullRebuild", "apply_journal", "clear_journal", "journal_views", "MAX_SHARE"]
