@@ -93,7 +93,7 @@ def test_limit_patient_group_and_inline(data) -> None:
     assert rows == []
 
 
-def test_stored_view_in_a_library(data) -> None:
+def test_stored_view_in_a_library(data, tmp_path) -> None:
     lib = {"resourceType": "Library", "id": "obs-view", "url": "https://health.gov.az/fhir/Library/obs-view",
            "version": "1", "status": "active",
            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/library-type",
@@ -108,6 +108,19 @@ def test_stored_view_in_a_library(data) -> None:
     assert r.status_code == 200 and len(r.json()) == 6
     r = data.get("/fhir/Library/obs-view/$run", headers={"accept": "text/csv"})  # the earlier name, and GET
     assert r.status_code == 200 and r.text.startswith("id,patient,value,flag")
+    # _format in the query string, as clients send it on GET
+    r = data.get("/fhir/Library/obs-view/$viewdefinition-run?_format=csv")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert len(list(csv.DictReader(io.StringIO(r.text)))) == 6
+    r = data.get("/fhir/Library/obs-view/$viewdefinition-run?_format=ndjson")
+    assert r.status_code == 200 and len(r.text.strip().splitlines()) == 6
+    r = data.get("/fhir/Library/obs-view/$viewdefinition-run?_format=parquet")
+    assert r.status_code == 200
+    (tmp_path / "rows.parquet").write_bytes(r.content)
+    assert duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [str(tmp_path / "rows.parquet")]).fetchone()[0] == 6
+    r = data.get("/fhir/Library/obs-view/$viewdefinition-run?_format=xlsx")
+    assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
+    assert data.get("/fhir/Patient?_format=csv").status_code == 415  # elsewhere only JSON
     r = run(data, {"name": "viewReference", "valueReference": {"reference": "Library/missing"}})
     assert r.status_code == 404
 

@@ -11,6 +11,7 @@ from ..fhir.outcome import FHIRError
 from .context import Caller, RequestContext
 
 _XML = ("xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir")
+OWN_FORMAT = ("/$viewdefinition-run", "/$run")  # operations that negotiate their own output format
 _JSON = ("json", "application/json", "application/fhir+json", "application/json+fhir", "text/json")
 
 
@@ -19,7 +20,8 @@ def context(request: Request, caller: Caller, base_url: str) -> RequestContext:
     params = request.query_params
     pretty = params.get("_pretty") == "true"
     fmt = params.get("_format")
-    if fmt is not None:
+    # $viewdefinition-run answers in CSV, NDJSON or Parquet too: it checks its own _format.
+    if fmt is not None and not request.url.path.endswith(OWN_FORMAT):
         if fmt in _XML or "xml" in fmt:
             raise FHIRError(415, "XML is not supported by this server; use _format=json", "not-supported")
         if fmt not in _JSON:
