@@ -278,6 +278,8 @@ class Materializer:
                          "base_gen BIGINT, base_rows BIGINT, delta_rows BIGINT)")
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {JOURNAL_IDS} (view VARCHAR, id VARCHAR)")
         self._recent: dict[str, list[tuple[str, float]]] = {}
+        self._whole: set[str] = set()
+        self._journals: set[str] = set()
         # Test seam: called with the view name after staging and before the swap.
         self.before_swap: Callable[[str], None] | None = None
 
@@ -293,6 +295,10 @@ class Materializer:
         with self.lock:
             state = self.state()
             tables = {r[0] for r in self.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            # Read once per refresh for the journal (_journal): views replaced whole, journal tables present.
+            self._whole = {v for (v,) in self.con.execute(f"SELECT DISTINCT view FROM {JOURNAL_IDS} "
+                                                          "WHERE id IS NULL").fetchall()}
+            self._journals = {t[len(JOURNAL_PREFIX):] for t in tables if t.startswith(JOURNAL_PREFIX)}
             by_type: dict[str, list[str]] = defaultdict(list)
             for n in names:
                 by_type[self.compiled[n].resource].append(n)
@@ -360,6 +366,8 @@ class Materializer:
             rows = self._count(name)
             self._set_state(name, watermark, "full", rows)
             plan = self._plan_parquet(name, rows, None)
+        self._whole.add(name)
+        self._journals.discard(name)
         return rows, self._write_parquet(name, plan)
 
     # -- incremental ----------------------------------------------------------------------------------------
@@ -459,14 +467,16 @@ class Materializer:
         """Before the changed resources' rows go: keeps those rows (unless an earlier change since the last
         indicator update kept them already) and notes the resources, in the apply's transaction."""
         con = self.con
-        if con.execute(f"SELECT 1 FROM {JOURNAL_IDS} WHERE view = ? AND id IS NULL LIMIT 1", [name]).fetchone():
+        if name in self._whole:
             return  # the whole view counts as changed until the indicator tables are rebuilt
         journal = _ident(JOURNAL_PREFIX + name)
-        con.execute(f"CREATE TABLE IF NOT EXISTS {journal} AS SELECT * FROM {_ident(name)} LIMIT 0")
-        con.execute("CREATE OR REPLACE TEMP TABLE _ht_new_ids AS SELECT id FROM _ht_changed WHERE id NOT IN "
-                    f"(SELECT id FROM {JOURNAL_IDS} WHERE view = ? AND id IS NOT NULL)", [name])
-        con.execute(f"INSERT INTO {journal} SELECT * FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_new_ids)")
-        con.execute(f"INSERT INTO {JOURNAL_IDS} SELECT ?, id FROM _ht_new_ids", [name])
+        if name not in self._journals:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {journal} AS SELECT * FROM {_ident(name)} LIMIT 0")
+            self._journals.add(name)
+        known = f"(SELECT id FROM {JOURNAL_IDS} WHERE view = ? AND id IS NOT NULL)"
+        con.execute(f"INSERT INTO {journal} SELECT * FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_changed) "
+                    f"AND _rkey NOT IN {known}", [name])
+        con.execute(f"INSERT INTO {JOURNAL_IDS} SELECT ?, id FROM _ht_changed WHERE id NOT IN {known}", [name, name])
 
     # -- shared steps ---------------------------------------------------------------------------------------
     def _stage(self, name: str, relation: str, shapes: dict[str, Any] | None = None, temp: bool = False) -> str:
