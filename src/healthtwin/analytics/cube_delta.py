@@ -248,8 +248,8 @@ class _Delta:
         return out
 
     def _evaluate(self) -> tuple[list[tuple[str, list[str], str, str]], list[tuple[str, str, str]]]:
-        """The change of every table, staged in the scratch database: [(table, dims, measure, delta)], and the
-        keyed base tables' replacement rows: [(table, key, person set, rows)]."""
+        """The change of every table: [(table, dims, measure, query of the change per cell)], and the keyed
+        base tables' replacement rows: [(table, key, person set, rows)]; both read the scratch database."""
         deltas = []
         for group in self.groups.values():
             if group.persons:
@@ -297,16 +297,14 @@ class _Delta:
         return [r[0] for r in self.cur.execute(f"DESCRIBE {_q(table)}").fetchall()]
 
     def _delta(self, table: str, dims: Any, measure: str, terms: list[tuple[str, int]]) -> str:
-        """The terms summed per cell, in the table's measure type; cells whose change is 0 are dropped."""
+        """A query: the terms summed per cell, in the table's measure type; cells whose change is 0 left out."""
         mtype = dict((r[0], r[1]) for r in self.cur.execute(f"DESCRIBE {_q(table)}").fetchall())[measure]
         cols = ", ".join(_q(d) for d in dims)
         m = _q(measure)
         union = " UNION ALL ".join(f"SELECT {cols}, {'-' if sign < 0 else ''}{m} AS {m} FROM {term}"
                                    for term, sign in terms)
-        delta = f"{WORK}.main.{_q('delta_' + table)}"
-        self.cur.execute(f"CREATE TABLE {delta} AS SELECT {cols}, CAST(sum({m}) AS {mtype}) AS {m} "
-                         f"FROM ({union}) GROUP BY ALL HAVING sum({m}) <> 0")
-        return delta
+        return (f"(SELECT {cols}, CAST(sum({m}) AS {mtype}) AS {m} FROM ({union}) GROUP BY ALL "
+                f"HAVING sum({m}) <> 0)")
 
     # -- commit -----------------------------------------------------------------------------------------
     def _commit(self, deltas: list[tuple[str, list[str], str, str]], keyed: list[tuple[str, str, str, str]]) -> None:
