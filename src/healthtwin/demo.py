@@ -76,6 +76,12 @@ def _build(settings: Settings, patients: int, seed: int) -> None:
     if views_main(["materialize", "--data-dir", str(settings.data_dir), *db, "--full", "--from-ndjson", str(out)]):
         raise RuntimeError("materialising the analytics views failed")
     print(f"Materialised the analytics views in {time.perf_counter() - t:.0f} s.", file=sys.stderr)
+    # The NDJSON holds every citizen's FIN, name and address in clear, which the store encrypts: once loaded
+    # it goes. The manifest and the planted events' ground truth stay, for scoring detection and forecasts.
+    for path in out.glob("*.ndjson"):
+        path.unlink()
+    print(f"Removed the generated NDJSON (identifiers in clear); kept {out}/manifest.json and the ground truth.",
+          file=sys.stderr)
 
 
 def _demo_links(settings: Settings) -> dict[str, str]:
