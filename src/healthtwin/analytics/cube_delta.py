@@ -28,8 +28,10 @@ commit in one transaction, so readers see the figures before or after, never hal
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import duckdb
@@ -39,6 +41,7 @@ from .materialize import JOURNAL_IDS, JOURNAL_PREFIX
 log = logging.getLogger("healthtwin.analytics")
 
 WORK = "_ht_delta"  # the attached in-memory database holding the scratch schemas
+THREADS = min(4, os.cpu_count() or 1)  # groups evaluated at once
 MAX_SHARE = 0.25
 
 
@@ -93,6 +96,13 @@ class _Group:
         self.indicators: list[Any] = []
         self.persons = 0
         self.row_views: set[str] = set()
+
+    def parts(self) -> list[tuple[Any, str, str, tuple[str, ...], str]]:
+        """(indicator, num|den, measure, dimensions, sql) of each of its indicators' two tables."""
+        return [(ind, part, measure, dims, sql) for ind in self.indicators
+                for part, measure, dims, sql in (("num", "numerator", ind.dimensions, ind.numerator_sql),
+                                                 ("den", "denominator", ind.denominator_dimensions,
+                                                  ind.denominator_sql))]
 
     def schema(self, kind: str) -> str:
         return f"{WORK}.{kind}_{self.tag}"
@@ -193,9 +203,8 @@ class _Delta:
                 raise FullRebuild(f"{group.persons} of {people} persons changed")
 
     # -- the scratch schemas ----------------------------------------------------------------------------
-    def _person_schemas(self, group: _Group) -> None:
+    def _person_schemas(self, cur: duckdb.DuckDBPyConnection, group: _Group) -> None:
         """The group's views restricted to its persons, new and old, then the per-person base tables over them."""
-        cur = self.cur
         new, old = group.schema("pnew"), group.schema("pold")
         in_p = f"IN (SELECT id FROM {group.p})"
         for schema in (new, old):
@@ -215,10 +224,8 @@ class _Delta:
                 cur.execute(f"CREATE TABLE {schema}.{_q(table['name'])} AS {_sql(table['sql'])}")
             cur.execute("SET search_path = 'main'")
 
-    def _row_schemas(self, group: _Group) -> None:
+    def _row_schemas(self, cur: duckdb.DuckDBPyConnection, group: _Group) -> None:
         """The changed rows of each event view the group reads, of persons outside the group's set."""
-        cur = self.cur
-        group.row_views = group.linear & set(self.changed)
         if not group.row_views:
             return
         new, old = group.schema("rnew"), group.schema("rold")
@@ -232,40 +239,51 @@ class _Delta:
             cur.execute(f"CREATE TABLE {old}.{_q(view)} AS SELECT * FROM {_q(JOURNAL_PREFIX + view)} "
                         f"WHERE {k} {outside}")
 
-    def _eval(self, schema: str, queries: dict[str, str]) -> dict[str, str]:
+    @staticmethod
+    def _eval(cur: duckdb.DuckDBPyConnection, schema: str, queries: dict[str, str]) -> dict[str, str]:
         """Each distinct query (several denominators are the same population) once in the schema: {sql: table}."""
         if not queries:
             return {}
-        self.cur.execute(f"SET search_path = '{schema},main'")
+        cur.execute(f"SET search_path = '{schema},main'")
         out: dict[str, str] = {}
         try:
             for label, sql in queries.items():
                 if sql not in out:
-                    self.cur.execute(f"CREATE TABLE {schema}.{_q(label)} AS {sql}")
+                    cur.execute(f"CREATE TABLE {schema}.{_q(label)} AS {sql}")
                     out[sql] = f"{schema}.{_q(label)}"
         finally:
-            self.cur.execute("SET search_path = 'main'")
+            cur.execute("SET search_path = 'main'")
         return out
+
+    def _group(self, group: _Group) -> dict[str, dict[str, str]]:
+        """One group's scratch schemas and query results, on a connection of its own (groups run in parallel:
+        each DuckDB statement here is small and mostly single-threaded)."""
+        cur = self.cur.cursor()
+        try:
+            if group.persons:
+                self._person_schemas(cur, group)
+            if group.row_views:
+                self._row_schemas(cur, group)
+            everyone = {f"{ind.name}_{part}": sql for ind, part, _, _, sql in group.parts()}
+            linear = {f"{ind.name}_{part}": sql for ind, part, measure, _, sql in group.parts()
+                      if ind.incremental.get(measure) in group.row_views}
+            return {kind: self._eval(cur, group.schema(kind), queries) for kind, queries in
+                    (("pnew", everyone if group.persons else {}), ("pold", everyone if group.persons else {}),
+                     ("rnew", linear), ("rold", linear))}
+        finally:
+            cur.close()
 
     def _evaluate(self) -> tuple[list[tuple[str, list[str], str, str]], list[tuple[str, str, str]]]:
         """The change of every table: [(table, dims, measure, query of the change per cell)], and the keyed
         base tables' replacement rows: [(table, key, person set, rows)]; both read the scratch database."""
         deltas = []
-        for group in self.groups.values():
-            if group.persons:
-                self._person_schemas(group)
-            self._row_schemas(group)
-            parts = [(ind, part, measure, dims, sql) for ind in group.indicators
-                     for part, measure, dims, sql in (("num", "numerator", ind.dimensions, ind.numerator_sql),
-                                                      ("den", "denominator", ind.denominator_dimensions,
-                                                       ind.denominator_sql))]
-            everyone = {f"{ind.name}_{part}": sql for ind, part, _, _, sql in parts}
-            linear = {f"{ind.name}_{part}": sql for ind, part, measure, _, sql in parts
-                      if ind.incremental.get(measure) in group.row_views}
-            done = {kind: self._eval(group.schema(kind), queries) for kind, queries in
-                    (("pnew", everyone if group.persons else {}), ("pold", everyone if group.persons else {}),
-                     ("rnew", linear), ("rold", linear))}
-            for ind, part, measure, dims, sql in parts:
+        groups = list(self.groups.values())
+        for group in groups:
+            group.row_views = group.linear & set(self.changed)
+        with ThreadPoolExecutor(max_workers=THREADS) as pool:
+            results = list(pool.map(self._group, groups))
+        for group, done in zip(groups, results):
+            for ind, part, measure, dims, sql in group.parts():
                 terms = [(done[kind][sql], sign) for kind, sign in (("pnew", 1), ("pold", -1), ("rnew", 1), ("rold", -1))
                          if sql in done[kind]]
                 if terms:

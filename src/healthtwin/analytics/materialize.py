@@ -51,6 +51,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,7 @@ PARQUET_STATE = "_ht_parquet_state"  # per view: the Parquet generation the file
 JOURNAL_IDS = "_ht_journal"
 JOURNAL_PREFIX = "_ht_journal_"
 PAGE = 5000
+THREADS = min(4, os.cpu_count() or 1)  # resource types refreshed side by side
 
 
 # -- where resources come from --------------------------------------------------------------------------------
@@ -269,7 +271,8 @@ class Materializer:
                 raise ViewDefinitionError(f"view name '{name}' is reserved", "name")
             self.views[name] = view
             self.compiled[name] = compiled
-        self.con = con or duckdb.connect(str(self.data_dir / "analytics.duckdb"))
+        self._con = con or duckdb.connect(str(self.data_dir / "analytics.duckdb"))
+        self._thread = threading.local()  # a refresh's worker threads each use a connection of their own
         self.lock = threading.Lock()  # one refresh at a time; readers use cursors and see committed data
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (name VARCHAR PRIMARY KEY, resource VARCHAR, "
                          "digest VARCHAR, watermark DOUBLE, row_count BIGINT, refreshed_at DOUBLE, mode VARCHAR)")
@@ -282,6 +285,12 @@ class Materializer:
         self._journals: set[str] = set()
         # Test seam: called with the view name after staging and before the swap.
         self.before_swap: Callable[[str], None] | None = None
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection: the database's, or inside a refresh's worker thread that thread's own (its
+        temporary tables, such as the spool, are its own too)."""
+        return getattr(self._thread, "con", None) or self._con
 
     def state(self) -> dict[str, tuple[str, float | None, int, float]]:
         rows = self.con.cursor().execute(f"SELECT name, digest, watermark, row_count, refreshed_at "
@@ -302,6 +311,7 @@ class Materializer:
             by_type: dict[str, list[str]] = defaultdict(list)
             for n in names:
                 by_type[self.compiled[n].resource].append(n)
+            work = []
             for rtype, group in by_type.items():
                 rebuild, incremental = [], []
                 for n in group:
@@ -311,15 +321,38 @@ class Materializer:
                         rebuild.append(n)
                     else:
                         incremental.append(n)
-                if rebuild:
-                    report.views += self._full(rtype, rebuild)
-                if incremental:
-                    report.views += self._incremental(rtype, incremental, min(state[n][1] for n in incremental),
-                                                      {n: state[n][2] for n in incremental})
+                work.append((rtype, rebuild, incremental, state))
+            # Resource types are independent (their own views, tables and files): they run side by side,
+            # each on a DuckDB connection and a store connection of its own.
+            if len(work) > 1 and THREADS > 1:
+                with ThreadPoolExecutor(max_workers=THREADS) as pool:
+                    for views in pool.map(self._refresh_type, work):
+                        report.views += views
+            else:
+                for item in work:
+                    report.views += self._refresh_type(item)
         report.seconds = time.perf_counter() - started
         for v in report.failed:
             log.error("view %s was not refreshed: %s", v.name, v.error)
         return report
+
+    def _refresh_type(self, item: tuple[str, list[str], list[str], dict[str, Any]]) -> list[ViewReport]:
+        rtype, rebuild, incremental, state = item
+        own = threading.current_thread() is not threading.main_thread() and getattr(self._thread, "con", None) is None
+        if own:
+            self._thread.con = self._con.cursor()
+        try:
+            views = []
+            if rebuild:
+                views += self._full(rtype, rebuild)
+            if incremental:
+                views += self._incremental(rtype, incremental, min(state[n][1] for n in incremental),
+                                           {n: state[n][2] for n in incremental})
+            return views
+        finally:
+            if own:
+                self._thread.con.close()
+                self._thread.con = None
 
     # -- full -----------------------------------------------------------------------------------------------
     def _full(self, rtype: str, names: list[str]) -> list[ViewReport]:
@@ -629,7 +662,7 @@ class Materializer:
                     if (names is None or n in set(names)) and n in state}
 
     def close(self) -> None:
-        self.con.close()
+        self._con.close()
 
 
 class _Spool:
