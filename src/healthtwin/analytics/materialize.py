@@ -722,8 +722,9 @@ def refresh_all(materializer: Materializer, full: bool = False) -> RefreshReport
 class Scheduler:
     """A daemon thread that refreshes every `minutes`; `stop()` waits for a refresh under way to finish."""
 
-    def __init__(self, materializer: Materializer, minutes: float) -> None:
-        self.materializer, self.interval = materializer, minutes * 60.0
+    def __init__(self, materializer: Materializer, minutes: float, after: Callable[[], None] | None = None) -> None:
+        """`after`: called after each successful refresh (the server publishes a snapshot for its workers)."""
+        self.materializer, self.interval, self.after = materializer, minutes * 60.0, after
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: RefreshReport | None = None
@@ -739,6 +740,8 @@ class Scheduler:
             try:
                 self.last = refresh_all(self.materializer)
                 self.last_error = None
+                if self.after is not None:
+                    self.after()
             except Exception as exc:  # keep the schedule alive; the error is visible in /analytics/status
                 self.last_error = _describe(exc)
                 log.exception("scheduled view refresh failed")

@@ -6,6 +6,9 @@
   (`numerator`/`value` null, `suppressed: true`);
 * `GET /analytics/status`: what was materialized and when; `POST /analytics/refresh` runs a refresh now.
 
+With several server processes, one owns the DuckDB file and the others answer from the snapshot it
+publishes after each refresh (see `snapshot.py`).
+
 Every route builds the same RequestContext as the FHIR API and asks `services.policy.authorize(ctx,
 "analytics", None)` first, so roles can be enforced when the trust layer lands without touching this module.
 """
@@ -28,6 +31,7 @@ from ..api.responses import error
 from ..fhir.outcome import FHIRError
 from .indicators import DEFAULT_THRESHOLD, IndicatorError, compute, indicator_views, load_indicators, to_csv
 from .materialize import Materializer, Scheduler, StoreSource, refresh_all
+from .snapshot import SnapshotReader, owner_pid, publish, try_own
 
 log = logging.getLogger("healthtwin.analytics")
 HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
@@ -42,13 +46,25 @@ class Analytics:
 
     def __init__(self, services: Any, data_dir: str | Path, refresh_minutes: float | None = None,
                  threshold: int = DEFAULT_THRESHOLD, identify: Callable[[Request], Caller] | None = None,
-                 materializer: Materializer | None = None, base_path: str = "/analytics") -> None:
+                 materializer: Materializer | None = None, base_path: str = "/analytics",
+                 owner: bool | None = None) -> None:
+        """`owner`: whether this process holds the DuckDB file (default: it does if it takes the folder's
+        analytics lock first; the other processes of a multi-worker server follow its snapshots)."""
         self.services = services
         self.threshold = threshold
         self.identify = identify or (lambda request: Caller())
         self.base_path = base_path.rstrip("/")
-        self.materializer = materializer or Materializer(StoreSource(services.store), data_dir, indicator_views())
-        self.scheduler = Scheduler(self.materializer, refresh_minutes) if refresh_minutes else None
+        self.data_dir = Path(data_dir)
+        self.owner = True if materializer is not None else try_own(self.data_dir) if owner is None else owner
+        self.materializer: Materializer | None = None
+        self.reader: SnapshotReader | None = None
+        self.scheduler: Scheduler | None = None
+        if self.owner:
+            self.materializer = materializer or Materializer(StoreSource(services.store), data_dir, indicator_views())
+            if refresh_minutes:
+                self.scheduler = Scheduler(self.materializer, refresh_minutes, after=self.publish)
+        else:
+            self.reader = SnapshotReader(self.data_dir)
         self.app = Starlette(routes=[
             Route("/indicators", self.list_indicators, methods=["GET"]),
             Route("/indicators/{name}", self.indicator, methods=["GET"]),
@@ -57,13 +73,38 @@ class Analytics:
         ])
 
     def start(self) -> None:
+        if self.materializer is not None:
+            self.publish()  # what was materialized before this start, for the other workers
         if self.scheduler is not None:
             self.scheduler.start()
 
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
-        self.materializer.close()
+        if self.materializer is not None:
+            self.materializer.close()
+        if self.reader is not None:
+            self.reader.close()
+
+    def publish(self) -> None:
+        """The owner's indicator tables, as a snapshot the other worker processes answer from."""
+        mat = self.materializer
+        if mat is None:
+            return
+        try:
+            with mat.lock:  # not half-way through a refresh
+                publish(mat.con, self.data_dir)
+        except Exception:  # the owner still answers; the others keep the previous snapshot
+            log.exception("publishing the analytics snapshot failed")
+
+    def _con(self) -> Any:
+        if self.materializer is not None:
+            return self.materializer.con
+        con = self.reader.connection() if self.reader is not None else None
+        if con is None:
+            raise IndicatorError("the indicators have not been computed yet: run a refresh "
+                                 "(healthtwin views materialize)")
+        return con
 
     # -- the seam shared with the FHIR API -------------------------------------------------------------------
     def _context(self, request: Request) -> RequestContext:
@@ -128,7 +169,7 @@ class Analytics:
             fmt = params.get("format", "json")
             if fmt not in ("json", "csv"):
                 raise FHIRError(400, f"format '{fmt}' is not supported: use json or csv", "not-supported", "format")
-            result = await run_in_threadpool(compute, self.materializer.con, ind, params, self.threshold)
+            result = await run_in_threadpool(compute, self._con(), ind, params, self.threshold)
             if fmt == "csv":
                 return Response(to_csv(result), media_type="text/csv; charset=utf-8", headers=dict(
                     HEADERS, **{"content-disposition": f'attachment; filename="{name}.csv"'}))
@@ -137,17 +178,26 @@ class Analytics:
 
     async def status(self, request: Request) -> Response:
         async def run(ctx: RequestContext) -> Response:
-            state = await run_in_threadpool(self.materializer.state)
+            source = self.materializer or self.reader
+            state = await run_in_threadpool(source.state)  # type: ignore[union-attr]
             views = [{"name": n, "watermark": s[1], "rows": s[2], "refreshed_at": s[3]} for n, s in sorted(state.items())]
             sched = self.scheduler
             return _json({"views": views, "schedule_minutes": sched.interval / 60 if sched else None,
-                          "last_error": sched.last_error if sched else None})
+                          "last_error": sched.last_error if sched else None,
+                          "served_from": "database" if self.owner else "snapshot",
+                          "owner_process": owner_pid(self.data_dir)})
         return await self._guard(request, run)
 
     async def refresh(self, request: Request) -> Response:
         async def run(ctx: RequestContext) -> Response:
             full = request.query_params.get("full") == "true"
+            if self.materializer is None:
+                raise FHIRError(409, "This server process answers indicators from a snapshot; the refresh runs in "
+                                f"process {owner_pid(self.data_dir)}, which holds the analytics database. Retry "
+                                "(another request may reach it), or let its schedule refresh "
+                                "(HEALTHTWIN_ANALYTICS_REFRESH_MINUTES).", "conflict")
             report = await run_in_threadpool(refresh_all, self.materializer, full)
+            await run_in_threadpool(self.publish)
             return _json({"seconds": round(report.seconds, 3),
                           "views": [vars(v) for v in report.views],
                           "indicators": report.extra.get("indicators", {})},
