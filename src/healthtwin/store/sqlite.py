@@ -3,9 +3,17 @@
 SQLite serialises writers itself: a write transaction starts with BEGIN IMMEDIATE, which takes the
 database's write lock at once, so read-then-write sequences (conditional create, If-Match) are atomic
 without further locking, across threads and across server worker processes alike.
+
+Writers of this store also queue on a lock file beside the database (`<db>.writer`, an `fcntl` lock) before
+BEGIN IMMEDIATE. SQLite's own wait for a busy database sleeps 1, 2, 5, 10… ms between attempts; with
+several server workers appending audit batches of a fraction of a millisecond, those sleeps made a worker's
+requests wait tens to hundreds of milliseconds (p99 0.7 s at 64 connections). The kernel hands a file lock
+to the next waiter as soon as it is released.
 """
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -30,6 +38,9 @@ class SQLiteStore(Store):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._writer = threading.RLock()  # this process's writers; the lock file orders the processes
+        self._writer_fd = (os.open(self.path + ".writer", os.O_RDWR | os.O_CREAT, 0o600)
+                           if self.path != ":memory:" else None)
         self.migrate()
         self.observe_clock()
 
@@ -65,17 +76,24 @@ class SQLiteStore(Store):
     @contextmanager
     def write_cursor(self) -> Iterator[Any]:
         conn = self._conn()
-        cur = conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            yield cur
-        except BaseException:
-            conn.rollback()
-            raise
-        else:
-            conn.commit()
-        finally:
-            cur.close()
+        with self._writer:
+            if self._writer_fd is not None:
+                fcntl.lockf(self._writer_fd, fcntl.LOCK_EX)  # blocks until the process before is done
+            try:
+                cur = conn.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cur
+                except BaseException:
+                    conn.rollback()
+                    raise
+                else:
+                    conn.commit()
+                finally:
+                    cur.close()
+            finally:
+                if self._writer_fd is not None:
+                    fcntl.lockf(self._writer_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         with self._all_lock:
@@ -86,3 +104,6 @@ class SQLiteStore(Store):
                     pass  # closed from another thread already
             self._all.clear()
         self._local = threading.local()
+        if self._writer_fd is not None:
+            os.close(self._writer_fd)
+            self._writer_fd = None
