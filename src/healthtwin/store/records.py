@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class Page:
     last_rid: int | None = None
 
 
+@lru_cache(maxsize=4096)  # a transaction stamps every resource with one time; reads repeat recent ones
 def instant(ts: float) -> str:
     """FHIR instant with millisecond precision in UTC (the store rounds times to milliseconds)."""
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
