@@ -30,7 +30,7 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
                services: Services | None = None, data_dir: Path | None = None, *,
                public_url: str | None = None, tokens: Any = None, externals: list | None = None,
                rate: tuple[float, float] | None = (50.0, 200.0), audit: bool = True,
-               analytics_dir: Path | None = None, analytics_refresh_minutes: float | None = None) -> Starlette:
+               analytics_dir: Path | None = None, analytics_refresh_minutes: float | None = None) -> "FHIRFastPath":
     """`rate` = (requests per second, burst) per client, None for no limit; `tokens` a TokenService (else one
     is built from the keys in `data_dir`); `analytics_dir` mounts /analytics (indicators over the DuckDB
     tables materialised there), refreshed every `analytics_refresh_minutes` if given."""
@@ -106,4 +106,30 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
     ])
     app.state.services = services
     app.state.tokens = tokens
-    return app
+    return FHIRFastPath(app, fhir_router)
+
+
+class FHIRFastPath:
+    """The application, with FHIR requests handed straight to the FHIR router.
+
+    Starlette's route list and its two middleware layers cost a few percent of a read by id, the most frequent
+    request; the FHIR router catches every error itself (answering with an OperationOutcome), so nothing is
+    lost by skipping them for /fhir. Everything else (lifespan, /health, /auth, /analytics, the
+    /fhir/.well-known documents) goes through the Starlette app, whose attributes this object passes on."""
+
+    def __init__(self, app: Starlette, fhir_router: FHIRRouter) -> None:
+        self.app, self.fhir = app, fhir_router
+        self.prefix = fhir_router.base_path
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if ((path == self.prefix or path.startswith(self.prefix + "/"))
+                    and not path.startswith(self.prefix + "/.well-known/")):
+                scope["app"] = self.app  # as Starlette sets it, for request.app
+                await self.fhir(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def __getattr__(self, name: str):
+        return getattr(self.app, name)

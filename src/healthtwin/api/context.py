@@ -7,9 +7,23 @@ interactions rewritten. Until the trust work lands the policy in force is explic
 """
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+
+# Request ids: a random prefix per process and a counter, unique without a system call per request.
+_PROCESS_ID = os.urandom(6).hex()
+_REQUESTS = itertools.count(1)
+
+
+def _new_process_id() -> None:  # a forked child must not repeat its parent's ids
+    global _PROCESS_ID
+    _PROCESS_ID = os.urandom(6).hex()
+
+
+os.register_at_fork(after_in_child=_new_process_id)
 
 
 @dataclass(frozen=True)
@@ -35,7 +49,7 @@ class RequestContext:
     pretty: bool = False
     prefer_return: str = "representation"  # minimal | representation | OperationOutcome
     prefer_handling: str = "lenient"  # strict | lenient
-    request_id: str = field(default_factory=lambda: os.urandom(12).hex())
+    request_id: str = field(default_factory=lambda: f"{_PROCESS_ID}{next(_REQUESTS):010x}")
     headers: dict[str, str] = field(default_factory=dict)
     client_address: str | None = None
     # Filled while the request runs, read by the audit step: the interaction as BALP names it, the resource
