@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from email.utils import formatdate
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -40,8 +41,14 @@ def error(exc: FHIRError, ctx: RequestContext | None = None) -> Response:
     return fhir(exc.status, exc.outcome(), ctx, exc.headers)
 
 
+@lru_cache(maxsize=4096)
+def http_date(second: int) -> str:
+    """An HTTP date (one-second resolution, so versions written in the same second share the string)."""
+    return formatdate(second, usegmt=True)
+
+
 def version_headers(stored: Stored, ctx: RequestContext, location: bool = False) -> dict[str, str]:
-    headers = {"etag": stored.etag, "last-modified": formatdate(stored.last_updated, usegmt=True)}
+    headers = {"etag": stored.etag, "last-modified": http_date(int(stored.last_updated))}
     if location:
         headers["location"] = f"{ctx.base_url}/{stored.type}/{stored.id}/_history/{stored.version}"
     return headers
