@@ -1,6 +1,7 @@
 """Plain records the store hands to the API: what was stored, and pages of results."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -40,5 +41,14 @@ class Page:
 
 @lru_cache(maxsize=4096)  # a transaction stamps every resource with one time; reads repeat recent ones
 def instant(ts: float) -> str:
-    """FHIR instant with millisecond precision in UTC (the store rounds times to milliseconds)."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """FHIR instant with millisecond precision in UTC (the store rounds times to milliseconds); digits
+    beyond the millisecond are cut off."""
+    frac, whole = math.modf(ts)  # rounded to the microsecond exactly as datetime.fromtimestamp rounds
+    micro = round(frac * 1_000_000)
+    second = int(whole) + micro // 1_000_000
+    return f"{_second(second)}.{micro % 1_000_000 // 1000:03d}Z"
+
+
+@lru_cache(maxsize=1024)
+def _second(second: int) -> str:
+    return datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
