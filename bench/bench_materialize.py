@@ -32,7 +32,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from healthtwin.analytics.indicators import build_cubes, indicator_views  # noqa: E402
-from healthtwin.analytics.materialize import Materializer, StoreSource, refresh_all  # noqa: E402
+from healthtwin.analytics.materialize import Materializer, StoreSource  # noqa: E402
+from healthtwin.analytics.refresh import refresh_all  # noqa: E402
 from healthtwin.store.sqlite import SQLiteStore  # noqa: E402
 
 

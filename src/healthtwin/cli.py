@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args_in = sys.argv[1:] if argv is None else argv
     if args_in and args_in[0] == "views":  # healthtwin views materialize …: the analytics command set
-        from .analytics.materialize import views_main
+        from .analytics.refresh import views_main
         return views_main(args_in[1:])
     parser = argparse.ArgumentParser(prog="healthtwin", description="Health Twin: a national FHIR R4 digital twin")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -70,7 +70,7 @@ def _build(settings: Settings, patients: int, seed: int) -> None:
     code = load_paths(settings, [str(out)], restart=True, workers=os.cpu_count() or 1)
     if code:
         raise RuntimeError("loading the demo population failed")
-    from .analytics.materialize import views_main
+    from .analytics.refresh import views_main
     t = time.perf_counter()
     db = ["--database", settings.database] if settings.database else []
     if views_main(["materialize", "--data-dir", str(settings.data_dir), *db, "--full", "--from-ndjson", str(out)]):

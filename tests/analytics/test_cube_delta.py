@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from healthtwin.analytics.indicators import build_cubes, indicator_views, load_indicators
-from healthtwin.analytics.materialize import JOURNAL_IDS, Materializer, StoreSource, refresh_all
+from healthtwin.analytics.materialize import JOURNAL_IDS, Materializer, StoreSource
+from healthtwin.analytics.refresh import refresh_all
 
 from .test_materialize import live, loaded, mutate  # noqa: F401  (loaded is a fixture)
 

@@ -12,7 +12,8 @@ import pytest
 
 from healthtwin.analytics.indicators import (build_cubes, compute, indicator_views, load_indicators, parse_query,
                                              IndicatorError)
-from healthtwin.analytics.materialize import Materializer, NdjsonSource, refresh_all
+from healthtwin.analytics.materialize import Materializer, NdjsonSource
+from healthtwin.analytics.refresh import refresh_all
 
 PATIENTS = 2000
 ABNORMAL = {"H", "L", "HH", "LL", "HU", "LU", "A", "AA"}

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from healthtwin.analytics.indicators import indicator_views
-from healthtwin.analytics.materialize import (Materializer, Scheduler, StoreSource, parquet_layout, parquet_relation,
-                                              refresh_all, views_main)
+from healthtwin.analytics.materialize import Materializer, StoreSource, parquet_layout, parquet_relation
+from healthtwin.analytics.refresh import Scheduler, refresh_all, views_main
 from healthtwin.analytics.views import run_view
 
 POP: dict[str, Path] = {}
@@ -310,7 +310,7 @@ def test_command_line(tmp_path, capsys) -> None:
     assert views_main(["materialize", "--data-dir", str(tmp_path / "data"), "--from-ndjson",
                        str(tmp_path / "pop")]) == 0
     out = capsys.readouterr().out
-    assert "patient" in out and "indicators rebuilt: 12" in out
+    assert "patient" in out and "indicators: 12 built" in out
     assert (tmp_path / "data" / "analytics.duckdb").exists()
     assert parquet_layout(tmp_path / "data" / "parquet" / "encounter").base is not None
     # From the embedded store in the data folder (empty here): every view materializes, with no rows.

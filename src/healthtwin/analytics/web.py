@@ -30,7 +30,8 @@ from ..api.context import Caller, RequestContext
 from ..api.responses import error
 from ..fhir.outcome import FHIRError
 from .indicators import DEFAULT_THRESHOLD, IndicatorError, compute, indicator_views, load_indicators, to_csv
-from .materialize import Materializer, Scheduler, StoreSource, refresh_all
+from .materialize import Materializer, StoreSource
+from .refresh import Scheduler, refresh_all
 from .snapshot import SnapshotReader, owner_pid, publish, try_own
 
 log = logging.getLogger("healthtwin.analytics")
