@@ -338,9 +338,7 @@ class Materializer:
 
     def _refresh_type(self, item: tuple[str, list[str], list[str], dict[str, Any]]) -> list[ViewReport]:
         rtype, rebuild, incremental, state = item
-        own = threading.current_thread() is not threading.main_thread() and getattr(self._thread, "con", None) is None
-        if own:
-            self._thread.con = self._con.cursor()
+        self._thread.con = self._con.cursor()  # this thread's connection for the type's work
         try:
             views = []
             if rebuild:
@@ -350,9 +348,8 @@ class Materializer:
                                            {n: state[n][2] for n in incremental})
             return views
         finally:
-            if own:
-                self._thread.con.close()
-                self._thread.con = None
+            self._thread.con.close()
+            self._thread.con = None
 
     # -- full -----------------------------------------------------------------------------------------------
     def _full(self, rtype: str, names: list[str]) -> list[ViewReport]:
