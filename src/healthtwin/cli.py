@@ -44,6 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("SMART on FHIR authorization is enforced: anonymous callers get 401 (except /metadata).")
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise ValueError("--ssl-certfile and --ssl-keyfile go together")
+    os.environ["HEALTHTWIN_WORKERS"] = str(args.workers)  # several: analytics snapshots are published
     uvicorn.run("healthtwin.api.asgi:app", host=args.host, port=args.port, workers=args.workers,
                 log_level=args.log_level, access_log=False, loop="uvloop", http="httptools",
                 ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)

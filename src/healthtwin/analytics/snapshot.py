@@ -13,6 +13,9 @@ one process, and read-only in others only while no process writes it. So:
 
 A follower cannot refresh (the refresh needs the database file): `POST /analytics/refresh` tells the caller
 which process can. The snapshot holds aggregates only (the indicator tables), never per-person rows.
+Snapshots are published only when the server runs several workers (`HEALTHTWIN_WORKERS`, set by
+`healthtwin serve`): at a million resources the indicator tables hold about 640,000 rows and a snapshot
+takes about 0.7 s to write, in the owner's background refresh.
 """
 from __future__ import annotations
 
@@ -74,8 +77,14 @@ def publish(con: duckdb.DuckDBPyConnection, folder: str | Path) -> Path:
                                             f"current_database() AND ({_TABLES})").fetchall()]
         cur.execute(f"ATTACH '{tmp}' AS _ht_snapshot")
         try:
-            for table in tables:
-                cur.execute(f'CREATE TABLE _ht_snapshot."{table}" AS SELECT * FROM main."{table}"')
+            cur.execute("BEGIN TRANSACTION")  # one commit for all tables: a fifth faster than one each
+            try:
+                for table in tables:
+                    cur.execute(f'CREATE TABLE _ht_snapshot."{table}" AS SELECT * FROM main."{table}"')
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
         finally:
             cur.execute("DETACH _ht_snapshot")
     finally:

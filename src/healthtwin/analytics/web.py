@@ -48,14 +48,17 @@ class Analytics:
     def __init__(self, services: Any, data_dir: str | Path, refresh_minutes: float | None = None,
                  threshold: int = DEFAULT_THRESHOLD, identify: Callable[[Request], Caller] | None = None,
                  materializer: Materializer | None = None, base_path: str = "/analytics",
-                 owner: bool | None = None) -> None:
+                 owner: bool | None = None, snapshots: bool = True) -> None:
         """`owner`: whether this process holds the DuckDB file (default: it does if it takes the folder's
-        analytics lock first; the other processes of a multi-worker server follow its snapshots)."""
+        analytics lock first; the other processes of a multi-worker server follow its snapshots).
+        `snapshots`: whether the owner publishes them (a single-process server has no one to read them, and a
+        snapshot of a million resources' indicator tables takes about a second to write)."""
         self.services = services
         self.threshold = threshold
         self.identify = identify or (lambda request: Caller())
         self.base_path = base_path.rstrip("/")
         self.data_dir = Path(data_dir)
+        self.snapshots = snapshots
         self.owner = True if materializer is not None else try_own(self.data_dir) if owner is None else owner
         self.materializer: Materializer | None = None
         self.reader: SnapshotReader | None = None
@@ -90,7 +93,7 @@ class Analytics:
     def publish(self) -> None:
         """The owner's indicator tables, as a snapshot the other worker processes answer from."""
         mat = self.materializer
-        if mat is None:
+        if mat is None or not self.snapshots:
             return
         try:
             with mat.lock:  # not half-way through a refresh

@@ -30,7 +30,8 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
                services: Services | None = None, data_dir: Path | None = None, *,
                public_url: str | None = None, tokens: Any = None, externals: list | None = None,
                rate: tuple[float, float] | None = (50.0, 200.0), audit: bool = True,
-               analytics_dir: Path | None = None, analytics_refresh_minutes: float | None = None) -> "FHIRFastPath":
+               analytics_dir: Path | None = None, analytics_refresh_minutes: float | None = None,
+               analytics_snapshots: bool = True) -> "FHIRFastPath":
     """`rate` = (requests per second, burst) per client, None for no limit; `tokens` a TokenService (else one
     is built from the keys in `data_dir`); `analytics_dir` mounts /analytics (indicators over the DuckDB
     tables materialised there), refreshed every `analytics_refresh_minutes` if given."""
@@ -64,7 +65,7 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
     if analytics_dir is not None:
         from ..analytics.web import Analytics
         analytics = Analytics(services, analytics_dir, refresh_minutes=analytics_refresh_minutes,
-                              identify=fhir_router.identify)
+                              identify=fhir_router.identify, snapshots=analytics_snapshots)
         routes.append(Mount("/analytics", app=analytics.app))
 
     async def openapi(request):

@@ -44,5 +44,6 @@ _rate = None if _rate_text == "off" else tuple(float(x) for x in _rate_text.spli
 app = create_app(open_store(_settings.database, _settings.data_dir), policy=_policy, data_dir=_settings.data_dir,
                  public_url=_settings.public_url, analytics_dir=_settings.data_dir,
                  analytics_refresh_minutes=float(_refresh) if _refresh else None, rate=_rate,
+                 analytics_snapshots=int(os.environ.get("HEALTHTWIN_WORKERS") or 1) > 1,
                  externals=_externals())
 settle_after_start()
