@@ -255,37 +255,41 @@ class _Delta:
             cur.execute("SET search_path = 'main'")
         return out
 
-    def _group(self, group: _Group) -> dict[str, dict[str, str]]:
-        """One group's scratch schemas and query results, on a connection of its own (groups run in parallel:
-        each DuckDB statement here is small and mostly single-threaded)."""
+    def _task(self, task: tuple[_Group, str]) -> dict[str, dict[str, str]]:
+        """One group's person part or event-row part: its scratch schemas and query results, on a connection
+        of its own (tasks run side by side: each DuckDB statement here is small and mostly single-threaded)."""
+        group, kind = task
         cur = self.cur.cursor()
         try:
-            if group.persons:
+            if kind == "persons":
                 self._person_schemas(cur, group)
-            if group.row_views:
-                self._row_schemas(cur, group)
-            everyone = {f"{ind.name}_{part}": sql for ind, part, _, _, sql in group.parts()}
-            linear = {f"{ind.name}_{part}": sql for ind, part, measure, _, sql in group.parts()
-                      if ind.incremental.get(measure) in group.row_views}
-            return {kind: self._eval(cur, group.schema(kind), queries) for kind, queries in
-                    (("pnew", everyone if group.persons else {}), ("pold", everyone if group.persons else {}),
-                     ("rnew", linear), ("rold", linear))}
+                queries = {f"{ind.name}_{part}": sql for ind, part, _, _, sql in group.parts()}
+                return {k: self._eval(cur, group.schema(k), queries) for k in ("pnew", "pold")}
+            self._row_schemas(cur, group)
+            queries = {f"{ind.name}_{part}": sql for ind, part, measure, _, sql in group.parts()
+                       if ind.incremental.get(measure) in group.row_views}
+            return {k: self._eval(cur, group.schema(k), queries) for k in ("rnew", "rold")}
         finally:
             cur.close()
 
     def _evaluate(self) -> tuple[list[tuple[str, list[str], str, str]], list[tuple[str, str, str]]]:
-        """The change of every table: [(table, dims, measure, query of the change per cell)], and the keyed
-        base tables' replacement rows: [(table, key, person set, rows)]; both read the scratch database."""
+        """The change of every table: [(table, dims, measure, staged change per cell)], and the keyed base
+        tables' replacement rows: [(table, key, person set, rows)]; both in the scratch database."""
         deltas = []
         groups = list(self.groups.values())
         for group in groups:
             group.row_views = group.linear & set(self.changed)
+        tasks = [(g, "persons") for g in groups if g.persons] + [(g, "rows") for g in groups if g.row_views]
+        done: dict[str, dict[str, dict[str, str]]] = {g.tag: {k: {} for k in ("pnew", "pold", "rnew", "rold")}
+                                                      for g in groups}
         with ThreadPoolExecutor(max_workers=THREADS) as pool:
-            results = list(pool.map(self._group, groups))
-        for group, done in zip(groups, results):
+            for (group, _), result in zip(tasks, pool.map(self._task, tasks)):
+                done[group.tag].update(result)
+        for group in groups:
             for ind, part, measure, dims, sql in group.parts():
-                terms = [(done[kind][sql], sign) for kind, sign in (("pnew", 1), ("pold", -1), ("rnew", 1), ("rold", -1))
-                         if sql in done[kind]]
+                terms = [(done[group.tag][kind][sql], sign)
+                         for kind, sign in (("pnew", 1), ("pold", -1), ("rnew", 1), ("rold", -1))
+                         if sql in done[group.tag][kind]]
                 if terms:
                     table = f"ind_{ind.name}_{part}"
                     deltas.append((table, list(dims), measure, self._delta(table, dims, measure, terms)))
@@ -309,7 +313,20 @@ class _Delta:
                 deltas.append((name, dims, measure, self._delta(name, dims, measure, terms)))
             else:
                 keyed.append((name, table["key"], group.p, rows))
-        return deltas, keyed
+        # Each change summed per cell now, side by side, so the commit only merges small tables.
+        with ThreadPoolExecutor(max_workers=THREADS) as pool:
+            staged = list(pool.map(self._stage, [(table, query) for table, _, _, query in deltas]))
+        return [(table, dims, measure, stage) for (table, dims, measure, _), stage in zip(deltas, staged)], keyed
+
+    def _stage(self, item: tuple[str, str]) -> str:
+        table, query = item
+        stage = f"{WORK}.main.{_q('delta_' + table)}"
+        cur = self.cur.cursor()
+        try:
+            cur.execute(f"CREATE TABLE {stage} AS SELECT * FROM {query}")
+        finally:
+            cur.close()
+        return stage
 
     def _columns(self, table: str) -> list[str]:
         return [r[0] for r in self.cur.execute(f"DESCRIBE {_q(table)}").fetchall()]
