@@ -21,6 +21,7 @@ _READ = "SELECT type, id, version, last_updated, deleted, content FROM resources
 class PostgresStore(Store):
     dialect = "postgres"
     blocking = True
+    batched_creates = True
 
     def __init__(self, dsn: str, min_size: int = 2, max_size: int = 16) -> None:
         super().__init__()
