@@ -33,3 +33,12 @@ def test_a_clash_at_flush_rolls_back_the_whole_transaction(store) -> None:
             tx.create("Patient", {"resourceType": "Patient"}, "same")
             tx.create("Patient", {"resourceType": "Patient"}, "same")
     assert store.query("SELECT COUNT(*) FROM resources", [])[0][0] == before
+
+
+def test_row_ids_continue_past_the_rows_still_waiting(store) -> None:
+    """A transaction large enough to reserve row ids several times never hands one out twice."""
+    with store.transaction() as tx:
+        made = [tx.create("Observation", {"resourceType": "Observation", "status": "final",
+                                          "code": {"text": f"n{i}"}}) for i in range(300)]
+    assert store.query("SELECT COUNT(DISTINCT rid) FROM resources WHERE type = 'Observation'", [])[0][0] == 300
+    assert all(store.read("Observation", s.id) is not None for s in made)

@@ -66,7 +66,7 @@ class Store:
     # Whether calls block on the network (the API then runs them in a worker thread).
     blocking = False
     # Whether a transaction's second and later creates are batched into one insert at flush (with row ids
-    # reserved ahead): worth it where each statement is a network round trip.
+    # reserved ahead): on PostgreSQL each statement is a network round trip; on SQLite it saves ~7% too.
     batched_creates = False
 
     def __init__(self) -> None:
@@ -173,10 +173,11 @@ class Store:
         cur.executemany(self.sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
                                  f"({', '.join('?' * len(columns))})"), rows)
 
-    def reserve_rids(self, cur: Any, n: int) -> list[int]:
-        """Row ids for `n` new resources, inside a write transaction (SQLite: the writer holds the lock)."""
+    def reserve_rids(self, cur: Any, n: int, after: int = 0) -> list[int]:
+        """Row ids for `n` new resources, inside a write transaction (SQLite: the writer holds the lock), above
+        `after`, the highest this transaction reserved before (its rows may not be written yet)."""
         cur.execute("SELECT COALESCE(MAX(rid), 0) FROM resources")
-        start = cur.fetchone()[0] + 1
+        start = max(cur.fetchone()[0], after) + 1
         return list(range(start, start + n))
 
     def for_update(self) -> str:
@@ -343,6 +344,7 @@ class Transaction:
         # transaction Bundle's time).
         self._new_rows: list[tuple] = []
         self._rids: list[int] = []
+        self._reserved = 0  # the highest row id reserved so far
         self._creates = 0
 
     @property
@@ -380,7 +382,8 @@ class Transaction:
         self._creates += 1
         if self.store.batched_creates and self._creates > 1:  # the first goes at once: a lone create stays one trip
             if not self._rids:
-                self._rids = self.store.reserve_rids(self.cur, min(256, 8 * self._creates))[::-1]
+                self._rids = self.store.reserve_rids(self.cur, min(256, 8 * self._creates), self._reserved)[::-1]
+                self._reserved = self._rids[0]
             row_id = self._rids.pop()
             self._new_rows.append((row_id, rtype, rid, 1, now, 0, sealed))
         else:

@@ -67,7 +67,7 @@ class PostgresStore(Store):
         conn.execute("INSERT INTO search_params (type, code) VALUES (%s, %s) ON CONFLICT DO NOTHING", key)
         return conn.execute("SELECT pid FROM search_params WHERE type = %s AND code = %s", key).fetchone()[0]
 
-    def reserve_rids(self, cur: Any, n: int) -> list[int]:
+    def reserve_rids(self, cur: Any, n: int, after: int = 0) -> list[int]:  # the sequence never repeats
         if n == 0:
             return []
         cur.execute("SELECT nextval(pg_get_serial_sequence('resources', 'rid')) FROM generate_series(1, %s)", (n,))

@@ -28,6 +28,7 @@ _READ = "SELECT type, id, version, last_updated, deleted, content FROM resources
 
 class SQLiteStore(Store):
     dialect = "sqlite"
+    batched_creates = True
     blocking = False
 
     def __init__(self, path: str | Path) -> None:
