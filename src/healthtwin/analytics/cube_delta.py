@@ -37,6 +37,7 @@ from typing import Any
 import duckdb
 
 from .materialize import JOURNAL_IDS, JOURNAL_PREFIX
+from .materialize import _ident as _q
 
 log = logging.getLogger("healthtwin.analytics")
 
@@ -49,11 +50,8 @@ class FullRebuild(Exception):
     """The journal cannot be applied as a delta; the message says why."""
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _sql(value: Any) -> str:
+    """A definition's SQL, written in JSON as one string or a list of lines."""
     return "\n".join(value) if isinstance(value, list) else str(value)
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 import orjson
 
-from .cube_delta import FullRebuild, apply_journal, clear_journal, journal_views
+from .cube_delta import FullRebuild, _sql, apply_journal, clear_journal, journal_views
 
 log = logging.getLogger("healthtwin.analytics")
 
@@ -74,10 +74,6 @@ class Indicator:
         return {"name": self.name, "version": self.version, "title": self.title, "description": self.description,
                 "definition": self.definition, "dimensions": list(self.dimensions), "default_by": list(self.default_by),
                 "required_by": list(self.required_by), "measure": self.measure, "views": list(self.views)}
-
-
-def _sql(value: Any) -> str:
-    return "\n".join(value) if isinstance(value, list) else str(value)
 
 
 @lru_cache(maxsize=4)

@@ -29,6 +29,8 @@ from typing import Any
 
 import duckdb
 
+from .materialize import _ident
+
 log = logging.getLogger("healthtwin.analytics")
 
 RETAIN = 120.0  # seconds a superseded snapshot is kept for followers still reading it
@@ -80,7 +82,7 @@ def publish(con: duckdb.DuckDBPyConnection, folder: str | Path) -> Path:
             cur.execute("BEGIN TRANSACTION")  # one commit for all tables: a fifth faster than one each
             try:
                 for table in tables:
-                    cur.execute(f'CREATE TABLE _ht_snapshot."{table}" AS SELECT * FROM main."{table}"')
+                    cur.execute(f"CREATE TABLE _ht_snapshot.{_ident(table)} AS SELECT * FROM main.{_ident(table)}")
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
