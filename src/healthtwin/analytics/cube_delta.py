@@ -36,7 +36,7 @@ from typing import Any
 
 import duckdb
 
-from .materialize import JOURNAL_IDS, JOURNAL_PREFIX
+from .materialize import JOURNAL_IDS, JOURNAL_NEW_PREFIX, JOURNAL_PREFIX
 from .materialize import _ident as _q
 
 log = logging.getLogger("healthtwin.analytics")
@@ -65,8 +65,8 @@ def journal_views(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], set[s
 def clear_journal(con: duckdb.DuckDBPyConnection) -> None:
     """Empties the journal (inside the caller's transaction)."""
     con.execute(f"CREATE TABLE IF NOT EXISTS {JOURNAL_IDS} (view VARCHAR, id VARCHAR)")
-    for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, ?)",
-                               [JOURNAL_PREFIX]).fetchall():
+    for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, ?) "
+                               "OR starts_with(table_name, ?)", [JOURNAL_PREFIX, JOURNAL_NEW_PREFIX]).fetchall():
         con.execute(f"DROP TABLE {_q(name)}")
     con.execute(f"DELETE FROM {JOURNAL_IDS}")
 
@@ -149,8 +149,6 @@ class _Delta:
         cur.execute(f"DETACH DATABASE IF EXISTS {WORK}")
         cur.execute(f"ATTACH ':memory:' AS {WORK}")
         try:
-            for macro in self.base["macros"]:
-                cur.execute(macro)
             self._check_globals()
             self._persons()
             self.timings["persons"] = time.perf_counter() - t0
@@ -232,8 +230,8 @@ class _Delta:
         outside = f"NOT IN (SELECT id FROM {group.p})"
         for view in sorted(group.row_views):
             k = self.key(view)
-            cur.execute(f"CREATE TABLE {new}.{_q(view)} AS SELECT * FROM {_q(view)} WHERE _rkey IN "
-                        f"(SELECT id FROM {JOURNAL_IDS} WHERE view = '{view}') AND {k} {outside}")
+            cur.execute(f"CREATE TABLE {new}.{_q(view)} AS SELECT * FROM {_q(JOURNAL_NEW_PREFIX + view)} "
+                        f"WHERE {k} {outside}")
             cur.execute(f"CREATE TABLE {old}.{_q(view)} AS SELECT * FROM {_q(JOURNAL_PREFIX + view)} "
                         f"WHERE {k} {outside}")
 

@@ -71,9 +71,11 @@ RECENT_TABLE = "_ht_view_recent"  # versions applied inside the overlap window
 PARQUET_STATE = "_ht_parquet_state"  # per view: the Parquet generation the files must reach
 # The change journal, read by the indicator tables' incremental maintenance (`cube_delta.py`): the resources
 # whose rows changed since the indicator tables were last brought up to date (id NULL: the whole view was
-# replaced), and in `_ht_journal_<view>` their rows as they were then (only the first change is kept).
+# replaced), in `_ht_journal_<view>` their rows as they were then (only the first change is kept), and in
+# `_ht_jnew_<view>` their rows as they are now (so the indicator update reads the changed rows without a scan).
 JOURNAL_IDS = "_ht_journal"
 JOURNAL_PREFIX = "_ht_journal_"
+JOURNAL_NEW_PREFIX = "_ht_jnew_"
 PAGE = 5000
 THREADS = min(4, os.cpu_count() or 1)  # resource types refreshed side by side
 
@@ -308,6 +310,14 @@ class Materializer:
             self._whole = {v for (v,) in self.con.execute(f"SELECT DISTINCT view FROM {JOURNAL_IDS} "
                                                           "WHERE id IS NULL").fetchall()}
             self._journals = {t[len(JOURNAL_PREFIX):] for t in tables if t.startswith(JOURNAL_PREFIX)}
+            legacy = {v for v in self._journals if JOURNAL_NEW_PREFIX + v not in tables}
+            if legacy:  # journalled by a version without the current rows: the indicator tables are rebuilt
+                with self._transaction() as con:
+                    for v in legacy:
+                        con.execute(f"DROP TABLE {_ident(JOURNAL_PREFIX + v)}")
+                        con.execute(f"INSERT INTO {JOURNAL_IDS} VALUES (?, NULL)", [v])
+                self._journals -= legacy
+                self._whole |= legacy
             by_type: dict[str, list[str]] = defaultdict(list)
             for n in names:
                 by_type[self.compiled[n].resource].append(n)
@@ -391,6 +401,7 @@ class Materializer:
             con.execute(f"ALTER TABLE {_ident(stage)} RENAME TO {_ident(name)}")
             # Rows may have changed anywhere (and the columns too): the indicator tables are rebuilt whole.
             con.execute(f"DROP TABLE IF EXISTS {_ident(JOURNAL_PREFIX + name)}")
+            con.execute(f"DROP TABLE IF EXISTS {_ident(JOURNAL_NEW_PREFIX + name)}")
             con.execute(f"DELETE FROM {JOURNAL_IDS} WHERE view = ?", [name])
             con.execute(f"INSERT INTO {JOURNAL_IDS} VALUES (?, NULL)", [name])
             rows = self._count(name)
@@ -475,7 +486,7 @@ class Materializer:
         con.execute("CREATE OR REPLACE TEMP TABLE _ht_changed AS SELECT unnest(?::VARCHAR[]) AS id", [changed])
         try:
             with self._transaction():
-                self._journal(name)
+                self._journal(name, stage)
                 gone = con.execute(f"DELETE FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_changed) "
                                    "RETURNING _rkey").fetchall()
                 added = con.execute(f"INSERT INTO {_ident(name)} BY NAME SELECT * FROM {_ident(stage)}").fetchone()[0]
@@ -493,19 +504,23 @@ class Materializer:
         finally:
             self._drop_stage(name)
 
-    def _journal(self, name: str) -> None:
-        """Before the changed resources' rows go: keeps those rows (unless an earlier change since the last
-        indicator update kept them already) and notes the resources, in the apply's transaction."""
+    def _journal(self, name: str, stage: str) -> None:
+        """Before the changed resources' rows go: notes the resources and keeps their rows as they were (unless
+        an earlier change since the last indicator update kept them already) and as they are now (`stage`), in
+        the apply's transaction."""
         con = self.con
         if name in self._whole:
             return  # the whole view counts as changed until the indicator tables are rebuilt
-        journal = _ident(JOURNAL_PREFIX + name)
+        journal, now = _ident(JOURNAL_PREFIX + name), _ident(JOURNAL_NEW_PREFIX + name)
         if name not in self._journals:
             con.execute(f"CREATE TABLE IF NOT EXISTS {journal} AS SELECT * FROM {_ident(name)} LIMIT 0")
+            con.execute(f"CREATE TABLE IF NOT EXISTS {now} AS SELECT * FROM {_ident(name)} LIMIT 0")
             self._journals.add(name)
         known = f"(SELECT id FROM {JOURNAL_IDS} WHERE view = ? AND id IS NOT NULL)"
         con.execute(f"INSERT INTO {journal} SELECT * FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_changed) "
                     f"AND _rkey NOT IN {known}", [name])
+        con.execute(f"DELETE FROM {now} WHERE _rkey IN (SELECT id FROM _ht_changed)")
+        con.execute(f"INSERT INTO {now} BY NAME SELECT * FROM {_ident(stage)}")
         con.execute(f"INSERT INTO {JOURNAL_IDS} SELECT ?, id FROM _ht_changed WHERE id NOT IN {known}", [name, name])
 
     # -- shared steps ---------------------------------------------------------------------------------------
