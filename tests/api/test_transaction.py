@@ -85,6 +85,32 @@ def test_transaction_conditional_create_and_reference(client):
     assert r.status_code in (404, 412) and r.json()["resourceType"] == "OperationOutcome"
 
 
+def test_creates_are_validated_whichever_way_their_references_resolve(client):
+    """Plain creates are validated before the writer lock, creates holding a conditional reference after it
+    resolves: an invalid one of either kind fails the transaction and stores nothing."""
+    client.post("/fhir/Patient", json=PATIENT)
+    newborn = {"resourceType": "Patient", "name": [{"family": "Yeni"}]}
+    good = {"resourceType": "Observation", "status": "final", "code": {"text": "pulse"},
+            "subject": {"reference": "Patient?identifier=urn:fin|7XYZ123"}}
+    plain = {"resourceType": "Observation", "status": "final", "code": {"text": "plain"},
+             "subject": {"reference": "urn:uuid:p"}}
+    for bad in ({**good, "status": "unknown-status"}, {**plain, "valueQuantity": {"value": "nine"}}):
+        r = client.post("/fhir", json=tx([post("urn:uuid:p", newborn),
+                                          post("urn:uuid:o1", good if bad is not good else bad),
+                                          post("urn:uuid:o2", bad)]))
+        assert r.status_code == 422, r.text
+        assert "Bundle.entry[2].resource" in json.dumps(r.json())
+    assert client.get("/fhir/Observation?_summary=count").json()["total"] == 0
+    assert client.get("/fhir/Patient?_summary=count").json()["total"] == 1
+    r = client.post("/fhir", json=tx([post("urn:uuid:p", newborn),
+                                      post("urn:uuid:o1", good), post("urn:uuid:o2", plain)]))
+    assert r.status_code == 200, r.text
+    subjects = {o["resource"]["code"]["text"]: o["resource"]["subject"]["reference"]
+                for o in client.get("/fhir/Observation").json()["entry"]}
+    assert subjects["pulse"].startswith("Patient/") and subjects["plain"].startswith("Patient/")
+    assert subjects["pulse"] != subjects["plain"]  # the existing patient, and the one this Bundle created
+
+
 def test_transaction_order_delete_before_create(client):
     pid = client.post("/fhir/Patient", json=PATIENT).json()["id"]
     r = client.post("/fhir", json=tx([

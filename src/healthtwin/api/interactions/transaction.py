@@ -61,6 +61,8 @@ class Entry:
                                  f"but the request URL names {self.type}", location=f"{self.location}.resource")
         self.response: dict[str, Any] | None = None
         self.result_resource: Any = None
+        self.checked = False  # validated before the store's writer lock was taken (_check_early)
+        self.rewritten = False  # references final before the lock (none conditional)
 
 
 def process(services, ctx: RequestContext, bundle: dict[str, Any]) -> dict[str, Any]:
@@ -84,13 +86,14 @@ def process(services, ctx: RequestContext, bundle: dict[str, Any]) -> dict[str, 
 def _transaction(services, ctx: RequestContext, raw_entries: list) -> dict[str, Any]:
     entries = [Entry(i, e if isinstance(e, dict) else {}) for i, e in enumerate(raw_entries)]
     _check_duplicates(entries)
+    early = _check_early(services, ctx, entries)
     with services.store.transaction() as tx:
         for entry in entries:  # deletes first, so conditional creates below see their effect
             if entry.method == "DELETE":
                 _write_entry(services, ctx, tx, entry, {})
-        mapping = _assign_ids(services, ctx, tx, entries)
+        mapping = early if early is not None else _assign_ids(services, ctx, tx, entries)
         for entry in entries:
-            if isinstance(entry.resource, dict):
+            if isinstance(entry.resource, dict) and not entry.rewritten:
                 _rewrite(entry.resource, mapping, services, ctx, tx, entry.location)
         for entry in sorted(entries, key=lambda e: ORDER[e.method]):
             if entry.method not in ("GET", "HEAD") and entry.response is None:
@@ -133,7 +136,27 @@ def _check_duplicates(entries: list[Entry]) -> None:
             seen[key] = e.index
 
 
-def _assign_ids(services, ctx, tx: Transaction, entries: list[Entry]) -> dict[str, str]:
+def _check_early(services, ctx: RequestContext, entries: list[Entry]) -> dict[str, str] | None:
+    """Before the store's writer lock, what needs no lookup: ids for the creates, urn:uuid references replaced,
+    and every create's resource validated. Transactions then validate side by side and hold the lock only
+    to write. A conditional reference is resolved later, under the lock; validating before that is the same,
+    since the validator reads the type from `Type?criteria` as from `Type/id`. Returns the fullUrl mapping,
+    or None where the store must be read first (ifNoneExist) or the Bundle carries definitions, which change
+    how the entries after them validate."""
+    if any(e.method == "POST" and e.if_none_exist or isinstance(e.resource, dict)
+           and write._definitional(e.resource.get("resourceType")) for e in entries):
+        return None
+    mapping = _assign_ids(services, ctx, None, entries)
+    for e in entries:
+        if isinstance(e.resource, dict):
+            e.rewritten = _rewrite(e.resource, mapping, services, ctx, None, e.location)
+            if e.method == "POST":  # updates are authorised first, under the lock, then validated
+                write.prepare(services, e.type, e.resource, f"{e.location}.resource")
+                e.checked = True
+    return mapping
+
+
+def _assign_ids(services, ctx, tx: Transaction | None, entries: list[Entry]) -> dict[str, str]:
     """fullUrl → 'Type/id' for every entry that creates or names a resource, resolved before any write."""
     mapping: dict[str, str] = {}
     for e in entries:
@@ -168,8 +191,10 @@ def _search(services, ctx: RequestContext, tx: Transaction, rtype: str, criteria
     return run_search(services.store, services.registry, query, tx.execute).matches
 
 
-def _rewrite(node: Any, mapping: dict[str, str], services, ctx, tx: Transaction, location: str) -> None:
-    """Replaces references to fullUrls and conditional references in place."""
+def _rewrite(node: Any, mapping: dict[str, str], services, ctx, tx: Transaction | None, location: str) -> bool:
+    """Replaces references to fullUrls and conditional references in place. Without a transaction (`tx` None)
+    conditional references are left for later: False if there was one."""
+    final = True
     stack = [node]
     while stack:
         item = stack.pop()
@@ -178,6 +203,8 @@ def _rewrite(node: Any, mapping: dict[str, str], services, ctx, tx: Transaction,
             if isinstance(ref, str):
                 if ref in mapping:
                     item["reference"] = mapping[ref]
+                elif "?" in ref and is_resource_type(ref.split("?", 1)[0]) and tx is None:
+                    final = False
                 elif "?" in ref and is_resource_type(ref.split("?", 1)[0]):
                     rtype, criteria = ref.split("?", 1)
                     found = _search(services, ctx, tx, rtype, criteria, location)
@@ -196,6 +223,7 @@ def _rewrite(node: Any, mapping: dict[str, str], services, ctx, tx: Transaction,
             for v in item:
                 if type(v) is dict or type(v) is list:
                     stack.append(v)
+    return final
 
 
 def _write_entry(services, ctx: RequestContext, tx: Transaction, e: Entry, mapping: dict[str, str]) -> None:
@@ -209,8 +237,8 @@ def _write_entry(services, ctx: RequestContext, tx: Transaction, e: Entry, mappi
             if found:
                 e.response = _entry_response(found[0], 200)
                 return
-        services.policy.authorize(ctx, "create", e.type, e.resource)
-        write.prepare(services, e.type, e.resource, loc)
+        if not e.checked:
+            write.prepare(services, e.type, e.resource, loc)
         e.resource.pop("id", None)
         stored = tx.create(e.type, e.resource, getattr(e, "assigned_id", None))
         write._after_write(services, tx, e.resource, None)
