@@ -39,3 +39,30 @@ def test_processes_write_one_store_together(tmp_path: Path) -> None:
     assert result.ok and result.checked == 450, result
     assert Path(str(db) + ".writer").exists()
     store.close()
+
+
+def test_checkpoints_run_beside_the_writers(tmp_path: Path) -> None:
+    """No commit copies the WAL into the database file (SQLite's automatic checkpoint is off); the store's own
+    thread does, within about a second, and stops when the store closes."""
+    import time
+
+    db = tmp_path / "c.sqlite"
+    store = SQLiteStore(db)
+    store._stop.set()  # hold the checkpointer back while writing, to see what the commits alone do
+    store._checkpointer.join()
+    before = db.stat().st_size
+    with store.transaction() as tx:
+        for i in range(1500):  # about 2,000 pages with the index rows: past SQLite's 1,000-page threshold
+            tx.create("Patient", {"resourceType": "Patient", "gender": "other", "name": [{"family": "x" * 300}]},
+                      f"p{i}")
+    assert db.stat().st_size == before  # everything is still in the WAL
+    # A second store on the file (the first stays open, so no connection's close checkpoints instead).
+    other = SQLiteStore(db)
+    deadline = time.monotonic() + 5
+    while db.stat().st_size == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert db.stat().st_size > before + 1_000_000
+    thread = other._checkpointer
+    other.close()
+    assert not thread.is_alive()
+    store.close()
