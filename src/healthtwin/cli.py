@@ -131,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("paths", nargs="+", help="files or folders; '-' reads NDJSON from standard input")
     load.add_argument("--restart", action="store_true", help="load files again even if loaded completely before")
     load.add_argument("--workers", type=int, default=None,
-                      help="validation processes, which on PostgreSQL also write (default: one per core, "
-                           "plus one on PostgreSQL)")
+                      help="validation processes, which also write (default: one per core, plus one)")
     load.set_defaults(func=cmd_load)
 
     gen = sub.add_parser("generate", help="generate a synthetic population as FHIR Bulk Data NDJSON")

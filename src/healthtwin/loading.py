@@ -97,7 +97,7 @@ _worker_checker: Checker | None = None
 _worker_store = None
 
 
-def _worker_init(at_rest, dsn: str | None = None) -> None:
+def _worker_init(at_rest, target: tuple[str, str] | None = None) -> None:
     global _worker_checker, _worker_store
     from .fhir.search_params import SearchRegistry
     from .fhir.validation import Validator
@@ -107,9 +107,13 @@ def _worker_init(at_rest, dsn: str | None = None) -> None:
         rows = registry.index_extractor(resource["resourceType"])(resource)
         return rows if at_rest is None else at_rest.index_rows(resource["resourceType"], rows)
     _worker_checker = Checker(Validator.default(), index_rows)
-    if dsn is not None:  # PostgreSQL: this worker writes what it checked, on its own connection
-        from .store.postgres import PostgresStore
-        _worker_store = PostgresStore(dsn, min_size=1, max_size=2)
+    if target is not None:  # this worker writes what it checked, on its own connection
+        if target[0] == "postgres":
+            from .store.postgres import PostgresStore
+            _worker_store = PostgresStore(target[1], min_size=1, max_size=2)
+        else:  # SQLite: the workers queue on the store's writer lock and validate while another writes
+            from .store.sqlite import SQLiteStore
+            _worker_store = SQLiteStore(target[1])
         _worker_store.protect(at_rest)
         _worker_store.set_extractor(lambda r: registry.index_extractor(r["resourceType"])(r))
     from .runtime import settle_after_start
@@ -136,8 +140,8 @@ def _worker_check_and_write(chunk):
 
 class Loader:
     """Validates and indexes NDJSON lines (in worker processes when workers > 1) and writes them in
-    batches through the store's bulk path: from this process on SQLite (one writer), from the workers
-    themselves on PostgreSQL (see `_load_lines_parallel`)."""
+    batches through the store's bulk path: from this process with one worker, from the workers themselves
+    with several (see `_load_lines_parallel`)."""
 
     def __init__(self, services, progress: Callable[[int, int], None] | None = None, workers: int = 1) -> None:
         self.services = services
@@ -150,9 +154,17 @@ class Loader:
 
     @property
     def parallel_writes(self) -> bool:
-        """PostgreSQL takes concurrent writers: workers then write what they check, instead of handing it to
-        this process's single writer (SQLite has one writer anyway)."""
-        return self.workers > 1 and self.store.dialect == "postgres"
+        """Workers write what they check, instead of handing it (pickled: about a sixth of the load's CPU) to
+        this process to write. PostgreSQL writes them concurrently; on SQLite they take turns at the writer
+        lock while the others validate."""
+        return self.workers > 1 and self._target() is not None
+
+    def _target(self) -> tuple[str, str] | None:
+        """What a worker opens to write: ("postgres", dsn) or ("sqlite", path); None for an in-memory store."""
+        if self.store.dialect == "postgres":
+            return ("postgres", self.store.dsn)
+        path = getattr(self.store, "path", ":memory:")
+        return ("sqlite", path) if path != ":memory:" else None
 
     def _ensure_pool(self) -> Any:
         if self._pool is None:
@@ -160,9 +172,9 @@ class Loader:
             from concurrent.futures import ProcessPoolExecutor
             # Services' run-time definitions (custom SearchParameters, profiles) live in this process;
             # workers are used only when none are loaded.
-            dsn = self.store.dsn if self.parallel_writes else None
+            target = self._target() if self.parallel_writes else None
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
-                                             initializer=_worker_init, initargs=(self.store.at_rest, dsn))
+                                             initializer=_worker_init, initargs=(self.store.at_rest, target))
         return self._pool
 
     def _map(self, chunks: Iterator[list[tuple[int, bytes]]]):
@@ -399,9 +411,9 @@ def load_paths(settings, paths: list[str], restart: bool = False, workers: int |
     progress = Progress()
     import os
     if workers is None:
-        # On PostgreSQL workers also write, and wait on the database part of the time: one more keeps the
-        # cores busy (measured: 3 workers on 2 cores load ~45% faster than 2).
-        workers = (os.cpu_count() or 1) + (1 if store.dialect == "postgres" else 0)
+        # Workers also write, and wait on the database (or its writer lock) part of the time: one more keeps
+        # the cores busy (measured on PostgreSQL: 3 workers on 2 cores load ~45% faster than 2).
+        workers = (os.cpu_count() or 1) + 1
     report = load(services, paths, restart=restart, progress=progress, workers=workers)
     progress.close()
     print(f"loaded {report.loaded:,} resources in {report.seconds:.1f} s ({report.rate():,.0f}/s): "

@@ -31,6 +31,12 @@ from .records import Stored
 CHECKPOINT_SECONDS = 1.0
 WAL_RESTART_PAGES = 50_000  # about 200 MB of WAL: then writers wait for a full checkpoint
 WAL_KEEP_BYTES = 64 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint resets it
+# Held around the checkpointer's calls into SQLite. A process forked while another thread is inside SQLite
+# inherits SQLite's mutexes locked, and its first connection waits forever (the loader's workers are forked
+# and open the store): a fork waits until the checkpoint in progress is done.
+_FORK_GUARD = threading.Lock()
+os.register_at_fork(before=_FORK_GUARD.acquire, after_in_parent=_FORK_GUARD.release,
+                    after_in_child=_FORK_GUARD.release)
 _READ = "SELECT type, id, version, last_updated, deleted, content FROM resources WHERE type = ? AND id = ?"
 
 
@@ -60,18 +66,22 @@ class SQLiteStore(Store):
             self._checkpointer.start()
 
     def _checkpoints(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+        with _FORK_GUARD:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
         try:
             while not self._stop.wait(CHECKPOINT_SECONDS):
                 try:
-                    _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    with _FORK_GUARD:
+                        _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     if frames - copied > WAL_RESTART_PAGES:
-                        with self._writing():
+                        # The writer lock first: a thread that forks while holding it waits for the guard.
+                        with self._writing(), _FORK_GUARD:
                             conn.execute("PRAGMA wal_checkpoint(RESTART)")
                 except sqlite3.Error:
                     continue  # busy (another process checkpoints) or closing: the next round tries again
         finally:
-            conn.close()
+            with _FORK_GUARD:
+                conn.close()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
