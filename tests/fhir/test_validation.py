@@ -274,6 +274,35 @@ def test_invariants(v: Validator) -> None:
     assert only(v, r, "invariant", "Observation.effectivePeriod").message.startswith("per-1")
 
 
+def test_invariants_compiled_to_python_agree_with_fhirpath(v: Validator) -> None:
+    """con-4 and con-5 (a where() inside an operand) run as compiled Python, and decide as fhirpathpy does."""
+    from healthtwin.fhir.fhirpath_compile import compile_boolean
+    clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+    base = {"resourceType": "Condition", "subject": {"reference": "Patient/p1"},
+            "code": {"text": "asthma"}}
+    registry = v.model.invariants
+    before = registry.stats["compiled"]
+    abated = dict(base, abatementDateTime="2020-01-01",
+                  clinicalStatus={"coding": [{"system": clinical, "code": "active"}]})
+    assert only(v, abated, "invariant", "Condition").message.startswith("con-4")
+    resolved = dict(abated, clinicalStatus={"coding": [{"system": clinical, "code": "resolved"}]})
+    assert errors(v.validate(resolved)) == []
+    voided = dict(resolved, verificationStatus={"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "entered-in-error"}]})
+    assert only(v, voided, "invariant", "Condition").message.startswith("con-5")
+    assert registry.stats["compiled"] > before
+    for inv in registry.all():
+        if inv.key in ("con-4", "con-5"):
+            native = compile_boolean(inv.expression, "Condition")
+            for node in (base, abated, resolved, voided):
+                assert native(node, node) is registry._evaluate(inv.fn, node, "Condition", _Ctx(node))
+
+
+class _Ctx:
+    def __init__(self, resource: dict) -> None:
+        self.resource = self.root = resource
+
+
 def test_invariants_can_be_turned_off(v: Validator) -> None:
     fast = Validator(v.profiles, invariants=False)
     assert errors(fast.validate(patient(contact=[{"gender": "male"}]))) == []

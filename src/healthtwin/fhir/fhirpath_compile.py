@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -228,6 +228,7 @@ class Scope:
     resource_type: str
     types: ElementTypes
     top: bool = True  # at the start of a search expression, a leading type name (`Observation.`) is the root
+    nested: bool = False  # where() may filter inside a boolean operand (`coding.where(...).exists()`)
 
 
 def compile_branches(expression: str | tuple, scope: Scope) -> list[Branch]:
@@ -272,7 +273,7 @@ def _path(node: tuple, scope: Scope) -> list[Branch]:
             return scope.this
         if name in scope.types.kinds:
             return []
-    inner = Scope(scope.this, scope.resource_type, scope.types, top=False)
+    inner = Scope(scope.this, scope.resource_type, scope.types, top=False, nested=scope.nested)
     out = []
     for b in _collection(base, scope) if base != ("this",) else scope.this:
         if b.type == "Resource" or scope.types.kinds.get(b.type) == "primitive":
@@ -319,7 +320,8 @@ def _function(node: tuple, scope: Scope) -> list[Branch]:
     if name == "where" and len(args) == 1:
         out = []
         for b in _collection(base, scope):
-            item = Scope([Branch("item", (), b.type, b.ctx)], scope.resource_type, scope.types, top=False)
+            item = Scope([Branch("item", (), b.type, b.ctx)], scope.resource_type, scope.types, top=False,
+                         nested=scope.nested)
             out.append(Branch(b.root, b.ops + (("filter", _boolean(args[0], item, "_n")),), b.type, b.ctx))
         return out
     if name in ("exists", "empty", "not", "hasExtension", "is"):
@@ -340,10 +342,16 @@ def _values(node: tuple, scope: Scope, var: str) -> str:
     """A Python expression for the list of values of a plain path, relative to `var` (or the resource)."""
     parts = []
     for b in _collection(node, scope):
-        if any(op[0] != "get" for op in b.ops):
-            raise Unsupported("filter inside a where() criterion")
         root = "res" if b.root == "res" else var
-        parts.append(f"_walk({root}, {tuple(op[1] for op in b.ops)!r})" if b.ops else f"[{root}]")
+        if all(op[0] == "get" for op in b.ops):
+            parts.append(f"_walk({root}, {tuple(op[1] for op in b.ops)!r})" if b.ops else f"[{root}]")
+            continue
+        if not scope.nested or any(op[0] not in ("get", "filter") for op in b.ops):
+            raise Unsupported("filter inside a where() criterion")
+        code = f"[{root}]"
+        for op in b.ops:  # each filter is a where() criterion over `_n`, the item it keeps or drops
+            code = f"_step({code}, {op[1]!r})" if op[0] == "get" else f"[_n for _n in {code} if {op[1]}]"
+        parts.append(code)
     return " + ".join(parts) or "[]"
 
 
@@ -382,7 +390,33 @@ def _boolean(node: tuple, scope: Scope, var: str) -> str:
     raise Unsupported(f"boolean {kind} {node[1] if len(node) > 1 else ''}")
 
 
+def compile_boolean(expression: str, type_name: str, types: ElementTypes | None = None) -> Callable[[Any, Any], Any]:
+    """A boolean FHIRPath expression (an invariant) on a node of `type_name` (a type, or a backbone element's
+    path such as `Timing.repeat`) as a Python function (node, resource) -> True, False or None (empty).
+
+    Raises CompileError outside the subset `_boolean` knows (the caller keeps the interpreter for those).
+    Comparing a multi-valued path with a literal gives None here where FHIRPath gives false: an invariant so
+    written is left undecided (not reported) rather than wrongly failed."""
+    types = types or ElementTypes.default()
+    scope = Scope([Branch("item", (), type_name, type_name)], "Resource", types, top=False, nested=True)
+    code = _boolean(parse(expression), scope, "node")
+    namespace = dict(RUNTIME)
+    exec(compile(f"def _invariant(node, res):\n    return {code}\n", f"<invariant {expression[:60]}>", "exec"),  # noqa: S102 - source generated from the parsed expression, literals via repr
+         namespace)
+    return namespace["_invariant"]
+
+
 # Run-time helpers referenced by the generated code.
+
+def _step(items: list, key: str) -> list:
+    """The values of `key` in each of `items` (lists flattened): one path step over a collection."""
+    out: list = []
+    for it in items:
+        v = it.get(key) if type(it) is dict else None
+        if v is not None:
+            out.extend(v) if type(v) is list else out.append(v)
+    return out
+
 
 def _walk(node: Any, keys: tuple[str, ...]) -> list:
     items = [node]
@@ -458,7 +492,7 @@ def _ref_is(ref: Any, resource: dict, type_name: str) -> bool:
     return found is not None and (found == type_name or type_name in ("Resource", "DomainResource"))
 
 
-RUNTIME = {"_walk": _walk, "_eq3": _eq3, "_ne3": _ne3, "_and3": _and3, "_or3": _or3, "_not3": _not3,
+RUNTIME = {"_walk": _walk, "_step": _step, "_eq3": _eq3, "_ne3": _ne3, "_and3": _and3, "_or3": _or3, "_not3": _not3,
            "_single3": _single3, "_has_ext": _has_ext, "_ref_is": _ref_is}
 
 

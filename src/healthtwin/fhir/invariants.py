@@ -33,6 +33,8 @@ import orjson
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
+from .fhirpath_compile import CompileError, compile_boolean
+
 R4_MODEL = models["r4"]
 # fhirpathpy resets module-level state (engine constants) on every evaluation: serialise calls across threads.
 _FHIRPATH_LOCK = threading.Lock()
@@ -139,7 +141,7 @@ def _split(expr: str) -> tuple[str, list[str]] | None:
 class Term:
     """One operand of a top-level and/or/xor/implies: decided natively when it only tests a child's presence,
     from its empty-node result when none of its root children is present, else through fhirpathpy."""
-    __slots__ = ("expression", "fn", "roots", "presence", "empty_result", "triggers", "pure")
+    __slots__ = ("expression", "fn", "roots", "presence", "empty_result", "triggers", "pure", "native")
 
     def __init__(self, expression: str) -> None:
         self.expression = expression
@@ -151,11 +153,12 @@ class Term:
         self.presence = (m.group(1), (m.group(2) == "exists") != bool(m.group(3))) if m else None
         self.empty_result: dict[str, bool | None] = {}
         self.triggers: dict[str, frozenset[str]] = {}
+        self.native: dict[str, Callable[[Any, Any], Any] | None] = {}  # by type: compiled, or None
 
 
 class Invariant:
     __slots__ = ("key", "severity", "expression", "human", "fn", "skip", "roots", "empty_result", "triggers",
-                 "op", "terms", "pure")
+                 "op", "terms", "pure", "native")
 
     def __init__(self, key: str, severity: str, expression: str, human: str) -> None:
         self.key, self.severity, self.expression, self.human = key, severity, expression, human
@@ -179,6 +182,7 @@ class Invariant:
         self.roots = _root_identifiers(expression) if self.fn is not None else None
         self.empty_result: dict[str, bool | None] = {}  # by FHIRPath type: the result on an empty node
         self.triggers: dict[str, frozenset[str]] = {}  # by type: JSON keys whose presence forces evaluation
+        self.native: dict[str, Callable[[Any, Any], Any] | None] = {}  # by type: compiled to Python, or None
 
 
 _IMPURE = re.compile(r"%(resource|rootResource|context)\b|\b(now|today|timeOfDay)\(")
@@ -237,6 +241,24 @@ class InvariantRegistry:
         except Exception:  # noqa: BLE001 - an invariant fhirpathpy cannot evaluate is skipped for this node
             return "error"
 
+    def _unit(self, unit: Invariant | Term, node: Any, type_name: str, ctx: Any) -> bool | None | str:
+        """The unit's result on a node: compiled to Python where its expression allows (a few µs), else
+        through fhirpathpy (50-150 µs)."""
+        native = unit.native.get(type_name, _MISSING)
+        if native is _MISSING:
+            try:
+                native = compile_boolean(unit.expression, type_name)
+            except CompileError:
+                native = None
+            unit.native[type_name] = native  # type: ignore[assignment]
+        if native is None or type(node) is not dict:
+            return self._evaluate(unit.fn, node, type_name, ctx)  # type: ignore[arg-type]
+        self.stats["compiled"] += 1
+        try:
+            return native(node, ctx.resource)  # type: ignore[operator]
+        except Exception:  # noqa: BLE001 - as with fhirpathpy: an invariant that cannot be evaluated is skipped
+            return "error"
+
     def _decide(self, unit: Invariant | Term, node: dict, type_name: str, ctx: Any) -> bool | None | str:
         """A term or whole invariant without fhirpathpy when its root children are all absent."""
         if unit.roots is not None:
@@ -261,13 +283,13 @@ class InvariantRegistry:
                     self.stats["memo"] += 1
                     return found  # type: ignore[return-value]
                 self.stats["evaluated"] += 1
-                result = self._evaluate(unit.fn, node, type_name, ctx)  # type: ignore[arg-type]
+                result = self._unit(unit, node, type_name, ctx)
                 if len(self._memo) >= _MEMO_MAX:
                     self._memo.clear()
                 self._memo[key] = result
                 return result
         self.stats["evaluated"] += 1
-        return self._evaluate(unit.fn, node, type_name, ctx)  # type: ignore[arg-type]
+        return self._unit(unit, node, type_name, ctx)
 
     def _term(self, term: Term, node: dict, type_name: str, ctx: Any) -> bool | None | str:
         if term.presence is not None:
