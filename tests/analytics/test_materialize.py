@@ -315,3 +315,23 @@ def test_command_line(tmp_path, capsys) -> None:
     assert parquet_layout(tmp_path / "data" / "parquet" / "encounter").base is not None
     # From the embedded store in the data folder (empty here): every view materializes, with no rows.
     assert views_main(["materialize", "--data-dir", str(tmp_path / "empty"), "--no-parquet"]) == 0
+
+
+def test_command_line_while_another_process_owns_the_database(tmp_path, capsys) -> None:
+    """A running server owns the analytics file (DuckDB allows one writing process): the command says so
+    clearly instead of failing with a traceback."""
+    import subprocess
+    import sys
+    data = tmp_path / "data"
+    data.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
+                               f"con = duckdb.connect({str(data / 'analytics.duckdb')!r})\n"
+                               "print('ready', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        assert views_main(["materialize", "--data-dir", str(data), "--no-parquet"]) == 2
+        err = capsys.readouterr().err
+        assert "in use by another process" in err and "POST /analytics/refresh" in err
+    finally:
+        holder.kill()
+        holder.wait()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
+
+import duckdb
 
 from .indicators import build_cubes
 from .materialize import Materializer, NdjsonSource, RefreshReport, StoreSource, _describe
@@ -87,7 +90,15 @@ def views_main(argv: list[str] | None = None) -> int:
         from ..store import open_store
         store = open_store(args.database, data_dir)
         source = StoreSource(store)
-    mat_ = Materializer(source, out, indicator_views(), parquet=not args.no_parquet)
+    try:
+        mat_ = Materializer(source, out, indicator_views(), parquet=not args.no_parquet)
+    except duckdb.IOException as exc:  # DuckDB allows one writing process per file: a server owns it
+        if store is not None:
+            store.close()
+        print(f"healthtwin views: the analytics database in {out} is in use by another process, such as a running "
+              "`healthtwin serve`, which refreshes it on its schedule (POST /analytics/refresh asks it now); "
+              f"stop that process to refresh from here. DuckDB said: {exc}", file=sys.stderr)
+        return 2
     try:
         report = refresh_all(mat_, full=args.full)
     finally:
