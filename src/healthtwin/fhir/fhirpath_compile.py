@@ -401,8 +401,9 @@ def compile_boolean(expression: str, type_name: str, types: ElementTypes | None 
     scope = Scope([Branch("item", (), type_name, type_name)], "Resource", types, top=False, nested=True)
     code = _boolean(parse(expression), scope, "node")
     namespace = dict(RUNTIME)
-    exec(compile(f"def _invariant(node, res):\n    return {code}\n", f"<invariant {expression[:60]}>", "exec"),  # noqa: S102 - source generated from the parsed expression, literals via repr
-         namespace)
+    # Source generated from the parsed expression (names from the element table, literals through repr).
+    source = f"def _invariant(node, res):\n    return {code}\n"
+    exec(compile(source, f"<invariant {expression[:60]}>", "exec"), namespace)  # nosec B102
     return namespace["_invariant"]
 
 
