@@ -422,12 +422,7 @@ def _step(items: list, key: str) -> list:
 def _walk(node: Any, keys: tuple[str, ...]) -> list:
     items = [node]
     for key in keys:
-        nxt: list = []
-        for it in items:
-            v = it.get(key) if type(it) is dict else None
-            if v is not None:
-                nxt.extend(v) if type(v) is list else nxt.append(v)
-        items = nxt
+        items = _step(items, key)
     return items
 
 
@@ -493,8 +488,8 @@ def _ref_is(ref: Any, resource: dict, type_name: str) -> bool:
     return found is not None and (found == type_name or type_name in ("Resource", "DomainResource"))
 
 
-RUNTIME = {"_walk": _walk, "_step": _step, "_eq3": _eq3, "_ne3": _ne3, "_and3": _and3, "_or3": _or3, "_not3": _not3,
-           "_single3": _single3, "_has_ext": _has_ext, "_ref_is": _ref_is}
+RUNTIME = {"_walk": _walk, "_step": _step, "_eq3": _eq3, "_ne3": _ne3, "_and3": _and3, "_or3": _or3,
+           "_not3": _not3, "_single3": _single3, "_has_ext": _has_ext, "_ref_is": _ref_is}
 
 
 # --------------------------------------------------------------------------------------------------- codegen
