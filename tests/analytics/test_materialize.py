@@ -335,3 +335,17 @@ def test_command_line_while_another_process_owns_the_database(tmp_path, capsys) 
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_changes_page_through_a_shared_millisecond(store, monkeypatch) -> None:
+    """Changes are read in pages keyed on (last_updated, id): resources stamped in the same millisecond across
+    a page boundary are each read once, on both databases."""
+    from healthtwin.analytics import materialize as materialize_module
+    monkeypatch.setattr(materialize_module, "PAGE", 4)
+    with store.transaction() as tx:
+        for i in range(30):
+            tx.create("Patient", {"resourceType": "Patient", "gender": "other"}, f"same-{i:02d}")
+    with store.transaction() as tx:
+        tx.execute("UPDATE resources SET last_updated = ? + (rid % 3) WHERE type = 'Patient'", (4102444800.0,))
+    seen = [rid for rid, _, _, _ in StoreSource(store, overlap=0.0).changes("Patient", 0.0)]
+    assert sorted(seen) == [f"same-{i:02d}" for i in range(30)]

@@ -119,11 +119,13 @@ class StoreSource:
     def changes(self, rtype: str, since: float) -> Iterable[tuple[str, float, bool, bytes | None]]:
         ts, last = since - self.overlap, None
         while True:  # pages keyed on (last_updated, id): several writers may share a millisecond
+            # A row value, not `a > ? OR (a = ? AND id > ?)`: with the OR, SQLite used the index for the type
+            # only and read every resource of it for each page after the first (2 s at 1.4M Observations).
             rows = self.store.query(
                 "SELECT id, last_updated, deleted, content FROM resources WHERE type = ? AND "
-                + ("last_updated > ? " if last is None else "(last_updated > ? OR (last_updated = ? AND id > ?)) ")
+                + ("last_updated > ? " if last is None else "(last_updated, id) > (?, ?) ")
                 + "ORDER BY last_updated, id LIMIT ?",
-                [rtype, ts, PAGE] if last is None else [rtype, ts, ts, last, PAGE])
+                [rtype, ts, PAGE] if last is None else [rtype, ts, last, PAGE])
             for rid, updated, deleted, content in rows:
                 yield rid, float(updated), bool(deleted), self.store.open_content(rtype, rid, content)
             if len(rows) < PAGE:
