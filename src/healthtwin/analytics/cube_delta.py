@@ -187,8 +187,7 @@ class _Delta:
             k = self.key(view)
             cur.execute(f"CREATE TABLE {WORK}.main.{_q('p_' + view)} AS SELECT DISTINCT CAST(id AS VARCHAR) AS id "
                         f"FROM (SELECT {k} AS id FROM {_q(JOURNAL_PREFIX + view)} UNION ALL SELECT {k} AS id FROM "
-                        f"{_q(view)} WHERE _rkey IN (SELECT id FROM {JOURNAL_IDS} WHERE view = '{view}')) "
-                        "WHERE id IS NOT NULL")
+                        f"{_q(JOURNAL_NEW_PREFIX + view)}) WHERE id IS NOT NULL")
         for group in self.groups.values():
             sources = [f"SELECT id FROM {WORK}.main.{_q('p_' + v)}" for v in sorted(group.person_views)
                        if v in self.changed]
