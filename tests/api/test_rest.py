@@ -164,3 +164,27 @@ def test_base_url_without_trailing_slash_is_not_redirected(client):
     bundle = {"resourceType": "Bundle", "type": "batch", "entry": []}
     r = client.post("/fhir", json=bundle, follow_redirects=False)
     assert r.status_code == 200 and r.json()["type"] == "batch-response"
+
+
+def test_base_url_follows_each_callers_host(client):
+    """The base URL is cached per Host header: each caller still gets links under the host it addressed, and
+    an invalid Host falls back to the server's own address rather than being echoed."""
+    pid = client.post("/fhir/Patient", json=patient()).json()["id"]
+    for host in ("hospital-a.example:8080", "ministry.example", "hospital-a.example:8080"):
+        r = client.put(f"/fhir/Patient/{pid}", json=patient(id=pid), headers={"host": host})
+        assert r.status_code == 200
+        assert r.headers["location"].startswith(f"http://{host}/fhir/Patient/{pid}/_history/")
+    r = client.get("/fhir/Patient", params={"_id": pid}, headers={"host": "bad host/evil"})
+    assert r.status_code == 200
+    assert all("evil" not in link["url"] for link in r.json()["link"])
+
+
+def test_query_string_that_is_not_utf8_is_not_a_500(client):
+    r = client.get("/fhir/Patient", params={"family": "x"})
+    assert r.status_code == 200
+    # Raw bytes that are not UTF-8 (the HTTP client would percent-encode them; a raw client need not).
+    from healthtwin.api.http import query_of
+
+    class Raw:
+        scope = {"query_string": b"family=\xff\xfe"}
+    assert query_of(Raw()) == "family=\ufffd\ufffd"

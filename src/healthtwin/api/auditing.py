@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from ..fhir.outcome import FHIRError
 from .context import Caller, RequestContext
+from .http import path_of, query_of
 from .responses import error
 
 log = logging.getLogger("healthtwin.audit")
@@ -50,9 +51,10 @@ def classify(ctx: RequestContext, method: str, parts: list[str]) -> None:
     ctx.interaction, ctx.resource_type, ctx.resource_id = interaction, rtype, rid
 
 
-_REF = re.compile(rb'"reference"\s*:\s*"[^"]*?Patient/([A-Za-z0-9\-.]{1,64})')
-_PATIENT = re.compile(rb'"resourceType"\s*:\s*"Patient"')
-_PATIENT_ID = re.compile(rb'"resourceType"\s*:\s*"Patient"\s*,\s*"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})"')
+# One pass over the bytes: a reference to a patient (group 1), or a Patient resource (group 2 holds its id when
+# "id" directly follows "resourceType", as this server writes it).
+_PATIENTS = re.compile(rb'"reference"\s*:\s*"[^"]*?Patient/([A-Za-z0-9\-.]{1,64})'
+                       rb'|"resourceType"\s*:\s*"Patient"(?:\s*,\s*"id"\s*:\s*"([A-Za-z0-9\-.]{1,64})")?')
 
 
 def patients_in(body: bytes | None) -> list[str]:
@@ -62,13 +64,15 @@ def patients_in(body: bytes | None) -> list[str]:
     resources whose id does not directly follow resourceType fall back to the full walk."""
     if not body or b"Patient" not in body:
         return []
-    found = {b"Patient/" + m for m in _REF.findall(body)}
-    patients = len(_PATIENT.findall(body))
-    ids = _PATIENT_ID.findall(body)
-    if len(ids) == patients:
-        found.update(b"Patient/" + m for m in ids)
-        return sorted(f.decode() for f in found)
-    return _walk(body)
+    found = set()
+    for ref, rid in _PATIENTS.findall(body):
+        if ref:
+            found.add(ref)
+        elif rid:
+            found.add(rid)
+        else:
+            return _walk(body)
+    return sorted("Patient/" + f.decode() for f in found)
 
 
 def _walk(body: bytes) -> list[str]:
@@ -99,9 +103,9 @@ async def audit_response(router: Any, request: Request, ctx: RequestContext | No
     services = router.services
     if ctx is None:
         client = request.scope.get("client")
-        ctx = RequestContext(Caller(), router.base_url(request), request.method, request.url.path,
+        ctx = RequestContext(Caller(), router.base_url(request), request.method, path_of(request),
                              client_address=client[0] if client else None)
-        classify(ctx, request.method, [p for p in request.url.path[len(router.base_path):].split("/") if p])
+        classify(ctx, request.method, [p for p in path_of(request)[len(router.base_path):].split("/") if p])
     status = response.status_code
     patients = patients_in(getattr(response, "body", None)) if status < 400 else []
     if ctx.resource_type == "Patient" and ctx.resource_id and status >= 400:
@@ -112,9 +116,10 @@ async def audit_response(router: Any, request: Request, ctx: RequestContext | No
     fn = getattr(services.policy, "purpose", None)
     if fn is not None:
         purpose = fn(ctx, patients)
-    query = request.url.path.rsplit("/", 1)[-1] if ctx.interaction == "operation" else None
-    if request.url.query:
-        query = (query + "?" if query else "") + request.url.query
+    query = path_of(request).rsplit("/", 1)[-1] if ctx.interaction == "operation" else None
+    raw_query = query_of(request)
+    if raw_query:
+        query = (query + "?" if query else "") + raw_query
         if services.store.at_rest is not None:  # the trail must not become a clear copy of searched FINs
             query = services.store.at_rest.redact_query(query)
     try:

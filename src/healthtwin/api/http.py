@@ -15,13 +15,26 @@ OWN_FORMAT = ("/$viewdefinition-run", "/$run")  # operations that negotiate thei
 _JSON = ("json", "application/json", "application/fhir+json", "application/json+fhir", "text/json")
 
 
+def path_of(request: Request) -> str:
+    """The request path as the server received it (percent-decoded by the ASGI server).
+
+    Read from the ASGI scope: Starlette's `request.url` rebuilds and re-parses the whole URL (host header
+    check, urlsplit), which cost ~10 µs of a ~200 µs audited read."""
+    return request.scope["path"]
+
+
+def query_of(request: Request) -> str:
+    """The raw query string (still percent-encoded); undecodable bytes become U+FFFD, never an error."""
+    return request.scope.get("query_string", b"").decode("utf-8", "replace")
+
+
 def context(request: Request, caller: Caller, base_url: str) -> RequestContext:
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]}
     params = request.query_params
     pretty = params.get("_pretty") == "true"
     fmt = params.get("_format")
     # $viewdefinition-run answers in CSV, NDJSON or Parquet too: it checks its own _format.
-    if fmt is not None and not request.url.path.endswith(OWN_FORMAT):
+    if fmt is not None and not path_of(request).endswith(OWN_FORMAT):
         if fmt in _XML or "xml" in fmt:
             raise FHIRError(415, "XML is not supported by this server; use _format=json", "not-supported")
         if fmt not in _JSON:
@@ -41,7 +54,7 @@ def context(request: Request, caller: Caller, base_url: str) -> RequestContext:
             elif key == "handling" and value in ("strict", "lenient"):
                 prefer_handling = value
     client = request.scope.get("client")
-    return RequestContext(caller=caller, base_url=base_url, method=request.method, path=request.url.path,
+    return RequestContext(caller=caller, base_url=base_url, method=request.method, path=path_of(request),
                           pretty=pretty, prefer_return=prefer_return, prefer_handling=prefer_handling,
                           headers=headers, client_address=client[0] if client else None)
 
@@ -80,4 +93,4 @@ async def json_body(request: Request, limit: int, allow_patch: bool = False) -> 
 
 
 def query_items(request: Request) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)]
+    return [(k, v) for k, v in parse_qsl(query_of(request), keep_blank_values=True)]

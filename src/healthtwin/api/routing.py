@@ -34,6 +34,7 @@ class FHIRRouter:
         # identify(request) -> Caller: the authentication seam (security/tokens.TokenService.identify).
         self.identify = identify or (lambda request: Caller())
         self.limiter = limiter  # security.ratelimit.RateLimiter, per client
+        self._bases: dict[tuple, str] = {}  # (scheme, Host header, server) -> base URL
 
     async def __call__(self, scope, receive, send) -> None:
         request = Request(scope, receive)
@@ -41,12 +42,24 @@ class FHIRRouter:
         await response(scope, receive, send)
 
     def base_url(self, request: Request) -> str:
-        root = f"{request.url.scheme}://{request.url.netloc}"
-        return root + self.base_path
+        """The FHIR base as the caller addressed it, computed by Starlette's rules (Host header when valid, else
+        the server address) once per distinct (scheme, Host, server) and then looked up."""
+        scope = request.scope
+        host = next((v for k, v in scope["headers"] if k == b"host"), None)
+        server = scope.get("server")
+        key = (scope.get("scheme", "http"), host, tuple(server) if server else None)
+        base = self._bases.get(key)
+        if base is None:
+            url = request.url
+            base = f"{url.scheme}://{url.netloc}{self.base_path}"
+            if len(self._bases) >= 1024:
+                self._bases.clear()  # bounded: Host headers are the caller's to choose
+            self._bases[key] = base
+        return base
 
     async def handle(self, request: Request) -> Response:
         ctx: RequestContext | None = None
-        path = request.url.path[len(self.base_path):].strip("/")
+        path = http.path_of(request)[len(self.base_path):].strip("/")
         parts = [p for p in path.split("/") if p] if path else []
         try:
             try:
@@ -66,7 +79,7 @@ class FHIRRouter:
         except FHIRError as exc:
             response = error(exc, ctx)
         except Exception:  # never a traceback to the client: log it, answer with an OperationOutcome
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            log.exception("unhandled error on %s %s", request.method, http.path_of(request))
             response = error(FHIRError(500, "Internal server error; the request was not completed", "exception"), ctx)
         if self.services.audit is not None:
             # Recorded before the response is released; if it cannot be recorded, the data is not sent.
@@ -151,7 +164,7 @@ class FHIRRouter:
                                     ctx.header("if-none-exist"))
             return written(result.stored, result.status, ctx)
         if method == "PUT":
-            query = request.url.query
+            query = http.query_of(request)
             if not query:
                 raise FHIRError(400, f"PUT {rtype} needs an id (PUT {rtype}/id) or search criteria")
             http.check_content_type(request)
@@ -160,7 +173,7 @@ class FHIRRouter:
                                     write.parse_if_match(ctx.header("if-match")))
             return written(result.stored, result.status, ctx)
         if method == "DELETE":
-            query = request.url.query
+            query = http.query_of(request)
             if not query:
                 raise FHIRError(405, f"DELETE {rtype} needs an id or search criteria", "not-supported")
             result = await self.run(self._in_tx, write.conditional_delete, s, ctx, rtype, query)

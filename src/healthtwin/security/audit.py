@@ -352,11 +352,12 @@ def rest_events(ctx: Any, interaction: str, status: int, resource_type: str | No
         patients = [f"Patient/{resource_id}", *patients]
     out = []
     for patient in dict.fromkeys(patients) or [None]:
-        event = orjson.loads(orjson.dumps(base))  # a deep copy; events are mutated by append (recorded)
-        event["entity"] = ([{"what": {"reference": patient},
-                             "type": {"system": _CS + "audit-entity-type", "code": "1"},
-                             "role": {"system": _CS + "object-role", "code": "1"}}] if patient else []) + entities
-        out.append(event)
+        # A shallow copy is enough: the events share their nested parts, which nothing mutates (append only
+        # sets top-level keys that are missing), and a deep copy was a third of this function's cost.
+        out.append({**base, "entity": ([{"what": {"reference": patient},
+                                         "type": {"system": _CS + "audit-entity-type", "code": "1"},
+                                         "role": {"system": _CS + "object-role", "code": "1"}}]
+                                       if patient else []) + entities})
     return out
 
 
