@@ -304,6 +304,22 @@ def test_indicators_and_schedule(loaded, tmp_path) -> None:
     mat.close()
 
 
+def test_a_rebuild_folds_its_wal_and_small_refreshes_do_not_checkpoint(loaded, tmp_path) -> None:
+    """A full refresh ends with a checkpoint (its cost is the rebuild's); later small refreshes only append to
+    the WAL, below the raised threshold, instead of paying DuckDB's checkpoint every few runs."""
+    mat = Materializer(StoreSource(loaded.store, overlap=0.0), tmp_path, indicator_views(), parquet=False)
+    wal = tmp_path / "analytics.duckdb.wal"
+    assert mat.con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0] == "256.0 MiB"
+    refresh_all(mat, full=True)
+    assert not wal.exists() or wal.stat().st_size == 0
+    rng = __import__("random").Random(5)
+    mutate(loaded.store, rng, 5, "wal")
+    report = refresh_all(mat)
+    assert "incremental" in {v.mode for v in report.views}
+    assert wal.exists() and wal.stat().st_size > 0  # written ahead, not yet folded
+    mat.close()
+
+
 def test_command_line(tmp_path, capsys) -> None:
     from healthtwin.population.generator import generate
     generate(tmp_path / "pop", 30, 2)

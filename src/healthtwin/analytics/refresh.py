@@ -28,6 +28,8 @@ def refresh_all(materializer: Materializer, full: bool = False) -> RefreshReport
         built = build_cubes(materializer.con, force=full)
         report.extra["indicators"] = built
         report.extra["indicator_seconds"] = time.perf_counter() - t0
+    if any(v.mode == "full" for v in report.views) or "built" in built.values():
+        materializer.checkpoint()  # a rebuild's WAL is folded now, as part of the rebuild's own cost
     return report
 
 
