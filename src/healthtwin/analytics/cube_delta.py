@@ -4,17 +4,25 @@ Every indicator's numerator and denominator is a sum over persons: a person's da
 doses, encounters...) adds to the cells of their own region, sex and age, independently of anyone else's
 (counting distinct persons in a cell is such a sum too). The materializer keeps a change journal: which
 resources' rows changed since the indicator tables were last brought up to date, and those rows as they were
-then (`materialize.JOURNAL_IDS`). Each table is therefore corrected by
+then and as they are now (`materialize.JOURNAL_IDS`). Each table is therefore corrected by
 
-    table += f(new data of the persons P) - f(old data of P)                (the person part)
-           + f(changed event rows of others, new) - f(the same rows, old)    (the event-row part)
+    table += f(new) - f(old)
 
-P is the set of persons whose per-person data changed: rows of any view that is not an event view (Patient,
-Condition, Immunization, cause of death). Event views (encounter, lab_result, medication_request, claim;
-`_base.json` lists them) are read by every indicator row by row, as a count or sum over rows joined with the
-person, so a changed row of someone outside P moves the figures by its own contribution alone. Each indicator
-declares, per measure, the event view it is such a sum over (`"incremental"` in its JSON); the test
-`tests/analytics/test_cube_delta.py` checks every declaration against a full rebuild.
+evaluated over a small slice of the data. P is the set of persons whose per-person data changed: rows of any
+view that is not an event view (Patient, Condition, Immunization, cause of death). Event views (encounter,
+lab_result, medication_request, claim; `_base.json` lists them) are read by every indicator row by row, as a
+count or sum over rows joined with the person, so a changed row of someone outside P moves the figures by its
+own contribution alone. Each indicator declares, per measure, the event view it is such a sum over
+(`"incremental"` in its JSON); the test `tests/analytics/test_cube_delta.py` checks every declaration against
+a full rebuild. The slice holds, for the persons Q = P and the persons of changed event rows:
+
+    new: the per-person views of Q; all event rows of P, and the changed event rows of the others, as now
+    old: the same as they were (the journal's rows in place of the changed ones)
+
+Persons of Q outside P have the same per-person rows in both, so every term that reads only those cancels,
+and their event rows in the slice are exactly the changed ones: f(new) - f(old) is the change of the table.
+(Two slices rather than four: evaluating P and the changed rows of others separately ran every query twice
+as often.)
 
 Each f is the indicator's own SQL, run unchanged with DuckDB's `search_path` pointing at a scratch schema (in
 an in-memory database attached for the purpose) in which the view names and the per-person base tables hold
@@ -92,8 +100,9 @@ class _Group:
         self.linear: set[str] = set()  # the event views its indicators' measures are row-by-row sums over
         self.base_tables: list[dict[str, Any]] = []  # the per-person base tables its indicators read
         self.indicators: list[Any] = []
-        self.persons = 0
-        self.row_views: set[str] = set()
+        self.persons = 0  # |P|
+        self.touched = 0  # |Q|
+        self.row_views: set[str] = set()  # its event views with changed rows
 
     def parts(self) -> list[tuple[Any, str, str, tuple[str, ...], str]]:
         """(indicator, num|den, measure, dimensions, sql) of each of its indicators' two tables."""
@@ -108,6 +117,10 @@ class _Group:
     @property
     def p(self) -> str:
         return f"{WORK}.main.p_{self.tag}"
+
+    @property
+    def q(self) -> str:
+        return f"{WORK}.main.q_{self.tag}"
 
 
 class _Delta:
@@ -135,10 +148,13 @@ class _Delta:
             used = _base_names(" ".join(i.numerator_sql + " " + i.denominator_sql for i in group.indicators), by_name)
             group.base_tables = [t for t in base["tables"] if t["name"] in used and t.get("scope") != "global"]
             for t in group.base_tables:
-                if not set(t["views"]) <= group.views:
-                    raise FullRebuild(f"{t['name']} reads {t['views']}, beyond the views declared by "
+                if not set(t["views"]) <= group.person_views:
+                    # Per-person base tables are rebuilt for P from the slice, whose event rows of other
+                    # persons are only their changed ones: they may read per-person views only.
+                    raise FullRebuild(f"{t['name']} reads {t['views']}, beyond the per-person views declared by "
                                       f"{', '.join(i.name for i in group.indicators)}")
         self.timings: dict[str, float] = {}
+        self._column_types: dict[str, dict[str, str]] | None = None
 
     def key(self, view: str) -> str:
         return _q(self.person_key.get(view, self.default_key))
@@ -165,7 +181,7 @@ class _Delta:
     # -- what changed -----------------------------------------------------------------------------------
     def _check_globals(self) -> None:
         for table in self.base["tables"]:
-            if table.get("scope") != "global":
+            if table.get("scope") != "global" or not set(table["views"]) & set(self.changed):
                 continue
             name, sql = _q(table["name"]), _sql(table["sql"])
             differs = self.cur.execute(
@@ -196,43 +212,43 @@ class _Delta:
             group.persons = cur.execute(f"SELECT count(*) FROM {group.p}").fetchone()[0]
             if group.persons > MAX_SHARE * people:
                 raise FullRebuild(f"{group.persons} of {people} persons changed")
+            group.row_views = group.linear & set(self.changed)
+            rows = [f"SELECT CAST({self.key(v)} AS VARCHAR) AS id FROM {_q(prefix + v)}"
+                    for v in sorted(group.row_views) for prefix in (JOURNAL_PREFIX, JOURNAL_NEW_PREFIX)]
+            cur.execute(f"CREATE TABLE {group.q} AS SELECT id FROM {group.p}"
+                        + "".join(f" UNION {r} WHERE id IS NOT NULL" for r in rows))
+            group.touched = cur.execute(f"SELECT count(*) FROM {group.q}").fetchone()[0]
 
     # -- the scratch schemas ----------------------------------------------------------------------------
-    def _person_schemas(self, cur: duckdb.DuckDBPyConnection, group: _Group) -> None:
-        """The group's views restricted to its persons, new and old, then the per-person base tables over them."""
-        new, old = group.schema("pnew"), group.schema("pold")
-        in_p = f"IN (SELECT id FROM {group.p})"
+    def _schemas(self, cur: duckdb.DuckDBPyConnection, group: _Group) -> None:
+        """The group's slice, new and old (see the module's docstring), then its per-person base tables."""
+        new, old = group.schema("new"), group.schema("old")
+        in_p, in_q = f"IN (SELECT id FROM {group.p})", f"IN (SELECT id FROM {group.q})"
         for schema in (new, old):
             cur.execute(f"CREATE SCHEMA {schema}")
         for view in sorted(group.views):
-            k = self.key(view)
-            cur.execute(f"CREATE TABLE {new}.{_q(view)} AS SELECT * FROM {_q(view)} WHERE {k} {in_p}")
-            if view in self.changed:  # the new rows but the changed ones, and those as they were
-                cur.execute(f"CREATE TABLE {old}.{_q(view)} AS SELECT * FROM {new}.{_q(view)} WHERE _rkey NOT IN "
-                            f"(SELECT id FROM {JOURNAL_IDS} WHERE view = '{view}') UNION ALL BY NAME "
-                            f"SELECT * FROM {_q(JOURNAL_PREFIX + view)} WHERE {k} {in_p}")
+            k, v = self.key(view), _q(view)
+            ids = f"(SELECT id FROM {JOURNAL_IDS} WHERE view = '{view}')"
+            if view in group.person_views:
+                cur.execute(f"CREATE TABLE {new}.{v} AS SELECT * FROM {v} WHERE {k} {in_q}")
+            elif view in group.row_views:  # P's rows, and the others' changed rows as they are now
+                cur.execute(f"CREATE TABLE {new}.{v} AS SELECT * FROM {v} WHERE {k} {in_p} UNION ALL BY NAME "
+                            f"SELECT * FROM {_q(JOURNAL_NEW_PREFIX + view)} WHERE {k} NOT {in_p}")
             else:
-                cur.execute(f"CREATE VIEW {old}.{_q(view)} AS SELECT * FROM {new}.{_q(view)}")
+                cur.execute(f"CREATE TABLE {new}.{v} AS SELECT * FROM {v} WHERE {k} {in_p}")
+            if view in self.changed:  # the rows but the changed ones, and those as they were
+                journal = f"SELECT * FROM {_q(JOURNAL_PREFIX + view)}"
+                if view in group.person_views:
+                    journal += f" WHERE {k} {in_q}"
+                cur.execute(f"CREATE TABLE {old}.{v} AS SELECT * FROM {new}.{v} WHERE _rkey NOT IN {ids} "
+                            f"UNION ALL BY NAME {journal}")
+            else:
+                cur.execute(f"CREATE VIEW {old}.{v} AS SELECT * FROM {new}.{v}")
         for schema in (new, old):
             cur.execute(f"SET search_path = '{schema},main'")
             for table in group.base_tables:
                 cur.execute(f"CREATE TABLE {schema}.{_q(table['name'])} AS {_sql(table['sql'])}")
             cur.execute("SET search_path = 'main'")
-
-    def _row_schemas(self, cur: duckdb.DuckDBPyConnection, group: _Group) -> None:
-        """The changed rows of each event view the group reads, of persons outside the group's set."""
-        if not group.row_views:
-            return
-        new, old = group.schema("rnew"), group.schema("rold")
-        for schema in (new, old):
-            cur.execute(f"CREATE SCHEMA {schema}")
-        outside = f"NOT IN (SELECT id FROM {group.p})"
-        for view in sorted(group.row_views):
-            k = self.key(view)
-            cur.execute(f"CREATE TABLE {new}.{_q(view)} AS SELECT * FROM {_q(JOURNAL_NEW_PREFIX + view)} "
-                        f"WHERE {k} {outside}")
-            cur.execute(f"CREATE TABLE {old}.{_q(view)} AS SELECT * FROM {_q(JOURNAL_PREFIX + view)} "
-                        f"WHERE {k} {outside}")
 
     @staticmethod
     def _eval(cur: duckdb.DuckDBPyConnection, schema: str, queries: dict[str, str]) -> dict[str, str]:
@@ -250,42 +266,32 @@ class _Delta:
             cur.execute("SET search_path = 'main'")
         return out
 
-    def _task(self, task: tuple[_Group, str]) -> dict[str, dict[str, str]]:
-        """One group's person part or event-row part: its scratch schemas and query results, on a connection
-        of its own (tasks run side by side: each DuckDB statement here is small and mostly single-threaded)."""
-        group, kind = task
+    def _task(self, group: _Group) -> dict[str, dict[str, str]]:
+        """One group's slice and query results, on a connection of its own (groups run side by side: each
+        DuckDB statement here is small and mostly single-threaded)."""
         cur = self.cur.cursor()
         try:
-            if kind == "persons":
-                self._person_schemas(cur, group)
-                queries = {f"{ind.name}_{part}": sql for ind, part, _, _, sql in group.parts()}
-                return {k: self._eval(cur, group.schema(k), queries) for k in ("pnew", "pold")}
-            self._row_schemas(cur, group)
+            self._schemas(cur, group)
+            # Without per-person changes only the measures summed over changed event rows can move.
             queries = {f"{ind.name}_{part}": sql for ind, part, measure, _, sql in group.parts()
-                       if ind.incremental.get(measure) in group.row_views}
-            return {k: self._eval(cur, group.schema(k), queries) for k in ("rnew", "rold")}
+                       if group.persons or ind.incremental.get(measure) in group.row_views}
+            return {k: self._eval(cur, group.schema(k), queries) for k in ("new", "old")}
         finally:
             cur.close()
 
     def _evaluate(self) -> tuple[list[tuple[str, list[str], str, str]], list[tuple[str, str, str]]]:
-        """The change of every table: [(table, dims, measure, staged change per cell)], and the keyed base
+        """The change of every table: [(table, dims, measure, query of the change per cell)], and the keyed base
         tables' replacement rows: [(table, key, person set, rows)]; both in the scratch database."""
         deltas = []
-        groups = list(self.groups.values())
-        for group in groups:
-            group.row_views = group.linear & set(self.changed)
-        tasks = [(g, "persons") for g in groups if g.persons] + [(g, "rows") for g in groups if g.row_views]
-        done: dict[str, dict[str, dict[str, str]]] = {g.tag: {k: {} for k in ("pnew", "pold", "rnew", "rold")}
-                                                      for g in groups}
+        groups = [g for g in self.groups.values() if g.touched]
+        done: dict[str, dict[str, dict[str, str]]] = {}
         with ThreadPoolExecutor(max_workers=THREADS) as pool:
-            for (group, _), result in zip(tasks, pool.map(self._task, tasks)):
-                done[group.tag].update(result)
+            for group, result in zip(groups, pool.map(self._task, groups)):
+                done[group.tag] = result
         for group in groups:
             for ind, part, measure, dims, sql in group.parts():
-                terms = [(done[group.tag][kind][sql], sign)
-                         for kind, sign in (("pnew", 1), ("pold", -1), ("rnew", 1), ("rold", -1))
-                         if sql in done[group.tag][kind]]
-                if terms:
+                if sql in done[group.tag]["new"]:
+                    terms = [(done[group.tag]["new"][sql], 1), (done[group.tag]["old"][sql], -1)]
                     table = f"ind_{ind.name}_{part}"
                     deltas.append((table, list(dims), measure, self._delta(table, dims, measure, terms)))
         keyed = []
@@ -300,35 +306,35 @@ class _Delta:
             if not group.persons:
                 continue
             name = table["name"]
-            rows = f"{group.schema('pnew')}.{_q(name)}"
+            rows = f"{group.schema('new')}.{_q(name)}"
             if "additive" in table:
                 measure = table["additive"]
                 dims = [c for c in self._columns(name) if c != measure]
-                terms = [(rows, 1), (f"{group.schema('pold')}.{_q(name)}", -1)]
+                terms = [(rows, 1), (f"{group.schema('old')}.{_q(name)}", -1)]
                 deltas.append((name, dims, measure, self._delta(name, dims, measure, terms)))
-            else:
-                keyed.append((name, table["key"], group.p, rows))
-        # Each change summed per cell now, side by side, so the commit only merges small tables.
-        with ThreadPoolExecutor(max_workers=THREADS) as pool:
-            staged = list(pool.map(self._stage, [(table, query) for table, _, _, query in deltas]))
-        return [(table, dims, measure, stage) for (table, dims, measure, _), stage in zip(deltas, staged)], keyed
+            else:  # replaced for P (the others in the slice have the same rows)
+                keyed.append((name, table["key"], group.p,
+                              f"(SELECT * FROM {rows} WHERE {_q(table['key'])} IN (SELECT id FROM {group.p}))"))
+        # Merged straight from these queries in the commit: staging each one first cost a statement per table
+        # and saved nothing (the slices are small).
+        return deltas, keyed
 
-    def _stage(self, item: tuple[str, str]) -> str:
-        table, query = item
-        stage = f"{WORK}.main.{_q('delta_' + table)}"
-        cur = self.cur.cursor()
-        try:
-            cur.execute(f"CREATE TABLE {stage} AS SELECT * FROM {query}")
-        finally:
-            cur.close()
-        return stage
+    def _types(self, table: str) -> dict[str, str]:
+        """{column: type} of a table in the analytics database (all read in one statement, once)."""
+        if self._column_types is None:
+            self._column_types = {}
+            for t, c, ty in self.cur.execute("SELECT table_name, column_name, data_type FROM duckdb_columns() "
+                                             "WHERE database_name = current_database() AND schema_name = 'main' "
+                                             "ORDER BY table_name, column_index").fetchall():
+                self._column_types.setdefault(t, {})[c] = ty
+        return self._column_types[table]
 
     def _columns(self, table: str) -> list[str]:
-        return [r[0] for r in self.cur.execute(f"DESCRIBE {_q(table)}").fetchall()]
+        return list(self._types(table))
 
     def _delta(self, table: str, dims: Any, measure: str, terms: list[tuple[str, int]]) -> str:
         """A query: the terms summed per cell, in the table's measure type; cells whose change is 0 left out."""
-        mtype = dict((r[0], r[1]) for r in self.cur.execute(f"DESCRIBE {_q(table)}").fetchall())[measure]
+        mtype = self._types(table)[measure]
         cols = ", ".join(_q(d) for d in dims)
         m = _q(measure)
         union = " UNION ALL ".join(f"SELECT {cols}, {'-' if sign < 0 else ''}{m} AS {m} FROM {term}"
