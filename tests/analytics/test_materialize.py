@@ -320,31 +320,6 @@ def test_a_rebuild_folds_its_wal_and_small_refreshes_do_not_checkpoint(loaded, t
     mat.close()
 
 
-def test_a_column_named_rowid_and_no_clash_with_added_columns(loaded, tmp_path) -> None:
-    """A view may call a column `rowid` (which hides DuckDB's row id: changed rows are then found by key).
-    The columns the tables and files add beside the view's own (`_rkey`, `_gen`, `_op`, and `_ht_rowid` in a
-    refresh) cannot clash: SQL on FHIR column names start with a letter."""
-    from healthtwin.analytics.views import ViewDefinitionError
-    view = {"resourceType": "ViewDefinition", "name": "patient_rowid", "resource": "Patient", "status": "active",
-            "select": [{"column": [{"name": "pid", "path": "id"}, {"name": "rowid", "path": "gender"}]}]}
-    mat = Materializer(StoreSource(loaded.store, overlap=0.0), tmp_path, [view], parquet=False)
-    mat.refresh()
-    patient = sorted(live(loaded.store, "Patient"), key=lambda r: r["id"])[0]
-    patient["gender"] = "unknown" if patient.get("gender") != "unknown" else "other"
-    with loaded.store.transaction() as tx:
-        tx.update("Patient", patient["id"], patient)
-    report = mat.refresh()
-    assert [v.mode for v in report.views] == ["incremental"]
-    assert mat.con.execute('SELECT rowid FROM patient_rowid WHERE pid = ?', [patient["id"]]).fetchall() == \
-        [(patient["gender"],)]
-    assert_matches_python(mat, loaded.store)
-    mat.close()
-    for name in ("_rkey", "_ht_x", "_op"):
-        bad = {**view, "name": "bad", "select": [{"column": [{"name": name, "path": "id"}]}]}
-        with pytest.raises(ViewDefinitionError, match="letters, digits and _"):
-            Materializer(StoreSource(loaded.store), tmp_path / name, [bad], parquet=False)
-
-
 def test_command_line(tmp_path, capsys) -> None:
     from healthtwin.population.generator import generate
     generate(tmp_path / "pop", 30, 2)

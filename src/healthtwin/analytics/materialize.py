@@ -495,17 +495,9 @@ class Materializer:
         con.execute("CREATE OR REPLACE TEMP TABLE _ht_changed AS SELECT unnest(?::VARCHAR[]) AS id", [changed])
         try:
             with self._transaction():
-                # The changed resources' rows as they were, found in one scan of the table: the journal keeps
-                # them and the delete goes by row id (two scans by key cost ~1.4x as much).
-                # (A view with a column named rowid hides DuckDB's row id: then by key.)
-                rowid = "NULL::BIGINT" if any(c.name.lower() == "rowid" for c in self.compiled[name].columns) \
-                    else "rowid"
-                con.execute(f"CREATE OR REPLACE TEMP TABLE _ht_old AS SELECT {rowid} AS _ht_rowid, * "
-                            f"FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_changed)")
                 self._journal(name, stage)
-                which = ("rowid IN (SELECT _ht_rowid FROM _ht_old)" if rowid == "rowid" else
-                         "_rkey IN (SELECT id FROM _ht_changed)")
-                gone = con.execute(f"DELETE FROM {_ident(name)} WHERE {which} RETURNING _rkey").fetchall()
+                gone = con.execute(f"DELETE FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_changed) "
+                                   "RETURNING _rkey").fetchall()
                 added = con.execute(f"INSERT INTO {_ident(name)} BY NAME SELECT * FROM {_ident(stage)}").fetchone()[0]
                 rows = old_rows - len(gone) + added  # counted, not COUNT(*): a scan of the table per view
                 self._set_state(name, watermark, "incremental", rows)
@@ -520,10 +512,9 @@ class Materializer:
             return rows, self._write_parquet(name, plan, stage)
         finally:
             self._drop_stage(name)
-            con.execute("DROP TABLE IF EXISTS temp._ht_old")
 
     def _journal(self, name: str, stage: str) -> None:
-        """Before the changed resources' rows (`_ht_old`) go: notes the resources and keeps those rows (unless
+        """Before the changed resources' rows go: notes the resources and keeps their rows as they were (unless
         an earlier change since the last indicator update kept them already) and as they are now (`stage`), in
         the apply's transaction."""
         con = self.con
@@ -535,8 +526,8 @@ class Materializer:
             con.execute(f"CREATE TABLE IF NOT EXISTS {now} AS SELECT * FROM {_ident(name)} LIMIT 0")
             self._journals.add(name)
         known = f"(SELECT id FROM {JOURNAL_IDS} WHERE view = ? AND id IS NOT NULL)"
-        con.execute(f"INSERT INTO {journal} SELECT * EXCLUDE (_ht_rowid) FROM _ht_old WHERE _rkey NOT IN {known}",
-                    [name])
+        con.execute(f"INSERT INTO {journal} SELECT * FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_changed) "
+                    f"AND _rkey NOT IN {known}", [name])
         con.execute(f"DELETE FROM {now} WHERE _rkey IN (SELECT id FROM _ht_changed)")
         con.execute(f"INSERT INTO {now} BY NAME SELECT * FROM {_ident(stage)}")
         con.execute(f"INSERT INTO {JOURNAL_IDS} SELECT ?, id FROM _ht_changed WHERE id NOT IN {known}", [name, name])
