@@ -294,6 +294,7 @@ class Materializer:
         self._recent: dict[str, list[tuple[str, float]]] = {}
         self._whole: set[str] = set()
         self._journals: set[str] = set()
+        self._type_seconds: dict[str, float] = {}  # resource type -> its last refresh's time (for the order)
         # Test seam: called with the view name after staging and before the swap.
         self.before_swap: Callable[[str], None] | None = None
 
@@ -342,7 +343,11 @@ class Materializer:
                         incremental.append(n)
                 work.append((rtype, rebuild, incremental, state))
             # Resource types are independent (their own views, tables and files): they run side by side,
-            # each on a DuckDB connection and a store connection of its own.
+            # each on a DuckDB connection and a store connection of its own. The longest first (by what the
+            # type took last time in this process, else by its views' rows): Observations, half of the store,
+            # started last made the whole refresh wait for them.
+            work.sort(key=lambda item: (-self._type_seconds.get(item[0], 0.0),
+                                        -sum((state.get(n) or (None, None, 0))[2] or 0 for n in item[1] + item[2])))
             if len(work) > 1 and THREADS > 1:
                 with ThreadPoolExecutor(max_workers=THREADS) as pool:
                     for views in pool.map(self._refresh_type, work):
@@ -358,6 +363,7 @@ class Materializer:
     def _refresh_type(self, item: tuple[str, list[str], list[str], dict[str, Any]]) -> list[ViewReport]:
         rtype, rebuild, incremental, state = item
         self._thread.con = self._con.cursor()  # this thread's connection for the type's work
+        t0 = time.perf_counter()
         try:
             views = []
             if rebuild:
@@ -367,6 +373,7 @@ class Materializer:
                                            {n: state[n][2] for n in incremental})
             return views
         finally:
+            self._type_seconds[rtype] = time.perf_counter() - t0
             self._thread.con.close()
             self._thread.con = None
 
@@ -526,8 +533,10 @@ class Materializer:
             con.execute(f"CREATE TABLE IF NOT EXISTS {now} AS SELECT * FROM {_ident(name)} LIMIT 0")
             self._journals.add(name)
         known = f"(SELECT id FROM {JOURNAL_IDS} WHERE view = ? AND id IS NOT NULL)"
-        con.execute(f"INSERT INTO {journal} SELECT * FROM {_ident(name)} WHERE _rkey IN (SELECT id FROM _ht_changed) "
-                    f"AND _rkey NOT IN {known}", [name])
+        # The ids not journalled yet, first: with the NOT IN beside the IN, DuckDB filtered every row of the view
+        # by both (0.56 s for 8 views at 3M resources, against 0.20 s for the delete by the same ids).
+        con.execute(f"INSERT INTO {journal} SELECT * FROM {_ident(name)} WHERE _rkey IN "
+                    f"(SELECT id FROM _ht_changed WHERE id NOT IN {known})", [name])
         con.execute(f"DELETE FROM {now} WHERE _rkey IN (SELECT id FROM _ht_changed)")
         con.execute(f"INSERT INTO {now} BY NAME SELECT * FROM {_ident(stage)}")
         con.execute(f"INSERT INTO {JOURNAL_IDS} SELECT ?, id FROM _ht_changed WHERE id NOT IN {known}", [name, name])
