@@ -354,7 +354,7 @@ def test_command_line_while_another_process_owns_the_database(tmp_path, capsys) 
 
 
 def test_changes_page_through_a_shared_millisecond(store, monkeypatch) -> None:
-    """Changes are read in pages keyed on (last_updated, id): resources stamped in the same millisecond across
+    """Changes are read in pages keyed on (last_updated, row id): resources stamped in the same millisecond across
     a page boundary are each read once, on both databases."""
     from healthtwin.analytics import materialize as materialize_module
     monkeypatch.setattr(materialize_module, "PAGE", 4)

@@ -123,19 +123,22 @@ class StoreSource:
 
     def changes(self, rtype: str, since: float) -> Iterable[tuple[str, float, bool, bytes | None]]:
         ts, last = since - self.overlap, None
-        while True:  # pages keyed on (last_updated, id): several writers may share a millisecond
+        while True:  # pages keyed on (last_updated, rid): several writers may share a millisecond
             # A row value, not `a > ? OR (a = ? AND id > ?)`: with the OR, SQLite used the index for the type
             # only and read every resource of it for each page after the first (2 s at 1.4M Observations).
+            # The row id, not the resource id, breaks ties: the index (type, last_updated) ends with it, so
+            # SQLite walks the index in order; ordered by id it sorted every remaining change, content and
+            # all, for each page (0.27-1.0 s for 14,000 changed Observations at 3M resources, now 0.05 s).
             rows = self.store.query(
-                "SELECT id, last_updated, deleted, content FROM resources WHERE type = ? AND "
-                + ("last_updated > ? " if last is None else "(last_updated, id) > (?, ?) ")
-                + "ORDER BY last_updated, id LIMIT ?",
+                "SELECT rid, id, last_updated, deleted, content FROM resources WHERE type = ? AND "
+                + ("last_updated > ? " if last is None else "(last_updated, rid) > (?, ?) ")
+                + "ORDER BY last_updated, rid LIMIT ?",
                 [rtype, ts, PAGE] if last is None else [rtype, ts, last, PAGE])
-            for rid, updated, deleted, content in rows:
+            for _, rid, updated, deleted, content in rows:
                 yield rid, float(updated), bool(deleted), self.store.open_content(rtype, rid, content)
             if len(rows) < PAGE:
                 return
-            ts, last = rows[-1][1], rows[-1][0]
+            ts, last = rows[-1][2], rows[-1][0]
 
 
 class NdjsonSource:
