@@ -89,3 +89,29 @@ def test_sql_raises_collection_error() -> None:
     with pytest.raises(ViewEvaluationError) as err:
         run_view_duckdb(view, con)
     assert err.value.location == "select[0].column[0].path"
+
+
+def test_choice_without_of_type_is_not_guessed_from_a_partial_sample(monkeypatch) -> None:
+    """`value` without ofType() over more resources than the shape sample: a type the sample missed (here a
+    valueString after 20 valueQuantity) must still be read, so the view is not compiled to valueQuantity."""
+    from healthtwin.analytics import duckdb_views
+    resources = [{"resourceType": "Observation", "id": f"q{i}", "status": "final", "code": {"text": "x"},
+                  "valueQuantity": {"value": i}} for i in range(20)]
+    resources.append({"resourceType": "Observation", "id": "s", "status": "final", "code": {"text": "x"},
+                      "valueString": "positive"})
+    view = {"resource": "Observation", "select": [{"column": [
+        {"name": "id", "path": "id", "type": "id"}, {"name": "v", "path": "value.exists()", "type": "boolean"}]}]}
+    con = duckdb.connect()
+    load_resources(con, resources)
+    real = duckdb_views.sample_structure
+    monkeypatch.setattr(duckdb_views, "sample_structure", lambda c, s, r, sample=10: real(c, s, r, sample))
+    result = run_view_duckdb(view, con)
+    assert not result.compiled and "ofType" in (result.reason or "")
+    assert row_multiset(result.rows or []) == row_multiset(run_view(view, resources))
+    # Sampled whole (21 < 100), the sample shows every type it has: the fast path stays.
+    monkeypatch.setattr(duckdb_views, "sample_structure", lambda c, s, r, sample=100: real(c, s, r, sample))
+    assert run_view_duckdb(view, con).compiled is False  # two types seen: several-types rule
+    only_quantity = [r for r in resources if r["id"] != "s"]
+    load_resources(con, only_quantity)
+    result = run_view_duckdb(view, con)
+    assert result.compiled and row_multiset(result.rows or []) == row_multiset(run_view(view, only_quantity))

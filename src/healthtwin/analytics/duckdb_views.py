@@ -10,7 +10,9 @@ hand-written SQL.
 FHIR JSON has no cardinality markers, so before compiling we ask DuckDB for the merged shape of a
 sample of the resources (``json_group_structure``): it tells which elements are arrays and which
 choice keys (``valueQuantity`` ...) occur.  Elements missing from the sample fall back to a generic
-SQL step that checks ``json_type`` per row, which is slower but always correct.
+SQL step that checks ``json_type`` per row, which is slower but always correct.  A choice element reached
+without ``ofType()`` is compiled to the one type the sample shows only if the sample saw every resource;
+otherwise the Python engine runs the view (``ofType()`` keeps a view on the fast path).
 
 Anything outside the compiled subset raises ``NotCompilable``; ``run_view_duckdb`` then runs the
 Python engine over the same resources and bulk-loads the rows, so callers always get an answer.
@@ -80,9 +82,15 @@ def _known(struct: Any) -> Any:
     return None if struct in ("NULL", "JSON") else struct
 
 
+# Set in a shape drawn from part of the resources only (more than the sample size): a choice element reached
+# without ofType() may then have types the sample did not show, so it is not compiled to the one it showed.
+_PARTIAL = "\x00partial"
+
+
 class _SqlCompiler:
-    def __init__(self, view: CompiledView) -> None:
+    def __init__(self, view: CompiledView, partial: bool = False) -> None:
         self.view = view
+        self.partial = partial
         self.n = itertools.count(1)
 
     def alias(self, prefix: str) -> str:
@@ -149,6 +157,9 @@ class _SqlCompiler:
                 cands = [k for k in st if k.startswith(name) and k[len(name):] in _SUFFIXES]
                 if len(cands) > 1:
                     raise NotCompilable(f"choice element {name} has several types")
+                if cands and self.partial:
+                    raise NotCompilable(f"choice element {name} without ofType(): the sample may not show all "
+                                        "of its types")
                 if cands:
                     key, sub, seen = cands[0], st[cands[0]], True
         if not seen or v.jpath is None:
@@ -367,9 +378,12 @@ def _nested_iteration(node: SelectNode) -> bool:
 def sample_structure(con: duckdb.DuckDBPyConnection, source: str, resource: str, sample: int = 10000) -> Any:
     """Merged JSON shape of up to ``sample`` resources of one type (arrays shown as lists)."""
     row = con.execute(
-        f"SELECT json_group_structure(content) FROM (SELECT content FROM {source} "
+        f"SELECT json_group_structure(content), count(*) FROM (SELECT content FROM {source} "
         f"WHERE resource_type = ? LIMIT {int(sample)})", [resource]).fetchone()
-    return json.loads(row[0]) if row and row[0] else {}
+    shape = json.loads(row[0]) if row and row[0] else {}
+    if row and row[1] >= sample and isinstance(shape, dict):
+        shape[_PARTIAL] = True  # there may be more resources than were sampled
+    return shape
 
 
 def compile_view_sql(view: dict[str, Any] | CompiledView, con: duckdb.DuckDBPyConnection,
@@ -378,7 +392,7 @@ def compile_view_sql(view: dict[str, Any] | CompiledView, con: duckdb.DuckDBPyCo
     compiled = view if isinstance(view, CompiledView) else compile_view(view)
     if structure is None:
         structure = sample_structure(con, source, compiled.resource)
-    comp = _SqlCompiler(compiled)
+    comp = _SqlCompiler(compiled, partial=isinstance(structure, dict) and bool(structure.get(_PARTIAL)))
     root = SqlVal("json", base="r.content", jpath="$", struct=structure, root=True)
     joins: list[str] = []
     cols: list[str] = []
