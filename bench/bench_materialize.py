@@ -32,7 +32,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from healthtwin.analytics.indicators import build_cubes, indicator_views  # noqa: E402
-from healthtwin.analytics.materialize import CHECKPOINT_THRESHOLD, Materializer, StoreSource  # noqa: E402
+from healthtwin.analytics.materialize import (  # noqa: E402
+    CHECKPOINT_THRESHOLD, CHECKPOINT_THRESHOLD_BYTES, Materializer, StoreSource)
 from healthtwin.analytics.refresh import refresh_all  # noqa: E402
 from healthtwin.store.sqlite import SQLiteStore  # noqa: E402
 
@@ -147,7 +148,7 @@ def main() -> int:
         print(f"changed {args.change:.0%}: {upd} updated, {dele} deleted")
         print(f"incremental refresh:           {t_inc:8.2f} s   (views {inc.seconds:.2f} s + indicators "
               f"{inc.extra['indicator_seconds']:.2f} s)")
-        share = wal_bytes / (256 << 20)
+        share = wal_bytes / CHECKPOINT_THRESHOLD_BYTES
         print(f"  its WAL: {wal_bytes / 1e6:.1f} MB; folding it took {t_ckpt:.2f} s, which DuckDB does once the WAL "
               f"passes {CHECKPOINT_THRESHOLD}: {share:.1%} of a checkpoint per refresh like this one, "
               f"~{t_ckpt * share * 1000:.0f} ms (not in the figure above)")

@@ -82,7 +82,8 @@ THREADS = min(4, os.cpu_count() or 1)  # resource types refreshed side by side
 # passes this size; at DuckDB's 16 MB default that landed inside roughly every other small refresh. The tables
 # are derived data, so a longer WAL costs only a longer replay at start; a full refresh ends with a checkpoint
 # of its own (`checkpoint()`), and an incremental one adds about 2 MB per 1 % of a million resources changed.
-CHECKPOINT_THRESHOLD = "256MiB"
+CHECKPOINT_THRESHOLD_BYTES = 256 << 20
+CHECKPOINT_THRESHOLD = f"{CHECKPOINT_THRESHOLD_BYTES >> 20}MiB"
 
 
 # -- where resources come from --------------------------------------------------------------------------------
