@@ -22,6 +22,25 @@ def corpus(*parts: str) -> Path:
     return path
 
 
+def r4_package() -> Path:
+    """The unpacked HL7 R4 package (hl7.fhir.r4.examples@4.0.1), fetched once with `npm pack` into its cache
+    (scripts/fhir_package.py) if absent; skips the calling test with the reason if that is impossible.
+
+    A lock file keeps parallel test workers from fetching and unpacking it at the same time: before, a test
+    that looked for the folder while another was fetching it skipped, so a fresh machine skipped some."""
+    import fcntl
+    import sys
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+    import fhir_package
+    fhir_package.CACHE.mkdir(parents=True, exist_ok=True)
+    with open(fhir_package.CACHE / ".fetch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return fhir_package.package_dir()
+        except Exception as exc:  # noqa: BLE001 - no package and no npm (or no registry): skip, saying why
+            pytest.skip(f"the R4 package hl7.fhir.r4.examples@4.0.1 is unavailable ({exc}); set FHIR_R4_PACKAGE")
+
+
 # -- databases ---------------------------------------------------------------------------------------------------
 # SQLite always runs. PostgreSQL runs when HEALTHTWIN_TEST_POSTGRES=1 (CI: then it must be reachable) or when
 # a server answers at HEALTHTWIN_TEST_PG_DSN (default postgresql://postgres@127.0.0.1:5432/postgres); otherwise

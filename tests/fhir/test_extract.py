@@ -14,16 +14,14 @@ import pytest
 from healthtwin.fhir.dates import NEG_INF, POS_INF, parse_range
 from healthtwin.fhir.extract import convert_untyped, extract, fhirpathpy_eval
 from healthtwin.fhir.search_params import SearchRegistry
+from tests.conftest import r4_package
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import fhir_package  # noqa: E402
 
 
 def _package() -> Path:
-    try:
-        return fhir_package.package_dir()
-    except Exception as exc:  # noqa: BLE001 — no package and no npm: skip rather than fail
-        pytest.skip(f"R4 package unavailable: {exc}")
+    return r4_package()
 
 
 def example(name: str) -> dict:
@@ -260,6 +258,7 @@ def _expected(registry: SearchRegistry, res: dict, code: str) -> set:
 def test_differential_against_fhirpathpy(registry: SearchRegistry) -> None:
     """Compiled rows == fhirpathpy's results converted by shape, for every parameter of every example (and of
     every 4th definitional resource); prints the tally."""
+    _package()  # fetched under the lock first
     paths = fhir_package.examples()
     examples = set(paths)
     paths += [p for i, p in enumerate(_all_resources()) if p not in examples and i % 4 == 0]

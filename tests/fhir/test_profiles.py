@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import copy
-import os
-from pathlib import Path
 
 import orjson
 import pytest
 
 from healthtwin.fhir.validation import Issue, Validator
+from tests.conftest import r4_package
 
 URL = "http://example.org/fhir/StructureDefinition/national-patient"
 FIN = "urn:oid:1.2.246.21"
@@ -167,11 +166,7 @@ def test_unusable_profiles_raise(mutate, message: str) -> None:
 # ---- the specification's profiles --------------------------------------------------------------------------------
 
 def _spec(name: str) -> dict:
-    for folder in (os.environ.get("FHIR_R4_PACKAGE"), Path.home() / ".cache" / "healthtwin" / "r4", "/tmp/r4"):
-        path = Path(folder or "/nonexistent") / "package" / name
-        if path.exists():
-            return orjson.loads(path.read_bytes())
-    pytest.skip("the R4 package is not unpacked (set FHIR_R4_PACKAGE)")
+    return orjson.loads((r4_package() / name).read_bytes())
 
 
 def test_spec_profiles_are_loaded_by_default() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from healthtwin.fhir import invariants
 from healthtwin.fhir.validation import Issue, Validator
-from tests.conftest import corpus
+from tests.conftest import corpus, r4_package
 
 # Spec examples that really are invalid against R4 (verified by reading each one), with the reason.
 KNOWN_INVALID = {
@@ -32,10 +32,7 @@ HUGE = 1_000_000  # the definitional bundles of the spec: run separately (slow) 
 
 
 def _package() -> Path:
-    for folder in (os.environ.get("FHIR_R4_PACKAGE"), Path.home() / ".cache" / "healthtwin" / "r4", "/tmp/r4"):
-        if folder and (Path(folder) / "package" / "package.json").exists():
-            return Path(folder) / "package"
-    pytest.skip("the R4 package hl7.fhir.r4.examples@4.0.1 is not unpacked (set FHIR_R4_PACKAGE)")
+    return r4_package()
 
 
 def _examples(huge: bool) -> list[Path]:
