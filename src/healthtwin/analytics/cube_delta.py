@@ -181,8 +181,9 @@ class _Delta:
     # -- what changed -----------------------------------------------------------------------------------
     def _check_globals(self) -> None:
         for table in self.base["tables"]:
-            if table.get("scope") != "global" or not set(table["views"]) & set(self.changed):
-                continue
+            views = table.get("views")
+            if table.get("scope") != "global" or (views is not None and not set(views) & set(self.changed)):
+                continue  # a global table that declares no views is always compared
             name, sql = _q(table["name"]), _sql(table["sql"])
             differs = self.cur.execute(
                 f"SELECT count(*) FROM ((SELECT * FROM ({sql}) EXCEPT ALL SELECT * FROM {name}) "
