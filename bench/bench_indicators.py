@@ -96,9 +96,9 @@ def main() -> int:
         built = build_cubes(con, force=True)
         assert all(v == "built" for v in built.values()), built
         print(f"indicator tables built in {time.perf_counter() - t0:.1f}s")
-        for name in load_indicators():
-            n = con.execute(f"SELECT count(*) FROM ind_{name}_num").fetchone()[0]
-            print(f"  ind_{name}_num: {n:,} rows")
+        for ind in load_indicators().values():
+            n = con.execute(f"SELECT count(*) FROM {ind.table('num')}").fetchone()[0]
+            print(f"  {ind.table('num')}: {n:,} rows")
 
         def best(fn) -> float:
             times = []

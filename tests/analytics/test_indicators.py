@@ -280,6 +280,26 @@ def test_cubes_rebuild_only_when_needed(world) -> None:
     assert set(build_cubes(mat.con, force=True).values()) == {"built"}
 
 
+def test_indicators_with_the_same_query_share_one_table(world) -> None:
+    mat, _ = world
+    inds = load_indicators()
+    by_population = [i for i in inds.values() if " ".join(i.denominator_sql.split()) ==
+                     "SELECT region, district, sex, age, period, denominator FROM base_population"]
+    assert len(by_population) >= 2
+    assert len({i.table("den") for i in by_population}) == 1
+    shared = by_population[0].table("den")
+    assert shared.startswith("ind__shared_den_")
+    assert inds["claims_cost"].table("den") == "ind_claims_cost_den"  # a query of its own: a table of its own
+    tables = {r[0] for r in mat.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert shared in tables and not any(f"ind_{i.name}_den" in tables for i in by_population)
+    # A table no indicator uses any more (here: as an older version without sharing left it) goes at a rebuild.
+    mat.con.execute(f"CREATE TABLE ind_{by_population[0].name}_den AS SELECT * FROM {shared}")
+    build_cubes(mat.con, force=True)
+    tables = {r[0] for r in mat.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert f"ind_{by_population[0].name}_den" not in tables
+    assert {t for i in inds.values() for t in i.tables} <= tables
+
+
 def test_http_routes_and_policy_hook(store, tmp_path) -> None:
     from starlette.routing import Mount
     from starlette.testclient import TestClient

@@ -154,6 +154,7 @@ class _Delta:
                     raise FullRebuild(f"{t['name']} reads {t['views']}, beyond the per-person views declared by "
                                       f"{', '.join(i.name for i in group.indicators)}")
         self.timings: dict[str, float] = {}
+        self.assigned: dict[str, str] = {}  # table -> the tag of the group that updates it (`_evaluate`)
         self._column_types: dict[str, dict[str, str]] | None = None
 
     def key(self, view: str) -> str:
@@ -275,7 +276,8 @@ class _Delta:
             self._schemas(cur, group)
             # Without per-person changes only the measures summed over changed event rows can move.
             queries = {f"{ind.name}_{part}": sql for ind, part, measure, _, sql in group.parts()
-                       if group.persons or ind.incremental.get(measure) in group.row_views}
+                       if self.assigned[ind.table(part)] == group.tag
+                       and (group.persons or ind.incremental.get(measure) in group.row_views)}
             return {k: self._eval(cur, group.schema(k), queries) for k in ("new", "old")}
         finally:
             cur.close()
@@ -285,15 +287,24 @@ class _Delta:
         tables' replacement rows: [(table, key, person set, rows)]; both in the scratch database."""
         deltas = []
         groups = [g for g in self.groups.values() if g.touched]
+        # A table several indicators share (the same query: see indicators._share_tables) is evaluated and
+        # merged once, by the group with the fewest persons among those reading it. Each of them sees every
+        # change of it: a group's persons are those of all the views its indicators read.
+        self.assigned = {}
+        for group in sorted(groups, key=lambda g: (g.touched, g.tag)):
+            for ind, part, *_ in group.parts():
+                self.assigned.setdefault(ind.table(part), group.tag)
         done: dict[str, dict[str, dict[str, str]]] = {}
         with ThreadPoolExecutor(max_workers=THREADS) as pool:
             for group, result in zip(groups, pool.map(self._task, groups)):
                 done[group.tag] = result
+        merged: set[str] = set()
         for group in groups:
             for ind, part, measure, dims, sql in group.parts():
-                if sql in done[group.tag]["new"]:
+                table = ind.table(part)
+                if sql in done[group.tag]["new"] and self.assigned[table] == group.tag and table not in merged:
+                    merged.add(table)
                     terms = [(done[group.tag]["new"][sql], 1), (done[group.tag]["old"][sql], -1)]
-                    table = f"ind_{ind.name}_{part}"
                     deltas.append((table, list(dims), measure, self._delta(table, dims, measure, terms)))
         keyed = []
         for table in self.base["tables"]:

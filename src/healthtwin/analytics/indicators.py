@@ -22,7 +22,7 @@ import io
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ import duckdb
 import orjson
 
 from .cube_delta import FullRebuild, _sql, apply_journal, clear_journal, journal_views
+from .materialize import _ident
 
 log = logging.getLogger("healthtwin.analytics")
 
@@ -69,6 +70,12 @@ class Indicator:
     digest: str = field(compare=False)
     # per measure, the event view it is a row-by-row sum over (or None); None: not maintained incrementally
     incremental: dict[str, str | None] | None = field(default=None, compare=False)
+    # the tables holding its numerator and denominator cells (see `_share_tables`)
+    tables: tuple[str, str] = field(default=("", ""), compare=False)
+
+    def table(self, part: str) -> str:
+        """The table of `part` ('num' or 'den')."""
+        return self.tables[0 if part == "num" else 1]
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "title": self.title, "description": self.description,
@@ -91,7 +98,24 @@ def load_indicators(folder: Path = FOLDER) -> dict[str, Indicator]:
             dims, tuple(raw["denominator_dimensions"]), tuple(raw.get("required_by", ())),
             tuple(raw.get("default_by", ())), raw["measure"], tuple(raw.get("suppress", ("numerator", "denominator"))),
             _sql(raw["numerator_sql"]), _sql(raw["denominator_sql"]), digest, _incremental(path.name, raw))
-    return out
+    return _share_tables(out)
+
+
+def _share_tables(indicators: dict[str, Indicator]) -> dict[str, Indicator]:
+    """Names each indicator's two tables, `ind_<name>_num` and `ind_<name>_den`, except that parts with the
+    same query and dimensions in several indicators (seven divide by the same mid-year population) share one
+    table, `ind__shared_<part>_<hash of the query>`: it is built, updated and snapshotted once, not seven times."""
+    keys: dict[str, list[tuple[str, str]]] = {}
+    for ind in indicators.values():
+        for part, sql, dims in (("num", ind.numerator_sql, ind.dimensions),
+                                ("den", ind.denominator_sql, ind.denominator_dimensions)):
+            key = hashlib.sha256(orjson.dumps([part, " ".join(sql.split()), dims])).hexdigest()[:12]
+            keys.setdefault(key, []).append((ind.name, part))
+    table = {}
+    for key, users in keys.items():
+        for name, part in users:
+            table[name, part] = f"ind__shared_{part}_{key}" if len(users) > 1 else f"ind_{name}_{part}"
+    return {name: replace(ind, tables=(table[name, "num"], table[name, "den"])) for name, ind in indicators.items()}
 
 
 def _incremental(file: str, raw: dict[str, Any]) -> dict[str, str | None] | None:
@@ -131,8 +155,7 @@ def build_cubes(con: duckdb.DuckDBPyConnection, force: bool = False,
     state = dict(con.execute(f"SELECT name, digest FROM {CUBE_STATE}").fetchall())
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     stale = [i for i in indicators.values()
-             if force or state.get(i.name) != i.digest or f"ind_{i.name}_num" not in tables
-             or f"ind_{i.name}_den" not in tables]
+             if force or state.get(i.name) != i.digest or not set(i.tables) <= tables]
     changed, _ = journal_views(con)
     if not stale:
         try:
@@ -144,10 +167,11 @@ def build_cubes(con: duckdb.DuckDBPyConnection, force: bool = False,
         stale = list(indicators.values())
     elif changed:
         stale = list(indicators.values())  # the others' figures would miss the journalled changes
-    return _build(con, stale, {i.name: "current" for i in indicators.values() if i not in stale})
+    return _build(con, stale, {i.name: "current" for i in indicators.values() if i not in stale}, indicators)
 
 
-def _build(con: duckdb.DuckDBPyConnection, todo: list[Indicator], result: dict[str, str]) -> dict[str, str]:
+def _build(con: duckdb.DuckDBPyConnection, todo: list[Indicator], result: dict[str, str],
+           indicators: dict[str, Indicator]) -> dict[str, str]:
     """Recomputes the base tables, then each indicator's two tables into staging tables swapped in with its
     state row in one transaction, so a failing indicator keeps its previous figures (and is retried whole
     next time: its state says 'failed')."""
@@ -172,39 +196,51 @@ def _build(con: duckdb.DuckDBPyConnection, todo: list[Indicator], result: dict[s
             con.execute(f"CREATE OR REPLACE TABLE {table['name']} AS {_sql(table['sql'])}")
         except duckdb.Error as exc:
             base_error = base_error or f"failed: base table {table['name']}: {exc}"
+    built: set[str] = set()  # tables built in this call (a shared table once)
     for ind in todo:
         if base_error:
             result[ind.name] = base_error
             continue
+        parts = [(part, ind.table(part)) for part in ("num", "den") if ind.table(part) not in built]
         try:
             # Cells that sum to 0 are left out, as the incremental update leaves them out.
-            con.execute(f"CREATE OR REPLACE TABLE _ht_stage_num AS SELECT * FROM ({ind.numerator_sql}) "
-                        "WHERE numerator <> 0")
-            con.execute(f"CREATE OR REPLACE TABLE _ht_stage_den AS SELECT * FROM ({ind.denominator_sql}) "
-                        "WHERE denominator <> 0")
-            _check_columns(con, ind)
+            for part, _ in parts:
+                measure, sql = ("numerator", ind.numerator_sql) if part == "num" else ("denominator",
+                                                                                         ind.denominator_sql)
+                con.execute(f"CREATE OR REPLACE TABLE _ht_stage_{part} AS SELECT * FROM ({sql}) WHERE {measure} <> 0")
+            _check_columns(con, ind, [part for part, _ in parts])
             con.execute("BEGIN TRANSACTION")
             try:
-                for part in ("num", "den"):
-                    con.execute(f"DROP TABLE IF EXISTS ind_{ind.name}_{part}")
-                    con.execute(f"ALTER TABLE _ht_stage_{part} RENAME TO ind_{ind.name}_{part}")
+                for part, table in parts:
+                    con.execute(f"DROP TABLE IF EXISTS {table}")
+                    con.execute(f"ALTER TABLE _ht_stage_{part} RENAME TO {table}")
                 con.execute(f"INSERT OR REPLACE INTO {CUBE_STATE} VALUES (?, ?, ?, ?)",
                             [ind.name, ind.digest, ind.version, time.time()])
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            built.update(table for _, table in parts)
             result[ind.name] = "built"
         except (duckdb.Error, IndicatorError) as exc:
             result[ind.name] = f"failed: {exc}"
     for name, outcome in result.items():
         if outcome.startswith("failed"):
             con.execute(f"UPDATE {CUBE_STATE} SET digest = 'failed' WHERE name = ?", [name])
+    # Tables no indicator uses any more (a definition removed, or a part now shared) would only take room and
+    # be copied into every snapshot.
+    used = {t for i in indicators.values() for t in i.tables}
+    for (table,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                                "AND schema_name = 'main' AND starts_with(table_name, 'ind_')").fetchall():
+        if table not in used:
+            con.execute(f"DROP TABLE {_ident(table)}")
     return result
 
 
-def _check_columns(con: duckdb.DuckDBPyConnection, ind: Indicator) -> None:
+def _check_columns(con: duckdb.DuckDBPyConnection, ind: Indicator, parts: list[str]) -> None:
     for part, dims, measure in (("num", ind.dimensions, "numerator"), ("den", ind.denominator_dimensions, "denominator")):
+        if part not in parts:
+            continue
         cols = [r[0] for r in con.execute(f"DESCRIBE _ht_stage_{part}").fetchall()]
         if sorted(cols) != sorted([*dims, measure]):
             raise IndicatorError(f"{ind.name}: the {measure} query gives columns {cols}, expected {[*dims, measure]}")
@@ -299,8 +335,8 @@ def compute(con: duckdb.DuckDBPyConnection, ind: Indicator, params: dict[str, st
             else "(SELECT 1 AS _one)")
     cells = f"SELECT * FROM d CROSS JOIN {keys}" if den_by else f"SELECT * FROM {keys}, d"
     using = ", ".join(f'"{d}"' for d in q.by)
-    sql = (f"WITH n AS ({grp(q.by, 'numerator', f'ind_{ind.name}_num', nw)}), "
-           f"d AS ({grp(den_by, 'denominator', f'ind_{ind.name}_den', dw)}), "
+    sql = (f"WITH n AS ({grp(q.by, 'numerator', ind.table('num'), nw)}), "
+           f"d AS ({grp(den_by, 'denominator', ind.table('den'), dw)}), "
            f"c AS ({cells}) "
            f"SELECT {using}, coalesce(n.numerator, 0) AS numerator, coalesce(c.denominator, 0) AS denominator "
            f"FROM c FULL OUTER JOIN n USING ({using})")
