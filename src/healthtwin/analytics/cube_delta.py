@@ -268,24 +268,37 @@ class _Delta:
             cur.execute("SET search_path = 'main'")
         return out
 
-    def _task(self, group: _Group) -> dict[str, dict[str, str]]:
-        """One group's slice and query results, on a connection of its own (groups run side by side: each
-        DuckDB statement here is small and mostly single-threaded)."""
+    def _task(self, group: _Group) -> list[tuple[str, list[str], str, str]]:
+        """One group's slice, query results and the change of each table it updates, on a connection of its own:
+        groups run side by side, and so the changes are computed here rather than in the commit's one serial
+        transaction (which then only merges small tables, and skips empty ones)."""
         cur = self.cur.cursor()
         try:
             self._schemas(cur, group)
             # Without per-person changes only the measures summed over changed event rows can move.
-            queries = {f"{ind.name}_{part}": sql for ind, part, measure, _, sql in group.parts()
-                       if self.assigned[ind.table(part)] == group.tag
-                       and (group.persons or ind.incremental.get(measure) in group.row_views)}
-            return {k: self._eval(cur, group.schema(k), queries) for k in ("new", "old")}
+            parts = [(ind, part, measure, dims, sql) for ind, part, measure, dims, sql in group.parts()
+                     if self.assigned[ind.table(part)] == group.tag
+                     and (group.persons or ind.incremental.get(measure) in group.row_views)]
+            queries = {f"{ind.name}_{part}": sql for ind, part, _, _, sql in parts}
+            done = {k: self._eval(cur, group.schema(k), queries) for k in ("new", "old")}
+            cur.execute(f"CREATE SCHEMA {group.schema('delta')}")
+            deltas, seen = [], set()
+            for ind, part, measure, dims, sql in parts:
+                table = ind.table(part)
+                if table in seen:
+                    continue
+                seen.add(table)
+                target = f"{group.schema('delta')}.{_q(table)}"
+                terms = [(done["new"][sql], 1), (done["old"][sql], -1)]
+                if cur.execute(f"CREATE TABLE {target} AS {self._delta(table, dims, measure, terms)}").fetchone()[0]:
+                    deltas.append((table, list(dims), measure, target))
+            return deltas
         finally:
             cur.close()
 
     def _evaluate(self) -> tuple[list[tuple[str, list[str], str, str]], list[tuple[str, str, str]]]:
-        """The change of every table: [(table, dims, measure, query of the change per cell)], and the keyed base
+        """The change of every table: [(table, dims, measure, the change per cell)], and the keyed base
         tables' replacement rows: [(table, key, person set, rows)]; both in the scratch database."""
-        deltas = []
         groups = [g for g in self.groups.values() if g.touched]
         # A table several indicators share (the same query: see indicators._share_tables) is evaluated and
         # merged once, by the group with the fewest persons among those reading it. Each of them sees every
@@ -294,18 +307,11 @@ class _Delta:
         for group in sorted(groups, key=lambda g: (g.touched, g.tag)):
             for ind, part, *_ in group.parts():
                 self.assigned.setdefault(ind.table(part), group.tag)
-        done: dict[str, dict[str, dict[str, str]]] = {}
+        self._types("")  # the column types, read once before the threads share them
+        deltas = []
         with ThreadPoolExecutor(max_workers=THREADS) as pool:
-            for group, result in zip(groups, pool.map(self._task, groups)):
-                done[group.tag] = result
-        merged: set[str] = set()
-        for group in groups:
-            for ind, part, measure, dims, sql in group.parts():
-                table = ind.table(part)
-                if sql in done[group.tag]["new"] and self.assigned[table] == group.tag and table not in merged:
-                    merged.add(table)
-                    terms = [(done[group.tag]["new"][sql], 1), (done[group.tag]["old"][sql], -1)]
-                    deltas.append((table, list(dims), measure, self._delta(table, dims, measure, terms)))
+            for result in pool.map(self._task, groups):
+                deltas += result
         keyed = []
         for table in self.base["tables"]:
             if table.get("scope") == "global":
@@ -327,8 +333,7 @@ class _Delta:
             else:  # replaced for P (the others in the slice have the same rows)
                 keyed.append((name, table["key"], group.p,
                               f"(SELECT * FROM {rows} WHERE {_q(table['key'])} IN (SELECT id FROM {group.p}))"))
-        # Merged straight from these queries in the commit: staging each one first cost a statement per table
-        # and saved nothing (the slices are small).
+        # The additive base tables' changes (one table) are merged straight from their queries in the commit.
         return deltas, keyed
 
     def _types(self, table: str) -> dict[str, str]:
@@ -339,7 +344,7 @@ class _Delta:
                                              "WHERE database_name = current_database() AND schema_name = 'main' "
                                              "ORDER BY table_name, column_index").fetchall():
                 self._column_types.setdefault(t, {})[c] = ty
-        return self._column_types[table]
+        return self._column_types.get(table, {})
 
     def _columns(self, table: str) -> list[str]:
         return list(self._types(table))
