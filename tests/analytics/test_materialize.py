@@ -365,3 +365,28 @@ def test_changes_page_through_a_shared_millisecond(store, monkeypatch) -> None:
         tx.execute("UPDATE resources SET last_updated = ? + (rid % 3) WHERE type = 'Patient'", (4102444800.0,))
     seen = [rid for rid, _, _, _ in StoreSource(store, overlap=0.0).changes("Patient", 0.0)]
     assert sorted(seen) == [f"same-{i:02d}" for i in range(30)]
+
+
+def test_incremental_refresh_reuses_the_shape_but_not_its_choice_types(store, tmp_path) -> None:
+    """An incremental refresh compiles its views with the shape its type's full refresh sampled, marked partial:
+    a choice type that only a later change brings (valueString after valueQuantity alone) is still read."""
+    view = {"resourceType": "ViewDefinition", "name": "obs_value", "resource": "Observation", "status": "active",
+            "select": [{"column": [{"name": "id", "path": "getResourceKey()"},
+                                   {"name": "has_value", "path": "value.exists()", "type": "boolean"}]}]}
+    with store.transaction() as tx:
+        for i in range(5):
+            tx.create("Observation", {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                                      "valueQuantity": {"value": i}}, f"q{i}")
+        tx.create("Observation", {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}, "s")
+    mat = Materializer(StoreSource(store, overlap=0.0), tmp_path, [view], parquet=False)
+    assert mat.refresh(full=True).views[0].mode == "full"
+    assert "Observation" in mat._shapes  # kept for the incremental refreshes
+    before = dict(mat.con.execute('SELECT id, has_value FROM "obs_value"').fetchall())
+    assert before["s"] is False and before["q0"] is True
+    with store.transaction() as tx:
+        tx.update("Observation", "s", {"resourceType": "Observation", "id": "s", "status": "final",
+                                        "code": {"text": "x"}, "valueString": "positive"})
+    assert mat.refresh().views[0].mode == "incremental"
+    after = dict(mat.con.execute('SELECT id, has_value FROM "obs_value"').fetchall())
+    assert after["s"] is True and after["q0"] is True
+    assert_matches_python(mat, store)
