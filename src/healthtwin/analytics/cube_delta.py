@@ -99,6 +99,7 @@ class _Group:
         self.views: set[str] = set(person_views)  # the views its indicators read other than through globals
         self.linear: set[str] = set()  # the event views its indicators' measures are row-by-row sums over
         self.base_tables: list[dict[str, Any]] = []  # the per-person base tables its indicators read
+        self.needed: list[dict[str, Any]] = []  # those its slice must hold for this update (`_evaluate`)
         self.indicators: list[Any] = []
         self.persons = 0  # |P|
         self.touched = 0  # |Q|
@@ -248,7 +249,7 @@ class _Delta:
                 cur.execute(f"CREATE VIEW {old}.{v} AS SELECT * FROM {new}.{v}")
         for schema in (new, old):
             cur.execute(f"SET search_path = '{schema},main'")
-            for table in group.base_tables:
+            for table in group.needed:
                 cur.execute(f"CREATE TABLE {schema}.{_q(table['name'])} AS {_sql(table['sql'])}")
             cur.execute("SET search_path = 'main'")
 
@@ -275,10 +276,7 @@ class _Delta:
         cur = self.cur.cursor()
         try:
             self._schemas(cur, group)
-            # Without per-person changes only the measures summed over changed event rows can move.
-            parts = [(ind, part, measure, dims, sql) for ind, part, measure, dims, sql in group.parts()
-                     if self.assigned[ind.table(part)] == group.tag
-                     and (group.persons or ind.incremental.get(measure) in group.row_views)]
+            parts = self._evaluated(group)
             queries = {f"{ind.name}_{part}": sql for ind, part, _, _, sql in parts}
             done = {k: self._eval(cur, group.schema(k), queries) for k in ("new", "old")}
             cur.execute(f"CREATE SCHEMA {group.schema('delta')}")
@@ -296,6 +294,19 @@ class _Delta:
         finally:
             cur.close()
 
+    def _evaluated(self, group: _Group) -> list[tuple[Any, str, str, tuple[str, ...], str]]:
+        """The parts whose change the group computes: those of the tables assigned to it that can have moved
+        (without per-person changes only the measures summed over changed event rows can)."""
+        return [(ind, part, measure, dims, sql) for ind, part, measure, dims, sql in group.parts()
+                if self.assigned[ind.table(part)] == group.tag
+                and (group.persons or ind.incremental.get(measure) in group.row_views)]
+
+    def _base_owner(self, table: dict[str, Any]) -> _Group | None:
+        """The group whose slice updates a per-person base table: of those reading it, the one with the fewest
+        persons (its persons include all whose rows of the table changed)."""
+        groups = [g for g in self.groups.values() if table in g.base_tables]
+        return min(groups, key=lambda g: g.persons) if groups else None
+
     def _evaluate(self) -> tuple[list[tuple[str, list[str], str, str]], list[tuple[str, str, str]]]:
         """The change of every table: [(table, dims, measure, the change per cell)], and the keyed base
         tables' replacement rows: [(table, key, person set, rows)]; both in the scratch database."""
@@ -308,6 +319,16 @@ class _Delta:
             for ind, part, *_ in group.parts():
                 self.assigned.setdefault(ind.table(part), group.tag)
         self._types("")  # the column types, read once before the threads share them
+        # Each slice holds only the base tables its own queries read, and those it updates: the event group's
+        # persons are many (everyone with a changed event row), and it built the population tables over all of
+        # them for the denominators that a smaller group now computes.
+        by_name = {t["name"]: t for t in self.base["tables"]}
+        for group in groups:
+            needed = _base_names(" ".join(sql for *_, sql in self._evaluated(group)), by_name)
+            for table in group.base_tables:
+                if self._base_owner(table) is group:
+                    needed |= {table["name"]} | _base_names(_sql(table["sql"]), by_name)
+            group.needed = [t for t in group.base_tables if t["name"] in needed]
         deltas = []
         with ThreadPoolExecutor(max_workers=THREADS) as pool:
             for result in pool.map(self._task, groups):
@@ -316,11 +337,10 @@ class _Delta:
         for table in self.base["tables"]:
             if table.get("scope") == "global":
                 continue
-            groups = [g for g in self.groups.values() if table in g.base_tables]
-            if not groups:  # read by no indicator: recomputed whole in the commit
+            group = self._base_owner(table)
+            if group is None:  # read by no indicator: recomputed whole in the commit
                 keyed.append((table["name"], "", "", _sql(table["sql"])))
                 continue
-            group = min(groups, key=lambda g: g.persons)  # its persons include all whose rows of the table changed
             if not group.persons:
                 continue
             name = table["name"]
