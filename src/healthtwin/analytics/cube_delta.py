@@ -137,10 +137,13 @@ class _Delta:
         self.default_key = str(inc.get("default_person_key", "patient"))
         self.views = sorted({v for i in indicators.values() for v in i.views})
         self.changed = {v: n for v, n in changed.items() if v in self.views}
-        self.groups: dict[frozenset[str], _Group] = {}
+        self.groups: dict[tuple[frozenset[str], bool], _Group] = {}
         for ind in indicators.values():
             own = frozenset(v for v in ind.views if v not in self.events)
-            group = self.groups.setdefault(own, _Group(f"g{len(self.groups)}", own))
+            # Indicators that sum event rows apart from those that do not: the slice of the first holds everyone
+            # with a changed event row, while the others (the population) need only the persons P.
+            rows = any((ind.incremental or {}).values())
+            group = self.groups.setdefault((own, rows), _Group(f"g{len(self.groups)}", own))
             group.indicators.append(ind)
             group.linear.update(v for v in ind.incremental.values() if v)
         by_name = {t["name"]: t for t in base["tables"]}
@@ -302,10 +305,10 @@ class _Delta:
                 and (group.persons or ind.incremental.get(measure) in group.row_views)]
 
     def _base_owner(self, table: dict[str, Any]) -> _Group | None:
-        """The group whose slice updates a per-person base table: of those reading it, the one with the fewest
-        persons (its persons include all whose rows of the table changed)."""
+        """The group whose slice updates a per-person base table: of those reading it, the one with the smallest
+        slice. Any of them would do: a group's persons P include all whose rows of the views it reads changed."""
         groups = [g for g in self.groups.values() if table in g.base_tables]
-        return min(groups, key=lambda g: g.persons) if groups else None
+        return min(groups, key=lambda g: (g.touched, g.persons)) if groups else None
 
     def _evaluate(self) -> tuple[list[tuple[str, list[str], str, str]], list[tuple[str, str, str]]]:
         """The change of every table: [(table, dims, measure, the change per cell)], and the keyed base
