@@ -315,13 +315,13 @@ class _Delta:
         tables' replacement rows: [(table, key, person set, rows)]; both in the scratch database."""
         groups = [g for g in self.groups.values() if g.touched]
         # A table several indicators share (the same query: see indicators._share_tables) is evaluated and
-        # merged once, by the group with the fewest persons among those reading it. Each of them sees every
+        # merged once, by the group with the smallest slice among those reading it. Each of them sees every
         # change of it: a group's persons are those of all the views its indicators read.
         self.assigned = {}
         for group in sorted(groups, key=lambda g: (g.touched, g.tag)):
             for ind, part, *_ in group.parts():
                 self.assigned.setdefault(ind.table(part), group.tag)
-        self._types("")  # the column types, read once before the threads share them
+        self._read_types()  # once, before the threads share them
         # Each slice holds only the base tables its own queries read, and those it updates: the event group's
         # persons are many (everyone with a changed event row), and it built the population tables over all of
         # them for the denominators that a smaller group now computes.
@@ -359,15 +359,19 @@ class _Delta:
         # The additive base tables' changes (one table) are merged straight from their queries in the commit.
         return deltas, keyed
 
-    def _types(self, table: str) -> dict[str, str]:
-        """{column: type} of a table in the analytics database (all read in one statement, once)."""
+    def _read_types(self) -> dict[str, dict[str, str]]:
+        """{table: {column: type}} of the analytics database's tables, read in one statement, once."""
         if self._column_types is None:
             self._column_types = {}
             for t, c, ty in self.cur.execute("SELECT table_name, column_name, data_type FROM duckdb_columns() "
                                              "WHERE database_name = current_database() AND schema_name = 'main' "
                                              "ORDER BY table_name, column_index").fetchall():
                 self._column_types.setdefault(t, {})[c] = ty
-        return self._column_types.get(table, {})
+        return self._column_types
+
+    def _types(self, table: str) -> dict[str, str]:
+        """{column: type} of a table in the analytics database."""
+        return self._read_types()[table]
 
     def _columns(self, table: str) -> list[str]:
         return list(self._types(table))

@@ -11,7 +11,8 @@ the folder, is `healthtwin.analytics.indicators`):
 Why pre-aggregated tables: a drill-down must answer in milliseconds for a population of millions, but the
 event tables hold tens of millions of rows. Each indicator's queries are therefore run at refresh time into
 two small additive tables at the finest grain (`ind_<name>_num`, `ind_<name>_den`: region, district, sex,
-single year of age, period and the indicator's own dimensions). A request sums them along its filters and
+single year of age, period and the indicator's own dimensions; a query several indicators have in common,
+such as the mid-year population, is kept once: `_share_tables`). A request sums them along its filters and
 breakdown, which touches at most a few hundred thousand rows.
 """
 from __future__ import annotations

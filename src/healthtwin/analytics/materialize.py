@@ -299,7 +299,7 @@ class Materializer:
         self._whole: set[str] = set()
         self._journals: set[str] = set()
         self._type_seconds: dict[str, float] = {}  # resource type -> its last refresh's time (for the order)
-        # resource type -> the JSON shape its last full refresh sampled, reused by incremental ones (`_shape`)
+        # resource type -> the JSON shape its last refresh sampled, reused by incremental ones (`_keep_shape`)
         self._shapes: dict[str, Any] = {}
         # Test seam: called with the view name after staging and before the swap.
         self.before_swap: Callable[[str], None] | None = None
