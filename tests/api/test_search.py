@@ -18,7 +18,9 @@ def data(client):
         assert r.status_code in (200, 201), r.text
     put({"resourceType": "Organization", "id": "org1", "name": "Bakı Şəhər Klinik Xəstəxanası",
          "identifier": [{"type": {"coding": [{"system": V2_0203, "code": "PRN"}]}, "value": "AZ-123"}]})
-    put({"resourceType": "Organization", "id": "org2", "name": "Əmək Klinikası"})
+    put({"resourceType": "Organization", "id": "org2", "name": "Əmək Klinikası",
+         "text": {"status": "generated",
+                  "div": '<div xmlns="http://www.w3.org/1999/xhtml">Poliklinika for the workers of Sumqayıt</div>'}})
     put({"resourceType": "Organization", "id": "org3", "name": "Həyat Tibb Mərkəzi"})
     put({"resourceType": "Patient", "id": "p1", "name": [{"family": "Əliyev", "given": ["Murad"]}],
          "gender": "male", "birthDate": "1970-05-20", "managingOrganization": {"reference": "Organization/org1"},
@@ -91,6 +93,11 @@ def data(client):
     ("Patient?_has:Observation:patient:code=2339-0", ["p1", "p2"]),
     ("Observation?category=laboratory&_lastUpdated=gt2000-01-01", ["o4", "o5"]),
     ("Observation?_content=measurement&code=2339-0", ["o4", "o5"]),
+    ("Organization?_text=poliklinika", ["org2"]),  # the narrative
+    ("Organization?_text=workers,nothing-like-it", ["org2"]),
+    ("Organization?_text=Əmək", []),  # in org2's name, not in its narrative
+    ("Organization?_content=Əmək", ["org2"]),  # anywhere in the resource
+    ("Organization?_content=Klinik", ["org1", "org2"]),
     # alias parameters (not indexed themselves) answer from the parameters they repeat
     ("Observation?combo-code=http://loinc.org|2339-0", ["o4", "o5"]),
     ("Observation?combo-code-value-quantity=8480-6$gt140", ["o1"]),

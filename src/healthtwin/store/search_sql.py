@@ -295,6 +295,9 @@ class SearchCompiler:
             raise at_rest.refuse(f"'{crit.code}' cannot search the content of {', '.join(protected)}")
         column = (f"convert_from({alias}.content, 'UTF8')" if self.store.dialect == "postgres"
                   else f"CAST({alias}.content AS TEXT)")
+        if crit.code == "_text":  # the narrative only (text.div); `_content` is the whole resource
+            column = (f"json_extract_path_text({column}::json, 'text', 'div')" if self.store.dialect == "postgres"
+                      else f"json_extract({column}, '$.text.div')")
         if protected:  # sealed blobs are not text (PostgreSQL would fail to decode them): never look inside
             column = f"CASE WHEN {alias}.type NOT IN {_in(protected)} THEN {column} END"
         op = "ILIKE" if self.store.dialect == "postgres" else "LIKE"
