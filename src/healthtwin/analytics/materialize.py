@@ -586,7 +586,10 @@ class Materializer:
         # The Python engine, one resource at a time so each row keeps its resource's key. An incremental
         # refresh stages in the view's own column types (a column without a declared type may be VARCHAR
         # there, as the DuckDB path made it, where the Python path alone would make it JSON).
-        types = self._table_types(name) if temp else {}
+        types = {}
+        if temp:  # the view's table exists: an incremental refresh follows a full one
+            table = con.table(_ident(name))
+            types = {c: str(t) for c, t in zip(table.columns, table.types)}
         if len(types) != len(compiled.columns) + 1:
             types = {"_rkey": "VARCHAR", **{c.name: _sql_type(c.type, c.collection) for c in compiled.columns}}
         cols = ", ".join(f"{_ident(c)} {t}" for c, t in types.items())
@@ -618,12 +621,6 @@ class Materializer:
             shape = {**shape, _PARTIAL: True}
         if shape is not None:
             self._shapes[rtype] = shape
-
-    def _table_types(self, name: str) -> dict[str, str]:
-        """{column: type} of a view's table, in column order ({} if it does not exist)."""
-        return dict(self.con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
-                                     "current_database() AND schema_name = 'main' AND table_name = ? "
-                                     "ORDER BY column_index", [name]).fetchall())
 
     def _drop_stage(self, name: str) -> None:
         try:
