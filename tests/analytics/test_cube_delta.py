@@ -8,19 +8,32 @@ from collections import Counter
 import orjson
 import pytest
 
-from healthtwin.analytics.indicators import build_cubes, indicator_views, load_indicators
+from healthtwin.analytics import cube_delta
+from healthtwin.analytics.indicators import build_cubes, compute, indicator_views, load_indicators
 from healthtwin.analytics.materialize import JOURNAL_IDS, Materializer, StoreSource
 from healthtwin.analytics.refresh import refresh_all
 
 from .test_materialize import live, loaded, mutate  # noqa: F401  (loaded is a fixture)
 
 
-def tables(mat: Materializer) -> dict[str, Counter]:
+def tables(mat: Materializer, raw: bool = False) -> dict[str, Counter]:
+    """Every indicator and base table's rows. An update appends the change of a table of sums as rows of their
+    own, so unless `raw`, those tables are read as their readers see them: summed per cell, sums of 0 left out."""
     names = [r[0] for r in mat.con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, 'ind_') "
         "OR starts_with(table_name, 'base_') ORDER BY 1").fetchall()]
     assert len(names) == len({t for i in load_indicators().values() for t in i.tables}) + 7
-    return {n: Counter(mat.con.execute(f'SELECT * FROM "{n}"').fetchall()) for n in names}
+    out = {}
+    for n in names:
+        cols = [r[0] for r in mat.con.execute(f'DESCRIBE "{n}"').fetchall()]
+        measure = cols[-1] if cols[-1] in ("numerator", "denominator") else None
+        if raw or measure is None:
+            out[n] = Counter(mat.con.execute(f'SELECT * FROM "{n}"').fetchall())
+            continue
+        dims = ", ".join(f'"{c}"' for c in cols if c != measure)
+        out[n] = Counter(mat.con.execute(f'SELECT {dims}, sum("{measure}") FROM "{n}" GROUP BY ALL '
+                                         f'HAVING sum("{measure}") <> 0').fetchall())
+    return out
 
 
 def rebuilt(mat: Materializer) -> dict[str, Counter]:
@@ -108,6 +121,30 @@ def test_incremental_update_equals_a_full_rebuild(loaded, mat) -> None:
     assert tables(mat) == rebuilt(mat)
     # Nothing changed since: nothing to do.
     assert set(refresh_all(mat).extra["indicators"].values()) == {"current"}
+
+
+def test_appended_changes_read_as_a_rebuild_until_compacted(loaded, mat, monkeypatch) -> None:
+    """An update appends each table's change as rows of its own; readers see the figures a rebuild gives, and
+    compaction leaves the tables row for row as a rebuild does."""
+    store = loaded.store
+    monkeypatch.setattr(cube_delta, "COMPACT_RATIO", 1e9)  # never compact
+    edit(store)
+    assert set(refresh_all(mat).extra["indicators"].values()) == {"updated"}
+    raw, summed = tables(mat, raw=True), tables(mat)
+    assert any(sum(raw[n].values()) > sum(summed[n].values()) for n in raw)  # several rows for some cells
+
+    def answers() -> dict:
+        return {(name, by): compute(mat.con, ind, {"by": by} if by else {}, threshold=1)["figures"]
+                for name, ind in load_indicators().items() for by in ("", "region", ",".join(ind.dimensions))}
+
+    appended = answers()
+    rebuilt(mat)
+    assert answers() == appended
+    monkeypatch.setattr(cube_delta, "COMPACT_RATIO", 0.0)  # compact whatever an update touches
+    mutate(store, random.Random(7), 40, "round-3")
+    assert set(refresh_all(mat).extra["indicators"].values()) == {"updated"}
+    compacted = tables(mat, raw=True)
+    assert compacted == rebuilt(mat) and compacted == tables(mat, raw=True)
 
 
 def test_new_period_year_rebuilds_whole(loaded, mat) -> None:

@@ -160,6 +160,7 @@ class _Delta:
         self.timings: dict[str, float] = {}
         self.assigned: dict[str, str] = {}  # table -> the tag of the group that updates it (`_evaluate`)
         self._column_types: dict[str, dict[str, str]] | None = None
+        self.db = _q(self.cur.execute("SELECT current_database()").fetchone()[0])
 
     def key(self, view: str) -> str:
         return _q(self.person_key.get(view, self.default_key))
@@ -227,14 +228,17 @@ class _Delta:
 
     # -- the scratch schemas ----------------------------------------------------------------------------
     def _schemas(self, cur: duckdb.DuckDBPyConnection, group: _Group) -> None:
-        """The group's slice, new and old (see the module's docstring), then its per-person base tables."""
+        """The group's slice (see the module's docstring) in two schemas: `new` holds its views and per-person
+        base tables as they are now; `old` the changed views as they were (the rows but the changed ones, and
+        those as they were) and the base tables as they were. A keyed base table's old rows are the analytics
+        database's own rows for the slice's persons: they are replaced only when this update commits, so they
+        need not be computed again (recomputing them cost most of the old state's time)."""
         new, old = group.schema("new"), group.schema("old")
         in_p, in_q = f"IN (SELECT id FROM {group.p})", f"IN (SELECT id FROM {group.q})"
-        for schema in (new, old):
-            cur.execute(f"CREATE SCHEMA {schema}")
+        cur.execute(f"CREATE SCHEMA {new}")
+        cur.execute(f"CREATE SCHEMA {old}")
         for view in sorted(group.views):
             k, v = self.key(view), _q(view)
-            ids = f"(SELECT id FROM {JOURNAL_IDS} WHERE view = '{view}')"
             if view in group.person_views:
                 cur.execute(f"CREATE TABLE {new}.{v} AS SELECT * FROM {v} WHERE {k} {in_q}")
             elif view in group.row_views:  # P's rows, and the others' changed rows as they are now
@@ -242,58 +246,72 @@ class _Delta:
                             f"SELECT * FROM {_q(JOURNAL_NEW_PREFIX + view)} WHERE {k} NOT {in_p}")
             else:
                 cur.execute(f"CREATE TABLE {new}.{v} AS SELECT * FROM {v} WHERE {k} {in_p}")
-            if view in self.changed:  # the rows but the changed ones, and those as they were
+            if view in self.changed:
                 journal = f"SELECT * FROM {_q(JOURNAL_PREFIX + view)}"
                 if view in group.person_views:
                     journal += f" WHERE {k} {in_q}"
-                cur.execute(f"CREATE TABLE {old}.{v} AS SELECT * FROM {new}.{v} WHERE _rkey NOT IN {ids} "
-                            f"UNION ALL BY NAME {journal}")
-            else:
-                cur.execute(f"CREATE VIEW {old}.{v} AS SELECT * FROM {new}.{v}")
-        for schema in (new, old):
-            cur.execute(f"SET search_path = '{schema},main'")
-            for table in group.needed:
-                cur.execute(f"CREATE TABLE {schema}.{_q(table['name'])} AS {_sql(table['sql'])}")
-            cur.execute("SET search_path = 'main'")
-
-    @staticmethod
-    def _eval(cur: duckdb.DuckDBPyConnection, schema: str, queries: dict[str, str]) -> dict[str, str]:
-        """Each distinct query (several denominators are the same population) once in the schema: {sql: table}."""
-        if not queries:
-            return {}
-        cur.execute(f"SET search_path = '{schema},main'")
-        out: dict[str, str] = {}
+                cur.execute(f"CREATE TABLE {old}.{v} AS SELECT * FROM {new}.{v} WHERE _rkey NOT IN "
+                            f"(SELECT id FROM {JOURNAL_IDS} WHERE view = '{view}') UNION ALL BY NAME {journal}")
         try:
-            for label, sql in queries.items():
-                if sql not in out:
-                    cur.execute(f"CREATE TABLE {schema}.{_q(label)} AS {sql}")
-                    out[sql] = f"{schema}.{_q(label)}"
+            cur.execute(f"SET search_path = '{new},main'")
+            for table in group.needed:
+                cur.execute(f"CREATE TABLE {new}.{_q(table['name'])} AS {_sql(table['sql'])}")
+            cur.execute(f"SET search_path = '{old},{new},main'")  # an unchanged view is the same in both
+            for table in group.needed:
+                name = _q(table["name"])
+                if "key" in table:
+                    cur.execute(f"CREATE TABLE {old}.{name} AS SELECT * FROM {self.db}.main.{name} "
+                                f"WHERE {_q(table['key'])} {in_q}")
+                else:
+                    cur.execute(f"CREATE TABLE {old}.{name} AS {_sql(table['sql'])}")
         finally:
             cur.execute("SET search_path = 'main'")
-        return out
 
-    def _task(self, group: _Group) -> list[tuple[str, list[str], str, str]]:
-        """One group's slice, query results and the change of each table it updates, on a connection of its own:
-        groups run side by side, and so the changes are computed here rather than in the commit's one serial
-        transaction (which then only merges small tables, and skips empty ones)."""
+    def _old_scope(self, group: _Group, sql: str) -> str:
+        """A WITH list binding the names `sql` reads to the old state (the `old` schema); run with the search
+        path at `new`, the query reads the new state. Common table expressions shadow tables of the same name,
+        so an indicator's own SQL, wrapped in `(WITH … SELECT * FROM (sql))`, runs unchanged on either side,
+        and both sides and their difference are one statement: three statements per table (new, old,
+        difference) cost 2–5 ms each to plan, whatever the size of the slice."""
+        old = group.schema("old")
+        names = [v for v in sorted(group.views) if v in self.changed] + [t["name"] for t in group.needed]
+        ctes = [f"{_q(n)} AS (SELECT * FROM {old}.{_q(n)})" for n in names if re.search(rf"\b{re.escape(n)}\b", sql)]
+        return "WITH " + ", ".join(ctes) if ctes else ""
+
+    def _slice(self, group: _Group) -> list[tuple[_Group, str, list[str], str, str]]:
+        """Builds one group's slice (on a cursor of its own: slices are built side by side) and returns the
+        tables whose change it computes: (group, table, dimensions, measure, query)."""
         cur = self.cur.cursor()
         try:
             self._schemas(cur, group)
-            parts = self._evaluated(group)
-            queries = {f"{ind.name}_{part}": sql for ind, part, _, _, sql in parts}
-            done = {k: self._eval(cur, group.schema(k), queries) for k in ("new", "old")}
             cur.execute(f"CREATE SCHEMA {group.schema('delta')}")
-            deltas, seen = [], set()
-            for ind, part, measure, dims, sql in parts:
-                table = ind.table(part)
-                if table in seen:
-                    continue
-                seen.add(table)
-                target = f"{group.schema('delta')}.{_q(table)}"
-                terms = [(done["new"][sql], 1), (done["old"][sql], -1)]
-                if cur.execute(f"CREATE TABLE {target} AS {self._delta(table, dims, measure, terms)}").fetchone()[0]:
-                    deltas.append((table, list(dims), measure, target))
-            return deltas
+        finally:
+            cur.close()
+        todo, seen = [], set()
+        for ind, part, measure, dims, sql in self._evaluated(group):
+            if ind.table(part) not in seen:  # a shared table once
+                seen.add(ind.table(part))
+                todo.append((group, ind.table(part), list(dims), measure, sql))
+        for table in group.needed:  # additive base tables this group updates (see `_evaluate`)
+            if "additive" in table and self._base_owner(table) is group and group.persons:
+                measure = table["additive"]
+                todo.append((group, table["name"], [c for c in self._columns(table["name"]) if c != measure],
+                             measure, f"SELECT * FROM {_q(table['name'])}"))
+        return todo
+
+    def _change(self, item: tuple[_Group, str, list[str], str, str]) -> tuple[str, list[str], str, str, int] | None:
+        """One table's change per cell into the group's `delta` schema, on a cursor of its own: the tables are
+        computed side by side whatever their group (one group, that of the event views, holds most of them),
+        and here rather than in the commit's one serial transaction, which then only adds small tables and
+        skips empty ones. None if nothing changed."""
+        group, table, dims, measure, sql = item
+        target = f"{group.schema('delta')}.{_q(table)}"
+        terms = [(f"({sql})", 1), (f"({self._old_scope(group, sql)} SELECT * FROM ({sql}))", -1)]
+        cur = self.cur.cursor()
+        try:
+            cur.execute(f"SET search_path = '{group.schema('new')},main'")
+            rows = cur.execute(f"CREATE TABLE {target} AS {self._delta(table, dims, measure, terms)}").fetchone()[0]
+            return (table, dims, measure, target, rows) if rows else None
         finally:
             cur.close()
 
@@ -310,8 +328,8 @@ class _Delta:
         groups = [g for g in self.groups.values() if table in g.base_tables]
         return min(groups, key=lambda g: (g.touched, g.persons)) if groups else None
 
-    def _evaluate(self) -> tuple[list[tuple[str, list[str], str, str]], list[tuple[str, str, str]]]:
-        """The change of every table: [(table, dims, measure, the change per cell)], and the keyed base
+    def _evaluate(self) -> tuple[list[tuple[str, list[str], str, str, int]], list[tuple[str, str, str, str]]]:
+        """The change of every table: [(table, dims, measure, the change per cell, its rows)], and the keyed base
         tables' replacement rows: [(table, key, person set, rows)]; both in the scratch database."""
         groups = [g for g in self.groups.values() if g.touched]
         # A table several indicators share (the same query: see indicators._share_tables) is evaluated and
@@ -332,10 +350,9 @@ class _Delta:
                 if self._base_owner(table) is group:
                     needed |= {table["name"]} | _base_names(_sql(table["sql"]), by_name)
             group.needed = [t for t in group.base_tables if t["name"] in needed]
-        deltas = []
         with ThreadPoolExecutor(max_workers=THREADS) as pool:
-            for result in pool.map(self._task, groups):
-                deltas += result
+            todo = [item for items in pool.map(self._slice, groups) for item in items]
+            deltas = [d for d in pool.map(self._change, todo) if d is not None]
         keyed = []
         for table in self.base["tables"]:
             if table.get("scope") == "global":
@@ -346,17 +363,13 @@ class _Delta:
                 continue
             if not group.persons:
                 continue
+            if "additive" in table:
+                continue  # its change was computed with the indicators' (`_slice`)
             name = table["name"]
             rows = f"{group.schema('new')}.{_q(name)}"
-            if "additive" in table:
-                measure = table["additive"]
-                dims = [c for c in self._columns(name) if c != measure]
-                terms = [(rows, 1), (f"{group.schema('old')}.{_q(name)}", -1)]
-                deltas.append((name, dims, measure, self._delta(name, dims, measure, terms)))
-            else:  # replaced for P (the others in the slice have the same rows)
-                keyed.append((name, table["key"], group.p,
-                              f"(SELECT * FROM {rows} WHERE {_q(table['key'])} IN (SELECT id FROM {group.p}))"))
-        # The additive base tables' changes (one table) are merged straight from their queries in the commit.
+            # replaced for P (the others in the slice have the same rows)
+            keyed.append((name, table["key"], group.p,
+                          f"(SELECT * FROM {rows} WHERE {_q(table['key'])} IN (SELECT id FROM {group.p}))"))
         return deltas, keyed
 
     def _read_types(self) -> dict[str, dict[str, str]]:
@@ -387,21 +400,35 @@ class _Delta:
                 f"HAVING sum({m}) <> 0)")
 
     # -- commit -----------------------------------------------------------------------------------------
-    def _commit(self, deltas: list[tuple[str, list[str], str, str]], keyed: list[tuple[str, str, str, str]]) -> None:
-        """Every change in place, in one transaction: cells that come to 0 go, as the full build leaves them out."""
+    def _commit(self, deltas: list[tuple[str, list[str], str, str, int]],
+                keyed: list[tuple[str, str, str, str]]) -> None:
+        """Every change in place, in one transaction. The change of an additive table is appended to it as rows
+        of its own (a cell then has several rows, which every reader sums: `compute`): a MERGE into the cells
+        cost 3–20 ms a table, mostly to plan its join on every dimension, an INSERT well under one. A table is
+        compacted (one row per cell, none that sums to 0, as a full build leaves it) once the rows appended
+        since it was last built or compacted pass COMPACT_RATIO of its cells."""
         from .indicators import CUBE_STATE
         cur = self.cur
         t0 = time.perf_counter()
         cur.execute("BEGIN TRANSACTION")
         try:
-            for table, dims, measure, delta in deltas:
-                t, m = _q(table), _q(measure)
-                on = " AND ".join(f"t.{_q(d)} IS NOT DISTINCT FROM d.{_q(d)}" for d in dims) or "TRUE"
-                cols = ", ".join(_q(c) for c in [*dims, measure])
-                cur.execute(f"MERGE INTO {t} AS t USING {delta} AS d ON ({on}) "
-                            f"WHEN MATCHED AND t.{m} + d.{m} = 0 THEN DELETE "
-                            f"WHEN MATCHED THEN UPDATE SET {m} = t.{m} + d.{m} "
-                            f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({', '.join('d.' + _q(c) for c in [*dims, measure])})")
+            ensure_rows_state(cur)
+            state = {name: (cells, appended) for name, cells, appended in cur.execute(
+                f"SELECT name, cells, appended FROM {CUBE_ROWS}").fetchall()}
+            for table, dims, measure, delta, rows in deltas:
+                cur.execute(f"INSERT INTO {_q(table)} BY NAME SELECT * FROM {delta}")
+                if table not in state:  # built before this state was kept
+                    state[table] = (cur.execute(f"SELECT count(*) FROM {_q(table)}").fetchone()[0] - rows, 0)
+                cells, appended = state[table][0], state[table][1] + rows
+                if appended > COMPACT_RATIO * max(cells, 1000):
+                    cells, appended = compact(cur, table, dims, measure), 0
+                state[table] = (cells, appended)
+            if deltas:  # one statement: INSERT OR REPLACE costs about a millisecond each
+                touched = [(t, *state[t]) for t in sorted({d[0] for d in deltas})]
+                cur.execute(f"DELETE FROM {CUBE_ROWS} WHERE name IN ({', '.join('?' * len(touched))})",
+                            [t for t, *_ in touched])
+                cur.execute(f"INSERT INTO {CUBE_ROWS} VALUES {', '.join(['(?, ?, ?)'] * len(touched))}",
+                            [v for row in touched for v in row])
             for table, key, persons, rows in keyed:
                 if not key:
                     cur.execute(f"CREATE OR REPLACE TABLE {_q(table)} AS {rows}")
@@ -415,6 +442,33 @@ class _Delta:
             cur.execute("ROLLBACK")
             raise
         self.timings["commit"] = time.perf_counter() - t0
+
+
+# -- additive tables with appended changes ---------------------------------------------------------------------
+CUBE_ROWS = "_ht_cube_rows"  # per additive table: its cells when last built or compacted, rows appended since
+COMPACT_RATIO = 0.25
+
+
+def ensure_rows_state(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"CREATE TABLE IF NOT EXISTS {CUBE_ROWS} (name VARCHAR PRIMARY KEY, cells BIGINT, appended BIGINT)")
+
+
+def built(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Records that `table` was just built whole: one row per cell, nothing appended."""
+    ensure_rows_state(con)
+    cells = con.execute(f"SELECT count(*) FROM {_q(table)}").fetchone()[0]
+    con.execute(f"INSERT OR REPLACE INTO {CUBE_ROWS} VALUES (?, ?, 0)", [table, cells])
+
+
+def compact(con: duckdb.DuckDBPyConnection, table: str, dims: list[str], measure: str) -> int:
+    """Folds the appended rows of `table` into one row per cell, leaving out cells that sum to 0; returns the
+    number of cells."""
+    m, cols = _q(measure), ", ".join(_q(d) for d in dims)
+    mtype = con.execute("SELECT data_type FROM duckdb_columns() WHERE database_name = current_database() AND "
+                        "schema_name = 'main' AND table_name = ? AND column_name = ?", [table, measure]).fetchone()[0]
+    summed = f"SELECT {cols}, CAST(sum({m}) AS {mtype}) AS {m} FROM {_q(table)} GROUP BY ALL HAVING sum({m}) <> 0"
+    con.execute(f"CREATE OR REPLACE TABLE {_q(table)} AS {summed}")
+    return con.execute(f"SELECT count(*) FROM {_q(table)}").fetchone()[0]
 
 
 def apply_journal(con: duckdb.DuckDBPyConnection, indicators: dict[str, Any], base: dict[str, Any]) -> dict[str, str]:
@@ -441,4 +495,5 @@ def apply_journal(con: duckdb.DuckDBPyConnection, indicators: dict[str, Any], ba
     return result
 
 
-__all__ = ["FullRebuild", "apply_journal", "clear_journal", "journal_views", "MAX_SHARE"]
+__all__ = ["FullRebuild", "apply_journal", "built", "clear_journal", "compact", "journal_views", "MAX_SHARE",
+           "COMPACT_RATIO", "CUBE_ROWS"]

@@ -31,7 +31,7 @@ from typing import Any
 import duckdb
 import orjson
 
-from .cube_delta import FullRebuild, _sql, apply_journal, clear_journal, journal_views
+from .cube_delta import FullRebuild, _sql, apply_journal, built, clear_journal, journal_views
 from .materialize import _ident
 
 log = logging.getLogger("healthtwin.analytics")
@@ -195,14 +195,16 @@ def _build(con: duckdb.DuckDBPyConnection, todo: list[Indicator], result: dict[s
     for table in base["tables"]:
         try:
             con.execute(f"CREATE OR REPLACE TABLE {table['name']} AS {_sql(table['sql'])}")
+            if "additive" in table:  # updates are appended to it (cube_delta.py)
+                built(con, table["name"])
         except duckdb.Error as exc:
             base_error = base_error or f"failed: base table {table['name']}: {exc}"
-    built: set[str] = set()  # tables built in this call (a shared table once)
+    done: set[str] = set()  # tables built in this call (a shared table once)
     for ind in todo:
         if base_error:
             result[ind.name] = base_error
             continue
-        parts = [(part, ind.table(part)) for part in ("num", "den") if ind.table(part) not in built]
+        parts = [(part, ind.table(part)) for part in ("num", "den") if ind.table(part) not in done]
         try:
             # Cells that sum to 0 are left out, as the incremental update leaves them out.
             for part, _ in parts:
@@ -217,11 +219,13 @@ def _build(con: duckdb.DuckDBPyConnection, todo: list[Indicator], result: dict[s
                     con.execute(f"ALTER TABLE _ht_stage_{part} RENAME TO {table}")
                 con.execute(f"INSERT OR REPLACE INTO {CUBE_STATE} VALUES (?, ?, ?, ?)",
                             [ind.name, ind.digest, ind.version, time.time()])
+                for _, table in parts:
+                    built(con, table)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            built.update(table for _, table in parts)
+            done.update(table for _, table in parts)
             result[ind.name] = "built"
         except (duckdb.Error, IndicatorError) as exc:
             result[ind.name] = f"failed: {exc}"
@@ -329,8 +333,12 @@ def compute(con: duckdb.DuckDBPyConnection, ind: Indicator, params: dict[str, st
         return ", ".join(f'{exprs[d]} AS "{d}"' for d in dims)
 
     def grp(dims: list[str], measure: str, table: str, where: str) -> str:
+        # A cell may have several rows (updates are appended: cube_delta.py), so everything is summed, and sums
+        # of 0 are left out, as a full build leaves out cells of 0 (the measures are counts and amounts, never
+        # negative, so a sum of built cells is 0 only where there are none).
         cols = sel(dims) + ", " if dims else ""
-        return f"SELECT {cols}sum({measure}) AS {measure} FROM {table} WHERE {where}" + (" GROUP BY ALL" if dims else "")
+        return (f"SELECT {cols}sum({measure}) AS {measure} FROM {table} WHERE {where}"
+                + (f" GROUP BY ALL HAVING sum({measure}) <> 0" if dims else ""))
 
     keys = (f"(SELECT DISTINCT {', '.join(f'{chr(34)}{d}{chr(34)}' for d in num_only)} FROM n)" if num_only
             else "(SELECT 1 AS _one)")
