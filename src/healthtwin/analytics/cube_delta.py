@@ -44,7 +44,7 @@ from typing import Any
 
 import duckdb
 
-from .materialize import JOURNAL_IDS, JOURNAL_NEW_PREFIX, JOURNAL_PREFIX
+from .materialize import JOURNAL_IDS, JOURNAL_NEW_PREFIX, JOURNAL_PREFIX, STATE_TABLE
 from .materialize import _ident as _q
 
 log = logging.getLogger("healthtwin.analytics")
@@ -71,11 +71,13 @@ def journal_views(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], set[s
 
 
 def clear_journal(con: duckdb.DuckDBPyConnection) -> None:
-    """Empties the journal (inside the caller's transaction)."""
+    """Empties the journal (inside the caller's transaction). Its tables stay, empty, for the next refresh: made
+    again at each refresh they cost it a statement each (a view whose columns change is rebuilt whole, and
+    that drops them)."""
     con.execute(f"CREATE TABLE IF NOT EXISTS {JOURNAL_IDS} (view VARCHAR, id VARCHAR)")
     for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, ?) "
                                "OR starts_with(table_name, ?)", [JOURNAL_PREFIX, JOURNAL_NEW_PREFIX]).fetchall():
-        con.execute(f"DROP TABLE {_q(name)}")
+        con.execute(f"DELETE FROM {_q(name)}")
     con.execute(f"DELETE FROM {JOURNAL_IDS}")
 
 
@@ -201,7 +203,8 @@ class _Delta:
         """Each group's persons whose per-person data changed, into {WORK}.main.p_<group>."""
         cur = self.cur
         people = max(cur.execute("SELECT count(*) FROM base_person").fetchone()[0], 1)
-        rows = sum(cur.execute(f"SELECT count(*) FROM {_q(v)}").fetchone()[0] for v in self.changed)
+        rows = cur.execute(f"SELECT sum(row_count) FROM {STATE_TABLE} WHERE name IN "
+                           f"({', '.join('?' * len(self.changed))})", list(self.changed)).fetchone()[0] or 0
         if sum(self.changed.values()) > MAX_SHARE * max(rows, 1):
             raise FullRebuild(f"{sum(self.changed.values())} resources changed")
         for view in self.changed:
@@ -215,16 +218,14 @@ class _Delta:
             sources = [f"SELECT id FROM {WORK}.main.{_q('p_' + v)}" for v in sorted(group.person_views)
                        if v in self.changed]
             union = " UNION ".join(sources) if sources else "SELECT NULL::VARCHAR AS id WHERE false"
-            cur.execute(f"CREATE TABLE {group.p} AS {union}")
-            group.persons = cur.execute(f"SELECT count(*) FROM {group.p}").fetchone()[0]
+            group.persons = cur.execute(f"CREATE TABLE {group.p} AS {union}").fetchone()[0]  # the rows it made
             if group.persons > MAX_SHARE * people:
                 raise FullRebuild(f"{group.persons} of {people} persons changed")
             group.row_views = group.linear & set(self.changed)
             rows = [f"SELECT CAST({self.key(v)} AS VARCHAR) AS id FROM {_q(prefix + v)}"
                     for v in sorted(group.row_views) for prefix in (JOURNAL_PREFIX, JOURNAL_NEW_PREFIX)]
-            cur.execute(f"CREATE TABLE {group.q} AS SELECT id FROM {group.p}"
-                        + "".join(f" UNION {r} WHERE id IS NOT NULL" for r in rows))
-            group.touched = cur.execute(f"SELECT count(*) FROM {group.q}").fetchone()[0]
+            group.touched = cur.execute(f"CREATE TABLE {group.q} AS SELECT id FROM {group.p}"
+                                        + "".join(f" UNION {r} WHERE id IS NOT NULL" for r in rows)).fetchone()[0]
 
     # -- the scratch schemas ----------------------------------------------------------------------------
     def _schemas(self, cur: duckdb.DuckDBPyConnection, group: _Group) -> None:
