@@ -24,9 +24,11 @@ and their event rows in the slice are exactly the changed ones: f(new) - f(old) 
 (Two slices rather than four: evaluating P and the changed rows of others separately ran every query twice
 as often.)
 
-Each f is the indicator's own SQL, run unchanged with DuckDB's `search_path` pointing at a scratch schema (in
-an in-memory database attached for the purpose) in which the view names and the per-person base tables hold
-only the rows concerned; names not shadowed, such as the global `base_years`, resolve to the real tables.
+Each f is the indicator's own SQL, run unchanged over scratch schemas (in an in-memory database attached for
+the purpose) in which the view names and the per-person base tables hold only the rows concerned: f(new) with
+DuckDB's `search_path` at the `new` schema, f(old) with the names it reads bound to the `old` schema by common
+table expressions, both in one statement (`_old_scope`); names not shadowed, such as the global `base_years`,
+resolve to the real tables. The change is appended to the table (`_commit`), which is compacted now and then.
 
 A full rebuild is needed instead (`FullRebuild`) when a view was rebuilt whole, a global base table changed
 (new period years), an indicator is not declared incremental, or the changes reach more than MAX_SHARE of the
