@@ -31,6 +31,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from healthtwin.analytics.cube_delta import read_cells  # noqa: E402
 from healthtwin.analytics.indicators import build_cubes, indicator_views  # noqa: E402
 from healthtwin.analytics.materialize import (  # noqa: E402
     CHECKPOINT_THRESHOLD, CHECKPOINT_THRESHOLD_BYTES, Materializer, StoreSource)
@@ -76,19 +77,11 @@ def change(store: SQLiteStore, fraction: float, seed: int = 1) -> tuple[int, int
 
 
 def cube_tables(con) -> dict[str, list]:
-    """The indicator and base tables as their readers see them: an update appends a table's change as rows of
-    their own, so the tables of sums are summed per cell (sums of 0 left out) before they are compared."""
+    """The indicator and base tables as their readers see them (an update appends a table's change as rows of
+    their own: `read_cells` sums them per cell)."""
     names = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, 'ind_') "
                                        "OR starts_with(table_name, 'base_')").fetchall()]
-    out = {}
-    for n in names:
-        cols = [r[0] for r in con.execute(f'DESCRIBE "{n}"').fetchall()]
-        sql = f'SELECT * FROM "{n}"'
-        if cols[-1] in ("numerator", "denominator"):
-            dims = ", ".join(f'"{c}"' for c in cols[:-1])
-            sql = f'SELECT {dims}, sum("{cols[-1]}") FROM "{n}" GROUP BY ALL HAVING sum("{cols[-1]}") <> 0'
-        out[n] = sorted(con.execute(sql).fetchall(), key=repr)
-    return out
+    return {n: sorted(read_cells(con, n), key=repr) for n in names}
 
 
 def main() -> int:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from healthtwin.analytics import cube_delta
+from healthtwin.analytics.cube_delta import read_cells
 from healthtwin.analytics.indicators import build_cubes, compute, indicator_views, load_indicators
 from healthtwin.analytics.materialize import JOURNAL_IDS, Materializer, StoreSource
 from healthtwin.analytics.refresh import refresh_all
@@ -18,22 +19,13 @@ from .test_materialize import live, loaded, mutate  # noqa: F401  (loaded is a f
 
 def tables(mat: Materializer, raw: bool = False) -> dict[str, Counter]:
     """Every indicator and base table's rows. An update appends the change of a table of sums as rows of their
-    own, so unless `raw`, those tables are read as their readers see them: summed per cell, sums of 0 left out."""
+    own, so unless `raw`, those tables are read as their readers see them (`read_cells`)."""
     names = [r[0] for r in mat.con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, 'ind_') "
         "OR starts_with(table_name, 'base_') ORDER BY 1").fetchall()]
     assert len(names) == len({t for i in load_indicators().values() for t in i.tables}) + 7
-    out = {}
-    for n in names:
-        cols = [r[0] for r in mat.con.execute(f'DESCRIBE "{n}"').fetchall()]
-        measure = cols[-1] if cols[-1] in ("numerator", "denominator") else None
-        if raw or measure is None:
-            out[n] = Counter(mat.con.execute(f'SELECT * FROM "{n}"').fetchall())
-            continue
-        dims = ", ".join(f'"{c}"' for c in cols if c != measure)
-        out[n] = Counter(mat.con.execute(f'SELECT {dims}, sum("{measure}") FROM "{n}" GROUP BY ALL '
-                                         f'HAVING sum("{measure}") <> 0').fetchall())
-    return out
+    return {n: Counter(mat.con.execute(f'SELECT * FROM "{n}"').fetchall() if raw else read_cells(mat.con, n))
+            for n in names}
 
 
 def rebuilt(mat: Materializer) -> dict[str, Counter]:
@@ -160,7 +152,6 @@ def test_new_period_year_rebuilds_whole(loaded, mat) -> None:
 
 
 def test_a_failed_update_leaves_the_tables_and_the_journal(loaded, mat, monkeypatch) -> None:
-    from healthtwin.analytics import cube_delta
     before = tables(mat)
     with loaded.store.transaction() as tx:
         p = first(loaded.store, "Patient", lambda r: True)

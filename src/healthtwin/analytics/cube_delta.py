@@ -463,15 +463,30 @@ def built(con: duckdb.DuckDBPyConnection, table: str) -> None:
     con.execute(f"INSERT OR REPLACE INTO {CUBE_ROWS} VALUES (?, ?, 0)", [table, cells])
 
 
+def _cells(table: str, dims: list[str], measure: str, mtype: str) -> str:
+    """A query: `table` as its readers see it, one row per cell, cells that sum to 0 left out."""
+    m, cols = _q(measure), ", ".join(_q(d) for d in dims)
+    return f"SELECT {cols}, CAST(sum({m}) AS {mtype}) AS {m} FROM {_q(table)} GROUP BY ALL HAVING sum({m}) <> 0"
+
+
 def compact(con: duckdb.DuckDBPyConnection, table: str, dims: list[str], measure: str) -> int:
     """Folds the appended rows of `table` into one row per cell, leaving out cells that sum to 0; returns the
     number of cells."""
-    m, cols = _q(measure), ", ".join(_q(d) for d in dims)
     mtype = con.execute("SELECT data_type FROM duckdb_columns() WHERE database_name = current_database() AND "
                         "schema_name = 'main' AND table_name = ? AND column_name = ?", [table, measure]).fetchone()[0]
-    summed = f"SELECT {cols}, CAST(sum({m}) AS {mtype}) AS {m} FROM {_q(table)} GROUP BY ALL HAVING sum({m}) <> 0"
-    con.execute(f"CREATE OR REPLACE TABLE {_q(table)} AS {summed}")
+    con.execute(f"CREATE OR REPLACE TABLE {_q(table)} AS {_cells(table, dims, measure, mtype)}")
     return con.execute(f"SELECT count(*) FROM {_q(table)}").fetchone()[0]
+
+
+def read_cells(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[Any, ...]]:
+    """The rows of an indicator or base table as its readers see them: a table of sums (its last column the
+    numerator or denominator) one row per cell, as compacted; any other table as it is. For comparing tables
+    updated with appended changes against a rebuild (tests, bench)."""
+    columns = [(name, ty) for name, ty, *_ in con.execute(f"DESCRIBE {_q(table)}").fetchall()]
+    measure, mtype = columns[-1]
+    if measure not in ("numerator", "denominator"):
+        return con.execute(f"SELECT * FROM {_q(table)}").fetchall()
+    return con.execute(_cells(table, [c for c, _ in columns[:-1]], measure, mtype)).fetchall()
 
 
 def apply_journal(con: duckdb.DuckDBPyConnection, indicators: dict[str, Any], base: dict[str, Any]) -> dict[str, str]:
@@ -498,5 +513,5 @@ def apply_journal(con: duckdb.DuckDBPyConnection, indicators: dict[str, Any], ba
     return result
 
 
-__all__ = ["FullRebuild", "apply_journal", "built", "clear_journal", "compact", "journal_views", "MAX_SHARE",
-           "COMPACT_RATIO", "CUBE_ROWS"]
+__all__ = ["FullRebuild", "apply_journal", "built", "clear_journal", "compact", "journal_views", "read_cells",
+           "MAX_SHARE", "COMPACT_RATIO", "CUBE_ROWS"]
