@@ -15,11 +15,13 @@ def _audited(store, needle: str) -> int:
     import base64
 
     import orjson
+
+    from healthtwin.security.audit import decode_event
     found = 0
     for (raw,) in store.query("SELECT event FROM audit_log", []):
-        event = orjson.loads(bytes(raw))
+        event = decode_event(bytes(raw))
         queries = [base64.b64decode(e["query"]).decode() for e in event.get("entity", []) if e.get("query")]
-        found += needle in bytes(raw).decode() or any(needle in q for q in queries)
+        found += needle in orjson.dumps(event).decode() or any(needle in q for q in queries)
     return found
 
 

@@ -15,6 +15,7 @@ from healthtwin.api.app import create_app
 from healthtwin.api.context import OpenPolicy
 from healthtwin.fhir.outcome import FHIRError
 from healthtwin.security.at_rest import AtRest
+from healthtwin.security.audit import decode_event
 from healthtwin.security.keys import KeySet
 
 from .test_crypto import FIN, PATIENT, SECRETS
@@ -188,7 +189,7 @@ def test_audit_trail_records_searched_identifiers_only_as_keyed_indexes(store, t
         assert client.put("/fhir/Patient/p1", json=PATIENT).status_code == 201
         r = client.get(f"/fhir/Patient?identifier=urn:oid:1.2.246.21|{FIN}&name=Virtanen&gender=female")
         assert r.status_code == 200 and r.json()["total"] == 1
-    events = [orjson.loads(bytes(r[0])) for r in store.query("SELECT event FROM audit_log", [])]
+    events = [decode_event(bytes(r[0])) for r in store.query("SELECT event FROM audit_log", [])]
     queries = [base64.b64decode(e["query"]).decode() for ev in events for e in ev.get("entity", []) if "query" in e]
     assert queries, "the search was audited with its query"
     text = " ".join(queries)

@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from healthtwin.api.context import Caller, RequestContext
-from healthtwin.security.audit import GENESIS, AuditError, AuditLog, entry_hash, harden_postgres, rest_events
+from healthtwin.security.audit import (GENESIS, AuditError, AuditLog, decode_event, entry_hash, harden_postgres,
+                                      rest_events)
 
 
 def ctx(subject="dr-bob", roles=("practitioner",), client_id="portal"):
@@ -45,7 +46,7 @@ def test_chain_links(log, store):
 
 def test_edited_event_is_found(log, store):
     body = bytes(store.query("SELECT event FROM audit_log WHERE seq = 3", [])[0][0])
-    event = orjson.loads(body)
+    event = decode_event(body)
     event["agent"][0]["who"]["identifier"]["value"] = "someone-innocent"
     execute(store, "UPDATE audit_log SET event = ? WHERE seq = 3", (orjson.dumps(event, option=orjson.OPT_SORT_KEYS),))
     result = log.verify()
@@ -200,6 +201,36 @@ def test_one_event_per_patient_and_query_entity():
     import base64
     assert base64.b64decode(events[0]["entity"][1]["query"]) == b"subject=Patient/a,Patient/b"
     assert events[0]["purposeOfEvent"][0]["coding"][0]["code"] == "TREAT"
+
+
+def test_stored_events_decode_to_the_events_made(store):
+    """REST events are stored as their compact records and read back as the same AuditEvents, whatever fields
+    the request had; other events are stored as they are. The compact rows are a fraction of the JSON."""
+    audit = AuditLog(store)
+    audit.ensure_schema()
+    bare = RequestContext(caller=Caller(subject="svc"), base_url="http://x/fhir")
+    made = [*rest_events(ctx(), "read", 200, "Observation", "o1", patients=["Patient/p1"]),
+            *rest_events(ctx(client_id="dr-bob", roles=()), "search-type", 403, "Observation", query="",
+                         patients=["Patient/p1", "Patient/p2"], purpose="BTG", reason="unconscious"),
+            *rest_events(bare, "read", 404, "Patient", "p9"),
+            *rest_events(bare, "operation", 200, query="$export?_type=Patient", purpose=["ETREAT", "BTG"]),
+            *rest_events(bare, "capabilities", 200),
+            {"resourceType": "AuditEvent", "type": {"code": "login"}, "recorded": "2026-01-01T00:00:00Z"}]
+    expected = [orjson.loads(orjson.dumps(e)) for e in made]  # plain copies, before anything could change them
+    audit.append(made)
+    rows = store.query("SELECT event FROM audit_log ORDER BY seq", [])
+    assert [decode_event(bytes(r[0])) for r in rows] == expected
+    assert bytes(rows[0][0])[:1] == b"\x01" and bytes(rows[-1][0])[:1] == b"{"
+    assert len(bytes(rows[0][0])) * 3 < len(orjson.dumps(expected[0]))
+    assert audit.verify().ok
+
+
+def test_edited_compact_record_is_found(log, store):
+    body = bytes(store.query("SELECT event FROM audit_log WHERE seq = 6", [])[0][0])
+    assert b'"dr-bob"' in body
+    execute(store, "UPDATE audit_log SET event = ? WHERE seq = 6", (body.replace(b'"dr-bob"', b'"dr-eve"'),))
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 6 and "altered" in result.reason
 
 
 # -- PostgreSQL: the server's own role cannot rewrite history ------------------------------------------------

@@ -11,6 +11,7 @@ import orjson
 from healthtwin.api.services import Services
 from healthtwin.loading import load
 from healthtwin.population.generator import generate
+from healthtwin.security.audit import decode_event
 from healthtwin.store import open_store
 
 
@@ -56,7 +57,7 @@ def test_research_extract(tmp_path):
     assert subjects and {s.split("/", 1)[1] for s in subjects} <= patients  # linkable inside the extract
     assert {p["id"] for p in b["Patient"]} == patients  # stable within a project
     assert not {p["id"] for p in c["Patient"]} & patients  # unlinkable across projects
-    events = [orjson.loads(bytes(r[0])) for r in store.query("SELECT event FROM audit_log", [])]
+    events = [decode_event(bytes(r[0])) for r in store.query("SELECT event FROM audit_log", [])]
     exports = [e for e in events if e.get("action") == "E" and "research extract" in str(e.get("entity"))]
     assert len(exports) == 3 and "diabetes-2026" in str(exports[0]["entity"])
     store.close()

@@ -11,6 +11,12 @@ Durability ("no acknowledged request goes unaudited, even across a crash"): `app
 its transaction has committed, and the request handler must call it BEFORE releasing the response; if it
 raises, the handler answers 500 instead of the data. SQLite commits audit batches with synchronous=FULL.
 
+Storage: an event from `rest_events` (nearly all of them: one per patient per request) is stored as the
+compact record of the facts it was rendered from (`RestEvent.record`, about a fifth of the bytes), marked by a
+leading byte that JSON never starts with; `decode_event()` renders it back into the same AuditEvent. The chain
+commits to the stored bytes, so it vouches for the facts; any other event is stored as its JSON. Why: every
+audited read appended 1.3 kB to the log, and the WAL that fills sets the reads' p99 (docs/performance.md).
+
 Throughput: appends are group-committed. Concurrent callers queue their events; one of them (the leader)
 writes everything queued in one transaction while the others wait, then all return together. No
 background thread: if nobody is waiting, a lone append is simply one transaction.
@@ -221,7 +227,7 @@ class AuditLog:
         for event in events:
             seq += 1
             event.setdefault("recorded", instant(now))
-            body = orjson.dumps(event, option=_SORT)
+            body = encode_event(event)
             patient, agent = _patient_of(event), _agent_of(event)
             digest = entry_hash(prev, seq, now, patient, agent, body)
             rows.append((seq, now, body, patient, agent, prev, digest))
@@ -282,7 +288,7 @@ class AuditLog:
             rows = cur.fetchall()
         out = []
         for seq, body in rows:
-            event = orjson.loads(bytes(body))
+            event = decode_event(bytes(body))
             event["id"] = str(seq)
             out.append(event)
         return out
@@ -300,6 +306,37 @@ def outcome_code(status: int) -> str:
     return "0" if status < 400 else ("4" if status < 500 else "8")
 
 
+class RestEvent(dict):  # type: ignore[type-arg]
+    """An AuditEvent rendered by `render_rest` from `record`, the facts it was made from, which is what the log
+    stores. Nothing may change the event after it is made: the log stores the record, not the dict."""
+    __slots__ = ("record",)
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__(render_rest(record))
+        self.record = record
+
+
+_COMPACT = b"\x01"  # JSON text never starts with this byte
+_COMPACT_VERSION = 1
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    """The bytes the log stores (and the chain hashes) for an event."""
+    if type(event) is RestEvent:
+        return _COMPACT + orjson.dumps(event.record, option=_SORT)
+    return orjson.dumps(event, option=_SORT)
+
+
+def decode_event(body: bytes) -> dict[str, Any]:
+    """The AuditEvent stored as `body` (see `encode_event`)."""
+    if body[:1] == _COMPACT:
+        record = orjson.loads(body[1:])
+        if record.get("v") != _COMPACT_VERSION:
+            raise ValueError(f"unknown compact audit record version {record.get('v')!r}")
+        return render_rest(record)
+    return orjson.loads(body)
+
+
 def rest_events(ctx: Any, interaction: str, status: int, resource_type: str | None = None,
                 resource_id: str | None = None, patients: Iterable[str] = (), query: str | None = None,
                 purpose: str | Sequence[str] | None = None, observer: str = "Health Twin",
@@ -307,58 +344,71 @@ def rest_events(ctx: Any, interaction: str, status: int, resource_type: str | No
     """BALP RESTful events for one request: one AuditEvent per patient touched (BALP asks for that so each
     patient's access log is complete), or one without a patient."""
     caller = ctx.caller
+    record: dict[str, Any] = {"v": _COMPACT_VERSION, "i": interaction, "s": status, "t": instant(time.time()),
+                              "sub": caller.subject, "obs": observer, "req": ctx.request_id}
+    optional = {"k": caller.kind, "org": caller.organization, "roles": sorted(caller.roles),
+                "addr": ctx.client_address,
+                "cid": caller.client_id if caller.client_id != caller.subject else None,
+                "rt": resource_type, "rid": resource_id, "q": query,
+                "pur": ([purpose] if isinstance(purpose, str) else list(purpose)) if purpose else None,
+                "why": reason if purpose else None}
+    record.update((k, v) for k, v in optional.items() if v)
+    if query is not None:
+        record["q"] = query  # an empty query is still a query entity
+    if resource_type == "Patient" and resource_id:
+        patients = [f"Patient/{resource_id}", *patients]
+    return [RestEvent({**record, "p": patient} if patient else record) for patient in dict.fromkeys(patients) or [None]]
+
+
+def render_rest(record: dict[str, Any]) -> dict[str, Any]:
+    """The BALP AuditEvent of a compact record (`rest_events`)."""
+    r = record.get
     agents: list[dict[str, Any]] = [{
         "type": {"coding": [{"system": _CS + "v3-ParticipationType", "code": "IRCP"}]},
-        "who": {"identifier": {"value": caller.subject}, **({"display": caller.kind} if caller.kind else {})},
+        "who": {"identifier": {"value": r("sub")}, **({"display": r("k")} if r("k") else {})},
         "requestor": True,
-        **({"role": [{"coding": [{"code": r}]} for r in sorted(caller.roles)]} if caller.roles else {}),
-        **({"network": {"address": ctx.client_address, "type": "2"}} if ctx.client_address else {}),
+        **({"role": [{"coding": [{"code": role}]} for role in r("roles")]} if r("roles") else {}),
+        **({"network": {"address": r("addr"), "type": "2"}} if r("addr") else {}),
     }]
-    if caller.organization:
-        agents[0]["who"]["identifier"]["system"] = caller.organization
-    if caller.client_id and caller.client_id != caller.subject:
+    if r("org"):
+        agents[0]["who"]["identifier"]["system"] = r("org")
+    if r("cid"):
         agents.append({"type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM",
                                             "code": "110150", "display": "Application"}]},
-                       "who": {"identifier": {"value": caller.client_id}}, "requestor": False})
+                       "who": {"identifier": {"value": r("cid")}}, "requestor": False})
+    rtype, rid, interaction = r("rt"), r("rid"), r("i")
     entities: list[dict[str, Any]] = []
-    if resource_type and resource_id and resource_type != "Patient":
-        entities.append({"what": {"reference": f"{resource_type}/{resource_id}"},
+    if r("p"):
+        entities.append({"what": {"reference": r("p")}, "type": {"system": _CS + "audit-entity-type", "code": "1"},
+                         "role": {"system": _CS + "object-role", "code": "1"}})
+    if rtype and rid and rtype != "Patient":
+        entities.append({"what": {"reference": f"{rtype}/{rid}"},
                          "type": {"system": _CS + "audit-entity-type", "code": "2"},
                          "role": {"system": _CS + "object-role", "code": "4"}})
-    if query is not None:
+    if "q" in record:
         entities.append({"type": {"system": _CS + "audit-entity-type", "code": "2"},
                          "role": {"system": _CS + "object-role", "code": "24"},
-                         "query": base64.b64encode(query.encode("utf-8")).decode("ascii"),
-                         **({"description": resource_type} if resource_type else {})})
-    base = {
+                         "query": base64.b64encode(record["q"].encode("utf-8")).decode("ascii"),
+                         **({"description": rtype} if rtype else {})})
+    event = {
         "resourceType": "AuditEvent",
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
                  "display": "RESTful Operation"},
         "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction}],
         "action": _ACTION.get(interaction, "E"),
-        "recorded": instant(time.time()),
-        "outcome": outcome_code(status),
+        "recorded": r("t"),
+        "outcome": outcome_code(r("s")),
         "agent": agents,
-        "source": {"observer": {"display": observer},
+        "source": {"observer": {"display": r("obs")},
                    "type": [{"system": _CS + "security-source-type", "code": "4"}]},
         "extension": [{"url": "https://healthtwin.dev/fhir/StructureDefinition/request-id",
-                       "valueString": ctx.request_id}],
+                       "valueString": r("req")}],
+        "entity": entities,
     }
-    if purpose:
-        codes = [purpose] if isinstance(purpose, str) else list(purpose)
-        base["purposeOfEvent"] = [{"coding": [{"system": _CS + "v3-ActReason", "code": c}],
-                                   **({"text": reason} if reason else {})} for c in codes]
-    if resource_type == "Patient" and resource_id:
-        patients = [f"Patient/{resource_id}", *patients]
-    out = []
-    for patient in dict.fromkeys(patients) or [None]:
-        # A shallow copy is enough: the events share their nested parts, which nothing mutates (append only
-        # sets top-level keys that are missing), and a deep copy was a third of this function's cost.
-        out.append({**base, "entity": ([{"what": {"reference": patient},
-                                         "type": {"system": _CS + "audit-entity-type", "code": "1"},
-                                         "role": {"system": _CS + "object-role", "code": "1"}}]
-                                       if patient else []) + entities})
-    return out
+    if r("pur"):
+        event["purposeOfEvent"] = [{"coding": [{"system": _CS + "v3-ActReason", "code": c}],
+                                    **({"text": r("why")} if r("why") else {})} for c in r("pur")]
+    return event
 
 
 # -- PostgreSQL hardening -----------------------------------------------------------------------------------------
