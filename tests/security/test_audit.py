@@ -216,7 +216,7 @@ def test_stored_events_decode_to_the_events_made(store):
             *rest_events(bare, "operation", 200, query="$export?_type=Patient", purpose=["ETREAT", "BTG"]),
             *rest_events(bare, "capabilities", 200),
             {"resourceType": "AuditEvent", "type": {"code": "login"}, "recorded": "2026-01-01T00:00:00Z"}]
-    expected = [orjson.loads(orjson.dumps(e)) for e in made]  # plain copies, before anything could change them
+    expected = [orjson.loads(orjson.dumps(dict(e))) for e in made]  # plain copies, before anything could change them
     audit.append(made)
     rows = store.query("SELECT event FROM audit_log ORDER BY seq", [])
     assert [decode_event(bytes(r[0])) for r in rows] == expected

@@ -29,6 +29,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Any, Iterable, Sequence
 
 import orjson
@@ -77,14 +78,16 @@ def _agent_of(event: dict[str, Any]) -> str | None:
 class _Pending:
     __slots__ = ("events", "done", "error", "last_seq")
 
-    def __init__(self, events: list[dict[str, Any]]) -> None:
+    def __init__(self, events: list[Mapping[str, Any]]) -> None:
         self.events, self.done, self.error, self.last_seq = events, False, None, 0
 
 
-def _checked(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _checked(events: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The events as a list, refusing anything that is not an AuditEvent before it is queued."""
     events = list(events)
     for event in events:
+        if isinstance(event, RestEvent):
+            continue
         if not isinstance(event, dict) or event.get("resourceType") != "AuditEvent":
             raise ValueError("only AuditEvent resources go into the audit log")
     return events
@@ -117,7 +120,7 @@ class AuditLog:
             cur.execute("CREATE INDEX IF NOT EXISTS audit_log_patient ON audit_log (patient, recorded)")
 
     # -- writing --------------------------------------------------------------------------------------------
-    def append(self, events: Sequence[dict[str, Any]]) -> int:
+    def append(self, events: Sequence[Mapping[str, Any]]) -> int:
         """Writes the events durably and returns the last seq; raises AuditError if they could not be written."""
         events = _checked(events)
         if not events:
@@ -137,7 +140,7 @@ class AuditLog:
             raise AuditError("the audit trail could not be written") from mine.error
         return mine.last_seq
 
-    async def append_async(self, events: Sequence[dict[str, Any]]) -> int:
+    async def append_async(self, events: Sequence[Mapping[str, Any]]) -> int:
         """For async handlers: returns once the events are durably written (group commit).
 
         Requests of one event loop queue their events; one writer task hands whatever has queued to
@@ -214,7 +217,7 @@ class AuditLog:
                 with self.store.cursor() as c:
                     c.execute("PRAGMA synchronous=NORMAL")
 
-    def append_in(self, cur: Any, events: list[dict[str, Any]], batch: list[_Pending] | None = None) -> int:
+    def append_in(self, cur: Any, events: list[Mapping[str, Any]], batch: list[_Pending] | None = None) -> int:
         """Appends inside the caller's write transaction (e.g. the one that writes the resource, so write and
         audit commit together). Holds the chain lock until that transaction ends — keep it short."""
         store = self.store
@@ -226,9 +229,12 @@ class AuditLog:
         now = time.time()
         for event in events:
             seq += 1
-            event.setdefault("recorded", instant(now))
+            if isinstance(event, RestEvent):
+                patient, agent = event.patient, event.agent
+            else:
+                event.setdefault("recorded", instant(now))
+                patient, agent = _patient_of(event), _agent_of(event)
             body = encode_event(event)
-            patient, agent = _patient_of(event), _agent_of(event)
             digest = entry_hash(prev, seq, now, patient, agent, body)
             rows.append((seq, now, body, patient, agent, prev, digest))
             prev = digest
@@ -306,23 +312,48 @@ def outcome_code(status: int) -> str:
     return "0" if status < 400 else ("4" if status < 500 else "8")
 
 
-class RestEvent(dict):  # type: ignore[type-arg]
-    """An AuditEvent rendered by `render_rest` from `record`, the facts it was made from, which is what the log
-    stores. Nothing may change the event after it is made: the log stores the record, not the dict."""
-    __slots__ = ("record",)
+class RestEvent(Mapping[str, Any]):
+    """An AuditEvent of `rest_events`, held as `record`, the facts it is rendered from (`render_rest`), which is
+    what the log stores. Read-only, and rendered only when read as a mapping: a search touching 50 patients
+    makes 50 events, which the log never needs rendered."""
+    __slots__ = ("record", "_event")
 
     def __init__(self, record: dict[str, Any]) -> None:
-        super().__init__(render_rest(record))
-        self.record = record
+        self.record, self._event = record, None
+
+    def _rendered(self) -> dict[str, Any]:
+        if self._event is None:
+            self._event = render_rest(self.record)
+        return self._event
+
+    def __getitem__(self, key: str) -> Any:
+        return self._rendered()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rendered())
+
+    def __len__(self) -> int:
+        return len(self._rendered())
+
+    @property
+    def patient(self) -> str | None:
+        """What `_patient_of` finds in the rendered event."""
+        p = self.record.get("p")
+        return p if p and p.startswith("Patient/") else None
+
+    @property
+    def agent(self) -> str | None:
+        """What `_agent_of` finds in the rendered event: the caller's subject, else their kind."""
+        return self.record.get("sub") or self.record.get("k")
 
 
 _COMPACT = b"\x01"  # JSON text never starts with this byte
 _COMPACT_VERSION = 1
 
 
-def encode_event(event: dict[str, Any]) -> bytes:
+def encode_event(event: Mapping[str, Any]) -> bytes:
     """The bytes the log stores (and the chain hashes) for an event."""
-    if type(event) is RestEvent:
+    if isinstance(event, RestEvent):
         return _COMPACT + orjson.dumps(event.record, option=_SORT)
     return orjson.dumps(event, option=_SORT)
 
@@ -340,7 +371,7 @@ def decode_event(body: bytes) -> dict[str, Any]:
 def rest_events(ctx: Any, interaction: str, status: int, resource_type: str | None = None,
                 resource_id: str | None = None, patients: Iterable[str] = (), query: str | None = None,
                 purpose: str | Sequence[str] | None = None, observer: str = "Health Twin",
-                reason: str | None = None) -> list[dict[str, Any]]:
+                reason: str | None = None) -> list[RestEvent]:
     """BALP RESTful events for one request: one AuditEvent per patient touched (BALP asks for that so each
     patient's access log is complete), or one without a patient."""
     caller = ctx.caller
