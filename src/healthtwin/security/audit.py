@@ -28,8 +28,8 @@ import hashlib
 import threading
 import time
 import weakref
-from dataclasses import dataclass
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import orjson
