@@ -295,6 +295,21 @@ def test_invariants_compiled_to_python_agree_with_fhirpath(v: Validator) -> None
                 assert native(node, node) is registry._evaluate(inv.fn, node, "Condition", _Ctx(node))
 
 
+def test_compiled_comparisons_of_several_values_decide_as_fhirpath() -> None:
+    """`=` and `!=` between a path with several values and a literal: false and true, as FHIRPath says (a
+    collection of several items never equals one value); empty where the path has none."""
+    import fhirpathpy
+
+    from healthtwin.fhir.fhirpath_compile import compile_boolean
+    for expression in ("name.given = 'Ann'", "name.given != 'Ann'", "gender = 'female' and name.given = 'Ann'",
+                       "name.given = 'Ann' or gender = 'female'"):
+        native = compile_boolean(expression, "Patient")
+        for given in ([], ["Ann"], ["Bo"], ["Ann", "Bo"], ["Bo", "Ann", "Cy"]):
+            node = {"resourceType": "Patient", "gender": "female", "name": [{"given": given}] if given else []}
+            expected = fhirpathpy.evaluate(node, expression)
+            assert native(node, node) is (expected[0] if expected else None), (expression, given)
+
+
 class _Ctx:
     def __init__(self, resource: dict) -> None:
         self.resource = self.root = resource

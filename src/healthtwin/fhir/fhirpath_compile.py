@@ -394,9 +394,7 @@ def compile_boolean(expression: str, type_name: str, types: ElementTypes | None 
     """A boolean FHIRPath expression (an invariant) on a node of `type_name` (a type, or a backbone element's
     path such as `Timing.repeat`) as a Python function (node, resource) -> True, False or None (empty).
 
-    Raises CompileError outside the subset `_boolean` knows (the caller keeps the interpreter for those).
-    Comparing a multi-valued path with a literal gives None here where FHIRPath gives false: an invariant so
-    written is left undecided (not reported) rather than wrongly failed."""
+    Raises CompileError outside the subset `_boolean` knows (the caller keeps the interpreter for those)."""
     types = types or ElementTypes.default()
     scope = Scope([Branch("item", (), type_name, type_name)], "Resource", types, top=False, nested=True)
     code = _boolean(parse(expression), scope, "node")
@@ -433,11 +431,14 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _eq3(values: list, lit: Any) -> bool | None:
-    return None if len(values) != 1 else _same(values[0], lit)
+    """FHIRPath `=` of a path's values and a literal: empty if there are none; else equal only as a collection
+    of one item (a collection of several never equals a single value)."""
+    return None if not values else len(values) == 1 and _same(values[0], lit)
 
 
 def _ne3(values: list, lit: Any) -> bool | None:
-    return None if len(values) != 1 else not _same(values[0], lit)
+    eq = _eq3(values, lit)
+    return None if eq is None else not eq
 
 
 def _and3(a: bool | None, b: bool | None) -> bool | None:
