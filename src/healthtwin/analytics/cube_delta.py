@@ -52,7 +52,7 @@ from .materialize import _ident as _q
 log = logging.getLogger("healthtwin.analytics")
 
 WORK = "_ht_delta"  # the attached in-memory database holding the scratch schemas
-THREADS = min(4, os.cpu_count() or 1)  # groups evaluated at once
+THREADS = min(4, os.cpu_count() or 1)  # slices, then tables' changes, computed at once
 MAX_SHARE = 0.25
 
 
@@ -336,7 +336,7 @@ class _Delta:
         tables' replacement rows: [(table, key, person set, rows)]; both in the scratch database."""
         groups = [g for g in self.groups.values() if g.touched]
         # A table several indicators share (the same query: see indicators._share_tables) is evaluated and
-        # merged once, by the group with the smallest slice among those reading it. Each of them sees every
+        # added to once, by the group with the smallest slice among those reading it. Each of them sees every
         # change of it: a group's persons are those of all the views its indicators read.
         self.assigned = {}
         for group in sorted(groups, key=lambda g: (g.touched, g.tag)):
