@@ -196,8 +196,7 @@ class Store:
             return found
         with self._pid_lock:
             if cur is None:
-                with self.cursor() as c:
-                    self._load_pids(c)
+                self._reload_pids()
                 return self._pids.get(key)
             self._load_pids(cur)
             if key not in self._pids:
@@ -208,6 +207,11 @@ class Store:
         cur.execute(self.sql("INSERT INTO search_params (type, code) VALUES (?, ?) ON CONFLICT DO NOTHING"), key)
         cur.execute(self.sql("SELECT pid FROM search_params WHERE type = ? AND code = ?"), key)
         return cur.fetchone()[0]
+
+    def _reload_pids(self) -> None:
+        """The ids other processes (or a transaction of this one) gave parameters since; under the pid lock."""
+        with self.cursor() as c:
+            self._load_pids(c)
 
     def _load_pids(self, cur: Any) -> None:
         cur.execute("SELECT type, code, pid FROM search_params")

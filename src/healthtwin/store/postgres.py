@@ -56,14 +56,25 @@ class PostgresStore(Store):
             for row in rows:
                 copy.write_row(row)
 
-    def _create_pid(self, cur: Any, key: tuple[str, str]) -> int:
-        # Committed at once on a connection of its own (outside the pool, which busy writers may have
-        # exhausted; callers hold the store's pid lock): parallel writers that each met a new parameter would
-        # otherwise wait on each other's uncommitted search_params rows, and could deadlock.
+    def _pid_connection(self) -> Any:
+        """A connection of its own for the parameter ids, outside the pool; callers hold the store's pid lock.
+
+        Outside the pool because its callers often hold a pooled connection already (a conditional create's
+        search runs inside its transaction): 16 such requests on a fresh store each waited, holding theirs, for
+        a 17th from a pool of 16, and one failed after the pool's timeout."""
         if self._pid_conn is None or self._pid_conn.closed:
             import psycopg
             self._pid_conn = psycopg.connect(self.dsn, autocommit=True)
-        conn = self._pid_conn
+        return self._pid_conn
+
+    def _reload_pids(self) -> None:
+        with self._pid_connection().cursor() as cur:
+            self._load_pids(cur)
+
+    def _create_pid(self, cur: Any, key: tuple[str, str]) -> int:
+        # Committed at once on the pid connection: parallel writers that each met a new parameter would
+        # otherwise wait on each other's uncommitted search_params rows, and could deadlock.
+        conn = self._pid_connection()
         conn.execute("INSERT INTO search_params (type, code) VALUES (%s, %s) ON CONFLICT DO NOTHING", key)
         return conn.execute("SELECT pid FROM search_params WHERE type = %s AND code = %s", key).fetchone()[0]
 
