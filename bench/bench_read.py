@@ -5,12 +5,15 @@ bare handler (bench/bare_read_app.py) on the same database, and runs wrk against
 rotating set of resource ids (a Lua script). Prints req/s, p50, p99 and the ratio ours / bare.
 
     .venv/bin/python bench/bench_read.py [--database postgresql://…] [--workers 2] [--seconds 15]
+
+Needs `wrk` on the PATH (Debian: `apt-get install wrk`).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,6 +66,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--connections", type=int, default=64)
     args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench_read needs wrk, the HTTP load generator, on the PATH (Debian: apt-get install wrk)")
     data = Path(tempfile.mkdtemp(prefix="bench-read-"))
     env = dict(os.environ, HEALTHTWIN_DATA_DIR=str(data))
     if args.database:
