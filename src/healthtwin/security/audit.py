@@ -380,12 +380,12 @@ def rest_events(ctx: Any, interaction: str, status: int, resource_type: str | No
     optional = {"k": caller.kind, "org": caller.organization, "roles": sorted(caller.roles),
                 "addr": ctx.client_address,
                 "cid": caller.client_id if caller.client_id != caller.subject else None,
-                "rt": resource_type, "rid": resource_id, "q": query,
+                "rt": resource_type, "rid": resource_id,
                 "pur": ([purpose] if isinstance(purpose, str) else list(purpose)) if purpose else None,
                 "why": reason if purpose else None}
     record.update((k, v) for k, v in optional.items() if v)
-    if query is not None:
-        record["q"] = query  # an empty query is still a query entity
+    if query is not None:  # an empty query is still a query entity
+        record["q"] = query
     if resource_type == "Patient" and resource_id:
         patients = [f"Patient/{resource_id}", *patients]
     return [RestEvent({**record, "p": patient} if patient else record) for patient in dict.fromkeys(patients) or [None]]
