@@ -89,3 +89,19 @@ def test_a_wal_past_its_limit_is_emptied(tmp_path: Path, monkeypatch) -> None:
     assert wal.stat().st_size == 0
     assert store.query("SELECT COUNT(*) FROM resources", [])[0][0] == 1800
     store.close()
+
+
+def test_checkpoint_empties_the_wal_and_keeps_every_write(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    store = SQLiteStore(db)
+    with store.transaction() as tx:
+        for i in range(200):
+            tx.create("Patient", {"resourceType": "Patient", "gender": "other"}, f"p-{i}")
+    wal = Path(str(db) + "-wal")
+    assert wal.stat().st_size > 0
+    store.checkpoint()
+    assert wal.stat().st_size == 0
+    store.close()
+    reopened = SQLiteStore(db)
+    assert reopened.query("SELECT COUNT(*) FROM resources WHERE type = 'Patient'", [])[0][0] == 200
+    reopened.close()
