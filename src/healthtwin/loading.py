@@ -373,6 +373,8 @@ def _load_all(services, loader: Loader, paths: Iterable[str], stdin, restart: bo
             log.info("%s: resuming after line %d", path, start)
         with open(path, "rb") as fp:
             loader.load_lines(fp, str(path), key, start)
+    if loader.report.created or loader.report.updated:
+        services.store.refresh_statistics()  # part of the load: the data is searchable at speed once it returns
     loader.report.seconds = time.perf_counter() - started
 
 
