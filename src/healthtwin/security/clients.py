@@ -19,6 +19,7 @@ granular filters); `scope_permitted` decides whether a requested scope is covere
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -74,6 +75,7 @@ _PLAIN_SCOPES = {"openid", "fhirUser", "launch", "launch/patient", "offline_acce
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 
 
+@functools.lru_cache(maxsize=4096)  # the same few scope strings, parsed for every request's policy checks
 def parse_scope(scope: str) -> tuple[str, str, frozenset[str], str] | None:
     """(context, type, permissions as letters c/r/u/d/s, query) for a resource scope, None otherwise."""
     m = _SCOPE_RE.match(scope)

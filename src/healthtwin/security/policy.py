@@ -60,7 +60,11 @@ class SmartPolicy:
     # -- scopes ---------------------------------------------------------------------------------------------
     def grants(self, ctx: RequestContext, rtype: str | None, letter: str) -> tuple[str, list[str]]:
         """The SMART context the caller's scopes grant `letter` on `rtype` from (system > user > patient, the
-        broadest wins), and that context's granular filters ([] = none)."""
+        broadest wins), and that context's granular filters ([] = none). Memoized per request: a read asks
+        once to authorize and again to release what it read."""
+        memo = ctx.security.get(("grants", rtype, letter))
+        if memo is not None:
+            return memo
         caller = ctx.caller
         found: dict[str, list[str]] = {}
         for scope in caller.scopes:
@@ -73,7 +77,9 @@ class SmartPolicy:
         for context in ("system", "user", "patient"):
             if context in found:
                 queries = found[context]
-                return context, ([] if "" in queries else sorted(set(queries)))
+                granted = ctx.security[("grants", rtype, letter)] = (
+                    context, ([] if "" in queries else sorted(set(queries))))
+                return granted
         raise forbidden(f"No granted scope allows '{letter}' on {rtype or 'all types'}")
 
     def access(self, ctx: RequestContext, rtype: str | None, letter: str) -> tuple[Access, list[str]]:
