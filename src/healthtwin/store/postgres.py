@@ -19,6 +19,17 @@ from .records import Stored
 _READ = "SELECT type, id, version, last_updated, deleted, content FROM resources WHERE type = %s AND id = %s"
 
 
+def _custom_plans(conn: Any) -> None:
+    """Statements run five times are prepared on the server (prepare_threshold), and PostgreSQL then plans a
+    prepared statement once for any parameters (a generic plan) when that plan's estimate looks no worse.
+    For searches the estimate is blind to the values: `Observation?patient=…&code=…` got a generic plan
+    that merges the patient's rows with every row of the code (9 ms) where the plan for the actual values
+    probes the patient's 139 rows (0.7 ms), once the bench had run it five times at one million resources.
+    Each execution is planned for its values; the statements stay prepared, so parsing is still saved.
+    (Reads by id run on the event-loop pool, whose single plan is the right one for every id.)"""
+    conn.execute("SET plan_cache_mode = force_custom_plan")
+
+
 class PostgresStore(Store):
     dialect = "postgres"
     blocking = True
@@ -28,7 +39,7 @@ class PostgresStore(Store):
         super().__init__()
         self.dsn = dsn
         self.pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, open=True,
-                                   kwargs={"autocommit": True, "prepare_threshold": 5})
+                                   kwargs={"autocommit": True, "prepare_threshold": 5}, configure=_custom_plans)
         self._apool = None
         self._pid_conn = None
         self.migrate()
