@@ -93,8 +93,8 @@ def main() -> None:
     patients = [r[0] for r in store.query("SELECT id FROM resources WHERE type = 'Patient'", [])]
     print(f"store: {total:,} resources, {len(patients):,} patients")
     env = dict(os.environ, HEALTHTWIN_DATA_DIR=str(data))
-    token = subprocess.run([BIN / "healthtwin", "token", "--data-dir", str(data), "--subject", "bench", "--kind", "person",
-                            "--roles", "administrator", "--scope", "user/*.rs", "--public-url",
+    token = subprocess.run([BIN / "healthtwin", "token", "--data-dir", str(data), "--subject", "bench",
+                            "--kind", "person", "--roles", "administrator", "--scope", "user/*.rs", "--public-url",
                             "http://127.0.0.1:8184"], check=True, capture_output=True, text=True,
                            env=env).stdout.strip().splitlines()[-1]
     proc = subprocess.Popen([BIN / "healthtwin", "serve", *db_args, "--port", "8184", "--public-url",

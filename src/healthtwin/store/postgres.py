@@ -13,8 +13,8 @@ from typing import Any, Iterator, Sequence
 from psycopg_pool import ConnectionPool
 
 from .base import Store
-from .schema import INDEX_TABLES
 from .records import Stored
+from .schema import INDEX_TABLES
 
 _READ = "SELECT type, id, version, last_updated, deleted, content FROM resources WHERE type = %s AND id = %s"
 

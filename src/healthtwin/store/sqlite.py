@@ -152,8 +152,9 @@ class SQLiteStore(Store):
                 cur.close()
 
     def checkpoint(self) -> None:
-        """Copies the whole WAL into the database file and empties it, now, with writers held off. For maintenance and benchmarks: a bench that times work after a burst of writes waits
-        here first, so the background thread's copy of that burst is not timed with it."""
+        """Copies the whole WAL into the database file and empties it, now, with writers held off. For
+        maintenance and benchmarks: a bench that times work after a burst of writes waits here first, so the
+        background thread's copy of that burst is not timed with it."""
         if self.path == ":memory:":
             return
         conn = self._conn()
