@@ -80,10 +80,8 @@ class SQLiteStore(Store):
                         # Writers that follow each other without a pause never find the WAL wholly copied
                         # and unused, so it never starts over and grows without end (4.5 GB in a 3M-resource
                         # load). With writers held off, TRUNCATE copies the rest, waits for readers, and
-                        # empties the file. The writer lock first: a thread that forks while holding it
-                        # waits for the guard.
-                        with self._writing(), _FORK_GUARD:
-                            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        # empties the file.
+                        self._truncate(conn)
                 except sqlite3.Error:
                     continue  # busy (another process checkpoints) or closing: the next round tries again
         finally:
@@ -158,12 +156,14 @@ class SQLiteStore(Store):
         if self.path == ":memory:":
             return
         conn = self._conn()
-        while True:
-            with self._writing(), _FORK_GUARD:
-                busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-            if not busy:
-                return
-            self._stop.wait(0.01)  # a reader, or another process's checkpoint, is still on the WAL
+        while self._truncate(conn):  # busy: a reader, or another process's checkpoint, is still on the WAL
+            self._stop.wait(0.01)
+
+    def _truncate(self, conn: sqlite3.Connection) -> bool:
+        """A TRUNCATE checkpoint with this store's writers held off; True if SQLite found the WAL busy. The
+        writer lock is taken before the fork guard: a thread that forks while holding it waits for the guard."""
+        with self._writing(), _FORK_GUARD:
+            return bool(conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
 
     def close(self) -> None:
         self._stop.set()
