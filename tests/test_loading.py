@@ -205,5 +205,18 @@ def test_a_load_leaves_postgresql_planner_statistics_current(tmp_path):
         assert rows == {"resources": True, "idx_token": True, "idx_string": True}
         again = load(Services.build(store), [str(path)], restart=True, workers=1)
         assert again.unchanged == 25  # nothing written: no statistics to refresh
+
+        def analyzed():
+            return store.query("SELECT last_analyze FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+                               "AND relname = 'resources'", [])[0][0]
+        before = analyzed()
+        few = tmp_path / "few.ndjson"
+        few.write_bytes(_lines(dict(PATIENTS[0], id="one-more")))
+        assert load(Services.build(store), [str(few)], workers=1).created == 1
+        assert analyzed() == before  # 1 new of 25: left to autovacuum
+        more = tmp_path / "more.ndjson"
+        more.write_bytes(_lines(*[dict(PATIENTS[0], id=f"more-{i}") for i in range(5)]))
+        assert load(Services.build(store), [str(more)], workers=1).created == 5
+        assert analyzed() > before  # 5 new of 26: a fifth of the store
     finally:
         store.close()

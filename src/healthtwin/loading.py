@@ -373,8 +373,8 @@ def _load_all(services, loader: Loader, paths: Iterable[str], stdin, restart: bo
             log.info("%s: resuming after line %d", path, start)
         with open(path, "rb") as fp:
             loader.load_lines(fp, str(path), key, start)
-    if loader.report.created or loader.report.updated:
-        services.store.refresh_statistics()  # part of the load: the data is searchable at speed once it returns
+    if loader.report.created or loader.report.updated:  # part of the load: searchable at speed once it returns
+        services.store.refresh_statistics(loader.report.created + loader.report.updated)
     loader.report.seconds = time.perf_counter() - started
 
 

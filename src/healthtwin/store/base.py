@@ -137,10 +137,10 @@ class Store:
     def close(self) -> None:
         raise NotImplementedError
 
-    def refresh_statistics(self) -> None:
-        """After a bulk load: brings the planner's statistics up to date with what was loaded. Nothing on
-        SQLite, whose planner chooses these queries' indexes by their shape, without statistics (the
-        one-million-resource search figures in docs/performance.md are measured so)."""
+    def refresh_statistics(self, written: int) -> None:
+        """After a bulk load that wrote `written` resources: brings the planner's statistics up to date with
+        what was loaded. Nothing on SQLite, whose planner chooses these queries' indexes by their shape, without
+        statistics (the one-million-resource search figures in docs/performance.md are measured so)."""
 
     # -- schema ------------------------------------------------------------------------------------------------
     def migrate(self) -> list[int]:

@@ -19,6 +19,9 @@ from .schema import INDEX_TABLES
 _READ = "SELECT type, id, version, last_updated, deleted, content FROM resources WHERE type = %s AND id = %s"
 
 
+ANALYZE_SHARE = 0.1  # a load that grows the store by this share refreshes its statistics (refresh_statistics)
+
+
 def _custom_plans(conn: Any) -> None:
     """Statements run five times are prepared on the server (prepare_threshold), and PostgreSQL then plans a
     prepared statement once for any parameters (a generic plan) when that plan's estimate looks no worse.
@@ -121,13 +124,20 @@ class PostgresStore(Store):
             pool, self._apool = self._apool, None
             await pool.close()
 
-    def refresh_statistics(self) -> None:
+    def refresh_statistics(self, written: int) -> None:
         """VACUUM (ANALYZE) of the tables a load writes, so that searches over freshly loaded data are planned
         with statistics and counted from the index alone (the vacuum sets the visibility map). Autovacuum
         would get there in its own time, if it is on at all (it is off on the CI machine); until then, at 1M
         resources, `Observation?patient=…&code=…` took 49 ms (p50) instead of 3, and with statistics but no
-        vacuum a count visited every matching heap row (see docs/performance.md, 2026-11-26)."""
+        vacuum a count visited every matching heap row (see docs/performance.md, 2026-11-26).
+
+        Only when the load wrote at least a tenth of what the store held before (autovacuum's own analyze
+        threshold), or the store was never analyzed: a small import into a large store is left to
+        autovacuum rather than paying for statistics on every table."""
         with self.pool.connection() as conn:  # pooled connections are autocommit: VACUUM needs that
+            known = conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'resources'::regclass").fetchone()[0]
+            if known >= 0 and written < ANALYZE_SHARE * max(known - written, 0):
+                return
             conn.execute(f"VACUUM (ANALYZE) resources, history, {', '.join(INDEX_TABLES)}")
 
     def close(self) -> None:
