@@ -257,6 +257,13 @@ class Loader:
             if checkpoint:
                 _save_checkpoint(tx, checkpoint, line_no, done)
 
+    def refresh_statistics(self) -> None:
+        """After the last file: the store's planner statistics, if this load wrote anything (part of the load:
+        the data is searchable at speed once it returns)."""
+        written = self.report.created + self.report.updated
+        if written:
+            self.store.refresh_statistics(written)
+
     def _tick(self) -> None:
         if self.progress:
             self.progress(self.report.loaded, len(self.report.errors))
@@ -373,8 +380,7 @@ def _load_all(services, loader: Loader, paths: Iterable[str], stdin, restart: bo
             log.info("%s: resuming after line %d", path, start)
         with open(path, "rb") as fp:
             loader.load_lines(fp, str(path), key, start)
-    if loader.report.created or loader.report.updated:  # part of the load: searchable at speed once it returns
-        services.store.refresh_statistics(loader.report.created + loader.report.updated)
+    loader.refresh_statistics()
     loader.report.seconds = time.perf_counter() - started
 
 

@@ -28,13 +28,19 @@ def query_of(request: Request) -> str:
     return request.scope.get("query_string", b"").decode("utf-8", "replace")
 
 
+_NO_PARAMS: dict[str, str] = {}
+
+
+def params_of(request: Request) -> Any:
+    """The request's query parameters; most reads carry none, and parsing an empty query cost a few
+    microseconds a request."""
+    return request.query_params if request.scope.get("query_string") else _NO_PARAMS
+
+
 def context(request: Request, caller: Caller, base_url: str) -> RequestContext:
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]}
-    if request.scope.get("query_string"):
-        params = request.query_params
-        pretty, fmt = params.get("_pretty") == "true", params.get("_format")
-    else:  # most reads carry no query: parsing an empty one cost a few microseconds a request
-        pretty, fmt = False, None
+    params = params_of(request)
+    pretty, fmt = params.get("_pretty") == "true", params.get("_format")
     # $viewdefinition-run answers in CSV, NDJSON or Parquet too: it checks its own _format.
     if fmt is not None and not path_of(request).endswith(OWN_FORMAT):
         if fmt in _XML or "xml" in fmt:

@@ -184,10 +184,8 @@ class FHIRRouter:
                              rid: str) -> Response:
         s = self.services
         if method == "GET":
-            summary = elements = None
-            if request.scope.get("query_string"):  # most reads have none: no query to parse
-                params = request.query_params
-                summary, elements = params.get("_summary"), params.get("_elements")
+            params = http.params_of(request)
+            summary, elements = params.get("_summary"), params.get("_elements")
             args = (s, ctx, rtype, rid, summary if summary != "false" else None,
                     elements.split(",") if elements else None)
             if hasattr(s.store, "aread"):

@@ -80,8 +80,7 @@ def _run(services, job_id: str, inputs: list[tuple[str, Path]], out_dir: Path) -
                 loader.load_lines(fp, path.name)
             counts[path.name] = loader.report.loaded - before
             _update(store, job_id, "running", loader.report.loaded)
-        if loader.report.created or loader.report.updated:  # before "done": then searchable at speed
-            store.refresh_statistics(loader.report.created + loader.report.updated)
+        loader.refresh_statistics()  # before "done"
         errors = loader.report.errors
         with open(out_dir / "errors.ndjson", "wb") as fp:
             for e in errors:
