@@ -24,6 +24,7 @@ from .routing import FHIRRouter
 from .services import Limits, Services
 
 log = logging.getLogger("healthtwin")
+RATE_DIR = "ratelimit"  # the data folder's subfolder of rate-limit buckets that the server's workers share
 
 
 def create_app(store: Store, policy: Policy | None = None, limits: Limits | None = None,
@@ -56,8 +57,13 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
                               externals=list(externals or []))
     if tokens is not None:
         from ..security.smart import SmartConfig, smart_routes
-        routes += smart_routes(SmartConfig(services.store, tokens, public_url))
-    limiter = RateLimiter(*rate) if rate else None
+        smart = SmartConfig(services.store, tokens, public_url)
+        if data_dir is not None:  # shared by the server's workers (security/ratelimit.py says why)
+            smart.share_limits(Path(data_dir) / RATE_DIR)
+        routes += smart_routes(smart)
+    limiter = None
+    if rate:
+        limiter = RateLimiter(*rate, path=Path(data_dir) / RATE_DIR / "api.buckets" if data_dir is not None else None)
     fhir_router = FHIRRouter(services, "/fhir", identify=tokens.identify if tokens is not None else None,
                              limiter=limiter)
 

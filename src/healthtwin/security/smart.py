@@ -21,6 +21,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -37,6 +38,8 @@ from .ratelimit import RateLimiter
 from .tokens import TokenError, TokenService, unverified_claims, unverified_header, verify_signed
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+TOKEN_RATE = (5.0, 30.0)  # token requests per second and burst, per address
+LOGIN_RATE = (5 / 60, 5.0)  # login attempts: five, then one every twelve seconds, per user and per address
 ASSERTION_ALGS = ("RS384", "ES384", "RS256", "ES256")
 MAX_FORM_BYTES = 64 * 1024
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
@@ -57,11 +60,16 @@ class SmartConfig:
     assertion_max_ahead: float = 300  # SMART: a client assertion's exp is at most five minutes in the future
     clock_skew: float = 10
     code_lifetime: float = 60
-    token_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(rate=5, burst=30))
-    login_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(rate=5 / 60, burst=5))
+    token_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(*TOKEN_RATE))
+    login_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(*LOGIN_RATE))
 
     def __post_init__(self) -> None:
         self.public_url = self.public_url.rstrip("/")
+
+    def share_limits(self, folder: Path) -> None:
+        """Token and login limits kept in files in `folder`, shared by every worker process that opens them."""
+        self.token_limiter = RateLimiter(*TOKEN_RATE, path=folder / "token.buckets")
+        self.login_limiter = RateLimiter(*LOGIN_RATE, path=folder / "login.buckets")
 
     @property
     def token_endpoint(self) -> str:
