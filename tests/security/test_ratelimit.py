@@ -103,12 +103,17 @@ def test_shared_file_is_bounded_private_and_evicts_the_idlest(tmp_path):
     assert os.stat(path).st_mode & 0o077 == 0
 
 
-def test_a_foreign_file_is_replaced_not_trusted(tmp_path):
+@pytest.mark.parametrize("damage", ["foreign", "truncated"])
+def test_a_foreign_or_damaged_file_is_replaced_not_trusted(tmp_path, damage):
     path = tmp_path / "api.buckets"
-    path.write_bytes(b"not a bucket table")
-    rl = RateLimiter(rate=1, burst=1, path=path)
+    if damage == "foreign":
+        path.write_bytes(b"not a bucket table")
+    else:
+        RateLimiter(rate=1, burst=1, max_keys=64, path=path).buckets.close()
+        path.write_bytes(path.read_bytes()[:100])
+    rl = RateLimiter(rate=1, burst=1, max_keys=64, path=path)
     assert rl.check("a") is None and rl.check("a") is not None
-    assert path.read_bytes()[:8] == SharedBuckets.MAGIC
+    assert path.read_bytes()[:8] == SharedBuckets.MAGIC and path.stat().st_size > 100
 
 
 def test_two_server_workers_enforce_one_limit(tmp_path):

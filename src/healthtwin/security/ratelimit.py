@@ -82,19 +82,17 @@ class SharedBuckets:
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX)
             try:
-                size = self.HEADER.size + slots * self.SLOT.size
                 header = os.pread(fd, self.HEADER.size, 0)
-                if len(header) == self.HEADER.size and header[:8] == self.MAGIC:
-                    _, slots, self._hash_key = self.HEADER.unpack(header)  # another worker made it first
-                    size = self.HEADER.size + slots * self.SLOT.size
-                else:  # new (or not ours): a fresh table
+                found = self.HEADER.unpack(header) if len(header) == self.HEADER.size else (b"", 0, b"")
+                if (found[0] == self.MAGIC and found[1] & (found[1] - 1) == 0 and found[1] >= 16
+                        and os.fstat(fd).st_size == self.HEADER.size + found[1] * self.SLOT.size):
+                    _, slots, self._hash_key = found  # another worker (or an earlier run) made it
+                else:  # new, or not a whole table of ours: a fresh one
                     self._hash_key = os.urandom(16)
                     os.ftruncate(fd, 0)
-                    os.ftruncate(fd, size)
+                    os.ftruncate(fd, self.HEADER.size + slots * self.SLOT.size)
                     os.pwrite(fd, self.HEADER.pack(self.MAGIC, slots, self._hash_key), 0)
-                if os.fstat(fd).st_size < size:
-                    raise ValueError(f"{path} is truncated")
-                self._map = mmap.mmap(fd, size)
+                self._map = mmap.mmap(fd, self.HEADER.size + slots * self.SLOT.size)
             finally:
                 fcntl.lockf(fd, fcntl.LOCK_UN)
         except BaseException:
