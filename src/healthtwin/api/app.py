@@ -55,15 +55,15 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
         from ..security.tokens import TokenService
         tokens = TokenService(load_or_create(data_dir), public_url, public_url + "/fhir",
                               externals=list(externals or []))
+    # Rate-limit buckets in the data folder, shared by the server's workers (security/ratelimit.py says why)
+    rate_dir = Path(data_dir) / RATE_DIR if data_dir is not None else None
     if tokens is not None:
         from ..security.smart import SmartConfig, smart_routes
         smart = SmartConfig(services.store, tokens, public_url)
-        if data_dir is not None:  # shared by the server's workers (security/ratelimit.py says why)
-            smart.share_limits(Path(data_dir) / RATE_DIR)
+        if rate_dir is not None:
+            smart.share_limits(rate_dir)
         routes += smart_routes(smart)
-    limiter = None
-    if rate:
-        limiter = RateLimiter(*rate, path=Path(data_dir) / RATE_DIR / "api.buckets" if data_dir is not None else None)
+    limiter = RateLimiter(*rate, path=rate_dir / "api.buckets" if rate_dir else None) if rate else None
     fhir_router = FHIRRouter(services, "/fhir", identify=tokens.identify if tokens is not None else None,
                              limiter=limiter)
 

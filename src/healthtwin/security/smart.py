@@ -79,15 +79,6 @@ class SmartConfig:
     def fhir_base(self) -> str:
         return self.public_url + self.fhir_path
 
-    @classmethod
-    def build(cls, store: Any, data_dir: str, public_url: str, externals: list | None = None,
-              lifetime: int = 3600) -> "SmartConfig":
-        from .keys import load_or_create
-        public_url = public_url.rstrip("/")
-        tokens = TokenService(load_or_create(data_dir), public_url, public_url + "/fhir", lifetime,
-                              externals=list(externals or []))
-        return cls(store, tokens, public_url)
-
 
 class OAuthError(Exception):
     def __init__(self, error: str, description: str, status: int | None = None,
