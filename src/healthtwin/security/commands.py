@@ -107,6 +107,30 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_signing_keys(args: argparse.Namespace) -> int:
+    """`keys rotate-signing` and `keys retire-signing`: the token-signing key (no store needed)."""
+    from .keys import load_or_create, retire_signing_files, rotate_signing_file
+    from .tokens import KEYS_RECHECK, MAX_TOKEN_LIFETIME
+    data_dir = Path(args.data_dir).resolve()
+    load_or_create(data_dir)  # a new data folder gets its keys first
+    if args.keys_command == "rotate-signing":
+        retired = rotate_signing_file(data_dir)
+        print(f"new token-signing key {load_or_create(data_dir).kid}; running servers sign with it within "
+              f"{KEYS_RECHECK:.0f} s. The previous key ({retired.name}) still verifies and stays in the JWKS "
+              f"until `healthtwin keys retire-signing`, allowed once every token it signed has expired "
+              f"({MAX_TOKEN_LIFETIME // 60} minutes)")
+        return 0
+    deleted, kept = retire_signing_files(data_dir, 0 if args.force else MAX_TOKEN_LIFETIME + 60)
+    for path in deleted:
+        print(f"deleted retired signing key {path.name}")
+    for path in kept:
+        print(f"kept {path.name}: retired less than {MAX_TOKEN_LIFETIME // 60 + 1} minutes ago, so tokens it signed "
+              "may still be live (--force deletes it anyway and those tokens stop working)", file=sys.stderr)
+    if not deleted and not kept:
+        print("no retired signing key")
+    return 1 if kept else 0
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     from .extract import audit_extract, research_extract
     from .keys import load_or_create
@@ -183,7 +207,7 @@ def register(sub: Any, store_args: Any) -> None:
     extract.add_argument("--operator", default=getpass.getuser(), help="who runs it, for the audit trail")
     extract.set_defaults(func=cmd_extract)
 
-    keys = sub.add_parser("keys", help="rotate the master key that wraps the encryption keys of identifiers")
+    keys = sub.add_parser("keys", help="rotate the master key (identifiers at rest) or the token-signing key")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     rotate = keys_sub.add_parser("rotate", help="new master key; re-wrap every encrypted blob under it")
     store_args(rotate)
@@ -191,3 +215,11 @@ def register(sub: Any, store_args: Any) -> None:
     retire = keys_sub.add_parser("retire", help="after restarting servers: re-wrap stragglers, delete old keys")
     store_args(retire)
     retire.set_defaults(func=cmd_keys)
+    srotate = keys_sub.add_parser("rotate-signing", help="new token-signing key; the old one keeps verifying")
+    srotate.add_argument("--data-dir", default="./data", help="the data folder whose keys/ to rotate")
+    srotate.set_defaults(func=cmd_signing_keys)
+    sretire = keys_sub.add_parser("retire-signing",
+                                  help="delete signing keys retired over an hour ago (their tokens have expired)")
+    sretire.add_argument("--data-dir", default="./data", help="the data folder whose keys/ to clean")
+    sretire.add_argument("--force", action="store_true", help="delete them even if tokens they signed may be live")
+    sretire.set_defaults(func=cmd_signing_keys)

@@ -2,6 +2,9 @@
 
     signing.pem     ES256 (P-256) private key that signs access and id tokens; its `kid` is the RFC 7638
                     thumbprint of the public key, so it needs no separate file and cannot drift.
+    signing.pem.<n> signing keys retired by `healthtwin keys rotate-signing`: their public keys still verify
+                    (and are published in the JWKS) until `healthtwin keys retire-signing` deletes them, once
+                    every token they signed has expired.
     master.key      32 random bytes: the key-encryption key that wraps the data keys of crypto.py.
     index.key       32 random bytes: root of the blind-index keys (searching encrypted identifiers, at_rest.py).
     pseudonym.key   32 random bytes: HMAC root for research pseudonyms; each project gets its own key by
@@ -92,17 +95,30 @@ class KeySet:
     pseudonym_key: bytes
     kid: str = field(init=False)
     folder: Path | None = None
+    retired_signing: tuple[ec.EllipticCurvePublicKey, ...] = ()  # still verify, no longer sign
+    _jwks: dict[str, dict[str, str]] = field(init=False, repr=False)  # kid -> public JWK, current first
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kid", public_jwk(self.signing_key.public_key())["kid"])
+        jwks = {}
+        for key in (self.signing_key.public_key(), *self.retired_signing):
+            jwk = public_jwk(key)
+            jwk.update({"use": "sig", "alg": SIGNING_ALG})
+            jwks.setdefault(jwk["kid"], jwk)
+        object.__setattr__(self, "_jwks", jwks)
+        object.__setattr__(self, "kid", next(iter(jwks)))
 
     def public_jwk(self) -> dict[str, str]:
-        jwk = public_jwk(self.signing_key.public_key())
-        jwk.update({"use": "sig", "alg": SIGNING_ALG})
-        return jwk
+        """The current signing key's public JWK."""
+        return dict(self._jwks[self.kid])
+
+    def verification_jwk(self, kid: str) -> dict[str, str] | None:
+        """The public JWK that verifies tokens signed under `kid`: the current key's or a retired one's."""
+        jwk = self._jwks.get(kid)
+        return dict(jwk) if jwk is not None else None
 
     def public_jwks(self) -> dict[str, list[dict[str, str]]]:
-        return {"keys": [self.public_jwk()]}
+        """What /auth/jwks publishes: the current key, then the retired ones whose tokens may still be live."""
+        return {"keys": [dict(jwk) for jwk in self._jwks.values()]}
 
     def project_pseudonym_key(self, project: str) -> bytes:
         return hkdf(self.pseudonym_key, "healthtwin pseudonym v1|" + project)
@@ -163,11 +179,62 @@ def load_or_create(data_dir: str | Path) -> KeySet:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         if _create_exclusive(signing_path, pem):
             log.warning("generated token-signing key %s", signing_path)
-    signing = serialization.load_pem_private_key(_read_private(signing_path), password=None)
-    if not isinstance(signing, ec.EllipticCurvePrivateKey) or signing.curve.name != "secp256r1":
-        raise ValueError(f"{signing_path} must be a P-256 EC private key (ES256)")
+    signing = _signing_key(signing_path)
+    retired = tuple(_signing_key(path).public_key() for path in retired_signing_files(folder))
     return KeySet(signing, _secret_file(folder, "master.key"), _secret_file(folder, "index.key"),
-                  _secret_file(folder, "pseudonym.key"), folder=folder)
+                  _secret_file(folder, "pseudonym.key"), folder=folder, retired_signing=retired)
+
+
+def _signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(_read_private(path), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ValueError(f"{path} must be a P-256 EC private key (ES256)")
+    return key
+
+
+def _numbered(folder: Path, name: str) -> list[Path]:
+    """`name.<n>` files in `folder`, oldest (lowest n) first."""
+    found = [p for p in folder.glob(name + ".*") if p.suffix[1:].isdigit()]
+    return sorted(found, key=lambda p: int(p.suffix[1:]))
+
+
+def retired_signing_files(folder: Path) -> list[Path]:
+    return _numbered(folder, "signing.pem")
+
+
+def rotate_signing_file(data_dir: str | Path) -> Path:
+    """Keeps signing.pem as signing.pem.<n> and creates a new signing key; returns the retired file's path.
+
+    Servers sharing the data folder sign with the new key within SIGNING_RECHECK seconds (TokenService looks
+    at the file now and then) and keep verifying tokens signed with the old one, which stays in the JWKS."""
+    folder = Path(data_dir) / "keys"
+    current = folder / "signing.pem"
+    existing = _numbered(folder, "signing.pem")
+    retired = folder / f"signing.pem.{1 + (int(existing[-1].suffix[1:]) if existing else 0)}"
+    if not _create_exclusive(retired, _read_private(current)):
+        raise RuntimeError(f"{retired} exists already; refusing to overwrite a retired key")
+    fresh = folder / ".signing.pem.next"
+    fresh.unlink(missing_ok=True)
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    if not _create_exclusive(fresh, pem):
+        raise RuntimeError(f"cannot create {fresh}")
+    fresh.replace(current)  # atomic: a reader sees the old key or the new one, never a partial file
+    return retired
+
+
+def retire_signing_files(data_dir: str | Path, older_than: float) -> tuple[list[Path], list[Path]]:
+    """Deletes the retired signing keys retired more than `older_than` seconds ago (every token they signed
+    has expired by then); returns (deleted, kept)."""
+    import time
+    deleted, kept = [], []
+    for path in retired_signing_files(Path(data_dir) / "keys"):
+        if time.time() - path.stat().st_mtime > older_than:
+            path.unlink()
+            deleted.append(path)
+        else:
+            kept.append(path)
+    return deleted, kept
 
 
 def retired_master_keys(data_dir: str | Path) -> list[bytes]:

@@ -366,7 +366,10 @@ def smart_routes(config: SmartConfig) -> list[Route]:
         return Response(discovery, media_type="application/json", headers={"cache-control": "max-age=3600"})
 
     async def jwks(request: Request) -> Response:
-        return JSONResponse(config.tokens.keys.public_jwks(), headers={"cache-control": "max-age=3600"})
+        config.tokens.refresh_keys()  # a rotation is published within seconds, not at the next restart
+        # Cached briefly: after a rotation, relying parties see the new key within five minutes (and should
+        # fetch again on an unknown kid anyway).
+        return JSONResponse(config.tokens.keys.public_jwks(), headers={"cache-control": "max-age=300"})
 
     async def token(request: Request) -> Response:
         wait = config.token_limiter.check("addr:" + _address(request))

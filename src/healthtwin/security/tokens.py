@@ -5,7 +5,8 @@ Verification is deliberately narrow, because every relaxation is a known attack:
   key it is checked with: an HS256 token "signed" with our public key (algorithm confusion) is refused
   before any MAC is computed, and an ES384 header against a P-256 key is refused too.
 * The key is chosen by (issuer, kid) from keys we hold; an unknown kid fails; keys in the token header
-  (`jwk`, `jku`, `x5u`, `x5c`) are never used.
+  (`jwk`, `jku`, `x5u`, `x5c`) are never used. Our keys are the current signing key and those retired by
+  `healthtwin keys rotate-signing` (keys.py); a running server notices a rotation within KEYS_RECHECK seconds.
 * iss, aud, exp, iat, sub and jti are required; exp/nbf get a small leeway for clock skew only.
 * Our own tokens carry `typ: at+jwt` (RFC 9068), so an id token or a client assertion can never be replayed
   as an access token here.
@@ -25,11 +26,13 @@ import orjson
 
 from ..api.context import Caller
 from ..fhir.outcome import FHIRError
-from .keys import SIGNING_ALG, KeySet
+from .keys import SIGNING_ALG, KeySet, load_or_create, retired_signing_files
 
 log = logging.getLogger("healthtwin.security")
 
 ACCESS_TOKEN_ALGS = ("ES256", "ES384", "RS256")
+MAX_TOKEN_LIFETIME = 3600  # seconds: no token we sign lives longer (access tokens; id tokens 600)
+KEYS_RECHECK = 10.0  # seconds between looks at the keys folder for a rotated or retired signing key
 MAX_TOKEN_BYTES = 16 * 1024
 _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 
@@ -233,21 +236,55 @@ class TokenService:
     keys: KeySet
     issuer: str  # our authorization server, e.g. https://twin.example
     audience: str  # the FHIR base URL, e.g. https://twin.example/fhir
-    lifetime: int = 3600
+    lifetime: int = MAX_TOKEN_LIFETIME
     leeway: float = 30
     externals: list[ExternalIssuer] = field(default_factory=list)
     _verified: dict[str, TokenCaller] = field(default_factory=dict, repr=False)  # token -> caller (identify)
+    _keys_seen: tuple = field(default=(), repr=False)  # the keys folder's signing files when last loaded
+    _keys_checked: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
-        if self.lifetime > 3600:
+        if self.lifetime > MAX_TOKEN_LIFETIME:
             raise ValueError("access tokens live at most one hour")
         if any(e.issuer == self.issuer for e in self.externals):
             raise ValueError("an external issuer cannot share our issuer URL")
+        self._keys_seen = self._signing_files()
+        self._keys_checked = time.monotonic()
+
+    def _signing_files(self) -> tuple:
+        """(name, inode, mtime) of the signing key files, to notice a rotation or a retirement cheaply."""
+        folder = self.keys.folder
+        if folder is None:
+            return ()
+        found = []
+        for path in [folder / "signing.pem", *retired_signing_files(folder)]:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            found.append((path.name, st.st_ino, st.st_mtime_ns))
+        return tuple(found)
+
+    def refresh_keys(self) -> None:
+        """Reloads the keys if the folder's signing files changed since they were loaded; looks at most once
+        per KEYS_RECHECK seconds, so tokens with made-up kids cannot make every request read the disk."""
+        now = time.monotonic()
+        if self.keys.folder is None or now - self._keys_checked < KEYS_RECHECK:
+            return
+        self._keys_checked = now
+        seen = self._signing_files()
+        if seen != self._keys_seen:
+            self.keys = load_or_create(self.keys.folder.parent)
+            self._keys_seen = seen
+            self._verified.clear()  # a retired key's tokens must be checked again
+            log.warning("token-signing keys reloaded from %s: signing with %s, %d retired key(s) still verify",
+                        self.keys.folder, self.keys.kid, len(self.keys.retired_signing))
 
     def mint(self, subject: str, kind: str, scopes: Iterable[str], roles: Iterable[str] = (),
              client_id: str | None = None, organization: str | None = None, patient: str | None = None,
              fhir_user: str | None = None, lifetime: int | None = None) -> tuple[str, int]:
         """A signed access token and its lifetime in seconds."""
+        self.refresh_keys()
         life = min(lifetime or self.lifetime, self.lifetime)
         now = int(time.time())
         claims: dict[str, Any] = {"iss": self.issuer, "aud": self.audience, "sub": subject, "iat": now,
@@ -262,6 +299,7 @@ class TokenService:
         return token, life
 
     def mint_id_token(self, subject: str, client_id: str, nonce: str | None, fhir_user: str | None) -> str:
+        self.refresh_keys()
         now = int(time.time())
         claims: dict[str, Any] = {"iss": self.issuer, "aud": client_id, "sub": subject, "iat": now,
                                   "exp": now + min(self.lifetime, 600)}
@@ -279,9 +317,11 @@ class TokenService:
         if iss == self.issuer:
             if header.get("typ") != "at+jwt":
                 raise TokenError("not an access token (typ must be at+jwt)")
-            if header["kid"] != self.keys.kid:
+            self.refresh_keys()
+            jwk = self.keys.verification_jwk(header["kid"])
+            if jwk is None:
                 raise TokenError("unknown kid")
-            claims = verify_signed(token, self.keys.public_jwk(), header["alg"], self.issuer, self.audience,
+            claims = verify_signed(token, jwk, header["alg"], self.issuer, self.audience,
                                    self.leeway, ("iss", "sub", "aud", "exp", "iat", "jti"))
             return claims, None
         for ext in self.externals:
