@@ -62,7 +62,8 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
         smart = SmartConfig(services.store, tokens, public_url)
         if rate_dir is not None:
             smart.share_limits(rate_dir)
-        routes += smart_routes(smart)
+        from ..security.revocation import revocation_routes
+        routes += smart_routes(smart) + revocation_routes(smart)
     limiter = RateLimiter(*rate, path=rate_dir / "api.buckets" if rate_dir else None) if rate else None
     fhir_router = FHIRRouter(services, "/fhir", identify=tokens.identify if tokens is not None else None,
                              limiter=limiter)

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -55,18 +56,23 @@ def ensure_security_schema(store: Any) -> None:
         f"""CREATE TABLE IF NOT EXISTS security_codes (code_hash TEXT PRIMARY KEY, client_id TEXT NOT NULL,
              redirect_uri TEXT NOT NULL, challenge TEXT NOT NULL, username TEXT NOT NULL, scope TEXT NOT NULL,
              nonce TEXT, expires {real} NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS security_revoked (jti TEXT PRIMARY KEY, expires {real} NOT NULL,
+             revoked {real} NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS security_revoked_at ON security_revoked (revoked)",
     ]
     with store.write_cursor() as cur:
         store.lock(cur, "security-schema")
         for stmt in ddl:
             cur.execute(stmt)
-        # Added after the first release: stores created earlier get the column on start.
-        if store.dialect == "postgres":
-            cur.execute("ALTER TABLE security_clients ADD COLUMN IF NOT EXISTS roles TEXT")
-        else:
-            cur.execute("PRAGMA table_info(security_clients)")
-            if "roles" not in {row[1] for row in cur.fetchall()}:
-                cur.execute("ALTER TABLE security_clients ADD COLUMN roles TEXT")
+        # Added after the first release: stores created earlier get the columns on start. A code's token_jti
+        # is the id of the token it was redeemed for (set when it is redeemed; revoked if it comes back).
+        for table, column in (("security_clients", "roles"), ("security_codes", "token_jti")):
+            if store.dialect == "postgres":
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} TEXT")
+            else:
+                cur.execute(f"PRAGMA table_info({table})")
+                if column not in {row[1] for row in cur.fetchall()}:
+                    cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
 
 # -- scopes -----------------------------------------------------------------------------------------------------
@@ -296,3 +302,51 @@ def claim_jti(store: Any, client_id: str, jti: str, expires: float) -> bool:
             # Housekeeping: expired jtis can no longer be replayed (the assertion's exp check rejects them).
             cur.execute(store.sql("DELETE FROM security_jti WHERE expires < ?"), (now,))
     return fresh
+
+
+# -- revoked access tokens (security/revocation.py has the endpoints) -------------------------------------------
+SYNC_SECONDS = 1.0
+_CLOCK_MARGIN = 5.0  # seconds: rows another process stamped with a slightly slower clock are still read
+
+
+class Revocations:
+    """The set of revoked jtis, shared by the server's processes through the store."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._jtis: dict[str, float] = {}  # jti -> expires (epoch seconds)
+        self._since = 0.0  # newest `revoked` stamp read so far
+        self._synced = 0.0  # monotonic time of the last read
+        self._lock = threading.Lock()
+
+    def revoke(self, jti: str, expires: float) -> None:
+        """Records the revocation (idempotent); effective here at once, elsewhere within SYNC_SECONDS."""
+        store, now = self.store, time.time()
+        with store.write_cursor() as cur:
+            cur.execute(store.sql("INSERT INTO security_revoked (jti, expires, revoked) VALUES (?, ?, ?) "
+                                  "ON CONFLICT DO NOTHING"), (jti, expires, now))
+            if secrets.randbelow(32) == 0:  # housekeeping: a revocation outlives its token by nothing
+                cur.execute(store.sql("DELETE FROM security_revoked WHERE expires < ?"), (now - 60,))
+        with self._lock:
+            self._jtis[jti] = expires
+
+    def revoked(self, jti: str | None) -> bool:
+        if jti is None:
+            return False
+        if time.monotonic() - self._synced >= SYNC_SECONDS:
+            self._sync()
+        return jti in self._jtis
+
+    def _sync(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._synced < SYNC_SECONDS:
+                return  # another thread just did
+            rows = self.store.query("SELECT jti, expires, revoked FROM security_revoked WHERE revoked >= ?",
+                                    [self._since - _CLOCK_MARGIN])
+            now = time.time()
+            for jti, expires, stamp in rows:
+                self._jtis[jti] = expires
+                self._since = max(self._since, stamp)
+            if len(self._jtis) > 1000:  # forget revocations whose tokens have expired anyway
+                self._jtis = {j: e for j, e in self._jtis.items() if e >= now}
+            self._synced = time.monotonic()

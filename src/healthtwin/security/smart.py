@@ -31,11 +31,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .clients import Client, claim_jti, get_client, get_user, parse_scope, scope_permitted, split_scopes, \
-    verify_password, ensure_security_schema
+from .clients import Client, Revocations, claim_jti, get_client, get_user, parse_scope, scope_permitted, \
+    split_scopes, verify_password, ensure_security_schema
 from .keys import b64url
 from .ratelimit import RateLimiter
-from .tokens import TokenError, TokenService, unverified_claims, unverified_header, verify_signed
+from .tokens import MAX_TOKEN_LIFETIME, TokenError, TokenService, unverified_claims, unverified_header, verify_signed
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_RATE = (5.0, 30.0)  # token requests per second and burst, per address
@@ -65,6 +65,8 @@ class SmartConfig:
 
     def __post_init__(self) -> None:
         self.public_url = self.public_url.rstrip("/")
+        if self.tokens.revocations is None:  # revoked tokens are refused wherever this token service checks
+            self.tokens.revocations = Revocations(self.store)
 
     def share_limits(self, folder: Path) -> None:
         """Token and login limits kept in files in `folder`, shared by every worker process that opens them."""
@@ -101,6 +103,8 @@ def smart_configuration(config: SmartConfig) -> dict[str, Any]:
         "jwks_uri": base + "/auth/jwks",
         "authorization_endpoint": base + "/auth/authorize",
         "token_endpoint": config.token_endpoint,
+        "revocation_endpoint": base + "/auth/revoke",
+        "introspection_endpoint": base + "/auth/introspect",
         "grant_types_supported": ["authorization_code", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
@@ -184,23 +188,26 @@ def _authorization_code(config: SmartConfig, form: dict[str, str]) -> dict[str, 
     if not code or not redirect_uri:
         raise OAuthError("invalid_request", "code and redirect_uri are required")
     store = config.store
-    # Consumed first, whatever happens next: a code is tried once, so a wrong verifier cannot be retried.
+    # Redeemed first, whatever happens next: a code is tried once, so a wrong verifier cannot be retried. The
+    # row stays, holding the id of the token it is redeemed for, until it is swept an hour after expiring: a
+    # code that comes back leaked, and the token issued for it is revoked (RFC 6749 section 4.1.2).
+    jti = secrets.token_urlsafe(16)
     with store.write_cursor() as cur:
-        cur.execute(store.sql("DELETE FROM security_codes WHERE code_hash = ? RETURNING client_id, redirect_uri, "
-                              "challenge, username, scope, nonce, expires"), (_digest(code),))
+        cur.execute(store.sql("UPDATE security_codes SET token_jti = ? WHERE code_hash = ? AND token_jti IS NULL "
+                              "RETURNING client_id, redirect_uri, challenge, username, scope, nonce, expires"),
+                    (jti, _digest(code)))
         row = cur.fetchone()
+        if row is None:
+            cur.execute(store.sql("SELECT token_jti FROM security_codes WHERE code_hash = ?"), (_digest(code),))
+            used = cur.fetchone()
     if row is None:
-        raise OAuthError("invalid_grant", "unknown, expired or already used code")
+        if used is not None:
+            config.tokens.revocations.revoke(used[0], time.time() + MAX_TOKEN_LIFETIME)
+            raise OAuthError("invalid_grant", "the code was used before; the token issued for it is revoked")
+        raise OAuthError("invalid_grant", "unknown or expired code")
     client_id, bound_uri, challenge, username, scope, nonce, expires = row
-    if form.get("client_assertion") is not None or form.get("client_assertion_type") is not None:
-        if form.get("client_assertion_type") != JWT_BEARER:
-            raise OAuthError("invalid_client", f"client_assertion_type must be {JWT_BEARER}")
-        client = authenticate_client(config, form.get("client_assertion"), form.get("client_id"))
-    else:
-        client = get_client(store, form.get("client_id") or "")
-        if client is not None and client.confidential:
-            raise OAuthError("invalid_client", "this client must authenticate with a client assertion")
-    if client is None or client.client_id != client_id:
+    client = requesting_client(config, form)
+    if client.client_id != client_id:
         raise OAuthError("invalid_grant", "the code was issued to another client")
     if time.time() > expires:
         raise OAuthError("invalid_grant", "the code expired")
@@ -217,7 +224,7 @@ def _authorization_code(config: SmartConfig, form: dict[str, str]) -> dict[str, 
     patient = user.patient if any(s.startswith("patient/") or s == "launch/patient" for s in scopes) else None
     fhir_user = user.practitioner or user.patient
     token, life = config.tokens.mint(user.username, "person", scopes, roles=user.roles, client_id=client.client_id,
-                                     organization=user.organization, patient=patient, fhir_user=fhir_user)
+                                     organization=user.organization, patient=patient, fhir_user=fhir_user, jti=jti)
     body: dict[str, Any] = {"access_token": token, "token_type": "bearer", "expires_in": life, "scope": scope}
     if patient:
         body["patient"] = patient.split("/", 1)[1]
@@ -225,6 +232,21 @@ def _authorization_code(config: SmartConfig, form: dict[str, str]) -> dict[str, 
         body["id_token"] = config.tokens.mint_id_token(user.username, client.client_id, nonce,
                                                        fhir_user if "fhirUser" in scopes else None)
     return body
+
+
+def requesting_client(config: SmartConfig, form: dict[str, str]) -> Client:
+    """The client making a token, revocation or introspection request: authenticated by its assertion if it
+    sends one (and it must, if it is confidential), else a public client named by `client_id`."""
+    if form.get("client_assertion") is not None or form.get("client_assertion_type") is not None:
+        if form.get("client_assertion_type") != JWT_BEARER:
+            raise OAuthError("invalid_client", f"client_assertion_type must be {JWT_BEARER}")
+        return authenticate_client(config, form.get("client_assertion"), form.get("client_id"))
+    client = get_client(config.store, form.get("client_id") or "")
+    if client is None:
+        raise OAuthError("invalid_client", "unknown client")
+    if client.confidential:
+        raise OAuthError("invalid_client", "this client must authenticate with a client assertion")
+    return client
 
 
 def _digest(code: str) -> str:

@@ -240,6 +240,7 @@ class TokenService:
     leeway: float = 30
     externals: list[ExternalIssuer] = field(default_factory=list)
     _verified: dict[str, TokenCaller] = field(default_factory=dict, repr=False)  # token -> caller (identify)
+    revocations: Any = None  # clients.Revocations: tokens revoked before they expire (set by SmartConfig)
     _keys_seen: tuple = field(default=(), repr=False)  # the keys folder's signing files when last loaded
     _keys_checked: float = field(default=0.0, repr=False)
 
@@ -282,13 +283,13 @@ class TokenService:
 
     def mint(self, subject: str, kind: str, scopes: Iterable[str], roles: Iterable[str] = (),
              client_id: str | None = None, organization: str | None = None, patient: str | None = None,
-             fhir_user: str | None = None, lifetime: int | None = None) -> tuple[str, int]:
-        """A signed access token and its lifetime in seconds."""
+             fhir_user: str | None = None, lifetime: int | None = None, jti: str | None = None) -> tuple[str, int]:
+        """A signed access token and its lifetime in seconds; `jti` if its id must be known beforehand."""
         self.refresh_keys()
         life = min(lifetime or self.lifetime, self.lifetime)
         now = int(time.time())
         claims: dict[str, Any] = {"iss": self.issuer, "aud": self.audience, "sub": subject, "iat": now,
-                                  "nbf": now, "exp": now + life, "jti": secrets.token_urlsafe(16),
+                                  "nbf": now, "exp": now + life, "jti": jti or secrets.token_urlsafe(16),
                                   "scope": " ".join(scopes), "kind": kind, "roles": sorted(set(roles))}
         for name, value in (("client_id", client_id), ("organization", organization), ("patient", patient),
                             ("fhirUser", fhir_user)):
@@ -361,14 +362,17 @@ class TokenService:
         # A token verified before is the same bytes, already checked; only its expiry can change. Caching the
         # result keeps signature checks (~100-300 µs in Python) off the path of every later request.
         if cached is not None and (cached.expires is None or cached.expires > time.time()):
-            return cached
-        try:
-            caller = self.caller(token)
-        except TokenError as exc:
-            raise _unauthorized("invalid_token", str(exc)) from None
-        if len(self._verified) >= 10_000:
-            self._verified.clear()  # bounded memory; tokens re-verify once after a clear
-        self._verified[token] = caller
+            caller = cached
+        else:
+            try:
+                caller = self.caller(token)
+            except TokenError as exc:
+                raise _unauthorized("invalid_token", str(exc)) from None
+            if len(self._verified) >= 10_000:
+                self._verified.clear()  # bounded memory; tokens re-verify once after a clear
+            self._verified[token] = caller
+        if self.revocations is not None and self.revocations.revoked(caller.token_id):
+            raise _unauthorized("invalid_token", "the token was revoked")
         return caller
 
 
