@@ -153,6 +153,13 @@ def test_metadata_lists_what_is_implemented(client):
     assert total > 1500
     patient_ops = {o["name"] for o in next(r for r in rest["resource"] if r["type"] == "Patient")["operation"]}
     assert {"everything", "validate"} <= patient_ops
+    # SMART: the service, and the authorization server's endpoints as SMART v1 clients look for them
+    assert rest["security"]["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    (oauth,) = [e for e in rest["security"]["extension"] if e["url"].endswith("/oauth-uris")]
+    uris = {e["url"]: e["valueUri"] for e in oauth["extension"]}
+    smart = client.get("/.well-known/smart-configuration").json()
+    assert uris == {"authorize": smart["authorization_endpoint"], "token": smart["token_endpoint"],
+                    "revoke": smart["revocation_endpoint"], "introspect": smart["introspection_endpoint"]}
 
 
 def test_unknown_method_is_405(client):

@@ -64,6 +64,8 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
             smart.share_limits(rate_dir)
         from ..security.revocation import revocation_routes
         routes += smart_routes(smart) + revocation_routes(smart)
+        services.oauth_uris = {name: public_url + "/auth/" + name
+                               for name in ("authorize", "token", "revoke", "introspect")}
     limiter = RateLimiter(*rate, path=rate_dir / "api.buckets" if rate_dir else None) if rate else None
     fhir_router = FHIRRouter(services, "/fhir", identify=tokens.identify if tokens is not None else None,
                              limiter=limiter)

@@ -29,6 +29,7 @@ class Services:
     jobs: Any = None  # background jobs (reindex, import)
     data_dir: Path | None = None  # keys, import folder, analytics files
     audit: Any = None  # security.audit.AuditLog: every request is recorded before its response is released
+    oauth_uris: dict[str, str] | None = None  # the authorization server's endpoints, for /metadata (SMART)
 
     def __post_init__(self) -> None:
         self.parser = SearchParser(self.registry)

@@ -44,6 +44,15 @@ def capability_statement(services, ctx) -> dict:
         if type_ops:
             entry["operation"] = type_ops
         resources.append(entry)
+    rest = {
+        "mode": "server",
+        "resource": resources,
+        "interaction": [{"code": c} for c in ("transaction", "batch", "search-system", "history-system")],
+        "searchParam": [{"name": n, "type": t} for n, t in _COMMON],
+        "operation": [{"name": o.name, "definition": o.definition} for o in ops if o.system],
+    }
+    if services.oauth_uris:
+        rest["security"] = _smart_security(services.oauth_uris)
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -54,13 +63,20 @@ def capability_statement(services, ctx) -> dict:
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
-        "rest": [{
-            "mode": "server",
-            "resource": resources,
-            "interaction": [{"code": c} for c in ("transaction", "batch", "search-system", "history-system")],
-            "searchParam": [{"name": n, "type": t} for n, t in _COMMON],
-            "operation": [{"name": o.name, "definition": o.definition} for o in ops if o.system],
-        }],
+        "rest": [rest],
+    }
+
+
+def _smart_security(uris: dict[str, str]) -> dict:
+    """SMART App Launch's declaration in the CapabilityStatement: the service, and the endpoints in the
+    oauth-uris extension that SMART v1 clients read (v2 clients read /.well-known/smart-configuration)."""
+    return {
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR"}], "text": "OAuth2 using SMART-on-FHIR profile"}],
+        "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                       "extension": [{"url": name, "valueUri": uri} for name, uri in uris.items()]}],
+        "description": "Bearer tokens from this server's authorization server (SMART App Launch and Backend "
+                       "Services), or from the configured OpenID Connect provider.",
     }
 
 
