@@ -2,6 +2,7 @@
 token issued for it (RFC 6749 4.1.2); SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -107,3 +108,72 @@ def test_other_processes_learn_of_a_revocation(store, smart, monkeypatch):
     monkeypatch.setattr(clients_module, "SYNC_SECONDS", 3600.0)
     here.revoke("jti-2", 4102444800.0)
     assert not there.revoked("jti-2")  # within SYNC_SECONDS a process answers from memory, without a query
+
+
+# -- disabled accounts -----------------------------------------------------------------------------------------
+def test_a_disabled_user_cannot_sign_in_and_their_tokens_die(http, app_client, citizen, tokens, store, monkeypatch):
+    monkeypatch.setattr(clients_module, "SYNC_SECONDS", 0.0)  # the disabling writes through the store
+    from healthtwin.security.clients import set_disabled, verify_password
+
+    from .conftest import PASSWORD
+    from .test_smart import login
+    token = user_token(http, app_client)
+    other, _ = tokens.mint("bob", "person", ["user/*.rs"])  # another person, untouched
+    assert tokens.identify(bearer(token)).subject == "alice"
+    assert set_disabled(store, "user", "alice", True)
+    assert "revoked" in refused_401(tokens, token)
+    assert tokens.identify(bearer(other)).subject == "bob"
+    assert verify_password(store, "alice", PASSWORD) is None
+    verifier, challenge = pkce()
+    from .test_smart import authorize_params
+    assert login(http, authorize_params(app_client, challenge)).status_code == 401
+    assert set_disabled(store, "user", "alice", False)
+    time.sleep(1.01)  # tokens carry whole seconds: one minted in the second of the disabling counts as before it
+    fresh = user_token(http, app_client)
+    assert tokens.identify(bearer(fresh)).subject == "alice"
+    assert "revoked" in refused_401(tokens, token)  # the old one stays dead
+    assert not set_disabled(store, "user", "nobody", True)
+
+
+def test_a_disabled_client_loses_its_tokens_and_its_users_tokens(http, app_client, citizen, backend, tokens,
+                                                                 store, monkeypatch):
+    monkeypatch.setattr(clients_module, "SYNC_SECONDS", 0.0)
+    from healthtwin.security.clients import set_disabled
+    user_tok = user_token(http, app_client)
+    resp = http.post("/auth/token", data=backend.form())
+    system_tok = resp.json()["access_token"]
+    assert set_disabled(store, "client", backend.client_id, True)
+    assert "revoked" in refused_401(tokens, system_tok)
+    refused(http.post("/auth/token", data=backend.form()), "invalid_client")
+    assert tokens.identify(bearer(user_tok)).subject == "alice"  # another client's user: untouched
+    assert set_disabled(store, "client", app_client, True)
+    assert "revoked" in refused_401(tokens, user_tok)
+
+
+def test_disabling_from_the_command_line_reaches_a_running_server(tmp_path):
+    """`healthtwin users disable` in another process; the server's workers refuse the user's token within a
+    second (they read revocations from the store)."""
+    import subprocess
+    import sys
+
+    from starlette.testclient import TestClient
+
+    from healthtwin.api.app import create_app
+    from healthtwin.security.clients import add_user
+    from healthtwin.store import open_store
+    data = tmp_path / "data"
+    store = open_store(None, data)
+    add_user(store, "dr-who", "a long password 1", ["clinician"])
+    app = create_app(store, data_dir=data, public_url=BASE, rate=None)
+    with TestClient(app) as client:
+        tokens = app.state.tokens  # FHIRFastPath passes the Starlette app's attributes on
+        token, _ = tokens.mint("dr-who", "person", ["user/*.rs"], roles=["clinician"])
+        headers = {"authorization": f"Bearer {token}"}
+        assert client.get("/fhir/Patient", headers=headers).status_code == 200
+        done = subprocess.run([sys.executable, "-m", "healthtwin.cli", "users", "disable", "dr-who", "--data-dir",
+                               str(data)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        time.sleep(1.1)  # SYNC_SECONDS
+        refused_resp = client.get("/fhir/Patient", headers=headers)
+        assert refused_resp.status_code == 401 and "revoked" in refused_resp.text
+    store.close()

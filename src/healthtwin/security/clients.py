@@ -66,13 +66,15 @@ def ensure_security_schema(store: Any) -> None:
             cur.execute(stmt)
         # Added after the first release: stores created earlier get the columns on start. A code's token_jti
         # is the id of the token it was redeemed for (set when it is redeemed; revoked if it comes back).
-        for table, column in (("security_clients", "roles"), ("security_codes", "token_jti")):
+        # `disabled`: when an account was disabled (NULL: active).
+        for table, column, kind in (("security_clients", "roles", "TEXT"), ("security_codes", "token_jti", "TEXT"),
+                                    ("security_clients", "disabled", real), ("security_users", "disabled", real)):
             if store.dialect == "postgres":
-                cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} TEXT")
+                cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
             else:
                 cur.execute(f"PRAGMA table_info({table})")
                 if column not in {row[1] for row in cur.fetchall()}:
-                    cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                    cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 # -- scopes -----------------------------------------------------------------------------------------------------
@@ -212,7 +214,7 @@ def get_client(store: Any, client_id: str) -> Client | None:
         return None
     with store.cursor() as cur:
         cur.execute(store.sql("SELECT client_id, name, jwks, scopes, organization, redirect_uris, created, roles "
-                              "FROM security_clients WHERE client_id = ?"), (client_id,))
+                              "FROM security_clients WHERE client_id = ? AND disabled IS NULL"), (client_id,))
         row = cur.fetchone()
     if row is None:
         return None
@@ -274,7 +276,7 @@ def add_user(store: Any, username: str, password: str, roles: str | Iterable[str
 def get_user(store: Any, username: str) -> User | None:
     with store.cursor() as cur:
         cur.execute(store.sql("SELECT username, roles, patient, practitioner, organization FROM security_users "
-                              "WHERE username = ?"), (username,))
+                              "WHERE username = ? AND disabled IS NULL"), (username,))
         row = cur.fetchone()
     return User(row[0], tuple(split_scopes(row[1])), row[2], row[3], row[4]) if row else None
 
@@ -282,10 +284,30 @@ def get_user(store: Any, username: str) -> User | None:
 def verify_password(store: Any, username: str, password: str) -> User | None:
     """The user if the password is right, else None — with the same cost whether or not the user exists."""
     with store.cursor() as cur:
-        cur.execute(store.sql("SELECT password_hash FROM security_users WHERE username = ?"), (username[:200],))
+        cur.execute(store.sql("SELECT password_hash FROM security_users WHERE username = ? AND disabled IS NULL"),
+                    (username[:200],))
         row = cur.fetchone()
     ok = _check_hash(password, row[0] if row else _DUMMY_HASH)
     return get_user(store, username) if ok and row else None
+
+
+# -- disabling accounts --------------------------------------------------------------------------------------------
+def set_disabled(store: Any, kind: str, name: str, disabled: bool) -> bool:
+    """Disables (or enables again) a user (`kind` "user") or a client ("client"); False if there is none such.
+
+    A disabled account cannot sign in or get a token, and the tokens it already holds are revoked: for a user,
+    those issued to that user; for a client, every token issued to it, a backend's own and its users' alike
+    (`Revocations`). Enabling it again does not revive them; new ones work."""
+    table, key = {"user": ("security_users", "username"), "client": ("security_clients", "client_id")}[kind]
+    ensure_security_schema(store)
+    with store.write_cursor() as cur:  # table and key come from the fixed mapping above, never from input
+        cur.execute(store.sql(f"UPDATE {table} SET disabled = ? WHERE {key} = ?"),  # nosec B608
+                    (time.time() if disabled else None, name))
+        found = cur.rowcount == 1
+    if found and disabled:
+        from .tokens import MAX_TOKEN_LIFETIME
+        Revocations(store).revoke(f"{'sub' if kind == 'user' else 'client'}:{name}", time.time() + MAX_TOKEN_LIFETIME)
+    return found
 
 
 # -- replay protection ---------------------------------------------------------------------------------------------
@@ -310,32 +332,53 @@ _CLOCK_MARGIN = 5.0  # seconds: rows another process stamped with a slightly slo
 
 
 class Revocations:
-    """The set of revoked jtis, shared by the server's processes through the store."""
+    """Revoked tokens, shared by the server's processes through the store: single tokens by their jti, and all
+    tokens issued before a moment to a user (`sub:<username>`) or a client (`client:<client_id>`), when the
+    account is disabled (`set_disabled`)."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        self._jtis: dict[str, float] = {}  # jti -> expires (epoch seconds)
+        self._revoked: dict[str, tuple[float, float]] = {}  # key -> (expires, revoked at), epoch seconds
         self._since = 0.0  # newest `revoked` stamp read so far
         self._synced = 0.0  # monotonic time of the last read
         self._lock = threading.Lock()
 
-    def revoke(self, jti: str, expires: float) -> None:
-        """Records the revocation (idempotent); effective here at once, elsewhere within SYNC_SECONDS."""
+    def revoke(self, key: str, expires: float) -> None:
+        """Records the revocation of a jti or an account key until `expires` (when the last token it can stop
+        expires); effective here at once, elsewhere within SYNC_SECONDS. Revoking again moves the moment on."""
         store, now = self.store, time.time()
         with store.write_cursor() as cur:
-            cur.execute(store.sql("INSERT INTO security_revoked (jti, expires, revoked) VALUES (?, ?, ?) "
-                                  "ON CONFLICT DO NOTHING"), (jti, expires, now))
-            if secrets.randbelow(32) == 0:  # housekeeping: a revocation outlives its token by nothing
+            cur.execute(store.sql("INSERT INTO security_revoked (jti, expires, revoked) VALUES (?, ?, ?) ON CONFLICT "
+                                  "(jti) DO UPDATE SET expires = excluded.expires, revoked = excluded.revoked"),
+                        (key, expires, now))
+            if secrets.randbelow(32) == 0:  # housekeeping: a revocation outlives its tokens by nothing
                 cur.execute(store.sql("DELETE FROM security_revoked WHERE expires < ?"), (now - 60,))
         with self._lock:
-            self._jtis[jti] = expires
+            self._revoked[key] = (expires, now)
 
     def revoked(self, jti: str | None) -> bool:
+        """Whether this token id was revoked."""
         if jti is None:
             return False
+        self._fresh()
+        return jti in self._revoked
+
+    def refuses(self, caller: Any) -> bool:
+        """Whether a caller's token was revoked: by its id, or as one issued to an account before the account
+        was disabled. `caller` is a tokens.TokenCaller of our own issuing."""
+        self._fresh()
+        if caller.token_id in self._revoked:
+            return True
+        person = f"sub:{caller.subject}" if caller.kind == "person" else None  # users and clients: two namespaces
+        for key in (person, f"client:{caller.client_id}" if caller.client_id else None):
+            found = self._revoked.get(key) if key else None
+            if found is not None and (caller.issued is None or caller.issued <= found[1]):
+                return True
+        return False
+
+    def _fresh(self) -> None:
         if time.monotonic() - self._synced >= SYNC_SECONDS:
             self._sync()
-        return jti in self._jtis
 
     def _sync(self) -> None:
         with self._lock:
@@ -344,9 +387,9 @@ class Revocations:
             rows = self.store.query("SELECT jti, expires, revoked FROM security_revoked WHERE revoked >= ?",
                                     [self._since - _CLOCK_MARGIN])
             now = time.time()
-            for jti, expires, stamp in rows:
-                self._jtis[jti] = expires
+            for key, expires, stamp in rows:
+                self._revoked[key] = (expires, stamp)
                 self._since = max(self._since, stamp)
-            if len(self._jtis) > 1000:  # forget revocations whose tokens have expired anyway
-                self._jtis = {j: e for j, e in self._jtis.items() if e >= now}
+            if len(self._revoked) > 1000:  # forget revocations whose tokens have expired anyway
+                self._revoked = {k: v for k, v in self._revoked.items() if v[0] >= now}
             self._synced = time.monotonic()

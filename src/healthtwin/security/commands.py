@@ -42,6 +42,23 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_disable(args: argparse.Namespace) -> int:
+    """`users disable|enable NAME`, `clients disable|enable ID`."""
+    from .clients import set_disabled
+    kind = "user" if args.command == "users" else "client"
+    action = args.users_command if kind == "user" else args.clients_command
+    name = args.name
+    if not set_disabled(_store(args), kind, name, action == "disable"):
+        print(f"no {kind} {name!r}", file=sys.stderr)
+        return 1
+    if action == "disable":
+        print(f"{kind} {name} disabled: no sign-in or new token, and the tokens it holds are refused within a "
+              "second on every server sharing this store")
+    else:
+        print(f"{kind} {name} enabled again (tokens revoked when it was disabled stay revoked)")
+    return 0
+
+
 def mint(data_dir: Path, public_url: str, subject: str, kind: str, scopes: list[str], roles: list[str],
          lifetime: int = 3600, **context: str | None) -> str:
     from .keys import load_or_create
@@ -159,6 +176,12 @@ def register(sub: Any, store_args: Any) -> None:
     add.add_argument("--roles", help="a backend service's role: laboratory, pharmacy, insurer, analyst, auditor, "
                                      "administrator (without one, only its scopes limit it)")
     add.set_defaults(func=cmd_clients_add)
+    for action, text in (("disable", "refuse a client's tokens, old and new (an institution's system compromised)"),
+                         ("enable", "let a disabled client get tokens again")):
+        p = clients.add_parser(action, help=text)
+        store_args(p)
+        p.add_argument("name", metavar="CLIENT_ID")
+        p.set_defaults(func=cmd_disable)
 
     users = sub.add_parser("users", help="people who sign in").add_subparsers(dest="users_command", required=True)
     uadd = users.add_parser("add", help="add a user (password from a prompt, or --password-stdin)")
@@ -170,6 +193,12 @@ def register(sub: Any, store_args: Any) -> None:
     uadd.add_argument("--organization", help="Organization/<id>")
     uadd.add_argument("--password-stdin", action="store_true")
     uadd.set_defaults(func=cmd_users_add)
+    for action, text in (("disable", "stop a person signing in and refuse the tokens they hold (someone who left)"),
+                         ("enable", "let a disabled user sign in again")):
+        p = users.add_parser(action, help=text)
+        store_args(p)
+        p.add_argument("name", metavar="USERNAME")
+        p.set_defaults(func=cmd_disable)
 
     tok = sub.add_parser("token", help="mint an access token with the data folder's key (tests, demos, ops)")
     tok.add_argument("--data-dir", default="./data")

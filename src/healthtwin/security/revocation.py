@@ -57,7 +57,7 @@ def introspect_token(config: SmartConfig, form: dict[str, str]) -> dict[str, Any
         claims, external = config.tokens.verify(token)
     except TokenError:
         return {"active": False}
-    if external is not None or config.tokens.revocations.revoked(claims.get("jti")):
+    if external is not None or config.tokens.revocations.refuses(config.tokens.our_caller(claims)):
         return {"active": False}
     body = {"active": True, "token_type": "Bearer", **{k: claims[k] for k in (
         "scope", "client_id", "sub", "iss", "aud", "exp", "iat", "jti") if k in claims}}

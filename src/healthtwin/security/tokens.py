@@ -48,6 +48,7 @@ class TokenCaller(Caller):
     issuer: str | None = None
     token_id: str | None = None
     expires: float | None = None
+    issued: float | None = None  # iat
 
 
 def key_for(jwk: Mapping[str, Any], alg: str) -> Any:
@@ -339,14 +340,16 @@ class TokenService:
 
     def caller(self, token: str) -> TokenCaller:
         claims, ext = self.verify(token)
-        if ext is not None:
-            return ext.caller(claims)
+        return ext.caller(claims) if ext is not None else self.our_caller(claims)
+
+    def our_caller(self, claims: dict[str, Any]) -> TokenCaller:
+        """The caller that the verified claims of one of our tokens describe."""
         return TokenCaller(subject=claims["sub"], kind=claims.get("kind", "person"),
                            roles=frozenset(claims.get("roles") or ()),
                            scopes=frozenset(str(claims.get("scope", "")).split()),
                            organization=claims.get("organization"), client_id=claims.get("client_id"),
                            patient=claims.get("patient"), fhir_user=claims.get("fhirUser"), issuer=self.issuer,
-                           token_id=claims.get("jti"), expires=claims.get("exp"))
+                           token_id=claims.get("jti"), expires=claims.get("exp"), issued=claims.get("iat"))
 
     def identify(self, request: Any) -> Caller:
         """FHIRRouter's identify seam: no Authorization header -> anonymous (the policy decides what that may
@@ -371,7 +374,7 @@ class TokenService:
             if len(self._verified) >= 10_000:
                 self._verified.clear()  # bounded memory; tokens re-verify once after a clear
             self._verified[token] = caller
-        if self.revocations is not None and self.revocations.revoked(caller.token_id):
+        if self.revocations is not None and caller.issuer == self.issuer and self.revocations.refuses(caller):
             raise _unauthorized("invalid_token", "the token was revoked")
         return caller
 
