@@ -59,7 +59,7 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
     rate_dir = Path(data_dir) / RATE_DIR if data_dir is not None else None
     if tokens is not None:
         from ..security.smart import SmartConfig, smart_routes
-        smart = SmartConfig(services.store, tokens, public_url)
+        smart = SmartConfig(services.store, tokens, public_url, audit=services.audit)
         if rate_dir is not None:
             smart.share_limits(rate_dir)
         from ..security.revocation import revocation_routes

@@ -44,13 +44,16 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 def cmd_disable(args: argparse.Namespace) -> int:
     """`users disable|enable NAME`, `clients disable|enable ID`."""
+    from .auth_audit import auth_event, record_in_store
     from .clients import set_disabled
     kind = "user" if args.command == "users" else "client"
     action = args.users_command if kind == "user" else args.clients_command
-    name = args.name
-    if not set_disabled(_store(args), kind, name, action == "disable"):
+    name, store = args.name, _store(args)
+    if not set_disabled(store, kind, name, action == "disable"):
         print(f"no {kind} {name!r}", file=sys.stderr)
         return 1
+    record_in_store(store, auth_event("account", True, getpass.getuser(), source="healthtwin " + args.command,
+                                      description=f"{kind} {name} {action}d"))
     if action == "disable":
         print(f"{kind} {name} disabled: no sign-in or new token, and the tokens it holds are refused within a "
               "second on every server sharing this store")
@@ -126,18 +129,29 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_signing_keys(args: argparse.Namespace) -> int:
     """`keys rotate-signing` and `keys retire-signing`: the token-signing key (no store needed)."""
+    from .auth_audit import auth_event, record_in_store
     from .keys import load_or_create, retire_signing_files, rotate_signing_file
     from .tokens import KEYS_RECHECK, MAX_TOKEN_LIFETIME
     data_dir = Path(args.data_dir).resolve()
-    load_or_create(data_dir)  # a new data folder gets its keys first
+    store = _store(args)  # a new data folder gets its keys first; the change is audited in its store
+
+    def audited(what: str) -> None:
+        record_in_store(store, auth_event("keys", True, getpass.getuser(), source="healthtwin keys",
+                                          description=what))
+
     if args.keys_command == "rotate-signing":
         retired = rotate_signing_file(data_dir)
+        audited(f"token-signing key rotated: new kid {load_or_create(data_dir).kid}, the previous kept as "
+                f"{retired.name}")
         print(f"new token-signing key {load_or_create(data_dir).kid}; running servers sign with it within "
               f"{KEYS_RECHECK:.0f} s. The previous key ({retired.name}) still verifies and stays in the JWKS "
               f"until `healthtwin keys retire-signing`, allowed once every token it signed has expired "
               f"({MAX_TOKEN_LIFETIME // 60} minutes)")
         return 0
     deleted, kept = retire_signing_files(data_dir, 0 if args.force else MAX_TOKEN_LIFETIME + 60)
+    if deleted:
+        audited(f"retired token-signing keys deleted{' (forced)' if args.force else ''}: "
+                + ", ".join(p.name for p in deleted))
     for path in deleted:
         print(f"deleted retired signing key {path.name}")
     for path in kept:
@@ -245,10 +259,10 @@ def register(sub: Any, store_args: Any) -> None:
     store_args(retire)
     retire.set_defaults(func=cmd_keys)
     srotate = keys_sub.add_parser("rotate-signing", help="new token-signing key; the old one keeps verifying")
-    srotate.add_argument("--data-dir", default="./data", help="the data folder whose keys/ to rotate")
+    store_args(srotate)
     srotate.set_defaults(func=cmd_signing_keys)
     sretire = keys_sub.add_parser("retire-signing",
                                   help="delete signing keys retired over an hour ago (their tokens have expired)")
-    sretire.add_argument("--data-dir", default="./data", help="the data folder whose keys/ to clean")
+    store_args(sretire)
     sretire.add_argument("--force", action="store_true", help="delete them even if tokens they signed may be live")
     sretire.set_defaults(func=cmd_signing_keys)

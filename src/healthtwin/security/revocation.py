@@ -23,10 +23,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+import logging
+
+from .audit import AuditError
+from .auth_audit import auth_event, record
 from .clients import Client
 from .ratelimit import RateLimiter
 from .smart import NO_STORE, OAuthError, SmartConfig, _address, read_form, requesting_client
 from .tokens import TokenError
+
+log = logging.getLogger("healthtwin.security")
 
 
 # -- endpoints -----------------------------------------------------------------------------------------------------
@@ -44,6 +50,11 @@ def revoke_token(config: SmartConfig, form: dict[str, str]) -> None:
     if claims.get("client_id") != client.client_id:
         raise OAuthError("unauthorized_client", "the token was issued to another client")
     config.tokens.revocations.revoke(claims["jti"], float(claims["exp"]))
+    try:
+        record(config.audit, auth_event("logout", True, claims.get("sub"), client_id=client.client_id,
+                                        description=f"token {claims['jti']} revoked by its client"))
+    except AuditError:  # the revocation stands: refusing it for want of a record would keep a stolen token alive
+        log.error("the revocation of token %s could not be audited", claims["jti"])
 
 
 def introspect_token(config: SmartConfig, form: dict[str, str]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import logging
 import re
 import secrets
 import time
@@ -34,9 +35,12 @@ from starlette.routing import Route
 from .clients import Client, Revocations, claim_jti, get_client, get_user, parse_scope, scope_permitted, \
     split_scopes, verify_password, ensure_security_schema
 from .keys import b64url
+from .audit import AuditError
+from .auth_audit import auth_event, record
 from .ratelimit import RateLimiter
 from .tokens import MAX_TOKEN_LIFETIME, TokenError, TokenService, unverified_claims, unverified_header, verify_signed
 
+log = logging.getLogger("healthtwin.security")
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_RATE = (5.0, 30.0)  # token requests per second and burst, per address
 LOGIN_RATE = (5 / 60, 5.0)  # login attempts: five, then one every twelve seconds, per user and per address
@@ -60,6 +64,7 @@ class SmartConfig:
     assertion_max_ahead: float = 300  # SMART: a client assertion's exp is at most five minutes in the future
     clock_skew: float = 10
     code_lifetime: float = 60
+    audit: Any = None  # security.audit.AuditLog: sign-ins and tokens recorded (auth_audit.py); None in bare tests
     token_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(*TOKEN_RATE))
     login_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(*LOGIN_RATE))
 
@@ -374,6 +379,31 @@ async def read_form(request: Request) -> dict[str, str]:
     return form
 
 
+def _audit_token(config: SmartConfig, form: dict[str, str], address: str, body: dict[str, Any] | None,
+                 error: OAuthError | None) -> None:
+    """The token endpoint's AuditEvent: who got a token (from the token just minted), or who asked and why
+    it was refused (the claimed client, unverified: it is what the attacker sent). A failure to record a
+    refusal is logged, not raised: the refusal stands anyway."""
+    grant = form.get("grant_type") or "none"
+    if body is not None:
+        claims = unverified_claims(body["access_token"])  # ours, minted a moment ago
+        record(config.audit, auth_event("login", True, claims.get("sub"), client_id=claims.get("client_id"),
+                                        address=address, description=f"token issued ({grant})"))
+        return
+    claimed = form.get("client_id")
+    if not claimed and form.get("client_assertion"):
+        try:
+            claimed = unverified_claims(form["client_assertion"]).get("iss")
+        except TokenError:
+            claimed = None
+    event = auth_event("login", False, str(claimed) if claimed else None, address=address,
+                       description=f"token refused ({grant}): {error.error}: {error.description}" if error else grant)
+    try:
+        record(config.audit, event)
+    except AuditError:
+        log.error("a refused token request could not be audited: %s", event["outcomeDesc"])
+
+
 def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -398,11 +428,18 @@ def smart_routes(config: SmartConfig) -> list[Route]:
         if wait is not None:
             return OAuthError("slow_down", "too many token requests", 429,
                               {"retry-after": RateLimiter.retry_after_header(wait)}).response()
+        form: dict[str, str] = {}
         try:
             form = await read_form(request)
             body = await run_in_threadpool(token_exchange, config, form)
         except OAuthError as exc:
+            await run_in_threadpool(_audit_token, config, form, _address(request), None, exc)
             return exc.response()
+        try:  # recorded before the token is released: no token leaves unaudited
+            await run_in_threadpool(_audit_token, config, form, _address(request), body, None)
+        except AuditError:
+            return OAuthError("temporarily_unavailable", "the audit trail could not be written; try again",
+                              503).response()
         return JSONResponse(body, headers=NO_STORE)
 
     async def authorize(request: Request) -> Response:
@@ -425,6 +462,13 @@ def smart_routes(config: SmartConfig) -> list[Route]:
             if wait is not None:
                 return _login_page(req, f"Too many attempts; try again in {int(wait) + 1} s.", 429)
         user = await run_in_threadpool(verify_password, config.store, username, form.get("password", ""))
+        event = auth_event("login", user is not None, username, client_id=req.client.client_id,
+                           address=_address(request), description="signed in at the login page" if user else
+                           "sign-in refused: wrong user name or password, or the account is disabled")
+        try:
+            await run_in_threadpool(record, config.audit, event)
+        except AuditError:
+            return _error_page("The sign-in cannot be recorded just now; try again in a moment.")
         if user is None:
             return _login_page(req, "Wrong user name or password.", 401)
         if not _grant_for(user, req.scopes):
