@@ -41,6 +41,11 @@ def revoke_token(config: SmartConfig, form: dict[str, str]) -> None:
     token = form.get("token")
     if not token:
         raise OAuthError("invalid_request", "token is required")
+    if "." not in token or form.get("token_type_hint") == "refresh_token":  # refresh tokens are opaque
+        from .refresh import revoke_refresh
+        if revoke_refresh(config, client.client_id, token):
+            _audit_logout(config, None, client.client_id, "a refresh token's sign-in ended by its client")
+        return
     try:
         claims, external = config.tokens.verify(token)
     except TokenError:
@@ -50,11 +55,15 @@ def revoke_token(config: SmartConfig, form: dict[str, str]) -> None:
     if claims.get("client_id") != client.client_id:
         raise OAuthError("unauthorized_client", "the token was issued to another client")
     config.tokens.revocations.revoke(claims["jti"], float(claims["exp"]))
+    _audit_logout(config, claims.get("sub"), client.client_id, f"token {claims['jti']} revoked by its client")
+
+
+def _audit_logout(config: SmartConfig, who: str | None, client_id: str, description: str) -> None:
     try:
-        record(config.audit, auth_event("logout", True, claims.get("sub"), client_id=client.client_id,
-                                        description=f"token {claims['jti']} revoked by its client"))
+        record(config.audit, auth_event("logout", True, who or client_id, client_id=client_id,
+                                        description=description))
     except AuditError:  # the revocation stands: refusing it for want of a record would keep a stolen token alive
-        log.error("the revocation of token %s could not be audited", claims["jti"])
+        log.error("a revocation could not be audited: %s", description)
 
 
 def introspect_token(config: SmartConfig, form: dict[str, str]) -> dict[str, Any]:

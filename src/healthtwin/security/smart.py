@@ -110,15 +110,16 @@ def smart_configuration(config: SmartConfig) -> dict[str, Any]:
         "token_endpoint": config.token_endpoint,
         "revocation_endpoint": base + "/auth/revoke",
         "introspection_endpoint": base + "/auth/introspect",
-        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
-        "scopes_supported": ["openid", "fhirUser", "launch/patient", "patient/*.rs", "user/*.rs", "user/*.cruds",
-                             "system/*.rs", "system/*.cruds", "patient/*.read", "user/*.read", "system/*.read"],
+        "scopes_supported": ["openid", "fhirUser", "launch/patient", "offline_access", "online_access",
+                             "patient/*.rs", "user/*.rs", "user/*.cruds", "system/*.rs", "system/*.cruds",
+                             "patient/*.read", "user/*.read", "system/*.read"],
         "response_types_supported": ["code"],
         "capabilities": ["launch-standalone", "client-public", "client-confidential-asymmetric", "permission-v2",
                          "permission-v1", "permission-patient", "permission-user", "sso-openid-connect",
-                         "context-standalone-patient"],
+                         "context-standalone-patient", "permission-offline", "permission-online"],
         "code_challenge_methods_supported": ["S256"],
     }
 
@@ -167,7 +168,11 @@ def token_exchange(config: SmartConfig, form: dict[str, str]) -> dict[str, Any]:
         return _client_credentials(config, form)
     if grant == "authorization_code":
         return _authorization_code(config, form)
-    raise OAuthError("unsupported_grant_type", "grant_type must be client_credentials or authorization_code")
+    if grant == "refresh_token":
+        from .refresh import redeem_refresh
+        return redeem_refresh(config, form)
+    raise OAuthError("unsupported_grant_type",
+                     "grant_type must be client_credentials, authorization_code or refresh_token")
 
 
 def _client_credentials(config: SmartConfig, form: dict[str, str]) -> dict[str, Any]:
@@ -226,16 +231,29 @@ def _authorization_code(config: SmartConfig, form: dict[str, str]) -> dict[str, 
     if user is None:
         raise OAuthError("invalid_grant", "the user no longer exists")
     scopes = split_scopes(scope)
-    patient = user.patient if any(s.startswith("patient/") or s == "launch/patient" for s in scopes) else None
-    fhir_user = user.practitioner or user.patient
-    token, life = config.tokens.mint(user.username, "person", scopes, roles=user.roles, client_id=client.client_id,
-                                     organization=user.organization, patient=patient, fhir_user=fhir_user, jti=jti)
-    body: dict[str, Any] = {"access_token": token, "token_type": "bearer", "expires_in": life, "scope": scope}
-    if patient:
-        body["patient"] = patient.split("/", 1)[1]
+    body = user_tokens(config, user, client, scopes, jti)
     if "openid" in scopes:
         body["id_token"] = config.tokens.mint_id_token(user.username, client.client_id, nonce,
-                                                       fhir_user if "fhirUser" in scopes else None)
+                                                       user.practitioner or user.patient if "fhirUser" in scopes
+                                                       else None)
+    from .refresh import issue_refresh
+    refresh = issue_refresh(config, client.client_id, user.username, scopes, jti)
+    if refresh is not None:
+        body["refresh_token"] = refresh
+    return body
+
+
+def user_tokens(config: SmartConfig, user: Any, client: Client, scopes: list[str], jti: str) -> dict[str, Any]:
+    """The token response for a person signed in through an app: an access token with id `jti` and the
+    launch context (the patient, for patient-context scopes)."""
+    patient = user.patient if any(s.startswith("patient/") or s == "launch/patient" for s in scopes) else None
+    token, life = config.tokens.mint(user.username, "person", scopes, roles=user.roles, client_id=client.client_id,
+                                     organization=user.organization, patient=patient,
+                                     fhir_user=user.practitioner or user.patient, jti=jti)
+    body: dict[str, Any] = {"access_token": token, "token_type": "bearer", "expires_in": life,
+                            "scope": " ".join(scopes)}
+    if patient:
+        body["patient"] = patient.split("/", 1)[1]
     return body
 
 
