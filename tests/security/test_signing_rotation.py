@@ -27,7 +27,8 @@ def test_rotation_keeps_old_tokens_valid_and_signs_with_the_new_key(tmp_path, mo
     old_kid = running.keys.kid
     before, _ = running.mint("alice", "person", ["patient/*.rs"])
     retired = rotate_signing_file(tmp_path)
-    assert retired.name == "signing.pem.1" and os.stat(retired).st_mode & 0o077 == 0
+    assert retired.name == "signing.pub.1" and os.stat(retired).st_mode & 0o077 == 0
+    assert b"PRIVATE" not in retired.read_bytes()  # a retired key verifies; it can never sign again
     restarted = service(tmp_path)
     assert restarted.keys.kid != old_kid
     assert [k["kid"] for k in restarted.keys.public_jwks()["keys"]] == [restarted.keys.kid, old_kid]
@@ -45,7 +46,7 @@ def test_a_retired_key_stops_verifying_once_deleted(tmp_path, monkeypatch):
     assert retire_signing_files(tmp_path, older_than=3600)[0] == []  # too recent: kept
     assert running.caller(before).subject == "alice"
     deleted, kept = retire_signing_files(tmp_path, older_than=0)
-    assert [p.name for p in deleted] == ["signing.pem.1"] and kept == []
+    assert [p.name for p in deleted] == ["signing.pub.1"] and kept == []
     for svc in (running, service(tmp_path)):  # the running server and a restarted one
         with pytest.raises(TokenError, match="unknown kid"):
             svc.caller(before)
@@ -87,10 +88,10 @@ def test_cli_rotate_then_retire(tmp_path):
                               capture_output=True, text=True, timeout=120)
     old = load_or_create(tmp_path).kid
     rotated = run("rotate-signing")
-    assert rotated.returncode == 0 and "signing.pem.1" in rotated.stdout
+    assert rotated.returncode == 0 and "signing.pub.1" in rotated.stdout
     assert load_or_create(tmp_path).kid != old
     early = run("retire-signing")
-    assert early.returncode == 1 and "kept signing.pem.1" in early.stderr
-    assert (tmp_path / "keys" / "signing.pem.1").exists()
+    assert early.returncode == 1 and "kept signing.pub.1" in early.stderr
+    assert (tmp_path / "keys" / "signing.pub.1").exists()
     forced = run("retire-signing", "--force")
-    assert forced.returncode == 0 and not (tmp_path / "keys" / "signing.pem.1").exists()
+    assert forced.returncode == 0 and not (tmp_path / "keys" / "signing.pub.1").exists()

@@ -2,9 +2,10 @@
 
     signing.pem     ES256 (P-256) private key that signs access and id tokens; its `kid` is the RFC 7638
                     thumbprint of the public key, so it needs no separate file and cannot drift.
-    signing.pem.<n> signing keys retired by `healthtwin keys rotate-signing`: their public keys still verify
+    signing.pub.<n> public keys of signing keys retired by `healthtwin keys rotate-signing`: they still verify
                     (and are published in the JWKS) until `healthtwin keys retire-signing` deletes them, once
-                    every token they signed has expired.
+                    every token they signed has expired. The private key is not kept: a retired key never
+                    signs again, so a copy of it leaking later can forge nothing.
     master.key      32 random bytes: the key-encryption key that wraps the data keys of crypto.py.
     index.key       32 random bytes: root of the blind-index keys (searching encrypted identifiers, at_rest.py).
     pseudonym.key   32 random bytes: HMAC root for research pseudonyms; each project gets its own key by
@@ -25,6 +26,7 @@ import logging
 import os
 import secrets
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,7 +182,7 @@ def load_or_create(data_dir: str | Path) -> KeySet:
         if _create_exclusive(signing_path, pem):
             log.warning("generated token-signing key %s", signing_path)
     signing = _signing_key(signing_path)
-    retired = tuple(_signing_key(path).public_key() for path in retired_signing_files(folder))
+    retired = tuple(_retired_key(path) for path in retired_signing_files(folder))
     return KeySet(signing, _secret_file(folder, "master.key"), _secret_file(folder, "index.key"),
                   _secret_file(folder, "pseudonym.key"), folder=folder, retired_signing=retired)
 
@@ -192,6 +194,13 @@ def _signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+def _retired_key(path: Path) -> ec.EllipticCurvePublicKey:
+    key = serialization.load_pem_public_key(path.read_bytes())
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError(f"{path} must be a P-256 EC public key")
+    return key
+
+
 def _numbered(folder: Path, name: str) -> list[Path]:
     """`name.<n>` files in `folder`, oldest (lowest n) first."""
     found = [p for p in folder.glob(name + ".*") if p.suffix[1:].isdigit()]
@@ -199,19 +208,23 @@ def _numbered(folder: Path, name: str) -> list[Path]:
 
 
 def retired_signing_files(folder: Path) -> list[Path]:
-    return _numbered(folder, "signing.pem")
+    return _numbered(folder, "signing.pub")
 
 
 def rotate_signing_file(data_dir: str | Path) -> Path:
-    """Keeps signing.pem as signing.pem.<n> and creates a new signing key; returns the retired file's path.
+    """Replaces signing.pem with a new key, keeping the old one's public key as signing.pub.<n>; returns that
+    file's path.
 
-    Servers sharing the data folder sign with the new key within SIGNING_RECHECK seconds (TokenService looks
-    at the file now and then) and keep verifying tokens signed with the old one, which stays in the JWKS."""
+    Servers sharing the data folder sign with the new key within tokens.KEYS_RECHECK seconds (TokenService
+    looks at the files now and then) and keep verifying tokens signed with the old one, which stays in the
+    JWKS."""
     folder = Path(data_dir) / "keys"
     current = folder / "signing.pem"
-    existing = _numbered(folder, "signing.pem")
-    retired = folder / f"signing.pem.{1 + (int(existing[-1].suffix[1:]) if existing else 0)}"
-    if not _create_exclusive(retired, _read_private(current)):
+    existing = retired_signing_files(folder)
+    retired = folder / f"signing.pub.{1 + (int(existing[-1].suffix[1:]) if existing else 0)}"
+    public = _signing_key(current).public_key().public_bytes(serialization.Encoding.PEM,
+                                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+    if not _create_exclusive(retired, public):
         raise RuntimeError(f"{retired} exists already; refusing to overwrite a retired key")
     fresh = folder / ".signing.pem.next"
     fresh.unlink(missing_ok=True)
@@ -226,7 +239,6 @@ def rotate_signing_file(data_dir: str | Path) -> Path:
 def retire_signing_files(data_dir: str | Path, older_than: float) -> tuple[list[Path], list[Path]]:
     """Deletes the retired signing keys retired more than `older_than` seconds ago (every token they signed
     has expired by then); returns (deleted, kept)."""
-    import time
     deleted, kept = [], []
     for path in retired_signing_files(Path(data_dir) / "keys"):
         if time.time() - path.stat().st_mtime > older_than:

@@ -32,11 +32,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .audit import AuditError
+from .auth_audit import auth_event, record
 from .clients import Client, Revocations, claim_jti, get_client, get_user, parse_scope, scope_permitted, \
     split_scopes, verify_password, ensure_security_schema
 from .keys import b64url
-from .audit import AuditError
-from .auth_audit import auth_event, record
 from .ratelimit import RateLimiter
 from .tokens import MAX_TOKEN_LIFETIME, TokenError, TokenService, unverified_claims, unverified_header, verify_signed
 
