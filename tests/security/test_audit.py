@@ -1,8 +1,11 @@
 """The audit chain, attacked: edits, deletions, reordering and re-linking are found and located."""
 from __future__ import annotations
 
+import tempfile
 import threading
+import time
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
@@ -274,10 +277,24 @@ def test_postgres_hardening(store):
             with pytest.raises(errors.InsufficientPrivilege):
                 with app_store.write_cursor() as cur:
                     cur.execute("UPDATE audit_log SET agent = 'x' WHERE seq = 1")
+            # Nor can it archive (the deletion needs the trigger off), or write a checkpoint of its own.
+            from healthtwin.security.audit_archive import archive
+            out = Path(tempfile.mkdtemp()) / "a.ndjson"
+            with pytest.raises(psycopg.Error):
+                archive(app_store, time.time() + 60, out)
+            assert not out.exists() and app_log.head()[0] == 2 and app_log.verify().ok
+            with pytest.raises(errors.InsufficientPrivilege):
+                with app_store.write_cursor() as cur:
+                    cur.execute("INSERT INTO audit_checkpoint VALUES (1, 'x', 0, 'forged')")
         finally:
             app_store.close()
-        # The trigger stops even the administrator's accidental edits.
-        for stmt in ("UPDATE audit_log SET agent = 'x' WHERE seq = 1", "DELETE FROM audit_log"):
+        # An administrator can archive: the trigger is off for that transaction only.
+        from healthtwin.security.audit_archive import archive, verify_archive
+        out = Path(tempfile.mkdtemp()) / "a.ndjson"
+        assert archive(store, time.time() + 60, out).archived == 1 and verify_archive(out, store)[0]
+        assert audit.verify().ok
+        # The trigger (on again after the archive) stops even the administrator's accidental edits.
+        for stmt in ("UPDATE audit_log SET agent = 'x' WHERE seq = 2", "DELETE FROM audit_log"):
             with pytest.raises(psycopg.Error, match="append-only"):
                 with store.write_cursor() as cur:
                     cur.execute(stmt)

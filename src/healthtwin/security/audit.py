@@ -256,9 +256,16 @@ class AuditLog:
         return (row[0], row[1]) if row else (0, GENESIS)
 
     def verify(self, anchors: Iterable[tuple[int, str]] = (), page: int = 5000) -> VerifyResult:
-        """Walks the whole chain; the first problem found is reported with its seq."""
+        """Walks the whole chain, from the genesis or from the newest archive checkpoint (audit_archive.py);
+        the first problem found is reported with its seq. Anchors older than the checkpoint are the
+        archive's to check (`verify_archive`)."""
+        from .audit_archive import latest_checkpoint
         anchored = dict(anchors)
-        expected, prev, checked = 1, GENESIS, 0
+        checkpoint = latest_checkpoint(self.store)
+        expected, prev = (checkpoint[0] + 1, checkpoint[1]) if checkpoint else (1, GENESIS)
+        checked = 0
+        if checkpoint and checkpoint[0] in anchored and anchored[checkpoint[0]] != checkpoint[1]:
+            return VerifyResult(False, checkpoint[0], "the archive checkpoint differs from the anchored value", 0)
         sql = self.store.sql("SELECT seq, recorded, event, patient, agent, prev_hash, hash FROM audit_log "
                              "WHERE seq >= ? ORDER BY seq LIMIT ?")
         while True:
@@ -486,3 +493,10 @@ def harden_postgres(store: Any, app_role: str, owner_role: str = "healthtwin_aud
         cur.execute(sql.SQL("REVOKE ALL ON {}.audit_log FROM {}").format(schema, app))
         cur.execute(sql.SQL("GRANT SELECT, INSERT ON {}.audit_log TO {}").format(schema, app))
         cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, app))
+        # The archive checkpoints (audit_archive.py): read by the server's verify, written by administrators only.
+        cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {}.audit_checkpoint (seq BIGINT PRIMARY KEY, hash TEXT NOT "
+                            "NULL, archived DOUBLE PRECISION NOT NULL, file TEXT NOT NULL)").format(schema))
+        cur.execute(sql.SQL("ALTER TABLE {}.audit_checkpoint OWNER TO {}").format(schema, owner))
+        cur.execute(sql.SQL("REVOKE ALL ON {}.audit_checkpoint FROM PUBLIC").format(schema))
+        cur.execute(sql.SQL("REVOKE ALL ON {}.audit_checkpoint FROM {}").format(schema, app))
+        cur.execute(sql.SQL("GRANT SELECT ON {}.audit_checkpoint TO {}").format(schema, app))

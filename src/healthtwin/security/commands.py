@@ -92,6 +92,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
         harden_postgres(store, args.app_role)
         print(f"audit_log is now append-only for role {args.app_role}")
         return 0
+    if args.audit_command == "archive":
+        return _archive(store, args)
+    if args.archive:
+        from .audit_archive import verify_archive
+        ok, what = verify_archive(Path(args.archive), store)
+        print(f"audit archive {'OK' if ok else 'BROKEN'}: {what}", file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
     anchors = []
     for text in args.anchor or []:
         seq, _, digest = text.partition(":")
@@ -103,6 +110,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
     print(f"audit chain BROKEN at entry {result.first_bad_seq}: {result.reason} ({result.checked} entries good)",
           file=sys.stderr)
     return 1
+
+
+def _archive(store: Any, args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from .audit_archive import archive
+    try:
+        before = dt.datetime.fromisoformat(args.before)
+    except ValueError:
+        print(f"--before takes a date like 2025-01-01, not {args.before!r}", file=sys.stderr)
+        return 2
+    if before.tzinfo is None:
+        before = before.replace(tzinfo=dt.timezone.utc)
+    out = Path(args.out)
+    if out.exists():
+        print(f"{out} exists; an archive is never overwritten", file=sys.stderr)
+        return 2
+    try:
+        result = archive(store, before.timestamp(), out)
+    except ValueError as exc:
+        print(f"healthtwin audit archive: {exc}", file=sys.stderr)
+        return 1
+    if not result.archived:
+        print(f"nothing recorded before {args.before} to archive")
+        return 0
+    print(f"archived entries {result.first}-{result.last} ({result.archived}) to {out}; the chain in the "
+          f"database now starts from a checkpoint at entry {result.last}. Keep the file: "
+          f"`healthtwin audit verify --archive {out}` checks it")
+    return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -233,7 +269,15 @@ def register(sub: Any, store_args: Any) -> None:
     verify = audit.add_parser("verify", help="walk the hash chain; exit 1 at the first bad entry")
     store_args(verify)
     verify.add_argument("--anchor", action="append", help="SEQ:HASH published earlier by `audit head`; repeatable")
+    verify.add_argument("--archive", help="check an archive file made by `audit archive` instead, against the "
+                                          "checkpoint the database keeps")
     verify.set_defaults(func=cmd_audit)
+    arch = audit.add_parser("archive", help="move entries recorded before a date to a file (an administrator's "
+                                            "job on hardened PostgreSQL)")
+    store_args(arch)
+    arch.add_argument("--before", required=True, help="date (UTC unless an offset is given), e.g. 2025-01-01")
+    arch.add_argument("--out", required=True, help="the archive file to write (NDJSON; never overwritten)")
+    arch.set_defaults(func=cmd_audit)
     head = audit.add_parser("head", help="print SEQ:HASH of the newest entry, to publish as an anchor")
     store_args(head)
     head.set_defaults(func=cmd_audit)
