@@ -75,6 +75,17 @@ def _agent_of(event: dict[str, Any]) -> str | None:
     return None
 
 
+def table_exists(store: Any, name: str) -> bool:
+    """Whether the table exists, asked without DDL rights (a hardened server's role has none on the audit
+    tables). `name` is one of ours, never input."""
+    with store.cursor() as cur:
+        if store.dialect == "postgres":
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+        else:
+            cur.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        return bool(cur.fetchone()[0])
+
+
 class _Pending:
     __slots__ = ("events", "done", "error", "last_seq")
 
@@ -106,11 +117,8 @@ class AuditLog:
     # -- schema ---------------------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
         pg = self.store.dialect == "postgres"
-        with self.store.cursor() as cur:
-            cur.execute("SELECT to_regclass('audit_log') IS NOT NULL" if pg else
-                        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'")
-            if cur.fetchone()[0]:
-                return  # exists; after harden_postgres the server's role may not run DDL on it at all
+        if table_exists(self.store, "audit_log"):
+            return  # after harden_postgres the server's role may not run DDL on it at all
         real, blob = ("DOUBLE PRECISION", "BYTEA") if pg else ("REAL", "BLOB")
         with self.store.write_cursor() as cur:
             self.store.lock(cur, "audit-log")

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from .audit import GENESIS, AuditLog, entry_hash
+from .audit import GENESIS, AuditLog, entry_hash, table_exists
 
 KIND = "healthtwin-audit-archive"
 _PAGE = 5000
@@ -45,7 +45,7 @@ class ArchiveResult:
 
 def ensure_checkpoints(store: Any) -> None:
     """The checkpoint table (harden_postgres makes it first on a hardened store, owned by the audit owner)."""
-    if latest_checkpoint(store) is not None or _exists(store):
+    if table_exists(store, "audit_checkpoint"):
         return
     real = "DOUBLE PRECISION" if store.dialect == "postgres" else "REAL"
     with store.write_cursor() as cur:
@@ -53,18 +53,9 @@ def ensure_checkpoints(store: Any) -> None:
                     f"archived {real} NOT NULL, file TEXT NOT NULL)")
 
 
-def _exists(store: Any) -> bool:
-    with store.cursor() as cur:
-        if store.dialect == "postgres":
-            cur.execute("SELECT to_regclass('audit_checkpoint') IS NOT NULL")
-        else:
-            cur.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_checkpoint'")
-        return bool(cur.fetchone()[0])
-
-
 def latest_checkpoint(store: Any) -> tuple[int, str] | None:
     """(seq, hash) of the newest checkpoint, or None if nothing was ever archived."""
-    if not _exists(store):
+    if not table_exists(store, "audit_checkpoint"):
         return None
     rows = store.query("SELECT seq, hash FROM audit_checkpoint ORDER BY seq DESC LIMIT 1", [])
     return (rows[0][0], rows[0][1]) if rows else None
