@@ -95,7 +95,7 @@ def test_audit_tamper_is_detected_by_the_cli(app, tmp_path, capsys):
     def verify(*extra: str) -> int:
         from healthtwin.security import commands
         # `healthtwin audit verify [--anchor]` on the fixture's store (SQLite file or PostgreSQL schema)
-        args = type("A", (), {"audit_command": "verify", "anchor": list(extra)})()
+        args = type("A", (), {"audit_command": "verify", "anchor": list(extra), "archive": None})()
         saved, commands._store = commands._store, lambda a: store
         try:
             return commands.cmd_audit(args)
