@@ -6,6 +6,7 @@ lets unknown types, ids and operations fail with an OperationOutcome rather than
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +25,7 @@ from .operations import registry as operations
 from .responses import error, fhir, written
 
 log = logging.getLogger("healthtwin.api")
+_PURPOSE_RE = re.compile(r"^[A-Z]{2,12}$")  # an HL7 v3 ActReason code: what X-Purpose-Of-Use takes
 COMPARTMENTS = {"Patient", "Encounter", "RelatedPerson", "Practitioner", "Device"}
 
 
@@ -71,6 +73,9 @@ class FHIRRouter:
             ctx = http.context(request, caller, self.base_url(request))
             classify(ctx, request.method, parts)
             self._rate_limit(ctx)
+            declared = ctx.header("x-purpose-of-use")
+            if declared is not None:
+                self._declare_purpose(ctx, declared)
             reason = ctx.header("x-break-glass")
             if reason is not None and hasattr(self.services.policy, "break_glass"):
                 await self.run(self.services.policy.break_glass, ctx, _btg_patient(parts, http.query_items(request)),
@@ -85,6 +90,18 @@ class FHIRRouter:
             # Recorded before the response is released; if it cannot be recorded, the data is not sent.
             response = await audit_response(self, request, ctx, response)
         return response
+
+    def _declare_purpose(self, ctx: RequestContext, code: str) -> None:
+        """A purpose of use (HL7 v3 ActReason code) the caller states for this request: the policy checks it
+        against the caller's role (an open policy takes any); the audit events record it."""
+        code = code.strip()
+        if not _PURPOSE_RE.match(code):
+            raise FHIRError(400, "X-Purpose-Of-Use takes one HL7 v3 ActReason code, such as TREAT or HPAYMT")
+        declare = getattr(self.services.policy, "declare_purpose", None)
+        if declare is not None:
+            declare(ctx, code)
+        else:
+            ctx.purpose = code
 
     def _rate_limit(self, ctx: RequestContext) -> None:
         if self.limiter is None:

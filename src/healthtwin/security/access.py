@@ -30,6 +30,18 @@ from .consent import ConsentDecision, evaluate_consents
 log = logging.getLogger("healthtwin.security")
 
 ROLES = ("administrator", "clinician", "laboratory", "pharmacy", "insurer", "analyst", "auditor", "citizen")
+# The purposes of use (HL7 v3 ActReason) a role may declare with `X-Purpose-Of-Use`; ETREAT comes only with
+# break-the-glass. The audit trail records the declared purpose (BALP purposeOfEvent).
+PURPOSES = {
+    "administrator": ("HSYSADMIN", "HOPERAT"),
+    "clinician": ("TREAT", "CAREMGT", "HCOMPL"),
+    "laboratory": ("TREAT",),
+    "pharmacy": ("TREAT",),
+    "insurer": ("HPAYMT", "CLMATTCH", "COVAUTH", "ELIGDTRM"),
+    "analyst": ("HRESCH", "PUBHLTH", "HOPERAT", "HQUALIMP"),
+    "auditor": ("HCOMPL", "HACCRED", "HSYSADMIN"),
+    "citizen": ("PATRQT", "FAMRQT", "PWATRNY"),
+}
 CONFIDENTIALITY = ("R", "V")
 SENSITIVE = ("HIV", "PSY", "MH", "SUD", "ETH", "SEX", "STD", "SDV")
 FIN_SYSTEM = "https://health.gov.az/fhir/sid/fin"

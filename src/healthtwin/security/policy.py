@@ -280,6 +280,16 @@ class SmartPolicy:
         ctx.purpose = "BTG"
         ctx.security["btg_reason"] = reason
 
+    def declare_purpose(self, ctx: RequestContext, code: str) -> None:
+        """`X-Purpose-Of-Use`: accepted only among the caller's role's purposes (access.PURPOSES), then recorded
+        with the request's audit events."""
+        from .access import PURPOSES
+        allowed = PURPOSES.get(_role(ctx) or "", ())
+        if code not in allowed:
+            raise forbidden(f"purpose of use {code} is not one your role may declare"
+                            + (f" ({', '.join(allowed)})" if allowed else ""))
+        ctx.purpose = code
+
     def purpose(self, ctx: RequestContext, patients: list[str]) -> str | None:
         if ctx.purpose:
             return ctx.purpose
