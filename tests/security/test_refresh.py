@@ -124,3 +124,51 @@ def test_revoking_a_refresh_token_ends_the_sign_in(http, phone_app, citizen, tok
                                            "token_type_hint": "refresh_token"}).status_code == 200
     refused(refresh(http, phone_app, first["refresh_token"]), "invalid_grant")
     assert "revoked" in refused_401(tokens, first["access_token"])
+
+
+# -- a person's own sessions -------------------------------------------------------------------------------------
+@pytest.fixture
+def http_sessions(smart):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from healthtwin.security.refresh import session_routes
+    from healthtwin.security.revocation import revocation_routes
+    from healthtwin.security.smart import smart_routes
+
+    from .conftest import BASE
+    routes = smart_routes(smart) + revocation_routes(smart) + session_routes(smart)
+    with TestClient(Starlette(routes=routes), base_url=BASE, follow_redirects=False) as c:
+        yield c
+
+
+def test_a_person_sees_and_ends_their_app_sessions(http_sessions, phone_app, app_client, citizen, tokens, store):
+    http = http_sessions
+    first = sign_in(http, phone_app)
+    sign_in(http, phone_app, "launch/patient patient/*.rs online_access")  # a second sign-in, shorter-lived
+    me = {"authorization": f"Bearer {first['access_token']}"}
+    listed = http.get("/auth/sessions", headers=me)
+    assert listed.status_code == 200 and listed.headers["cache-control"] == "no-store"
+    sessions = listed.json()["sessions"]
+    assert [s["client_name"] for s in sessions] == ["Citizen phone app"] * 2
+    assert sessions[0]["expires"] > sessions[1]["expires"]  # offline: 30 days; online: 12 hours
+    # another person sees none of them, and cannot end them (absent and foreign answer alike)
+    from healthtwin.security.clients import add_user
+
+    from .conftest import PASSWORD
+    add_user(store, "bob", PASSWORD, ["citizen"], patient="Patient/456")
+    bob, _ = tokens.mint("bob", "person", ["patient/*.rs"], patient="Patient/456")
+    other = {"authorization": f"Bearer {bob}"}
+    assert http.get("/auth/sessions", headers=other).json() == {"sessions": []}
+    assert http.delete(f"/auth/sessions/{sessions[0]['id']}", headers=other).status_code == 404
+    assert http.delete("/auth/sessions/made-up", headers=me).status_code == 404
+    # ending one: its refresh token stops working, and the access tokens it issued are revoked
+    assert http.delete(f"/auth/sessions/{sessions[0]['id']}", headers=me).status_code == 204
+    refused(refresh(http, phone_app, first["refresh_token"]), "invalid_grant")
+    assert "revoked" in refused_401(tokens, first["access_token"])
+    # a system token, or none, gets no sessions
+    system, _ = tokens.mint("lab", "system", ["system/*.rs"], client_id="lab")
+    assert http.get("/auth/sessions", headers={"authorization": f"Bearer {system}"}).status_code == 403
+    anonymous = http.get("/auth/sessions")
+    assert anonymous.status_code == 401 and "Bearer" in anonymous.headers["www-authenticate"]
+    assert http.get("/auth/sessions", headers={"authorization": "Bearer nonsense"}).status_code == 401

@@ -61,7 +61,7 @@ def ensure_security_schema(store: Any) -> None:
         "CREATE INDEX IF NOT EXISTS security_revoked_at ON security_revoked (revoked)",
         f"""CREATE TABLE IF NOT EXISTS security_refresh (token_hash TEXT PRIMARY KEY, family TEXT NOT NULL,
              client_id TEXT NOT NULL, username TEXT NOT NULL, scope TEXT NOT NULL, expires {real} NOT NULL,
-             access_jti TEXT, used {real})""",
+             access_jti TEXT, used {real}, issued {real})""",
         "CREATE INDEX IF NOT EXISTS security_refresh_family ON security_refresh (family)",
     ]
     with store.write_cursor() as cur:

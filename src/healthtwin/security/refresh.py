@@ -15,6 +15,10 @@ token and a new refresh token. The rules, after the OAuth 2.0 Security Best Curr
 * A refresh may ask for fewer scopes than the sign-in granted, never more; the person's account and the
   client must still be enabled (`clients.set_disabled`).
 * `/auth/revoke` with a refresh token ends its family (revocation.py).
+
+A person sees the apps that can still act for them this way, and ends any of them (a lost phone, an app no
+longer trusted): `GET /auth/sessions` and `DELETE /auth/sessions/{id}` with their own access token
+(`session_routes`).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import secrets
 import time
 from typing import Any
 
+from ..store.records import instant
 from .clients import get_user, split_scopes
 from .smart import OAuthError, SmartConfig, requesting_client, user_tokens
 from .tokens import MAX_TOKEN_LIFETIME
@@ -44,9 +49,9 @@ def issue_refresh(config: SmartConfig, client_id: str, username: str, scopes: li
     token, store, now = secrets.token_urlsafe(32), config.store, time.time()
     with store.write_cursor() as cur:
         cur.execute(store.sql("INSERT INTO security_refresh (token_hash, family, client_id, username, scope, expires, "
-                              "access_jti, used) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)"),
+                              "access_jti, used, issued) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)"),
                     (_digest(token), family or secrets.token_urlsafe(16), client_id, username, " ".join(scopes),
-                     expires if expires is not None else now + LIFETIME[kind], access_jti))
+                     expires if expires is not None else now + LIFETIME[kind], access_jti, now))
         if secrets.randbelow(64) == 0:  # housekeeping: families past their end can no longer be redeemed
             cur.execute(store.sql("DELETE FROM security_refresh WHERE expires < ?"), (now - 86400,))
     return token
@@ -111,3 +116,80 @@ def revoke_refresh(config: SmartConfig, client_id: str, raw: str) -> bool:
         return False
     end_family(config, rows[0][0])
     return True
+
+
+# -- a person's own sessions ----------------------------------------------------------------------------------------
+def sessions_of(config: SmartConfig, username: str) -> list[dict[str, Any]]:
+    """The live sign-ins (refresh-token families) of a person: one per app sign-in that can still refresh."""
+    from .clients import get_client
+    rows = config.store.query(
+        "SELECT family, client_id, scope, expires, min(issued) FROM security_refresh WHERE username = ? "
+        "GROUP BY family, client_id, scope, expires HAVING max(CASE WHEN used IS NULL THEN 1 ELSE 0 END) = 1 "
+        "AND expires > ? ORDER BY min(issued)", [username, time.time()])
+    out = []
+    for family, client_id, scope, expires, issued in rows:
+        client = get_client(config.store, client_id)
+        out.append({"id": family, "client_id": client_id, "client_name": client.name if client else None,
+                    "scope": scope, "started": instant(issued or 0.0), "expires": instant(expires)})
+    return out
+
+
+def session_routes(config: SmartConfig) -> list[Any]:
+    """GET /auth/sessions and DELETE /auth/sessions/{id}, for a person with their own access token."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from ..fhir.outcome import FHIRError
+    from .smart import NO_STORE
+
+    def person(request: Request) -> Any:
+        """The signed-in person, or the refusal as an OAuth-style JSON response."""
+        try:
+            caller = config.tokens.identify(request)  # 401 for a missing, invalid or revoked token
+        except FHIRError as exc:
+            return JSONResponse({"error": "invalid_token", "error_description": exc.diagnostics}, exc.status,
+                                headers={**NO_STORE, **(exc.headers or {})})
+        if caller.kind == "anonymous":
+            return JSONResponse({"error": "invalid_token", "error_description": "send your access token"}, 401,
+                                headers={**NO_STORE, "www-authenticate": 'Bearer realm="healthtwin"'})
+        if caller.kind != "person" or caller.issuer != config.tokens.issuer or not caller.subject:
+            return JSONResponse({"error": "insufficient_scope", "error_description": "sessions are a signed-in "
+                                 "person's own (send that person's access token)"}, 403, headers=NO_STORE)
+        return caller
+
+    async def listing(request: Request) -> Response:
+        caller = person(request)
+        if isinstance(caller, Response):
+            return caller
+        found = await run_in_threadpool(sessions_of, config, caller.subject)
+        return JSONResponse({"sessions": found}, headers=NO_STORE)
+
+    async def end(request: Request) -> Response:
+        caller = person(request)
+        if isinstance(caller, Response):
+            return caller
+        family = request.path_params["family"]
+        mine = await run_in_threadpool(config.store.query, "SELECT client_id FROM security_refresh WHERE family = ? "
+                                       "AND username = ? LIMIT 1", [family, caller.subject])
+        if not mine:  # someone else's and absent answer alike
+            return JSONResponse({"error": "not_found", "error_description": "no such session of yours"}, 404,
+                                headers=NO_STORE)
+        await run_in_threadpool(end_family, config, family)
+        await run_in_threadpool(_audit_end, config, caller.subject, mine[0][0])
+        return Response(status_code=204, headers=NO_STORE)
+
+    return [Route("/auth/sessions", listing, methods=["GET"]),
+            Route("/auth/sessions/{family}", end, methods=["DELETE"])]
+
+
+def _audit_end(config: SmartConfig, username: str, client_id: str) -> None:
+    from .audit import AuditError
+    from .auth_audit import auth_event, record
+    try:
+        record(config.audit, auth_event("logout", True, username, client_id=client_id,
+                                        description="an app's sign-in ended by the person"))
+    except AuditError:  # the session is ended all the same: keeping it for want of a record would be worse
+        import logging
+        logging.getLogger("healthtwin.security").error("ending a session of %s could not be audited", username)
