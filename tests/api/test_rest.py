@@ -162,6 +162,16 @@ def test_metadata_lists_what_is_implemented(client):
                     "revoke": smart["revocation_endpoint"], "introspect": smart["introspection_endpoint"]}
 
 
+def test_openapi_describes_the_authorization_server_too(client):
+    paths = client.get("/openapi.json?types=Patient").json()["paths"]
+    assert {"/auth/token", "/auth/revoke", "/auth/introspect", "/auth/sessions", "/auth/sessions/{id}",
+            "/auth/jwks", "/.well-known/smart-configuration", "/fhir/Patient"} <= set(paths)
+    form = paths["/auth/token"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    assert set(form["properties"]["grant_type"]["enum"]) == {"client_credentials", "authorization_code",
+                                                              "refresh_token"}
+    assert paths["/auth/sessions"]["get"]["security"] == [{"bearer": []}]
+
+
 def test_unknown_method_is_405(client):
     pid = client.post("/fhir/Patient", json=patient()).json()["id"]
     assert client.post(f"/fhir/Patient/{pid}", json=patient()).status_code == 405

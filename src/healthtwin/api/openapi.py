@@ -1,5 +1,6 @@
 """An OpenAPI 3.0 description of the FHIR REST API, generated from what the server implements (the same
-registry the CapabilityStatement comes from), for API tooling and for schemathesis in the tests."""
+registry the CapabilityStatement comes from), and of the authorization server's endpoints (/auth), for API
+tooling and for schemathesis in the tests."""
 from __future__ import annotations
 
 from typing import Any, Iterable
@@ -50,8 +51,53 @@ def openapi_document(registry, types: Iterable[str] | None = None) -> dict[str, 
         paths[f"/fhir/{rtype}/{{id}}/_history"] = {
             "parameters": [_ID],
             "get": {"operationId": f"history-{rtype}", "security": security, "responses": _ok("history Bundle")}}
+    paths.update(_auth_paths(security))
     return {"openapi": "3.0.3",
             "info": {"title": "Health Twin FHIR R4 API", "version": __version__},
             "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                                           "bearerFormat": "JWT"}}},
             "paths": paths}
+
+
+_JSON = {"type": "object", "additionalProperties": True}
+_OAUTH_ERRORS = {str(s): {"description": "OAuth error", "content": {"application/json": {"schema": _JSON}}}
+                 for s in (400, 401, 403, 404, 429, 503)}
+_CLIENT_AUTH = {"client_id": {"type": "string"}, "client_assertion_type": {"type": "string"},
+                "client_assertion": {"type": "string"}}
+
+
+def _form(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "properties": properties, "required": required}}}}
+
+
+def _json_ok(description: str, status: str = "200") -> dict[str, Any]:
+    return {status: {"description": description, "content": {"application/json": {"schema": _JSON}}},
+            **_OAUTH_ERRORS}
+
+
+def _auth_paths(security: list[dict[str, list]]) -> dict[str, Any]:
+    """The SMART authorization server (security/smart.py, revocation.py, refresh.py): OAuth forms in, JSON
+    out. The login page (/auth/authorize) is HTML for people and left out."""
+    token_form = {"grant_type": {"type": "string",
+                                 "enum": ["client_credentials", "authorization_code", "refresh_token"]},
+                  "scope": {"type": "string"}, "code": {"type": "string"}, "code_verifier": {"type": "string"},
+                  "redirect_uri": {"type": "string"}, "refresh_token": {"type": "string"}, **_CLIENT_AUTH}
+    token_ref = {"token": {"type": "string"}, "token_type_hint": {"type": "string"}, **_CLIENT_AUTH}
+    return {
+        "/.well-known/smart-configuration": {"get": {"operationId": "smart-configuration",
+                                                     "responses": _json_ok("SMART configuration")}},
+        "/auth/jwks": {"get": {"operationId": "jwks", "responses": _json_ok("the server's public keys")}},
+        "/auth/token": {"post": {"operationId": "token", "requestBody": _form(token_form, ["grant_type"]),
+                                 "responses": _json_ok("access token")}},
+        "/auth/revoke": {"post": {"operationId": "revoke", "requestBody": _form(token_ref, ["token"]),
+                                  "responses": _json_ok("revoked, or nothing to revoke")}},
+        "/auth/introspect": {"post": {"operationId": "introspect", "requestBody": _form(token_ref, ["token"]),
+                                      "responses": _json_ok("whether the token is active")}},
+        "/auth/sessions": {"get": {"operationId": "sessions", "security": security,
+                                   "responses": _json_ok("the caller's live app sign-ins")}},
+        "/auth/sessions/{id}": {"delete": {
+            "operationId": "end-session", "security": security,
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"204": {"description": "ended"}, **_OAUTH_ERRORS}}},
+    }
