@@ -23,14 +23,25 @@ longer trusted): `GET /auth/sessions` and `DELETE /auth/sessions/{id}` with thei
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..fhir.outcome import FHIRError
 from ..store.records import instant
-from .clients import get_user, split_scopes
-from .smart import OAuthError, SmartConfig, requesting_client, user_tokens
+from .audit import AuditError
+from .auth_audit import auth_event, record
+from .clients import get_client, get_user, split_scopes
+from .smart import NO_STORE, OAuthError, SmartConfig, requesting_client, user_tokens
 from .tokens import MAX_TOKEN_LIFETIME
+
+log = logging.getLogger("healthtwin.security")
 
 LIFETIME = {"offline_access": 30 * 86400, "online_access": 12 * 3600}
 
@@ -121,7 +132,6 @@ def revoke_refresh(config: SmartConfig, client_id: str, raw: str) -> bool:
 # -- a person's own sessions ----------------------------------------------------------------------------------------
 def sessions_of(config: SmartConfig, username: str) -> list[dict[str, Any]]:
     """The live sign-ins (refresh-token families) of a person: one per app sign-in that can still refresh."""
-    from .clients import get_client
     rows = config.store.query(
         "SELECT family, client_id, scope, expires, min(issued) FROM security_refresh WHERE username = ? "
         "GROUP BY family, client_id, scope, expires HAVING max(CASE WHEN used IS NULL THEN 1 ELSE 0 END) = 1 "
@@ -134,15 +144,8 @@ def sessions_of(config: SmartConfig, username: str) -> list[dict[str, Any]]:
     return out
 
 
-def session_routes(config: SmartConfig) -> list[Any]:
+def session_routes(config: SmartConfig) -> list[Route]:
     """GET /auth/sessions and DELETE /auth/sessions/{id}, for a person with their own access token."""
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    from ..fhir.outcome import FHIRError
-    from .smart import NO_STORE
 
     def person(request: Request) -> Any:
         """The signed-in person, or the refusal as an OAuth-style JSON response."""
@@ -185,11 +188,8 @@ def session_routes(config: SmartConfig) -> list[Any]:
 
 
 def _audit_end(config: SmartConfig, username: str, client_id: str) -> None:
-    from .audit import AuditError
-    from .auth_audit import auth_event, record
     try:
         record(config.audit, auth_event("logout", True, username, client_id=client_id,
                                         description="an app's sign-in ended by the person"))
     except AuditError:  # the session is ended all the same: keeping it for want of a record would be worse
-        import logging
-        logging.getLogger("healthtwin.security").error("ending a session of %s could not be audited", username)
+        log.error("ending a session of %s could not be audited", username)
