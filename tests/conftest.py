@@ -1,6 +1,7 @@
 """Shared test fixtures: where the third-party corpora live, and which databases to test."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -127,6 +128,37 @@ def client(store, tmp_path):
     # (create_app is secure by default; tests/security covers the real policy).
     with TestClient(create_app(store, policy=OpenPolicy(), data_dir=tmp_path / "data", rate=None)) as c:
         yield c
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, *args: str):
+    """`healthtwin serve` on a free port with `args` (a real process, its workers too), once /health answers:
+    yields (the process, its port); stopped after. The log is tmp_path/serve.log."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "healthtwin.cli", "serve", "--port", str(port), *args],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield proc, port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -2,11 +2,6 @@
 from them; `healthtwin serve --workers 2` keeps both workers up."""
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -75,12 +70,6 @@ def test_superseded_snapshots_are_removed_after_the_grace_period(tmp_path, monke
     reader.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _workers(parent: int) -> list[int]:
     """Live (not zombie) child processes of `parent`, other than multiprocessing's resource tracker."""
     out = []
@@ -96,20 +85,9 @@ def _workers(parent: int) -> list[int]:
 
 
 def test_two_workers_stay_up(tmp_path) -> None:
-    port = _free_port()
-    data = tmp_path / "data"
-    log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "healthtwin.cli", "serve", "--data-dir", str(data), "--port",
-                             str(port), "--workers", "2", "--insecure-open", "--rate-limit", "off"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+    from ..conftest import serving
+    with serving(tmp_path, "--data-dir", str(tmp_path / "data"), "--workers", "2", "--insecure-open",
+                 "--rate-limit", "off") as (proc, port):
         time.sleep(3)  # long enough for a worker that cannot start to have died and been replaced
         first = sorted(_workers(proc.pid))
         served = set()
@@ -120,9 +98,5 @@ def test_two_workers_stay_up(tmp_path) -> None:
         time.sleep(1)
         assert len(first) == 2 and sorted(_workers(proc.pid)) == first, "a worker died or was replaced"
         assert served <= {"database", "snapshot"} and served
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
     text = (tmp_path / "serve.log").read_text(errors="replace")
     assert "Traceback" not in text and "Could not set lock" not in text, text[-3000:]

@@ -118,29 +118,13 @@ def test_a_foreign_or_damaged_file_is_replaced_not_trusted(tmp_path, damage):
 
 def test_two_server_workers_enforce_one_limit(tmp_path):
     """`serve --workers 2`: fresh connections land on either worker, and together they get the burst once."""
-    import signal
-    import socket
-    import subprocess
-    import sys
     import time
     import urllib.error
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "healthtwin.cli", "serve", "--data-dir", str(tmp_path / "data"),
-                             "--port", str(port), "--workers", "2", "--insecure-open", "--rate-limit", "0.01,6"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+    from ..conftest import serving
+    with serving(tmp_path, "--data-dir", str(tmp_path / "data"), "--workers", "2", "--insecure-open",
+                 "--rate-limit", "0.01,6") as (_, port):
         time.sleep(2)  # both workers up (/health answered from one of them)
         statuses = []
         for _ in range(30):  # a new connection each time: the kernel hands it to either worker
@@ -151,8 +135,4 @@ def test_two_server_workers_enforce_one_limit(tmp_path):
                 statuses.append(exc.code)
                 if exc.code == 429:
                     assert int(exc.headers["retry-after"]) >= 1
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        log.close()
     assert statuses.count(200) == 6 and statuses.count(429) == 24, statuses

@@ -211,6 +211,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _switches(parent: Any, store_args: Any, metavar: str, disable_help: str, enable_help: str) -> None:
+    """`disable NAME` and `enable NAME` under `users` or `clients`."""
+    for action, text in (("disable", disable_help), ("enable", enable_help)):
+        p = parent.add_parser(action, help=text)
+        store_args(p)
+        p.add_argument("name", metavar=metavar)
+        p.set_defaults(func=cmd_disable)
+
+
 def register(sub: Any, store_args: Any) -> None:
     clients = sub.add_parser("clients", help="register SMART clients").add_subparsers(dest="clients_command",
                                                                                         required=True)
@@ -226,12 +235,8 @@ def register(sub: Any, store_args: Any) -> None:
     add.add_argument("--roles", help="a backend service's role: laboratory, pharmacy, insurer, analyst, auditor, "
                                      "administrator (without one, only its scopes limit it)")
     add.set_defaults(func=cmd_clients_add)
-    for action, text in (("disable", "refuse a client's tokens, old and new (an institution's system compromised)"),
-                         ("enable", "let a disabled client get tokens again")):
-        p = clients.add_parser(action, help=text)
-        store_args(p)
-        p.add_argument("name", metavar="CLIENT_ID")
-        p.set_defaults(func=cmd_disable)
+    _switches(clients, store_args, "CLIENT_ID", "refuse a client's tokens, old and new (an institution's system "
+              "compromised)", "let a disabled client get tokens again")
 
     users = sub.add_parser("users", help="people who sign in").add_subparsers(dest="users_command", required=True)
     uadd = users.add_parser("add", help="add a user (password from a prompt, or --password-stdin)")
@@ -243,12 +248,8 @@ def register(sub: Any, store_args: Any) -> None:
     uadd.add_argument("--organization", help="Organization/<id>")
     uadd.add_argument("--password-stdin", action="store_true")
     uadd.set_defaults(func=cmd_users_add)
-    for action, text in (("disable", "stop a person signing in and refuse the tokens they hold (someone who left)"),
-                         ("enable", "let a disabled user sign in again")):
-        p = users.add_parser(action, help=text)
-        store_args(p)
-        p.add_argument("name", metavar="USERNAME")
-        p.set_defaults(func=cmd_disable)
+    _switches(users, store_args, "USERNAME", "stop a person signing in and refuse the tokens they hold (someone "
+              "who left)", "let a disabled user sign in again")
 
     tok = sub.add_parser("token", help="mint an access token with the data folder's key (tests, demos, ops)")
     tok.add_argument("--data-dir", default="./data")
