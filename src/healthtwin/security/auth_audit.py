@@ -15,11 +15,13 @@ fill the audit log (the limiter's 429 answers are logged instead).
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from ..store.records import instant
 
+log = logging.getLogger("healthtwin.security")
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 _KINDS = {  # event -> (type code, type display, subtype code, subtype display)
     "login": ("110114", "User Authentication", "110122", "Login"),
@@ -58,6 +60,17 @@ def record(audit: Any, event: dict[str, Any]) -> None:
     """Appends durably (AuditError if it cannot be written: the caller then refuses what it was doing)."""
     if audit is not None:
         audit.append([event])
+
+
+def record_or_log(audit: Any, event: dict[str, Any]) -> None:
+    """For what stands whether or not it is recorded (a revocation, a refusal, a session ended: undoing it for
+    want of a record would be worse): appends, and logs the event's description if the trail cannot be
+    written."""
+    from .audit import AuditError
+    try:
+        record(audit, event)
+    except AuditError:
+        log.error("could not be audited: %s", event["outcomeDesc"])
 
 
 def record_in_store(store: Any, event: dict[str, Any]) -> None:

@@ -23,7 +23,6 @@ longer trusted): `GET /auth/sessions` and `DELETE /auth/sessions/{id}` with thei
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 import time
 from typing import Any
@@ -35,13 +34,11 @@ from starlette.routing import Route
 
 from ..fhir.outcome import FHIRError
 from ..store.records import instant
-from .audit import AuditError
-from .auth_audit import auth_event, record
+from .auth_audit import auth_event, record_or_log
 from .clients import get_client, get_user, split_scopes
 from .smart import NO_STORE, OAuthError, SmartConfig, requesting_client, user_tokens
 from .tokens import MAX_TOKEN_LIFETIME
 
-log = logging.getLogger("healthtwin.security")
 
 LIFETIME = {"offline_access": 30 * 86400, "online_access": 12 * 3600}
 
@@ -109,15 +106,15 @@ def redeem_refresh(config: SmartConfig, form: dict[str, str]) -> dict[str, Any]:
 
 
 def end_family(config: SmartConfig, family: str) -> None:
-    """Marks every refresh token of the family used and revokes the access tokens they issued."""
+    """Marks every refresh token of the family used and revokes the access tokens they issued that may still
+    be live (those of the last MAX_TOKEN_LIFETIME: older ones have expired), in one transaction."""
     store, now = config.store, time.time()
     with store.write_cursor() as cur:
         cur.execute(store.sql("UPDATE security_refresh SET used = ? WHERE family = ? AND used IS NULL"), (now, family))
-        cur.execute(store.sql("SELECT access_jti FROM security_refresh WHERE family = ? AND access_jti IS NOT NULL"),
-                    (family,))
+        cur.execute(store.sql("SELECT access_jti FROM security_refresh WHERE family = ? AND access_jti IS NOT NULL "
+                              "AND issued >= ?"), (family, now - MAX_TOKEN_LIFETIME - 60))
         jtis = [r[0] for r in cur.fetchall()]
-    for jti in jtis:  # access tokens live an hour at most: revoked that long
-        config.tokens.revocations.revoke(jti, now + MAX_TOKEN_LIFETIME)
+    config.tokens.revocations.revoke_all(jtis, now + MAX_TOKEN_LIFETIME)
 
 
 def revoke_refresh(config: SmartConfig, client_id: str, raw: str) -> bool:
@@ -180,16 +177,9 @@ def session_routes(config: SmartConfig) -> list[Route]:
             return JSONResponse({"error": "not_found", "error_description": "no such session of yours"}, 404,
                                 headers=NO_STORE)
         await run_in_threadpool(end_family, config, family)
-        await run_in_threadpool(_audit_end, config, caller.subject, mine[0][0])
+        await run_in_threadpool(record_or_log, config.audit, auth_event(
+            "logout", True, caller.subject, client_id=mine[0][0], description="an app's sign-in ended by the person"))
         return Response(status_code=204, headers=NO_STORE)
 
     return [Route("/auth/sessions", listing, methods=["GET"]),
             Route("/auth/sessions/{family}", end, methods=["DELETE"])]
-
-
-def _audit_end(config: SmartConfig, username: str, client_id: str) -> None:
-    try:
-        record(config.audit, auth_event("logout", True, username, client_id=client_id,
-                                        description="an app's sign-in ended by the person"))
-    except AuditError:  # the session is ended all the same: keeping it for want of a record would be worse
-        log.error("ending a session of %s could not be audited", username)

@@ -23,16 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-import logging
-
-from .audit import AuditError
-from .auth_audit import auth_event, record
+from .auth_audit import auth_event, record_or_log
 from .clients import Client
 from .ratelimit import RateLimiter
 from .smart import NO_STORE, OAuthError, SmartConfig, _address, read_form, requesting_client
 from .tokens import TokenError
-
-log = logging.getLogger("healthtwin.security")
 
 
 # -- endpoints -----------------------------------------------------------------------------------------------------
@@ -59,11 +54,8 @@ def revoke_token(config: SmartConfig, form: dict[str, str]) -> None:
 
 
 def _audit_logout(config: SmartConfig, who: str | None, client_id: str, description: str) -> None:
-    try:
-        record(config.audit, auth_event("logout", True, who or client_id, client_id=client_id,
-                                        description=description))
-    except AuditError:  # the revocation stands: refusing it for want of a record would keep a stolen token alive
-        log.error("a revocation could not be audited: %s", description)
+    record_or_log(config.audit, auth_event("logout", True, who or client_id, client_id=client_id,
+                                           description=description))
 
 
 def introspect_token(config: SmartConfig, form: dict[str, str]) -> dict[str, Any]:

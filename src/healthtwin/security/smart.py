@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
-import logging
 import re
 import secrets
 import time
@@ -33,14 +32,13 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from .audit import AuditError
-from .auth_audit import auth_event, record
+from .auth_audit import auth_event, record, record_or_log
 from .clients import Client, Revocations, claim_jti, get_client, get_user, parse_scope, scope_permitted, \
     split_scopes, verify_password, ensure_security_schema
 from .keys import b64url
 from .ratelimit import RateLimiter
 from .tokens import MAX_TOKEN_LIFETIME, TokenError, TokenService, unverified_claims, unverified_header, verify_signed
 
-log = logging.getLogger("healthtwin.security")
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_RATE = (5.0, 30.0)  # token requests per second and burst, per address
 LOGIN_RATE = (5 / 60, 5.0)  # login attempts: five, then one every twelve seconds, per user and per address
@@ -414,12 +412,9 @@ def _audit_token(config: SmartConfig, form: dict[str, str], address: str, body: 
             claimed = unverified_claims(form["client_assertion"]).get("iss")
         except TokenError:
             claimed = None
-    event = auth_event("login", False, str(claimed) if claimed else None, address=address,
-                       description=f"token refused ({grant}): {error.error}: {error.description}" if error else grant)
-    try:
-        record(config.audit, event)
-    except AuditError:
-        log.error("a refused token request could not be audited: %s", event["outcomeDesc"])
+    record_or_log(config.audit, auth_event(
+        "login", False, str(claimed) if claimed else None, address=address,
+        description=f"token refused ({grant}): {error.error}: {error.description}" if error else grant))
 
 
 def _address(request: Request) -> str:
