@@ -63,8 +63,9 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
         if rate_dir is not None:
             smart.share_limits(rate_dir)
         from ..security.refresh import session_routes
+        from ..security.launch import launch_routes
         from ..security.revocation import revocation_routes
-        routes += smart_routes(smart) + revocation_routes(smart) + session_routes(smart)
+        routes += smart_routes(smart) + revocation_routes(smart) + session_routes(smart) + launch_routes(smart)
         services.oauth_uris = {name: public_url + "/auth/" + name
                                for name in ("authorize", "token", "revoke", "introspect")}
     limiter = RateLimiter(*rate, path=rate_dir / "api.buckets" if rate_dir else None) if rate else None

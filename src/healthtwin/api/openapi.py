@@ -77,13 +77,15 @@ def _json_ok(description: str, status: str = "200") -> dict[str, Any]:
 
 
 def _auth_paths(security: list[dict[str, list]]) -> dict[str, Any]:
-    """The SMART authorization server (security/smart.py, revocation.py, refresh.py): OAuth forms in, JSON
+    """The SMART authorization server (security/smart.py, revocation.py, refresh.py, launch.py): OAuth forms in, JSON
     out. The login page (/auth/authorize) is HTML for people and left out."""
     token_form = {"grant_type": {"type": "string",
                                  "enum": ["client_credentials", "authorization_code", "refresh_token"]},
                   "scope": {"type": "string"}, "code": {"type": "string"}, "code_verifier": {"type": "string"},
                   "redirect_uri": {"type": "string"}, "refresh_token": {"type": "string"}, **_CLIENT_AUTH}
     token_ref = {"token": {"type": "string"}, "token_type_hint": {"type": "string"}, **_CLIENT_AUTH}
+    launch_form = {"patient": {"type": "string"}, "encounter": {"type": "string"},
+                   "app_client_id": {"type": "string"}, **_CLIENT_AUTH}
     return {
         "/.well-known/smart-configuration": {"get": {"operationId": "smart-configuration",
                                                      "responses": _json_ok("SMART configuration")}},
@@ -94,6 +96,8 @@ def _auth_paths(security: list[dict[str, list]]) -> dict[str, Any]:
                                   "responses": _json_ok("revoked, or nothing to revoke")}},
         "/auth/introspect": {"post": {"operationId": "introspect", "requestBody": _form(token_ref, ["token"]),
                                       "responses": _json_ok("whether the token is active")}},
+        "/auth/launch": {"post": {"operationId": "ehr-launch", "requestBody": _form(launch_form, ["patient"]),
+                                  "responses": _json_ok("a launch value for the app the EHR opens")}},
         "/auth/sessions": {"get": {"operationId": "sessions", "security": security,
                                    "responses": _json_ok("the caller's live app sign-ins")}},
         "/auth/sessions/{id}": {"delete": {

@@ -28,6 +28,7 @@ _KINDS = {  # event -> (type code, type display, subtype code, subtype display)
     "logout": ("110114", "User Authentication", "110123", "Logout"),
     "account": ("110113", "Security Alert", "110137", "User Security Attributes Changed"),
     "keys": ("110113", "Security Alert", "110129", "Security Configuration"),
+    "launch": ("110100", "Application Activity", "110120", "Application Start"),
 }
 
 

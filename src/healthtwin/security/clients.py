@@ -63,6 +63,8 @@ def ensure_security_schema(store: Any) -> None:
              client_id TEXT NOT NULL, username TEXT NOT NULL, scope TEXT NOT NULL, expires {real} NOT NULL,
              access_jti TEXT, used {real}, issued {real})""",
         "CREATE INDEX IF NOT EXISTS security_refresh_family ON security_refresh (family)",
+        f"""CREATE TABLE IF NOT EXISTS security_launch (launch_hash TEXT PRIMARY KEY, ehr_client TEXT NOT NULL,
+             app_client TEXT, context TEXT NOT NULL, expires {real} NOT NULL, used {real})""",
     ]
     with store.write_cursor() as cur:
         store.lock(cur, "security-schema")
@@ -70,9 +72,11 @@ def ensure_security_schema(store: Any) -> None:
             cur.execute(stmt)
         # Added after the first release: stores created earlier get the columns on start. A code's token_jti
         # is the id of the token it was redeemed for (set when it is redeemed; revoked if it comes back).
-        # `disabled`: when an account was disabled (NULL: active).
+        # `disabled`: when an account was disabled (NULL: active). `launch`: an EHR launch's context (launch.py),
+        # carried from the code to the tokens and their refreshes.
         for table, column, kind in (("security_clients", "roles", "TEXT"), ("security_codes", "token_jti", "TEXT"),
-                                    ("security_clients", "disabled", real), ("security_users", "disabled", real)):
+                                    ("security_clients", "disabled", real), ("security_users", "disabled", real),
+                                    ("security_codes", "launch", "TEXT"), ("security_refresh", "launch", "TEXT")):
             if store.dialect == "postgres":
                 cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
             else:

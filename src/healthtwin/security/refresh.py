@@ -36,6 +36,7 @@ from ..fhir.outcome import FHIRError
 from ..store.records import instant
 from .auth_audit import auth_event, record_or_log
 from .clients import get_client, get_user, split_scopes
+from .launch import LaunchContext
 from .smart import NO_STORE, OAuthError, SmartConfig, requesting_client, user_tokens
 from .tokens import MAX_TOKEN_LIFETIME
 
@@ -48,18 +49,19 @@ def _digest(token: str) -> str:
 
 
 def issue_refresh(config: SmartConfig, client_id: str, username: str, scopes: list[str], access_jti: str,
-                  family: str | None = None, expires: float | None = None) -> str | None:
+                  family: str | None = None, expires: float | None = None, launch: Any = None) -> str | None:
     """A new refresh token if the scopes ask for one (a new family, unless `family` and its `expires` are
-    given); None otherwise."""
+    given); None otherwise. An EHR launch's context (`launch.LaunchContext`) goes with it to every refresh."""
     kind = next((s for s in ("offline_access", "online_access") if s in scopes), None)
     if kind is None:
         return None
     token, store, now = secrets.token_urlsafe(32), config.store, time.time()
     with store.write_cursor() as cur:
         cur.execute(store.sql("INSERT INTO security_refresh (token_hash, family, client_id, username, scope, expires, "
-                              "access_jti, used, issued) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)"),
+                              "access_jti, used, issued, launch) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)"),
                     (_digest(token), family or secrets.token_urlsafe(16), client_id, username, " ".join(scopes),
-                     expires if expires is not None else now + LIFETIME[kind], access_jti, now))
+                     expires if expires is not None else now + LIFETIME[kind], access_jti, now,
+                     launch.dumps() if launch is not None else None))
         if secrets.randbelow(64) == 0:  # housekeeping: families past their end can no longer be redeemed
             cur.execute(store.sql("DELETE FROM security_refresh WHERE expires < ?"), (now - 86400,))
     return token
@@ -74,7 +76,7 @@ def redeem_refresh(config: SmartConfig, form: dict[str, str]) -> dict[str, Any]:
     store, now = config.store, time.time()
     with store.write_cursor() as cur:
         cur.execute(store.sql("UPDATE security_refresh SET used = ? WHERE token_hash = ? AND used IS NULL "
-                              "RETURNING family, client_id, username, scope, expires"), (now, _digest(raw)))
+                              "RETURNING family, client_id, username, scope, expires, launch"), (now, _digest(raw)))
         row = cur.fetchone()
         if row is None:
             cur.execute(store.sql("SELECT family FROM security_refresh WHERE token_hash = ?"), (_digest(raw),))
@@ -85,7 +87,7 @@ def redeem_refresh(config: SmartConfig, form: dict[str, str]) -> dict[str, Any]:
             raise OAuthError("invalid_grant", "the refresh token was used before: it was copied, so the sign-in "
                                               "it came from is ended; sign in again")
         raise OAuthError("invalid_grant", "unknown or expired refresh token")
-    family, client_id, username, scope, expires = row
+    family, client_id, username, scope, expires, launch_text = row
     if client_id != client.client_id:
         end_family(config, family)  # a token in the wrong client's hands is as good as stolen
         raise OAuthError("invalid_grant", "the refresh token was issued to another client")
@@ -99,9 +101,11 @@ def redeem_refresh(config: SmartConfig, form: dict[str, str]) -> dict[str, Any]:
     if not set(requested) <= set(granted):
         raise OAuthError("invalid_scope", "a refresh can narrow the scopes granted at sign-in, not widen them")
     jti = secrets.token_urlsafe(16)
-    body = user_tokens(config, user, client, requested, jti)
-    # The next token keeps the granted scopes (a narrowed refresh does not shrink the sign-in) and the family's end.
-    body["refresh_token"] = issue_refresh(config, client.client_id, username, granted, jti, family, expires)
+    launch = LaunchContext.loads(launch_text)
+    body = user_tokens(config, user, client, requested, jti, launch)
+    # The next token keeps the granted scopes (a narrowed refresh does not shrink the sign-in), the family's end
+    # and the launch context.
+    body["refresh_token"] = issue_refresh(config, client.client_id, username, granted, jti, family, expires, launch)
     return body
 
 

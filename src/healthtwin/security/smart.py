@@ -111,13 +111,14 @@ def smart_configuration(config: SmartConfig) -> dict[str, Any]:
         "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
-        "scopes_supported": ["openid", "fhirUser", "launch/patient", "offline_access", "online_access",
+        "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
                              "patient/*.rs", "user/*.rs", "user/*.cruds", "system/*.rs", "system/*.cruds",
                              "patient/*.read", "user/*.read", "system/*.read"],
         "response_types_supported": ["code"],
-        "capabilities": ["launch-standalone", "client-public", "client-confidential-asymmetric", "permission-v2",
-                         "permission-v1", "permission-patient", "permission-user", "sso-openid-connect",
-                         "context-standalone-patient", "permission-offline", "permission-online"],
+        "capabilities": ["launch-standalone", "launch-ehr", "client-public", "client-confidential-asymmetric",
+                         "permission-v2", "permission-v1", "permission-patient", "permission-user",
+                         "sso-openid-connect", "context-standalone-patient", "context-ehr-patient",
+                         "context-ehr-encounter", "permission-offline", "permission-online"],
         "code_challenge_methods_supported": ["S256"],
     }
 
@@ -202,7 +203,7 @@ def _authorization_code(config: SmartConfig, form: dict[str, str]) -> dict[str, 
     jti = secrets.token_urlsafe(16)
     with store.write_cursor() as cur:
         cur.execute(store.sql("UPDATE security_codes SET token_jti = ? WHERE code_hash = ? AND token_jti IS NULL "
-                              "RETURNING client_id, redirect_uri, challenge, username, scope, nonce, expires"),
+                              "RETURNING client_id, redirect_uri, challenge, username, scope, nonce, expires, launch"),
                     (jti, _digest(code)))
         row = cur.fetchone()
         if row is None:
@@ -213,7 +214,7 @@ def _authorization_code(config: SmartConfig, form: dict[str, str]) -> dict[str, 
             config.tokens.revocations.revoke(used[0], time.time() + MAX_TOKEN_LIFETIME)
             raise OAuthError("invalid_grant", "the code was used before; the token issued for it is revoked")
         raise OAuthError("invalid_grant", "unknown or expired code")
-    client_id, bound_uri, challenge, username, scope, nonce, expires = row
+    client_id, bound_uri, challenge, username, scope, nonce, expires, launch_text = row
     client = requesting_client(config, form)
     if client.client_id != client_id:
         raise OAuthError("invalid_grant", "the code was issued to another client")
@@ -229,28 +230,37 @@ def _authorization_code(config: SmartConfig, form: dict[str, str]) -> dict[str, 
     if user is None:
         raise OAuthError("invalid_grant", "the user no longer exists")
     scopes = split_scopes(scope)
-    body = user_tokens(config, user, client, scopes, jti)
+    from .launch import LaunchContext
+    launch = LaunchContext.loads(launch_text)
+    body = user_tokens(config, user, client, scopes, jti, launch)
     if "openid" in scopes:
         body["id_token"] = config.tokens.mint_id_token(user.username, client.client_id, nonce,
                                                        user.practitioner or user.patient if "fhirUser" in scopes
                                                        else None)
     from .refresh import issue_refresh
-    refresh = issue_refresh(config, client.client_id, user.username, scopes, jti)
+    refresh = issue_refresh(config, client.client_id, user.username, scopes, jti, launch=launch)
     if refresh is not None:
         body["refresh_token"] = refresh
     return body
 
 
-def user_tokens(config: SmartConfig, user: Any, client: Client, scopes: list[str], jti: str) -> dict[str, Any]:
+def user_tokens(config: SmartConfig, user: Any, client: Client, scopes: list[str], jti: str,
+                launch: Any = None) -> dict[str, Any]:
     """The token response for a person signed in through an app: an access token with id `jti` and the
-    launch context (the patient, for patient-context scopes)."""
-    patient = user.patient if any(s.startswith("patient/") or s == "launch/patient" for s in scopes) else None
+    launch context: an EHR launch's patient and encounter (`launch.LaunchContext`), or else the person's own
+    record for patient-context scopes."""
+    if launch is not None:
+        patient = launch.patient
+    else:
+        patient = user.patient if any(s.startswith("patient/") or s == "launch/patient" for s in scopes) else None
     token, life = config.tokens.mint(user.username, "person", scopes, roles=user.roles, client_id=client.client_id,
                                      organization=user.organization, patient=patient,
                                      fhir_user=user.practitioner or user.patient, jti=jti)
     body: dict[str, Any] = {"access_token": token, "token_type": "bearer", "expires_in": life,
                             "scope": " ".join(scopes)}
-    if patient:
+    if launch is not None:
+        body.update(launch.response_fields())
+    elif patient:
         body["patient"] = patient.split("/", 1)[1]
     return body
 
@@ -288,6 +298,7 @@ class AuthRequest:
     challenge: str
     nonce: str | None
     params: dict[str, str]
+    launch: Any = None  # launch.LaunchContext of an EHR launch (peeked: used up when the code is issued)
 
 
 def _redirect(uri: str, params: dict[str, str]) -> RedirectResponse:
@@ -324,22 +335,35 @@ def validate_authorize(config: SmartConfig, params: dict[str, str]) -> AuthReque
     scopes = [s for s in split_scopes(params.get("scope")) if scope_permitted(s, client.scopes)]
     if not scopes:
         raise RedirectError(uri, "invalid_scope", "none of the requested scopes is allowed", state)
+    launch = None
+    if params.get("launch") is not None or "launch" in scopes:
+        # An EHR launch: the value the EHR handed the app, and the scope that asks for its context.
+        from .launch import peek_launch
+        if "launch" not in scopes or not params.get("launch"):
+            raise RedirectError(uri, "invalid_request", "an EHR launch needs both the launch parameter and the "
+                                "launch scope (registered for this app)", state)
+        launch = peek_launch(config, params["launch"], client.client_id)
+        if launch is None:
+            raise RedirectError(uri, "invalid_request", "the launch is unknown, expired, used, or made for "
+                                "another app", state)
     nonce = params.get("nonce")
     return AuthRequest(client, uri, state, scopes, params["code_challenge"], nonce[:256] if nonce else None,
-                       {k: params[k] for k in _AUTH_PARAMS if params.get(k) is not None})
+                       {k: params[k] for k in _AUTH_PARAMS if params.get(k) is not None}, launch)
 
 
 _AUTH_PARAMS = ("response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
-                "code_challenge_method", "aud", "nonce")
+                "code_challenge_method", "aud", "nonce", "launch")
 
 
 def _login_page(req: AuthRequest, message: str | None = None, status: int = 200) -> HTMLResponse:
     e = html.escape
     hidden = "".join(f'<input type="hidden" name="{e(k)}" value="{e(v)}">' for k, v in req.params.items())
     note = f'<p role="alert" style="color:#a00">{e(message)}</p>' if message else ""
+    context = (f"<p>Opened by your organization's record system for <b>{e(req.launch.patient)}</b>"
+               + (f" ({e(req.launch.encounter)})" if req.launch.encounter else "") + ".</p>") if req.launch else ""
     body = (f"<!doctype html><html lang=en><meta charset=utf-8><title>Health Twin sign-in</title>"
             f"<body style='font-family:sans-serif;max-width:26em;margin:3em auto'>"
-            f"<h1>Sign in</h1><p><b>{e(req.client.name)}</b> asks for: {e(' '.join(req.scopes))}</p>{note}"
+            f"<h1>Sign in</h1><p><b>{e(req.client.name)}</b> asks for: {e(' '.join(req.scopes))}</p>{context}{note}"
             f"<form method=post action='/auth/authorize'>{hidden}"
             f"<p><label>User name<br><input name=username autocomplete=username required></label></p>"
             f"<p><label>Password<br><input name=password type=password autocomplete=current-password required>"
@@ -352,27 +376,41 @@ def _error_page(message: str) -> HTMLResponse:
                         f"<p>{html.escape(message)}</p>", 400, headers=HTML_HEADERS)
 
 
-def _grant_for(user: Any, scopes: list[str]) -> list[str]:
-    """Patient-context scopes need a patient; system scopes never go to a person."""
+def _grant_for(user: Any, scopes: list[str], launch: Any = None) -> list[str]:
+    """Patient-context scopes need a patient (the person's own record, or an EHR launch's); system scopes
+    never go to a person."""
     out = []
     for s in scopes:
         parsed = parse_scope(s)
         if parsed and parsed[0] == "system":
             continue
-        if (s == "launch/patient" or (parsed and parsed[0] == "patient")) and not user.patient:
+        if (s == "launch/patient" or (parsed and parsed[0] == "patient")) and not (user.patient or launch):
             continue
         out.append(s)
     return out
 
 
 def issue_code(config: SmartConfig, req: AuthRequest, user: Any) -> str:
+    """A one-time code for the signed-in user; an EHR launch's value is used up here (RedirectError if it
+    went meanwhile, or was made by another organization's EHR than the user's)."""
+    launch = None
+    if req.launch is not None:
+        from .launch import take_launch
+        if not user.organization or user.organization != req.launch.organization:
+            raise RedirectError(req.redirect_uri, "access_denied", "this launch was made by another "
+                                "organization's EHR than the one you work for", req.state)
+        launch = take_launch(config, req.params["launch"], req.client.client_id)
+        if launch is None:
+            raise RedirectError(req.redirect_uri, "invalid_request", "the launch is unknown, expired or used",
+                                req.state)
     code = secrets.token_urlsafe(32)
     store = config.store
     with store.write_cursor() as cur:
         cur.execute(store.sql("INSERT INTO security_codes (code_hash, client_id, redirect_uri, challenge, username, "
-                              "scope, nonce, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                              "scope, nonce, expires, launch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
                     (_digest(code), req.client.client_id, req.redirect_uri, req.challenge, user.username,
-                     " ".join(_grant_for(user, req.scopes)), req.nonce, time.time() + config.code_lifetime))
+                     " ".join(_grant_for(user, req.scopes, launch)), req.nonce, time.time() + config.code_lifetime,
+                     launch.dumps() if launch else None))
         cur.execute(store.sql("DELETE FROM security_codes WHERE expires < ?"), (time.time() - 3600,))
     return code
 
@@ -484,10 +522,13 @@ def smart_routes(config: SmartConfig) -> list[Route]:
             return _error_page("The sign-in cannot be recorded just now; try again in a moment.")
         if user is None:
             return _login_page(req, "Wrong user name or password.", 401)
-        if not _grant_for(user, req.scopes):
+        if not _grant_for(user, req.scopes, req.launch):
             return _redirect(req.redirect_uri, {"error": "invalid_scope", "state": req.state,
                                                 "error_description": "no requested scope fits this user"})
-        code = await run_in_threadpool(issue_code, config, req, user)
+        try:
+            code = await run_in_threadpool(issue_code, config, req, user)
+        except RedirectError as exc:
+            return _redirect(exc.uri, exc.params)
         return _redirect(req.redirect_uri, {"code": code, "state": req.state})
 
     return [
