@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,6 +26,8 @@ def _new_process_id() -> None:  # a forked child must not repeat its parent's id
 
 os.register_at_fork(after_in_child=_new_process_id)
 
+PURPOSE_CODE = re.compile(r"^[A-Z]{2,12}$")  # an HL7 v3 ActReason code: what a purpose of use is stated as
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -38,6 +41,7 @@ class Caller:
     client_id: str | None = None
     patient: str | None = None  # "Patient/123": the person's own record, or a patient-context launch
     fhir_user: str | None = None  # "Practitioner/9", "Patient/123", "RelatedPerson/5"
+    purpose: str | None = None  # a purpose of use the token was issued for (IHE IUA): every request states it
 
 
 @dataclass

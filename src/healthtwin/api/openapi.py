@@ -82,7 +82,8 @@ def _auth_paths(security: list[dict[str, list]]) -> dict[str, Any]:
     token_form = {"grant_type": {"type": "string",
                                  "enum": ["client_credentials", "authorization_code", "refresh_token"]},
                   "scope": {"type": "string"}, "code": {"type": "string"}, "code_verifier": {"type": "string"},
-                  "redirect_uri": {"type": "string"}, "refresh_token": {"type": "string"}, **_CLIENT_AUTH}
+                  "redirect_uri": {"type": "string"}, "refresh_token": {"type": "string"},
+                  "purpose_of_use": {"type": "string"}, **_CLIENT_AUTH}
     token_ref = {"token": {"type": "string"}, "token_type_hint": {"type": "string"}, **_CLIENT_AUTH}
     launch_form = {"patient": {"type": "string"}, "encounter": {"type": "string"},
                    "app_client_id": {"type": "string"}, **_CLIENT_AUTH}

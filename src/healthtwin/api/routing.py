@@ -18,14 +18,13 @@ from ..fhir.model import ID_RE, is_resource_type
 from ..fhir.outcome import FHIRError
 from . import http
 from .auditing import audit_response, classify
-from .context import Caller, RequestContext
+from .context import PURPOSE_CODE, Caller, RequestContext
 from .interactions import history, read, search, transaction, write
 from .interactions.patch import patch
 from .operations import registry as operations
 from .responses import error, fhir, written
 
 log = logging.getLogger("healthtwin.api")
-_PURPOSE_RE = re.compile(r"^[A-Z]{2,12}$")  # an HL7 v3 ActReason code: what X-Purpose-Of-Use takes
 COMPARTMENTS = {"Patient", "Encounter", "RelatedPerson", "Practitioner", "Device"}
 
 
@@ -74,7 +73,13 @@ class FHIRRouter:
             classify(ctx, request.method, parts)
             self._rate_limit(ctx)
             declared = ctx.header("x-purpose-of-use")
-            if declared is not None:
+            if caller.purpose is not None:
+                # A token issued for a purpose (IHE IUA) states it on every request made with it.
+                if declared is not None and declared.strip() != caller.purpose:
+                    raise FHIRError(403, f"This token was issued for the purpose of use {caller.purpose}; a "
+                                         "request made with it cannot state another", "forbidden")
+                self._declare_purpose(ctx, caller.purpose)
+            elif declared is not None:
                 self._declare_purpose(ctx, declared)
             reason = ctx.header("x-break-glass")
             if reason is not None and hasattr(self.services.policy, "break_glass"):
@@ -95,7 +100,7 @@ class FHIRRouter:
         """A purpose of use (HL7 v3 ActReason code) the caller states for this request: the policy checks it
         against the caller's role (an open policy takes any); the audit events record it."""
         code = code.strip()
-        if not _PURPOSE_RE.match(code):
+        if not PURPOSE_CODE.match(code):
             raise FHIRError(400, "X-Purpose-Of-Use takes one HL7 v3 ActReason code, such as TREAT or HPAYMT")
         declare = getattr(self.services.policy, "declare_purpose", None)
         if declare is not None:

@@ -75,7 +75,8 @@ def mint(data_dir: Path, public_url: str, subject: str, kind: str, scopes: list[
 def cmd_token(args: argparse.Namespace) -> int:
     print(mint(Path(args.data_dir).resolve(), args.public_url, args.subject, args.kind, args.scope.split(),
                args.roles.replace(",", " ").split(), args.lifetime, client_id=args.client_id,
-               organization=args.organization, patient=args.patient, fhir_user=args.fhir_user))
+               organization=args.organization, patient=args.patient, fhir_user=args.fhir_user,
+               purpose=args.purpose))
     return 0
 
 
@@ -263,6 +264,8 @@ def register(sub: Any, store_args: Any) -> None:
     tok.add_argument("--fhir-user")
     tok.add_argument("--client-id")
     tok.add_argument("--lifetime", type=int, default=3600)
+    tok.add_argument("--purpose", help="a purpose of use (HL7 ActReason code, e.g. HSYSADMIN) that every request "
+                                       "made with the token states; the role must allow it")
     tok.set_defaults(func=cmd_token)
 
     audit = sub.add_parser("audit", help="check and protect the audit trail").add_subparsers(

@@ -187,9 +187,28 @@ def _client_credentials(config: SmartConfig, form: dict[str, str]) -> dict[str, 
             raise OAuthError("invalid_scope", f"backend services may request system/ scopes only, not {scope}")
         if not scope_permitted(scope, client.scopes):
             raise OAuthError("invalid_scope", f"scope {scope} is beyond what this client is allowed")
+    purpose = _purpose(form, client.roles)
     token, life = config.tokens.mint(client.client_id, "system", requested, roles=client.roles,
-                                     client_id=client.client_id, organization=client.organization)
-    return {"access_token": token, "token_type": "bearer", "expires_in": life, "scope": " ".join(requested)}
+                                     client_id=client.client_id, organization=client.organization, purpose=purpose)
+    body = {"access_token": token, "token_type": "bearer", "expires_in": life, "scope": " ".join(requested)}
+    if purpose:
+        body["purpose_of_use"] = purpose
+    return body
+
+
+def _purpose(form: dict[str, str], roles: Any) -> str | None:
+    """A purpose of use the client asks its token to carry (IHE IUA): one its role may state (access.PURPOSES).
+    Every request made with the token then states it, and may state no other (routing.py)."""
+    code = form.get("purpose_of_use")
+    if code is None:
+        return None
+    from ..api.context import PURPOSE_CODE
+    from .access import PURPOSES, primary_role
+    allowed = PURPOSES.get(primary_role(roles) or "", ())
+    if not PURPOSE_CODE.match(code) or code not in allowed:
+        raise OAuthError("invalid_request", f"purpose_of_use {code[:16]!r} is not one this client's role may state"
+                         + (f" ({', '.join(allowed)})" if allowed else ""))
+    return code
 
 
 def _authorization_code(config: SmartConfig, form: dict[str, str]) -> dict[str, Any]:

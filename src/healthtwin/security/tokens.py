@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 import jwt
 import orjson
 
-from ..api.context import Caller
+from ..api.context import PURPOSE_CODE, Caller
 from ..fhir.outcome import FHIRError
 from .keys import SIGNING_ALG, KeySet, load_or_create, retired_signing_files
 
@@ -218,7 +218,29 @@ class ExternalIssuer:
                            organization=claims.get("organization") if isinstance(claims.get("organization"), str)
                            else None, client_id=claims.get("azp") or claims.get("client_id"),
                            patient=patient, fhir_user=fhir_user, issuer=self.issuer, token_id=claims.get("jti"),
-                           expires=claims.get("exp"))
+                           expires=claims.get("exp"), purpose=purpose_claim(claims))
+
+
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+
+
+def purpose_claim(claims: Mapping[str, Any]) -> str | None:
+    """The purpose of use a token was issued for: IHE IUA's `extensions.ihe_iua.purpose_of_use` (a Coding, or
+    a list of one), or a plain `purpose_of_use` (a code or a Coding) as some providers write it. A value
+    that is there but unreadable refuses the token (TokenError): it must not pass as "no purpose"."""
+    value = claims.get("purpose_of_use")
+    extensions = claims.get("extensions")
+    if value is None and isinstance(extensions, Mapping) and isinstance(extensions.get("ihe_iua"), Mapping):
+        value = extensions["ihe_iua"].get("purpose_of_use")
+    if value is None:
+        return None
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, Mapping):
+        value = value.get("code")
+    if not isinstance(value, str) or not PURPOSE_CODE.match(value):
+        raise TokenError("the token's purpose_of_use is not one HL7 ActReason code")
+    return value
 
 
 def _relative(ref: Any) -> str | None:
@@ -284,8 +306,10 @@ class TokenService:
 
     def mint(self, subject: str, kind: str, scopes: Iterable[str], roles: Iterable[str] = (),
              client_id: str | None = None, organization: str | None = None, patient: str | None = None,
-             fhir_user: str | None = None, lifetime: int | None = None, jti: str | None = None) -> tuple[str, int]:
-        """A signed access token and its lifetime in seconds; `jti` if its id must be known beforehand."""
+             fhir_user: str | None = None, lifetime: int | None = None, jti: str | None = None,
+             purpose: str | None = None) -> tuple[str, int]:
+        """A signed access token and its lifetime in seconds; `jti` if its id must be known beforehand;
+        `purpose`, a purpose of use every request made with it states (IHE IUA's claim)."""
         self.refresh_keys()
         life = min(lifetime or self.lifetime, self.lifetime)
         now = int(time.time())
@@ -296,6 +320,8 @@ class TokenService:
                             ("fhirUser", fhir_user)):
             if value:
                 claims[name] = value
+        if purpose:
+            claims["extensions"] = {"ihe_iua": {"purpose_of_use": {"system": ACT_REASON, "code": purpose}}}
         token = jwt.encode(claims, self.keys.signing_key, algorithm=SIGNING_ALG,
                            headers={"kid": self.keys.kid, "typ": "at+jwt"})
         return token, life
@@ -349,7 +375,8 @@ class TokenService:
                            scopes=frozenset(str(claims.get("scope", "")).split()),
                            organization=claims.get("organization"), client_id=claims.get("client_id"),
                            patient=claims.get("patient"), fhir_user=claims.get("fhirUser"), issuer=self.issuer,
-                           token_id=claims.get("jti"), expires=claims.get("exp"), issued=claims.get("iat"))
+                           token_id=claims.get("jti"), expires=claims.get("exp"), issued=claims.get("iat"),
+                           purpose=purpose_claim(claims))
 
     def identify(self, request: Any) -> Caller:
         """FHIRRouter's identify seam: no Authorization header -> anonymous (the policy decides what that may
