@@ -104,6 +104,12 @@ def _checked(events: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return events
 
 
+# The log's indexes: the citizen's access log by patient; auditors' searches by requestor and by date
+# (audit_search.py). The last two keys grow with seq, so their inserts land at the end of their B-trees.
+_INDEXES = {"audit_log_patient": "patient, recorded", "audit_log_agent": "agent, seq",
+            "audit_log_recorded": "recorded"}
+
+
 class AuditLog:
     def __init__(self, store: Any, batch_window: float = 0.0, max_batch: int = 2000, durable: bool = True) -> None:
         """`batch_window` (seconds) lets a leader wait for more appends before writing; 0 relies on natural
@@ -118,14 +124,36 @@ class AuditLog:
     def ensure_schema(self) -> None:
         pg = self.store.dialect == "postgres"
         if table_exists(self.store, "audit_log"):
-            return  # after harden_postgres the server's role may not run DDL on it at all
+            self._ensure_indexes()
+            return
         real, blob = ("DOUBLE PRECISION", "BYTEA") if pg else ("REAL", "BLOB")
         with self.store.write_cursor() as cur:
             self.store.lock(cur, "audit-log")
             cur.execute(f"""CREATE TABLE IF NOT EXISTS audit_log (seq BIGINT PRIMARY KEY, recorded {real} NOT NULL,
                             event {blob} NOT NULL, patient TEXT NULL, agent TEXT, prev_hash TEXT NOT NULL,
                             hash TEXT NOT NULL)""")
-            cur.execute("CREATE INDEX IF NOT EXISTS audit_log_patient ON audit_log (patient, recorded)")
+            for name, columns in _INDEXES.items():
+                cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON audit_log ({columns})")
+
+    def _ensure_indexes(self) -> None:
+        """Indexes added since a store was created, where this role may add them: after `audit harden` the
+        server's PostgreSQL role may run no DDL on the table (harden, run by an administrator, adds them)."""
+        store = self.store
+        if store.dialect == "postgres":
+            rows = store.query("SELECT pg_has_role(current_user, tableowner, 'USAGE') FROM pg_tables "
+                               "WHERE tablename = 'audit_log' AND schemaname = current_schema()", [])
+            if not rows or not rows[0][0]:
+                return
+            have = {r[0] for r in store.query("SELECT indexname FROM pg_indexes WHERE tablename = 'audit_log' "
+                                              "AND schemaname = current_schema()", [])}
+        else:
+            have = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                              "AND tbl_name = 'audit_log'", [])}
+        missing = {name: columns for name, columns in _INDEXES.items() if name not in have}
+        if missing:
+            with store.write_cursor() as cur:
+                for name, columns in missing.items():
+                    cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON audit_log ({columns})")
 
     # -- writing --------------------------------------------------------------------------------------------
     def append(self, events: Sequence[Mapping[str, Any]]) -> int:

@@ -177,6 +177,10 @@ class SmartPolicy:
         role = _role(ctx)
         if interaction in ("transaction", "batch", "$validate", "$access-log", "$break-glass-review"):
             return  # entries are authorized one by one; the operations check their own subject
+        if interaction == "$audit-trail":
+            if role not in ("auditor", "administrator"):
+                raise forbidden("The audit trail is searched by auditors and administrators")
+            return
         if interaction == "analytics":
             if role not in ("analyst", "administrator"):
                 raise forbidden("Analytics needs the analyst role")

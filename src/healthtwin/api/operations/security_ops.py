@@ -1,4 +1,5 @@
-"""$access-log (a citizen's record of who saw it) and $break-glass-review (for administrators and auditors)."""
+"""$access-log (a citizen's record of who saw it); $break-glass-review and $audit-trail (for administrators and
+auditors)."""
 from __future__ import annotations
 
 from ...fhir.dates import parse_range
@@ -81,3 +82,30 @@ async def break_glass_review(router, request, ctx, rtype, rid, params, body):
         {"name": "expires", "valueInstant": instant(expires)}]}
         for gid, who, org, patient, reason, started, expires in rows]
     return fhir(200, {"resourceType": "Parameters", "parameter": grants}, ctx)
+
+
+@operation("audit-trail", system=True, definition=_SD + "audit-trail")
+async def audit_trail(router, request, ctx, rtype, rid, params, body):
+    """The audit trail searched by an auditor (security/audit_search.py): by requestor, patient, date, outcome,
+    interaction and action, newest first, paged. The policy admits auditors and administrators only, and this
+    search is itself audited like every request."""
+    services = router.services
+    if services.audit is None:
+        raise FHIRError(501, "This server keeps no audit log", "not-supported")
+    from urllib.parse import urlencode
+
+    from ...security.audit_search import parse_trail_query, search_trail
+    try:
+        query = parse_trail_query(list(params))
+    except ValueError as exc:
+        raise FHIRError(400, f"$audit-trail: {exc}") from None
+    events, below = await router.run(search_trail, services.store, query)
+    here = f"{ctx.base_url}/$audit-trail"
+    links = [{"relation": "self", "url": here + "?" + urlencode(list(params))}]
+    if below is not None:
+        links.append({"relation": "next", "url": here + "?" + urlencode(
+            [*query.params, ("_count", str(query.count)), ("_before", str(below))])})
+    bundle = {"resourceType": "Bundle", "type": "searchset", "link": links,
+              "entry": [{"fullUrl": f"urn:healthtwin:audit:{e['id']}", "resource": e, "search": {"mode": "match"}}
+                        for e in events]}
+    return fhir(200, bundle, ctx)
