@@ -133,4 +133,5 @@ def demo_tokens(settings: Settings, base: str) -> str:
         lines.append(f"\n  {label}:\n    {token}")
     lines.append("\n  e.g. curl -H \"Authorization: Bearer $TOKEN\" " + base + "/fhir/Patient/pat-0/$everything")
     lines.append("  Break-the-glass: add -H 'X-Break-Glass: <reason>' (clinicians); review: GET /fhir/$break-glass-review")
+    lines.append("  Auditor: GET /fhir/$audit-trail?agent=alice (who did what); citizen: GET /fhir/Patient/pat-0/$access-log")
     return "\n".join(lines)
