@@ -45,6 +45,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise ValueError("--ssl-certfile and --ssl-keyfile go together")
     os.environ["HEALTHTWIN_WORKERS"] = str(args.workers)  # several: analytics snapshots are published
+    if getattr(args, "audit_feed", None):
+        from .security.audit_feed import parse_target
+        parse_target(args.audit_feed)  # a clear error now, not a warning in every worker
+        os.environ["HEALTHTWIN_AUDIT_FEED"] = args.audit_feed
+        if args.audit_feed_ca:
+            os.environ["HEALTHTWIN_AUDIT_FEED_CA"] = args.audit_feed_ca
     uvicorn.run("healthtwin.api.asgi:app", host=args.host, port=args.port, workers=args.workers,
                 log_level=args.log_level, access_log=False, loop="uvloop", http="httptools",
                 ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
@@ -120,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--audit-feed", default=None, metavar="URL",
+                       help="forward the audit trail as syslog to tcp://host:port or tls://host:port (a SIEM)")
+    serve.add_argument("--audit-feed-ca", default=None, metavar="FILE",
+                       help="CA certificates (PEM) that sign the feed receiver's TLS certificate")
     serve.add_argument("--log-level", default="warning")
     serve.add_argument("--rate-limit", default="50,200",
                        help="requests per second and burst per client, e.g. 50,200 (default), or 'off'")

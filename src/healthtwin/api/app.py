@@ -32,10 +32,13 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
                public_url: str | None = None, tokens: Any = None, externals: list | None = None,
                rate: tuple[float, float] | None = (50.0, 200.0), audit: bool = True,
                analytics_dir: Path | None = None, analytics_refresh_minutes: float | None = None,
-               analytics_snapshots: bool = True) -> "FHIRFastPath":
+               analytics_snapshots: bool = True, audit_feed: str | None = None,
+               audit_feed_ca: str | None = None) -> "FHIRFastPath":
     """`rate` = (requests per second, burst) per client, None for no limit; `tokens` a TokenService (else one
     is built from the keys in `data_dir`); `analytics_dir` mounts /analytics (indicators over the DuckDB
-    tables materialised there), refreshed every `analytics_refresh_minutes` if given."""
+    tables materialised there), refreshed every `analytics_refresh_minutes` if given; `audit_feed`
+    (tcp://host:port or tls://host:port, with `audit_feed_ca` for TLS) forwards the audit trail as syslog
+    (security/audit_feed.py)."""
     from ..security.audit import AuditLog
     from ..security.ratelimit import RateLimiter
     if services is None:
@@ -48,6 +51,10 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
         # SQLite (WAL without fsync still survives a process crash); PostgreSQL's commit is always durable.
         services.audit = AuditLog(services.store, durable=os.environ.get("HEALTHTWIN_AUDIT_FSYNC", "1") != "0")
         services.audit.ensure_schema()
+    feed = None
+    if audit_feed and services.audit is not None:
+        from ..security.audit_feed import AuditFeed
+        feed = AuditFeed(services.store, audit_feed, data_dir or Path("."), ca_file=audit_feed_ca)
     public_url = (public_url or DEFAULT_PUBLIC_URL).rstrip("/")
     routes: list = []
     if tokens is None and data_dir is not None:
@@ -97,7 +104,11 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
             services.jobs.start()
         if analytics is not None:
             analytics.start()
+        if feed is not None:
+            feed.start()
         yield
+        if feed is not None:
+            feed.stop()
         if analytics is not None:
             analytics.stop()
         if services.jobs is not None:

@@ -45,5 +45,6 @@ app = create_app(open_store(_settings.database, _settings.data_dir), policy=_pol
                  public_url=_settings.public_url, analytics_dir=_settings.data_dir,
                  analytics_refresh_minutes=float(_refresh) if _refresh else None, rate=_rate,
                  analytics_snapshots=int(os.environ.get("HEALTHTWIN_WORKERS") or 1) > 1,
-                 externals=_externals())
+                 externals=_externals(), audit_feed=os.environ.get("HEALTHTWIN_AUDIT_FEED") or None,
+                 audit_feed_ca=os.environ.get("HEALTHTWIN_AUDIT_FEED_CA") or None)
 settle_after_start()
