@@ -51,6 +51,10 @@ def openapi_document(registry, types: Iterable[str] | None = None) -> dict[str, 
         paths[f"/fhir/{rtype}/{{id}}/_history"] = {
             "parameters": [_ID],
             "get": {"operationId": f"history-{rtype}", "security": security, "responses": _ok("history Bundle")}}
+    paths["/fhir/$audit-trail"] = {"get": {
+        "operationId": "audit-trail", "security": security, "responses": _ok("searchset Bundle of AuditEvents"),
+        "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                       for n in ("agent", "patient", "date", "outcome", "subtype", "action", "_count", "_before")]}}
     paths.update(_auth_paths(security))
     return {"openapi": "3.0.3",
             "info": {"title": "Health Twin FHIR R4 API", "version": __version__},
