@@ -254,14 +254,14 @@ class FHIRRouter:
         if op is None:
             where = f"{rtype}{'/[id]' if rid else ''}" if rtype else "the system level"
             raise FHIRError(404, f"Operation ${name} is not supported at {where}", "not-supported")
+        if request.method not in getattr(op, "methods", ("GET", "POST")):
+            raise _not_allowed(request.method, f"${name}")
         body = None
         if request.method == "POST":
             raw = await http.body_bytes(request, self.services.limits.max_body_bytes)
             if raw.strip():
                 http.check_content_type(request)
                 body = http.parse_json(raw)
-        elif request.method != "GET":
-            raise _not_allowed(request.method, f"${name}")
         self.services.policy.authorize(ctx, f"${name}", rtype)  # every operation passes the policy first
         return await op(self, request, ctx, rtype, rid, http.query_items(request), body)
 

@@ -175,8 +175,11 @@ class SmartPolicy:
         if ctx.caller.kind == "anonymous":
             raise unauthenticated()
         role = _role(ctx)
-        if interaction in ("transaction", "batch", "$validate", "$access-log", "$break-glass-review"):
-            return  # entries are authorized one by one; the operations check their own subject
+        if interaction in ("transaction", "batch", "$validate", "$access-log", "$break-glass-review", "$export",
+                           "$export-poll-status", "$export-file"):
+            # Entries are authorized one by one; the operations check their own subject ($export: each type
+            # as a search by the caller, and its jobs are the caller's alone).
+            return
         if interaction == "$audit-trail":
             if role not in ("auditor", "administrator"):
                 raise forbidden("The audit trail is searched by auditors and administrators")

@@ -22,8 +22,11 @@ class Operation:
 _OPS: list[Operation] = []
 
 
-def operation(name: str, types=None, system=False, type_level=False, instance=False, definition=""):
+def operation(name: str, types=None, system=False, type_level=False, instance=False, definition="",
+              methods: tuple[str, ...] = ("GET", "POST")):
+    """Registers an operation; `methods` are the HTTP methods it answers (the router refuses others with 405)."""
     def register(fn: Handler) -> Handler:
+        fn.methods = methods  # type: ignore[attr-defined]
         _OPS.append(Operation(name, tuple(types) if types else None, system, type_level, instance, fn, definition))
         return fn
     return register
@@ -49,5 +52,5 @@ def all_operations() -> list[Operation]:
 
 def _load() -> None:
     # Importing the modules registers their operations.
-    from . import bulk_import, everything, reindex, security_ops, validate  # noqa: F401
+    from . import bulk_export, bulk_import, everything, reindex, security_ops, validate  # noqa: F401
     from ...analytics import run_operation  # noqa: F401  ($viewdefinition-run, issue 5)
