@@ -72,6 +72,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # Run-time SearchParameter / StructureDefinition resources are re-read from `resources` at start;
         # this table records which definitions each process has applied (see store/definitions).
     ]),
+    (2, "resources in row-id order within their type", [
+        # Paging through a type without other criteria (`Observation?_count=…`, $export) is ordered by row id;
+        # without this index the planner sorted every row of the type for each page (0.4 s a page for 457,000
+        # Observations: 3,000 resources/s exported instead of tens of thousands).
+        "CREATE INDEX resources_type_rid ON resources (type, rid)",
+    ]),
 ]
 
 INDEX_TABLES = ("idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri",

@@ -43,7 +43,7 @@ from .registry import operation
 log = logging.getLogger("healthtwin.export")
 FORMATS = ("application/fhir+ndjson", "application/ndjson", "ndjson")
 PAGE = 1000
-FILE_LIMIT = 50_000
+FILE_LIMIT = 20_000  # resources per file: a download is read whole (and scanned for its audit), so bounded
 RETENTION = 24 * 3600
 _CHUNK = 200  # group members per compartment query
 _DEFINITION = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
