@@ -127,3 +127,15 @@ def test_a_download_is_in_each_exported_patients_access_log(app):
                         if "query" in x)]
     assert len(downloads) == 1
     assert next(a for a in downloads[0]["agent"] if a["requestor"])["who"]["identifier"]["value"] == "dr-a"
+
+
+DIRECTORY = {i for i, t in TYPES.items() if t in ("Organization", "Practitioner")}
+
+
+@pytest.mark.parametrize("role", sorted(VISIBLE))
+def test_every_roles_export_matches_what_it_may_see(app, role):
+    """The authorization matrix, for $export: each role's system-level export holds exactly the patient-level
+    resources it may see (world.VISIBLE), beside the directory every authenticated role reads."""
+    c, world, _ = app
+    out = exported(c, world.headers[role])
+    assert ids(out) - DIRECTORY == VISIBLE[role]

@@ -63,6 +63,13 @@ def _owner(ctx: RequestContext) -> str:
     return f"{caller.kind}:{caller.subject}:{caller.client_id or ''}"
 
 
+def _check(services, ctx: RequestContext, rtype: str) -> None:
+    """FHIRError unless the caller may search `rtype` with no criteria of its own: the policy's type check,
+    then its row rules (a pharmacy, say, finds prescriptions by identifier only)."""
+    services.policy.authorize(ctx, "search", rtype)
+    guard.restrict(services, ctx, services.parser.parse([rtype], [], strict=True))
+
+
 def _types(services, ctx: RequestContext, level: str, asked: list[str]) -> list[str]:
     """The types to export: those asked for (each must pass the policy), or every stored type the caller may
     search (limited to the Patient compartment for Patient and Group exports)."""
@@ -75,7 +82,7 @@ def _types(services, ctx: RequestContext, level: str, asked: list[str]) -> list[
         for t in asked:
             if allowed is not None and t not in allowed:
                 raise FHIRError(400, f"_type: {t} is not in the Patient compartment, so not in a {level} export")
-            services.policy.authorize(ctx, "search", t)
+            _check(services, ctx, t)
         return asked
     stored = [r[0] for r in services.store.query("SELECT DISTINCT type FROM resources WHERE deleted = 0", [])]
     out, refusal = [], None
@@ -83,7 +90,7 @@ def _types(services, ctx: RequestContext, level: str, asked: list[str]) -> list[
         if allowed is not None and t not in allowed:
             continue
         try:
-            services.policy.authorize(ctx, "search", t)
+            _check(services, ctx, t)
         except FHIRError as exc:
             refusal = refusal or exc  # a type the caller may not search is simply not in its export...
             continue
