@@ -89,9 +89,10 @@ def test_deleted_and_renumbered_is_found(log, store):
 
 
 def test_reordered_rows_are_found(log, store):
-    execute(store, "UPDATE audit_log SET seq = -1 WHERE seq = 2")
+    # (through a spare seq inside the log's first PostgreSQL partition: seqs below 1 have no partition)
+    execute(store, "UPDATE audit_log SET seq = 999999 WHERE seq = 2")
     execute(store, "UPDATE audit_log SET seq = 2 WHERE seq = 3")
-    execute(store, "UPDATE audit_log SET seq = 3 WHERE seq = -1")
+    execute(store, "UPDATE audit_log SET seq = 3 WHERE seq = 999999")
     result = log.verify()
     assert not result.ok and result.first_bad_seq == 2
 

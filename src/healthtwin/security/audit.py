@@ -119,6 +119,9 @@ class AuditLog:
         self._queue: list[_Pending] = []
         self._flushing = False
         self._loops: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+        # PostgreSQL's partitioned log: the highest seq the partitions this process knows of hold (0: none yet
+        # known; None: not partitioned, or not PostgreSQL).
+        self._covered: int | None = 0 if store.dialect == "postgres" else None
 
     # -- schema ---------------------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -127,11 +130,15 @@ class AuditLog:
             self._ensure_indexes()
             return
         real, blob = ("DOUBLE PRECISION", "BYTEA") if pg else ("REAL", "BLOB")
+        columns = (f"seq BIGINT PRIMARY KEY, recorded {real} NOT NULL, event {blob} NOT NULL, patient TEXT NULL, "
+                   f"agent TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL")
         with self.store.write_cursor() as cur:
             self.store.lock(cur, "audit-log")
-            cur.execute(f"""CREATE TABLE IF NOT EXISTS audit_log (seq BIGINT PRIMARY KEY, recorded {real} NOT NULL,
-                            event {blob} NOT NULL, patient TEXT NULL, agent TEXT, prev_hash TEXT NOT NULL,
-                            hash TEXT NOT NULL)""")
+            if pg:  # partitioned by seq, so archiving drops partitions (audit_partitions.py)
+                from .audit_partitions import create_table
+                create_table(cur, columns)
+            else:
+                cur.execute(f"CREATE TABLE IF NOT EXISTS audit_log ({columns})")
             for name, columns in _INDEXES.items():
                 cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON audit_log ({columns})")
 
@@ -274,6 +281,8 @@ class AuditLog:
             digest = entry_hash(prev, seq, now, patient, agent, body)
             rows.append((seq, now, body, patient, agent, prev, digest))
             prev = digest
+        if self._covered is not None and seq > self._covered:
+            self._extend(cur, rows[0][0], seq)
         cur.executemany(store.sql("INSERT INTO audit_log (seq, recorded, event, patient, agent, prev_hash, hash) "
                                   "VALUES (?, ?, ?, ?, ?, ?, ?)"), rows)
         if batch is not None:  # tell each waiting request which seq its last event got
@@ -282,6 +291,15 @@ class AuditLog:
                 first += len(item.events)
                 item.last_seq = first - 1
         return seq
+
+    def _extend(self, cur: Any, first: int, last: int) -> None:
+        """The partitions for seqs first..last, made if missing (once per PARTITION_ROWS entries); a log
+        made before partitioning needs none."""
+        from .audit_partitions import extend, is_partitioned
+        if self._covered == 0 and not is_partitioned(self.store):
+            self._covered = None
+            return
+        self._covered = extend(cur, first, last)
 
     # -- reading --------------------------------------------------------------------------------------------
     def head(self) -> tuple[int, str]:
@@ -513,6 +531,10 @@ def harden_postgres(store: Any, app_role: str, owner_role: str = "healthtwin_aud
         schema = sql.Identifier(cur.fetchone()[0])
         cur.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(schema, owner))
         cur.execute(sql.SQL("ALTER TABLE {}.audit_log OWNER TO {}").format(schema, owner))
+        from .audit_partitions import harden as harden_partitions
+        cur.execute("SELECT to_regprocedure('audit_log_extend(bigint,bigint,bigint)') IS NOT NULL")
+        if cur.fetchone()[0]:  # a partitioned log: its partitions and the function that adds them
+            harden_partitions(cur, schema, owner, app)
         cur.execute(sql.SQL("""CREATE OR REPLACE FUNCTION {}.audit_log_append_only() RETURNS trigger
                                LANGUAGE plpgsql AS $$ BEGIN
                                  RAISE EXCEPTION 'audit_log is append-only (% refused)', TG_OP

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from .audit import GENESIS, AuditLog, entry_hash, table_exists
+from .audit_partitions import drop_archived, is_partitioned
 
 KIND = "healthtwin-audit-archive"
 _PAGE = 5000
@@ -106,6 +107,8 @@ def archive(store: Any, before: float, out: Path) -> ArchiveResult:
             cur.execute(store.sql("INSERT INTO audit_checkpoint (seq, hash, archived, file) VALUES (?, ?, ?, ?)"),
                         (cut, last_hash, time.time(), out.name))
             hardened = store.dialect == "postgres" and _has_trigger(cur)
+            if store.dialect == "postgres" and is_partitioned(store):
+                drop_archived(cur, cut)  # whole partitions written to the file: dropped, not deleted row by row
             if hardened:  # owner or superuser only: the server's role gets "must be owner"
                 cur.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change")
             cur.execute(store.sql("DELETE FROM audit_log WHERE seq <= ?"), (cut,))

@@ -1,0 +1,97 @@
+"""PostgreSQL: the audit log partitioned by sequence number. Partitions appear as the chain reaches them (also
+for a hardened server's role, which may run no DDL), archiving drops the partitions it wrote to its file, and
+the server's role can touch none of them."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from healthtwin.security import audit_partitions
+from healthtwin.security.audit import AuditLog, harden_postgres, rest_events
+from healthtwin.security.audit_archive import archive, verify_archive
+from tests.conftest import make_store
+
+from .test_audit import ctx
+
+
+@pytest.fixture
+def pg(tmp_path, monkeypatch):
+    monkeypatch.setattr(audit_partitions, "PARTITION_ROWS", 5)
+    store = make_store("postgres", tmp_path)
+    log = AuditLog(store)
+    log.ensure_schema()
+    yield store, log
+    store.close()
+
+
+def append(log: AuditLog, n: int, batch: int = 1) -> None:
+    for start in range(0, n, batch):
+        log.append([e for i in range(start, min(n, start + batch))
+                    for e in rest_events(ctx(), "read", 200, "Observation", f"o{i}", ["Patient/p1"])])
+
+
+def parts(store) -> list[tuple[str, int, int]]:
+    with store.cursor() as cur:
+        return audit_partitions.partitions(cur)
+
+
+def test_partitions_appear_as_the_chain_reaches_them(pg):
+    store, log = pg
+    assert audit_partitions.is_partitioned(store) and parts(store) == [("audit_log_p0", 1, 5)]
+    append(log, 3)
+    append(log, 9, batch=9)  # one batch across two boundaries
+    assert parts(store) == [("audit_log_p0", 1, 5), ("audit_log_p1", 6, 10), ("audit_log_p2", 11, 15)]
+    counts = dict(store.query("SELECT tableoid::regclass::text, count(*) FROM audit_log GROUP BY 1", []))
+    assert counts == {"audit_log_p0": 5, "audit_log_p1": 5, "audit_log_p2": 2}
+    assert log.verify().ok and log.head()[0] == 12
+
+
+def test_archiving_drops_the_partitions_it_wrote(pg, tmp_path):
+    store, log = pg
+    append(log, 12, batch=4)
+    result = archive(store, time.time() + 60, tmp_path / "a.ndjson")  # everything but the newest entry
+    assert (result.archived, result.last) == (11, 11) and verify_archive(tmp_path / "a.ndjson", store)[0]
+    assert parts(store) == [("audit_log_p2", 11, 15)]
+    assert [r[0] for r in store.query("SELECT seq FROM audit_log ORDER BY seq", [])] == [12]
+    append(log, 4)  # the chain goes on from the checkpoint, into a new partition
+    assert log.verify().ok and parts(store)[-1] == ("audit_log_p3", 16, 20)
+
+
+def test_a_hardened_servers_role_extends_but_cannot_touch_partitions(pg, tmp_path):
+    from psycopg import errors
+
+    from healthtwin.store.postgres import PostgresStore
+    store, log = pg
+    append(log, 4)
+    suffix = uuid.uuid4().hex[:8]
+    app_role, owner_role = f"ht_app_{suffix}", f"ht_audit_owner_{suffix}"
+    with store.cursor() as cur:
+        cur.execute("SELECT current_schema()")
+        schema = cur.fetchone()[0]
+        cur.execute(f'CREATE ROLE "{app_role}" LOGIN')
+        cur.execute(f'GRANT ALL ON SCHEMA "{schema}" TO "{app_role}"')
+        cur.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO "{app_role}"')
+    harden_postgres(store, app_role, owner_role)
+    app_store = PostgresStore(store.dsn + f"&user={app_role}", min_size=1, max_size=2)
+    try:
+        app_log = AuditLog(app_store)
+        app_log.ensure_schema()
+        append(app_log, 4)  # crosses into a partition the app's role may not create itself
+        assert app_log.verify().ok and parts(store)[-1] == ("audit_log_p1", 6, 10)
+        owners = dict(store.query("SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_inherits i JOIN pg_class c "
+                                  "ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass('audit_log')", []))
+        assert set(owners.values()) == {owner_role}
+        for stmt in ("DROP TABLE audit_log_p0", "TRUNCATE audit_log_p0", "DELETE FROM audit_log_p0",
+                     "UPDATE audit_log_p1 SET agent = 'x'", "ALTER TABLE audit_log DETACH PARTITION audit_log_p0",
+                     "CREATE OR REPLACE FUNCTION audit_log_extend(a BIGINT, b BIGINT, c BIGINT) RETURNS BIGINT "
+                     "LANGUAGE sql AS 'SELECT 0::bigint'"):
+            with pytest.raises((errors.InsufficientPrivilege, errors.RaiseException)):
+                with app_store.write_cursor() as cur:
+                    cur.execute(stmt)
+        assert app_log.verify().ok and app_log.head()[0] == 8
+    finally:
+        app_store.close()
+    result = archive(store, time.time() + 60, tmp_path / "a.ndjson")  # an administrator's job
+    assert result.last == 7 and parts(store) == [("audit_log_p1", 6, 10)] and log.verify().ok
