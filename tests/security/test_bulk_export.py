@@ -77,6 +77,20 @@ def test_a_group_export_holds_its_members_records_only(app):
     kick_off(c, admin, "/fhir/Group/nope/$export", status=404)
 
 
+def test_type_filters_select_within_their_type(app):
+    c, world, _ = app
+    admin = world.headers["administrator"]
+    out = exported(c, admin, _type="Observation,Coverage", _typeFilter="Observation?subject=Patient/p2")
+    assert ids(out) == {"o2", "c1", "c2"}  # Coverage, unfiltered, whole
+    both = exported(c, admin, _type="Observation",
+                    _typeFilter="Observation?subject=Patient/p1,Observation?subject=Patient/p2&_id=o2")
+    assert sorted(r["id"] for r in both["Observation"]) == ["o1", "o1psy", "o1v", "o2"]  # OR-ed, each once
+    # a filter narrows the caller's own view, never widens it
+    mine = exported(c, world.headers["clinician"], "/fhir/Patient/$export", _type="Observation",
+                    _typeFilter="Observation?subject=Patient/p1,Observation?subject=Patient/p2")
+    assert ids(mine) == {"o1"}
+
+
 def test_since_limits_the_export_to_later_changes(app):
     c, world, _ = app
     assert exported(c, world.headers["administrator"], _since="2100-01-01T00:00:00Z") == {}
@@ -108,7 +122,11 @@ def test_jobs_belong_to_their_caller(app):
     ({}, {}),  # no Prefer: respond-async
     ({"_outputFormat": "text/csv"}, ASYNC),
     ({"_type": "Nonsense"}, ASYNC),
-    ({"_typeFilter": "Observation?code=1"}, ASYNC),
+    ({"_typeFilter": "Observation?colour=blue"}, ASYNC),
+    ({"_typeFilter": "Observation?_count=5"}, ASYNC),
+    ({"_typeFilter": "nonsense"}, ASYNC),
+    ({"_type": "Coverage", "_typeFilter": "Observation?subject=Patient/p1"}, ASYNC),  # a type not exported
+    ({"patient": "Patient/p1"}, ASYNC),
     ({"_since": "yesterday"}, ASYNC),
     ({"colour": "blue"}, ASYNC),
 ])

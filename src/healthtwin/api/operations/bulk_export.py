@@ -13,19 +13,22 @@ paging through searches would. Only the caller who started a job may poll, fetch
 gets 404, as for a job that does not exist. Each file download is audited like any read, one event per
 patient in it, so each citizen's access log shows which institution exported their data.
 
-Parameters: `_outputFormat` (application/fhir+ndjson, application/ndjson, ndjson), `_since`, `_type`.
-`_typeFilter`, `patient` and `_elements` are refused (400), not ignored: an export wider than asked for is
-the wrong failure. Files are kept for RETENTION seconds.
+Parameters: `_outputFormat` (application/fhir+ndjson, application/ndjson, ndjson), `_since`, `_type` and
+`_typeFilter` (`Type?search`, repeated or comma-separated; several for one type are OR-ed, and types without
+one are exported whole). `patient` and `_elements` are refused (400), not ignored: an export wider than asked
+for is the wrong failure. Files are kept for RETENTION seconds.
 """
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.responses import Response
@@ -48,6 +51,9 @@ RETENTION = 24 * 3600
 _CHUNK = 200  # group members per compartment query
 _DEFINITION = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
 _cancelled: set[str] = set()
+_FILTER_SPLIT = re.compile(r",(?=[A-Z][A-Za-z]+\?)")  # commas between filters, not inside their values
+_RESULT_PARAMS = {"_count", "_offset", "_after", "_sort", "_include", "_revinclude", "_summary", "_elements",
+                  "_total", "_contained", "_containedType"}
 
 
 def _root(services) -> Path:
@@ -105,6 +111,7 @@ def _parse(services, ctx: RequestContext, level: str, params: list[tuple[str, st
         raise FHIRError(400, "$export runs asynchronously: send 'Prefer: respond-async'")
     asked: list[str] = []
     since = None
+    filters: dict[str, list[list[tuple[str, str]]]] = {}
     for name, value in params:
         if name == "_outputFormat":
             if value not in FORMATS:
@@ -120,11 +127,24 @@ def _parse(services, ctx: RequestContext, level: str, params: list[tuple[str, st
                 since = parse_range(value)[0]
             except ValueError as exc:
                 raise FHIRError(400, f"_since: {exc}") from None
-        elif name in ("_typeFilter", "patient", "_elements", "includeAssociatedData"):
+        elif name == "_typeFilter":
+            for text in _FILTER_SPLIT.split(value):
+                rtype, _, query = text.partition("?")
+                search = parse_qsl(query, keep_blank_values=True)
+                if not is_resource_type(rtype) or not search:
+                    raise FHIRError(400, f"_typeFilter: '{text}' is not Type?search")
+                if any(k in _RESULT_PARAMS for k, _ in search):
+                    raise FHIRError(400, f"_typeFilter: '{text}' may select resources, not shape results")
+                services.parser.parse([rtype], search, strict=True)  # FHIRError 400 names a bad parameter
+                filters.setdefault(rtype, []).append(search)
+        elif name in ("patient", "_elements", "includeAssociatedData"):
             raise FHIRError(400, f"$export: {name} is not supported; ask without it")
         else:
             raise FHIRError(400, f"$export: unknown parameter '{name}'")
-    return {"types": _types(services, ctx, level, asked), "since": since}
+    types = _types(services, ctx, level, asked)
+    if set(filters) - set(types):
+        raise FHIRError(400, f"_typeFilter: {', '.join(sorted(set(filters) - set(types)))} is not exported here")
+    return {"types": types, "since": since, "filters": filters}
 
 
 def _members(services, ctx: RequestContext, group_id: str) -> list[str]:
@@ -138,17 +158,20 @@ def _members(services, ctx: RequestContext, group_id: str) -> list[str]:
     return sorted({r.split("/", 1)[1] for r in refs if r.startswith("Patient/") and ID_RE.match(r[8:])})
 
 
-def _pages(services, ctx: RequestContext, rtype: str, since: float | None, level: str, members: list[str] | None):
-    """Every resource of `rtype` the caller may see, page by page, for the export's level."""
+def _pages(services, ctx: RequestContext, rtype: str, since: float | None, level: str, members: list[str] | None,
+           filters: list[list[tuple[str, str]]]):
+    """Every resource of `rtype` the caller may see, page by page, for the export's level; with several
+    filters, those any of them selects, each once."""
     base: list[tuple[str, str]] = [("_count", str(PAGE)), ("_total", "none")]
     if since is not None:
         base.append(("_lastUpdated", "gt" + instant(since)))
     chunks: list[list[str] | None] = [None] if members is None else \
         [members[i:i + _CHUNK] for i in range(0, len(members), _CHUNK)]
-    for chunk in chunks:
+    seen: set[str] | None = set() if len(filters) > 1 else None
+    for search, chunk in ((f, c) for f in filters for c in chunks):
         after: int | None = None
         while True:
-            params = base + ([("_after", str(after))] if after is not None else [])
+            params = base + search + ([("_after", str(after))] if after is not None else [])
             query = services.parser.parse([rtype], params, strict=True)
             if chunk is not None:
                 if rtype == "Patient":
@@ -159,7 +182,11 @@ def _pages(services, ctx: RequestContext, rtype: str, since: float | None, level
                                                     [Value(f"Patient/{i}") for i in chunk], targets=codes))
             guard.restrict(services, ctx, query)
             page = run_search(services.store, services.registry, query)
-            yield guard.readable(services, ctx, page.matches, checked=True)
+            rows = guard.readable(services, ctx, page.matches, checked=True)
+            if seen is not None:
+                rows = [r for r in rows if r.id not in seen]
+                seen.update(r.id for r in rows)
+            yield rows
             if not page.has_more or page.last_rid is None:
                 break
             after = page.last_rid
@@ -173,7 +200,8 @@ def _run(services, ctx: RequestContext, job_id: str, plan: dict[str, Any], level
         for rtype in plan["types"]:
             part, count, fp = 1, 0, None
             try:
-                for rows in _pages(services, ctx, rtype, plan["since"], level, members):
+                for rows in _pages(services, ctx, rtype, plan["since"], level, members,
+                                   plan["filters"].get(rtype) or [[]]):
                     if job_id in _cancelled:
                         return
                     for stored in rows:
