@@ -157,3 +157,12 @@ def test_every_roles_export_matches_what_it_may_see(app, role):
     c, world, _ = app
     out = exported(c, world.headers[role])
     assert ids(out) - DIRECTORY == VISIBLE[role]
+
+
+def test_the_capability_statement_declares_bulk_data(app):
+    c, _, _ = app
+    cap = c.get("/fhir/metadata").json()
+    assert cap["instantiates"] == ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]
+    assert "export" in {o["name"] for o in cap["rest"][0]["operation"]}
+    group = next(r for r in cap["rest"][0]["resource"] if r["type"] == "Group")
+    assert "export" in {o["name"] for o in group["operation"]}

@@ -53,7 +53,7 @@ def capability_statement(services, ctx) -> dict:
     }
     if services.oauth_uris:
         rest["security"] = _smart_security(services.oauth_uris)
-    return {
+    statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": _started(),
@@ -65,6 +65,9 @@ def capability_statement(services, ctx) -> dict:
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [rest],
     }
+    if any(o.name == "export" for o in ops):  # how Bulk Data clients find out that $export is here
+        statement["instantiates"] = ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]
+    return statement
 
 
 def _smart_security(uris: dict[str, str]) -> dict:
