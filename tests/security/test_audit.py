@@ -238,6 +238,20 @@ def test_edited_compact_record_is_found(log, store):
 
 
 # -- PostgreSQL: the server's own role cannot rewrite history ------------------------------------------------
+def server_roles(store) -> tuple[str, str]:
+    """(a new login role for the server, a name for the audit owner role): the server's role owns and uses
+    everything else in its schema, as in production."""
+    suffix = uuid.uuid4().hex[:8]
+    app_role, owner_role = f"ht_app_{suffix}", f"ht_audit_owner_{suffix}"
+    with store.cursor() as cur:
+        cur.execute("SELECT current_schema()")
+        schema = cur.fetchone()[0]
+        cur.execute(f'CREATE ROLE "{app_role}" LOGIN')
+        cur.execute(f'GRANT ALL ON SCHEMA "{schema}" TO "{app_role}"')
+        cur.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO "{app_role}"')
+    return app_role, owner_role
+
+
 def test_postgres_hardening(store):
     if store.dialect != "postgres":
         pytest.skip("PostgreSQL privilege test")
@@ -246,18 +260,10 @@ def test_postgres_hardening(store):
 
     from healthtwin.store.postgres import PostgresStore
 
-    suffix = uuid.uuid4().hex[:8]
-    app_role, owner_role = f"ht_app_{suffix}", f"ht_audit_owner_{suffix}"
     audit = AuditLog(store)
     audit.ensure_schema()
     audit.append(rest_events(ctx(), "read", 200, "Patient", "p1"))
-    with store.cursor() as cur:
-        cur.execute("SELECT current_schema()")
-        schema = cur.fetchone()[0]
-        cur.execute(f'CREATE ROLE "{app_role}" LOGIN')
-        # The server's role owns and uses everything else in its schema, as in production.
-        cur.execute(f'GRANT ALL ON SCHEMA "{schema}" TO "{app_role}"')
-        cur.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO "{app_role}"')
+    app_role, owner_role = server_roles(store)
     try:
         harden_postgres(store, app_role, owner_role)
         app_store = PostgresStore(store.dsn + f"&user={app_role}", min_size=1, max_size=4)

@@ -138,7 +138,7 @@ def test_the_feed_resumes_after_a_restart_without_resending(store, log, collecto
     append(log, 2)
     feed = feed_to(store, collector.port, tmp_path)
     try:
-        got = collector.wait_for(5)
+        collector.wait_for(5)
         time.sleep(0.2)  # nothing more may come
     finally:
         feed.stop()

@@ -4,7 +4,6 @@ the server's role can touch none of them."""
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 
@@ -13,7 +12,7 @@ from healthtwin.security.audit import AuditLog, harden_postgres, rest_events
 from healthtwin.security.audit_archive import archive, verify_archive
 from tests.conftest import make_store
 
-from .test_audit import ctx
+from .test_audit import ctx, server_roles
 
 
 @pytest.fixture
@@ -65,14 +64,7 @@ def test_a_hardened_servers_role_extends_but_cannot_touch_partitions(pg, tmp_pat
     from healthtwin.store.postgres import PostgresStore
     store, log = pg
     append(log, 4)
-    suffix = uuid.uuid4().hex[:8]
-    app_role, owner_role = f"ht_app_{suffix}", f"ht_audit_owner_{suffix}"
-    with store.cursor() as cur:
-        cur.execute("SELECT current_schema()")
-        schema = cur.fetchone()[0]
-        cur.execute(f'CREATE ROLE "{app_role}" LOGIN')
-        cur.execute(f'GRANT ALL ON SCHEMA "{schema}" TO "{app_role}"')
-        cur.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO "{app_role}"')
+    app_role, owner_role = server_roles(store)
     harden_postgres(store, app_role, owner_role)
     app_store = PostgresStore(store.dsn + f"&user={app_role}", min_size=1, max_size=2)
     try:

@@ -6,6 +6,7 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
+from ..fhir.dates import parse_range
 from ..fhir.jsonio import parse_json
 from ..fhir.outcome import FHIRError
 from .context import Caller, RequestContext
@@ -102,3 +103,12 @@ async def json_body(request: Request, limit: int, allow_patch: bool = False) -> 
 
 def query_items(request: Request) -> list[tuple[str, str]]:
     return [(k, v) for k, v in parse_qsl(query_of(request), keep_blank_values=True)]
+
+
+def since_param(value: str) -> float:
+    """`_since` (history, $everything, $export, $access-log...): the instant it names, in epoch seconds; a
+    clear 400 for anything else."""
+    try:
+        return parse_range(value)[0]
+    except ValueError as exc:
+        raise FHIRError(400, f"_since: {exc}") from None

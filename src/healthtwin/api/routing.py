@@ -6,7 +6,6 @@ lets unknown types, ids and operations fail with an OperationOutcome rather than
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool

@@ -29,16 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from .audit import AuditError
 from .auth_audit import auth_event, record
 from .clients import get_client
-from .ratelimit import RateLimiter
-from .smart import NO_STORE, OAuthError, SmartConfig, _address, read_form, requesting_client
+from .smart import OAuthError, SmartConfig, _address, form_endpoint, requesting_client
 
 LAUNCH_LIFETIME = 300
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -154,18 +151,6 @@ def launch_routes(config: SmartConfig) -> list[Route]:
     """`POST /auth/launch`, rate-limited per address like the token endpoint."""
 
     async def launch(request: Request) -> Response:
-        wait = config.token_limiter.check("addr:" + _address(request))
-        if wait is not None:
-            return OAuthError("slow_down", "too many requests", 429,
-                              {"retry-after": RateLimiter.retry_after_header(wait)}).response()
-        try:
-            form = await read_form(request)
-            body = await run_in_threadpool(create_launch, config, form, _address(request))
-        except OAuthError as exc:
-            return exc.response()
-        except AuditError:
-            return OAuthError("temporarily_unavailable", "the audit trail could not be written; try again",
-                              503).response()
-        return JSONResponse(body, headers=NO_STORE)
+        return await form_endpoint(config, request, lambda form: create_launch(config, form, _address(request)))
 
     return [Route("/auth/launch", launch, methods=["POST"])]

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from .auth_audit import auth_event, record_or_log
 from .clients import Client
-from .ratelimit import RateLimiter
-from .smart import NO_STORE, OAuthError, SmartConfig, _address, read_form, requesting_client
+from .smart import OAuthError, SmartConfig, form_endpoint, requesting_client
 from .tokens import TokenError
 
 
@@ -81,23 +79,11 @@ def introspect_token(config: SmartConfig, form: dict[str, str]) -> dict[str, Any
 def revocation_routes(config: SmartConfig) -> list[Route]:
     """/auth/revoke and /auth/introspect; the token service must have its `revocations`."""
 
-    async def limited(request: Request, work: Any) -> Response:
-        wait = config.token_limiter.check("addr:" + _address(request))
-        if wait is not None:
-            return OAuthError("slow_down", "too many requests", 429,
-                              {"retry-after": RateLimiter.retry_after_header(wait)}).response()
-        try:
-            form = await read_form(request)
-            body = await run_in_threadpool(work, config, form)
-        except OAuthError as exc:
-            return exc.response()
-        return JSONResponse(body if body is not None else {}, headers=NO_STORE)
-
     async def revoke(request: Request) -> Response:
-        return await limited(request, revoke_token)
+        return await form_endpoint(config, request, lambda form: revoke_token(config, form))
 
     async def introspect(request: Request) -> Response:
-        return await limited(request, introspect_token)
+        return await form_endpoint(config, request, lambda form: introspect_token(config, form))
 
     return [Route("/auth/revoke", revoke, methods=["POST"]),
             Route("/auth/introspect", introspect, methods=["POST"])]

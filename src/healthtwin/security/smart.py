@@ -474,6 +474,25 @@ def _audit_token(config: SmartConfig, form: dict[str, str], address: str, body: 
         description=f"token refused ({grant}): {error.error}: {error.description}" if error else grant))
 
 
+async def form_endpoint(config: SmartConfig, request: Request, work: Any) -> Response:
+    """An OAuth endpoint that takes a form (revoke, introspect, launch): rate-limited per address like the
+    token endpoint; `work(form)` runs in a thread and returns the JSON body (None: `{}`); OAuth errors answer
+    as JSON, and a trail that cannot be written as 503."""
+    wait = config.token_limiter.check("addr:" + _address(request))
+    if wait is not None:
+        return OAuthError("slow_down", "too many requests", 429,
+                          {"retry-after": RateLimiter.retry_after_header(wait)}).response()
+    try:
+        form = await read_form(request)
+        body = await run_in_threadpool(work, form)
+    except OAuthError as exc:
+        return exc.response()
+    except AuditError:
+        return OAuthError("temporarily_unavailable", "the audit trail could not be written; try again",
+                          503).response()
+    return JSONResponse(body if body is not None else {}, headers=NO_STORE)
+
+
 def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 

@@ -40,7 +40,9 @@ from ...store.records import instant
 from ...store.search import run_search
 from .. import guard
 from ..context import RequestContext
+from ..http import since_param
 from ..responses import SECURITY_HEADERS, fhir
+from .bulk_import import data_folder
 from .registry import operation
 
 log = logging.getLogger("healthtwin.export")
@@ -57,11 +59,7 @@ _RESULT_PARAMS = {"_count", "_offset", "_after", "_sort", "_include", "_revinclu
 
 
 def _root(services) -> Path:
-    if services.data_dir is None:
-        raise FHIRError(501, "$export needs a data folder (serve with --data-dir)", "not-supported")
-    root = (Path(services.data_dir) / "export").resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return data_folder(services, "export")
 
 
 def _owner(ctx: RequestContext) -> str:
@@ -122,11 +120,7 @@ def _parse(services, ctx: RequestContext, level: str, params: list[tuple[str, st
                     raise FHIRError(400, f"_type: unknown resource type '{t}'")
                 asked.append(t.strip())
         elif name == "_since":
-            from ...fhir.dates import parse_range
-            try:
-                since = parse_range(value)[0]
-            except ValueError as exc:
-                raise FHIRError(400, f"_since: {exc}") from None
+            since = since_param(value)
         elif name == "_typeFilter":
             for text in _FILTER_SPLIT.split(value):
                 rtype, _, query = text.partition("?")
@@ -198,7 +192,7 @@ def _run(services, ctx: RequestContext, job_id: str, plan: dict[str, Any], level
     done = 0
     try:
         for rtype in plan["types"]:
-            part, count, fp = 1, 0, None
+            part, count, fp, name = 1, 0, None, ""
             try:
                 for rows in _pages(services, ctx, rtype, plan["since"], level, members,
                                    plan["filters"].get(rtype) or [[]]):

@@ -26,12 +26,18 @@ from .registry import operation
 log = logging.getLogger("healthtwin.import")
 
 
-def import_root(services) -> Path:
+def data_folder(services, name: str) -> Path:
+    """The server's `<data>/<name>` folder, made if missing ($import reads from `import`, $export writes to
+    `export`); 501 for a server without a data folder."""
     if services.data_dir is None:
-        raise FHIRError(501, "$import needs a data folder (serve with --data-dir)", "not-supported")
-    root = (Path(services.data_dir) / "import").resolve()
+        raise FHIRError(501, f"${name} needs a data folder (serve with --data-dir)", "not-supported")
+    root = (Path(services.data_dir) / name).resolve()
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def import_root(services) -> Path:
+    return data_folder(services, "import")
 
 
 def _inputs(services, body) -> list[tuple[str, Path]]:

@@ -1,11 +1,11 @@
 """Patient/[id]/$everything and Patient/$everything: the patient compartment plus what it references."""
 from __future__ import annotations
 
-from ...fhir.dates import parse_range
 from ...fhir.outcome import FHIRError
 from ...fhir.search_query import DEFAULT_COUNT, MAX_COUNT, _int
 from ...store.search import compartment_rids
 from .. import guard
+from ..http import since_param
 from ..interactions.bundles import paging_links, searchset
 from ..responses import fhir
 from .registry import operation
@@ -15,10 +15,7 @@ def _params(params):
     since, types, count, offset, echo = None, None, DEFAULT_COUNT, 0, []
     for name, value in params:
         if name == "_since":
-            try:
-                since = parse_range(value)[0]
-            except ValueError as exc:
-                raise FHIRError(400, f"_since: {exc}") from None
+            since = since_param(value)
         elif name == "_type":
             types = [t.strip() for t in value.split(",") if t.strip()]
         elif name == "_count":

@@ -2,10 +2,10 @@
 auditors)."""
 from __future__ import annotations
 
-from ...fhir.dates import parse_range
 from ...fhir.outcome import FHIRError
 from ...store.records import instant
 from .. import guard
+from ..http import since_param
 from ..responses import fhir
 from .registry import operation
 
@@ -14,12 +14,7 @@ _SD = "https://healthtwin.dev/fhir/OperationDefinition/"
 
 def _since(params) -> float | None:
     value = dict(params).get("_since")
-    if value is None:
-        return None
-    try:
-        return parse_range(value)[0]
-    except ValueError as exc:
-        raise FHIRError(400, f"_since: {exc}") from None
+    return None if value is None else since_param(value)
 
 
 def _may_see_log(services, ctx, pid: str) -> bool:
