@@ -166,3 +166,23 @@ def test_the_capability_statement_declares_bulk_data(app):
     assert "export" in {o["name"] for o in cap["rest"][0]["operation"]}
     group = next(r for r in cap["rest"][0]["resource"] if r["type"] == "Group")
     assert "export" in {o["name"] for o in group["operation"]}
+
+
+def test_a_cancelled_job_stops_whichever_process_runs_it(app, tmp_path):
+    """The job reads its own row between pages, so a DELETE answered by another server process stops it: here
+    the row says cancelled before the job's first page, and the job writes nothing."""
+    from healthtwin.api.context import RequestContext
+    from healthtwin.api.operations import bulk_export
+    c, world, store = app
+    services = c.app.state.services
+    caller = world.tokens.caller(world.headers["administrator"]["authorization"].split()[1])
+    ctx = RequestContext(caller=caller, base_url="http://testserver/fhir")
+    with store.transaction() as tx:
+        tx.execute("INSERT INTO jobs (id, kind, status, done, detail, created, updated) "
+                   "VALUES ('j1', 'export', 'cancelled', 0, ?, 0, 0)", (orjson.dumps({"owner": "x"}),))
+    folder = tmp_path / "j1"
+    folder.mkdir()
+    bulk_export._run(services, ctx, "j1", {"types": ["Observation"], "since": None, "filters": {}}, "system", None,
+                     folder)
+    assert list(folder.iterdir()) == []
+    assert store.query("SELECT status FROM jobs WHERE id = 'j1'", []) == [("cancelled",)]

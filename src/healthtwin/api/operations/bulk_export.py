@@ -52,7 +52,6 @@ FILE_LIMIT = 20_000  # resources per file: a download is read whole (and scanned
 RETENTION = 24 * 3600
 _CHUNK = 200  # group members per compartment query
 _DEFINITION = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/"
-_cancelled: set[str] = set()
 _FILTER_SPLIT = re.compile(r",(?=[A-Z][A-Za-z]+\?)")  # commas between filters, not inside their values
 _RESULT_PARAMS = {"_count", "_offset", "_after", "_sort", "_include", "_revinclude", "_summary", "_elements",
                   "_total", "_contained", "_containedType"}
@@ -196,8 +195,8 @@ def _run(services, ctx: RequestContext, job_id: str, plan: dict[str, Any], level
             try:
                 for rows in _pages(services, ctx, rtype, plan["since"], level, members,
                                    plan["filters"].get(rtype) or [[]]):
-                    if job_id in _cancelled:
-                        return
+                    if _cancelled(services.store, job_id):
+                        return  # by its caller, through whichever server process answered the DELETE
                     for stored in rows:
                         if fp is None or count == FILE_LIMIT:
                             if fp is not None:
@@ -231,6 +230,12 @@ def _update(store, job_id: str, status: str, done: int, extra: dict[str, Any] | 
         detail = {**orjson.loads(bytes(row[0][0])), **extra} if row else extra
         tx.execute("UPDATE jobs SET status = ?, done = ?, detail = ?, updated = ? WHERE id = ? AND status = 'running'",
                    (status, done, orjson.dumps(detail), time.time(), job_id))
+
+
+def _cancelled(store, job_id: str) -> bool:
+    """Whether the job was cancelled: read from its row once a page (any worker may have taken the DELETE)."""
+    rows = store.query("SELECT status FROM jobs WHERE id = ?", [job_id])
+    return not rows or rows[0][0] == "cancelled"
 
 
 def _sweep(services, root: Path) -> None:
@@ -287,7 +292,6 @@ async def poll(router, request, ctx, rtype, rid, params, body):
     services = router.services
     job_id, status, done, detail, created = await router.run(_job, services, ctx, params)
     if request.method == "DELETE":
-        _cancelled.add(job_id)
         with services.store.transaction() as tx:
             tx.execute("UPDATE jobs SET status = 'cancelled', updated = ? WHERE id = ?", (time.time(), job_id))
         shutil.rmtree(_root(services) / job_id, ignore_errors=True)
