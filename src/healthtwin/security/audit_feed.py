@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from .audit import decode_event, outcome_code
+from .audit import decode_event
 
 log = logging.getLogger("healthtwin.audit")
 
@@ -54,7 +54,7 @@ def syslog_frame(seq: int, prev_hash: str, hash_: str, body: bytes, recorded: fl
     event.setdefault("extension", []).append({"url": CHAIN_EXTENSION, "extension": [
         {"url": "seq", "valueString": str(seq)}, {"url": "hash", "valueString": hash_},
         {"url": "previous", "valueString": prev_hash}]})
-    severity = SEVERITY.get(str(event.get("outcome") or outcome_code(200)), 5)
+    severity = SEVERITY.get(str(event.get("outcome")), 5)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(recorded)) + f".{int(recorded * 1000) % 1000:03d}Z"
     header = f"<{FACILITY * 8 + severity}>1 {stamp} {host} {app} {os.getpid()} AuditEvent - ".encode()
     message = header + orjson.dumps(event)

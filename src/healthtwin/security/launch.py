@@ -22,7 +22,6 @@ naming the patient, so the citizen's access log shows which hospital's system op
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -33,12 +32,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..fhir.model import ID_RE
 from .auth_audit import auth_event, record
 from .clients import get_client
 from .smart import OAuthError, SmartConfig, _address, form_endpoint, requesting_client
 
 LAUNCH_LIFETIME = 300
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def _reference(value: str | None, rtype: str) -> str | None:
     if not value:
         return None
     rid = value[len(rtype) + 1:] if value.startswith(rtype + "/") else value
-    return f"{rtype}/{rid}" if _ID.match(rid) else None
+    return f"{rtype}/{rid}" if ID_RE.match(rid) else None
 
 
 def _live(store: Any, reference: str) -> dict[str, Any] | None:
