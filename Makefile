@@ -26,6 +26,7 @@ definitions: $(STAMP)
 	$(BIN)/python scripts/gen_search_definitions.py
 	$(BIN)/python scripts/gen_element_types.py
 	$(BIN)/python scripts/gen_validation_definitions.py
+	$(BIN)/python scripts/gen_terminology.py
 	$(BIN)/python scripts/gen_xml_table.py
 	$(BIN)/python scripts/gen_example_corpus.py
 

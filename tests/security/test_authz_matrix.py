@@ -229,3 +229,16 @@ def test_anonymous_and_scope_limits(app):
     assert c.get("/fhir/_history", headers=world.headers["clinician"]).status_code == 403
     assert c.get("/fhir/Observation/_history", headers=world.headers["citizen"]).status_code == 403
     assert c.get("/fhir?_type=Observation,Patient", headers=world.headers["clinician"]).status_code == 403
+
+
+def test_the_terminology_service_answers_every_role_and_no_anonymous_caller(app):
+    """Code systems and value sets are definitions, not records: every authenticated role may use them."""
+    c, world, _ = app
+    url = "/fhir/ValueSet/$expand?url=http://hl7.org/fhir/ValueSet/administrative-gender"
+    assert c.get(url).status_code == 401
+    for role in ROLES:
+        r = c.get(url, headers=world.headers[role])
+        assert r.status_code == 200 and r.json()["expansion"]["total"] == 4, (role, r.text)
+    lookup = "/fhir/CodeSystem/$lookup?system=http://hl7.org/fhir/administrative-gender&code=male"
+    assert c.get(lookup, headers=world.headers["citizen"]).status_code == 200
+

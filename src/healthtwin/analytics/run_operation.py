@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 from ..fhir.dates import parse_range
 from ..fhir.outcome import FHIRError
+from ..api.operations.parameters import inputs
 from ..api.operations.registry import operation
 from .duckdb_views import _sql_type
 from .views import CompiledView, ViewDefinitionError, ViewEvaluationError, compile_view
@@ -45,27 +46,6 @@ FORMATS = {"json": "json", "application/json": "json", "application/fhir+json": 
 MEDIA = {"json": "application/json", "ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
          "parquet": "application/vnd.apache.parquet"}
 PAGE = 1000
-
-
-def _value(part: dict[str, Any]) -> Any:
-    for key, value in part.items():
-        if key.startswith("value"):
-            return value
-    return None
-
-
-def _params(params: list[tuple[str, str]], body: Any) -> list[tuple[str, Any, dict[str, Any]]]:
-    """(name, value, part) from the query string and a Parameters body alike."""
-    out: list[tuple[str, Any, dict[str, Any]]] = [(k, v, {}) for k, v in params]
-    if body is None:
-        return out
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise FHIRError(400, "$viewdefinition-run takes a Parameters resource as its body")
-    for i, part in enumerate(body.get("parameter") or []):
-        if not isinstance(part, dict) or not isinstance(part.get("name"), str):
-            raise FHIRError(400, "each parameter needs a name", location=f"Parameters.parameter[{i}]")
-        out.append((part["name"], _value(part), part))
-    return out
 
 
 def _ref_id(value: Any, rtype: str, where: str) -> str:
@@ -246,7 +226,7 @@ def execute(services: Any, ctx: Any, rtype: str | None, rid: str | None, params:
     header = True
     if rtype == "Library" and rid is not None:
         view = view_from_library(_library(services, ctx, f"Library/{rid}", "Library"), "Library")
-    for i, (name, value, part) in enumerate(_params(params, body)):
+    for i, (name, value, part) in enumerate(inputs(params, body, "viewdefinition-run")):
         where = f"Parameters.parameter[{i}]" if part else name
         if name == "viewResource":
             if view is not None:

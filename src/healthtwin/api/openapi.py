@@ -22,6 +22,19 @@ def _ok(description: str) -> dict[str, Any]:
             **_ERRORS}
 
 
+# Operations called with query parameters, described for API tooling and fuzzing: (what answers, parameters).
+_QUERY_OPERATIONS = {
+    "/fhir/$audit-trail": ("searchset Bundle of AuditEvents",
+                           ("agent", "patient", "date", "outcome", "subtype", "action", "_count", "_before")),
+    "/fhir/CodeSystem/$lookup": ("Parameters", ("system", "code", "version", "property")),
+    "/fhir/CodeSystem/$validate-code": ("Parameters", ("url", "code", "version", "display")),
+    "/fhir/CodeSystem/$subsumes": ("Parameters", ("system", "codeA", "codeB", "version")),
+    "/fhir/ValueSet/$expand": ("ValueSet with its expansion", ("url", "filter", "offset", "count", "activeOnly")),
+    "/fhir/ValueSet/$validate-code": ("Parameters", ("url", "system", "code", "display")),
+    "/fhir/ConceptMap/$translate": ("Parameters", ("url", "system", "code", "targetsystem", "reverse")),
+}
+
+
 def openapi_document(registry, types: Iterable[str] | None = None) -> dict[str, Any]:
     security = [{"bearer": []}]
     paths: dict[str, Any] = {
@@ -51,10 +64,12 @@ def openapi_document(registry, types: Iterable[str] | None = None) -> dict[str, 
         paths[f"/fhir/{rtype}/{{id}}/_history"] = {
             "parameters": [_ID],
             "get": {"operationId": f"history-{rtype}", "security": security, "responses": _ok("history Bundle")}}
-    paths["/fhir/$audit-trail"] = {"get": {
-        "operationId": "audit-trail", "security": security, "responses": _ok("searchset Bundle of AuditEvents"),
-        "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                       for n in ("agent", "patient", "date", "outcome", "subtype", "action", "_count", "_before")]}}
+    for path, (answer, names) in _QUERY_OPERATIONS.items():
+        paths[path] = {"get": {
+            "operationId": path.removeprefix("/fhir/").replace("/", "-").replace("$", ""), "security": security,
+            "responses": _ok(answer),
+            "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                           for n in names]}}
     paths.update(_auth_paths(security))
     return {"openapi": "3.0.3",
             "info": {"title": "Health Twin FHIR R4 API", "version": __version__},

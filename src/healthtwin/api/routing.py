@@ -140,7 +140,9 @@ class FHIRRouter:
         if parts[0] == "metadata" and n == 1:
             if method != "GET":
                 raise _not_allowed(method, "/metadata")
-            from .operations.capability import capability_statement
+            from .operations.capability import capability_statement, terminology_capabilities
+            if dict(http.query_items(request)).get("mode") == "terminology":
+                return fhir(200, await self.run(terminology_capabilities, s, ctx), ctx)
             return fhir(200, capability_statement(s, ctx), ctx)
         if parts[0] == "_history" and n == 1:
             return await self.run(history.history, s, ctx, None, None, http.query_items(request))

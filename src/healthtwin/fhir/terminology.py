@@ -2,7 +2,7 @@
 
 * ValueSet expansion for :in / :not-in: the R4 ValueSets expanded at generation time from the CodeSystems the
   specification carries (definitions/valuesets.json.gz and required_valuesets.json), and ValueSet resources
-  stored on the server;
+  stored on the server (expanded by vocabulary.py, the terminology operations' expander);
 * is-a hierarchies for :below / :above: the R4 CodeSystems whose concepts nest (definitions/hierarchies.json.gz),
   and CodeSystem resources stored on the server (nested concepts, or `parent`/`subsumedBy` properties).
   SNOMED CT, LOINC and ICD hierarchies are not in the package: load a CodeSystem to search them this way."""
@@ -23,7 +23,7 @@ def _packaged_hierarchies() -> dict[str, dict[str, list[str]]]:
 
 def _children_of(codesystem: dict) -> dict[str, list[str]]:
     children: dict[str, list[str]] = {}
-    stack = [(c, None) for c in codesystem.get("concept") or [] if isinstance(c, dict)]
+    stack = [(c, None) for c in reversed(codesystem.get("concept") or []) if isinstance(c, dict)]  # in order
     while stack:
         concept, parent = stack.pop()
         code = concept.get("code")
@@ -34,7 +34,7 @@ def _children_of(codesystem: dict) -> dict[str, list[str]]:
         for prop in concept.get("property") or []:
             if isinstance(prop, dict) and prop.get("code") in ("parent", "subsumedBy") and prop.get("valueCode"):
                 children.setdefault(prop["valueCode"], []).append(code)
-        stack.extend((c, code) for c in concept.get("concept") or [] if isinstance(c, dict))
+        stack.extend((c, code) for c in reversed(concept.get("concept") or []) if isinstance(c, dict))
     return children
 
 
@@ -44,14 +44,18 @@ def _hierarchy(system: str, store) -> dict[str, list[str]] | None:
         return packaged
     if store is None:
         return None
-    rows = store.query("SELECT r.id, r.content FROM idx_uri x JOIN resources r ON r.rid = x.rid JOIN search_params p "
-                       "ON p.pid = x.pid WHERE p.type = 'CodeSystem' AND p.code = 'url' AND x.value = ? "
-                       "AND r.deleted = 0", [system])
-    for rid, content in rows:
-        codesystem = orjson.loads(store.open_content("CodeSystem", rid, content))
+    for codesystem in stored_canonical(store, "CodeSystem", system):
         if codesystem.get("hierarchyMeaning") in (None, "is-a"):
             return _children_of(codesystem)
     return None
+
+
+def stored_canonical(store, rtype: str, url: str) -> list[dict]:
+    """The live stored resources of `rtype` whose canonical `url` is this one (every version of it)."""
+    rows = store.query("SELECT r.id, r.content FROM idx_uri x JOIN resources r ON r.rid = x.rid JOIN search_params p "
+                       "ON p.pid = x.pid WHERE p.type = ? AND p.code = 'url' AND x.value = ? AND r.deleted = 0",
+                       [rtype, url])
+    return [orjson.loads(store.open_content(rtype, rid, content)) for rid, content in rows]
 
 
 def related_codes(system: str, code: str, direction: str, store=None) -> list[str] | None:
@@ -83,36 +87,21 @@ def _packaged() -> dict[str, dict[str, list[str]]]:
     return expansions
 
 
-def _from_resource(valueset: dict) -> list[tuple[str, str]] | None:
-    """Codes of a stored ValueSet: its expansion, or its enumerated compose.include concepts."""
-    if valueset.get("expansion", {}).get("contains"):
-        out, stack = [], list(valueset["expansion"]["contains"])
-        while stack:
-            item = stack.pop()
-            if item.get("system") and item.get("code"):
-                out.append((item["system"], item["code"]))
-            stack.extend(item.get("contains", []))
-        return out
-    out = []
-    for inc in valueset.get("compose", {}).get("include", []):
-        if inc.get("filter") or inc.get("valueSet") or not inc.get("concept"):
-            return None  # not enumerable without a terminology server
-        out += [(inc["system"], c["code"]) for c in inc["concept"]]
-    return out or None
-
-
 def expand(url: str, store=None) -> list[tuple[str, str]] | None:
     """(system, code) pairs of a ValueSet by canonical URL, or None when this server cannot expand it."""
     url = url.split("|")[0]
     packaged = _packaged().get(url)
     if packaged is not None:
         return [(system, code) for system, codes in packaged.items() for code in codes]
-    if store is not None:
-        rows = store.query("SELECT r.content FROM idx_uri x JOIN resources r ON r.rid = x.rid JOIN search_params p "
-                           "ON p.pid = x.pid WHERE p.type = 'ValueSet' AND p.code = 'url' AND x.value = ? "
-                           "AND r.deleted = 0", [url])
-        for (content,) in rows:
-            codes = _from_resource(orjson.loads(bytes(content)))
-            if codes is not None:
-                return codes
-    return None
+    if store is None:
+        return None
+    from .outcome import FHIRError
+    from .vocabulary import Vocabulary
+    vocabulary = Vocabulary(store)
+    valueset = vocabulary.valueset(url)
+    if valueset is None:
+        return None
+    try:
+        return [(c.system, c.code) for c in vocabulary.expand(valueset)]
+    except FHIRError:
+        return None  # the search says the value set cannot be expanded here

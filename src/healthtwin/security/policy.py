@@ -26,7 +26,9 @@ from .access import NOWHERE, Access, compute, ensure_schema, integration, open_g
 from .clients import parse_scope
 
 LETTER = {"read": "r", "vread": "r", "history-instance": "r", "everything": "r", "search": "s",
-          "history-type": "s", "history-system": "s", "create": "c", "update": "u", "patch": "u", "delete": "d"}
+          "history-type": "s", "history-system": "s", "create": "c", "update": "u", "patch": "u", "delete": "d",
+          # the terminology service reads the definitions of its type, as a read of them would
+          "$lookup": "r", "$subsumes": "r", "$expand": "r", "$validate-code": "r", "$translate": "r"}
 CONFORMANCE = frozenset({"CapabilityStatement", "StructureDefinition", "SearchParameter", "ValueSet", "CodeSystem",
                          "ConceptMap", "OperationDefinition", "NamingSystem", "ImplementationGuide",
                          "CompartmentDefinition", "StructureMap", "GraphDefinition", "Questionnaire",

@@ -70,6 +70,30 @@ def capability_statement(services, ctx) -> dict:
     return statement
 
 
+def terminology_capabilities(services, ctx) -> dict:
+    """GET /metadata?mode=terminology: the code systems this server holds (the R4 package's and the stored
+    ones) and what its terminology operations accept (operations/terminology.py)."""
+    from ...fhir.vocabulary import Vocabulary
+    from .terminology import EXPANSION_PARAMETERS
+    systems = Vocabulary(services.store).codesystems()
+    return {
+        "resourceType": "TerminologyCapabilities",
+        "status": "active",
+        "date": _started(),
+        "kind": "instance",
+        "software": {"name": "Health Twin", "version": __version__},
+        "implementation": {"description": "Health Twin terminology service", "url": ctx.base_url},
+        "codeSystem": [{"uri": url, **({"version": [{"code": v}]} if v else {})} for url, v in systems],
+        "expansion": {"hierarchical": False, "paging": True,
+                      "parameter": [{"name": n} for n in EXPANSION_PARAMETERS],
+                      "textFilter": "Each word of `filter` starts a word of the display, or starts the code."},
+        "codeSearch": "all",
+        "validateCode": {"translations": False},
+        "translation": {"needsMap": False},
+        "closure": {"translation": False},
+    }
+
+
 def _smart_security(uris: dict[str, str]) -> dict:
     """SMART App Launch's declaration in the CapabilityStatement: the service, and the endpoints in the
     oauth-uris extension that SMART v1 clients read (v2 clients read /.well-known/smart-configuration)."""
