@@ -242,3 +242,43 @@ def test_the_terminology_service_answers_every_role_and_no_anonymous_caller(app)
     lookup = "/fhir/CodeSystem/$lookup?system=http://hl7.org/fhir/administrative-gender&code=male"
     assert c.get(lookup, headers=world.headers["citizen"]).status_code == 200
 
+
+@pytest.mark.parametrize("role", ROLES)
+def test_meta_operations_follow_the_read_and_write_rules(app, role):
+    """$meta reads like a read (hidden equals absent); $meta-add writes like an update; the summaries over
+    every row are for administrators."""
+    c, world, _ = app
+    headers = world.headers[role]
+    for rid in ("o1", "o1psy", "o2"):
+        meta = c.get(f"/fhir/Observation/{rid}/$meta", headers=headers)
+        read = c.get(f"/fhir/Observation/{rid}", headers=headers)
+        assert meta.status_code == read.status_code, (role, rid)
+        if read.status_code == 200:
+            assert meta.json()["parameter"][0]["valueMeta"].get("security") == read.json()["meta"].get("security")
+    summary = c.get("/fhir/Observation/$meta", headers=headers)
+    assert summary.status_code == (200 if role == "administrator" else 403)
+    if role != "administrator":
+        assert PSY_CODE not in summary.text
+    tag = {"resourceType": "Parameters", "parameter": [{"name": "meta", "valueMeta": {"tag": [
+        {"system": "https://example.org/flags", "code": "reviewed"}]}}]}
+    before = c.get("/fhir/Observation/o2/_history", headers=world.headers["administrator"]).json()["total"]
+    added = c.post("/fhir/Observation/o2/$meta-add", json=tag, headers=headers)
+    after = c.get("/fhir/Observation/o2/_history", headers=world.headers["administrator"]).json()["total"]
+    assert (added.status_code == 200) == (after == before + 1), (role, added.status_code)
+    if "o2" not in W.VISIBLE[role] and role != "administrator":
+        assert added.status_code in (403, 404), (role, added.text)
+
+
+PSY_CODE = '"PSY"'
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_lastn_is_the_callers_own_search(app, role):
+    c, world, _ = app
+    for patient in ("p1", "p2"):
+        r = c.get(f"/fhir/Observation/$lastn?patient={patient}&max=10", headers=world.headers[role])
+        search = c.get(f"/fhir/Observation?patient={patient}", headers=world.headers[role])
+        assert r.status_code == search.status_code, (role, r.text)
+        if r.status_code == 200:
+            assert not _leaks(role, _ids(r.json())), role
+            assert _ids(r.json()) == _ids(search.json()), role  # one code each here: the same rows

@@ -32,6 +32,8 @@ _QUERY_OPERATIONS = {
     "/fhir/ValueSet/$expand": ("ValueSet with its expansion", ("url", "filter", "offset", "count", "activeOnly")),
     "/fhir/ValueSet/$validate-code": ("Parameters", ("url", "system", "code", "display")),
     "/fhir/ConceptMap/$translate": ("Parameters", ("url", "system", "code", "targetsystem", "reverse")),
+    "/fhir/Observation/$lastn": ("searchset Bundle", ("patient", "subject", "category", "code", "date", "max")),
+    "/fhir/$meta": ("Parameters", ()),
 }
 
 

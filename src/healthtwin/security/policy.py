@@ -28,7 +28,9 @@ from .clients import parse_scope
 LETTER = {"read": "r", "vread": "r", "history-instance": "r", "everything": "r", "search": "s",
           "history-type": "s", "history-system": "s", "create": "c", "update": "u", "patch": "u", "delete": "d",
           # the terminology service reads the definitions of its type, as a read of them would
-          "$lookup": "r", "$subsumes": "r", "$expand": "r", "$validate-code": "r", "$translate": "r"}
+          "$lookup": "r", "$subsumes": "r", "$expand": "r", "$validate-code": "r", "$translate": "r",
+          "$meta": "r", "$meta-add": "u", "$meta-delete": "u",
+          "$lastn": "s"}  # a search, run as the caller's own
 CONFORMANCE = frozenset({"CapabilityStatement", "StructureDefinition", "SearchParameter", "ValueSet", "CodeSystem",
                          "ConceptMap", "OperationDefinition", "NamingSystem", "ImplementationGuide",
                          "CompartmentDefinition", "StructureMap", "GraphDefinition", "Questionnaire",

@@ -52,5 +52,6 @@ def all_operations() -> list[Operation]:
 
 def _load() -> None:
     # Importing the modules registers their operations.
-    from . import bulk_export, bulk_import, everything, reindex, security_ops, terminology, validate  # noqa: F401
+    from . import (bulk_export, bulk_import, everything, lastn, meta, reindex, security_ops,  # noqa: F401
+                   terminology, validate)
     from ...analytics import run_operation  # noqa: F401  ($viewdefinition-run, issue 5)
