@@ -249,3 +249,25 @@ def test_identify(tokens):
         with pytest.raises(FHIRError) as info:
             tokens.identify(FakeRequest({"Authorization": bad}))
         assert info.value.status == 401 and "Bearer" in info.value.headers["www-authenticate"]
+
+
+def test_external_iua_role_and_organization_are_read_through_the_map(keys, idp_key):
+    """IHE IUA's subject_role (a Coding) becomes one of our roles only through the role map; its
+    subject_organization_id is the caller's organization when it is an Organization reference."""
+    kid = public_jwk(idp_key.public_key())["kid"]
+    snomed = "http://snomed.info/sct"
+    ext = ExternalIssuer(IDP, {"keys": [public_jwk(idp_key.public_key())]}, audience="healthtwin",
+                         role_map={f"{snomed}|158965000": "clinician", "auditor-code": "auditor"})
+    service = TokenService(keys, BASE, FHIR, externals=[ext])
+    iua = {"subject_role": {"system": snomed, "code": "158965000"},
+           "subject_organization_id": "https://health.gov.az/fhir/Organization/org-7"}
+    caller = service.caller(idp_token(idp_key, kid, realm_access=None, extensions={"ihe_iua": iua}))
+    assert caller.roles == {"clinician"} and caller.organization == "Organization/org-7"
+    other = service.caller(idp_token(idp_key, kid, realm_access=None, extensions={"ihe_iua": {
+        "subject_role": [{"system": "urn:other", "code": "auditor-code"}, {"system": snomed, "code": "1"}],
+        "subject_organization_id": "urn:oid:1.2.3"}}))
+    assert other.roles == {"auditor"} and other.organization is None
+    unmapped = TokenService(keys, BASE, FHIR, externals=[ExternalIssuer(
+        IDP, {"keys": [public_jwk(idp_key.public_key())]}, audience="healthtwin")])
+    raw = unmapped.caller(idp_token(idp_key, kid, realm_access=None, extensions={"ihe_iua": iua}))
+    assert raw.roles == set()  # a coded role is never taken over as a role name

@@ -207,6 +207,13 @@ class ExternalIssuer:
                 roles.update(r for r in source if isinstance(r, str))
         if self.role_map is not None:
             roles = {self.role_map[r] for r in roles if r in self.role_map}
+            # IHE IUA's subject_role is a Coding from the provider's value set, not one of our role names:
+            # taken over only through the map, keyed "system|code" or "code".
+            for coding in _codings(_iua(claims).get("subject_role")):
+                key = f"{coding.get('system') or ''}|{coding['code']}"
+                mapped = self.role_map.get(key) or self.role_map.get(coding["code"])
+                if mapped:
+                    roles.add(mapped)
         scope = claims.get("scope") if isinstance(claims.get("scope"), str) else " ".join(claims.get("scp") or [])
         scopes = frozenset(scope.split())
         fhir_user = _relative(claims.get("fhirUser"))
@@ -215,8 +222,7 @@ class ExternalIssuer:
         system = not fhir_user and not patient and any(s.startswith("system/") for s in scopes)
         return TokenCaller(subject=str(claims["sub"]), kind="system" if system else "person",
                            roles=frozenset(roles), scopes=scopes,
-                           organization=claims.get("organization") if isinstance(claims.get("organization"), str)
-                           else None, client_id=claims.get("azp") or claims.get("client_id"),
+                           organization=_organization(claims), client_id=claims.get("azp") or claims.get("client_id"),
                            patient=patient, fhir_user=fhir_user, issuer=self.issuer, token_id=claims.get("jti"),
                            expires=claims.get("exp"), purpose=purpose_claim(claims))
 
@@ -229,9 +235,8 @@ def purpose_claim(claims: Mapping[str, Any]) -> str | None:
     a list of one), or a plain `purpose_of_use` (a code or a Coding) as some providers write it. A value
     that is there but unreadable refuses the token (TokenError): it must not pass as "no purpose"."""
     value = claims.get("purpose_of_use")
-    extensions = claims.get("extensions")
-    if value is None and isinstance(extensions, Mapping) and isinstance(extensions.get("ihe_iua"), Mapping):
-        value = extensions["ihe_iua"].get("purpose_of_use")
+    if value is None:
+        value = _iua(claims).get("purpose_of_use")
     if value is None:
         return None
     if isinstance(value, list) and len(value) == 1:
@@ -241,6 +246,27 @@ def purpose_claim(claims: Mapping[str, Any]) -> str | None:
     if not isinstance(value, str) or not PURPOSE_CODE.match(value):
         raise TokenError("the token's purpose_of_use is not one HL7 ActReason code")
     return value
+
+
+def _iua(claims: Mapping[str, Any]) -> Mapping[str, Any]:
+    extensions = claims.get("extensions")
+    iua = extensions.get("ihe_iua") if isinstance(extensions, Mapping) else None
+    return iua if isinstance(iua, Mapping) else {}
+
+
+def _codings(value: Any) -> list[Mapping[str, Any]]:
+    values = value if isinstance(value, list) else [value]
+    return [v for v in values if isinstance(v, Mapping) and isinstance(v.get("code"), str) and v["code"]]
+
+
+def _organization(claims: Mapping[str, Any]) -> str | None:
+    """The caller's organization: an `organization` claim, or IUA's subject_organization_id when it is a
+    reference to an Organization (an OID names no record here, so it is not taken)."""
+    org = claims.get("organization")
+    if isinstance(org, str):
+        return org
+    ref = _relative(_iua(claims).get("subject_organization_id"))
+    return ref if ref and ref.startswith("Organization/") else None
 
 
 def _relative(ref: Any) -> str | None:
