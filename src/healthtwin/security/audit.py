@@ -110,6 +110,12 @@ _INDEXES = {"audit_log_patient": "patient, recorded", "audit_log_agent": "agent,
             "audit_log_recorded": "recorded"}
 
 
+def _columns(pg: bool) -> str:
+    real, blob = ("DOUBLE PRECISION", "BYTEA") if pg else ("REAL", "BLOB")
+    return (f"seq BIGINT PRIMARY KEY, recorded {real} NOT NULL, event {blob} NOT NULL, patient TEXT NULL, "
+            f"agent TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL")
+
+
 class AuditLog:
     def __init__(self, store: Any, batch_window: float = 0.0, max_batch: int = 2000, durable: bool = True) -> None:
         """`batch_window` (seconds) lets a leader wait for more appends before writing; 0 relies on natural
@@ -129,9 +135,7 @@ class AuditLog:
         if table_exists(self.store, "audit_log"):
             self._ensure_indexes()
             return
-        real, blob = ("DOUBLE PRECISION", "BYTEA") if pg else ("REAL", "BLOB")
-        columns = (f"seq BIGINT PRIMARY KEY, recorded {real} NOT NULL, event {blob} NOT NULL, patient TEXT NULL, "
-                   f"agent TEXT, prev_hash TEXT NOT NULL, hash TEXT NOT NULL")
+        columns = _columns(pg)
         with self.store.write_cursor() as cur:
             self.store.lock(cur, "audit-log")
             if pg:  # partitioned by seq, so archiving drops partitions (audit_partitions.py)
@@ -291,6 +295,15 @@ class AuditLog:
                 first += len(item.events)
                 item.last_seq = first - 1
         return seq
+
+    def partition(self) -> tuple[int, int] | None:
+        """PostgreSQL: a log made before partitioning becomes partitioned (audit_partitions.convert)."""
+        if self.store.dialect != "postgres":
+            raise ValueError("only a PostgreSQL audit log is partitioned")
+        from .audit_partitions import convert
+        done = convert(self.store, _columns(True), _INDEXES)
+        self._covered = 0
+        return done
 
     def _extend(self, cur: Any, first: int, last: int) -> None:
         """The partitions for seqs first..last, made if missing (once per PARTITION_ROWS entries); a log
@@ -547,6 +560,11 @@ def harden_postgres(store: Any, app_role: str, owner_role: str = "healthtwin_aud
                             "FOR EACH ROW EXECUTE FUNCTION {}.audit_log_append_only()").format(schema, schema))
         cur.execute(sql.SQL("CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON {}.audit_log "
                             "FOR EACH STATEMENT EXECUTE FUNCTION {}.audit_log_append_only()").format(schema, schema))
+        cur.execute("SELECT to_regclass('audit_log_legacy') IS NOT NULL")
+        if cur.fetchone()[0]:  # a converted log (audit_partitions.convert): the parent's triggers now cover it
+            for name in ("audit_log_no_change_legacy", "audit_log_no_truncate_legacy"):
+                cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}.audit_log_legacy").format(
+                    sql.Identifier(name), schema))
         cur.execute(sql.SQL("REVOKE ALL ON {}.audit_log FROM PUBLIC").format(schema))
         cur.execute(sql.SQL("REVOKE ALL ON {}.audit_log FROM {}").format(schema, app))
         cur.execute(sql.SQL("GRANT SELECT, INSERT ON {}.audit_log TO {}").format(schema, app))

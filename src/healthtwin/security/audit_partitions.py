@@ -12,8 +12,9 @@ knows of. On a hardened store (`harden_postgres`) the function runs as the audit
 a fixed search_path), so the server's role, which may run no DDL on the log, still gets its next partition,
 and every partition belongs to the owner: the server's role can neither drop nor truncate one.
 
-SQLite stores, and PostgreSQL stores whose log was made before partitioning, keep a plain table (archiving
-them deletes rows, as before).
+SQLite stores keep a plain table (archiving deletes rows). A PostgreSQL log made before partitioning stays a
+plain table until `healthtwin audit partition` converts it (`convert`): the old table becomes the partition of
+the seqs it holds, as it stands, and the chain goes on into new partitions. No entry is copied or rewritten.
 """
 from __future__ import annotations
 
@@ -89,3 +90,60 @@ def harden(cur: Any, schema: Any, owner: Any, app: Any) -> None:
     cur.execute(sql.SQL("ALTER FUNCTION {} SECURITY DEFINER SET search_path = {}, pg_temp").format(fn, schema))
     cur.execute(sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(fn))
     cur.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(fn, app))
+
+
+def convert(store: Any, columns: str, indexes: dict[str, str]) -> tuple[int, int] | None:
+    """Partitions a log made before partitioning; returns (its highest seq, the seq its partitions now reach),
+    or None when it is partitioned already. Under the chain's lock, in one transaction:
+
+    * the plain table is renamed `audit_log_legacy` (its primary key and indexes with it) and attached to a
+      new partitioned `audit_log` as the partition of seqs 1..highest (PostgreSQL checks the rows against that
+      bound by one read of the table: nothing is copied);
+    * if the highest seq falls inside a PARTITION_ROWS range, the rest of that range gets a partition under
+      the name `audit_log_extend` would give it, so the function then carries on as for a new log;
+    * the indexes are declared on the partitioned table, which adopts the legacy table's matching ones.
+
+    Servers keep their view of the log until they restart: stop them first (an append in between is refused,
+    not lost: the request is withheld as unaudited)."""
+    from psycopg import sql
+    with store.write_cursor() as cur:
+        store.lock(cur, "audit-log")
+        cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass('audit_log')")
+        row = cur.fetchone()
+        if row is None or row[0] == "p":
+            return None
+        cur.execute("SELECT COALESCE(MAX(seq), 0) FROM audit_log")
+        highest = cur.fetchone()[0]
+        cur.execute("ALTER TABLE audit_log RENAME TO audit_log_legacy")
+        cur.execute("SELECT conname FROM pg_constraint WHERE conrelid = 'audit_log_legacy'::regclass AND contype = 'p'")
+        for (name,) in cur.fetchall():
+            cur.execute(sql.SQL("ALTER TABLE audit_log_legacy RENAME CONSTRAINT {} TO audit_log_legacy_pkey")
+                        .format(sql.Identifier(name)))
+        # A hardened log keeps its append-only triggers, renamed: `audit harden`, run again, gives the new table
+        # its own, which partitions inherit under the original names.
+        cur.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_log_legacy'::regclass AND NOT tgisinternal")
+        for (name,) in cur.fetchall():
+            cur.execute(sql.SQL("ALTER TRIGGER {} ON audit_log_legacy RENAME TO {}").format(
+                sql.Identifier(name), sql.Identifier(f"{name}_legacy")))
+        for name in indexes:
+            cur.execute(sql.SQL("ALTER INDEX IF EXISTS {} RENAME TO {}").format(
+                sql.Identifier(name), sql.Identifier(f"{name}_legacy")))
+        cur.execute(f"CREATE TABLE audit_log ({columns}) PARTITION BY RANGE (seq)")
+        cur.execute(EXTEND_FUNCTION)
+        if highest == 0:  # an empty log: nothing to keep, a new log's first partition
+            cur.execute("DROP TABLE audit_log_legacy")
+        else:
+            cur.execute(f"ALTER TABLE audit_log ATTACH PARTITION audit_log_legacy FOR VALUES FROM (1) "
+                        f"TO ({int(highest) + 1})")
+        boundary = -(-highest // PARTITION_ROWS) * PARTITION_ROWS
+        if boundary > highest:  # the rest of the range the legacy table ends in
+            cur.execute(sql.SQL("CREATE TABLE {} PARTITION OF audit_log FOR VALUES FROM ({}) TO ({})").format(
+                sql.Identifier(f"audit_log_p{(highest - 1) // PARTITION_ROWS}"), sql.Literal(highest + 1),
+                sql.Literal(boundary + 1)))
+            reach = boundary
+        else:
+            cur.execute("SELECT audit_log_extend(%s, %s, %s)", (highest + 1, highest + 1, PARTITION_ROWS))
+            reach = cur.fetchone()[0]
+        for name, cols in indexes.items():
+            cur.execute(f"CREATE INDEX IF NOT EXISTS {name} ON audit_log ({cols})")
+        return highest, reach

@@ -95,6 +95,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 0
     if args.audit_command == "archive":
         return _archive(store, args)
+    if args.audit_command == "partition":
+        try:
+            done = log.partition()
+        except ValueError as exc:
+            print(f"healthtwin audit partition: {exc}", file=sys.stderr)
+            return 2
+        if done is None:
+            print("audit_log is partitioned already")
+            return 0
+        print(f"audit_log is now partitioned: entries 1-{done[0]} in audit_log_legacy, new partitions from there "
+              f"(made up to entry {done[1]}). Restart the servers; on a hardened store run `healthtwin audit "
+              f"harden --app-role …` again, for the new table")
+        return 0
     if args.archive:
         from .audit_archive import verify_archive
         ok, what = verify_archive(Path(args.archive), store)
@@ -285,6 +298,10 @@ def register(sub: Any, store_args: Any) -> None:
     head = audit.add_parser("head", help="print SEQ:HASH of the newest entry, to publish as an anchor")
     store_args(head)
     head.set_defaults(func=cmd_audit)
+    part = audit.add_parser("partition", help="PostgreSQL: partition a log made before partitioning (servers "
+                                              "stopped); no entry is copied")
+    store_args(part)
+    part.set_defaults(func=cmd_audit)
     harden = audit.add_parser("harden", help="PostgreSQL: make audit_log append-only for the server's role")
     store_args(harden)
     harden.add_argument("--app-role", required=True)
