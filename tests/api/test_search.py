@@ -317,3 +317,19 @@ def test_alias_parameters_are_not_indexed_but_searchable(data, store):
     assert sorted(e["resource"]["id"] for e in b["entry"]) == ["o1", "p1"]
     b = data.get("/fhir/Patient?_id=p2&_revinclude=Observation:patient").json()
     assert sorted(e["resource"]["id"] for e in b["entry"]) == ["o3", "o4", "p2"]
+
+
+def test_list_selects_the_resources_a_list_holds(data):
+    c = data
+    for lid, items in (("watch", ["Observation/o1", "Observation/o4", "Patient/p2"]), ("other", ["Observation/o3"])):
+        r = c.put(f"/fhir/List/{lid}", json={"resourceType": "List", "id": lid, "status": "current",
+                                             "mode": "working", "entry": [{"item": {"reference": i}} for i in items]})
+        assert r.status_code == 201, r.text
+    assert _ids(c.get("/fhir/Observation?_list=watch").json()) == ["o1", "o4"]
+    assert _ids(c.get("/fhir/Patient?_list=watch").json()) == ["p2"]
+    assert _ids(c.get("/fhir/Observation?_list=watch,other").json()) == ["o1", "o3", "o4"]
+    assert _ids(c.get("/fhir/Observation?_list=watch&code=2339-0").json()) == ["o4"]
+    assert _ids(c.get("/fhir/Observation?_list=absent").json()) == []
+    for bad in ("_list=$current-problems", "_list:missing=true"):
+        r = c.get(f"/fhir/Observation?{bad}")
+        assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"

@@ -157,6 +157,14 @@ class SearchParser:
             return Criterion(code, ptype, modifier, [_value(v, ptype) for v in split_unescaped(value, ",")])
         if code in TEXT_PARAMS:
             return Criterion(code, "text", modifier, [Value(unescape(v)) for v in split_unescaped(value, ",")])
+        if code == "_list":
+            # The resources a List holds: _list=5 is _has:List:item:_id=5 (List.item is List.entry.item).
+            if modifier or rest:
+                raise FHIRError(400, "'_list' takes neither modifiers nor chains")
+            if any(v.startswith("$") for v in split_unescaped(value, ",")):
+                raise FHIRError(400, f"Functional lists ('{value}') are not supported: name a List by its id",
+                                "not-supported")
+            return self._has(types, "_has:List:item:_id", value, strict, depth)
         param = self._lookup(types, code)
         if param is None:
             return self._unknown(types, code, strict)

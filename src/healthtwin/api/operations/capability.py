@@ -12,7 +12,7 @@ from .registry import all_operations
 INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
                 "search-type"]
 _COMMON = [("_id", "token"), ("_lastUpdated", "date"), ("_text", "string"), ("_content", "string"),
-           ("_has", "special")]
+           ("_has", "special"), ("_list", "special")]
 
 
 def capability_statement(services, ctx) -> dict:
