@@ -563,8 +563,11 @@ class SearchCompiler:
             pids = self.pids(query.types, code)
             if self.store.dialect == "postgres" and param.type in ("string", "token", "reference", "uri"):
                 column += ' COLLATE "C"'  # the same order as SQLite's byte order
+            # `+s.pid` keeps SQLite on the (rid, pid) index: offered `pid IN (...)`, it picked the covering
+            # (pid, value...) index and read every row of the parameter for each match (334 s for a sorted
+            # search of 7,840 Observations among 1M resources, 0.1 s now). PostgreSQL reads `+x` as `x`.
             expr = f"(SELECT {agg}(s.{column}) FROM {TABLE[param.type]} s WHERE s.rid = {alias}.rid " \
-                   f"AND s.pid IN {_in(pids)})"
+                   f"AND +s.pid IN {_in(pids)})"
             # Resources without a value sort last in both directions, on both databases.
             keys.append(Sql().add(f"({expr} IS NULL), {expr}{direction}", *pids, *pids))
         for n, key in enumerate(keys):
