@@ -44,7 +44,9 @@ Health Twin demo: {args.patients:,} synthetic citizens in {settings.database or 
   {base}/fhir/Observation?code=http://loinc.org|4548-4&value-quantity=gt7&_include=Observation:subject
   {base}/fhir/Immunization?vaccine-code=http://hl7.org/fhir/sid/cvx|03&date=ge2024-01-01&_summary=count
   {base}/fhir/Patient/pat-0/$everything
+  {base}/fhir/Observation/$lastn?patient=pat-0&category=vital-signs   the latest of each vital sign
   {base}/fhir/Encounter?class=IMP&date=ge2024-01&_sort=-date&_count=10
+  {base}/fhir/ValueSet/$expand?url=http://hl7.org/fhir/ValueSet/condition-clinical   terminology
 
 {tokens or "INSECURE (--insecure-open): no authentication; keep this on localhost."}
 """, file=sys.stderr)
