@@ -158,7 +158,7 @@ class SearchCompiler:
         if crit.type == "has":
             return self._has(sql, crit, types, alias)
         if crit.type == "chain":
-            return self._chain(sql, crit, types, alias)
+            return self._chain(sql, crit, types, alias, drive)
         if crit.type == "compartment":
             comp_type, comp_id = crit.values[0].raw.split("/", 1)
             pids = [p for code in crit.targets for p in alias_pids(self.store, self.registry, types, code)] or [-1]
@@ -308,23 +308,41 @@ class SearchCompiler:
             sql.add(f"{column} {op} ? ESCAPE '\\'", *protected, "%" + _like_escape(v.raw) + "%")
         sql.add(")")
 
-    def _chain(self, sql: Sql, crit: Criterion, types: Sequence[str], alias: str) -> None:
+    def _chain(self, sql: Sql, crit: Criterion, types: Sequence[str], alias: str, drive: bool = True) -> None:
         target = self.alias()
         pids = self.pids(types, crit.code)
         implied = self.alias_target(types, crit.code)
         targets = [t for t in crit.targets if implied in (None, t)] or list(crit.targets)
+        if not drive:
+            # A probe of one row (the search is driven by another criterion, or an index): its own references,
+            # by row id, then the target row. The set form below would collect every resource whose reference
+            # matches first: all Observations of every female patient, for Observation?subject.gender=female
+            # &code=… (over 30 s at 1M resources, 5 ms as a probe).
+            inner = self.where([crit.inner], targets, target, drive=False)
+            sql.add(f"EXISTS (SELECT 1 FROM idx_reference x JOIN resources {target} ON {target}.type = x.target_type "
+                    f"AND {target}.id = x.target_id WHERE x.rid = {alias}.rid AND +x.pid IN {_in(pids)} "
+                    f"AND {inner.text()})", *pids, *inner.params)
+            return
+        # The set: the targets that match (a set of type and id), then the references to them. Written as a
+        # join, SQLite looped over the matching targets' row ids for every reference row (Observation?
+        # subject.gender=female: over 2 minutes at 1M resources; 0.2 s now).
         inner = self.where([crit.inner], targets, target)
-        sql.add(f"{alias}.rid IN (SELECT x.rid FROM idx_reference x JOIN resources {target} "
-                f"ON {target}.type = x.target_type AND {target}.id = x.target_id "
-                f"WHERE x.pid IN {_in(pids)} AND {inner.text()})", *pids, *inner.params)
+        sql.add(f"{alias}.rid IN (SELECT x.rid FROM idx_reference x WHERE x.pid IN {_in(pids)} AND "
+                f"(x.target_type, x.target_id) IN (SELECT {target}.type, {target}.id FROM resources {target} "
+                f"WHERE {inner.text()}))", *pids, *inner.params)
 
     def _has(self, sql: Sql, crit: Criterion, types: Sequence[str], alias: str) -> None:
-        referrer = self.alias()
+        # Nested sets, innermost first: the matching referrers, their references, the resources referred to.
+        # Before, the set was correlated on the outer row's type and rebuilt for every row
+        # (Patient?_has:Observation:subject:code=… read 1M index rows per patient, over 30 s at 1M resources);
+        # as one join, SQLite started from every resource of the type (1 s); nested, 30 ms.
+        referrer, target = self.alias(), self.alias()
         pids = self.pids([crit.has_type], crit.has_param)
         inner = self.where([crit.inner], [crit.has_type], referrer)
-        sql.add(f"{alias}.id IN (SELECT x.target_id FROM idx_reference x JOIN resources {referrer} "
-                f"ON {referrer}.rid = x.rid WHERE x.pid IN {_in(pids)} AND x.target_type = {alias}.type "
-                f"AND {inner.text()})", *pids, *inner.params)
+        sql.add(f"{alias}.rid IN (SELECT {target}.rid FROM resources {target} WHERE ({target}.type, {target}.id) IN "
+                f"(SELECT x.target_type, x.target_id FROM idx_reference x WHERE x.rid IN (SELECT {referrer}.rid "
+                f"FROM resources {referrer} WHERE {inner.text()}) AND +x.pid IN {_in(pids)} "
+                f"AND x.target_type IN {_in(types)}))", *inner.params, *pids, *types)
 
     # -- value matchers (on alias x of the index table) ------------------------------------------------------
     def _string_match(self, sql: Sql, v: Value, crit: Criterion) -> None:
