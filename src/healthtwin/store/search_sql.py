@@ -61,6 +61,7 @@ class SearchCompiler:
         # selection, so the driving criterion (by row id) and the (rid, pid) probes are the plans it uses.
         # PostgreSQL plans by cost and needs no such hint (and has no unary + on text).
         self.hint = "+" if store.dialect == "sqlite" else ""
+        self._driven: set[str] = set()  # aliases a criterion drives by a set of row ids (`alias.rid IN (...)`)
 
     def alias(self) -> str:
         self._alias += 1
@@ -79,15 +80,18 @@ class SearchCompiler:
     def where(self, criteria: list[Criterion], types: Sequence[str], alias: str, drive: bool = True) -> Sql:
         """Conditions on `alias`; the most selective criterion drives (IN) unless `drive` is False (the
         query is already driven by an index, so every criterion is a probe)."""
+        crits = self.conditions(criteria, types, alias, drive) if criteria else None
         sql = Sql()
         if types:
-            hint = self.hint if criteria else ""
+            # The type term is kept out of index selection only where a set of row ids drives, here or outside
+            # (`drive` False: an index drives the query): otherwise the (type, rid) and (type, id) indexes are
+            # the plan (Patient?_id=… and Observation?code:not=… read every resource row before).
+            hint = self.hint if alias in self._driven or not drive else ""
             sql.add(f"{hint}{alias}.type IN {_in(types)}", *types)
         else:
             sql.add("1 = 1")
         sql.add(f" AND {alias}.deleted = 0")
-        if criteria:
-            crits = self.conditions(criteria, types, alias, drive)
+        if crits is not None:
             sql.add(" AND " + crits.text(), *crits.params)
         return sql
 
@@ -162,6 +166,7 @@ class SearchCompiler:
         if crit.type == "compartment":
             comp_type, comp_id = crit.values[0].raw.split("/", 1)
             pids = [p for code in crit.targets for p in alias_pids(self.store, self.registry, types, code)] or [-1]
+            self._driven.add(alias)
             sql.add(f"{alias}.rid IN (SELECT rid FROM idx_reference WHERE pid IN {_in(pids)} "
                     f"AND target_type = ? AND target_id = ?)", *pids, comp_type, comp_id)
             return None
@@ -269,6 +274,7 @@ class SearchCompiler:
             inner.add(")")
         inner.add(")")
         if drive and not negate:
+            self._driven.add(alias)
             sql.add(f"{alias}.rid IN (SELECT x.rid FROM {table} x WHERE {inner.text()})", *inner.params)
             return
         probe = Sql()
@@ -327,6 +333,7 @@ class SearchCompiler:
         # join, SQLite looped over the matching targets' row ids for every reference row (Observation?
         # subject.gender=female: over 2 minutes at 1M resources; 0.2 s now).
         inner = self.where([crit.inner], targets, target)
+        self._driven.add(alias)
         sql.add(f"{alias}.rid IN (SELECT x.rid FROM idx_reference x WHERE x.pid IN {_in(pids)} AND "
                 f"(x.target_type, x.target_id) IN (SELECT {target}.type, {target}.id FROM resources {target} "
                 f"WHERE {inner.text()}))", *pids, *inner.params)
@@ -339,6 +346,7 @@ class SearchCompiler:
         referrer, target = self.alias(), self.alias()
         pids = self.pids([crit.has_type], crit.has_param)
         inner = self.where([crit.inner], [crit.has_type], referrer)
+        self._driven.add(alias)
         sql.add(f"{alias}.rid IN (SELECT {target}.rid FROM resources {target} WHERE ({target}.type, {target}.id) IN "
                 f"(SELECT x.target_type, x.target_id FROM idx_reference x WHERE x.rid IN (SELECT {referrer}.rid "
                 f"FROM resources {referrer} WHERE {inner.text()}) AND +x.pid IN {_in(pids)} "
