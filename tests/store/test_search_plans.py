@@ -9,7 +9,9 @@ seconds to hours:
   (Observation?subject.gender=female, over 2 minutes);
 * `_has` rebuilt its set for every row, correlated on the row's type (over 30 s);
 * a search with no criterion that drives by row ids (`_id`, `:not`, `_lastUpdated`, `:missing`, `_content`)
-  read every resource of every type in row-id order (0.3–1 s), the type index being kept out of the plan.
+  read every resource of every type in row-id order (0.3–1 s), the type index being kept out of the plan;
+* `_include` started from every resource of the target type (all patients) rather than from the page's
+  references.
 
 The plans are checked, not timings (which would be flaky tests): no step run for each row (under a correlated
 subquery) may range over a parameter's whole index (`(pid=?)` alone) or scan a table, no set may be rebuilt per
@@ -50,9 +52,10 @@ def plan_of(world, rtype: str, params: list[tuple[str, str]]) -> tuple[list[str]
     store, services = world
     query = services.parser.parse([rtype], params)
     plans: list[str] = []
+    query_store = store.query
 
-    def execute(sql, args):
-        rows = store.query("EXPLAIN QUERY PLAN " + sql, args)
+    def execute(sql, args):  # every statement of the search, includes too
+        rows = query_store("EXPLAIN QUERY PLAN " + sql, args)
         details = {node: detail for node, _, _, detail in rows}
         parents = {node: parent for node, parent, _, _ in rows}
         for node, _, _, detail in rows:
@@ -61,8 +64,12 @@ def plan_of(world, rtype: str, params: list[tuple[str, str]]) -> tuple[list[str]
                 per_row = per_row or details.get(ancestor, "").startswith("CORRELATED")
                 ancestor = parents.get(ancestor)
             plans.append(("per row: " if per_row else "") + detail)
-        return store.query(sql, args)
-    page = search.run_search(store, services.registry, query, execute)
+        return query_store(sql, args)
+    store.query = execute
+    try:
+        page = search.run_search(store, services.registry, query)
+    finally:
+        del store.query  # the method again
     return plans, page.matches
 
 
@@ -86,6 +93,8 @@ def test_sort_keys_are_read_by_row_id(world, sort):
     ("Observation", [("_lastUpdated", "gt2000-01-01")], 4),
     ("Observation", [("value-quantity:missing", "false")], 4),
     ("Observation", [("_content", "4548")], 4),
+    ("Observation", [("code", "http://loinc.org|4548-4"), ("_include", "Observation:subject")], 4),
+    ("Observation", [("code", "http://loinc.org|4548-4"), ("_include", "*")], 4),
 ])
 def test_chains_has_and_sorts_never_read_whole_indexes_per_row(world, rtype, params, expected):
     plans, matches = plan_of(world, rtype, params)
@@ -93,5 +102,8 @@ def test_chains_has_and_sorts_never_read_whole_indexes_per_row(world, rtype, par
     bad = [p for p in plans if any(pattern.search(p.removeprefix("per row: ")) for pattern in ANYWHERE_BAD)
            or p.startswith("per row: ") and any(pattern.search(p[9:]) for pattern in PER_ROW_BAD)]
     assert not bad, plans
+    if any(k == "_include" for k, _ in params):  # the page's references by row id: not every patient, nor
+        # every reference of the parameter
+        assert not any(re.search(r"resources_type_rid \(type=\?\)|\(pid=\?\)$", p) for p in plans), plans
     if ("code", "http://loinc.org|4548-4") in params and any(k.startswith("subject.") for k, _ in params):
         assert any(p.startswith("per row: SEARCH x USING INDEX idx_reference_rid (rid=?") for p in plans), plans
