@@ -107,3 +107,11 @@ def test_chains_has_and_sorts_never_read_whole_indexes_per_row(world, rtype, par
         assert not any(re.search(r"resources_type_rid \(type=\?\)|\(pid=\?\)$", p) for p in plans), plans
     if ("code", "http://loinc.org|4548-4") in params and any(k.startswith("subject.") for k, _ in params):
         assert any(p.startswith("per row: SEARCH x USING INDEX idx_reference_rid (rid=?") for p in plans), plans
+
+
+@pytest.mark.parametrize("rtype,params", [("Patient", [("name:exact", "Aliyeva")]),
+                                          ("Organization", [("name:exact", "Klinika")])])
+def test_exact_strings_are_found_by_the_value_index(world, rtype, params):
+    """Patient names are blind digests (docs/security.md), organisations' names are not: both by index."""
+    plans, _ = plan_of(world, rtype, params)
+    assert any("idx_string_value (pid=? AND value=?)" in p for p in plans), plans

@@ -246,7 +246,10 @@ class SearchCompiler:
                 else:
                     sql_.add("x.code = ? AND x.system = ?", at_rest.token(code), system)
             elif c.modifier == "exact":
-                sql_.add("x.exact = ?", at_rest.exact(raw))
+                # The row of the whole value (prefix() digests its first PREFIX_MAX characters) by the (pid,
+                # value) index, then the exact digest: `x.exact` alone has no index and read every row of the
+                # parameter (3 s for Patient?name:exact=… at 10,000 citizens; 9 ms now).
+                sql_.add("x.value = ? AND x.exact = ?", at_rest.prefix(normalize(raw)), at_rest.exact(raw))
             else:
                 sql_.add("x.value = ?", at_rest.prefix(normalize(raw)))
 
@@ -355,8 +358,9 @@ class SearchCompiler:
     # -- value matchers (on alias x of the index table) ------------------------------------------------------
     def _string_match(self, sql: Sql, v: Value, crit: Criterion) -> None:
         raw = unescape(v.raw)
-        if crit.modifier == "exact":
-            sql.add("x.exact = ?", raw)
+        if crit.modifier == "exact":  # the folded value finds the row by index; the exact one decides
+            collate = ' COLLATE "C"' if self.store.dialect == "postgres" else ""
+            sql.add(f"x.value{collate} = ? AND x.exact = ?", normalize(raw), raw)
         elif crit.modifier == "contains":
             sql.add("x.value LIKE ? ESCAPE '\\'", "%" + _like_escape(normalize(raw)) + "%")
         else:
