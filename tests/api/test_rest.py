@@ -205,3 +205,28 @@ def test_query_string_that_is_not_utf8_is_not_a_500(client):
     class Raw:
         scope = {"query_string": b"family=\xff\xfe"}
     assert query_of(Raw()) == "family=\ufffd\ufffd"
+
+
+def test_history_pages_are_the_whole_history_in_order(client):
+    """Pages of a type's and the system's history, whichever table each version is in and however many share
+    one stamp (a transaction stamps all its entries alike), join up to the whole history, newest first."""
+    def bundle(n, method):
+        return {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Patient", "id": f"h{i}", "gender": method},
+             "request": {"method": "PUT", "url": f"Patient/h{i}"}} for i in range(n)]}
+    assert client.post("/fhir", json=bundle(7, "male")).status_code == 200
+    assert client.post("/fhir", json=bundle(5, "female")).status_code == 200  # h0-h4 again: versions in history
+    assert client.delete("/fhir/Patient/h6").status_code in (200, 204)
+    for url in ("/fhir/Patient/_history", "/fhir/_history"):
+        whole = client.get(f"{url}?_count=100").json()
+        assert whole["total"] == 13 and len(whole["entry"]) == 13
+        expected = [(e["request"]["url"], e["response"]["etag"]) for e in whole["entry"]]
+        stamps = [e["response"]["lastModified"] for e in whole["entry"]]
+        assert stamps == sorted(stamps, reverse=True)
+        for size in (1, 3, 4):
+            paged = []
+            for offset in range(0, 13, size):
+                page = client.get(f"{url}?_count={size}&_offset={offset}").json()
+                assert page["total"] == 13
+                paged += [(e["request"]["url"], e["response"]["etag"]) for e in page["entry"]]
+            assert paged == expected, (url, size)

@@ -273,17 +273,31 @@ class Store:
         if at is not None:
             where.append("last_updated <= ?")
             params.append(at)
-        cond = (" WHERE " + " AND ".join(where)) if where else ""
+        cond = " AND ".join(where) or "1 = 1"
+        # Each table contributes only its rows at or after its own (offset + count)-th newest stamp, found by a
+        # backward walk of its last_updated index: the page is sorted from those, not from every version (a
+        # system history sorted all 979,276 rows of a 1M store for each page, 0.7 s). Ties at that stamp are
+        # all kept, so the order below decides between them exactly as over everything.
+        depth = offset + count
+        newest = ("COALESCE((SELECT last_updated FROM {t} WHERE {c} ORDER BY last_updated DESC LIMIT 1 OFFSET ?), "
+                  "-1e300)")
         # The current row of a deleted resource is its delete; earlier versions are in `history`.
         union = (f"SELECT {_COLS}, CASE WHEN deleted = 1 THEN 'delete' WHEN version = 1 THEN 'create' "
-                 f"ELSE 'update' END AS method FROM resources{cond} "
-                 f"UNION ALL SELECT {_COLS}, method FROM history{cond}")
+                 f"ELSE 'update' END AS method FROM resources WHERE {cond} AND last_updated >= "
+                 f"{newest.format(t='resources', c=cond)} "
+                 f"UNION ALL SELECT {_COLS}, method FROM history WHERE {cond} AND last_updated >= "
+                 f"{newest.format(t='history', c=cond)}")
+        page_params = (params + params + [max(depth - 1, 0)]) * 2
         with self.cursor() as cur:
-            cur.execute(self.sql(f"SELECT COUNT(*) FROM ({union}) h"), params * 2)
+            # Counted on the tables' indexes, without reading a version's content.
+            cur.execute(self.sql(f"SELECT (SELECT COUNT(*) FROM resources WHERE {cond}) + "
+                                 f"(SELECT COUNT(*) FROM history WHERE {cond})"), params * 2)
             total = cur.fetchone()[0]
-            cur.execute(self.sql(f"SELECT * FROM ({union}) h ORDER BY last_updated DESC, version DESC, type, id "
-                                 f"LIMIT ? OFFSET ?"), params * 2 + [count, offset])
-            rows = [self.stored(r, r[6]) for r in cur.fetchall()]
+            rows = []
+            if count > 0:
+                cur.execute(self.sql(f"SELECT * FROM ({union}) h ORDER BY last_updated DESC, version DESC, type, "
+                                     f"id LIMIT ? OFFSET ?"), page_params + [count, offset])
+                rows = [self.stored(r, r[6]) for r in cur.fetchall()]
         if at is not None and rid is not None:
             rows = rows[:1]  # _at on an instance: the version current at that time
             total = len(rows)
