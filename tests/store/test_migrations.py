@@ -58,3 +58,13 @@ def test_paging_a_type_reads_the_index_in_order(tmp_path):
             assert "resources_type_rid" in plan and "TEMP B-TREE" not in plan, (sql, plan)
     finally:
         store.close()
+
+
+def test_postgresql_knows_which_values_go_with_which_parameter(store):
+    """Migration 3: extended statistics on (pid, code) and (pid, target_type), PostgreSQL only."""
+    if store.dialect != "postgres":
+        assert store.schema_version() >= 3  # recorded on SQLite too, with nothing to do there
+        return
+    names = {r[0] for r in store.query("SELECT stxname FROM pg_statistic_ext WHERE stxnamespace = "
+                                       "current_schema()::regnamespace", [])}
+    assert {"idx_token_pid_code", "idx_reference_pid_type"} <= names

@@ -15,7 +15,8 @@ DIALECT_TYPES = {
 # Index tables hold one row per extracted search value; `rid` is the resource's row id, `pid` the search
 # parameter's id in `search_params`. Dates, numbers and quantities are stored as [lo, hi) ranges so the
 # spec's precision semantics become plain range comparisons in SQL (see docs/search-compilation.md).
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
+# A statement is SQL for both databases (with the placeholders above), or (dialect, SQL) for one of them.
+MIGRATIONS: list[tuple[int, str, list[str | tuple[str, str]]]] = [
     (1, "resources, history, search indexes, jobs", [
         """CREATE TABLE resources (
              rid {PK}, type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
@@ -78,12 +79,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # Observations: 3,000 resources/s exported instead of tens of thousands).
         "CREATE INDEX resources_type_rid ON resources (type, rid)",
     ]),
+    (3, "PostgreSQL: statistics on which values go with which search parameter", [
+        # The planner assumed a parameter and a value independent: `gender = female` was estimated at 6 index
+        # rows where there were 1,481, and a chain that should probe nested loops over 70,000 rows instead
+        # (Observation?subject.gender=female&code=…: 404 ms at 300,000 resources, 40 ms with these).
+        ("postgres", "CREATE STATISTICS IF NOT EXISTS idx_token_pid_code (mcv, ndistinct, dependencies) "
+                     "ON pid, code FROM idx_token"),
+        ("postgres", "CREATE STATISTICS IF NOT EXISTS idx_reference_pid_type (mcv, ndistinct, dependencies) "
+                     "ON pid, target_type FROM idx_reference"),
+    ]),
 ]
 
 INDEX_TABLES = ("idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri",
                 "idx_composite")
 
 
-def statements(dialect: str, ddl: list[str]) -> list[str]:
+def statements(dialect: str, ddl: list[str | tuple[str, str]]) -> list[str]:
     types = DIALECT_TYPES[dialect]
-    return [stmt.format(**types) for stmt in ddl]
+    return [stmt.format(**types) for stmt in (s if isinstance(s, str) else s[1] for s in ddl
+                                               if isinstance(s, str) or s[0] == dialect)]
