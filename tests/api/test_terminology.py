@@ -77,7 +77,7 @@ def test_lookup_in_a_stored_code_system_with_properties_and_designations(nationa
     assert out["designation"] == [{"name": "language", "valueCode": "az"},
                                   {"name": "value", "valueString": "Essensial (birincili) hipertenziya"}]
     assert out["property"] == [{"name": "code", "valueCode": "parent"}, {"name": "value", "valueCode": "I10-I15"}]
-    children = _params(national.get(f"/fhir/CodeSystem/icd10-az/$lookup?code=I20-I25&property=child").json())
+    children = _params(national.get("/fhir/CodeSystem/icd10-az/$lookup?code=I20-I25&property=child").json())
     assert [p[1]["valueCode"] for p in children["property"]] == ["I21", "I25"]
     retired = _params(national.get(f"/fhir/CodeSystem/$lookup?system={ICD}&code=I25&property=status").json())
     assert retired["property"] == [{"name": "code", "valueCode": "status"}, {"name": "value", "valueCode": "retired"}]
@@ -142,7 +142,7 @@ def test_expand_a_stored_value_set_with_filter_exclude_and_paging(national):
     vs = national.get(f"/fhir/ValueSet/$expand?url={ICD_VS}").json()
     assert sorted(_codes(vs)) == ["I10", "I11", "I21", "I25"]
     assert {c["code"] for c in vs["expansion"]["contains"] if c.get("inactive")} == {"I25"}
-    active = national.get(f"/fhir/ValueSet/circulatory/$expand?activeOnly=true").json()
+    active = national.get("/fhir/ValueSet/circulatory/$expand?activeOnly=true").json()
     assert sorted(_codes(active)) == ["I10", "I11", "I21"]
     heart = national.get(f"/fhir/ValueSet/$expand?url={ICD_VS}&filter=heart").json()
     assert sorted(_codes(heart)) == ["I11", "I25"]  # "heart" starts a word of each display

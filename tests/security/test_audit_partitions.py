@@ -177,7 +177,7 @@ def test_the_partition_command(tmp_path):
 
 @pytest.mark.parametrize("entries,expected", [(0, []), (5, [("audit_log_legacy", 1, 5), ("audit_log_p1", 6, 10)])])
 def test_converting_an_empty_log_or_one_ending_on_a_boundary(tmp_path, monkeypatch, entries, expected):
-    from healthtwin.security.audit import _INDEXES, _columns
+    from healthtwin.security.audit import _columns
     monkeypatch.setattr(audit_partitions, "PARTITION_ROWS", 5)
     store = make_store("postgres", tmp_path)
     try:

@@ -82,6 +82,21 @@ class CodeSystemInfo:
                     self._parents.setdefault(kid, []).append(parent)
         return self._parents
 
+    def concept(self, code: str) -> Concept:
+        found = self.find(code)
+        if found is None:
+            raise FHIRError(404, f"'{code}' is not a code of {self.url}", "not-found")
+        return found
+
+    def subsumes(self, code_a: str, code_b: str) -> str:
+        """$subsumes' outcome for two codes of this system, by its is-a hierarchy."""
+        a, b = self.concept(code_a).code, self.concept(code_b).code
+        if a == b:
+            return "equivalent"
+        if b in self.descendants(a):
+            return "subsumes"
+        return "subsumed-by" if a in self.descendants(b) else "not-subsumed"
+
     def descendants(self, code: str) -> set[str]:
         return _closure(code, self.children)
 
@@ -241,25 +256,15 @@ class Vocabulary:
         return [orjson.loads(self.store.open_content(rtype, rid, content)) for rid, content in rows]
 
     # -- the operations' logic -----------------------------------------------------------------------------
-    def lookup(self, system: str, code: str, version: str | None = None) -> tuple[CodeSystemInfo, Concept]:
+    def known_codesystem(self, system: str, version: str | None = None) -> CodeSystemInfo:
         cs = self.codesystem(system, version)
         if cs is None:
             raise FHIRError(404, f"The code system '{system}' is not known to this server", "not-found")
-        concept = cs.find(code)
-        if concept is None:
-            raise FHIRError(404, f"'{code}' is not a code of {system}", "not-found")
-        return cs, concept
+        return cs
 
-    def subsumes(self, system: str, code_a: str, code_b: str, version: str | None = None) -> str:
-        cs, a = self.lookup(system, code_a, version)
-        _, b = self.lookup(system, code_b, version)
-        if a.code == b.code:
-            return "equivalent"
-        if b.code in cs.descendants(a.code):
-            return "subsumes"
-        if a.code in cs.descendants(b.code):
-            return "subsumed-by"
-        return "not-subsumed"
+    def lookup(self, system: str, code: str, version: str | None = None) -> tuple[CodeSystemInfo, Concept]:
+        cs = self.known_codesystem(system, version)
+        return cs, cs.concept(code)
 
     def expand(self, valueset: dict[str, Any], active_only: bool = False) -> list[Code]:
         codes = Expansion(self).of(valueset)
@@ -336,21 +341,23 @@ class Expansion:
         """One include or exclude: its system's concepts (listed, filtered or all), within its imports."""
         if not isinstance(part, dict):
             raise FHIRError(422, "A compose include or exclude must be an object", "invalid")
-        imported: set[tuple[str, str]] | None = None
-        imported_codes: list[Code] = []
+        imported: set[tuple[str, str]] | None = None  # in every imported value set (their intersection)
+        first: list[Code] = []  # the first one's codes, in order, which the intersection is taken from
         for url in part.get("valueSet") or []:
             vs = self.vocabulary.valueset(url)
             if vs is None:
                 raise FHIRError(422, f"The imported ValueSet '{url}' is not known to this server", "not-found")
             codes = self.of(vs)
             keys = {(c.system, c.code) for c in codes}
-            imported = keys if imported is None else imported & keys
-            imported_codes = codes if not imported_codes else imported_codes
+            if imported is None:
+                imported, first = keys, codes
+            else:
+                imported &= keys
         system = part.get("system")
         if not system:
             if imported is None:
                 raise FHIRError(422, "A compose include needs a system or a valueSet", "invalid")
-            return [c for c in imported_codes if (c.system, c.code) in imported]
+            return [c for c in first if (c.system, c.code) in imported]
         codes = self._system_part(system, part)
         return codes if imported is None else [c for c in codes if (c.system, c.code) in imported]
 

@@ -42,7 +42,6 @@ INSURER_PATIENT_PARAMS = {"_id", "identifier", "name", "family", "given", "gende
 MASKED_KEEP = {"resourceType", "id", "meta", "identifier", "active", "name", "gender", "birthDate",
                "deceasedBoolean", "deceasedDateTime"}
 MASKED_TAG = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "MASKED"}
-ADMIN_OPERATIONS = {"$reindex", "$import", "$import-poll-status", "$viewdefinition-run"}
 
 
 def forbidden(message: str) -> FHIRError:

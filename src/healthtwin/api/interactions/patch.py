@@ -8,9 +8,8 @@ import orjson
 from ...fhir.outcome import FHIRError
 from ...fhir.patch import PatchError, apply_fhirpath_patch, apply_json_patch
 from ...store import Transaction
-from .. import guard
 from ..context import RequestContext
-from .write import WriteResult, update
+from .write import WriteResult, current_to_change, update
 
 
 def apply_patch(resource: dict[str, Any], patch: Any, content_type: str) -> dict[str, Any]:
@@ -30,16 +29,10 @@ def apply_patch(resource: dict[str, Any], patch: Any, content_type: str) -> dict
 def patch(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str, body: Any, content_type: str,
           if_match: int | None = None, location: str | None = None) -> WriteResult:
     services.policy.authorize(ctx, "patch", rtype)
-    current = tx.current(rtype, rid)
-    if current is not None and guard.visible(services, ctx, current[1]) is None:
-        current = None  # hidden answers exactly like absent
-    if current is None:
-        raise FHIRError(404, f"{rtype}/{rid} is not known")
-    if current[1].deleted:
-        raise FHIRError(410, f"{rtype}/{rid} was deleted")
-    if if_match is not None and if_match != current[1].version:
-        raise FHIRError(412, f"{rtype}/{rid} is at version {current[1].version}, not {if_match} (If-Match)")
-    resource = apply_patch(orjson.loads(current[1].content), body, content_type)
+    current = current_to_change(services, ctx, tx, rtype, rid)
+    if if_match is not None and if_match != current.version:
+        raise FHIRError(412, f"{rtype}/{rid} is at version {current.version}, not {if_match} (If-Match)")
+    resource = apply_patch(orjson.loads(current.content), body, content_type)
     if resource.get("resourceType") != rtype or resource.get("id") != rid:
         raise FHIRError(422, "A patch may not change the resource's type or id")
     return update(services, ctx, tx, rtype, rid, resource, if_match, location)

@@ -66,6 +66,18 @@ def _match(services, ctx: RequestContext, tx: Transaction, rtype: str, criteria:
     return run_search(services.store, services.registry, query, tx.execute).matches
 
 
+def current_to_change(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str) -> Stored:
+    """The current version of a resource a partial change starts from (patch, $meta-add): 404 if absent or
+    hidden from the caller (hidden answers exactly like absent), 410 if deleted."""
+    current = tx.current(rtype, rid)
+    stored = guard.visible(services, ctx, current[1]) if current is not None else None
+    if stored is None:
+        raise FHIRError(404, f"{rtype}/{rid} is not known")
+    if stored.deleted:
+        raise FHIRError(410, f"{rtype}/{rid} was deleted")
+    return current[1]
+
+
 def create(services, ctx: RequestContext, tx: Transaction, rtype: str, resource: dict[str, Any],
            if_none_exist: str | None = None, location: str | None = None) -> WriteResult:
     services.policy.authorize(ctx, "create", rtype, resource)

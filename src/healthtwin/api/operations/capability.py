@@ -54,12 +54,7 @@ def capability_statement(services, ctx) -> dict:
     if services.oauth_uris:
         rest["security"] = _smart_security(services.oauth_uris)
     statement = {
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "date": _started(),
-        "kind": "instance",
-        "software": {"name": "Health Twin", "version": __version__},
-        "implementation": {"description": "Health Twin Shared Health Record", "url": ctx.base_url},
+        **_describing("CapabilityStatement", "Health Twin Shared Health Record", ctx),
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
@@ -77,12 +72,7 @@ def terminology_capabilities(services, ctx) -> dict:
     from .terminology import EXPANSION_PARAMETERS
     systems = Vocabulary(services.store).codesystems()
     return {
-        "resourceType": "TerminologyCapabilities",
-        "status": "active",
-        "date": _started(),
-        "kind": "instance",
-        "software": {"name": "Health Twin", "version": __version__},
-        "implementation": {"description": "Health Twin terminology service", "url": ctx.base_url},
+        **_describing("TerminologyCapabilities", "Health Twin terminology service", ctx),
         "codeSystem": [{"uri": url, **({"version": [{"code": v}]} if v else {})} for url, v in systems],
         "expansion": {"hierarchical": False, "paging": True,
                       "parameter": [{"name": n} for n in EXPANSION_PARAMETERS],
@@ -92,6 +82,13 @@ def terminology_capabilities(services, ctx) -> dict:
         "translation": {"needsMap": False},
         "closure": {"translation": False},
     }
+
+
+def _describing(resource_type: str, description: str, ctx) -> dict:
+    """What a capability resource says of this server instance."""
+    return {"resourceType": resource_type, "status": "active", "date": _started(), "kind": "instance",
+            "software": {"name": "Health Twin", "version": __version__},
+            "implementation": {"description": description, "url": ctx.base_url}}
 
 
 def _smart_security(uris: dict[str, str]) -> dict:

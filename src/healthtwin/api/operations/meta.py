@@ -108,18 +108,12 @@ def _in_use(services, rtype: str | None) -> dict[str, Any]:
 
 
 def _change(services, ctx, tx, rtype: str, rid: str, given: dict[str, Any], adding: bool) -> dict[str, Any]:
-    current = tx.current(rtype, rid)
-    if current is not None and guard.visible(services, ctx, current[1]) is None:
-        current = None  # hidden answers exactly like absent
-    if current is None:
-        raise FHIRError(404, f"{rtype}/{rid} is not known")
-    if current[1].deleted:
-        raise FHIRError(410, f"{rtype}/{rid} was deleted")
-    resource = orjson.loads(current[1].content)
+    current = write.current_to_change(services, ctx, tx, rtype, rid)
+    resource = orjson.loads(current.content)
     if not _changed(resource, given, adding):
         services.policy.authorize(ctx, "update", rtype, resource)  # asking to change is checked all the same
         return _answer(_meta_of(resource))
-    result = write.update(services, ctx, tx, rtype, rid, resource, current[1].version)
+    result = write.update(services, ctx, tx, rtype, rid, resource, current.version)
     return _answer(_meta_of(orjson.loads(result.stored.content)))
 
 

@@ -157,10 +157,7 @@ def _codesystem(services, ctx, vocabulary: Vocabulary, rid: str | None, system: 
         return codesystem_from_resource(_stored(services, ctx, "CodeSystem", rid))
     if not system:
         raise FHIRError(400, "Name the code system (system, url or the coding's system)")
-    cs = vocabulary.codesystem(system, version)
-    if cs is None:
-        raise FHIRError(404, f"The code system '{system}' is not known to this server", "not-found")
-    return cs
+    return vocabulary.known_codesystem(system, version)
 
 
 def _lookup(services, ctx, rid, params, body) -> dict[str, Any]:
@@ -172,9 +169,7 @@ def _lookup(services, ctx, rid, params, body) -> dict[str, Any]:
     vocabulary = Vocabulary(services.store)
     cs = _codesystem(services, ctx, vocabulary, rid, ins.text("system") or coding.get("system"),
                      ins.text("version") or coding.get("version"))
-    concept = cs.find(code)
-    if concept is None:
-        raise FHIRError(404, f"'{code}' is not a code of {cs.url}", "not-found")
+    concept = cs.concept(code)
     wanted = set(ins.all_text("property"))
     parts = [{"name": "name", "valueString": cs.name or cs.title or cs.url},
              {"name": "version", "valueString": cs.version} if cs.version else None,
@@ -226,13 +221,7 @@ def _subsumes(services, ctx, rid, params, body) -> dict[str, Any]:
         raise FHIRError(400, "$subsumes compares two codes of one code system")
     vocabulary = Vocabulary(services.store)
     cs = _codesystem(services, ctx, vocabulary, rid, next(iter(systems), None), ins.text("version"))
-    for code in (code_a, code_b):
-        if cs.find(code) is None:
-            raise FHIRError(404, f"'{code}' is not a code of {cs.url}", "not-found")
-    found_a, found_b = cs.find(code_a).code, cs.find(code_b).code
-    outcome = ("equivalent" if found_a == found_b else "subsumes" if found_b in cs.descendants(found_a)
-               else "subsumed-by" if found_a in cs.descendants(found_b) else "not-subsumed")
-    return _parameters({"name": "outcome", "valueCode": outcome})
+    return _parameters({"name": "outcome", "valueCode": cs.subsumes(code_a, code_b)})
 
 
 @operation("lookup", types=["CodeSystem"], type_level=True, instance=True, definition=_OD + "CodeSystem-lookup")
