@@ -291,3 +291,15 @@ def test_terminology_capabilities_list_packaged_and_stored_code_systems(national
     assert len(systems) > 1000
     assert {"name": "filter"} in tc["expansion"]["parameter"]
     assert national.get("/fhir/metadata").json()["resourceType"] == "CapabilityStatement"
+
+
+def test_a_changed_or_deleted_code_system_is_seen_at_once(national):
+    """Parsed definitions are kept per resource version: an update is a new version, a delete leaves none."""
+    url = f"/fhir/CodeSystem/$lookup?system={ICD}&code=E11"
+    assert _params(national.get(url).json())["display"] == "Type 2 diabetes mellitus"
+    cs = national.get("/fhir/CodeSystem/icd10-az").json()
+    cs["concept"][1]["display"] = "Diabetes mellitus, type 2"
+    assert national.put("/fhir/CodeSystem/icd10-az", json=cs).status_code == 200
+    assert _params(national.get(url).json())["display"] == "Diabetes mellitus, type 2"
+    assert national.delete("/fhir/CodeSystem/icd10-az").status_code in (200, 204)
+    assert national.get(url).status_code == 404

@@ -2,6 +2,8 @@
 package's complete code systems, and expansion follows compose to the letter where the package says how."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import orjson
 import pytest
 
@@ -52,12 +54,11 @@ def test_imports_that_loop_are_refused():
             self.sets = {u: {"resourceType": "ValueSet", "url": u, "compose": {"include": [{"valueSet": [v]}]}}
                          for u, v in (("urn:a", "urn:b"), ("urn:b", "urn:a"))}
 
-        def query(self, sql, params):
-            found = self.sets.get(params[1])
-            return [("x", orjson.dumps(found))] if found else []
+        def query(self, sql, params):  # the canonical-URL lookup: (id, version) rows
+            return [(params[1], 1)] if params[1] in self.sets else []
 
-        def open_content(self, rtype, rid, content):
-            return content
+        def vread(self, rtype, rid, version):
+            return SimpleNamespace(content=orjson.dumps(self.sets[rid]))
     vocabulary = Vocabulary(Store())
     with pytest.raises(FHIRError) as err:
         vocabulary.expand(vocabulary.valueset("urn:a"))

@@ -27,7 +27,7 @@ from typing import Any, Iterable
 import orjson
 
 from .outcome import FHIRError
-from .terminology import _children_of, _packaged, _packaged_hierarchies, stored_canonical
+from .terminology import _children_of, _packaged, _packaged_hierarchies, memo, stored_canonical
 
 MAX_EXPANSION = 100_000  # codes one expansion may hold, before paging: a guard for memory, not a page size
 INACTIVE_STATUS = frozenset({"retired", "inactive", "deprecated"})
@@ -218,7 +218,11 @@ class Vocabulary:
         if packaged is not None:
             return packaged
         resource = self.stored("CodeSystem", url, version)
-        return codesystem_from_resource(resource) if resource is not None else None
+        if resource is None:
+            return None
+        # Its concepts walked once per stored version (memo), not on every lookup.
+        key = ("codesystem", resource.get("id"), (resource.get("meta") or {}).get("versionId"))
+        return memo(self.store, key, lambda: codesystem_from_resource(resource))
 
     def valueset(self, url: str, version: str | None = None) -> dict[str, Any] | None:
         """A ValueSet resource by canonical URL: a stored one, or the package's (its expansion precomputed)."""
