@@ -40,6 +40,16 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
     else:
         where = compiler.where(query.criteria, query.types, "r0")
         source, where_text, where_params, rid_col = "resources r0", where.text(), list(where.params), "r0.rid"
+        if store.dialect == "postgres" and len(query.types) == 1:
+            # Where the type's rows begin (one probe of resources_type_rid). PostgreSQL walks the primary key in
+            # rid order and, taking the types to be mixed, expects the type's rows at once; resources loaded
+            # type by type put them after every other type's (Observation?_count=10 skipped 151,680 rows,
+            # 116 ms at 300,000 resources).
+            # Asked for MIN(rid) of the type, it walked the primary key again; the row comparison can only be
+            # read from the (type, rid) index.
+            where_text += (" AND r0.rid >= COALESCE((SELECT CASE WHEN t.type = ? THEN t.rid END FROM resources t "
+                           "WHERE (t.type, t.rid) >= (?, 0) ORDER BY t.type, t.rid LIMIT 1), 0)")
+            where_params += [query.types[0], query.types[0]]
     if driver is None or not compiler.probes_only(driver[1]):
         count_sql = (f"SELECT COUNT(*) FROM {source} WHERE {where_text}", where_params)
     page = Page(matches=[])
