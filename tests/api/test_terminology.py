@@ -303,3 +303,18 @@ def test_a_changed_or_deleted_code_system_is_seen_at_once(national):
     assert _params(national.get(url).json())["display"] == "Diabetes mellitus, type 2"
     assert national.delete("/fhir/CodeSystem/icd10-az").status_code in (200, 204)
     assert national.get(url).status_code == 404
+
+
+def test_the_populations_national_terminology_is_served(client):
+    """What the generator publishes (population/terminology.py) answers the terminology operations."""
+    from healthtwin.population.terminology import national_terminology
+    for rtype, resource in national_terminology():
+        assert client.put(f"/fhir/{rtype}/{resource['id']}", json=resource).status_code == 201
+    out = _params(client.get("/fhir/CodeSystem/$lookup?system=http://loinc.org&code=4548-4").json())
+    assert out["display"] == "Hemoglobin A1c/Hemoglobin.total in Blood"
+    calendar = "https://health.gov.az/fhir/ValueSet/immunization-calendar"
+    ok = _params(client.get(f"/fhir/ValueSet/$validate-code?url={calendar}&system=http://hl7.org/fhir/sid/cvx"
+                            "&code=19").json())
+    assert ok == {"result": True, "display": "Bacillus Calmette-Guerin vaccine"}
+    chronic = client.get("/fhir/ValueSet/chronic-conditions/$expand").json()["expansion"]
+    assert {"I10", "E11.9", "D56.1"} <= {c["code"] for c in chronic["contains"]}

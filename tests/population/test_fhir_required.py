@@ -18,6 +18,7 @@ REQUIRED: dict[str, list[str]] = {
     "Claim": ["status", "type", "use", "patient", "created", "provider", "priority", "insurance"],
     "ExplanationOfBenefit": ["status", "type", "use", "patient", "created", "insurer", "provider", "outcome",
                              "insurance"],
+    "CodeSystem": ["status", "content"], "ValueSet": ["status"],
 }
 CODES = {
     ("Encounter", "status"): {"planned", "arrived", "triaged", "in-progress", "onleave", "finished", "cancelled"},

@@ -162,3 +162,28 @@ def test_hba1c_follows_diabetes_and_treatment(small_resources: dict[str, list[di
     # newly diagnosed diabetics: first HbA1c (untreated) above the last one (on metformin)
     drops = [vs[0][1] - vs[-1][1] for p, vs in by_patient.items() if p in diabetics and len(vs) >= 3]
     assert drops and sum(drops) / len(drops) > 0
+
+
+def test_the_codes_the_population_uses_are_in_its_terminology(small_resources: dict[str, list[dict]]) -> None:
+    """Every coding of a system the national terminology publishes (ICD-10, SNOMED CT, LOINC, ATC, CVX, the
+    tariff) names a concept of its CodeSystem with the same display: the generator's tables and the published
+    code systems cannot drift apart."""
+    published = {cs["url"]: {c["code"]: c.get("display") for c in cs["concept"]} for cs in small_resources["CodeSystem"]}
+    seen: set[tuple[str, str]] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("system") in published and "code" in node:
+                assert node["code"] in published[node["system"]], node
+                if "display" in node:
+                    assert published[node["system"]][node["code"]] == node["display"], node
+                seen.add((node["system"], node["code"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    for rtype, resources in small_resources.items():
+        if rtype not in ("CodeSystem", "ValueSet"):
+            walk(resources)
+    assert {system for system, _ in seen} == set(published)

@@ -164,6 +164,11 @@ def acute_rate(a: Acute, age: float) -> float:
     return a.rate[0] if age < 15 else (a.rate[2] if age >= 65 else a.rate[1])
 
 
+# The WHO ICD-10 titles of the causes certificates name where the leading condition's own code is not the
+# cause (Chronic.cause_of_death); the condition's title was written beside them before.
+CAUSE_DISPLAY = {"I11.9": "Hypertensive heart disease without (congestive) heart failure",
+                 "I25.1": "Atherosclerotic heart disease", "N18.5": "Chronic kidney disease, stage 5"}
+
 # Generic causes of death when no modelled chronic condition leads (ICD-10, display, age floor).
 OTHER_CAUSES: list[tuple[str, str]] = [
     ("I64", "Stroke, not specified as haemorrhage or infarction"), ("I21.9", "Acute myocardial infarction, unspecified"),

@@ -41,6 +41,11 @@ PROCS = {"ecg": ("29303009", "Electrocardiographic procedure", "PROC-ECG"),
          "chemo": ("367336001", "Chemotherapy", "PROC-CHEMO")}
 _PCODE = {k: cc(SNOMED, v[0], v[1]) for k, v in PROCS.items()}
 _MEASLES = ("14189004", "Measles", "B05.9", "Measles without complication")
+# Reasons (ICD-10) for the admissions of the planted capacity crunch: by the condition behind it, else by age.
+CRUNCH_REASONS = {"ihd": ("I21.9", "Acute myocardial infarction, unspecified"),
+                  "copd": ("J44.1", "Chronic obstructive pulmonary disease with acute exacerbation, unspecified"),
+                  "younger": ("R69", "Illness, unspecified"), "older": ("I50.9", "Heart failure, unspecified")}
+BIRTH_REASON = ("Z38.0", "Singleton, born in hospital")
 _FU_SPECIALIST = {"htn": "card", "ihd": "card", "t2dm": "endo"}
 
 
@@ -224,7 +229,7 @@ def render(p: Person, run: Run, site: Site) -> None:
         elif kind == "birth":
             ob = _pick(p, site.pracs["ped"])
             los = 2 + rng.randrange(3)
-            eid, _enc = encounter(p, run, site, "IMP", "birth", day, minute, day + los, ob, ("Z38.0", "Singleton, born in hospital"))
+            eid, _enc = encounter(p, run, site, "IMP", "birth", day, minute, day + los, ob, BIRTH_REASON)
             claim_and_eob(p, eid, {"reference": f"Organization/{site.hospital}"}, True, day, day + los, [("BIRTH", 1)], None)
         elif kind == "death":
             _death(p, run, site, day, minute, cond_ids)
@@ -288,12 +293,7 @@ def _admission(p: Person, run: Run, site: Site, day: int, minute: int, key: str 
         los = int(los * 1.5) + 1
     end_day = min(day + los, p.win_end)
     prac = _pick(p, site.pracs["int"])
-    if key == "ihd":
-        reason = ("I21.9", "Acute myocardial infarction, unspecified")
-    elif key == "copd":
-        reason = ("J44.1", "Chronic obstructive pulmonary disease with acute exacerbation, unspecified")
-    else:
-        reason = ("R69", "Illness, unspecified") if p.age_at(day) < 50 else ("I50.9", "Heart failure, unspecified")
+    reason = CRUNCH_REASONS.get(key) or CRUNCH_REASONS["younger" if p.age_at(day) < 50 else "older"]
     eid, enc = encounter(p, run, site, "IMP", "imp", day, minute, end_day, prac, reason, planted)
     observations.vitals(p, enc, day, minute, [{"reference": f"Practitioner/{prac}"}])
     observations.labs(p, enc, day, minute, ("wbc", "crp", "hb", "creat"), lab_ref)
@@ -313,7 +313,8 @@ def _cause(p: Person, day: int) -> tuple[str, str]:
             best = spec
     age = p.age_at(day)
     if best is not None and p.rng.random() < 0.75:
-        return best.cause_of_death or best.icd10, best.icd_display
+        code = best.cause_of_death or best.icd10
+        return code, C.CAUSE_DISPLAY.get(code, best.icd_display)
     pool = C.INFANT_CAUSES if age < 1 else (C.YOUNG_CAUSES if age < 45 else C.OTHER_CAUSES)
     return pool[p.rng.randrange(len(pool))]
 

@@ -21,6 +21,7 @@ from .common import SYS_FIN, Person, Resource, cc, dstr, dtstr
 from .encounters import Run, render
 from .events import Events
 from .institutions import build_sites, generate_institutions
+from .terminology import national_terminology
 from .insurance import coverage
 
 DEFAULT_START_YEAR = 2019
@@ -118,7 +119,8 @@ def generate_stream(patients: int, seed: int, shard: tuple[int, int] = (0, 1), s
                     end_date: dt.date = DEFAULT_END_DATE, events: set[str] | None = None,
                     progress: Progress | None = None,
                     ground_truth: dict[str, Any] | None = None) -> Iterator[tuple[str, Resource]]:
-    """Yield ``(resource_type, resource)`` for this shard, institutions first (shard 0 only).
+    """Yield ``(resource_type, resource)`` for this shard, institutions and the national terminology first
+    (shard 0 only).
 
     Resources may share immutable sub-dicts (codings); copy before mutating nested parts.
     If ``ground_truth`` is given it is filled with the planted events' ground truth once exhausted.
@@ -137,6 +139,7 @@ def generate_stream(patients: int, seed: int, shard: tuple[int, int] = (0, 1), s
     run = Run(start, end, dt.date(start_year - HISTORY_YEARS, 1, 1).toordinal(), ev, sites)
     if k == 0:
         yield from generate_institutions(seed)
+        yield from national_terminology()
     total = len(range(k, patients, n))
     done = 0
     for i in range(k, patients, n):
