@@ -18,7 +18,7 @@ from .insurance import claim_and_eob
 _CLASS = {"AMB": {"system": ACT, "code": "AMB", "display": "ambulatory"},
           "EMER": {"system": ACT, "code": "EMER", "display": "emergency"},
           "IMP": {"system": ACT, "code": "IMP", "display": "inpatient encounter"}}
-_ETYPE = {k: [cc(SNOMED, c, d)] for k, c, d in (
+ENCOUNTER_TYPES = {k: [cc(SNOMED, c, d)] for k, c, d in (
     ("checkup", "410620009", "Well child visit"), ("adult_check", "185349003", "Encounter for check up"),
     ("consult", "11429006", "Consultation"), ("fu", "390906007", "Follow-up encounter"),
     ("emer", "50849002", "Emergency room admission"), ("imp", "32485007", "Hospital admission"),
@@ -40,7 +40,7 @@ PROCS = {"ecg": ("29303009", "Electrocardiographic procedure", "PROC-ECG"),
          "transf": ("116859006", "Transfusion of blood product", "PROC-TRANSF"),
          "chemo": ("367336001", "Chemotherapy", "PROC-CHEMO")}
 _PCODE = {k: cc(SNOMED, v[0], v[1]) for k, v in PROCS.items()}
-_MEASLES = ("14189004", "Measles", "B05.9", "Measles without complication")
+MEASLES = ("14189004", "Measles", "B05.9", "Measles without complication")
 # Reasons (ICD-10) for the admissions of the planted capacity crunch: by the condition behind it, else by age.
 CRUNCH_REASONS = {"ihd": ("I21.9", "Acute myocardial infarction, unspecified"),
                   "copd": ("J44.1", "Chronic obstructive pulmonary disease with acute exacerbation, unspecified"),
@@ -67,7 +67,7 @@ def encounter(p: Person, run: Run, site: Site, cls: str, etype: str, day: int, m
     org = site.hospital if cls != "AMB" else site.polyclinics[p.idx % len(site.polyclinics)]
     end_min = minute + (20 + p.rng.randrange(25) if cls == "AMB" else 180 + p.rng.randrange(240))
     res: dict[str, Any] = {
-        "resourceType": "Encounter", "id": eid, "status": "finished", "class": _CLASS[cls], "type": _ETYPE[etype],
+        "resourceType": "Encounter", "id": eid, "status": "finished", "class": _CLASS[cls], "type": ENCOUNTER_TYPES[etype],
         "subject": p.ref,
         "participant": [{"type": _PART, "individual": {"reference": f"Practitioner/{prac}"}}],
         "period": {"start": dtstr(day, minute), "end": dtstr(end_day, end_min if end_day == day else 660)},
@@ -240,7 +240,7 @@ def _acute(p: Person, run: Run, site: Site, day: int, minute: int, kind: str, ke
     rng = p.rng
     planted = key == "ili*"
     if kind == "measles":
-        snomed, display, icd, icd_display = _MEASLES
+        snomed, display, icd, icd_display = MEASLES
         a = None
         p_emer, p_imp, los_rng, fever, drug = 0.5, 0.12, (3, 7), 2.0, "measles"
     else:

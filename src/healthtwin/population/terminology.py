@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from .common import ATC, CVX, ICD10, LOINC, SNOMED, SYS_SERVICE
 from .conditions import ACUTE, CAUSE_DISPLAY, CHRONIC, INFANT_CAUSES, OTHER_CAUSES, YOUNG_CAUSES
-from .encounters import _ETYPE, _MEASLES, BIRTH_REASON, CRUNCH_REASONS, PROCS
+from .encounters import BIRTH_REASON, CRUNCH_REASONS, ENCOUNTER_TYPES, MEASLES, PROCS
 from .institutions import SPECIALTIES
 from .insurance import TARIFF
 from .medications import DRUGS
@@ -40,13 +40,13 @@ def _codes() -> dict[str, dict[str, str]]:
     for code, display in (*OTHER_CAUSES, *YOUNG_CAUSES, *INFANT_CAUSES, *CAUSE_DISPLAY.items(),
                           *CRUNCH_REASONS.values(), BIRTH_REASON):
         out[ICD10][code] = display
-    snomed, display, icd, icd_display = _MEASLES
+    snomed, display, icd, icd_display = MEASLES
     out[SNOMED][snomed], out[ICD10][icd] = display, icd_display
     for code, display, _ in PROCS.values():
         out[SNOMED][code] = display
     for _key, code, display, _role in SPECIALTIES:
         out[SNOMED][code] = display
-    for codings in _ETYPE.values():
+    for codings in ENCOUNTER_TYPES.values():
         for coding in (c for concept in codings for c in concept["coding"]):
             out[SNOMED][coding["code"]] = coding["display"]
     for test in TESTS.values():
