@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ...fhir.outcome import FHIRError
-from ...fhir.search_query import MAX_COUNT, _int
+from ...fhir.search_query import _int
 from ...store.search import run_search
 from .. import guard
 from ..interactions.bundles import link, searchset
@@ -48,23 +48,20 @@ def _lastn(services, ctx, params: list[tuple[str, str]]) -> dict[str, Any]:
     if not any(name.split(":")[0].split(".")[0] in ("patient", "subject") for name, _ in criteria):
         raise FHIRError(400, "$lastn needs the patient (patient= or subject=)")
     services.policy.authorize(ctx, "search", "Observation")
-    query = parse(services, ctx, ["Observation"], criteria + [("_sort", "-date"), ("_count", str(MAX_COUNT))])
+    query = parse(services, ctx, ["Observation"], criteria + [("_sort", "-date")])
     guard.restrict(services, ctx, query)  # the caller's own search: only what they may see is read
+    query.count = SCAN_LIMIT  # one sorted read of them all, not a page at a time (each page re-sorted them)
+    page = run_search(services.store, services.registry, query)
+    if page.has_more:
+        raise FHIRError(422, f"$lastn reads at most {SCAN_LIMIT:,} observations of a patient: narrow it with "
+                             f"category, code or date", "too-costly")
     kept: dict[tuple[str | None, str | None], int] = {}
     chosen = []
-    while True:
-        page = run_search(services.store, services.registry, query)
-        for stored in page.matches:
-            group = _group(stored.content)
-            if kept.get(group, 0) < per_code:
-                kept[group] = kept.get(group, 0) + 1
-                chosen.append(stored)
-        if not page.has_more:
-            break
-        query.offset += query.count
-        if query.offset >= SCAN_LIMIT:
-            raise FHIRError(422, f"$lastn read {SCAN_LIMIT:,} observations of this patient: narrow it with "
-                                 f"category, code or date", "too-costly")
+    for stored in page.matches:
+        group = _group(stored.content)
+        if kept.get(group, 0) < per_code:
+            kept[group] = kept.get(group, 0) + 1
+            chosen.append(stored)
     chosen = guard.readable(services, ctx, chosen, checked=True)
     self_link = {"relation": "self", "url": link(f"{ctx.base_url}/Observation/$lastn", params)}
     return searchset(ctx.base_url, chosen, [], len(chosen), [self_link], None, None)
