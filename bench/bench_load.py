@@ -1,5 +1,9 @@
-"""Bulk load rate (healthtwin load: validation + indexing on) into SQLite and PostgreSQL, beside PostgreSQL's
-own COPY of the same NDJSON lines into a one-column table, measured in the same run.
+"""Bulk load rate (healthtwin load: validation + indexing on) into SQLite and PostgreSQL, beside two floors
+measured in the same run:
+  - the database's own work (db_floor.py): the rows the load wrote (resources and their search-index rows),
+    written again into a fresh store by the database alone, in the loader's batches; a load with indexing on
+    cannot be faster than this;
+  - PostgreSQL's own COPY of the same NDJSON lines into a one-column table (no index rows at all).
 
     .venv/bin/python bench/bench_load.py [--patients 1000] [--database postgresql://postgres@127.0.0.1/bench_load]
 """
@@ -11,6 +15,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from db_floor import postgres_floor, sqlite_floor, stored_batches
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -61,9 +67,26 @@ def main() -> None:
                     "--out", str(work / "population")], check=True, capture_output=True)
     n, dt = load(["--data-dir", str(work / "sqlite")], work / "population")
     print(f"SQLite      healthtwin load: {n:,} resources in {dt:.1f} s = {n / dt:,.0f}/s (target 30,000/s)")
+    batches = stored_batches(work / "sqlite" / "healthtwin.sqlite")
+    stored = sum(len(b[0]) for b in batches)
+    index_rows = sum(len(rows) for b in batches for rows in b[1].values())
+    print(f"            the rows it wrote: {stored:,} resources, {index_rows:,} index rows "
+          f"({index_rows / stored:.1f} per resource)")
+    for deferred in (False, True):
+        ft = sqlite_floor(batches, deferred=deferred)
+        print(f"SQLite      database floor ({'value indexes built after the rows' if deferred else 'indexes kept'}"
+              f"): {stored / ft:,.0f}/s; the load's ratio {(n / dt) / (stored / ft):.2f}")
     fresh_database(args.database)
     n, dt = load(["--data-dir", str(work / "pg"), "--database", args.database], work / "population")
     print(f"PostgreSQL  healthtwin load: {n:,} resources in {dt:.1f} s = {n / dt:,.0f}/s (target 20,000/s)")
+    floor_dsn = args.database + "_floor"
+    for writers in (1, 2, 3):
+        fresh_database(floor_dsn)
+        from healthtwin.store.postgres import PostgresStore
+        PostgresStore(floor_dsn, min_size=1, max_size=1).close()  # migrated, empty
+        ft = postgres_floor(batches, floor_dsn, writers=writers)
+        print(f"PostgreSQL  database floor (COPY of the rows, indexes kept, {writers} writer(s)): {stored / ft:,.0f}/s; "
+              f"the load's ratio {(n / dt) / (stored / ft):.2f}")
     m, ct = copy_floor(args.database, work / "population")
     print(f"PostgreSQL  COPY floor (same lines into a JSONB column): {m:,} in {ct:.1f} s = {m / ct:,.0f}/s; "
           f"ratio {(n / dt) / (m / ct):.2f}")
