@@ -10,13 +10,14 @@ measured in the same run:
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from db_floor import postgres_floor, sqlite_floor, stored_batches
+from db_floor import busy_seconds, checks_cpu, postgres_floor, sqlite_floor, stored_batches
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -72,21 +73,36 @@ def main() -> None:
     index_rows = sum(len(rows) for b in batches for rows in b[1].values())
     print(f"            the rows it wrote: {stored:,} resources, {index_rows:,} index rows "
           f"({index_rows / stored:.1f} per resource)")
+    from healthtwin.store import open_store
+    at_rest = open_store(None, work / "sqlite").at_rest
+    lines = [line for f in sorted((work / "population").glob("*.ndjson")) for line in f.read_bytes().splitlines()]
+    check = checks_cpu(lines[::5], at_rest)  # a fifth of every file: every type in its share
+    cores = os.cpu_count() or 1
+    print(f"            the checks alone (parse, validate, extract, blind), one process: {check * 1e6:.0f} µs of CPU "
+          f"a resource; on all {cores} cores with nothing else at most {cores / check:,.0f}/s")
     for deferred in (False, True):
+        b0 = busy_seconds()
         ft = sqlite_floor(batches, deferred=deferred)
+        cpu = (busy_seconds() - b0) / stored
         print(f"SQLite      database floor ({'value indexes built after the rows' if deferred else 'indexes kept'}"
-              f"): {stored / ft:,.0f}/s; the load's ratio {(n / dt) / (stored / ft):.2f}")
+              f"): {stored / ft:,.0f}/s, {cpu * 1e6:.0f} µs of CPU a resource; the load's ratio "
+              f"{(n / dt) / (stored / ft):.2f}")
     fresh_database(args.database)
     n, dt = load(["--data-dir", str(work / "pg"), "--database", args.database], work / "population")
     print(f"PostgreSQL  healthtwin load: {n:,} resources in {dt:.1f} s = {n / dt:,.0f}/s (target 20,000/s)")
     floor_dsn = args.database + "_floor"
-    for writers in (1, 2, 3):
+    from healthtwin.store.postgres import PostgresStore
+    for writers, deferred in ((1, False), (2, False), (3, False), (2, True)):
         fresh_database(floor_dsn)
-        from healthtwin.store.postgres import PostgresStore
         PostgresStore(floor_dsn, min_size=1, max_size=1).close()  # migrated, empty
-        ft = postgres_floor(batches, floor_dsn, writers=writers)
-        print(f"PostgreSQL  database floor (COPY of the rows, indexes kept, {writers} writer(s)): {stored / ft:,.0f}/s; "
-              f"the load's ratio {(n / dt) / (stored / ft):.2f}")
+        b0 = busy_seconds()
+        ft = postgres_floor(batches, floor_dsn, writers=writers, deferred=deferred)
+        cpu = (busy_seconds() - b0) / stored
+        how = "value indexes built after the rows" if deferred else "indexes kept"
+        print(f"PostgreSQL  database floor (COPY of the rows, {how}, {writers} writer(s)): {stored / ft:,.0f}/s, "
+              f"{cpu * 1e6:.0f} µs of CPU a resource (client and server); the load's ratio "
+              f"{(n / dt) / (stored / ft):.2f}; with the checks' CPU beside it, {cores} cores allow at most "
+              f"{cores / (cpu + check):,.0f}/s")
     m, ct = copy_floor(args.database, work / "population")
     print(f"PostgreSQL  COPY floor (same lines into a JSONB column): {m:,} in {ct:.1f} s = {m / ct:,.0f}/s; "
           f"ratio {(n / dt) / (m / ct):.2f}")

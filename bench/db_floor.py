@@ -8,13 +8,14 @@ resources per transaction. No parsing, validation or extraction is left: what re
 does to keep the resource rows and the search indexes. No load with indexing on can beat this figure, so
 bench_load.py prints it beside the load's rate as its floor.
 
-`deferred=True` (SQLite) drops the value indexes before the inserts and builds them after, timed in: the most
+`deferred=True` drops the search indexes' B-trees before the inserts and builds them after, timed in: the most
 generous bound, for a load that leaves the store unsearchable until it ends.
 """
 from __future__ import annotations
 
 import bisect
 import multiprocessing
+import os
 import sqlite3
 import tempfile
 import time
@@ -26,6 +27,26 @@ from healthtwin.store.schema import INDEX_TABLES
 BATCH = 1000  # healthtwin.loading.BATCH
 RESOURCE_COLUMNS = ("rid", "type", "id", "version", "last_updated", "deleted", "content")
 Batch = tuple[list[tuple], dict[str, list[tuple]]]
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (every process, the database servers included)."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def checks_cpu(lines: list[bytes], at_rest) -> float:
+    """CPU seconds per resource for what a load does before writing (parse, validate, extract and blind the
+    index rows), in this process: `healthtwin.loading`'s own worker code."""
+    from healthtwin import loading
+    loading._worker_init(at_rest)
+    t0 = time.process_time()
+    good, bad = loading._worker_check([(i, line) for i, line in enumerate(lines, 1)])
+    seconds = time.process_time() - t0
+    if bad:
+        raise RuntimeError(f"{len(bad)} of the lines did not pass: {bad[0]}")
+    return seconds / len(good)
 
 
 def stored_batches(sqlite_path: Path) -> list[Batch]:
@@ -72,6 +93,20 @@ def sqlite_floor(batches: list[Batch], deferred: bool = False) -> float:
     return seconds
 
 
+def _pg_indexes(dsn: str) -> list[tuple[str, str]]:
+    import psycopg
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+                            "AND tablename LIKE 'idx_%'").fetchall()
+
+
+def _pg_run(dsn: str, statements: list[str]) -> None:
+    import psycopg
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for sql in statements:
+            conn.execute(sql)
+
+
 def _pg_writer(dsn: str, batches: list[Batch]) -> None:
     from healthtwin.store.postgres import PostgresStore
     store = PostgresStore(dsn, min_size=1, max_size=1)
@@ -79,16 +114,19 @@ def _pg_writer(dsn: str, batches: list[Batch]) -> None:
     store.close()
 
 
-def postgres_floor(batches: list[Batch], dsn: str, writers: int = 2) -> float:
+def postgres_floor(batches: list[Batch], dsn: str, writers: int = 2, deferred: bool = False) -> float:
     """Seconds for `writers` processes, each with its share of the batches, to COPY them into the fresh, migrated
     PostgreSQL store at `dsn` (PostgreSQL takes parallel writers, as the loader's workers are)."""
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_pg_writer, args=(dsn, batches[i::writers])) for i in range(writers)]
+    indexes = _pg_indexes(dsn) if deferred else []
     t0 = time.perf_counter()
+    _pg_run(dsn, [f"DROP INDEX {name}" for name, _ in indexes])
     for p in procs:
         p.start()
     for p in procs:
         p.join()
         if p.exitcode:
             raise RuntimeError(f"a floor writer failed with exit code {p.exitcode}")
+    _pg_run(dsn, [sql for _, sql in indexes])
     return time.perf_counter() - t0
