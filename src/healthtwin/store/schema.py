@@ -88,6 +88,13 @@ MIGRATIONS: list[tuple[int, str, list[str | tuple[str, str]]]] = [
         ("postgres", "CREATE STATISTICS IF NOT EXISTS idx_reference_pid_type (mcv, ndistinct, dependencies) "
                      "ON pid, target_type FROM idx_reference"),
     ]),
+    (4, "date index rows in order of their upper bound", [
+        # A search sorted by a date descending is keyed by each match's latest upper bound (MAX(hi)). With this
+        # index the newest matches of a broad search are found by walking the dates newest first and stopping
+        # after a page (store/search.py, `_walk_sort`), rather than keying every match: 317 ms for the 92,132
+        # matches of one code at 1M resources, growing with the country. Ascending sorts walk idx_date_range.
+        "CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date (pid, hi, rid)",
+    ]),
 ]
 
 INDEX_TABLES = ("idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri",

@@ -8,7 +8,7 @@ import orjson
 from ..fhir.model import definition
 from ..fhir.search_query import Include, SearchQuery
 from .records import Page, Stored
-from .search_sql import MAX_INCLUDES, SearchCompiler, _in, alias_pids
+from .search_sql import _RANK, MAX_INCLUDES, SearchCompiler, _in, alias_pids
 
 _COLS = "r0.type, r0.id, r0.version, r0.last_updated, r0.deleted, r0.content, r0.rid"
 MAX_ITERATE = 4
@@ -58,6 +58,9 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
         params = list(where_params)
         if query.sort and compiler.blinded_sort(query):
             rows = _sorted_in_memory(store, query, execute, f"{sql} ORDER BY {rid_col} LIMIT ?", params)
+        elif query.sort and (walked := _walk_sort(store, compiler, query, execute,
+                                                   (f"SELECT 1 FROM {source} WHERE {where_text}", where_params))):
+            rows = walked
         else:
             if query.sort:
                 order = compiler.order_by(query, "r0")
@@ -83,6 +86,123 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
             and query.count > 0:
         page.total = len(page.matches)  # known without counting
     return page
+
+
+# A search sorted by one date walks that date's index in sort order when it is broad enough. The walk costs
+# about WALK_ROW_COST per index row it reads (a probe of the resource and its criteria), and reads about
+# page / (matches / rows of the type) rows; the general plan costs about one unit per match (keying it). So
+# the walk is cheaper when matches**2 > WALK_ROW_COST * page * rows: for a page of 51 among 457,000
+# Observations, from about 12,000 matches (measured at 1M resources: 17-25 µs a walked row, 3.3 µs a keyed
+# match).
+WALK_ROW_COST = 6
+SORT_WALK_MIN = 2000  # and never below this many matches
+# Index rows the walk reads at most (in steps growing fourfold from twice the page) before it leaves the search
+# to the general plan: a broad search whose matches are mostly far down the order (old codes, newest first).
+SORT_WALK_MAX = 20_000
+# Prefixes of a criterion on the sort date itself whose matches come first in the walk's order (newest first
+# for a descending sort); any other (`date=lt2022&_sort=-date`) would make the walk pass every newer row.
+_ALIGNED = {True: {"gt", "ge", "sa"}, False: {"lt", "le", "eb"}}
+
+
+def _walk_sort(store, compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple[str, list]) -> list | None:
+    """The page of a broad search sorted by one date (`Observation?code=…&_sort=-date`), found by walking the
+    date's index rows in sort order and keeping those whose resource matches, until the page is full.
+
+    The general plan keys every match (its MAX(hi) descending, MIN(lo) ascending) and sorts them all: 317 ms
+    for one common code at 1M resources, and linear in the country. The walk reads the index newest first
+    (idx_date_hi) or oldest first (idx_date_range): the first row of a resource in that order carries its
+    key, later ones are skipped. It keeps reading to the end of the last key's ties, which the general plan
+    orders by row id, so the page is the same. None (the general plan) when the search has fewer than
+    SORT_WALK_MIN matches, when the walk reaches the end of the index before the page is full (resources
+    without the date sort last), or after SORT_WALK_MAX index rows."""
+    walk = compiler.sort_walk(query)
+    if walk is None:
+        return None
+    pid, desc = walk
+    need = query.offset + query.count + 1
+    if not _broad(compiler, query, execute, matches):
+        return None
+    where = compiler.where(query.criteria, query.types, "r0", drive=False)
+    # Descending: (hi, rid) both descending, from the (pid, hi, rid) index read backwards; ascending:
+    # (lo, hi, rid) from (pid, lo, hi, rid). Ties on the key are put in row-id order below.
+    cols = ["s.hi", "s.rid"] if desc else ["s.lo", "s.hi", "s.rid"]
+    order = ", ".join(c + (" DESC" if desc else "") for c in cols)
+    hits: list[tuple[float, int]] = []  # (key, rid) of matching resources, in walk order
+    seen: set[int] = set()
+    last: tuple | None = None
+    window, read = max(2 * need, 64), 0
+    while read < SORT_WALK_MAX:
+        after = f" AND ({', '.join(cols)}) {'<' if desc else '>'} ({', '.join('?' * len(cols))})" if last else ""
+        # The window first, then the probe for each of its rows: with the probe beside the LIMIT, PostgreSQL
+        # hashed the probe over every resource of the type (50 ms) for a window of a hundred rows. Rows come back
+        # in no promised order and are put in the walk's order here.
+        names = [c[2:] for c in cols]
+        rows = execute(f"SELECT {', '.join('w.' + n for n in names)}, EXISTS (SELECT 1 FROM resources r0 WHERE "
+                       f"r0.rid = w.rid AND {where.text()}) FROM (SELECT {', '.join(cols)} FROM idx_date s WHERE "
+                       f"s.pid = ?{after} ORDER BY {order} LIMIT ?) w",
+                       [*where.params, pid, *(last or ()), window])
+        rows = sorted((tuple(r) for r in rows), key=lambda r: r[:-1], reverse=desc)
+        for *position, hit in rows:
+            key, rid = position[0], position[-1]
+            if len(hits) >= need and key != hits[need - 1][0]:
+                return _page_by_rid(store, execute, hits, desc, query)
+            if hit and rid not in seen:
+                seen.add(rid)
+                hits.append((key, rid))
+        if len(rows) < window:  # the end of the index: the page may need resources without the date
+            return _page_by_rid(store, execute, hits, desc, query) if len(hits) >= need else None
+        last = tuple(rows[-1][:-1])
+        read, window = read + window, window * 4
+    return None
+
+
+def _broad(compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple[str, list]) -> bool:
+    """Whether the search has enough matches for the walk to be the cheaper plan, judged cheaply. A search by a
+    reference or an id (one patient's observations) is narrow by nature and never walks: the general plan takes
+    a few milliseconds there. Otherwise the most selective criterion's index rows are counted, up to the number
+    needed: an upper bound on the matches, read from its index range. Criteria of other shapes are counted by
+    the search's own matches (SQLite gathers the first criterion's set before the count stops: still several
+    times cheaper than the general plan, which keys every match)."""
+    code, desc = query.sort[0]
+    if any(c.code in ("_id", "_list") or c.type in ("compartment", "reference", "chain", "has")
+           or c.code == code and (c.modifier or any(v.prefix not in _ALIGNED[desc] for v in c.values))
+           for c in query.criteria):
+        return False
+    # The type's rows, bounded above by the span of its row ids: two probes of the (type, rid) index, read by
+    # row comparisons, which only that index serves (MIN and MAX together made SQLite scan the type, and
+    # PostgreSQL walks the primary key for a MIN by type).
+    rtype = query.types[0]
+    lo, hi = execute("SELECT (SELECT CASE WHEN t.type = ? THEN t.rid END FROM resources t WHERE (t.type, t.rid) >= (?, 0) "
+                     "ORDER BY t.type, t.rid LIMIT 1), (SELECT CASE WHEN t.type = ? THEN t.rid END FROM resources t "
+                     "WHERE (t.type, t.rid) <= (?, ?) ORDER BY t.type DESC, t.rid DESC LIMIT 1)",
+                     [rtype, rtype, rtype, rtype, 2 ** 62])[0]
+    if lo is None or hi is None:
+        return False
+    needed = max(SORT_WALK_MIN, int((WALK_ROW_COST * (query.offset + query.count + 1) * (hi - lo + 1)) ** 0.5))
+    if not query.criteria:
+        return True
+    driver = compiler.driver(query.criteria, query.types)
+    first = min(query.criteria, key=lambda c: _RANK.get(c.code if c.code.startswith("_") else c.type, 5))
+    rows = None if driver else SearchCompiler(compiler.store, compiler.registry).rows_of(first, query.types)
+    if driver is not None:
+        index_sql, _ = driver
+        table, cond = index_sql.text().split("|", 1)
+        sql, params = f"SELECT 1 FROM {table} WHERE {cond}", list(index_sql.params)
+    elif rows is not None:  # the most selective criterion's index rows: an upper bound, read up to `needed`
+        sql, params = rows.text(), list(rows.params)
+    else:
+        sql, params = matches
+    return execute(f"SELECT COUNT(*) FROM ({sql} LIMIT ?) m", [*params, needed])[0][0] >= needed
+
+
+def _page_by_rid(store, execute, hits: list[tuple[float, int]], desc: bool, query: SearchQuery) -> list:
+    """The page's resources, in the general plan's order: key (descending or ascending), then row id."""
+    ordered = sorted(hits, key=lambda h: ((-h[0] if desc else h[0]), h[1]))[query.offset:query.offset + query.count + 1]
+    if not ordered:
+        return []
+    rids = [rid for _, rid in ordered]
+    found = {row[6]: row for row in execute(f"SELECT {_COLS} FROM resources r0 WHERE r0.rid IN {_in(rids)}", rids)}
+    return [_row(store, found[rid]) for rid in rids if rid in found]
 
 
 # Sorting by an encrypted name decrypts every match: bounded, so a broad search is refused, not slow.

@@ -141,6 +141,18 @@ class SearchCompiler:
             return None
         return sql, ordered[1:]
 
+    def rows_of(self, crit: Criterion, types: Sequence[str]) -> Sql | None:
+        """The index rows a plain criterion matches, as `SELECT x.rid FROM <index> x WHERE …` (the set its search
+        would gather), or None for criteria of other shapes (negations, chains, `_id`, text...)."""
+        if crit.code.startswith("_") or crit.type not in TABLE or crit.modifier in ("not", "not-in", "missing"):
+            return None
+        sql = Sql()
+        self.criterion(sql, crit, types, "m0", drive=True)
+        text, prefix = sql.text(), "m0.rid IN ("
+        if not (text.startswith(prefix) and text.endswith(")")):
+            return None
+        return Sql().add(text[len(prefix):-1], *sql.params)
+
     @staticmethod
     def probes_only(criteria: list[Criterion]) -> bool:
         """Whether criteria refer to the resource only through its row id (index probes), so a count can be
@@ -569,6 +581,21 @@ class SearchCompiler:
             if param is not None and any(at_rest.sensitive(t, code, param.type) for t in query.types):
                 return True
         return False
+
+    def sort_walk(self, query: SearchQuery) -> tuple[int, bool] | None:
+        """(the parameter's id, descending) when the search is sorted by one date parameter of one type alone,
+        so that its page can be found by walking that parameter's date index in sort order (search.py)."""
+        if len(query.sort) != 1 or len(query.types) != 1:
+            return None
+        code, desc = query.sort[0]
+        param = self.registry.get(query.types[0], code)
+        if param is None or param.type != "date":
+            return None
+        at_rest = self.store.at_rest
+        if at_rest is not None and at_rest.sensitive(query.types[0], code, param.type):
+            return None
+        pids = self.pids(query.types, code)
+        return (pids[0], desc) if len(pids) == 1 else None
 
     def order_by(self, query: SearchQuery, alias: str) -> Sql:
         sql = Sql()
