@@ -112,15 +112,15 @@ def _walk_sort(store, compiler: SearchCompiler, query: SearchQuery, execute, mat
     for one common code at 1M resources, and linear in the country. The walk reads the index newest first
     (idx_date_hi) or oldest first (idx_date_range): the first row of a resource in that order carries its
     key, later ones are skipped. It keeps reading to the end of the last key's ties, which the general plan
-    orders by row id, so the page is the same. None (the general plan) when the search has fewer than
-    SORT_WALK_MIN matches, when the walk reaches the end of the index before the page is full (resources
+    orders by row id, so the page is the same. None (the general plan) when the search is too narrow for the
+    walk to pay (`_broad`), when the walk reaches the end of the index before the page is full (resources
     without the date sort last), or after SORT_WALK_MAX index rows."""
     walk = compiler.sort_walk(query)
     if walk is None:
         return None
     pid, desc = walk
     need = query.offset + query.count + 1
-    if not _broad(compiler, query, execute, matches):
+    if not _broad(compiler, query, execute, matches, need):
         return None
     where = compiler.where(query.criteria, query.types, "r0", drive=False)
     # Descending: (hi, rid) both descending, from the (pid, hi, rid) index read backwards; ascending:
@@ -156,7 +156,7 @@ def _walk_sort(store, compiler: SearchCompiler, query: SearchQuery, execute, mat
     return None
 
 
-def _broad(compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple[str, list]) -> bool:
+def _broad(compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple[str, list], need: int) -> bool:
     """Whether the search has enough matches for the walk to be the cheaper plan, judged cheaply. A search by a
     reference or an id (one patient's observations) is narrow by nature and never walks: the general plan takes
     a few milliseconds there. Otherwise the most selective criterion's index rows are counted, up to the number
@@ -172,13 +172,13 @@ def _broad(compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple
     # row comparisons, which only that index serves (MIN and MAX together made SQLite scan the type, and
     # PostgreSQL walks the primary key for a MIN by type).
     rtype = query.types[0]
-    lo, hi = execute("SELECT (SELECT CASE WHEN t.type = ? THEN t.rid END FROM resources t WHERE (t.type, t.rid) >= (?, 0) "
-                     "ORDER BY t.type, t.rid LIMIT 1), (SELECT CASE WHEN t.type = ? THEN t.rid END FROM resources t "
-                     "WHERE (t.type, t.rid) <= (?, ?) ORDER BY t.type DESC, t.rid DESC LIMIT 1)",
+    lo, hi = execute("SELECT (SELECT CASE WHEN t.type = ? THEN t.rid END FROM resources t WHERE (t.type, t.rid) >= "
+                     "(?, 0) ORDER BY t.type, t.rid LIMIT 1), (SELECT CASE WHEN t.type = ? THEN t.rid END FROM "
+                     "resources t WHERE (t.type, t.rid) <= (?, ?) ORDER BY t.type DESC, t.rid DESC LIMIT 1)",
                      [rtype, rtype, rtype, rtype, 2 ** 62])[0]
     if lo is None or hi is None:
         return False
-    needed = max(SORT_WALK_MIN, int((WALK_ROW_COST * (query.offset + query.count + 1) * (hi - lo + 1)) ** 0.5))
+    needed = max(SORT_WALK_MIN, int((WALK_ROW_COST * need * (hi - lo + 1)) ** 0.5))
     if not query.criteria:
         return True
     driver = compiler.driver(query.criteria, query.types)
