@@ -151,3 +151,25 @@ def _args_of(world, sql: str, sort: str) -> list:
     finally:
         search.SORT_WALK_MIN, search.WALK_ROW_COST = old_min, old_cost
     return captured[sql]
+
+
+@pytest.mark.parametrize("criteria", [[("code", f"{LOINC}|4548-4")], [("code", f"{LOINC}|4548-4"), ("status", "final")],
+                                      [("category", "laboratory")]])
+def test_a_sorted_search_counts_as_the_unsorted_one(world, criteria):
+    """`_total=accurate` is the same with `_sort`; an exact code is counted on its index range alone, as it is
+    without a sort, not through the set the general plan gathers."""
+    store, services = world
+    totals, counts = [], []
+    for sort in ([], [("_sort", "-date")]):
+        statements: list[str] = []
+
+        def execute(sql, args):
+            statements.append(sql)
+            return store.query(sql, args)
+        query = services.parser.parse(["Observation"], [*criteria, *sort, ("_total", "accurate")])
+        totals.append(search.run_search(store, services.registry, query, execute).total)
+        counts.append([s for s in statements if s.startswith("SELECT COUNT(*) FROM") and " m" not in s[-3:]])
+    assert totals[0] == totals[1] > 0
+    by_index = criteria[0][1].startswith(LOINC)
+    for count in counts:
+        assert len(count) == 1 and ("FROM idx_token d WHERE" in count[0]) == by_index, count

@@ -18,10 +18,24 @@ def _row(store, row) -> tuple[int, Stored]:
     return row[6], store.stored(row)
 
 
+def _index_count(compiler: SearchCompiler, query: SearchQuery, driver) -> tuple[str, list] | None:
+    """The count of a search driven by an index range, from the index alone where its other criteria are
+    probes: they correlate on the index's row id, and index rows exist only for live resources of the
+    parameter's type, so no resource row is read. None where another criterion needs the resource's row."""
+    index_sql, rest = driver
+    if not compiler.probes_only(rest):
+        return None
+    table, cond = index_sql.text().split("|", 1)
+    probes = compiler.conditions(rest, query.types, "d", drive=False)
+    return (f"SELECT COUNT(*) FROM {table} WHERE {cond}" + (f" AND {probes.text()}" if rest else ""),
+            list(index_sql.params) + list(probes.params))
+
+
 def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
     """Runs `query`; `execute(sql, params)` may be a transaction's, so the search sees its own writes."""
     execute = execute or store.query
     compiler = SearchCompiler(store, registry)
+    count_sql: tuple[str, list] | None = None
     driver = compiler.driver(query.criteria, query.types) if not query.sort else None
     if driver is not None:
         # FROM <index> d JOIN resources: matches come in row-id order straight from the index.
@@ -31,12 +45,7 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
         source = f"{table} JOIN resources r0 ON r0.rid = d.rid"
         where_text, where_params = f"{cond} AND {where.text()}", list(index_sql.params) + list(where.params)
         rid_col = "d.rid"
-        if compiler.probes_only(rest):
-            # Counting needs no resource rows: probes correlate on the index's row id, and index rows exist
-            # only for live resources of the parameter's type.
-            probes = compiler.conditions(rest, query.types, "d", drive=False)
-            count_sql = (f"SELECT COUNT(*) FROM {table} WHERE {cond}" + (f" AND {probes.text()}" if rest else ""),
-                         list(index_sql.params) + list(probes.params))
+        count_sql = _index_count(compiler, query, driver)
     else:
         where = compiler.where(query.criteria, query.types, "r0")
         source, where_text, where_params, rid_col = "resources r0", where.text(), list(where.params), "r0.rid"
@@ -50,7 +59,12 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
             where_text += (" AND r0.rid >= COALESCE((SELECT CASE WHEN t.type = ? THEN t.rid END FROM resources t "
                            "WHERE (t.type, t.rid) >= (?, 0) ORDER BY t.type, t.rid LIMIT 1), 0)")
             where_params += [query.types[0], query.types[0]]
-    if driver is None or not compiler.probes_only(driver[1]):
+    if query.sort and (query.total in ("accurate", "estimate") or query.summary == "count"):
+        # A sorted search is not driven by an index range, but its count can be (`code=…&_sort=-date&_total=
+        # accurate` counted 92,132 matches in 228 ms through the general plan's set, 6 ms on the index).
+        sort_driver = compiler.driver(query.criteria, query.types)
+        count_sql = _index_count(compiler, query, sort_driver) if sort_driver else None
+    if count_sql is None:
         count_sql = (f"SELECT COUNT(*) FROM {source} WHERE {where_text}", where_params)
     page = Page(matches=[])
     if query.summary != "count" and query.count > 0:
