@@ -38,6 +38,12 @@ def world(request, tmp_path_factory):
         for i in range(160):
             obs = _observation(i)
             tx.update("Observation", obs["id"], obs)
+    for k in range(12):  # later versions of some, in transactions of their own: distinct _lastUpdated stamps,
+        with store.transaction() as tx:  # and ties within each
+            for i in range(k, 160, 13):
+                obs = {**_observation(i), "note": [{"text": f"round {k}"}]}
+                tx.update("Observation", obs["id"], obs)
+    with store.transaction() as tx:
         for i in range(60):  # one to three targets each: several index rows per resource, keyed by MIN or MAX
             tx.update("Goal", f"g{i:02d}", {
                 "resourceType": "Goal", "id": f"g{i:02d}", "lifecycleStatus": "active",
@@ -66,7 +72,7 @@ def _search(world, params: list[tuple[str, str]], walk: bool, monkeypatch,
 
 
 def _walked(statements: list[str]) -> bool:
-    return any("FROM idx_date s WHERE s.pid" in s for s in statements)
+    return any("FROM idx_date s WHERE s.pid" in s or "FROM resources s WHERE s.type" in s for s in statements)
 
 
 @pytest.mark.parametrize("sort", ["-date", "date"])
@@ -79,6 +85,20 @@ def test_the_walk_pages_as_the_general_plan(world, monkeypatch, sort, count, off
     general, _ = _search(world, params, False, monkeypatch)
     assert walked == general and walked
     assert _walked(statements)
+
+
+@pytest.mark.parametrize("sort", ["-_lastUpdated", "_lastUpdated"])
+@pytest.mark.parametrize("count,offset", [(1, 0), (6, 4), (20, 30)])
+@pytest.mark.parametrize("criteria", [[], [("code", f"{LOINC}|4548-4")], [("_lastUpdated", None),
+                                                                          ("category", "laboratory")]])
+def test_the_walk_by_last_updated_pages_as_the_general_plan(world, monkeypatch, sort, count, offset, criteria):
+    # A criterion on the key itself selects the walk's own end: newer than a date for newest first.
+    aligned = "gt2000-01-01" if sort.startswith("-") else "lt2100-01-01"
+    criteria = [(k, aligned if v is None else v) for k, v in criteria]
+    params = [*criteria, ("_sort", sort), ("_count", str(count)), ("_offset", str(offset))]
+    walked, statements = _search(world, params, True, monkeypatch)
+    general, _ = _search(world, params, False, monkeypatch)
+    assert walked == general and len(walked) == count and _walked(statements)
 
 
 @pytest.mark.parametrize("sort", ["-target-date", "target-date"])

@@ -119,42 +119,50 @@ _ALIGNED = {True: {"gt", "ge", "sa"}, False: {"lt", "le", "eb"}}
 
 
 def _walk_sort(store, compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple[str, list]) -> list | None:
-    """The page of a broad search sorted by one date (`Observation?code=…&_sort=-date`), found by walking the
-    date's index rows in sort order and keeping those whose resource matches, until the page is full.
+    """The page of a broad search sorted by one date or by `_lastUpdated` (`Observation?code=…&_sort=-date`),
+    found by walking the key's index rows in sort order and keeping those whose resource matches, until the page
+    is full.
 
     The general plan keys every match (its MAX(hi) descending, MIN(lo) ascending) and sorts them all: 317 ms
-    for one common code at 1M resources, and linear in the country. The walk reads the index newest first
-    (idx_date_hi) or oldest first (idx_date_range): the first row of a resource in that order carries its
-    key, later ones are skipped. It keeps reading to the end of the last key's ties, which the general plan
-    orders by row id, so the page is the same. None (the general plan) when the search is too narrow for the
-    walk to pay (`_broad`), when the walk reaches the end of the index before the page is full (resources
-    without the date sort last), or after SORT_WALK_MAX index rows."""
+    for one common code at 1M resources, and linear in the country. The walk reads the date index newest first
+    (idx_date_hi) or oldest first (idx_date_range), or the resources' (type, last_updated) index: the first row
+    of a resource in that order carries its key, later ones are skipped. It keeps reading to the end of the
+    last key's ties, which the general plan orders by row id, so the page is the same. None (the general plan)
+    when the search is too narrow for the walk to pay (`_broad`), when the walk reaches the end of the index
+    before the page is full (resources without the date sort last), or after SORT_WALK_MAX index rows."""
     walk = compiler.sort_walk(query)
     if walk is None:
         return None
-    pid, desc = walk
+    desc, cols = walk.desc, walk.columns
     need = query.offset + query.count + 1
     if not _broad(compiler, query, execute, matches, need):
         return None
     where = compiler.where(query.criteria, query.types, "r0", drive=False)
-    # Descending: (hi, rid) both descending, from the (pid, hi, rid) index read backwards; ascending:
-    # (lo, hi, rid) from (pid, lo, hi, rid). Ties on the key are put in row-id order below.
-    cols = ["s.hi", "s.rid"] if desc else ["s.lo", "s.hi", "s.rid"]
-    order = ", ".join(c + (" DESC" if desc else "") for c in cols)
+    # The lead column leads the order. On PostgreSQL it is bounded on both sides rather than equal to its value:
+    # as an equality PostgreSQL took it for a constant, dropped it from the order and walked the (last_updated)
+    # index, every type's rows interleaved, instead of the (type, last_updated) one (12-18 ms more a window);
+    # offered a range, it needs the index that begins with the lead column for the order. SQLite keeps the
+    # equality, which lets the row comparison below bound its index range.
+    lead = walk.lead
+    pinned = (f"{lead} >= ? AND {lead} <= ?", [walk.param, walk.param]) if store.dialect == "postgres" else \
+        (f"{lead} = ?", [walk.param])
+    order = ", ".join(c + (" DESC" if desc else "") for c in (lead, *cols))
     hits: list[tuple[float, int]] = []  # (key, rid) of matching resources, in walk order
     seen: set[int] = set()
     last: tuple | None = None
     window, read = max(2 * need, 64), 0
     while read < SORT_WALK_MAX:
         after = f" AND ({', '.join(cols)}) {'<' if desc else '>'} ({', '.join('?' * len(cols))})" if last else ""
-        # The window first, then the probe for each of its rows: with the probe beside the LIMIT, PostgreSQL
-        # hashed the probe over every resource of the type (50 ms) for a window of a hundred rows. Rows come back
-        # in no promised order and are put in the walk's order here.
+        # The window first, then the probe for each of its rows. PostgreSQL would rather hash the probe's matches:
+        # with the probe beside the LIMIT it hashed every resource of the type (50 ms for a window of a hundred
+        # rows), and it hashes an EXISTS's whole set wherever it may. An OFFSET inside the probe forbids that
+        # (PostgreSQL drops a plain `LIMIT 1` from an EXISTS, and then hashes it).
+        # Rows come back in no promised order and are put in the walk's order here.
         names = [c[2:] for c in cols]
         rows = execute(f"SELECT {', '.join('w.' + n for n in names)}, EXISTS (SELECT 1 FROM resources r0 WHERE "
-                       f"r0.rid = w.rid AND {where.text()}) FROM (SELECT {', '.join(cols)} FROM idx_date s WHERE "
-                       f"s.pid = ?{after} ORDER BY {order} LIMIT ?) w",
-                       [*where.params, pid, *(last or ()), window])
+                       f"r0.rid = w.rid AND {where.text()} LIMIT 1 OFFSET 0) FROM (SELECT {', '.join(cols)} FROM "
+                       f"{walk.source} WHERE {pinned[0]}{after} ORDER BY {order} LIMIT ?) w",
+                       [*where.params, *pinned[1], *(last or ()), window])
         rows = sorted((tuple(r) for r in rows), key=lambda r: r[:-1], reverse=desc)
         for *position, hit in rows:
             key, rid = position[0], position[-1]

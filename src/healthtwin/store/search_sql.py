@@ -5,6 +5,7 @@ here from fixed sets appear in the SQL text. See docs/search-compilation.md for 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..fhir.extract import normalize  # query values fold exactly like indexed values
@@ -16,6 +17,17 @@ from .indexer import TABLE_OF_KIND
 OPEN_LO, OPEN_HI = -1e18, 1e18
 TABLE = TABLE_OF_KIND  # search parameter type -> index table
 # Rough selectivity: the most selective criterion drives the query (IN), the others filter (EXISTS).
+@dataclass(frozen=True)
+class SortWalk:
+    """An index to walk in a search's sort order: the rows of `source` whose `lead` column is `param`, ordered by
+    `columns`, all descending or all ascending; the first is the sort key, the last the row id."""
+    source: str
+    lead: str
+    param: Any
+    columns: tuple[str, ...]
+    desc: bool
+
+
 _RANK = {"compartment": 0, "_id": 0, "reference": 1, "token": 2, "chain": 3, "has": 3, "uri": 3, "string": 4,
          "composite": 4, "quantity": 5, "number": 5, "date": 6, "_lastUpdated": 7, "text": 8}
 MAX_INCLUDES = 1000
@@ -582,20 +594,27 @@ class SearchCompiler:
                 return True
         return False
 
-    def sort_walk(self, query: SearchQuery) -> tuple[int, bool] | None:
-        """(the parameter's id, descending) when the search is sorted by one date parameter of one type alone,
-        so that its page can be found by walking that parameter's date index in sort order (search.py)."""
+    def sort_walk(self, query: SearchQuery) -> SortWalk | None:
+        """How to walk the sort key's index in sort order, when the search is sorted by one date parameter or by
+        `_lastUpdated` alone, on one type (search.py, `_walk_sort`)."""
         if len(query.sort) != 1 or len(query.types) != 1:
             return None
         code, desc = query.sort[0]
-        param = self.registry.get(query.types[0], code)
+        rtype = query.types[0]
+        if code == "_lastUpdated":  # the (type, last_updated) index, which ends with the row id on SQLite
+            return SortWalk("resources s", "s.type", rtype, ("s.last_updated", "s.rid"), desc)
+        param = self.registry.get(rtype, code)
         if param is None or param.type != "date":
             return None
         at_rest = self.store.at_rest
-        if at_rest is not None and at_rest.sensitive(query.types[0], code, param.type):
+        if at_rest is not None and at_rest.sensitive(rtype, code, param.type):
             return None
         pids = self.pids(query.types, code)
-        return (pids[0], desc) if len(pids) == 1 else None
+        if len(pids) != 1:
+            return None
+        # Descending: the latest end first, from (pid, hi, rid); ascending: the earliest start, (pid, lo, hi, rid).
+        return SortWalk("idx_date s", "s.pid", pids[0], ("s.hi", "s.rid") if desc else ("s.lo", "s.hi", "s.rid"),
+                        desc)
 
     def order_by(self, query: SearchQuery, alias: str) -> Sql:
         sql = Sql()
