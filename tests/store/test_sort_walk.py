@@ -193,3 +193,15 @@ def test_a_sorted_search_counts_as_the_unsorted_one(world, criteria):
     by_index = criteria[0][1].startswith(LOINC)
     for count in counts:
         assert len(count) == 1 and ("FROM idx_token d WHERE" in count[0]) == by_index, count
+
+
+def test_a_walk_that_reads_its_budget_gives_the_search_back(world, monkeypatch):
+    """Past its budget of index rows the walk stops and the general plan answers: the page is the same."""
+    params = [("code", f"{LOINC}|2345-7"), ("_sort", "-date"), ("_count", "20")]
+    monkeypatch.setattr(search, "SORT_WALK_MAX", 60)
+    walked, statements = _search(world, params, True, monkeypatch)
+    monkeypatch.setattr(search, "SORT_WALK_MAX", 60)
+    general, _ = _search(world, params, False, monkeypatch)
+    windows = [s for s in statements if "FROM idx_date s WHERE s.pid" in s]
+    assert walked == general and len(walked) == 20
+    assert len(windows) == 1 and any("ORDER BY" in s and "MAX(s.hi)" in s for s in statements)

@@ -111,8 +111,12 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
 WALK_ROW_COST = 6
 SORT_WALK_MIN = 2000  # and never below this many matches
 # Index rows the walk reads at most (in steps growing fourfold from twice the page) before it leaves the search
-# to the general plan: a broad search whose matches are mostly far down the order (old codes, newest first).
+# to the general plan: a broad search whose matches are mostly far down the order (a vaccine given until 2019,
+# newest first). Within that, WALK_SLACK times the rows the page should take if the matches were spread evenly
+# (page × rows of the type / matches), and at least WALK_BUDGET_MIN.
 SORT_WALK_MAX = 20_000
+WALK_SLACK = 8
+WALK_BUDGET_MIN = 1000
 # Prefixes of a criterion on the sort date itself whose matches come first in the walk's order (newest first
 # for a descending sort); any other (`date=lt2022&_sort=-date`) would make the walk pass every newer row.
 _ALIGNED = {True: {"gt", "ge", "sa"}, False: {"lt", "le", "eb"}}
@@ -128,14 +132,15 @@ def _walk_sort(store, compiler: SearchCompiler, query: SearchQuery, execute, mat
     (idx_date_hi) or oldest first (idx_date_range), or the resources' (type, last_updated) index: the first row
     of a resource in that order carries its key, later ones are skipped. It keeps reading to the end of the
     last key's ties, which the general plan orders by row id, so the page is the same. None (the general plan)
-    when the search is too narrow for the walk to pay (`_broad`), when the walk reaches the end of the index
-    before the page is full (resources without the date sort last), or after SORT_WALK_MAX index rows."""
+    when the search is too narrow for the walk to pay (`_walk_budget`), when the walk reaches the end of the index
+    before the page is full (resources without the date sort last), or when it has read its budget of rows."""
     walk = compiler.sort_walk(query)
     if walk is None:
         return None
     desc, cols = walk.desc, walk.columns
     need = query.offset + query.count + 1
-    if not _broad(compiler, query, execute, matches, need):
+    budget = _walk_budget(compiler, query, execute, matches, need)
+    if not budget:
         return None
     where = compiler.where(query.criteria, query.types, "r0", drive=False)
     # The lead column leads the order. On PostgreSQL it is bounded on both sides rather than equal to its value:
@@ -151,7 +156,7 @@ def _walk_sort(store, compiler: SearchCompiler, query: SearchQuery, execute, mat
     seen: set[int] = set()
     last: tuple | None = None
     window, read = max(2 * need, 64), 0
-    while read < SORT_WALK_MAX:
+    while read < budget:
         after = f" AND ({', '.join(cols)}) {'<' if desc else '>'} ({', '.join('?' * len(cols))})" if last else ""
         # The window first, then the probe for each of its rows. PostgreSQL would rather hash the probe's matches:
         # with the probe beside the LIMIT it hashed every resource of the type (50 ms for a window of a hundred
@@ -178,18 +183,18 @@ def _walk_sort(store, compiler: SearchCompiler, query: SearchQuery, execute, mat
     return None
 
 
-def _broad(compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple[str, list], need: int) -> bool:
-    """Whether the search has enough matches for the walk to be the cheaper plan, judged cheaply. A search by a
-    reference or an id (one patient's observations) is narrow by nature and never walks: the general plan takes
-    a few milliseconds there. Otherwise the most selective criterion's index rows are counted, up to the number
-    needed: an upper bound on the matches, read from its index range. Criteria of other shapes are counted by
-    the search's own matches (SQLite gathers the first criterion's set before the count stops: still several
-    times cheaper than the general plan, which keys every match)."""
+def _walk_budget(compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple[str, list], need: int) -> int:
+    """The index rows the walk may read, or 0 where the search is too narrow for the walk to be the cheaper
+    plan, judged cheaply. A search by a reference or an id (one patient's observations) is narrow by nature and
+    never walks: the general plan takes a few milliseconds there. Otherwise the most selective criterion's index
+    rows are counted, up to the number needed: an upper bound on the matches, read from its index range.
+    Criteria of other shapes are counted by the search's own matches (SQLite gathers the first criterion's set
+    before the count stops: still several times cheaper than the general plan, which keys every match)."""
     code, desc = query.sort[0]
     if any(c.code in ("_id", "_list") or c.type in ("compartment", "reference", "chain", "has")
            or c.code == code and (c.modifier or any(v.prefix not in _ALIGNED[desc] for v in c.values))
            for c in query.criteria):
-        return False
+        return 0
     # The type's rows, bounded above by the span of its row ids: two probes of the (type, rid) index, read by
     # row comparisons, which only that index serves (MIN and MAX together made SQLite scan the type, and
     # PostgreSQL walks the primary key for a MIN by type).
@@ -199,22 +204,25 @@ def _broad(compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple
                      "resources t WHERE (t.type, t.rid) <= (?, ?) ORDER BY t.type DESC, t.rid DESC LIMIT 1)",
                      [rtype, rtype, rtype, rtype, 2 ** 62])[0]
     if lo is None or hi is None:
-        return False
-    needed = max(SORT_WALK_MIN, int((WALK_ROW_COST * need * (hi - lo + 1)) ** 0.5))
+        return 0
+    rows = hi - lo + 1
+    needed = max(SORT_WALK_MIN, int((WALK_ROW_COST * need * rows) ** 0.5))
     if not query.criteria:
-        return True
+        return min(SORT_WALK_MAX, max(WALK_BUDGET_MIN, WALK_SLACK * need))
     driver = compiler.driver(query.criteria, query.types)
     first = min(query.criteria, key=lambda c: _RANK.get(c.code if c.code.startswith("_") else c.type, 5))
-    rows = None if driver else SearchCompiler(compiler.store, compiler.registry).rows_of(first, query.types)
+    index_rows = None if driver else SearchCompiler(compiler.store, compiler.registry).rows_of(first, query.types)
     if driver is not None:
         index_sql, _ = driver
         table, cond = index_sql.text().split("|", 1)
         sql, params = f"SELECT 1 FROM {table} WHERE {cond}", list(index_sql.params)
-    elif rows is not None:  # the most selective criterion's index rows: an upper bound, read up to `needed`
-        sql, params = rows.text(), list(rows.params)
+    elif index_rows is not None:  # the most selective criterion's index rows: an upper bound, read up to `needed`
+        sql, params = index_rows.text(), list(index_rows.params)
     else:
         sql, params = matches
-    return execute(f"SELECT COUNT(*) FROM ({sql} LIMIT ?) m", [*params, needed])[0][0] >= needed
+    if execute(f"SELECT COUNT(*) FROM ({sql} LIMIT ?) m", [*params, needed])[0][0] < needed:
+        return 0
+    return min(SORT_WALK_MAX, max(WALK_BUDGET_MIN, WALK_SLACK * need * rows // needed))
 
 
 def _page_by_rid(store, execute, hits: list[tuple[float, int]], desc: bool, query: SearchQuery) -> list:
