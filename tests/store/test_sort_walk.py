@@ -58,9 +58,11 @@ def _search(world, params: list[tuple[str, str]], walk: bool, monkeypatch,
     """(the page's ids, the statements run), with the walk allowed for any search it takes, or switched off."""
     store, services = world
     monkeypatch.setattr(search, "SORT_WALK_MIN", 1)
-    monkeypatch.setattr(search, "WALK_ROW_COST", 0)
+    monkeypatch.setattr(search, "SORT_WALK_COST", 0)
+    monkeypatch.setattr(search, "RID_WALK_COST", 0)
     if not walk:
         monkeypatch.setattr(search, "_walk_sort", lambda *args: None)
+        monkeypatch.setattr(search, "_walk_rids", lambda *args: None)
     statements: list[str] = []
 
     def execute(sql, args):
@@ -73,6 +75,10 @@ def _search(world, params: list[tuple[str, str]], walk: bool, monkeypatch,
 
 def _walked(statements: list[str]) -> bool:
     return any("FROM idx_date s WHERE s.pid" in s or "FROM resources s WHERE s.type" in s for s in statements)
+
+
+def _walked_by_rid(statements: list[str]) -> bool:
+    return any("FROM resources s WHERE s.type" in s and "ORDER BY s.type, s.rid LIMIT" in s for s in statements)
 
 
 @pytest.mark.parametrize("sort", ["-date", "date"])
@@ -163,13 +169,13 @@ def _args_of(world, sql: str, sort: str) -> list:
     def execute(text, args):
         captured.setdefault(text, list(args))
         return store.query(text, args)
-    old_min, old_cost = search.SORT_WALK_MIN, search.WALK_ROW_COST
-    search.SORT_WALK_MIN, search.WALK_ROW_COST = 1, 0
+    old_min, old_cost = search.SORT_WALK_MIN, search.SORT_WALK_COST
+    search.SORT_WALK_MIN, search.SORT_WALK_COST = 1, 0
     try:
         search.run_search(store, services.registry, services.parser.parse(
             ["Observation"], [("code", f"{LOINC}|4548-4"), ("_sort", sort)]), execute)
     finally:
-        search.SORT_WALK_MIN, search.WALK_ROW_COST = old_min, old_cost
+        search.SORT_WALK_MIN, search.SORT_WALK_COST = old_min, old_cost
     return captured[sql]
 
 
@@ -205,3 +211,25 @@ def test_a_walk_that_reads_its_budget_gives_the_search_back(world, monkeypatch):
     windows = [s for s in statements if "FROM idx_date s WHERE s.pid" in s]
     assert walked == general and len(walked) == 20
     assert len(windows) == 1 and any("ORDER BY" in s and "MAX(s.hi)" in s for s in statements)
+
+
+@pytest.mark.parametrize("criteria", [[("category", "laboratory")], [("date", "ge2020-03")], [("code", "4548-4")],
+                                      [("status", "final"), ("category", "vital-signs")]])
+@pytest.mark.parametrize("count,offset", [(1, 0), (7, 3), (25, 50)])
+def test_an_unsorted_broad_search_walks_the_rows_in_order(world, monkeypatch, criteria, count, offset):
+    """Without `_sort`, a broad search's page comes from the type's rows in row-id order, probed one by one:
+    the same page as the general plan's, `_offset` and `_after` paging alike (SQLite only: PostgreSQL plans these
+    well itself)."""
+    if world[0].dialect != "sqlite":
+        pytest.skip("the row-id walk is SQLite's")
+    params = [*criteria, ("_count", str(count)), ("_offset", str(offset))]
+    walked, statements = _search(world, params, True, monkeypatch)
+    general, _ = _search(world, params, False, monkeypatch)
+    assert walked == general and walked and _walked_by_rid(statements)
+    store, services = world
+    last = store.read("Observation", walked[-1])  # the next page after the last one: `_after=<its row id>`
+    rid = store.query("SELECT rid FROM resources WHERE type = 'Observation' AND id = ?", [last.id])[0][0]
+    after = [*criteria, ("_count", str(count)), ("_after", str(rid)), ("_offset", "2")]  # _after wins
+    walked, statements = _search(world, after, True, monkeypatch)
+    general, _ = _search(world, after, False, monkeypatch)
+    assert walked == general and _walked_by_rid(statements)

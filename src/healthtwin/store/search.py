@@ -8,7 +8,7 @@ import orjson
 from ..fhir.model import definition
 from ..fhir.search_query import Include, SearchQuery
 from .records import Page, Stored
-from .search_sql import _RANK, MAX_INCLUDES, SearchCompiler, _in, alias_pids
+from .search_sql import _RANK, MAX_INCLUDES, SearchCompiler, SortWalk, _in, alias_pids
 
 _COLS = "r0.type, r0.id, r0.version, r0.last_updated, r0.deleted, r0.content, r0.rid"
 MAX_ITERATE = 4
@@ -75,6 +75,9 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
         elif query.sort and (walked := _walk_sort(store, compiler, query, execute,
                                                    (f"SELECT 1 FROM {source} WHERE {where_text}", where_params))):
             rows = walked
+        elif driver is None and not query.sort and (walked := _walk_rids(store, compiler, query, execute, (
+                f"SELECT 1 FROM {source} WHERE {where_text}", where_params))):
+            rows = walked
         else:
             if query.sort:
                 order = compiler.order_by(query, "r0")
@@ -102,13 +105,14 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
     return page
 
 
-# A search sorted by one date walks that date's index in sort order when it is broad enough. The walk costs
-# about WALK_ROW_COST per index row it reads (a probe of the resource and its criteria), and reads about
-# page / (matches / rows of the type) rows; the general plan costs about one unit per match (keying it). So
-# the walk is cheaper when matches**2 > WALK_ROW_COST * page * rows: for a page of 51 among 457,000
-# Observations, from about 12,000 matches (measured at 1M resources: 17-25 µs a walked row, 3.3 µs a keyed
-# match).
-WALK_ROW_COST = 6
+# A search walks an index in its page's order when it is broad enough. The walk costs `cost` units per index row
+# it reads (a probe of the resource and its criteria), and reads about page / (matches / rows of the type)
+# rows; the general plan costs about one unit per match. So the walk is cheaper when matches**2 > cost * page *
+# rows. Measured at 1M resources: 17-25 µs a walked row; a sorted search keys each match in 3.3 µs, so
+# SORT_WALK_COST = 6 (for a page of 51 among 457,000 Observations, from about 12,000 matches); an unsorted one
+# gathers each match's row id in about 0.35 µs, so RID_WALK_COST = 60 (from about 37,000).
+SORT_WALK_COST = 6
+RID_WALK_COST = 60
 SORT_WALK_MIN = 2000  # and never below this many matches
 # Index rows the walk reads at most (in steps growing fourfold from twice the page) before it leaves the search
 # to the general plan: a broad search whose matches are mostly far down the order (a vaccine given until 2019,
@@ -124,22 +128,43 @@ _ALIGNED = {True: {"gt", "ge", "sa"}, False: {"lt", "le", "eb"}}
 
 def _walk_sort(store, compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple[str, list]) -> list | None:
     """The page of a broad search sorted by one date or by `_lastUpdated` (`Observation?code=…&_sort=-date`),
-    found by walking the key's index rows in sort order and keeping those whose resource matches, until the page
-    is full.
+    found by walking the key's index rows in sort order (`_walk`).
 
     The general plan keys every match (its MAX(hi) descending, MIN(lo) ascending) and sorts them all: 317 ms
     for one common code at 1M resources, and linear in the country. The walk reads the date index newest first
     (idx_date_hi) or oldest first (idx_date_range), or the resources' (type, last_updated) index: the first row
     of a resource in that order carries its key, later ones are skipped. It keeps reading to the end of the
-    last key's ties, which the general plan orders by row id, so the page is the same. None (the general plan)
-    when the search is too narrow for the walk to pay (`_walk_budget`), when the walk reaches the end of the index
-    before the page is full (resources without the date sort last), or when it has read its budget of rows."""
+    last key's ties, which the general plan orders by row id, so the page is the same."""
     walk = compiler.sort_walk(query)
     if walk is None:
         return None
+    return _walk(store, compiler, query, execute, matches, walk, query.offset, None, SORT_WALK_COST)
+
+
+def _walk_rids(store, compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple[str, list]) -> list | None:
+    """The page of a broad unsorted search of one type (`Observation?date=ge2020`), found by walking the type's
+    rows in row-id order (`_walk`), from `_after` when it is given. SQLite's general plan gathers every match's
+    row id before it takes the first page (147 ms for the Observations since 2020 at 1M resources)."""
+    if query.sort or len(query.types) != 1 or not query.criteria or store.dialect != "sqlite":
+        # With no criterion the general plan reads the (type, rid) index in order already. PostgreSQL plans
+        # these searches well by itself (2-5 ms at 100,000 resources, where the walk took 3-7 ms).
+        return None
+    walk = SortWalk("resources s", "s.type", query.types[0], ("s.rid",), False)
+    after = query.after
+    return _walk(store, compiler, query, execute, matches, walk, 0 if after is not None else query.offset,
+                 None if after is None else (after,), RID_WALK_COST)
+
+
+def _walk(store, compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple[str, list], walk: SortWalk,
+          offset: int, start: tuple | None, cost: int) -> list | None:
+    """Walks an index in the page's order (`walk`), from `start`, testing each row's resource against the
+    criteria, until `offset` + the page are found and the last key's ties are read: [(row id, Stored)] of the
+    page and one more (the caller's has_more). None (the general plan) when the search is too narrow for the
+    walk to pay (`_walk_budget`), when the walk reaches the end of the index before the page is full (resources
+    without the key sort last), or when it has read its budget of rows."""
     desc, cols = walk.desc, walk.columns
-    need = query.offset + query.count + 1
-    budget = _walk_budget(compiler, query, execute, matches, need)
+    need = offset + query.count + 1
+    budget = _walk_budget(compiler, query, execute, matches, need, cost)
     if not budget:
         return None
     where = compiler.where(query.criteria, query.types, "r0", drive=False)
@@ -154,7 +179,7 @@ def _walk_sort(store, compiler: SearchCompiler, query: SearchQuery, execute, mat
     order = ", ".join(c + (" DESC" if desc else "") for c in (lead, *cols))
     hits: list[tuple[float, int]] = []  # (key, rid) of matching resources, in walk order
     seen: set[int] = set()
-    last: tuple | None = None
+    last = start
     window, read = max(2 * need, 64), 0
     while read < budget:
         after = f" AND ({', '.join(cols)}) {'<' if desc else '>'} ({', '.join('?' * len(cols))})" if last else ""
@@ -172,25 +197,26 @@ def _walk_sort(store, compiler: SearchCompiler, query: SearchQuery, execute, mat
         for *position, hit in rows:
             key, rid = position[0], position[-1]
             if len(hits) >= need and key != hits[need - 1][0]:
-                return _page_by_rid(store, execute, hits, desc, query)
+                return _page_by_rid(store, execute, hits, desc, offset, query.count)
             if hit and rid not in seen:
                 seen.add(rid)
                 hits.append((key, rid))
-        if len(rows) < window:  # the end of the index: the page may need resources without the date
-            return _page_by_rid(store, execute, hits, desc, query) if len(hits) >= need else None
+        if len(rows) < window:  # the end of the index: the page may need resources without the key
+            return _page_by_rid(store, execute, hits, desc, offset, query.count) if len(hits) >= need else None
         last = tuple(rows[-1][:-1])
         read, window = read + window, window * 4
     return None
 
 
-def _walk_budget(compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple[str, list], need: int) -> int:
+def _walk_budget(compiler: SearchCompiler, query: SearchQuery, execute, matches: tuple[str, list], need: int,
+                 cost: int) -> int:
     """The index rows the walk may read, or 0 where the search is too narrow for the walk to be the cheaper
     plan, judged cheaply. A search by a reference or an id (one patient's observations) is narrow by nature and
     never walks: the general plan takes a few milliseconds there. Otherwise the most selective criterion's index
     rows are counted, up to the number needed: an upper bound on the matches, read from its index range.
     Criteria of other shapes are counted by the search's own matches (SQLite gathers the first criterion's set
     before the count stops: still several times cheaper than the general plan, which keys every match)."""
-    code, desc = query.sort[0]
+    code, desc = query.sort[0] if query.sort else (None, False)
     if any(c.code in ("_id", "_list") or c.type in ("compartment", "reference", "chain", "has")
            or c.code == code and (c.modifier or any(v.prefix not in _ALIGNED[desc] for v in c.values))
            for c in query.criteria):
@@ -206,7 +232,7 @@ def _walk_budget(compiler: SearchCompiler, query: SearchQuery, execute, matches:
     if lo is None or hi is None:
         return 0
     rows = hi - lo + 1
-    needed = max(SORT_WALK_MIN, int((WALK_ROW_COST * need * rows) ** 0.5))
+    needed = max(SORT_WALK_MIN, int((cost * need * rows) ** 0.5))
     if not query.criteria:
         return min(SORT_WALK_MAX, max(WALK_BUDGET_MIN, WALK_SLACK * need))
     driver = compiler.driver(query.criteria, query.types)
@@ -225,9 +251,9 @@ def _walk_budget(compiler: SearchCompiler, query: SearchQuery, execute, matches:
     return min(SORT_WALK_MAX, max(WALK_BUDGET_MIN, WALK_SLACK * need * rows // needed))
 
 
-def _page_by_rid(store, execute, hits: list[tuple[float, int]], desc: bool, query: SearchQuery) -> list:
+def _page_by_rid(store, execute, hits: list[tuple[float, int]], desc: bool, offset: int, count: int) -> list:
     """The page's resources, in the general plan's order: key (descending or ascending), then row id."""
-    ordered = sorted(hits, key=lambda h: ((-h[0] if desc else h[0]), h[1]))[query.offset:query.offset + query.count + 1]
+    ordered = sorted(hits, key=lambda h: ((-h[0] if desc else h[0]), h[1]))[offset:offset + count + 1]
     if not ordered:
         return []
     rids = [rid for _, rid in ordered]
