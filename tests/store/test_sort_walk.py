@@ -57,7 +57,7 @@ def _search(world, params: list[tuple[str, str]], walk: bool, monkeypatch,
             rtype: str = "Observation") -> tuple[list[str], list[str]]:
     """(the page's ids, the statements run), with the walk allowed for any search it takes, or switched off."""
     store, services = world
-    monkeypatch.setattr(search, "SORT_WALK_MIN", 1)
+    monkeypatch.setattr(search, "WALK_MIN_MATCHES", 1)
     monkeypatch.setattr(search, "SORT_WALK_COST", 0)
     monkeypatch.setattr(search, "RID_WALK_COST", 0)
     if not walk:
@@ -169,13 +169,13 @@ def _args_of(world, sql: str, sort: str) -> list:
     def execute(text, args):
         captured.setdefault(text, list(args))
         return store.query(text, args)
-    old_min, old_cost = search.SORT_WALK_MIN, search.SORT_WALK_COST
-    search.SORT_WALK_MIN, search.SORT_WALK_COST = 1, 0
+    old_min, old_cost = search.WALK_MIN_MATCHES, search.SORT_WALK_COST
+    search.WALK_MIN_MATCHES, search.SORT_WALK_COST = 1, 0
     try:
         search.run_search(store, services.registry, services.parser.parse(
             ["Observation"], [("code", f"{LOINC}|4548-4"), ("_sort", sort)]), execute)
     finally:
-        search.SORT_WALK_MIN, search.SORT_WALK_COST = old_min, old_cost
+        search.WALK_MIN_MATCHES, search.SORT_WALK_COST = old_min, old_cost
     return captured[sql]
 
 
@@ -204,9 +204,9 @@ def test_a_sorted_search_counts_as_the_unsorted_one(world, criteria):
 def test_a_walk_that_reads_its_budget_gives_the_search_back(world, monkeypatch):
     """Past its budget of index rows the walk stops and the general plan answers: the page is the same."""
     params = [("code", f"{LOINC}|2345-7"), ("_sort", "-date"), ("_count", "20")]
-    monkeypatch.setattr(search, "SORT_WALK_MAX", 60)
+    monkeypatch.setattr(search, "WALK_MAX_ROWS", 60)
     walked, statements = _search(world, params, True, monkeypatch)
-    monkeypatch.setattr(search, "SORT_WALK_MAX", 60)
+    monkeypatch.setattr(search, "WALK_MAX_ROWS", 60)
     general, _ = _search(world, params, False, monkeypatch)
     windows = [s for s in statements if "FROM idx_date s WHERE s.pid" in s]
     assert walked == general and len(walked) == 20

@@ -113,12 +113,12 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
 # gathers each match's row id in about 0.35 µs, so RID_WALK_COST = 60 (from about 37,000).
 SORT_WALK_COST = 6
 RID_WALK_COST = 60
-SORT_WALK_MIN = 2000  # and never below this many matches
+WALK_MIN_MATCHES = 2000  # and never below this many matches
 # Index rows the walk reads at most (in steps growing fourfold from twice the page) before it leaves the search
 # to the general plan: a broad search whose matches are mostly far down the order (a vaccine given until 2019,
 # newest first). Within that, WALK_SLACK times the rows the page should take if the matches were spread evenly
 # (page × rows of the type / matches), and at least WALK_BUDGET_MIN.
-SORT_WALK_MAX = 20_000
+WALK_MAX_ROWS = 20_000
 WALK_SLACK = 8
 WALK_BUDGET_MIN = 1000
 # Prefixes of a criterion on the sort date itself whose matches come first in the walk's order (newest first
@@ -232,9 +232,9 @@ def _walk_budget(compiler: SearchCompiler, query: SearchQuery, execute, matches:
     if lo is None or hi is None:
         return 0
     rows = hi - lo + 1
-    needed = max(SORT_WALK_MIN, int((cost * need * rows) ** 0.5))
+    needed = max(WALK_MIN_MATCHES, int((cost * need * rows) ** 0.5))
     if not query.criteria:
-        return min(SORT_WALK_MAX, max(WALK_BUDGET_MIN, WALK_SLACK * need))
+        return min(WALK_MAX_ROWS, max(WALK_BUDGET_MIN, WALK_SLACK * need))
     driver = compiler.driver(query.criteria, query.types)
     first = min(query.criteria, key=lambda c: _RANK.get(c.code if c.code.startswith("_") else c.type, 5))
     index_rows = None if driver else SearchCompiler(compiler.store, compiler.registry).rows_of(first, query.types)
@@ -248,7 +248,7 @@ def _walk_budget(compiler: SearchCompiler, query: SearchQuery, execute, matches:
         sql, params = matches
     if execute(f"SELECT COUNT(*) FROM ({sql} LIMIT ?) m", [*params, needed])[0][0] < needed:
         return 0
-    return min(SORT_WALK_MAX, max(WALK_BUDGET_MIN, WALK_SLACK * need * rows // needed))
+    return min(WALK_MAX_ROWS, max(WALK_BUDGET_MIN, WALK_SLACK * need * rows // needed))
 
 
 def _page_by_rid(store, execute, hits: list[tuple[float, int]], desc: bool, offset: int, count: int) -> list:
