@@ -105,3 +105,33 @@ def test_checkpoint_empties_the_wal_and_keeps_every_write(tmp_path: Path) -> Non
     reopened = SQLiteStore(db)
     assert reopened.query("SELECT COUNT(*) FROM resources WHERE type = 'Patient'", [])[0][0] == 200
     reopened.close()
+
+
+def _open_at(path: str, start: float, results) -> None:
+    import time
+    while time.time() < start:  # every process opens the store at the same instant
+        pass
+    try:
+        SQLiteStore(path).close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_open_a_new_store_together(tmp_path: Path) -> None:
+    """Server workers start together on a fresh data folder: each creates or migrates the store at once. Switching
+    the new file to WAL refused a reader at once ("database is locked") in a third of such starts."""
+    import multiprocessing
+    import time
+    ctx = multiprocessing.get_context("fork")
+    failures = []
+    for attempt in range(8):
+        results = ctx.Queue()
+        path, start = str(tmp_path / f"s{attempt}.sqlite"), time.time() + 0.2
+        procs = [ctx.Process(target=_open_at, args=(path, start, results)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        failures += [r for r in (results.get(timeout=5) for _ in procs) if r != "ok"]
+    assert not failures, failures

@@ -21,6 +21,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -41,6 +42,22 @@ _FORK_GUARD = threading.Lock()
 os.register_at_fork(before=_FORK_GUARD.acquire, after_in_parent=_FORK_GUARD.release,
                     after_in_child=_FORK_GUARD.release)
 _READ = "SELECT type, id, version, last_updated, deleted, content FROM resources WHERE type = ? AND id = ?"
+
+
+def _set_wal(conn: sqlite3.Connection, seconds: float = 60.0) -> None:
+    """WAL mode on a new connection, waiting for the database where SQLite will not. Switching a new file to WAL
+    takes an exclusive lock, and a connection that already reads is refused at once rather than made to wait (a
+    wait could deadlock): server workers opening a fresh store together failed with "database is locked" in a
+    third of the tries."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class SQLiteStore(Store):
@@ -92,7 +109,7 @@ class SQLiteStore(Store):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _set_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
             conn.execute("PRAGMA foreign_keys=OFF")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache per connection
