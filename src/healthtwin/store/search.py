@@ -70,13 +70,12 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
     if query.summary != "count" and query.count > 0:
         sql = f"SELECT {_COLS} FROM {source} WHERE {where_text}"
         params = list(where_params)
+        matches = (f"SELECT 1 FROM {source} WHERE {where_text}", where_params)  # for the walks' cheap counts
         if query.sort and compiler.blinded_sort(query):
             rows = _sorted_in_memory(store, query, execute, f"{sql} ORDER BY {rid_col} LIMIT ?", params)
-        elif query.sort and (walked := _walk_sort(store, compiler, query, execute,
-                                                   (f"SELECT 1 FROM {source} WHERE {where_text}", where_params))):
+        elif query.sort and (walked := _walk_sort(store, compiler, query, execute, matches)):
             rows = walked
-        elif driver is None and not query.sort and (walked := _walk_rids(store, compiler, query, execute, (
-                f"SELECT 1 FROM {source} WHERE {where_text}", where_params))):
+        elif driver is None and not query.sort and (walked := _walk_rids(store, compiler, query, execute, matches)):
             rows = walked
         else:
             if query.sort:

@@ -16,7 +16,8 @@ from .indexer import TABLE_OF_KIND
 
 OPEN_LO, OPEN_HI = -1e18, 1e18
 TABLE = TABLE_OF_KIND  # search parameter type -> index table
-# Rough selectivity: the most selective criterion drives the query (IN), the others filter (EXISTS).
+
+
 @dataclass(frozen=True)
 class SortWalk:
     """An index to walk in a search's sort order: the rows of `source` whose `lead` column is `param`, ordered by
@@ -28,6 +29,7 @@ class SortWalk:
     desc: bool
 
 
+# Rough selectivity: the most selective criterion drives the query (IN), the others filter (EXISTS).
 _RANK = {"compartment": 0, "_id": 0, "reference": 1, "token": 2, "chain": 3, "has": 3, "uri": 3, "string": 4,
          "composite": 4, "quantity": 5, "number": 5, "date": 6, "_lastUpdated": 7, "text": 8}
 MAX_INCLUDES = 1000
