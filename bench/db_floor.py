@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from healthtwin.loading import BATCH  # the loader's transaction size
 from healthtwin.store.indexer import COLUMNS
 from healthtwin.store.schema import INDEX_TABLES
 
-BATCH = 1000  # healthtwin.loading.BATCH
 RESOURCE_COLUMNS = ("rid", "type", "id", "version", "last_updated", "deleted", "content")
 Batch = tuple[list[tuple], dict[str, list[tuple]]]
 
