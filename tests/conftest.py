@@ -123,7 +123,7 @@ def client(store, tmp_path):
     from starlette.testclient import TestClient
 
     from healthtwin.api.app import create_app
-    from healthtwin.api.context import OpenPolicy
+    from healthtwin.request import OpenPolicy
     # The API tests exercise FHIR behaviour, not authorization: the open policy is chosen explicitly here
     # (create_app is secure by default; tests/security covers the real policy).
     with TestClient(create_app(store, policy=OpenPolicy(), data_dir=tmp_path / "data", rate=None)) as c:

@@ -332,7 +332,7 @@ def ndjson_files(paths: Iterable[str]) -> Iterator[Path | str]:
 
 def load_bundle(services, path: Path, report: LoadReport) -> None:
     """A JSON file holding a transaction or batch Bundle (e.g. Synthea's) goes through the transaction API."""
-    from .api.context import Caller, RequestContext
+    from .request import Caller, RequestContext
     from .api.interactions.transaction import process
     from .fhir.outcome import FHIRError
     try:

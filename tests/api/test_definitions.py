@@ -112,7 +112,7 @@ def test_definitions_reach_other_server_processes(store, tmp_path):
     from starlette.testclient import TestClient
 
     from healthtwin.api.app import create_app
-    from healthtwin.api.context import OpenPolicy
+    from healthtwin.request import OpenPolicy
     from healthtwin.api.services import Services
     from healthtwin.fhir.search_params import SearchRegistry
     from healthtwin.fhir.validation import Validator

@@ -26,7 +26,7 @@ def fuzz_client(tmp_path_factory):
     from starlette.testclient import TestClient
 
     from healthtwin.api.app import create_app
-    from healthtwin.api.context import OpenPolicy
+    from healthtwin.request import OpenPolicy
     from healthtwin.store.sqlite import SQLiteStore
     folder = tmp_path_factory.mktemp("fuzz")
     # Parsing is fuzzed past authorization; tests/security fuzzes tokens and the policy.

@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from healthtwin.api.app import create_app
-from healthtwin.api.context import OpenPolicy
+from healthtwin.request import OpenPolicy
 from healthtwin.fhir.outcome import FHIRError
 from healthtwin.security.at_rest import AtRest
 from healthtwin.security.audit import decode_event

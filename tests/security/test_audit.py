@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from healthtwin.api.context import Caller, RequestContext
+from healthtwin.request import Caller, RequestContext
 from healthtwin.security.audit import (GENESIS, AuditError, AuditLog, decode_event, entry_hash, harden_postgres,
                                       rest_events)
 

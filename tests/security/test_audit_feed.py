@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from healthtwin.api.context import Caller, RequestContext
+from healthtwin.request import Caller, RequestContext
 from healthtwin.security import audit_feed
 from healthtwin.security.audit import AuditLog, rest_events
 from healthtwin.security.audit_feed import CHAIN_EXTENSION, AuditFeed

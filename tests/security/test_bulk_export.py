@@ -171,7 +171,7 @@ def test_the_capability_statement_declares_bulk_data(app):
 def test_a_cancelled_job_stops_whichever_process_runs_it(app, tmp_path):
     """The job reads its own row between pages, so a DELETE answered by another server process stops it: here
     the row says cancelled before the job's first page, and the job writes nothing."""
-    from healthtwin.api.context import RequestContext
+    from healthtwin.request import RequestContext
     from healthtwin.api.operations import bulk_export
     c, world, store = app
     services = c.app.state.services

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from healthtwin.api.context import Caller
+from healthtwin.request import Caller
 from healthtwin.fhir.outcome import FHIRError
 from healthtwin.security.keys import KeySet, public_jwk
 from healthtwin.security.tokens import ExternalIssuer, JWKSFetcher, TokenCaller, TokenError, TokenService

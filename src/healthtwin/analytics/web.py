@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..api import http
-from ..api.context import Caller, RequestContext
+from ..request import Caller, RequestContext
 from ..api.responses import error
 from ..fhir.outcome import FHIRError
 from .indicators import DEFAULT_THRESHOLD, IndicatorError, compute, indicator_views, load_indicators, to_csv

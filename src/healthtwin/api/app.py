@@ -19,7 +19,7 @@ from starlette.routing import Mount, Route
 from ..config import DEFAULT_PUBLIC_URL
 from ..fhir.model import resource_types
 from ..store import Store
-from .context import Policy
+from ..request import Policy
 from .routing import FHIRRouter
 from .services import Limits, Services
 

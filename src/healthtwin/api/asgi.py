@@ -11,7 +11,7 @@ from ..config import Settings
 from ..runtime import settle_after_start
 from ..store import open_store
 from .app import create_app
-from .context import OpenPolicy
+from ..request import OpenPolicy
 
 _settings = Settings.from_env()
 _policy = None

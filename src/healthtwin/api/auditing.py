@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..fhir.outcome import FHIRError
-from .context import Caller, RequestContext
+from ..request import Caller, RequestContext
 from .http import path_of, query_of
 from .responses import error
 

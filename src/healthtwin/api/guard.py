@@ -9,7 +9,7 @@ from typing import Any
 
 from ..fhir.search_query import SearchQuery
 from ..store.records import Stored
-from .context import RequestContext
+from ..request import RequestContext
 
 
 def restrict(services: Any, ctx: RequestContext, query: SearchQuery) -> None:

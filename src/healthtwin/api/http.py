@@ -9,7 +9,7 @@ from starlette.requests import Request
 from ..fhir.dates import parse_range
 from ..fhir.jsonio import parse_json
 from ..fhir.outcome import FHIRError
-from .context import Caller, RequestContext
+from ..request import Caller, RequestContext
 
 _XML = ("xml", "text/xml", "application/xml", "application/fhir+xml", "application/xml+fhir")
 OWN_FORMAT = ("/$viewdefinition-run", "/$run")  # operations that negotiate their own output format

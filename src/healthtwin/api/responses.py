@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from ..fhir.outcome import FHIRError, information
 from ..store.records import Stored
-from .context import RequestContext
+from ..request import RequestContext
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY",

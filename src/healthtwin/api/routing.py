@@ -17,7 +17,7 @@ from ..fhir.model import ID_RE, is_resource_type
 from ..fhir.outcome import FHIRError
 from . import http
 from .auditing import audit_response, classify
-from .context import PURPOSE_CODE, Caller, RequestContext
+from ..request import PURPOSE_CODE, Caller, RequestContext
 from .interactions import history, read, search, transaction, write
 from .interactions.patch import patch
 from .operations import registry as operations

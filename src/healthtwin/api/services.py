@@ -7,7 +7,7 @@ from typing import Any
 
 from ..fhir.search_query import SearchParser
 from ..store import Store
-from .context import OpenPolicy, Policy
+from ..request import OpenPolicy, Policy
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BUNDLE_ENTRIES = 10_000

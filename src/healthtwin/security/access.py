@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ..api.context import RequestContext
+from ..request import RequestContext
 from ..fhir.search_query import Criterion, Value
 from ..store.search_sql import SearchCompiler, alias_pids, _in
 from .consent import ConsentDecision, evaluate_consents

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from ..api.context import RequestContext
+from ..request import RequestContext
 from ..fhir.outcome import FHIRError
 from ..fhir.search_query import Criterion, SearchQuery, Value
 from ..store.records import Stored

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.context import RequestContext
+from ..request import RequestContext
 from ..fhir.search_query import Criterion, SearchQuery
 from .access import Access
 

@@ -202,7 +202,7 @@ def _purpose(form: dict[str, str], roles: Any) -> str | None:
     code = form.get("purpose_of_use")
     if code is None:
         return None
-    from ..api.context import PURPOSE_CODE
+    from ..request import PURPOSE_CODE
     from .access import PURPOSES, primary_role
     allowed = PURPOSES.get(primary_role(roles) or "", ())
     if not PURPOSE_CODE.match(code) or code not in allowed:

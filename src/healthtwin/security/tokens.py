@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 import jwt
 import orjson
 
-from ..api.context import PURPOSE_CODE, Caller
+from ..request import PURPOSE_CODE, Caller
 from ..fhir.outcome import FHIRError
 from .keys import SIGNING_ALG, KeySet, load_or_create, retired_signing_files
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import orjson
 
-from ..api.context import RequestContext
+from ..request import RequestContext
 from .access import Access, integration
 
 

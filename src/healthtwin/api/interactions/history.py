@@ -7,7 +7,7 @@ from ...fhir.dates import parse_range
 from ...fhir.outcome import FHIRError
 from ...fhir.search_query import DEFAULT_COUNT, MAX_COUNT, _int
 from .. import guard
-from ..context import RequestContext
+from ...request import RequestContext
 from ..responses import fhir
 from .bundles import history_bundle, paging_links
 

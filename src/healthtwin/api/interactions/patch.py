@@ -8,7 +8,7 @@ import orjson
 from ...fhir.outcome import FHIRError
 from ...fhir.patch import PatchError, apply_fhirpath_patch, apply_json_patch
 from ...store import Transaction
-from ..context import RequestContext
+from ...request import RequestContext
 from .write import WriteResult, current_to_change, update
 
 

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from ...fhir.model import ID_RE
 from ...fhir.outcome import FHIRError
 from .. import guard
-from ..context import RequestContext
+from ...request import RequestContext
 from ..responses import fhir, version_headers
 from ..subsetting import subset
 

@@ -8,7 +8,7 @@ from ...fhir.outcome import FHIRError, OutcomeIssue, operation_outcome
 from ...fhir.search_query import Criterion, SearchQuery, Value
 from ...store.search import run_search
 from .. import guard
-from ..context import RequestContext
+from ...request import RequestContext
 from ..responses import fhir
 from .bundles import paging_links, searchset
 

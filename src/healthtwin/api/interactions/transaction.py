@@ -20,7 +20,7 @@ from ...store import Transaction
 from ...store.records import Stored, instant
 from ...store.search import run_search
 from .. import guard
-from ..context import RequestContext
+from ...request import RequestContext
 from . import write
 from .patch import patch as patch_resource
 

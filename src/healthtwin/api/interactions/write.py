@@ -17,7 +17,7 @@ from ...fhir.outcome import FHIRError, OutcomeIssue
 from ...store import Stored, Transaction
 from ...store.search import run_search
 from .. import guard
-from ..context import RequestContext
+from ...request import RequestContext
 from ..definitions import apply_definition, check_definition
 
 _ETAG = re.compile(r'^(?:W/)?"?(\d+)"?$')

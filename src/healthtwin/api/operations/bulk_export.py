@@ -39,7 +39,7 @@ from ...fhir.search_query import Criterion, Value
 from ...store.records import instant
 from ...store.search import run_search
 from .. import guard
-from ..context import RequestContext
+from ...request import RequestContext
 from ..http import since_param
 from ..responses import SECURITY_HEADERS, fhir
 from .bulk_import import data_folder
