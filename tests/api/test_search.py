@@ -249,6 +249,16 @@ def test_encrypted_identifiers_refuse_what_blind_indexes_cannot_answer(data, que
     assert "encrypted at rest" in r.json()["issue"][0]["diagnostics"]
 
 
+@pytest.mark.parametrize("query", ["Observation?_count=0", "Observation?_count=0&_summary=true",
+                                   "Observation?_count=0&_include=Observation:subject", "Observation?_count=0&_sort=-date"])
+def test_count_zero_is_summary_count(data, query):
+    # search.html: _count=0 is read as _summary=count (fhirpy's count() sends it): the total, and no entries.
+    b = data.get(f"/fhir/{query}").json()
+    assert b["total"] == 5 and "entry" not in b, b
+    assert data.get("/fhir/Observation?_count=0&code=8480-6").json()["total"] == 3
+    assert data.post("/fhir/Observation/_search", data={"_count": "0"}).json()["total"] == 5
+
+
 def test_total_and_summary(data):
     assert data.get("/fhir/Observation?_summary=count").json()["total"] == 5
     b = data.get("/fhir/Observation?_count=1&_total=accurate").json()

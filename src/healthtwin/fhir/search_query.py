@@ -134,6 +134,8 @@ class SearchParser:
                 continue
             query.criteria.append(criterion)
             query.echo.append((name, value))
+        if query.count == 0:
+            query.summary = "count"  # search.html: _count=0 is read as _summary=count (a total, no entries)
         return query
 
     # -- criteria -----------------------------------------------------------------------------------------------
