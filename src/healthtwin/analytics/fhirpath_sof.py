@@ -15,6 +15,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from ..fhir import regex
 from .fhirpath_parse import FhirPathSyntaxError, Node, parse, type_name_of
 
 Fn = Callable[[list[Any], "Env"], list[Any]]
@@ -214,8 +215,8 @@ _STRING_FNS: dict[str, Callable[..., Any]] = {
     "contains": lambda s, p: p in s,
     "indexOf": lambda s, p: s.find(p),
     "replace": lambda s, a, b: s.replace(a, b),
-    "matches": lambda s, p: re.search(p, s, re.DOTALL) is not None,
-    "replaceMatches": lambda s, p, r: re.sub(p, r, s),
+    "matches": regex.matches,  # RE2: a ViewDefinition's pattern is caller input (fhir/regex.py)
+    "replaceMatches": regex.replace_matches,
     "substring": lambda s, start, n=None: s[start:] if n is None else s[start : start + n],
 }
 
@@ -449,7 +450,10 @@ class Compiler:
                 vals = [_singleton(a(focus, env), name) for a in arg_fns]
                 if any(v is None for v in vals):
                     return []
-                return [fn(str(s), *vals)]
+                try:
+                    return [fn(str(s), *vals)]
+                except regex.RegexError as exc:
+                    raise FhirPathError(f"{name}(): {exc}") from None
 
             return string_fn, None
         raise FhirPathError(f"unknown or unsupported function {name}()")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from healthtwin.fhir import fhirpath_compile as fc
 from healthtwin.fhir.dates import NEG_INF, POS_INF, number_range, parse_range
+from healthtwin.fhir.regex import FHIRPATHPY_FUNCTIONS
 from healthtwin.fhir.ucum import canonical
 
 if TYPE_CHECKING:
@@ -436,7 +437,7 @@ def fhirpathpy_eval(expression: str) -> Callable[[dict], list]:
         def has_extension(inputs: list, url: str) -> list:  # not implemented by fhirpathpy 2.x
             return [fc._has_ext(inputs, url)]
 
-        table = {"resolve": {"fn": resolve, "arity": {0: []}},
+        table = {**FHIRPATHPY_FUNCTIONS, "resolve": {"fn": resolve, "arity": {0: []}},
                  "hasExtension": {"fn": has_extension, "arity": {1: ["String"]}}}
         compiled = fhirpathpy.compile(expression, models["r4"], {"userInvocationTable": table})
         fn = _FHIRPATHPY[expression] = lambda res: compiled(res, {"resource": res, "rootResource": res})

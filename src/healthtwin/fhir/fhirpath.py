@@ -17,6 +17,7 @@ from typing import Any
 from fhirpathpy import evaluate as fp_evaluate
 from fhirpathpy.models import models as fp_models
 
+from healthtwin.fhir.regex import FHIRPATHPY_FUNCTIONS
 from healthtwin.fhir.xml_json import ElementShape, is_primitive, is_subtype, resolve_key
 
 
@@ -143,7 +144,7 @@ def _filter(loc: Location, step: str, resource: dict[str, Any]) -> bool:
     # %resource is rarely used in patch paths; copying the whole resource per candidate is not free.
     env = {"resource": copy.deepcopy(resource)} if "%" in step else None
     try:
-        result = fp_evaluate(item, expr, env, _R4)
+        result = fp_evaluate(item, expr, env, _R4, {"userInvocationTable": FHIRPATHPY_FUNCTIONS})
     except Exception as exc:  # fhirpathpy raises assorted exception types
         raise FhirPathError(f"cannot evaluate {step!r}: {exc}", 400) from exc
     return len(result) > 0

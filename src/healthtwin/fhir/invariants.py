@@ -34,6 +34,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 from .fhirpath_compile import CompileError, compile_boolean
+from .regex import FHIRPATHPY_FUNCTIONS
 
 R4_MODEL = models["r4"]
 # fhirpathpy resets module-level state (engine constants) on every evaluation: serialise calls across threads.
@@ -101,7 +102,7 @@ def _no_trace(*_args: object) -> None:
 
 
 def _compile(expression: str) -> Callable[..., list]:
-    return fhirpathpy.compile(expression, R4_MODEL, {"traceFn": _no_trace})
+    return fhirpathpy.compile(expression, R4_MODEL, {"traceFn": _no_trace, "userInvocationTable": FHIRPATHPY_FUNCTIONS})
 
 
 _PRESENCE = re.compile(r"\(?\s*([a-z]\w*)\.(empty|exists)\(\)(\.not\(\))?\s*\)?")
