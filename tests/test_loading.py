@@ -220,3 +220,16 @@ def test_a_load_leaves_postgresql_planner_statistics_current(tmp_path):
         assert analyzed() > before  # 5 new of 26: a fifth of the store
     finally:
         store.close()
+
+
+def test_load_refuses_subscriptions_like_the_api(store, tmp_path):
+    # Nothing delivers notifications, so a loaded Subscription would be a promise never kept: the line is an error.
+    services = Services.build(store)
+    path = tmp_path / "mixed.ndjson"
+    sub = {"resourceType": "Subscription", "id": "s1", "status": "requested", "reason": "r", "criteria": "Patient?",
+           "channel": {"type": "rest-hook", "endpoint": "https://example.org/hook"}}
+    path.write_bytes(_lines(PATIENTS[0], sub))
+    report = load(services, [str(path)], workers=1)
+    assert report.created == 1 and [e["line"] for e in report.errors] == [2]
+    assert "Subscription" in report.errors[0]["outcome"]["issue"][0]["diagnostics"]
+    assert store.count_resources() == {"Patient": 1}

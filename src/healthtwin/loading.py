@@ -16,7 +16,7 @@ from typing import IO, Any, Callable, Iterable, Iterator
 
 import orjson
 
-from .fhir.model import ID_RE, is_resource_type
+from .fhir.model import ID_RE, NOT_STORED, is_resource_type
 
 log = logging.getLogger("healthtwin.load")
 BATCH = 1000
@@ -80,6 +80,9 @@ class Checker:
             if not isinstance(resource, dict) or not is_resource_type(str(resource.get("resourceType"))):
                 bad.append((line_no, _outcome("Line is not a FHIR resource with a known resourceType",
                                               "resourceType")))
+                continue
+            if resource["resourceType"] in NOT_STORED:
+                bad.append((line_no, _outcome(NOT_STORED[resource["resourceType"]], "resourceType")))
                 continue
             rid = resource.get("id")
             if not isinstance(rid, str) or not ID_RE.match(rid):

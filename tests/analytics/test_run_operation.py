@@ -120,7 +120,7 @@ def test_stored_view_in_a_library(data, tmp_path) -> None:
     assert duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [str(tmp_path / "rows.parquet")]).fetchone()[0] == 6
     r = data.get("/fhir/Library/obs-view/$viewdefinition-run?_format=xlsx")
     assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
-    assert data.get("/fhir/Patient?_format=csv").status_code == 415  # elsewhere only JSON
+    assert data.get("/fhir/Patient?_format=csv").status_code == 406  # elsewhere only JSON
     r = run(data, {"name": "viewReference", "valueReference": {"reference": "Library/missing"}})
     assert r.status_code == 404
 

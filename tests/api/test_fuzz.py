@@ -18,7 +18,7 @@ json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63), s
                          st.text(max_size=20))
 json_values = st.recursive(json_scalars, lambda children: st.one_of(
     st.lists(children, max_size=4), st.dictionaries(st.text(max_size=12), children, max_size=4)), max_leaves=20)
-ALLOWED = {200, 201, 400, 404, 405, 409, 412, 413, 415, 422}
+ALLOWED = {200, 201, 400, 404, 405, 406, 409, 412, 413, 415, 422}
 
 
 @pytest.fixture(scope="module")

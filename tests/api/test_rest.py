@@ -85,11 +85,19 @@ def test_format_and_pretty(client):
     pretty = client.get(f"/fhir/Patient/{pid}?_pretty=true")
     assert b"\n  " in pretty.content
     assert client.get(f"/fhir/Patient/{pid}?_format=json").status_code == 200
-    for req in (client.get(f"/fhir/Patient/{pid}?_format=xml"),
-                client.get(f"/fhir/Patient/{pid}", headers={"Accept": "application/fhir+xml"}),
-                client.post("/fhir/Patient", content=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"})):
-        assert req.status_code == 415
+    # Asking to receive XML is 406 Not Acceptable (nothing here writes XML); sending an XML body is 415.
+    for req, status in ((client.get(f"/fhir/Patient/{pid}?_format=xml"), 406),
+                        (client.get(f"/fhir/Patient/{pid}", headers={"Accept": "application/fhir+xml"}), 406),
+                        (client.get("/fhir/Patient", headers={"Accept": "application/xml"}), 406),
+                        (client.get(f"/fhir/Patient/{pid}?_format=turtle"), 406),
+                        (client.post("/fhir/Patient", content=b"<Patient/>",
+                                     headers={"Content-Type": "application/fhir+xml"}), 415)):
+        assert req.status_code == status, req.text
         assert req.json()["resourceType"] == "OperationOutcome"
+    assert client.get(f"/fhir/Patient/{pid}", headers={"Accept": "application/fhir+xml, application/fhir+json;q=0.5"}
+                      ).status_code == 200
+    assert client.post("/fhir/Patient", content=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"}
+                       ).status_code == 415 and client.get("/fhir/Patient?_summary=count").json()["total"] == 1
 
 
 def test_errors_are_operation_outcomes_and_store_nothing(client):

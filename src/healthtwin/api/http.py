@@ -43,15 +43,17 @@ def context(request: Request, caller: Caller, base_url: str) -> RequestContext:
     params = params_of(request)
     pretty, fmt = params.get("_pretty") == "true", params.get("_format")
     # $viewdefinition-run answers in CSV, NDJSON or Parquet too: it checks its own _format.
+    # What the caller asks to receive (_format, Accept) that this server cannot produce is 406 Not Acceptable;
+    # 415 is for a request body in a format it cannot read (check_content_type).
     if fmt is not None and not path_of(request).endswith(OWN_FORMAT):
         if fmt in _XML or "xml" in fmt:
-            raise FHIRError(415, "XML is not supported by this server; use _format=json", "not-supported")
+            raise FHIRError(406, "XML is not supported by this server; use _format=json", "not-supported")
         if fmt not in _JSON:
-            raise FHIRError(415, f"_format '{fmt}' is not supported; use json", "not-supported")
+            raise FHIRError(406, f"_format '{fmt}' is not supported; use json", "not-supported")
     else:
         accept = headers.get("accept", "")
         if accept and "xml" in accept and not any(j in accept for j in ("json", "*/*")):
-            raise FHIRError(415, "XML is not supported by this server; ask for application/fhir+json",
+            raise FHIRError(406, "XML is not supported by this server; ask for application/fhir+json",
                             "not-supported")
     prefer_return, prefer_handling = "representation", "lenient"
     for part in headers.get("prefer", "").split(";"):

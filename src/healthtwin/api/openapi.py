@@ -14,7 +14,7 @@ _OUTCOME = {"description": "OperationOutcome", "content": {"application/fhir+jso
 _BODY = {"required": True, "content": {"application/fhir+json": {"schema": _RESOURCE}}}
 _ID = {"name": "id", "in": "path", "required": True,
        "schema": {"type": "string", "pattern": "^[A-Za-z0-9\\-.]{1,64}$"}}
-_ERRORS = {str(s): _OUTCOME for s in (400, 401, 403, 404, 405, 409, 410, 412, 413, 415, 422, 429)}
+_ERRORS = {str(s): _OUTCOME for s in (400, 401, 403, 404, 405, 406, 409, 410, 412, 413, 415, 422, 429)}
 
 
 def _ok(description: str) -> dict[str, Any]:

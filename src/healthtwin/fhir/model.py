@@ -17,6 +17,14 @@ def definition(name: str) -> Any:
     return orjson.loads(pkg_resources.files("healthtwin.fhir").joinpath("definitions", f"{name}.json").read_bytes())
 
 
+# Types this server refuses to store, and why: storing them would promise behaviour nothing carries out.
+# A Subscription is a request to be notified; no part of the server delivers notifications.
+NOT_STORED: dict[str, str] = {
+    "Subscription": "Subscriptions are not supported: this server delivers no notifications, so a Subscription "
+                    "would never be acted on. Poll with a search on _lastUpdated instead.",
+}
+
+
 @lru_cache(maxsize=1)
 def resource_types() -> frozenset[str]:
     return frozenset(definition("resource_types"))

@@ -243,5 +243,5 @@ def element_to_json(elem: ET.Element) -> dict[str, Any]:
 
 def xml_to_json(text: str | bytes) -> dict[str, Any]:
     """FHIR XML resource text -> FHIR JSON dict."""
-    # Used for the FHIR Patch test corpus only: the server itself accepts no XML (415).
+    # Used for the FHIR Patch test corpus only: the REST API reads no XML bodies (415) and writes no XML (406).
     return element_to_json(ET.fromstring(text))  # nosec B314

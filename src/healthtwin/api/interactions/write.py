@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from ...fhir.model import ID_RE
+from ...fhir.model import ID_RE, NOT_STORED
 from ...fhir.outcome import FHIRError, OutcomeIssue
 from ...store import Stored, Transaction
 from ...store.search import run_search
@@ -43,6 +43,8 @@ def prepare(services, rtype: str, resource: dict[str, Any], location: str | None
     if resource.get("resourceType") != rtype:
         raise FHIRError(400, f"resourceType '{resource.get('resourceType')}' does not match '{rtype}'",
                         "invalid", "resourceType")
+    if rtype in NOT_STORED:
+        raise FHIRError(422, (f"{location}: " if location else "") + NOT_STORED[rtype], "not-supported")
     issues = services.validator.validate(resource)
     errors = [i for i in issues if i.severity in ("error", "fatal")]
     if errors:

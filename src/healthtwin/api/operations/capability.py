@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ... import FHIR_VERSION, __version__
-from ...fhir.model import resource_types
+from ...fhir.model import NOT_STORED, resource_types
 from ...store.records import instant
 from .registry import all_operations
 
@@ -18,7 +18,7 @@ _COMMON = [("_id", "token"), ("_lastUpdated", "date"), ("_text", "string"), ("_c
 def capability_statement(services, ctx) -> dict:
     ops = all_operations()
     resources = []
-    for rtype in sorted(resource_types()):
+    for rtype in sorted(resource_types() - NOT_STORED.keys()):  # a type that cannot be stored is not offered
         params = services.registry.for_type(rtype)
         search = [{"name": code, "type": p.type, **({"definition": p.url} if p.url else {})}
                   for code, p in sorted(params.items()) if p.type != "special" or code == "near"]
