@@ -29,3 +29,53 @@ def test_capability_statement_lists_only_what_works(client):
     types = {r["type"] for r in cs["rest"][0]["resource"]}
     assert "Subscription" not in types and {"Patient", "Observation"} <= types
     assert cs["format"] == ["application/fhir+json", "json"]  # no XML: asking for it is 406
+
+
+FIN = "https://health.gov.az/fhir/sid/fin"
+
+
+def _fin_patient(value: str) -> dict:
+    return {"resourceType": "Patient", "identifier": [{"system": FIN, "value": value}]}
+
+
+def test_post_with_criteria_in_the_url_is_a_conditional_create(client):
+    # fhirpy's get_or_create sends `POST Patient?identifier=…`: the second POST finds the first, not a duplicate.
+    url = f"/fhir/Patient?identifier={FIN}|AAA1111"
+    first = client.post(url, json=_fin_patient("AAA1111"))
+    assert first.status_code == 201, first.text
+    again = client.post(url, json=_fin_patient("AAA1111"))
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert client.get(f"/fhir/Patient?identifier={FIN}|AAA1111&_summary=count").json()["total"] == 1
+    # the header and the URL together must agree; output parameters are not criteria
+    assert client.post(url, json=_fin_patient("AAA1111"), headers={"If-None-Exist": "identifier=other"}
+                       ).status_code == 400
+    assert client.post(url + "&_pretty=true", json=_fin_patient("AAA1111"),
+                       headers={"If-None-Exist": f"identifier={FIN}|AAA1111"}).status_code == 200
+    assert client.post("/fhir/Patient?_format=json", json=_fin_patient("BBB2222")).status_code == 201
+    # criteria the server does not know are refused, not ignored (nothing created)
+    r = client.post("/fhir/Patient?no-such-param=1", json=_fin_patient("CCC3333"))
+    assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
+    assert client.get(f"/fhir/Patient?identifier={FIN}|CCC3333&_summary=count").json()["total"] == 0
+    # and inside a transaction the entry's URL is honoured the same way
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": _fin_patient("AAA1111"), "request": {"method": "POST", "url": f"Patient?identifier={FIN}|AAA1111"}}]}
+    r = client.post("/fhir", json=bundle)
+    assert r.status_code == 200 and r.json()["entry"][0]["response"]["status"].startswith("200"), r.text
+    assert client.get(f"/fhir/Patient?identifier={FIN}|AAA1111&_summary=count").json()["total"] == 1
+
+
+def test_writes_never_ignore_query_parameters(client):
+    pid = client.post("/fhir/Patient", json=_fin_patient("DDD4444")).json()["id"]
+    body = {**_fin_patient("DDD4444"), "id": pid, "gender": "male"}
+    for r in (client.put(f"/fhir/Patient/{pid}?identifier=x", json=body),
+              client.patch(f"/fhir/Patient/{pid}?gender=female", json=[{"op": "add", "path": "/gender", "value": "male"}],
+                           headers={"Content-Type": "application/json-patch+json"}),
+              client.delete(f"/fhir/Patient/{pid}?_cascade=sometimes"),
+              client.post("/fhir?foo=bar", json={"resourceType": "Bundle", "type": "batch", "entry": []})):
+        assert r.status_code == 400, r.text
+        assert r.json()["resourceType"] == "OperationOutcome"
+    assert client.get(f"/fhir/Patient/{pid}").json()["meta"]["versionId"] == "1"  # nothing was changed
+    assert client.put(f"/fhir/Patient/{pid}?_pretty=true", json=body).status_code == 200
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": body, "request": {"method": "PUT", "url": f"Patient/{pid}?gender=male"}}]}
+    assert client.post("/fhir", json=bundle).status_code == 400

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.requests import Request
 
@@ -105,6 +105,23 @@ async def json_body(request: Request, limit: int, allow_patch: bool = False) -> 
 
 def query_items(request: Request) -> list[tuple[str, str]]:
     return [(k, v) for k, v in parse_qsl(query_of(request), keep_blank_values=True)]
+
+
+_OUTPUT_PARAMS = ("_format", "_pretty")  # how the answer is written: allowed on every request
+
+
+def criteria_of(request: Request) -> str:
+    """The query string of a write without its output parameters: the search criteria of a conditional
+    write (`POST Patient?identifier=…`), or what a plain write must refuse."""
+    return urlencode([(k, v) for k, v in query_items(request) if k not in _OUTPUT_PARAMS])
+
+
+def refuse_query(request: Request, what: str) -> None:
+    """A write that takes no search criteria refuses query parameters instead of ignoring them."""
+    extra = [k for k, _ in query_items(request) if k not in _OUTPUT_PARAMS]
+    if extra:
+        raise FHIRError(400, f"{what} takes no query parameters (only _format, _pretty), but got "
+                             f"{', '.join(sorted(set(extra)))}", "invalid")
 
 
 def since_param(value: str) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -130,6 +131,7 @@ class FHIRRouter:
             return await self.operation(request, ctx, parts)
         if n == 0:
             if method == "POST":
+                http.refuse_query(request, "A batch or transaction (POST to the base URL)")
                 body, _ = await http.json_body(request, s.limits.max_body_bytes)
                 if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
                     raise FHIRError(400, "POST to the base URL takes a batch or transaction Bundle")
@@ -184,7 +186,7 @@ class FHIRRouter:
             http.check_content_type(request)
             resource = parse_resource(await http.body_bytes(request, s.limits.max_body_bytes), rtype)
             result = await self.run(self._in_tx, write.create, s, ctx, rtype, resource,
-                                    ctx.header("if-none-exist"))
+                                    _if_none_exist(ctx.header("if-none-exist"), http.criteria_of(request)))
             return written(result.stored, result.status, ctx)
         if method == "PUT":
             query = http.query_of(request)
@@ -215,15 +217,18 @@ class FHIRRouter:
                 return await read.aread(*args)
             return await self.run(read.read, *args)
         if method == "PUT":
+            http.refuse_query(request, f"PUT {rtype}/{rid}")
             http.check_content_type(request)
             resource = parse_resource(await http.body_bytes(request, s.limits.max_body_bytes), rtype)
             result = await self.run(self._in_tx, write.update, s, ctx, rtype, rid, resource,
                                     write.parse_if_match(ctx.header("if-match")))
             return written(result.stored, result.status, ctx)
         if method == "DELETE":
+            http.refuse_query(request, f"DELETE {rtype}/{rid}")
             result = await self.run(self._in_tx, write.delete, s, ctx, rtype, rid)
             return fhir(204, None, ctx) if result.stored is None else fhir(200, _deleted(result.stored), ctx)
         if method == "PATCH":
+            http.refuse_query(request, f"PATCH {rtype}/{rid}")
             body, ctype = await http.json_body(request, s.limits.max_body_bytes, allow_patch=True)
             result = await self.run(self._in_tx, patch, s, ctx, rtype, rid, body, ctype,
                                     write.parse_if_match(ctx.header("if-match")))
@@ -235,7 +240,6 @@ class FHIRRouter:
             return fn(services, ctx, tx, *args)
 
     async def form_params(self, request: Request) -> list[tuple[str, str]]:
-        from urllib.parse import parse_qsl
         ctype = http.check_content_type(request, allow_form=True)
         params = http.query_items(request)
         if ctype == "application/x-www-form-urlencoded":
@@ -278,6 +282,15 @@ def _btg_patient(parts: list[str], params: list[tuple[str, str]]) -> str | None:
             if ID_RE.match(ref):
                 return ref
     return None
+
+
+def _if_none_exist(header: str | None, query: str) -> str | None:
+    """The criteria of a conditional create: the If-None-Exist header, or the query of `POST Type?criteria`
+    (as fhirpy's get_or_create sends it); both at once must agree."""
+    if header is not None and query and sorted(parse_qsl(header.split("?", 1)[-1], keep_blank_values=True)) \
+            != sorted(parse_qsl(query, keep_blank_values=True)):
+        raise FHIRError(400, "The If-None-Exist header and the query of the POST name different criteria")
+    return header or query or None
 
 
 def _deleted(stored) -> dict:

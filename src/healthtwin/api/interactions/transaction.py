@@ -53,6 +53,15 @@ class Entry:
             raise FHIRError(400, f"{self.location}.request.url '{url}' does not name a resource type",
                             location=f"{self.location}.request.url")
         self.type = self.parts[0]
+        if self.query and self.method == "POST":  # `POST Type?criteria`: a conditional create, like ifNoneExist
+            if self.if_none_exist and sorted(parse_qsl(self.if_none_exist.split("?", 1)[-1])) \
+                    != sorted(parse_qsl(self.query)):
+                raise FHIRError(400, f"{self.location}: request.ifNoneExist and the query of request.url name "
+                                     "different criteria", location=f"{self.location}.request")
+            self.if_none_exist = self.if_none_exist or self.query
+        elif self.query and len(self.parts) > 1 and self.method in ("PUT", "DELETE", "PATCH"):  # never ignored
+            raise FHIRError(400, f"{self.location}: {self.method} {path} takes no query parameters",
+                            location=f"{self.location}.request.url")
         if self.method in ("POST", "PUT") and not isinstance(self.resource, dict):
             raise FHIRError(400, f"{self.location} ({self.method}) has no resource", location=self.location)
         if isinstance(self.resource, dict) and self.method in ("POST", "PUT") \
