@@ -62,6 +62,7 @@ class RequestContext:
     resource_type: str | None = None
     resource_id: str | None = None
     purpose: str | None = None
+    criteria: list[tuple[str, str]] | None = None  # search criteria read from a POST _search form body
     # Per-request memo of the policy (the caller's visible patients, label exclusions...), computed once.
     security: dict[str, Any] = field(default_factory=dict)
 

@@ -131,7 +131,11 @@ class Analytics:
             client = request.scope.get("client")
             ctx = RequestContext(Caller(), f"{request.url.scheme}://{request.url.netloc}{self.base_path}",
                                  request.method, request.url.path, client_address=client[0] if client else None)
-        query = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        query = request.url.query
+        at_rest = getattr(getattr(self.services, "store", None), "at_rest", None)
+        if query and at_rest is not None:  # redacted as FHIR searches are: no identifier in clear in the trail
+            query = at_rest.redact_query(query)
+        query = request.url.path + (f"?{query}" if query else "")
         try:
             await audit.append_async(rest_events(ctx, "operation", response.status_code, query=query,
                                                  purpose="PUBHLTH"))

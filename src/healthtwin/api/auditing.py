@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import parse_qsl, urlencode
 from typing import Any
 
 import orjson
@@ -98,6 +99,19 @@ def _walk(body: bytes) -> list[str]:
     return sorted(found)
 
 
+def recorded_query(services: Any, request: Request, ctx: RequestContext) -> str | None:
+    """The query entity of the request's AuditEvent: the operation's name, then the criteria of the URL and of
+    a POST _search form, redacted alike (the trail must not become a clear copy of searched FINs)."""
+    head = path_of(request).rsplit("/", 1)[-1] if ctx.interaction == "operation" else None
+    raw_query = query_of(request)
+    if not raw_query and ctx.criteria is None:
+        return head
+    pairs = parse_qsl(raw_query, keep_blank_values=True) + list(ctx.criteria or ())
+    at_rest = services.store.at_rest
+    criteria = at_rest.redact_params(pairs) if at_rest is not None else urlencode(pairs, safe=":|,/")
+    return f"{head}?{criteria}" if head else criteria
+
+
 async def audit_response(router: Any, request: Request, ctx: RequestContext | None, response: Response) -> Response:
     from ..security.audit import AuditError, rest_events
     services = router.services
@@ -116,12 +130,7 @@ async def audit_response(router: Any, request: Request, ctx: RequestContext | No
     fn = getattr(services.policy, "purpose", None)
     if fn is not None:
         purpose = fn(ctx, patients)
-    query = path_of(request).rsplit("/", 1)[-1] if ctx.interaction == "operation" else None
-    raw_query = query_of(request)
-    if raw_query:
-        query = (query + "?" if query else "") + raw_query
-        if services.store.at_rest is not None:  # the trail must not become a clear copy of searched FINs
-            query = services.store.at_rest.redact_query(query)
+    query = recorded_query(services, request, ctx)
     try:
         events = rest_events(ctx, ctx.interaction or "operation", status, ctx.resource_type,
                              ctx.resource_id if ctx.resource_type != "Patient" else ctx.resource_id, patients,

@@ -149,7 +149,7 @@ class FHIRRouter:
         if parts[0] == "_history" and n == 1:
             return await self.run(history.history, s, ctx, None, None, http.query_items(request))
         if parts[0] == "_search" and n == 1 and method == "POST":
-            return await self.run(search.search, s, ctx, None, await self.form_params(request))
+            return await self.run(search.search, s, ctx, None, await self.form_params(request, ctx))
         rtype = parts[0]
         if not is_resource_type(rtype):
             raise FHIRError(404, f"Unknown resource type '{rtype}'", "not-supported")
@@ -158,7 +158,7 @@ class FHIRRouter:
         if n == 2 and parts[1] == "_search":
             if method != "POST":
                 raise _not_allowed(method, f"{rtype}/_search")
-            return await self.run(search.search, s, ctx, rtype, await self.form_params(request))
+            return await self.run(search.search, s, ctx, rtype, await self.form_params(request, ctx))
         if n == 2 and parts[1] == "_history":
             return await self.run(history.history, s, ctx, rtype, None, http.query_items(request))
         rid = parts[1]
@@ -239,12 +239,13 @@ class FHIRRouter:
         with services.store.transaction() as tx:
             return fn(services, ctx, tx, *args)
 
-    async def form_params(self, request: Request) -> list[tuple[str, str]]:
+    async def form_params(self, request: Request, ctx: RequestContext) -> list[tuple[str, str]]:
         ctype = http.check_content_type(request, allow_form=True)
         params = http.query_items(request)
         if ctype == "application/x-www-form-urlencoded":
             raw = await http.body_bytes(request, self.services.limits.max_body_bytes)
-            params += parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+            ctx.criteria = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+            params += ctx.criteria  # the audit records these beside the URL's, redacted alike
         return params
 
     async def operation(self, request: Request, ctx: RequestContext, parts: list[str]) -> Response:

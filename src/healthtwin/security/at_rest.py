@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from hashlib import blake2b
 from pathlib import Path
 from typing import Iterable
@@ -42,6 +43,8 @@ BLIND_TOKENS = frozenset({"identifier", "telecom", "phone", "email"})
 _AUDIT_REDACT = frozenset({"identifier", "telecom", "phone", "email", "name", "family", "given", "phonetic",
                            "address", "address-city", "address-country", "address-postalcode", "address-state",
                            "_text", "_content"})
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:[:.][A-Za-z0-9_\-]+)*")  # name, modifiers, chains
+_FILTER_SPLIT = re.compile(r",(?=[A-Z][A-Za-z]+\?)")  # commas between _typeFilter searches, not inside values
 PREFIX_MAX = 32
 _DIGEST_BYTES = 10  # 80 bits: collisions among 10^9 distinct values stay below one in a million
 
@@ -155,17 +158,27 @@ class AtRest:
         return "bi:" + self._mac(self._audit_key, value)
 
     def redact_query(self, query: str) -> str:
-        """A query string fit for the audit trail: values of identifier-like parameters become their keyed
-        index (`bi:<hex>`), so an auditor with the key can still find who searched for a given person."""
-        if "=" not in query:
-            return query
-        head, sep, tail = query.rpartition("?")
-        pairs = parse_qsl(tail, keep_blank_values=True)
+        """A query string (what follows the `?`, still percent-encoded) fit for the audit trail."""
+        return self.redact_params(parse_qsl(query, keep_blank_values=True))
+
+    def redact_params(self, pairs: Iterable[tuple[str, str]]) -> str:
+        """Search criteria (decoded name/value pairs, from a URL or a POST _search form) as the audit trail
+        records them: values of identifier-like parameters become their keyed index (`bi:<hex>`), so an auditor
+        with the key can still find who searched for a given person. A name that is no parameter name
+        (`sys|FIN` with no `=`) is blinded too, and `_typeFilter` searches are redacted the same way."""
         redacted = []
         for key, value in pairs:
-            last = key.split(".")[-1].split(":")
-            names = {last[0], last[-1]}
-            if names & _AUDIT_REDACT:
-                value = self.audit_index(value)
+            if not _PARAM_NAME.fullmatch(key):
+                key, value = self.audit_index(key), (self.audit_index(value) if value else value)
+            elif key == "_typeFilter":
+                value = ",".join(self._redact_filter(f) for f in _FILTER_SPLIT.split(value))
+            else:
+                last = key.split(".")[-1].split(":")
+                if {last[0], last[-1]} & _AUDIT_REDACT:
+                    value = self.audit_index(value)
             redacted.append((key, value))
-        return head + sep + urlencode(redacted, safe=":|,/")
+        return urlencode(redacted, safe=":|,/")
+
+    def _redact_filter(self, text: str) -> str:
+        rtype, sep, query = text.partition("?")
+        return rtype + sep + self.redact_query(query) if sep else self.audit_index(text)
