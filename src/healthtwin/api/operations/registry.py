@@ -54,4 +54,4 @@ def _load() -> None:
     # Importing the modules registers their operations.
     from . import (bulk_export, bulk_import, everything, lastn, meta, reindex, security_ops,  # noqa: F401
                    terminology, validate)
-    from ...analytics import run_operation  # noqa: F401  ($viewdefinition-run, issue 5)
+    from ...analytics import run_operation  # noqa: F401  ($viewdefinition-run)
