@@ -210,3 +210,61 @@ def test_synthea_bundles_load_unchanged(client):
     pid = client.get("/fhir/Patient?_count=1").json()["entry"][0]["resource"]["id"]
     everything = client.get(f"/fhir/Patient/{pid}/$everything?_count=1000").json()
     assert everything["total"] > 50
+
+
+def _fin(value):
+    return {**PATIENT, "identifier": [{"system": "urn:fin", "value": value}]}
+
+
+def _parallel(client, bodies, threads=16):
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda body: client.post("/fhir", json=body), bodies))
+
+
+def test_parallel_transactions_with_if_none_exist_make_one(client):
+    """50 transaction Bundles whose entry creates the same Patient if none exists, at once: exactly one Patient
+    (on PostgreSQL the Bundle's search ran without the guard a lone If-None-Exist POST takes, and made three)."""
+    bundle = tx([post("urn:uuid:p", _fin("PAR0002"), ifNoneExist="identifier=urn:fin|PAR0002"),
+                 post("urn:uuid:o", {"resourceType": "Observation", "status": "final", "code": {"text": "pulse"},
+                                     "subject": {"reference": "urn:uuid:p"}})])
+    answers = _parallel(client, [bundle] * 50)
+    assert [r.status_code for r in answers] == [200] * 50, [r.text for r in answers if r.status_code != 200][:1]
+    statuses = [r.json()["entry"][0]["response"]["status"] for r in answers]
+    assert statuses.count("201 Created") == 1 and statuses.count("200 OK") == 49
+    assert client.get("/fhir/Patient?identifier=PAR0002&_summary=count").json()["total"] == 1
+    ids = {r.json()["entry"][0]["response"]["location"].split("/")[1] for r in answers}
+    assert len(ids) == 1
+    # Every Observation points at the one Patient.
+    assert client.get(f"/fhir/Observation?subject=Patient/{ids.pop()}&_summary=count").json()["total"] == 50
+
+
+def test_parallel_conditional_updates_in_bundles_make_one(client):
+    """Conditional updates (PUT Type?criteria) in transactions and in batches, 50 at once: one Patient, whose
+    version counts every update."""
+    put = {"resource": _fin("PAR0003"), "request": {"method": "PUT", "url": "Patient?identifier=urn:fin|PAR0003"}}
+    answers = _parallel(client, [tx([put], "transaction" if i % 2 else "batch") for i in range(50)])
+    assert all(r.status_code == 200 for r in answers)
+    statuses = [r.json()["entry"][0]["response"]["status"] for r in answers]
+    assert statuses.count("201 Created") == 1 and statuses.count("200 OK") == 49, statuses
+    found = client.get("/fhir/Patient?identifier=PAR0003").json()
+    assert found["total"] == 1 and found["entry"][0]["resource"]["meta"]["versionId"] == "50"
+
+
+def test_parallel_bundles_with_several_conditional_entries_do_not_deadlock(client):
+    """Bundles that name the same two identifiers in opposite orders take their guards in one order: none waits
+    for another forever (PostgreSQL would cancel one of them with a deadlock, a 500)."""
+    a = post("urn:uuid:a", _fin("PAR0004"), ifNoneExist="identifier=urn:fin|PAR0004")
+    b = post("urn:uuid:b", _fin("PAR0005"), ifNoneExist="identifier=urn:fin|PAR0005")
+    answers = _parallel(client, [tx([a, b] if i % 2 else [b, a]) for i in range(40)])
+    assert [r.status_code for r in answers] == [200] * 40, [r.text for r in answers if r.status_code != 200][:1]
+    for fin in ("PAR0004", "PAR0005"):
+        assert client.get(f"/fhir/Patient?identifier={fin}&_summary=count").json()["total"] == 1
+
+
+def test_parallel_conditional_creates_spelled_differently_make_one(client):
+    """`identifier=urn:fin|X` and `identifier=X` find the same Patient: writers using either take one guard."""
+    spellings = ["identifier=urn:fin|PAR0006", "identifier=PAR0006"]
+    bodies = [tx([post("urn:uuid:p", _fin("PAR0006"), ifNoneExist=spellings[i % 2])]) for i in range(40)]
+    answers = _parallel(client, bodies)
+    assert [r.status_code for r in answers] == [200] * 40
+    assert client.get("/fhir/Patient?identifier=PAR0006&_summary=count").json()["total"] == 1

@@ -18,10 +18,8 @@ from ...fhir.model import is_resource_type
 from ...fhir.outcome import FHIRError
 from ...store import Transaction
 from ...store.records import Stored, instant
-from ...store.search import run_search
-from .. import guard
 from ...request import RequestContext
-from . import write
+from . import conditional, write
 from .patch import patch as patch_resource
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -97,6 +95,7 @@ def _transaction(services, ctx: RequestContext, raw_entries: list) -> dict[str, 
     _check_duplicates(entries)
     early = _check_early(services, ctx, entries)
     with services.store.transaction() as tx:
+        _guard(tx, entries)
         for entry in entries:  # deletes first, so conditional creates below see their effect
             if entry.method == "DELETE":
                 _write_entry(services, ctx, tx, entry, {})
@@ -125,6 +124,7 @@ def _batch(services, ctx: RequestContext, raw_entries: list) -> dict[str, Any]:
                 _read_entry(services, ctx, entry)
             else:
                 with services.store.transaction() as tx:
+                    _guard(tx, [entry])
                     if isinstance(entry.resource, dict):
                         _rewrite(entry.resource, {}, services, ctx, tx, entry.location)
                     _write_entry(services, ctx, tx, entry, {})
@@ -191,13 +191,20 @@ def _assign_ids(services, ctx, tx: Transaction | None, entries: list[Entry]) -> 
 
 def _search(services, ctx: RequestContext, tx: Transaction, rtype: str, criteria: str,
             location: str) -> list[Stored]:
-    params = parse_qsl(criteria.split("?", 1)[-1], keep_blank_values=True)
-    if not params:
-        raise FHIRError(400, f"{location}: conditional criteria '{criteria}' are empty", location=location)
-    query = services.parser.parse([rtype], params, strict=True)
-    query.count, query.total = 2, "none"
-    guard.restrict(services, ctx, query)  # conditional references resolve only to what the caller may see
-    return run_search(services.store, services.registry, query, tx.execute).matches
+    return conditional.search(services, ctx, tx, rtype, criteria, location)  # under the conditional guard
+
+
+def _guard(tx: Transaction, entries: list[Entry]) -> None:
+    """Takes, at once and in one order, the guards of every conditional search the entries will run."""
+    keys = []
+    for e in entries:
+        if e.method == "POST" and e.if_none_exist:
+            keys.append(conditional.key(e.type, conditional.criteria_params(e.if_none_exist)))
+        elif e.method in ("PUT", "DELETE") and len(e.parts) == 1 and e.query:
+            keys.append(conditional.key(e.type, conditional.criteria_params(e.query)))
+        if isinstance(e.resource, dict):
+            keys.extend(conditional.reference_key(ref) for ref in conditional.references(e.resource))
+    conditional.lock(tx, keys)
 
 
 def _rewrite(node: Any, mapping: dict[str, str], services, ctx, tx: Transaction | None, location: str) -> bool:

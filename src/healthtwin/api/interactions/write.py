@@ -8,17 +8,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 
 from ...fhir.model import ID_RE, NOT_STORED
 from ...fhir.outcome import FHIRError, OutcomeIssue
 from ...store import Stored, Transaction
-from ...store.search import run_search
 from .. import guard
 from ...request import RequestContext
 from ..definitions import apply_definition, check_definition
+from . import conditional
 
 _ETAG = re.compile(r'^(?:W/)?"?(\d+)"?$')
 
@@ -55,17 +54,7 @@ def prepare(services, rtype: str, resource: dict[str, Any], location: str | None
 
 
 def _match(services, ctx: RequestContext, tx: Transaction, rtype: str, criteria: str) -> list[Stored]:
-    params = parse_qsl(criteria, keep_blank_values=True)
-    if not params:
-        raise FHIRError(400, f"Conditional {rtype} request without search criteria")
-    query = services.parser.parse([rtype], params, strict=True)
-    query.count = 2  # 0, 1 or "several" is all the rules need
-    query.total = "none"
-    guard.restrict(services, ctx, query)  # conditions match only what the caller may see: no oracle
-    # Writers with the same criteria are serialised (PostgreSQL advisory lock; SQLite's writer lock already
-    # serialises every write), so identical conditional creates cannot both see "no match".
-    tx.lock(f"conditional:{rtype}?{'&'.join(sorted(f'{k}={v}' for k, v in params))}")
-    return run_search(services.store, services.registry, query, tx.execute).matches
+    return conditional.search(services, ctx, tx, rtype, criteria)  # under the conditional guard
 
 
 def current_to_change(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str) -> Stored:
@@ -84,7 +73,7 @@ def create(services, ctx: RequestContext, tx: Transaction, rtype: str, resource:
            if_none_exist: str | None = None, location: str | None = None) -> WriteResult:
     services.policy.authorize(ctx, "create", rtype, resource)
     if if_none_exist:
-        found = _match(services, ctx, tx, rtype, if_none_exist.lstrip("?").split("?", 1)[-1])
+        found = _match(services, ctx, tx, rtype, if_none_exist)
         if len(found) > 1:
             raise FHIRError(412, f"If-None-Exist '{if_none_exist}' matches several {rtype} resources")
         if found:
