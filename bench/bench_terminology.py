@@ -25,7 +25,7 @@ warnings.filterwarnings("ignore")  # the test client's deprecation notice
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from healthtwin.api.app import create_app  # noqa: E402
+from healthtwin.composition import create_app  # noqa: E402
 from healthtwin.request import OpenPolicy  # noqa: E402
 from healthtwin.security.at_rest import AtRest  # noqa: E402
 from healthtwin.security.keys import KeySet  # noqa: E402

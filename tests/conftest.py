@@ -122,11 +122,11 @@ def client(store, tmp_path):
     """A test client on the real application over a fresh store (both databases)."""
     from starlette.testclient import TestClient
 
-    from healthtwin.api.app import create_app
+    from healthtwin.composition import AppSettings, build_app
     from healthtwin.request import OpenPolicy
     # The API tests exercise FHIR behaviour, not authorization: the open policy is chosen explicitly here
-    # (create_app is secure by default; tests/security covers the real policy).
-    with TestClient(create_app(store, policy=OpenPolicy(), data_dir=tmp_path / "data", rate=None)) as c:
+    # (build_app is secure by default; tests/security covers the real policy).
+    with TestClient(build_app(store, AppSettings(data_dir=tmp_path / "data", rate=None), policy=OpenPolicy())) as c:
         yield c
 
 

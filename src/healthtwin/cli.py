@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["HEALTHTWIN_AUDIT_FEED"] = args.audit_feed
         if args.audit_feed_ca:
             os.environ["HEALTHTWIN_AUDIT_FEED_CA"] = args.audit_feed_ca
-    uvicorn.run("healthtwin.api.asgi:app", host=args.host, port=args.port, workers=args.workers,
+    uvicorn.run("healthtwin.asgi:app", host=args.host, port=args.port, workers=args.workers,
                 log_level=args.log_level, access_log=False, loop="uvloop", http="httptools",
                 ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     return 0

@@ -6,7 +6,7 @@ import sys
 
 from starlette.testclient import TestClient
 
-from healthtwin.api.app import create_app
+from healthtwin.composition import create_app
 from healthtwin.store.sqlite import SQLiteStore
 
 

@@ -305,7 +305,7 @@ def test_http_routes_and_policy_hook(store, tmp_path) -> None:
     from starlette.testclient import TestClient
 
     from healthtwin.analytics.web import Analytics
-    from healthtwin.api.app import create_app
+    from healthtwin.composition import create_app
     from healthtwin.api.services import Services
     from healthtwin.fhir.outcome import FHIRError
     from healthtwin.loading import load

@@ -14,7 +14,7 @@ from healthtwin.analytics.web import Analytics
 
 
 def test_follower_answers_from_the_owners_snapshot(store, tmp_path) -> None:
-    from healthtwin.api.app import create_app
+    from healthtwin.composition import create_app
     from healthtwin.api.services import Services
     from healthtwin.loading import load
     from healthtwin.population.generator import generate

@@ -111,7 +111,7 @@ def test_definitions_reach_other_server_processes(store, tmp_path):
     one becomes searchable through the other, and deleting it withdraws it there too."""
     from starlette.testclient import TestClient
 
-    from healthtwin.api.app import create_app
+    from healthtwin.composition import create_app
     from healthtwin.request import OpenPolicy
     from healthtwin.api.services import Services
     from healthtwin.fhir.search_params import SearchRegistry

@@ -25,7 +25,7 @@ ALLOWED = {200, 201, 400, 404, 405, 406, 409, 412, 413, 415, 422}
 def fuzz_client(tmp_path_factory):
     from starlette.testclient import TestClient
 
-    from healthtwin.api.app import create_app
+    from healthtwin.composition import create_app
     from healthtwin.request import OpenPolicy
     from healthtwin.store.sqlite import SQLiteStore
     folder = tmp_path_factory.mktemp("fuzz")

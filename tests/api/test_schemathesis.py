@@ -13,7 +13,7 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 from schemathesis.specs.openapi.checks import ignored_auth  # noqa: E402
 
-from healthtwin.api.app import create_app  # noqa: E402
+from healthtwin.composition import create_app  # noqa: E402
 from healthtwin.store.sqlite import SQLiteStore  # noqa: E402
 
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
-from healthtwin.api.app import create_app
+from healthtwin.composition import create_app
 from healthtwin.request import OpenPolicy
 from healthtwin.fhir.outcome import FHIRError
 from healthtwin.security.at_rest import AtRest

@@ -239,7 +239,7 @@ def test_bad_targets_are_refused():
 
 def test_the_server_forwards_what_it_audits(store, tmp_path, collector):
     from . import world as W
-    from healthtwin.api.app import create_app
+    from healthtwin.composition import create_app
     from healthtwin.security.keys import KeySet
     from healthtwin.security.tokens import TokenService
     from starlette.testclient import TestClient

@@ -158,7 +158,7 @@ def test_disabling_from_the_command_line_reaches_a_running_server(tmp_path):
 
     from starlette.testclient import TestClient
 
-    from healthtwin.api.app import create_app
+    from healthtwin.composition import create_app
     from healthtwin.security.clients import add_user
     from healthtwin.store import open_store
     data = tmp_path / "data"

@@ -71,7 +71,7 @@ def test_made_up_kids_do_not_make_every_request_read_the_keys_folder(tmp_path, m
 
 def test_jwks_endpoint_publishes_a_rotation_without_restart(tmp_path, monkeypatch):
     monkeypatch.setattr(tokens_module, "KEYS_RECHECK", 0.0)
-    from healthtwin.api.app import create_app
+    from healthtwin.composition import create_app
     from healthtwin.store.sqlite import SQLiteStore
     app = create_app(SQLiteStore(str(tmp_path / "store.sqlite")), data_dir=tmp_path, public_url=BASE, rate=None)
     with TestClient(app) as client:

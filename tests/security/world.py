@@ -122,10 +122,10 @@ def build(store: Any, tmp_path: Path, rate: tuple[float, float] | None = None):
     """(TestClient context manager, World) over `store` holding resources(), loaded by the administrator."""
     from starlette.testclient import TestClient
 
-    from healthtwin.api.app import create_app
+    from healthtwin.composition import AppSettings, build_app
     keys = KeySet.generate()
     tokens = TokenService(keys, BASE, BASE + "/fhir")
-    app = create_app(store, data_dir=tmp_path / "data", public_url=BASE, tokens=tokens, rate=rate)
+    app = build_app(store, AppSettings(data_dir=tmp_path / "data", public_url=BASE, rate=rate), tokens=tokens)
     world = World(keys, tokens)
     for role, claims in ROLE_TOKENS.items():
         world.headers[role] = world.mint(role, **claims)

@@ -34,7 +34,7 @@ from starlette.responses import Response
 from ..fhir.dates import parse_range
 from ..fhir.outcome import FHIRError
 from ..api.operations.parameters import inputs
-from ..api.operations.registry import operation
+from ..api.operations.registry import define
 from .duckdb_views import _sql_type
 from .views import CompiledView, ViewDefinitionError, ViewEvaluationError, compile_view
 
@@ -326,5 +326,6 @@ async def _handler(router: Any, request: Any, ctx: Any, rtype: str | None, rid: 
     return await router.run(execute, router.services, ctx, rtype, rid, params, body)
 
 
-for _name in ("viewdefinition-run", "run"):
-    operation(_name, types=["Library"], system=True, type_level=True, instance=True, definition=DEFINITION)(_handler)
+# Contributed to the application by analytics/plugin.py (`$run` is the name in earlier drafts).
+OPERATIONS = [define(name, types=["Library"], system=True, type_level=True, instance=True, definition=DEFINITION)(_handler)
+              for name in ("viewdefinition-run", "run")]

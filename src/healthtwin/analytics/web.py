@@ -41,8 +41,8 @@ HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
 class Analytics:
     """The analytics side of a server: its materializer, optional refresh schedule and Starlette app.
 
-    `refresh_minutes=None` (the default, and what tests use) starts no background thread; the lead's
-    `create_app` calls `start()`/`stop()` from its lifespan, as it does for `services.jobs`.
+    `refresh_minutes=None` (the default, and what tests use) starts no background thread; the
+    application calls `start()`/`stop()` from its lifespan (analytics/plugin.py), as it does for `services.jobs`.
     """
 
     def __init__(self, services: Any, data_dir: str | Path, refresh_minutes: float | None = None,

@@ -1,90 +1,35 @@
-"""The ASGI application: the FHIR API under /fhir, SMART endpoints under /auth, and /health.
+"""The ASGI application's frame: the FHIR API under /fhir, /openapi.json, /health, and what each package
+contributes (api/plugins.py: SMART endpoints under /auth, /analytics...).
 
-Secure by default: without an explicit `policy`, the SMART policy is in force (anonymous callers get 401
-except for /metadata and discovery). Tests and `serve --insecure-open` pass `OpenPolicy()` explicitly.
-Every FHIR request is audited (services.audit) before its response is released.
+What goes into it (policy, tokens, audit, contributions) is decided by the composition root,
+healthtwin/composition.py, which is also where `create_app` and `build_app` live.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Mount, Route
 
-from ..config import DEFAULT_PUBLIC_URL
 from ..fhir.model import resource_types
-from ..store import Store
-from ..request import Policy
+from .plugins import Contribution, register_operations
 from .routing import FHIRRouter
 from .services import Limits, Services
 
 log = logging.getLogger("healthtwin")
-RATE_DIR = "ratelimit"  # the data folder's subfolder of rate-limit buckets that the server's workers share
 
 
-def create_app(store: Store, policy: Policy | None = None, limits: Limits | None = None,
-               services: Services | None = None, data_dir: Path | None = None, *,
-               public_url: str | None = None, tokens: Any = None, externals: list | None = None,
-               rate: tuple[float, float] | None = (50.0, 200.0), audit: bool = True,
-               analytics_dir: Path | None = None, analytics_refresh_minutes: float | None = None,
-               analytics_snapshots: bool = True, audit_feed: str | None = None,
-               audit_feed_ca: str | None = None) -> "FHIRFastPath":
-    """`rate` = (requests per second, burst) per client, None for no limit; `tokens` a TokenService (else one
-    is built from the keys in `data_dir`); `analytics_dir` mounts /analytics (indicators over the DuckDB
-    tables materialised there), refreshed every `analytics_refresh_minutes` if given; `audit_feed`
-    (tcp://host:port or tls://host:port, with `audit_feed_ca` for TLS) forwards the audit trail as syslog
-    (security/audit_feed.py)."""
-    from ..security.audit import AuditLog
-    from ..security.ratelimit import RateLimiter
-    if services is None:
-        services = Services.build(store, policy, limits, data_dir)
-        if policy is None:
-            from ..security.policy import SmartPolicy
-            services.policy = SmartPolicy(store, services.registry, services.parser)
-    if audit and services.audit is None:
-        # HEALTHTWIN_AUDIT_FSYNC=0 trades power-loss durability of the newest audit entries for throughput on
-        # SQLite (WAL without fsync still survives a process crash); PostgreSQL's commit is always durable.
-        services.audit = AuditLog(services.store, durable=os.environ.get("HEALTHTWIN_AUDIT_FSYNC", "1") != "0")
-        services.audit.ensure_schema()
-    feed = None
-    if audit_feed and services.audit is not None:
-        from ..security.audit_feed import AuditFeed
-        feed = AuditFeed(services.store, audit_feed, data_dir or Path("."), ca_file=audit_feed_ca)
-    public_url = (public_url or DEFAULT_PUBLIC_URL).rstrip("/")
-    routes: list = []
-    if tokens is None and data_dir is not None:
-        from ..security.keys import load_or_create
-        from ..security.tokens import TokenService
-        tokens = TokenService(load_or_create(data_dir), public_url, public_url + "/fhir",
-                              externals=list(externals or []))
-    # Rate-limit buckets in the data folder, shared by the server's workers (security/ratelimit.py says why)
-    rate_dir = Path(data_dir) / RATE_DIR if data_dir is not None else None
-    if tokens is not None:
-        from ..security.smart import SmartConfig, smart_routes
-        smart = SmartConfig(services.store, tokens, public_url, audit=services.audit)
-        if rate_dir is not None:
-            smart.share_limits(rate_dir)
-        from ..security.refresh import session_routes
-        from ..security.launch import launch_routes
-        from ..security.revocation import revocation_routes
-        routes += smart_routes(smart) + revocation_routes(smart) + session_routes(smart) + launch_routes(smart)
-        services.oauth_uris = {name: public_url + "/auth/" + name
-                               for name in ("authorize", "token", "revoke", "introspect")}
-    limiter = RateLimiter(*rate, path=rate_dir / "api.buckets" if rate_dir else None) if rate else None
-    fhir_router = FHIRRouter(services, "/fhir", identify=tokens.identify if tokens is not None else None,
-                             limiter=limiter)
-
-    analytics = None
-    if analytics_dir is not None:
-        from ..analytics.web import Analytics
-        analytics = Analytics(services, analytics_dir, refresh_minutes=analytics_refresh_minutes,
-                              identify=fhir_router.identify, snapshots=analytics_snapshots)
-        routes.append(Mount("/analytics", app=analytics.app))
+def assemble(services: Services, fhir_router: FHIRRouter, contributions: list[Contribution] = (),
+             tokens: Any = None) -> "FHIRFastPath":
+    """The ASGI application around `fhir_router`, with every package's contribution (api/plugins.py) mounted,
+    its operations registered and its start/stop hooks run by the lifespan. Built by healthtwin/composition.py,
+    which decides what is composed; this function only assembles."""
+    contributions = list(contributions)
+    register_operations(contributions)
+    routes: list = [route for c in contributions for route in c.routes]
 
     async def openapi(request):
         from .openapi import openapi_document
@@ -102,15 +47,13 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
     async def lifespan(app):
         if services.jobs is not None:
             services.jobs.start()
-        if analytics is not None:
-            analytics.start()
-        if feed is not None:
-            feed.start()
+        for c in contributions:
+            if c.start is not None:
+                c.start()
         yield
-        if feed is not None:
-            feed.stop()
-        if analytics is not None:
-            analytics.stop()
+        for c in reversed(contributions):
+            if c.stop is not None:
+                c.stop()
         if services.jobs is not None:
             services.jobs.stop()
         aclose = getattr(services.store, "aclose", None)
@@ -121,7 +64,7 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
         Route("/", root),
         Route("/health", health),
         Route("/openapi.json", openapi),
-        *routes,  # /.well-known/smart-configuration, /fhir/.well-known/..., /auth/*: before the /fhir Mount
+        *routes,  # /.well-known/smart-configuration, /fhir/.well-known/..., /auth/*, /analytics: before /fhir
         # The base URL itself (POST /fhir for batch/transaction, GET /fhir for system search) without the
         # redirect to /fhir/ that a Mount alone would answer.
         Route("/fhir", fhir_router, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),

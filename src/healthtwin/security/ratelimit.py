@@ -6,7 +6,7 @@ None (go ahead) or the seconds until a token is available (send 429 with Retry-A
 Where the buckets live:
 
 * in process (`RateLimiter(rate, burst)`): for tests and a single process;
-* in a file shared by every worker of the server (`RateLimiter(rate, burst, path=...)`, what `create_app`
+* in a file shared by every worker of the server (`RateLimiter(rate, burst, path=...)`, what `build_app`
   uses when it has a data folder). With per-process buckets, `serve --workers N` would let a client make N
   times its limit, and a password guesser N times the login attempts, since each connection lands on
   whichever worker accepts it. The file is a fixed table of buckets, memory-mapped by each worker and locked

@@ -22,14 +22,29 @@ class Operation:
 _OPS: list[Operation] = []
 
 
+def define(name: str, types=None, system=False, type_level=False, instance=False, definition="",
+           methods: tuple[str, ...] = ("GET", "POST")) -> Callable[[Handler], Operation]:
+    """Describes an operation without registering it: what a package contributes (api/plugins.py).
+    `methods` are the HTTP methods it answers (the router refuses others with 405)."""
+    def describe(fn: Handler) -> Operation:
+        fn.methods = methods  # type: ignore[attr-defined]
+        return Operation(name, tuple(types) if types else None, system, type_level, instance, fn, definition)
+    return describe
+
+
+def register(op: Operation) -> None:
+    """Adds an operation to the table, once (an application built twice in one process registers it again)."""
+    if op not in _OPS:
+        _OPS.append(op)
+
+
 def operation(name: str, types=None, system=False, type_level=False, instance=False, definition="",
               methods: tuple[str, ...] = ("GET", "POST")):
-    """Registers an operation; `methods` are the HTTP methods it answers (the router refuses others with 405)."""
-    def register(fn: Handler) -> Handler:
-        fn.methods = methods  # type: ignore[attr-defined]
-        _OPS.append(Operation(name, tuple(types) if types else None, system, type_level, instance, fn, definition))
+    """Registers an operation of api/ itself; other packages contribute theirs through api/plugins.py."""
+    def decorate(fn: Handler) -> Handler:
+        register(define(name, types, system, type_level, instance, definition, methods)(fn))
         return fn
-    return register
+    return decorate
 
 
 def find(name: str, rtype: str | None, instance: bool) -> Handler | None:
@@ -51,7 +66,6 @@ def all_operations() -> list[Operation]:
 
 
 def _load() -> None:
-    # Importing the modules registers their operations.
+    # Importing the modules registers their operations; other packages' come through api/plugins.py.
     from . import (bulk_export, bulk_import, everything, lastn, meta, reindex, security_ops,  # noqa: F401
                    terminology, validate)
-    from ...analytics import run_operation  # noqa: F401  ($viewdefinition-run)
