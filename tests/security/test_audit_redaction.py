@@ -8,7 +8,7 @@ import base64
 import pytest
 from starlette.testclient import TestClient
 
-from healthtwin.api.app import create_app
+from healthtwin.composition import create_app
 from healthtwin.request import OpenPolicy
 from healthtwin.security.audit import decode_event
 
