@@ -2,6 +2,8 @@
 clearly, and what the CapabilityStatement lists is what works."""
 from __future__ import annotations
 
+import pytest
+
 SUBSCRIPTION = {"resourceType": "Subscription", "status": "requested", "reason": "notify me",
                 "criteria": "Observation?code=http://loinc.org|4548-4",
                 "channel": {"type": "rest-hook", "endpoint": "https://example.org/hook", "payload": "application/fhir+json"}}
@@ -79,3 +81,54 @@ def test_writes_never_ignore_query_parameters(client):
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": body, "request": {"method": "PUT", "url": f"Patient/{pid}?gender=male"}}]}
     assert client.post("/fhir", json=bundle).status_code == 400
+
+
+@pytest.fixture
+def world(store, tmp_path):
+    """The secure application over the security tests' role-play world: (client, headers by role)."""
+    from tests.security import world as W
+    client, w = W.build(store, tmp_path)
+    with client as c:
+        W.load(c, w)
+        yield c, w.headers
+
+
+# One resource of several kinds that nothing refers to, so each can be deleted alone.
+DELETABLE = [("Observation", "o2"), ("Coverage", "c2"), ("MedicationRequest", "mr2"), ("Encounter", "e2"),
+             ("Organization", "org-b")]
+
+
+@pytest.mark.parametrize("rtype,rid", DELETABLE)
+def test_delete_keeps_history_and_earlier_versions(world, rtype, rid):
+    client, h = world
+    admin = h["administrator"]
+    v1 = {k: v for k, v in client.get(f"/fhir/{rtype}/{rid}", headers=admin).json().items() if k != "meta"}
+    assert client.put(f"/fhir/{rtype}/{rid}", json={**v1, "language": "az"}, headers=admin).status_code == 200
+    assert client.delete(f"/fhir/{rtype}/{rid}", headers=admin).status_code == 200
+    # http.html: the delete is a new version; history and vread of the earlier versions keep working
+    hist = client.get(f"/fhir/{rtype}/{rid}/_history", headers=admin).json()
+    assert hist["total"] == 3, hist
+    assert [e["request"]["method"] for e in hist["entry"]] == ["DELETE", "PUT", "POST"]
+    assert client.get(f"/fhir/{rtype}/{rid}/_history/1", headers=admin).json()["id"] == rid
+    assert client.get(f"/fhir/{rtype}/{rid}/_history/2", headers=admin).json()["language"] == "az"
+    assert client.get(f"/fhir/{rtype}/{rid}/_history/3", headers=admin).status_code == 410
+    assert client.get(f"/fhir/{rtype}/{rid}", headers=admin).status_code == 410
+
+
+def test_deleted_history_keeps_its_access_rules(world):
+    client, h = world
+    admin, clinician, lab = h["administrator"], h["clinician"], h["laboratory"]
+    for rid in ("o1", "o1psy", "o2"):
+        assert client.delete(f"/fhir/Observation/{rid}", headers=admin).status_code == 200
+    # the clinician treats p1: its deleted observation stays in their view (gone, with its history) ...
+    assert client.get("/fhir/Observation/o1", headers=clinician).status_code == 410
+    assert client.get("/fhir/Observation/o1/_history", headers=clinician).json()["total"] == 2
+    assert client.get("/fhir/Observation/o1/_history/1", headers=clinician).status_code == 200
+    # ... but not p2's, nor a label withheld from them: hidden answers exactly like absent
+    for rid in ("o2", "o1psy"):
+        for url in (f"/fhir/Observation/{rid}", f"/fhir/Observation/{rid}/_history",
+                    f"/fhir/Observation/{rid}/_history/1"):
+            r = client.get(url, headers=clinician)
+            assert r.status_code == 404, (url, r.text)
+    # a rule only the search index can judge (the laboratory's orders) keeps a deleted resource hidden
+    assert client.get("/fhir/Observation/o1/_history/1", headers=lab).status_code == 404

@@ -253,7 +253,9 @@ class SmartPolicy:
                 visible[rtype] = None  # every row of the type is visible
                 continue
             ids = sorted({s.id for s in stored if s.type == rtype})
-            visible[rtype] = self._visible_ids(rtype, ids, crits)
+            seen = self._visible_ids(rtype, ids, crits)
+            missing = [i for i in ids if i not in seen]
+            visible[rtype] = seen | self._deleted_visible(ctx, rtype, missing) if missing else seen
         out = []
         for s in stored:
             seen = visible[s.type]
@@ -261,12 +263,36 @@ class SmartPolicy:
                 continue
             if versions and s.content is not None and not self._content_ok(ctx, s):
                 continue
-            if s.deleted and seen is None and not checked:
-                access, _ = self.access(ctx, s.type, "r")
-                if not access.everything:
-                    continue  # a deletion's visibility cannot be judged from its (absent) content
+            if s.deleted and seen is None and not checked and not self._deleted_visible(ctx, s.type, [s.id]):
+                continue
             out.append(self._mask(ctx, s))
         return out
+
+    def _deleted_visible(self, ctx: RequestContext, rtype: str, ids: list[str]) -> set[str]:
+        """Those of `ids` whose current version is a deletion that the caller may know of: a deleted resource
+        has no index rows for the row rules to match, so it is judged by its last version before the deletion
+        (whose record it was, its labels). Rules only the index can judge (an organisation's orders or
+        coverages, chains, granular scopes) keep it hidden: fail closed."""
+        try:
+            access, queries = self.access(ctx, rtype, "r")
+            index_only = not access.everything and (bool(queries) or (
+                access.patients is None and bool(self.type_rule(ctx, access, rtype, "r"))))
+        except FHIRError as exc:
+            if exc.status == 401:
+                raise
+            return set()
+        if index_only or not ids:
+            return set()
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self.store.query(f"SELECT id, version FROM resources WHERE type = ? AND deleted = 1 AND id IN "
+                                    f"({','.join('?' * len(chunk))})", [rtype, *chunk])
+            for rid, version in rows:
+                last = self.store.vread(rtype, rid, version - 1)
+                if last is not None and last.content is not None and self._content_ok(ctx, last):
+                    found.add(rid)
+        return found
 
     def check_existing(self, ctx: RequestContext, rtype: str, current: Stored | None) -> None:
         """Updates may only replace a resource the caller can see; an update-as-create with a chosen id is
