@@ -5,7 +5,9 @@ Secure by default: the SMART policy, unless HEALTHTWIN_INSECURE_OPEN=1 (set only
 from __future__ import annotations
 
 import logging
+import os
 
+from .api.proxies import TrustedProxies
 from .composition import AppSettings, build_app
 from .config import Settings
 from .request import OpenPolicy
@@ -19,4 +21,6 @@ if _settings.insecure_open:
                                           "everything (OpenPolicy). Never expose this server.")
     _policy = OpenPolicy()
 app = build_app(open_store(_settings.database, _settings.data_dir), AppSettings.from_env(), policy=_policy)
+# Outside everything: forwarded headers only from `serve --forwarded-allow-ips` (api/proxies.py says why).
+app = TrustedProxies(app, _settings.public_url, os.environ.get("HEALTHTWIN_FORWARDED_ALLOW_IPS") or None)
 settle_after_start()

@@ -51,8 +51,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["HEALTHTWIN_AUDIT_FEED"] = args.audit_feed
         if args.audit_feed_ca:
             os.environ["HEALTHTWIN_AUDIT_FEED_CA"] = args.audit_feed_ca
+    from .api.proxies import parse_trusted
+    forwarded = getattr(args, "forwarded_allow_ips", None) or ""
+    parse_trusted(forwarded)  # a clear error now, not in every worker
+    os.environ["HEALTHTWIN_FORWARDED_ALLOW_IPS"] = forwarded
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 by default;
+    # api/proxies.py applies forwarded headers from the configured proxies only.
     uvicorn.run("healthtwin.asgi:app", host=args.host, port=args.port, workers=args.workers,
-                log_level=args.log_level, access_log=False, loop="uvloop", http="httptools",
+                log_level=args.log_level, access_log=False, loop="uvloop", http="httptools", proxy_headers=False,
                 ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     return 0
 
@@ -133,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--log-level", default="warning")
     serve.add_argument("--rate-limit", default="50,200",
                        help="requests per second and burst per client, e.g. 50,200 (default), or 'off'")
+    serve.add_argument("--forwarded-allow-ips", default="", metavar="ADDRESSES",
+                       help="reverse proxies whose X-Forwarded-For/-Proto/-Host headers are believed: comma-"
+                            "separated IP addresses or networks (10.0.0.0/8), or '*'; default none, so links "
+                            "use --public-url and the rate limit the connection's address")
     _secure_args(serve)
     serve.set_defaults(func=cmd_serve)
 

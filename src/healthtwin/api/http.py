@@ -38,23 +38,14 @@ def params_of(request: Request) -> Any:
     return request.query_params if request.scope.get("query_string") else _NO_PARAMS
 
 
-def context(request: Request, caller: Caller, base_url: str) -> RequestContext:
+def context(request: Request, caller: Caller, base_url: str, check_format: bool = True) -> RequestContext:
+    """The request's context; `check_format=False` leaves the format check (`negotiate`) to the caller, which
+    the FHIR router runs once the context exists, so a refusal is audited under the caller's identity."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]}
     params = params_of(request)
-    pretty, fmt = params.get("_pretty") == "true", params.get("_format")
-    # $viewdefinition-run answers in CSV, NDJSON or Parquet too: it checks its own _format.
-    # What the caller asks to receive (_format, Accept) that this server cannot produce is 406 Not Acceptable;
-    # 415 is for a request body in a format it cannot read (check_content_type).
-    if fmt is not None and not path_of(request).endswith(OWN_FORMAT):
-        if fmt in _XML or "xml" in fmt:
-            raise FHIRError(406, "XML is not supported by this server; use _format=json", "not-supported")
-        if fmt not in _JSON:
-            raise FHIRError(406, f"_format '{fmt}' is not supported; use json", "not-supported")
-    else:
-        accept = headers.get("accept", "")
-        if accept and "xml" in accept and not any(j in accept for j in ("json", "*/*")):
-            raise FHIRError(406, "XML is not supported by this server; ask for application/fhir+json",
-                            "not-supported")
+    pretty = params.get("_pretty") == "true"
+    if check_format:
+        negotiate(request, headers)
     prefer_return, prefer_handling = "representation", "lenient"
     for part in headers.get("prefer", "").split(";"):
         for item in part.split(","):
@@ -68,6 +59,24 @@ def context(request: Request, caller: Caller, base_url: str) -> RequestContext:
     return RequestContext(caller=caller, base_url=base_url, method=request.method, path=path_of(request),
                           pretty=pretty, prefer_return=prefer_return, prefer_handling=prefer_handling,
                           headers=headers, client_address=client[0] if client else None)
+
+
+def negotiate(request: Request, headers: dict[str, str]) -> None:
+    """Refuses (406) what the caller asks to receive (_format, Accept) that this server cannot produce."""
+    fmt = params_of(request).get("_format")
+    # $viewdefinition-run answers in CSV, NDJSON or Parquet too: it checks its own _format.
+    # What the caller asks to receive (_format, Accept) that this server cannot produce is 406 Not Acceptable;
+    # 415 is for a request body in a format it cannot read (check_content_type).
+    if fmt is not None and not path_of(request).endswith(OWN_FORMAT):
+        if fmt in _XML or "xml" in fmt:
+            raise FHIRError(406, "XML is not supported by this server; use _format=json", "not-supported")
+        if fmt not in _JSON:
+            raise FHIRError(406, f"_format '{fmt}' is not supported; use json", "not-supported")
+    else:
+        accept = headers.get("accept", "")
+        if accept and "xml" in accept and not any(j in accept for j in ("json", "*/*")):
+            raise FHIRError(406, "XML is not supported by this server; ask for application/fhir+json",
+                            "not-supported")
 
 
 async def body_bytes(request: Request, limit: int) -> bytes:

@@ -63,15 +63,21 @@ class FHIRRouter:
         path = http.path_of(request)[len(self.base_path):].strip("/")
         parts = [p for p in path.split("/") if p] if path else []
         try:
+            # Limited by address before the token is checked: an invalid token costs a signature check and
+            # an audit write, so a flood of them must be throttled as a flood of anonymous requests is.
+            address = self._address_allowed(request)
             try:
                 caller = self.identify(request)
             except FHIRError:
-                ctx = http.context(request, Caller(), self.base_url(request))  # so the refusal is audited
+                ctx = http.context(request, Caller(), self.base_url(request), check_format=False)  # audited
                 classify(ctx, request.method, parts)
+                self._take(f"addr:{address}")
                 raise
-            ctx = http.context(request, caller, self.base_url(request))
+            # The context (and so the audit) carries the caller before anything about the request is refused.
+            ctx = http.context(request, caller, self.base_url(request), check_format=False)
             classify(ctx, request.method, parts)
             self._rate_limit(ctx)
+            http.negotiate(request, ctx.headers)
             declared = ctx.header("x-purpose-of-use")
             if caller.purpose is not None:
                 # A token issued for a purpose (IHE IUA) states it on every request made with it.
@@ -108,16 +114,28 @@ class FHIRRouter:
         else:
             ctx.purpose = code
 
-    def _rate_limit(self, ctx: RequestContext) -> None:
-        if self.limiter is None:
-            return
-        caller = ctx.caller
-        key = (f"client:{caller.client_id}" if caller.client_id else f"sub:{caller.subject}"
-               if caller.kind != "anonymous" else f"addr:{ctx.client_address}")
-        wait = self.limiter.check(key)
+    def _address_allowed(self, request: Request) -> str | None:
+        """The client address (as api/proxies.py established it), refused with 429 while its bucket is
+        empty; only anonymous requests and refused tokens take from it (identified callers have their own)."""
+        client = request.scope.get("client")
+        address = client[0] if client else None
+        if self.limiter is not None:
+            self._refuse(self.limiter.exhausted(f"addr:{address}"))
+        return address
+
+    def _take(self, key: str) -> None:
+        if self.limiter is not None:
+            self._refuse(self.limiter.check(key))
+
+    def _refuse(self, wait: float | None) -> None:
         if wait is not None:
             raise FHIRError(429, "Too many requests; slow down", "throttled",
                             headers={"retry-after": self.limiter.retry_after_header(wait)})
+
+    def _rate_limit(self, ctx: RequestContext) -> None:
+        caller = ctx.caller
+        self._take(f"client:{caller.client_id}" if caller.client_id else f"sub:{caller.subject}"
+                   if caller.kind != "anonymous" else f"addr:{ctx.client_address}")
 
     async def run(self, fn, *args) -> Any:
         if self.services.store.blocking:

@@ -182,6 +182,12 @@ class RateLimiter:
             return None
         return (cost - tokens) / self.rate
 
+    def exhausted(self, key: str) -> float | None:
+        """None while `key` has a token left (none is taken), else seconds until it has one: for a check made
+        before it is known whether the request will cost this bucket."""
+        tokens = self.buckets.take(key, 0.0, self.clock(), self.rate, self.burst)
+        return None if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     @staticmethod
     def retry_after_header(seconds: float) -> str:
         return str(max(1, math.ceil(seconds)))
