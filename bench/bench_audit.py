@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from healthtwin.request import Caller, RequestContext  # noqa: E402
 from healthtwin.security import audit as audit_module  # noqa: E402
 from healthtwin.security.audit import AuditLog, rest_events  # noqa: E402
-from healthtwin.store import open_store  # noqa: E402
+from healthtwin.security.storage import open_store  # noqa: E402
 from healthtwin.store.sqlite import SQLiteStore  # noqa: E402
 
 

@@ -73,7 +73,7 @@ def main() -> None:
     index_rows = sum(len(rows) for b in batches for rows in b[1].values())
     print(f"            the rows it wrote: {stored:,} resources, {index_rows:,} index rows "
           f"({index_rows / stored:.1f} per resource)")
-    from healthtwin.store import open_store
+    from healthtwin.security.storage import open_store
     store = open_store(None, work / "sqlite")  # for its keys: the checks blind index rows as the load did
     at_rest = store.at_rest
     store.close()

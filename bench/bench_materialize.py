@@ -113,7 +113,7 @@ def main() -> int:
             shutil.copy(args.store, db)
             keys = Path(args.store).parent / "keys"
             if keys.is_dir():  # a data folder's store: its identifiers are sealed with that folder's keys
-                from healthtwin.store import open_store
+                from healthtwin.security.storage import open_store
                 shutil.copytree(keys, work / "keys")
                 store = open_store(None, work)
             else:

@@ -77,7 +77,7 @@ def main() -> None:
     subprocess.run([BIN / "healthtwin", "load", *db_args, str(CORPORA / "synthea" / "bulk-10-patients")],
                    check=True, env=env, capture_output=True)
     sys.path.insert(0, str(ROOT / "src"))
-    from healthtwin.store import open_store
+    from healthtwin.security.storage import open_store
     store = open_store(args.database, data)
     ids = [f"{t}/{i}" for t, i in store.query("SELECT type, id FROM resources ORDER BY rid LIMIT 2000", [])]
     store.close()

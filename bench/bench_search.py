@@ -87,7 +87,7 @@ def main() -> None:
         print(f"load: {summary} (wall {time.perf_counter() - t:.0f} s, peak RSS {peak['load']:.0f} MB "
               f"incl. workers)")
         (data / "loaded").touch()
-    from healthtwin.store import open_store
+    from healthtwin.security.storage import open_store
     store = open_store(args.database, data)
     total = store.query("SELECT COUNT(*) FROM resources", [])[0][0]
     patients = [r[0] for r in store.query("SELECT id FROM resources WHERE type = 'Patient'", [])]

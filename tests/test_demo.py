@@ -10,7 +10,7 @@ import orjson
 
 def test_demo_leaves_no_identifier_in_clear(tmp_path: Path) -> None:
     from healthtwin import demo
-    from healthtwin.store import open_store
+    from healthtwin.security.storage import open_store
     data = tmp_path / "data"
     args = argparse.Namespace(data_dir=str(data), database=None, patients=40, seed=3, no_serve=True)
     assert demo.run(args) == 0

@@ -12,7 +12,7 @@ from .composition import AppSettings, build_app
 from .config import Settings
 from .request import OpenPolicy
 from .runtime import settle_after_start
-from .store import open_store
+from .security.storage import open_store
 
 _settings = Settings.from_env()
 _policy = None

@@ -99,6 +99,9 @@ def build_app(store: Store, settings: AppSettings | None = None, *, policy: Poli
         if policy is None:
             from .security.policy import SmartPolicy
             services.policy = SmartPolicy(store, services.registry, services.parser)
+    if services.loader is None:
+        from .loading import Loader
+        services.loader = Loader
     if settings.audit and services.audit is None:
         # HEALTHTWIN_AUDIT_FSYNC=0 trades power-loss durability of the newest audit entries for throughput on
         # SQLite (WAL without fsync still survives a process crash); PostgreSQL's commit is always durable.

@@ -89,7 +89,7 @@ def _build(settings: Settings, patients: int, seed: int) -> None:
 def _demo_links(settings: Settings) -> dict[str, str]:
     """Makes pat-0 someone a demo clinician, lab and pharmacy have business with (idempotent)."""
     from .api.services import Services
-    from .store import open_store
+    from .security.storage import open_store
     store = open_store(settings.database, settings.data_dir)
     services = Services.build(store)
     found = store.read("Encounter", "enc-0-0")

@@ -414,7 +414,7 @@ class Progress:
 
 def load_paths(settings, paths: list[str], restart: bool = False, workers: int | None = None) -> int:
     from .api.services import Services
-    from .store import open_store
+    from .security.storage import open_store
     store = open_store(settings.database, settings.data_dir)
     services = Services.build(store)
     from .runtime import settle_after_start

@@ -134,7 +134,7 @@ def _database(store) -> str:
 
 
 def test_rotation_rewraps_everything_and_retires_the_old_master(store, tmp_path):
-    from healthtwin.store import open_store
+    from healthtwin.security.storage import open_store
     data, db = tmp_path / "data", _database(store)
     live = open_store(db, data)
     _fill(live)
@@ -164,7 +164,7 @@ def test_rotation_rewraps_everything_and_retires_the_old_master(store, tmp_path)
 
 
 def test_configured_master_key_and_its_rotation(tmp_path, monkeypatch):
-    from healthtwin.store import open_store
+    from healthtwin.security.storage import open_store
     data = tmp_path / "data"
     first = base64.b64encode(b"1" * 32).decode()
     monkeypatch.setenv("HEALTHTWIN_MASTER_KEY", first)
@@ -225,7 +225,7 @@ def test_a_store_from_before_encryption_is_sealed_on_first_open(store, tmp_path)
     from healthtwin.fhir.search_params import SearchRegistry
     from healthtwin.fhir.search_query import SearchParser
     from healthtwin.security.rotation import ensure_sealed
-    from healthtwin.store import open_store
+    from healthtwin.security.storage import open_store
     from healthtwin.store.search import run_search
     data, db = tmp_path / "data", _database(store)
     old = type(store)(store.path) if store.dialect == "sqlite" else type(store)(store.dsn, min_size=1)

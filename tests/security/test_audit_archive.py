@@ -86,7 +86,7 @@ def test_a_broken_chain_is_not_archived(log, store, tmp_path):
 
 
 def test_archive_and_verify_from_the_command_line(tmp_path):
-    from healthtwin.store import open_store
+    from healthtwin.security.storage import open_store
     data = tmp_path / "data"
     store = open_store(None, data)
     audit = AuditLog(store)

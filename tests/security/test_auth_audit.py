@@ -76,7 +76,7 @@ def test_no_token_leaves_unrecorded(http, smart, backend, app_client, citizen):
 
 
 def test_account_and_key_changes_from_the_command_line_are_recorded(tmp_path):
-    from healthtwin.store import open_store
+    from healthtwin.security.storage import open_store
     data = tmp_path / "data"
     store = open_store(None, data)
     add_user(store, "dr-who", PASSWORD, ["clinician"])

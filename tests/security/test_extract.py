@@ -12,7 +12,7 @@ from healthtwin.api.services import Services
 from healthtwin.loading import load
 from healthtwin.population.generator import generate
 from healthtwin.security.audit import decode_event
-from healthtwin.store import open_store
+from healthtwin.security.storage import open_store
 
 
 def _cli(data: Path, *args: str) -> None:

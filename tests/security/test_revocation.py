@@ -160,7 +160,7 @@ def test_disabling_from_the_command_line_reaches_a_running_server(tmp_path):
 
     from healthtwin.composition import create_app
     from healthtwin.security.clients import add_user
-    from healthtwin.store import open_store
+    from healthtwin.security.storage import open_store
     data = tmp_path / "data"
     store = open_store(None, data)
     add_user(store, "dr-who", "a long password 1", ["clinician"])

@@ -89,7 +89,7 @@ def views_main(argv: list[str] | None = None) -> int:
     if args.from_ndjson:
         source: Any = NdjsonSource(args.from_ndjson)
     else:
-        from ..store import open_store
+        from ..security.storage import open_store
         store = open_store(args.database, data_dir)
         source = StoreSource(store)
     try:

@@ -11,7 +11,7 @@ from ..config import DEFAULT_PUBLIC_URL, Settings
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from ..store import open_store
+    from .storage import open_store
     settings = Settings(Path(args.data_dir).resolve(), args.database)
     return open_store(settings.database, settings.data_dir)
 

@@ -17,6 +17,7 @@ from ..fhir.outcome import FHIRError
 from .indexer import COLUMNS, index_rows
 from .records import Stored, instant
 from .schema import INDEX_TABLES, MIGRATIONS, statements
+from .sealing import Sealer
 
 Extractor = Callable[[dict], list[tuple]]
 
@@ -74,8 +75,9 @@ class Store:
         self._pids: dict[tuple[str, str], int] = {}
         self._pid_lock = threading.Lock()
         self._extractor: Extractor | None = None
-        # security.at_rest.AtRest: encrypts identifying resources and blinds their index rows (None: clear).
-        self.at_rest: Any = None
+        # A Sealer (store/sealing.py; security/at_rest.py's AtRest): encrypts identifying resources and blinds
+        # their index rows (None: clear).
+        self.at_rest: Sealer | None = None
         self._bound = threading.local()  # a write transaction's cursor that this thread's reads go through
 
     @contextmanager
@@ -93,8 +95,9 @@ class Store:
     def bound_cursor(self) -> Any:
         return getattr(self._bound, "cur", None)
 
-    def protect(self, at_rest: Any) -> "Store":
-        """Encrypts direct identifiers from now on (open_store does this with the data folder's keys)."""
+    def protect(self, at_rest: Sealer) -> "Store":
+        """Encrypts direct identifiers from now on (security/storage.py's open_store does this with the data
+        folder's keys)."""
         self.at_rest = at_rest
         return self
 

@@ -75,9 +75,8 @@ def _inputs(services, body) -> list[tuple[str, Path]]:
 
 
 def _run(services, job_id: str, inputs: list[tuple[str, Path]], out_dir: Path) -> None:
-    from ...loading import Loader
     store = services.store
-    loader = Loader(services)
+    loader = services.loader(services)
     counts: dict[str, int] = {}
     try:
         for _, path in inputs:
@@ -117,6 +116,8 @@ async def kick_off(router, request, ctx, rtype, rid, params, body):
     if request.method != "POST":
         raise FHIRError(405, "$import is started with POST", "not-supported")
     services.policy.authorize(ctx, "import", None)
+    if services.loader is None:
+        raise FHIRError(501, "$import is not available: this server was built without a bulk loader", "not-supported")
     inputs = _inputs(services, body)
     job_id = str(uuid.uuid4())
     out_dir = import_root(services).parent / "import-results" / job_id
