@@ -271,3 +271,38 @@ def test_external_iua_role_and_organization_are_read_through_the_map(keys, idp_k
         IDP, {"keys": [public_jwk(idp_key.public_key())]}, audience="healthtwin")])
     raw = unmapped.caller(idp_token(idp_key, kid, realm_access=None, extensions={"ihe_iua": iua}))
     assert raw.roles == set()  # a coded role is never taken over as a role name
+
+
+# -- lifetime: whoever signs a token, it may not be meant to live longer than this server allows ----------------
+def test_our_signed_token_with_a_long_lifetime_is_refused(tokens):
+    now = int(time.time())
+    with pytest.raises(TokenError, match="lifetime"):  # signed with our key (a minting bug, a stolen key...)
+        tokens.verify(signed(tokens.keys, claims(iat=now, exp=now + 30 * 86400)))
+    with pytest.raises(TokenError, match="lifetime"):  # backdated iat does not help
+        tokens.verify(signed(tokens.keys, claims(iat=now - 86400, nbf=now - 86400, exp=now + 60)))
+    assert tokens.verify(signed(tokens.keys, claims(iat=now, exp=now + 3600)))[0]["sub"] == "alice"
+
+
+def test_external_tokens_with_a_long_lifetime_are_refused(with_idp, idp_key):
+    service, kid = with_idp
+    now = int(time.time())
+    with pytest.raises(TokenError, match="lifetime"):
+        service.verify(idp_token(idp_key, kid, iat=now, exp=now + 86400))
+    without_iat = jwt.encode({"iss": IDP, "aud": "healthtwin", "sub": "x", "exp": now + 86400}, idp_key,
+                             algorithm="RS256", headers={"kid": kid})
+    with pytest.raises(TokenError, match="lifetime"):  # no iat: the time left must fit the maximum
+        service.verify(without_iat)
+    with pytest.raises(TokenError):
+        service.verify(idp_token(idp_key, kid, iat="yesterday"))
+    assert service.verify(idp_token(idp_key, kid, iat=now, exp=now + 3600))[0]["sub"] == "f:1234"
+
+
+def test_the_maximum_is_the_servers_setting(keys, idp_key):
+    kid = public_jwk(idp_key.public_key())["kid"]
+    ext = ExternalIssuer(IDP, {"keys": [public_jwk(idp_key.public_key())]}, audience="healthtwin")
+    strict = TokenService(keys, BASE, FHIR, lifetime=300, max_lifetime=600, externals=[ext])
+    now = int(time.time())
+    with pytest.raises(TokenError, match="maximum of 600 s"):
+        strict.verify(idp_token(idp_key, kid, iat=now, exp=now + 1800))
+    with pytest.raises(ValueError):
+        TokenService(keys, BASE, FHIR, lifetime=900, max_lifetime=600)

@@ -8,6 +8,7 @@ Verification is deliberately narrow, because every relaxation is a known attack:
   (`jwk`, `jku`, `x5u`, `x5c`) are never used. Our keys are the current signing key and those retired by
   `healthtwin keys rotate-signing` (keys.py); a running server notices a rotation within KEYS_RECHECK seconds.
 * iss, aud, exp, iat, sub and jti are required; exp/nbf get a small leeway for clock skew only.
+* A token whose lifetime (`exp - iat`) exceeds the server's maximum is refused, whoever signed it.
 * Our own tokens carry `typ: at+jwt` (RFC 9068), so an id token or a client assertion can never be replayed
   as an access token here.
 """
@@ -285,8 +286,9 @@ class TokenService:
     keys: KeySet
     issuer: str  # our authorization server, e.g. https://twin.example
     audience: str  # the FHIR base URL, e.g. https://twin.example/fhir
-    lifetime: int = MAX_TOKEN_LIFETIME
+    lifetime: int = MAX_TOKEN_LIFETIME  # what we mint
     leeway: float = 30
+    max_lifetime: int = MAX_TOKEN_LIFETIME  # the longest `exp - iat` accepted, from us or an external issuer
     externals: list[ExternalIssuer] = field(default_factory=list)
     _verified: dict[str, TokenCaller] = field(default_factory=dict, repr=False)  # token -> caller (identify)
     revocations: Any = None  # clients.Revocations: tokens revoked before they expire (set by SmartConfig)
@@ -296,6 +298,8 @@ class TokenService:
     def __post_init__(self) -> None:
         if self.lifetime > MAX_TOKEN_LIFETIME:
             raise ValueError("access tokens live at most one hour")
+        if self.lifetime > self.max_lifetime:
+            raise ValueError("the tokens we mint must fit the maximum lifetime we accept")
         if any(e.issuer == self.issuer for e in self.externals):
             raise ValueError("an external issuer cannot share our issuer URL")
         self._keys_seen = self._signing_files()
@@ -377,6 +381,7 @@ class TokenService:
                 raise TokenError("unknown kid")
             claims = verify_signed(token, jwk, header["alg"], self.issuer, self.audience,
                                    self.leeway, ("iss", "sub", "aud", "exp", "iat", "jti"))
+            self._check_lifetime(claims)
             return claims, None
         for ext in self.externals:
             if iss == ext.issuer:
@@ -387,8 +392,20 @@ class TokenService:
                     raise TokenError("unknown kid")
                 claims = verify_signed(token, jwk, header["alg"], ext.issuer, ext.audience or self.audience,
                                        self.leeway, ("iss", "sub", "aud", "exp"))
+                self._check_lifetime(claims)
                 return claims, ext
         raise TokenError("wrong issuer")
+
+    def _check_lifetime(self, claims: Mapping[str, Any]) -> None:
+        """Refuses a token meant to live longer than this server allows (`exp - iat` over `max_lifetime`),
+        whoever signed it: a leaked day-long token from a provider is not a day-long key here. Without `iat`
+        (external providers need not send it) the time left must fit the maximum."""
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not _number(exp) or (iat is not None and not _number(iat)):
+            raise TokenError("exp and iat must be numbers")
+        start = iat if iat is not None else time.time()
+        if exp - start > self.max_lifetime + self.leeway:
+            raise TokenError(f"token lifetime exceeds this server's maximum of {self.max_lifetime} s")
 
     def caller(self, token: str) -> TokenCaller:
         claims, ext = self.verify(token)
@@ -430,6 +447,10 @@ class TokenService:
         if self.revocations is not None and caller.issuer == self.issuer and self.revocations.refuses(caller):
             raise _unauthorized("invalid_token", "the token was revoked")
         return caller
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _unauthorized(code: str, description: str) -> FHIRError:
