@@ -85,9 +85,9 @@ def test_audit_tamper_is_detected_by_the_cli(app, tmp_path, capsys):
         c.get(f"/fhir/Observation/{rid}", headers=world.headers["clinician"])
     from healthtwin import cli
     from healthtwin.security.audit import AuditLog
-    # The real command line, on its own (empty) data folder: parsing, store opening, exit code.
-    assert cli.main(["audit", "verify", "--data-dir", str(tmp_path / "cli")]) == 0
-    assert capsys.readouterr().out.startswith("audit chain OK")
+    # The real command line, on a data folder with no store: a clear error, and nothing created there.
+    assert cli.main(["audit", "verify", "--data-dir", str(tmp_path / "cli")]) == 2
+    assert "no store at" in capsys.readouterr().err and not (tmp_path / "cli").exists()
     log = AuditLog(store)
     seq, head = log.head()
     assert seq >= 4
@@ -96,11 +96,11 @@ def test_audit_tamper_is_detected_by_the_cli(app, tmp_path, capsys):
         from healthtwin.security import commands
         # `healthtwin audit verify [--anchor]` on the fixture's store (SQLite file or PostgreSQL schema)
         args = type("A", (), {"audit_command": "verify", "anchor": list(extra), "archive": None})()
-        saved, commands._store = commands._store, lambda a: store
+        saved, commands._read_store = commands._read_store, lambda a: _Unclosed(store)
         try:
             return commands.cmd_audit(args)
         finally:
-            commands._store = saved
+            commands._read_store = saved
 
     assert verify(f"{seq}:{head}") == 0
     with store.write_cursor() as cur:  # edit
@@ -119,3 +119,16 @@ def test_audit_tamper_is_detected_by_the_cli(app, tmp_path, capsys):
         cur.execute(store.sql("DELETE FROM audit_log WHERE seq >= ?"), (2,))
     assert verify() == 0
     assert verify(f"{seq}:{head}") == 1
+
+
+class _Unclosed:
+    """The fixture's store, handed to a command that closes what it opened: the fixture closes it later."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def close(self):
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)

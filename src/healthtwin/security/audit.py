@@ -75,6 +75,22 @@ def _agent_of(event: dict[str, Any]) -> str | None:
     return None
 
 
+def _damaged(recorded: Any, event: Any, patient: Any, agent: Any, prev_hash: Any, stored_hash: Any) -> str | None:
+    """Why a row read back from audit_log cannot be an entry the log wrote (a column of another type: SQLite
+    stores whatever an UPDATE puts there), or None. Checked before hashing, so verification never crashes."""
+    if not isinstance(event, (bytes, bytearray, memoryview)):
+        return f"event is {type(event).__name__}, not the bytes the log writes"
+    if isinstance(recorded, bool) or not isinstance(recorded, (int, float)):
+        return f"recorded is {type(recorded).__name__}, not a number"
+    for name, value in (("patient", patient), ("agent", agent)):
+        if value is not None and not isinstance(value, str):
+            return f"{name} is {type(value).__name__}, not text"
+    for name, value in (("prev_hash", prev_hash), ("hash", stored_hash)):
+        if not isinstance(value, str):
+            return f"{name} is {type(value).__name__}, not text"
+    return None
+
+
 def table_exists(store: Any, name: str) -> bool:
     """Whether the table exists, asked without DDL rights (a hardened server's role has none on the audit
     tables). `name` is one of ours, never input."""
@@ -329,6 +345,9 @@ class AuditLog:
         from .audit_archive import latest_checkpoint
         anchored = dict(anchors)
         checkpoint = latest_checkpoint(self.store)
+        if checkpoint and (isinstance(checkpoint[0], bool) or not isinstance(checkpoint[0], int)
+                           or not isinstance(checkpoint[1], str)):
+            return VerifyResult(False, 0, "the archive checkpoint is not a (seq, hash) the log wrote (altered)", 0)
         expected, prev = (checkpoint[0] + 1, checkpoint[1]) if checkpoint else (1, GENESIS)
         checked = 0
         if checkpoint and checkpoint[0] in anchored and anchored[checkpoint[0]] != checkpoint[1]:
@@ -343,6 +362,9 @@ class AuditLog:
                 if seq != expected:
                     return VerifyResult(False, expected, f"entry {expected} is missing (next entry is {seq})",
                                         checked)
+                damaged = _damaged(recorded, event, patient, agent, prev_hash, stored_hash)
+                if damaged:
+                    return VerifyResult(False, seq, f"{damaged} (altered)", checked)
                 if prev_hash != prev:
                     return VerifyResult(False, seq, "broken link: prev_hash is not the hash of the entry before "
                                         "(entries removed, reordered or re-linked)", checked)

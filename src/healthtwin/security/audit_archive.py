@@ -128,13 +128,24 @@ def _has_trigger(cur: Any) -> bool:
 
 def verify_archive(path: Path, store: Any | None = None) -> tuple[bool, str]:
     """(ok, what was found): every link and hash of the file, and with `store`, that its last entry is a
-    checkpoint the database holds with the same hash."""
+    checkpoint the database holds with the same hash. A line that is not an entry (bad JSON, a missing
+    field, a value of another type) is reported where it is, never raised."""
+    state = {"expected": None}
+    try:
+        return _verify_archive(path, store, state)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        where = f"at entry {state['expected']}" if state["expected"] is not None else "in its header"
+        return False, f"{path} cannot be read {where} (altered): {type(exc).__name__}: {exc}"
+
+
+def _verify_archive(path: Path, store: Any | None, state: dict) -> tuple[bool, str]:
     with open(path, "rb") as fh:
         header = orjson.loads(fh.readline() or b"{}")
         if header.get("kind") != KIND:
             return False, f"{path} is not a Health Twin audit archive"
         prev, expected, count = header["prev_hash"], header["first"], 0
         for line in fh:
+            state["expected"] = expected
             row = orjson.loads(line)
             if row["seq"] != expected:
                 return False, f"entry {expected} is missing from the archive (next is {row['seq']})"

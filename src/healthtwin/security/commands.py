@@ -16,6 +16,19 @@ def _store(args: argparse.Namespace) -> Any:
     return open_store(settings.database, settings.data_dir)
 
 
+def _read_store(args: argparse.Namespace) -> Any:
+    """The store as it is, for commands that only read it (`audit verify`, `audit head`): no keys are loaded
+    or generated, and a SQLite file that does not exist is not created (ValueError instead)."""
+    from ..store import connect
+    settings = Settings(Path(args.data_dir).resolve(), args.database)
+    if not settings.database or settings.database.startswith("sqlite:///"):
+        path = (Path(settings.database[len("sqlite:///"):]) if settings.database
+                else settings.data_dir / "healthtwin.sqlite")
+        if not path.is_file():
+            raise ValueError(f"no store at {path}: nothing to verify (check --data-dir or --database)")
+    return connect(settings.database, settings.data_dir)
+
+
 def cmd_clients_add(args: argparse.Namespace) -> int:
     from .clients import add_client
     jwks = Path(args.jwks).read_text() if args.jwks else None
@@ -82,13 +95,11 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from .audit import AuditLog, harden_postgres
+    if args.audit_command in ("verify", "head"):
+        return _audit_read(args)
     store = _store(args)
     log = AuditLog(store)
     log.ensure_schema()
-    if args.audit_command == "head":
-        seq, digest = log.head()
-        print(f"{seq}:{digest}")
-        return 0
     if args.audit_command == "harden":
         harden_postgres(store, args.app_role)
         print(f"audit_log is now append-only for role {args.app_role}")
@@ -108,6 +119,38 @@ def cmd_audit(args: argparse.Namespace) -> int:
               f"(made up to entry {done[1]}). Restart the servers; on a hardened store run `healthtwin audit "
               f"harden --app-role …` again, for the new table")
         return 0
+    raise ValueError(f"unknown audit command {args.audit_command!r}")
+
+
+def _audit_read(args: argparse.Namespace) -> int:
+    """`audit verify` and `audit head`: read only (no keys, no schema changes), and never a traceback: an
+    entry that cannot even be read as an entry is BROKEN at its seq (AuditLog.verify)."""
+    from .audit import GENESIS, AuditLog, table_exists
+    try:
+        store = _read_store(args)
+    except ValueError as exc:
+        print(f"healthtwin audit {args.audit_command}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        log = AuditLog(store)
+        if not table_exists(store, "audit_log"):
+            print(f"0:{GENESIS}" if args.audit_command == "head" else
+                  "audit chain OK: 0 entries (no audit log in this store yet)")
+            return 0
+        if args.audit_command == "head":
+            seq, digest = log.head()
+            print(f"{seq}:{digest}")
+            return 0
+        return _verify(args, store, log)
+    except Exception as exc:  # noqa: BLE001 - a damaged store is reported, not a traceback
+        print(f"healthtwin audit {args.audit_command}: the audit log could not be read ({type(exc).__name__}: "
+              f"{exc})", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+
+
+def _verify(args: argparse.Namespace, store: Any, log: Any) -> int:
     if args.archive:
         from .audit_archive import verify_archive
         ok, what = verify_archive(Path(args.archive), store)
@@ -116,6 +159,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     anchors = []
     for text in args.anchor or []:
         seq, _, digest = text.partition(":")
+        if not seq.isdigit() or not digest:
+            print(f"healthtwin audit verify: --anchor takes SEQ:HASH (from `audit head`), not {text!r}",
+                  file=sys.stderr)
+            return 2
         anchors.append((int(seq), digest))
     result = log.verify(anchors=anchors)
     if result.ok:
