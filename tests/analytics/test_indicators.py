@@ -87,7 +87,7 @@ class Reference:
 def world(tmp_path_factory):
     from healthtwin.population.generator import generate
     root = tmp_path_factory.mktemp("indicators")
-    generate(root / "pop", PATIENTS, 11)
+    generate(root / "pop", PATIENTS, 11, end_date=dt.date(2024, 12, 31))
     mat = Materializer(NdjsonSource(root / "pop"), root / "out", indicator_views(), parquet=False)
     report = refresh_all(mat)
     assert not report.failed and all(v == "built" for v in report.extra["indicators"].values())
@@ -319,7 +319,7 @@ def test_http_routes_and_policy_hook(store, tmp_path) -> None:
             if ctx.header("x-role") == "guest" and interaction == "analytics":
                 raise FHIRError(403, "analytics needs the analyst role", "forbidden")
 
-    generate(tmp_path / "pop", 80, 4)
+    generate(tmp_path / "pop", 80, 4, end_date=dt.date(2024, 12, 31))
     services = Services.build(store, Policy())
     load(services, [str(tmp_path / "pop")], workers=1)
     analytics = Analytics(services, tmp_path / "analytics")

@@ -2,6 +2,8 @@
 all-or-nothing per view, Parquet output, the schedule and the command line."""
 from __future__ import annotations
 
+import datetime as dt
+
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,7 +27,7 @@ def loaded(store, tmp_path_factory):
     from healthtwin.population.generator import generate
     if "dir" not in POP:
         POP["dir"] = tmp_path_factory.mktemp("pop") / "p"
-        generate(POP["dir"], 60, 3)
+        generate(POP["dir"], 60, 3, end_date=dt.date(2024, 12, 31))
     services = Services.build(store)
     load(services, [str(POP["dir"])], workers=1)
     return services
@@ -322,7 +324,7 @@ def test_a_rebuild_folds_its_wal_and_small_refreshes_do_not_checkpoint(loaded, t
 
 def test_command_line(tmp_path, capsys) -> None:
     from healthtwin.population.generator import generate
-    generate(tmp_path / "pop", 30, 2)
+    generate(tmp_path / "pop", 30, 2, end_date=dt.date(2024, 12, 31))
     assert views_main(["materialize", "--data-dir", str(tmp_path / "data"), "--from-ndjson",
                        str(tmp_path / "pop")]) == 0
     out = capsys.readouterr().out

@@ -2,6 +2,8 @@
 from them; `healthtwin serve --workers 2` keeps both workers up."""
 from __future__ import annotations
 
+import datetime as dt
+
 import time
 import urllib.request
 from pathlib import Path
@@ -18,7 +20,7 @@ def test_follower_answers_from_the_owners_snapshot(store, tmp_path) -> None:
     from healthtwin.api.services import Services
     from healthtwin.loading import load
     from healthtwin.population.generator import generate
-    generate(tmp_path / "pop", 60, 4)
+    generate(tmp_path / "pop", 60, 4, end_date=dt.date(2024, 12, 31))
     services = Services.build(store)
     load(services, [str(tmp_path / "pop")], workers=1)
     folder = tmp_path / "analytics"

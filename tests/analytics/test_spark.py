@@ -1,6 +1,8 @@
 """The indicator ViewDefinitions on PySpark (local mode) give the same rows as the DuckDB materialization."""
 from __future__ import annotations
 
+import datetime as dt
+
 from collections import Counter
 from pathlib import Path
 
@@ -28,7 +30,7 @@ def _norm(row: tuple) -> tuple:
 def test_views_on_spark_match_duckdb(tmp_path: Path, session) -> None:
     from healthtwin.population.generator import generate
     pop = tmp_path / "pop"
-    generate(pop, 120, 5)
+    generate(pop, 120, 5, end_date=dt.date(2024, 12, 31))
     raw = hspark.export_resources_parquet(pop, tmp_path / "raw")
     mat = Materializer(NdjsonSource(pop), tmp_path / "duck", indicator_views())
     mat.refresh()
@@ -57,7 +59,7 @@ def test_read_materialized_merges_deltas(tmp_path: Path, session, store) -> None
     from healthtwin.population.generator import generate
 
     from .test_materialize import mutate, table_rows
-    generate(tmp_path / "pop", 40, 4)
+    generate(tmp_path / "pop", 40, 4, end_date=dt.date(2024, 12, 31))
     load(Services.build(store), [str(tmp_path / "pop")], workers=1)
     mat = Materializer(StoreSource(store, overlap=0.0), tmp_path / "out", indicator_views(), compact_ratio=10.0)
     mat.refresh()

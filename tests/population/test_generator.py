@@ -22,23 +22,23 @@ def _files(d: Path) -> dict[str, bytes]:
 
 def test_same_seed_is_byte_identical(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    generate(a, 250, 42)
-    generate(b, 250, 42)
+    generate(a, 250, 42, end_date=END)
+    generate(b, 250, 42, end_date=END)
     fa, fb = _files(a), _files(b)
     assert fa.keys() == fb.keys() and "manifest.json" in fa
     for name in fa:
         assert fa[name] == fb[name], name
     c = tmp_path / "c"
-    generate(c, 250, 43)
+    generate(c, 250, 43, end_date=END)
     assert _files(c)["Patient.ndjson"] != fa["Patient.ndjson"]
 
 
 def test_shards_are_disjoint_and_union_equals_unsharded(tmp_path: Path) -> None:
     whole = tmp_path / "whole"
-    generate(whole, 300, 9)
+    generate(whole, 300, 9, end_date=END)
     parts = [tmp_path / f"s{i}" for i in range(3)]
     for i, d in enumerate(parts):
-        generate(d, 300, 9, shard=(i, 3))
+        generate(d, 300, 9, shard=(i, 3), end_date=END)
     patients = [set(re.findall(rb'"id":"(pat-\d+)"', (d / "Patient.ndjson").read_bytes())) for d in parts]
     assert not (patients[0] & patients[1]) and not (patients[1] & patients[2]) and not (patients[0] & patients[2])
     for f in whole.glob("*.ndjson"):
@@ -77,7 +77,49 @@ def test_manifest_shape(small_dir: Path) -> None:
     types = {o["type"] for o in m["output"]}
     assert types >= {"Patient", "Organization", "Location", "Practitioner", "PractitionerRole", "Encounter",
                      "Condition", "Observation", "Immunization", "MedicationRequest", "MedicationDispense",
-                     "Procedure", "Coverage", "Claim", "ExplanationOfBenefit", "RelatedPerson"}
+                     "Procedure", "Coverage", "Claim", "ExplanationOfBenefit", "RelatedPerson", "ServiceRequest"}
+
+
+def test_laboratory_results_answer_orders_addressed_to_the_laboratory(small_resources: dict[str, list[dict]]) -> None:
+    """A laboratory reports against its orders, so every laboratory result is `basedOn` a ServiceRequest of the
+    same patient and encounter whose performer is the laboratory that produced it."""
+    orders = {r["id"]: r for r in small_resources["ServiceRequest"]}
+    lab_results = [o for o in small_resources["Observation"]
+                   if (o.get("category") or [{"coding": [{}]}])[0]["coding"][0].get("code") == "laboratory"]
+    assert lab_results and orders
+    for o in lab_results:
+        (based,) = o["basedOn"]
+        order = orders[based["reference"].removeprefix("ServiceRequest/")]
+        assert order["subject"] == o["subject"] and order["encounter"] == o["encounter"]
+        assert order["performer"] == o["performer"] and order["performer"][0]["reference"].startswith(
+            "Organization/org-lab-")
+        assert {c["code"] for c in o["code"]["coding"]} <= {c["code"] for c in order["code"]["coding"]}
+        assert order["intent"] == "order" and order["authoredOn"] <= o["effectiveDateTime"]
+
+
+def test_prescriptions_carry_a_national_prescription_number(small_resources: dict[str, list[dict]]) -> None:
+    """A pharmacy finds a prescription by the number the patient presents: each MedicationRequest has one,
+    unique, in the national prescription system, and not the resource id."""
+    numbers = []
+    for m in small_resources["MedicationRequest"]:
+        (ident,) = m["identifier"]
+        assert ident["system"] == "https://health.gov.az/fhir/sid/prescription"
+        assert re.fullmatch(r"[0-9]{12}", ident["value"]) and ident["value"] not in m["id"]
+        numbers.append(ident["value"])
+    assert numbers and len(numbers) == len(set(numbers))
+
+
+def test_window_ends_today_unless_an_end_date_is_given(tmp_path: Path) -> None:
+    """Without `end_date` the population is about the six years up to the day it is generated; with one it
+    is reproducible whatever the day."""
+    from healthtwin.population.generator import window
+    today = dt.date.today()
+    assert window(None, None) == (today.year - 5, today)
+    assert window(None, END) == (2019, END)
+    assert window(2023, END) == (2023, END)
+    m = generate(tmp_path / "today", 5, 1, events=set())
+    assert m["transactionTime"].startswith(today.isoformat())
+    assert f"start_year={today.year - 5}&end_date={today.isoformat()}" in m["request"]
 
 
 def test_stream_writer_matches_files(small_dir: Path) -> None:
@@ -93,9 +135,9 @@ def test_stream_writer_matches_files(small_dir: Path) -> None:
 
 
 def test_events_are_switchable(tmp_path: Path) -> None:
-    generate(tmp_path / "none", 50, 1, events=set())
+    generate(tmp_path / "none", 50, 1, events=set(), end_date=END)
     assert not (tmp_path / "none" / "ground_truth").exists()
-    generate(tmp_path / "m", 50, 1, events={"measles"})
+    generate(tmp_path / "m", 50, 1, events={"measles"}, end_date=END)
     assert [p.name for p in (tmp_path / "m" / "ground_truth").iterdir()] == ["measles.json"]
     with pytest.raises(ValueError):
         list(generate_stream(5, 1, events={"zombies"}))
@@ -123,7 +165,7 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         list(generate_stream(10, 1, shard=(3, 3)))
     with pytest.raises(ValueError):
-        list(generate_stream(10, 1, start_year=2030))
+        list(generate_stream(10, 1, start_year=2030, end_date=END))
 
 
 def test_fin_unique_and_well_formed() -> None:

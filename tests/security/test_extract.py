@@ -2,6 +2,8 @@
 extract is audited."""
 from __future__ import annotations
 
+import datetime as dt
+
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +29,7 @@ def _read(folder: Path) -> dict[str, list[dict]]:
 
 def test_research_extract(tmp_path):
     population, data = tmp_path / "population", tmp_path / "data"
-    generate(population, 12, seed=4)
+    generate(population, 12, seed=4, end_date=dt.date(2024, 12, 31))
     store = open_store(None, data)
     assert not load(Services.build(store), [str(population)], workers=1).errors
     store.close()

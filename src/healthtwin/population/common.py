@@ -14,6 +14,7 @@ Resource = dict[str, Any]
 # Code systems and identifier systems (documented in docs/population.md).
 SYS_FIN = "https://health.gov.az/fhir/sid/fin"
 SYS_TAX = "https://health.gov.az/fhir/sid/voen"  # organisation tax id (VÖEN)
+SYS_PRESCRIPTION = "https://health.gov.az/fhir/sid/prescription"  # the national e-prescription number
 SYS_SERVICE = "https://health.gov.az/fhir/CodeSystem/its-service"  # tariff codes of the mandatory insurance
 EXT = "https://health.gov.az/fhir/StructureDefinition/"
 SNOMED = "http://snomed.info/sct"

@@ -24,8 +24,7 @@ from .institutions import build_sites, generate_institutions
 from .terminology import national_terminology
 from .insurance import coverage
 
-DEFAULT_START_YEAR = 2019
-DEFAULT_END_DATE = dt.date(2024, 12, 31)
+WINDOW_YEARS = 6  # default window: the five calendar years before the end date's, and that year up to it
 HISTORY_YEARS = 10  # immunization registry history loaded before the window (covers every child's series)
 _NI = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "NI",
                    "display": "National unique individual identifier"}], "text": "FİN"}
@@ -115,8 +114,15 @@ def _first(lst: list[str], idx: int) -> str:
     return lst[idx % len(lst)]
 
 
-def generate_stream(patients: int, seed: int, shard: tuple[int, int] = (0, 1), start_year: int = DEFAULT_START_YEAR,
-                    end_date: dt.date = DEFAULT_END_DATE, events: set[str] | None = None,
+def window(start_year: int | None, end_date: dt.date | None) -> tuple[int, dt.date]:
+    """The generated window: it ends today unless `end_date` is given (give one for reproducible output) and
+    starts on 1 January, `WINDOW_YEARS - 1` years before the end's year unless `start_year` is given."""
+    end = end_date or dt.date.today()
+    return (end.year - WINDOW_YEARS + 1 if start_year is None else start_year), end
+
+
+def generate_stream(patients: int, seed: int, shard: tuple[int, int] = (0, 1), start_year: int | None = None,
+                    end_date: dt.date | None = None, events: set[str] | None = None,
                     progress: Progress | None = None,
                     ground_truth: dict[str, Any] | None = None) -> Iterator[tuple[str, Resource]]:
     """Yield ``(resource_type, resource)`` for this shard, institutions and the national terminology first
@@ -130,6 +136,7 @@ def generate_stream(patients: int, seed: int, shard: tuple[int, int] = (0, 1), s
         raise ValueError(f"bad shard {shard!r}: need 0 <= i < n")
     if patients < 0:
         raise ValueError("patients must be >= 0")
+    start_year, end_date = window(start_year, end_date)
     start = dt.date(start_year, 1, 1).toordinal()
     end = end_date.toordinal()
     if end < start:
@@ -152,12 +159,13 @@ def generate_stream(patients: int, seed: int, shard: tuple[int, int] = (0, 1), s
 
 
 def write_ndjson_stream(fp: IO[bytes] | IO[str], patients: int, seed: int, shard: tuple[int, int] = (0, 1),
-                        start_year: int = DEFAULT_START_YEAR, end_date: dt.date = DEFAULT_END_DATE,
+                        start_year: int | None = None, end_date: dt.date | None = None,
                         events: set[str] | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Write all resources of this shard as one mixed NDJSON stream (e.g. stdout for ``--out -``).
 
     Returns ``{"counts": {type: n}, "ground_truth": {...}}``; ground truth is not in the stream.
     """
+    start_year, end_date = window(start_year, end_date)
     raw: Any = getattr(fp, "buffer", fp)  # text streams (sys.stdout) expose their binary buffer
     write = raw.write
     dumps, opt = orjson.dumps, orjson.OPT_APPEND_NEWLINE
@@ -170,9 +178,10 @@ def write_ndjson_stream(fp: IO[bytes] | IO[str], patients: int, seed: int, shard
 
 
 def generate(out_dir: Path, patients: int, seed: int, shard: tuple[int, int] = (0, 1),
-             start_year: int = DEFAULT_START_YEAR, end_date: dt.date = DEFAULT_END_DATE,
+             start_year: int | None = None, end_date: dt.date | None = None,
              events: set[str] | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Write ``<Type>.ndjson`` files, ``manifest.json`` and ``ground_truth/*.json``; return the manifest."""
+    start_year, end_date = window(start_year, end_date)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {}

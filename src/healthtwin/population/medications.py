@@ -6,9 +6,10 @@ can assume treatment from onset); acute episodes get a short course. A dispense 
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from .common import ATC, UCUM, Person, Resource, dtstr
+from .common import ATC, SYS_PRESCRIPTION, UCUM, Person, Resource, dtstr
 
 # key -> [(ATC code, display, dose, dose unit (UCUM), times per day, days supplied)]
 DRUGS: dict[str, list[tuple[str, str, float, str, int, int]]] = {
@@ -51,6 +52,14 @@ CHRONIC_KEYS = frozenset({"htn", "t2dm", "ihd", "copd", "asthma", "ckd", "breast
                           "colon_ca", "thal_major", "thal_trait"})
 
 
+def prescription_number(p: Person, rid: str) -> str:
+    """The national prescription number the patient presents at the pharmacy: 12 digits, not derivable from
+    the resource id without the person's FIN (so a pharmacy cannot enumerate prescriptions), deterministic
+    (no random draw, so the rest of the population is unchanged)."""
+    digest = hashlib.blake2b(f"{p.fin}/{rid}".encode(), digest_size=8).digest()
+    return f"{int.from_bytes(digest, 'big') % 10**12:012d}"
+
+
 def prescribe(p: Person, key: str, enc: dict[str, str], day: int, minute: int, requester: dict[str, str],
               pharmacy: dict[str, str], reason: str | None = None) -> int:
     """Request (and usually dispense) every drug for a condition; returns the number of resources."""
@@ -61,6 +70,7 @@ def prescribe(p: Person, key: str, enc: dict[str, str], day: int, minute: int, r
         qty = tpd * days
         req: Resource = {
             "resourceType": "MedicationRequest", "id": rid,
+            "identifier": [{"use": "official", "system": SYS_PRESCRIPTION, "value": prescription_number(p, rid)}],
             "status": ("stopped" if p.death is not None else "active") if chronic and day + days >= p.win_end
             else "completed", "intent": "order",
             "medicationCodeableConcept": _CC[code], "subject": p.ref, "encounter": enc,

@@ -231,11 +231,28 @@ def vitals(p: Person, enc: dict[str, str], day: int, minute: int, performer: lis
 
 def labs(p: Person, enc: dict[str, str], day: int, minute: int, keys: tuple[str, ...], performer: list[Any],
          acute: bool = False) -> None:
+    """The order (a ServiceRequest addressed to the laboratory) and its results, each `basedOn` it.
+
+    The order's id derives from the encounter's (one order per encounter), so adding orders kept every other
+    id and random draw of the population unchanged."""
     when = dtstr(day, minute + 90)
+    order_id = "sr-" + enc["reference"].rsplit("/", 1)[1].removeprefix("enc-")
+    p.emit("ServiceRequest", {
+        "resourceType": "ServiceRequest", "id": order_id, "status": "completed", "intent": "order",
+        "category": ORDER_CATEGORY, "code": {"coding": [c for k in keys for c in TESTS[k].code["coding"]],
+                                         "text": ", ".join(TESTS[k].code["coding"][0]["display"] for k in keys)},
+        "subject": p.ref, "encounter": enc, "authoredOn": dtstr(day, minute), "performer": performer})
+    based_on = [{"reference": f"ServiceRequest/{order_id}"}]
     for k in keys:
         v = value(p, k, day)
         if acute and k == "wbc":
             v += p.rng.uniform(2.0, 8.0)
         elif acute and k == "crp":
             v += p.rng.uniform(5.0, 80.0)
-        p.emit("Observation", _obs(p, TESTS[k], v, enc, when, performer))
+        obs = _obs(p, TESTS[k], v, enc, when, performer)
+        obs["basedOn"] = based_on
+        p.emit("Observation", obs)
+
+
+ORDER_CATEGORY = [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007",
+                           "display": "Laboratory procedure"}], "text": "Laboratory procedure"}]

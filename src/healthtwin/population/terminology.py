@@ -16,7 +16,7 @@ from .encounters import BIRTH_REASON, CRUNCH_REASONS, ENCOUNTER_TYPES, MEASLES, 
 from .institutions import SPECIALTIES
 from .insurance import TARIFF
 from .medications import DRUGS
-from .observations import BP_PANEL, CAUSE_OF_DEATH, TESTS
+from .observations import BP_PANEL, CAUSE_OF_DEATH, ORDER_CATEGORY, TESTS
 from .vaccination import SCHEDULE
 
 BASE = "https://health.gov.az/fhir"
@@ -49,6 +49,8 @@ def _codes() -> dict[str, dict[str, str]]:
     for codings in ENCOUNTER_TYPES.values():
         for coding in (c for concept in codings for c in concept["coding"]):
             out[SNOMED][coding["code"]] = coding["display"]
+    for coding in ORDER_CATEGORY[0]["coding"]:
+        out[SNOMED][coding["code"]] = coding["display"]
     for test in TESTS.values():
         out[LOINC][test.loinc] = test.display
     for concept in (BP_PANEL, CAUSE_OF_DEATH):
