@@ -20,6 +20,11 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
+
+    from .serving import check_port, hold_data_dir
+    # Before anything is written (keys, the store): a busy port or a data folder in use is one clear line.
+    check_port(args.host, args.port)
+    hold_data_dir(Path(args.data_dir).resolve())
     scheme = "https" if args.ssl_certfile else "http"
     public_url = args.public_url or f"{scheme}://{args.host}:{args.port}"
     settings = Settings(Path(args.data_dir).resolve(), args.database, public_url.rstrip("/"),
@@ -88,57 +93,79 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def _date(text: str):
+    import datetime as dt
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a date is YYYY-MM-DD (e.g. 2024-12-31), not {text!r}") from None
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from .population import generator
+    from .progress import Bar
     events = None if args.events == "all" else set() if args.events == "none" else \
         set(filter(None, args.events.split(",")))
+    shard_size = len(range(args.shard[0], args.patients, args.shard[1]))
+    bar = Bar("generating", shard_size, "citizens")
+    window = dict(start_year=args.start_year, end_date=args.end_date)
     if args.out == "-":
         result = generator.write_ndjson_stream(sys.stdout.buffer, args.patients, args.seed, args.shard,
-                                               events=events)
+                                               events=events, progress=lambda d, _t: bar(d), **window)
         total = sum(result["counts"].values())
     else:
         manifest = generator.generate(Path(args.out), args.patients, args.seed, args.shard, events=events,
-                                      progress=_progress("generated", args.patients))
+                                      progress=lambda d, _t: bar(d), **window)
         total = sum(o["count"] for o in manifest["output"])
-        print(file=sys.stderr)
+    bar.close()
     print(f"generated {total:,} resources for {args.patients:,} citizens (shard {args.shard[0]}/{args.shard[1]})",
           file=sys.stderr)
     return 0
 
 
-def _progress(verb: str, total: int):
-    tty = sys.stderr.isatty()
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    def report(done: int, of: int) -> None:
-        if tty:
-            sys.stderr.write(f"\r  {verb} {done:,}/{of:,} citizens")
-            sys.stderr.flush()
-        else:
-            log.info("%s %d/%d citizens", verb, done, of)
-    return report
+    from . import FHIR_VERSION, __version__
+    try:
+        installed = version("healthtwin")
+    except PackageNotFoundError:
+        installed = __version__
+    return f"healthtwin {installed} (FHIR R4 {FHIR_VERSION})"
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args_in = sys.argv[1:] if argv is None else argv
-    if args_in and args_in[0] == "views":  # healthtwin views materialize …: the analytics command set
-        from .analytics.refresh import views_main
-        return views_main(args_in[1:])
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="TCP port to listen on (default 8080)")
+
+
+def _window_args(p: argparse.ArgumentParser, generate: bool) -> None:
+    p.add_argument("--end-date", type=_date, default=None, metavar="YYYY-MM-DD",
+                   help="last day of the generated history (default: today; give one for reproducible output)")
+    if generate:
+        p.add_argument("--start-year", type=int, default=None, metavar="YEAR",
+                       help="first year of the history (default: five years before the end date's year)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="healthtwin", description="Health Twin: a national FHIR R4 digital twin")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=_version(), help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="serve the FHIR API")
     _store_args(serve)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=1)
+    _serve_args(serve)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes (default 1; several share the data folder and publish analytics "
+                            "snapshots)")
     serve.add_argument("--audit-feed", default=None, metavar="URL",
                        help="forward the audit trail as syslog to tcp://host:port or tls://host:port (a SIEM)")
     serve.add_argument("--audit-feed-ca", default=None, metavar="FILE",
                        help="CA certificates (PEM) that sign the feed receiver's TLS certificate")
-    serve.add_argument("--log-level", default="warning")
-    serve.add_argument("--rate-limit", default="50,200",
-                       help="requests per second and burst per client, e.g. 50,200 (default), or 'off'")
+    serve.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
+                       help="server log detail (default warning)")
+    serve.add_argument("--rate-limit", default="50,200", metavar="RATE,BURST",
+                       help="requests per second and burst (requests) per client, e.g. 50,200 (default), or 'off'")
     serve.add_argument("--forwarded-allow-ips", default="", metavar="ADDRESSES",
                        help="reverse proxies whose X-Forwarded-For/-Proto/-Host headers are believed: comma-"
                             "separated IP addresses or networks (10.0.0.0/8), or '*'; default none, so links "
@@ -155,29 +182,48 @@ def main(argv: list[str] | None = None) -> int:
     load.set_defaults(func=cmd_load)
 
     gen = sub.add_parser("generate", help="generate a synthetic population as FHIR Bulk Data NDJSON")
-    gen.add_argument("--patients", type=int, required=True)
-    gen.add_argument("--seed", type=int, default=1)
+    gen.add_argument("--patients", type=int, required=True, help="number of citizens to generate")
+    gen.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same population "
+                                                        "(default 1)")
     gen.add_argument("--out", required=True, help="output folder, or '-' for one NDJSON stream on stdout")
     gen.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: write shard I of N (default 0/1)")
     gen.add_argument("--events", default="all",
                      help="planted events: 'all' (default), 'none', or a comma list (see docs/population.md)")
+    _window_args(gen, generate=True)
     gen.set_defaults(func=cmd_generate)
 
     demo = sub.add_parser("demo", help="load demo data into the embedded store and serve it")
     _store_args(demo)
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8080)
-    # 5,000 citizens (~510,000 resources) load in about two minutes here; 10,000 take about four.
-    demo.add_argument("--patients", type=int, default=5_000)
-    demo.add_argument("--seed", type=int, default=1)
+    _serve_args(demo)
+    demo.add_argument("--patients", type=int, default=DEMO_PATIENTS,
+                      help=f"number of synthetic citizens (default {DEMO_PATIENTS:,})")
+    demo.add_argument("--seed", type=int, default=1, help="random seed of the population (default 1)")
+    _window_args(demo, generate=False)
     demo.add_argument("--no-serve", action="store_true", help="load and exit (for tests)")
     _secure_args(demo)
     demo.set_defaults(func=lambda a: __import__("healthtwin.demo", fromlist=["run"]).run(a))
 
+    # Handled before parsing (main() hands the rest of the line to the analytics command set); listed here
+    # so that `healthtwin --help` shows it.
+    sub.add_parser("views", help="materialise the analytics views (healthtwin views materialize --help)",
+                   add_help=False)
+
     from .security.commands import register
     register(sub, _store_args)
+    return parser
 
-    args = parser.parse_args(argv)
+
+# The demo's default population: generated and loaded in about a minute and a half on two cores.
+DEMO_PATIENTS = 3_000
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in and args_in[0] == "views":  # healthtwin views materialize …: the analytics command set
+        from .analytics.refresh import views_main
+        return views_main(args_in[1:])
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:

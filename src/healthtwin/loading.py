@@ -388,38 +388,30 @@ def _load_all(services, loader: Loader, paths: Iterable[str], stdin, restart: bo
 
 
 class Progress:
-    """A progress line on a terminal, or periodic counts and rates in the log."""
+    """The load's progress: a bar with the time left on a terminal (when the total is known), log lines
+    elsewhere (see progress.py)."""
 
-    def __init__(self, stream: IO[str] = sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.started = time.perf_counter()
-        self.last = 0.0
+    def __init__(self, stream: IO[str] = sys.stderr, total: int | None = None) -> None:
+        from .progress import Bar
+        self.bar = Bar("loading", total, "resources", stream)
 
     def __call__(self, loaded: int, errors: int) -> None:
-        now = time.perf_counter()
-        elapsed = now - self.started
-        rate = loaded / elapsed if elapsed else 0
-        if self.tty:
-            self.stream.write(f"\r  loaded {loaded:,} resources  ({rate:,.0f}/s, {errors} errors)   ")
-            self.stream.flush()
-        elif now - self.last > 5:
-            log.info("loaded %d resources (%.0f/s, %d errors)", loaded, rate, errors)
-            self.last = now
+        self.bar(loaded, f", {errors:,} rejected" if errors else "")
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
+        self.bar.close()
 
 
-def load_paths(settings, paths: list[str], restart: bool = False, workers: int | None = None) -> int:
+def load_paths(settings, paths: list[str], restart: bool = False, workers: int | None = None,
+               total: int | None = None) -> int:
+    """`total`: the number of resources expected, when known (the progress bar's 100 %)."""
     from .api.services import Services
     from .security.storage import open_store
     store = open_store(settings.database, settings.data_dir)
     services = Services.build(store)
     from .runtime import settle_after_start
     settle_after_start()
-    progress = Progress()
+    progress = Progress(total=total)
     import os
     if workers is None:
         # Workers also write, and wait on the database (or its writer lock) part of the time: one more keeps

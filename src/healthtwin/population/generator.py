@@ -149,10 +149,11 @@ def generate_stream(patients: int, seed: int, shard: tuple[int, int] = (0, 1), s
         yield from national_terminology()
     total = len(range(k, patients, n))
     done = 0
+    step = max(1, min(1000, total // 100))  # about every 1 %: often enough for a bar's time left
     for i in range(k, patients, n):
         yield from _person(i, seed, run, sites)
         done += 1
-        if progress is not None and (done % 1000 == 0 or done == total):
+        if progress is not None and (done % step == 0 or done == total):
             progress(done, total)
     if ground_truth is not None:
         ground_truth.update(ev.ground_truth(shard))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DEFAULT_PUBLIC_URL, Settings
+from .access import CONFIDENTIALITY, ROLES, SENSITIVE
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -30,18 +31,19 @@ def _read_store(args: argparse.Namespace) -> Any:
 
 
 def cmd_clients_add(args: argparse.Namespace) -> int:
-    from .clients import add_client
+    from .clients import SYSTEM_ROLES, add_client
     jwks = Path(args.jwks).read_text() if args.jwks else None
     pem = Path(args.public_key).read_bytes() if args.public_key else None
     client_id = add_client(_store(args), args.name, jwks=jwks, scopes=args.scopes, organization=args.organization,
                            public_key_pem=pem, redirect_uris=args.redirect_uri or [], client_id=args.client_id,
-                           roles=(args.roles or "").replace(",", " "))
+                           roles=" ".join(check_roles(args.roles, SYSTEM_ROLES)))
     print(client_id)
     return 0
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
     from .clients import add_user
+    check_roles(args.roles)  # before the password prompt
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -49,7 +51,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
         if getpass.getpass("Again: ") != password:
             print("passwords differ", file=sys.stderr)
             return 2
-    add_user(_store(args), args.username, password, args.roles.replace(",", " "), patient=args.patient,
+    add_user(_store(args), args.username, password, " ".join(check_roles(args.roles)), patient=args.patient,
              practitioner=args.practitioner, organization=args.organization)
     print(f"user {args.username} added")
     return 0
@@ -85,9 +87,24 @@ def mint(data_dir: Path, public_url: str, subject: str, kind: str, scopes: list[
     return token
 
 
+def check_roles(text: str | None, allowed: tuple[str, ...] = ROLES) -> list[str]:
+    """The roles of a comma or space separated list; an unknown one is an error (a typo would otherwise mint a
+    token or register an account that silently has no access)."""
+    roles = (text or "").replace(",", " ").split()
+    labels = {f"label:{c}" for c in (*CONFIDENTIALITY, *SENSITIVE)}
+    unknown = [r for r in roles if r not in allowed and r not in labels]
+    if unknown:
+        raise ValueError(f"unknown role{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}: "
+                         f"choose from {', '.join(allowed)}, or label:CODE with CODE one of "
+                         f"{', '.join((*CONFIDENTIALITY, *SENSITIVE))}")
+    return roles
+
+
 def cmd_token(args: argparse.Namespace) -> int:
+    if args.lifetime <= 0:
+        raise ValueError(f"--lifetime is a number of seconds above 0, not {args.lifetime}")
     print(mint(Path(args.data_dir).resolve(), args.public_url, args.subject, args.kind, args.scope.split(),
-               args.roles.replace(",", " ").split(), args.lifetime, client_id=args.client_id,
+               check_roles(args.roles), args.lifetime, client_id=args.client_id,
                organization=args.organization, patient=args.patient, fhir_user=args.fhir_user,
                purpose=args.purpose))
     return 0
@@ -286,7 +303,7 @@ def register(sub: Any, store_args: Any) -> None:
                                                                                         required=True)
     add = clients.add_parser("add", help="register a backend service (keys) or an app (redirect URIs)")
     store_args(add)
-    add.add_argument("name")
+    add.add_argument("name", help="a name for the client, shown in the audit trail")
     add.add_argument("--scopes", required=True, help="the most this client may be granted, space separated")
     add.add_argument("--jwks", help="file with the client's public JWKS")
     add.add_argument("--public-key", help="file with the client's public key (PEM)")
@@ -302,28 +319,35 @@ def register(sub: Any, store_args: Any) -> None:
     users = sub.add_parser("users", help="people who sign in").add_subparsers(dest="users_command", required=True)
     uadd = users.add_parser("add", help="add a user (password from a prompt, or --password-stdin)")
     store_args(uadd)
-    uadd.add_argument("username")
+    uadd.add_argument("username", help="the name the person signs in with")
     uadd.add_argument("--roles", required=True, help="citizen, clinician, analyst, auditor, administrator, label:PSY…")
     uadd.add_argument("--patient", help="Patient/<id>: the user's own record")
     uadd.add_argument("--practitioner", help="Practitioner/<id>")
     uadd.add_argument("--organization", help="Organization/<id>")
-    uadd.add_argument("--password-stdin", action="store_true")
+    uadd.add_argument("--password-stdin", action="store_true",
+                      help="read the password from standard input instead of a prompt")
     uadd.set_defaults(func=cmd_users_add)
     _switches(users, store_args, "USERNAME", "stop a person signing in and refuse the tokens they hold (someone "
               "who left)", "let a disabled user sign in again")
 
     tok = sub.add_parser("token", help="mint an access token with the data folder's key (tests, demos, ops)")
-    tok.add_argument("--data-dir", default="./data")
-    tok.add_argument("--public-url", default=DEFAULT_PUBLIC_URL)
-    tok.add_argument("--subject", required=True)
-    tok.add_argument("--kind", default="person", choices=["person", "system"])
-    tok.add_argument("--scope", default="user/*.rs")
-    tok.add_argument("--roles", default="")
-    tok.add_argument("--patient")
-    tok.add_argument("--organization")
-    tok.add_argument("--fhir-user")
-    tok.add_argument("--client-id")
-    tok.add_argument("--lifetime", type=int, default=3600)
+    tok.add_argument("--data-dir", default="./data",
+                     help="folder whose signing key signs the token (default ./data)")
+    tok.add_argument("--public-url", default=DEFAULT_PUBLIC_URL,
+                     help=f"the server's public URL: the token's issuer and audience (default {DEFAULT_PUBLIC_URL})")
+    tok.add_argument("--subject", required=True, help="who the token is for (a user name or client id)")
+    tok.add_argument("--kind", default="person", choices=["person", "system"],
+                     help="a person (user/ and patient/ scopes) or a backend system (system/ scopes); "
+                          "default person")
+    tok.add_argument("--scope", default="user/*.rs", help="SMART scopes, space separated (default user/*.rs)")
+    tok.add_argument("--roles", default="", help="comma or space separated: " + ", ".join(ROLES)
+                     + ", or label:CODE to see resources labelled CODE")
+    tok.add_argument("--patient", help="Patient/<id>: the patient in context (a citizen's own record)")
+    tok.add_argument("--organization", help="Organization/<id> the holder acts for")
+    tok.add_argument("--fhir-user", help="Patient/<id>, Practitioner/<id> or RelatedPerson/<id>: who the holder is")
+    tok.add_argument("--client-id", help="the SMART client the token is issued to")
+    tok.add_argument("--lifetime", type=int, default=3600, metavar="SECONDS",
+                     help="seconds until the token expires (default 3600, one hour)")
     tok.add_argument("--purpose", help="a purpose of use (HL7 ActReason code, e.g. HSYSADMIN) that every request "
                                        "made with the token states; the role must allow it")
     tok.set_defaults(func=cmd_token)
@@ -332,7 +356,7 @@ def register(sub: Any, store_args: Any) -> None:
         dest="audit_command", required=True)
     verify = audit.add_parser("verify", help="walk the hash chain; exit 1 at the first bad entry")
     store_args(verify)
-    verify.add_argument("--anchor", action="append", help="SEQ:HASH published earlier by `audit head`; repeatable")
+    verify.add_argument("--anchor", action="append", metavar="SEQ:HASH", help="SEQ:HASH published earlier by `audit head`; repeatable")
     verify.add_argument("--archive", help="check an archive file made by `audit archive` instead, against the "
                                           "checkpoint the database keeps")
     verify.set_defaults(func=cmd_audit)
@@ -351,7 +375,7 @@ def register(sub: Any, store_args: Any) -> None:
     part.set_defaults(func=cmd_audit)
     harden = audit.add_parser("harden", help="PostgreSQL: make audit_log append-only for the server's role")
     store_args(harden)
-    harden.add_argument("--app-role", required=True)
+    harden.add_argument("--app-role", required=True, help="the PostgreSQL role the server connects as")
     harden.set_defaults(func=cmd_audit)
 
     extract = sub.add_parser("extract", help="a pseudonymised research extract (NDJSON) for one project")
