@@ -11,10 +11,11 @@ import logging
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from ..fhir.model import resource_types
+from .landing import landing
 from .plugins import Contribution, register_operations
 from .routing import FHIRRouter
 from .services import Limits, Services
@@ -40,9 +41,6 @@ def assemble(services: Services, fhir_router: FHIRRouter, contributions: list[Co
     async def health(request):
         return JSONResponse({"status": "ok", "schema": services.store.schema_version()})
 
-    async def root(request):
-        return RedirectResponse("/fhir/metadata")
-
     @contextlib.asynccontextmanager
     async def lifespan(app):
         if services.jobs is not None:
@@ -61,7 +59,7 @@ def assemble(services: Services, fhir_router: FHIRRouter, contributions: list[Co
             await aclose()
 
     app = Starlette(lifespan=lifespan, routes=[
-        Route("/", root),
+        Route("/", landing),
         Route("/health", health),
         Route("/openapi.json", openapi),
         *routes,  # /.well-known/smart-configuration, /fhir/.well-known/..., /auth/*, /analytics: before /fhir

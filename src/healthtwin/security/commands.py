@@ -294,7 +294,7 @@ def _switches(parent: Any, store_args: Any, metavar: str, disable_help: str, ena
     for action, text in (("disable", disable_help), ("enable", enable_help)):
         p = parent.add_parser(action, help=text)
         store_args(p)
-        p.add_argument("name", metavar=metavar)
+        p.add_argument("name", metavar=metavar, help=f"the {metavar.lower().replace('_', ' ')} to {action}")
         p.set_defaults(func=cmd_disable)
 
 
