@@ -12,6 +12,7 @@ at a RAM-backed folder to measure the CPU cost.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import multiprocessing as mp
 import os
 import tempfile
@@ -23,11 +24,13 @@ import orjson
 
 from healthtwin.population import generate, generate_stream
 
+END = dt.date(2024, 12, 31)  # a fixed window: figures stay comparable whatever the day
+
 
 def _run(args: tuple[Path, int, int, tuple[int, int]]) -> tuple[int, float]:
     out, patients, seed, shard = args
     t0 = time.perf_counter()
-    manifest = generate(out, patients, seed, shard=shard)
+    manifest = generate(out, patients, seed, shard=shard, end_date=END)
     return sum(o["count"] for o in manifest["output"]), time.perf_counter() - t0
 
 
@@ -55,7 +58,7 @@ def main() -> None:
         n_res, secs = _run((base / "one", a.patients, a.seed, (0, 1)))
         rate = n_res / secs
         # A typical mix: the first resources of a patient-heavy stream (skip the institutions).
-        sample = [r for t, r in islice(generate_stream(200, a.seed, shard=(1, 2)), 5000)]
+        sample = [r for t, r in islice(generate_stream(200, a.seed, shard=(1, 2), end_date=END), 5000)]
         floor = floor_rate(sample, n_res, base / "floor.ndjson")
         print(f"patients={a.patients} resources={n_res} resources/patient={n_res / a.patients:.1f}")
         print(f"1 core : {rate:,.0f} resources/s in {secs:.2f} s  (generation + orjson + write)")

@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--database", default="postgresql://postgres@127.0.0.1/bench_load")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    subprocess.run([BIN / "healthtwin", "generate", "--patients", str(args.patients), "--seed", "11",
+    subprocess.run([BIN / "healthtwin", "generate", "--patients", str(args.patients), "--seed", "11", "--end-date", "2024-12-31",
                     "--out", str(work / "population")], check=True, capture_output=True)
     n, dt = load(["--data-dir", str(work / "sqlite")], work / "population")
     print(f"SQLite      healthtwin load: {n:,} resources in {dt:.1f} s = {n / dt:,.0f}/s (target 30,000/s)")

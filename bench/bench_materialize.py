@@ -28,6 +28,7 @@ bench waits until the wall clock has passed the store's newest stamp.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import random
 import shutil
 import sys
@@ -122,7 +123,7 @@ def main() -> int:
             from healthtwin.api.services import Services
             from healthtwin.loading import load
             from healthtwin.population.generator import generate
-            generate(work / "pop", args.patients, 1)
+            generate(work / "pop", args.patients, 1, end_date=dt.date(2024, 12, 31))
             store = SQLiteStore(db)
             t0 = time.perf_counter()
             load(Services.build(store), [str(work / "pop")], workers=1)

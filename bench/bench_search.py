@@ -75,7 +75,7 @@ def main() -> None:
     if not (data / "loaded").exists():
         if args.database:
             fresh_database(args.database)  # an empty store to load into, also on a fresh machine
-        subprocess.run([BIN / "healthtwin", "generate", "--patients", str(args.patients), "--seed", "7",
+        subprocess.run([BIN / "healthtwin", "generate", "--patients", str(args.patients), "--seed", "7", "--end-date", "2024-12-31",
                         "--out", str(data / "population")], check=True, stderr=subprocess.DEVNULL)
         t = time.perf_counter()
         loader = subprocess.Popen([BIN / "healthtwin", "load", *db_args, str(data / "population")],

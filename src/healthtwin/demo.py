@@ -27,6 +27,7 @@ from .config import Settings
 
 log = logging.getLogger("healthtwin.demo")
 
+FORMAT = 2  # of the data folder a demo builds: a folder built by an earlier format is rebuilt
 ORDER_ID, PRESCRIPTION_ID, EPISODE_ID = "demo-sr-0", "demo-mrq-0", "demo-eoc-0"
 PRESCRIPTION_NUMBER = "900000000001"  # 12 digits like the generator's numbers (see population/medications.py)
 
@@ -42,7 +43,7 @@ def run(args) -> int:
     try:
         marker = settings.data_dir / "demo.json"
         end = getattr(args, "end_date", None)
-        wanted = {"patients": args.patients, "seed": args.seed, "database": settings.database,
+        wanted = {"format": FORMAT, "patients": args.patients, "seed": args.seed, "database": settings.database,
                   **({"end_date": end.isoformat()} if end else {})}
         started = time.perf_counter()
         found = orjson.loads(marker.read_bytes()) if marker.exists() else None
