@@ -111,3 +111,56 @@ def test_a_second_server_on_the_same_data_folder_says_what_holds_it(tmp_path: Pa
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"is in use by process {proc.pid}" in lines[0] and "serving.lock" in lines[0]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_on_a_terminal_is_a_bar_with_total_percentage_and_time_left() -> None:
+    import io
+
+    from healthtwin.progress import Bar
+    out, clock = io.StringIO(), _Clock()
+    bar = Bar("generating", 5_000, "citizens", out, tty=True, clock=clock)
+    clock.now += 10
+    bar(2_000)
+    line = out.getvalue().rsplit("\r", 1)[1]
+    assert "[#########" in line and " 40%" in line and "2,000/5,000 citizens" in line and "0:15 left" in line
+    clock.now += 15
+    bar(5_000)
+    bar.close()
+    assert out.getvalue().endswith("done   \n")
+
+
+def test_progress_elsewhere_is_plain_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    import io
+    import logging
+
+    from healthtwin.progress import LOG_EVERY, Bar
+    out, clock = io.StringIO(), _Clock()
+    bar = Bar("loading", 1_000, "resources", out, tty=False, clock=clock)
+    with caplog.at_level(logging.INFO, "healthtwin"):
+        for done in range(0, 1_001, 10):
+            clock.now += 0.5
+            bar(done)
+        bar.close()
+    assert out.getvalue() == ""  # no carriage returns in a log
+    lines = [r.getMessage() for r in caplog.records]
+    assert 2 <= len(lines) <= 100 * 0.5 / LOG_EVERY + 2
+    assert lines[-1] == "loading: 1,000/1,000 resources (100%), done"
+    assert all("[" not in line and "\r" not in line for line in lines)
+
+
+def test_load_knows_its_total_from_ndjson(tmp_path: Path) -> None:
+    from healthtwin.loading import expected_total
+    (tmp_path / "Patient.ndjson").write_bytes(b'{"resourceType":"Patient"}\n' * 3)
+    (tmp_path / "Observation.ndjson").write_bytes(b'{"resourceType":"Observation"}\n' * 4)
+    assert expected_total([str(tmp_path)]) == 7
+    (tmp_path / "bundle.json").write_bytes(b"{}")
+    assert expected_total([str(tmp_path)]) is None  # a Bundle's entries are not counted: no percentage then
+    assert expected_total(["-"]) is None

@@ -318,6 +318,18 @@ def _resume_point(store, key: str) -> tuple[int, bool]:
     return (rows[0][0], rows[0][1] == "done") if rows else (0, False)
 
 
+def expected_total(paths: Iterable[str]) -> int | None:
+    """How many resources `paths` hold, when that is cheap to know: NDJSON files only (one per line; a
+    manifest's counts are not trusted), none from standard input. The progress bar's 100 %."""
+    total = 0
+    for item in ndjson_files(paths):
+        if item == "-" or not isinstance(item, Path) or item.suffix != ".ndjson":
+            return None
+        with item.open("rb") as f:
+            total += sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    return total
+
+
 def ndjson_files(paths: Iterable[str]) -> Iterator[Path | str]:
     for p in paths:
         if p == "-":
@@ -411,7 +423,7 @@ def load_paths(settings, paths: list[str], restart: bool = False, workers: int |
     services = Services.build(store)
     from .runtime import settle_after_start
     settle_after_start()
-    progress = Progress(total=total)
+    progress = Progress(total=total if total is not None else expected_total(paths))
     import os
     if workers is None:
         # Workers also write, and wait on the database (or its writer lock) part of the time: one more keeps
