@@ -77,7 +77,8 @@ class Policy(Protocol):
     * `restrict(ctx, query)`: add criteria to a SearchQuery so it only matches what the caller may see
       (totals then never count hidden resources);
     * `readable(ctx, stored, checked)`: filter (and mask) resources about to be released; `checked` says the
-      search criteria already enforced visibility, so only masking is left.
+      search criteria already enforced visibility, so only masking is left. Only api/guard.release calls it,
+      and responses accept only what release returns.
     """
 
     def authorize(self, ctx: RequestContext, interaction: str, resource_type: str | None,

@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 from ..fhir.dates import parse_range
 from ..fhir.outcome import FHIRError
+from ..api import guard
 from ..api.operations.parameters import inputs
 from ..api.operations.registry import define
 from .duckdb_views import _sql_type
@@ -96,8 +97,9 @@ def _library(services: Any, ctx: Any, ref: str, where: str) -> dict[str, Any]:
     return max(found, key=lambda lib: str(lib.get("version", "")))
 
 
-def _resources_from_store(services: Any, compiled: CompiledView, patients: list[str] | None,
+def _resources_from_store(services: Any, ctx: Any, compiled: CompiledView, patients: list[str] | None,
                           since: float | None) -> Iterator[dict[str, Any]]:
+    """The view's resources, each let out through guard.release like any other row the server sends."""
     store, rtype = services.store, compiled.resource
     if patients is not None:
         from ..store.search import compartment_rids
@@ -109,17 +111,18 @@ def _resources_from_store(services: Any, compiled: CompiledView, patients: list[
                                                       "AND deleted = 0", [pid]))
         ordered = sorted(rids)
         for start in range(0, len(ordered), PAGE):
-            for stored in store.fetch_rows(ordered[start:start + PAGE]):
+            for stored in guard.release(services, ctx, store.fetch_rows(ordered[start:start + PAGE])):
                 if stored.content is not None and stored.type == rtype:
                     yield orjson.loads(stored.content)
         return
     last = ""
     cond, extra = ("AND last_updated >= ? ", [since]) if since is not None else ("", [])
     while True:  # keyset pages: memory stays flat and _limit stops reading early
-        rows = store.query(f"SELECT id, content FROM resources WHERE type = ? AND id > ? AND deleted = 0 {cond}"
+        rows = store.query(f"SELECT id, rid FROM resources WHERE type = ? AND id > ? AND deleted = 0 {cond}"
                            f"ORDER BY id LIMIT ?", [rtype, last, *extra, PAGE])
-        for _id, content in rows:
-            yield orjson.loads(store.open_content(rtype, _id, content))
+        for stored in guard.release(services, ctx, store.fetch_rows([rid for _, rid in rows])):
+            if stored.content is not None:
+                yield orjson.loads(stored.content)
         if len(rows) < PAGE:
             return
         last = rows[-1][0]
@@ -295,7 +298,7 @@ def execute(services: Any, ctx: Any, rtype: str | None, rid: str | None, params:
             r for r in inline if r.get("resourceType") == compiled.resource
             and (patients is None or _in_compartment(r, set(patients))))
     else:
-        resources = _resources_from_store(services, compiled, patients, since)
+        resources = _resources_from_store(services, ctx, compiled, patients, since)
     try:
         rows = run_rows(compiled, resources, limit)
     except ViewEvaluationError as exc:

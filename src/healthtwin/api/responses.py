@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from ..fhir.outcome import FHIRError, information
 from ..store.records import Stored
+from . import guard
 from ..request import RequestContext
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
@@ -22,12 +23,15 @@ def json_bytes(value: Any, pretty: bool) -> bytes:
 
 
 def fhir(status: int, body: Any, ctx: RequestContext | None = None, headers: dict[str, str] | None = None) -> Response:
-    """A FHIR JSON response; `body` may be bytes already serialised (stored content), a dict, or None."""
+    """A FHIR JSON response; `body` is a dict, a stored row let out by guard.release (its bytes are sent as
+    they are), or None. Raw bytes are refused: a stored row reaches a client only through release()."""
     pretty = bool(ctx and ctx.pretty)
     if body is None:
         content = b""
-    elif isinstance(body, (bytes, bytearray)):
-        content = json_bytes(orjson.loads(body), True) if pretty else bytes(body)
+    elif isinstance(body, guard.Released):
+        content = json_bytes(orjson.loads(body.content), True) if pretty else body.content
+    elif isinstance(body, (bytes, bytearray, memoryview, Stored)):
+        raise TypeError("a response body is a dict or a guard.Released row, never raw stored content")
     else:
         content = json_bytes(body, pretty)
     all_headers = dict(SECURITY_HEADERS)
@@ -54,12 +58,13 @@ def version_headers(stored: Stored, ctx: RequestContext, location: bool = False)
     return headers
 
 
-def written(stored: Stored, status: int, ctx: RequestContext) -> Response:
-    """The answer to create/update/patch, honouring Prefer: return=."""
+def written(services: Any, stored: Stored, status: int, ctx: RequestContext) -> Response:
+    """The answer to create/update/patch, honouring Prefer: return=. The resource goes back through release()
+    like any row sent; the write rules already decided the caller may hold it, so only masking applies."""
     headers = version_headers(stored, ctx, location=True)
     if ctx.prefer_return == "minimal":
         return fhir(status, None, ctx, headers)
     if ctx.prefer_return == "OperationOutcome":
         verb = {201: "created"}.get(status, "updated")
         return fhir(status, information(f"{stored.type}/{stored.id} {verb} as version {stored.version}"), ctx, headers)
-    return fhir(status, stored.content, ctx, headers)
+    return fhir(status, guard.release_one(services, ctx, stored, checked=True), ctx, headers)

@@ -205,7 +205,7 @@ class FHIRRouter:
             resource = parse_resource(await http.body_bytes(request, s.limits.max_body_bytes), rtype)
             result = await self.run(self._in_tx, write.create, s, ctx, rtype, resource,
                                     _if_none_exist(ctx.header("if-none-exist"), http.criteria_of(request)))
-            return written(result.stored, result.status, ctx)
+            return written(s, result.stored, result.status, ctx)
         if method == "PUT":
             query = http.query_of(request)
             if not query:
@@ -214,7 +214,7 @@ class FHIRRouter:
             resource = parse_resource(await http.body_bytes(request, s.limits.max_body_bytes), rtype)
             result = await self.run(self._in_tx, write.conditional_update, s, ctx, rtype, query, resource,
                                     write.parse_if_match(ctx.header("if-match")))
-            return written(result.stored, result.status, ctx)
+            return written(s, result.stored, result.status, ctx)
         if method == "DELETE":
             query = http.query_of(request)
             if not query:
@@ -240,7 +240,7 @@ class FHIRRouter:
             resource = parse_resource(await http.body_bytes(request, s.limits.max_body_bytes), rtype)
             result = await self.run(self._in_tx, write.update, s, ctx, rtype, rid, resource,
                                     write.parse_if_match(ctx.header("if-match")))
-            return written(result.stored, result.status, ctx)
+            return written(s, result.stored, result.status, ctx)
         if method == "DELETE":
             http.refuse_query(request, f"DELETE {rtype}/{rid}")
             result = await self.run(self._in_tx, write.delete, s, ctx, rtype, rid)
@@ -250,7 +250,7 @@ class FHIRRouter:
             body, ctype = await http.json_body(request, s.limits.max_body_bytes, allow_patch=True)
             result = await self.run(self._in_tx, patch, s, ctx, rtype, rid, body, ctype,
                                     write.parse_if_match(ctx.header("if-match")))
-            return written(result.stored, result.status, ctx)
+            return written(s, result.stored, result.status, ctx)
         raise _not_allowed(method, f"{rtype}/{rid}")
 
     def _in_tx(self, fn, services, ctx, *args):

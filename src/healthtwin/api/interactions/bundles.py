@@ -6,13 +6,21 @@ from urllib.parse import urlencode
 
 import orjson
 
-from ...store.records import Stored, instant
+from ...store.records import instant
+from ..guard import Released
 from ..subsetting import subset
 
 _PAGING = ("_count", "_offset", "_after")
 
 
-def entry_resource(stored: Stored, summary: str | None, elements: list[str] | None) -> Any:
+def _released(row: Any) -> Released:
+    if not isinstance(row, Released):
+        raise TypeError(f"{row!r} was not released (api.guard.release): a Bundle takes released rows only")
+    return row
+
+
+def entry_resource(stored: Released, summary: str | None, elements: list[str] | None) -> Any:
+    _released(stored)
     if summary or elements:
         return orjson.Fragment(orjson.dumps(subset(orjson.loads(stored.content), summary, elements)))
     # The stored bytes go into the Bundle as they are: no parse and re-serialise per entry.
@@ -37,7 +45,7 @@ def paging_links(url: str, echo: list[tuple[str, str]], count: int, offset: int,
     return links
 
 
-def searchset(base_url: str, matches: list[Stored], included: list[Stored], total: int | None,
+def searchset(base_url: str, matches: list[Released], included: list[Released], total: int | None,
               links: list[dict[str, str]], summary: str | None, elements: list[str] | None,
               outcome: dict | None = None) -> dict[str, Any]:
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "meta": {"lastUpdated": instant_now()}}
@@ -55,9 +63,10 @@ def searchset(base_url: str, matches: list[Stored], included: list[Stored], tota
     return bundle
 
 
-def history_bundle(base_url: str, versions: list[Stored], total: int, links: list[dict[str, str]]) -> dict[str, Any]:
+def history_bundle(base_url: str, versions: list[Released], total: int,
+                   links: list[dict[str, str]]) -> dict[str, Any]:
     entries = []
-    for s in versions:
+    for s in map(_released, versions):
         url = f"{base_url}/{s.type}/{s.id}"
         method = {"create": "POST", "update": "PUT", "delete": "DELETE"}[s.method]
         entry: dict[str, Any] = {"fullUrl": url,

@@ -18,8 +18,8 @@ def read(services, ctx: RequestContext, rtype: str, rid: str, summary: str | Non
          elements: list[str] | None = None) -> Response:
     services.policy.authorize(ctx, "read", rtype)
     stored = services.store.read(rtype, rid) if ID_RE.match(rid) else None
-    stored = guard.visible(services, ctx, stored)  # hidden answers exactly like absent
-    return respond(ctx, rtype, rid, stored, summary, elements)
+    released = guard.release_one(services, ctx, stored)  # hidden answers exactly like absent
+    return respond(ctx, rtype, rid, released, summary, elements)
 
 
 async def aread(services, ctx: RequestContext, rtype: str, rid: str, summary: str | None = None,
@@ -29,22 +29,26 @@ async def aread(services, ctx: RequestContext, rtype: str, rid: str, summary: st
     stored = await services.store.aread(rtype, rid) if ID_RE.match(rid) else None
     if stored is not None and not guard.is_open(services):
         from starlette.concurrency import run_in_threadpool
-        stored = await run_in_threadpool(guard.visible, services, ctx, stored)
-    return respond(ctx, rtype, rid, stored, summary, elements)
+        released = await run_in_threadpool(guard.release_one, services, ctx, stored)
+    else:
+        released = guard.release_one(services, ctx, stored)  # an open policy: no query, only the wrapping
+    return respond(ctx, rtype, rid, released, summary, elements)
 
 
-def respond(ctx: RequestContext, rtype: str, rid: str, stored, summary: str | None,
+def respond(ctx: RequestContext, rtype: str, rid: str, stored: guard.Released | None, summary: str | None,
             elements: list[str] | None) -> Response:
     if stored is None:
         raise FHIRError(404, f"{rtype}/{rid} is not known")
+    if not isinstance(stored, guard.Released):
+        raise TypeError(f"{rtype}/{rid} was not released (api.guard.release)")
     headers = version_headers(stored, ctx)
     if stored.deleted:
         raise FHIRError(410, f"{rtype}/{rid} was deleted (version {stored.version})", headers=headers)
     if _not_modified(ctx, stored):
         return fhir(304, None, ctx, headers)
-    body = stored.content
+    body: guard.Released | dict = stored
     if summary or elements:
-        body = subset(orjson.loads(body), summary, elements)
+        body = subset(orjson.loads(stored.content), summary, elements)
     return fhir(200, body, ctx, headers)
 
 
@@ -53,15 +57,15 @@ def vread(services, ctx: RequestContext, rtype: str, rid: str, vid: str) -> Resp
     if not vid.isdigit():
         raise FHIRError(404, f"{rtype}/{rid} has no version '{vid}'")
     stored = services.store.vread(rtype, rid, int(vid))
-    if stored is not None and guard.visible(services, ctx, services.store.read(rtype, rid)) is None:
+    if stored is not None and guard.release_one(services, ctx, services.store.read(rtype, rid)) is None:
         stored = None  # the resource as a whole is hidden: answer as for an absent one
-    stored = guard.visible(services, ctx, stored, versions=True)
-    if stored is None:
+    released = guard.release_one(services, ctx, stored, versions=True)
+    if released is None:
         raise FHIRError(404, f"{rtype}/{rid} has no version {vid}")
-    headers = version_headers(stored, ctx)
-    if stored.deleted:
+    headers = version_headers(released, ctx)
+    if released.deleted:
         raise FHIRError(410, f"{rtype}/{rid} version {vid} is a deletion", headers=headers)
-    return fhir(200, stored.content, ctx, headers)
+    return fhir(200, released, ctx, headers)
 
 
 def _not_modified(ctx: RequestContext, stored) -> bool:

@@ -38,15 +38,15 @@ def search(services, ctx: RequestContext, rtype: str | None, params: list[tuple[
         url = f"{ctx.base_url}/{rtype}" if rtype else ctx.base_url
     guard.restrict(services, ctx, query)  # visibility as criteria: pages and totals count only visible rows
     page = run_search(services.store, services.registry, query)
-    page.matches = guard.readable(services, ctx, page.matches, checked=True)
-    page.included = guard.readable(services, ctx, page.included)
+    matches = guard.release(services, ctx, page.matches, checked=True)
+    included = guard.release(services, ctx, page.included)
     links = paging_links(url, query.echo, query.count, query.offset, page.has_more, page.last_rid,
                          keyset=not query.sort)
     outcome = None
     if query.ignored:
         outcome = operation_outcome([OutcomeIssue("warning", "not-supported",
                                                   f"Unknown search parameter '{p}' was ignored") for p in query.ignored])
-    bundle = searchset(ctx.base_url, page.matches, page.included, page.total, links, query.summary,
+    bundle = searchset(ctx.base_url, matches, included, page.total, links, query.summary,
                        query.elements, outcome)
     return fhir(200, bundle, ctx)
 

@@ -281,8 +281,9 @@ def _write_entry(services, ctx: RequestContext, tx: Transaction, e: Entry, mappi
     else:
         raise FHIRError(400, f"{e.location}: method {e.method} cannot be used here", location=e.location)
     e.response = _entry_response(result.stored, result.status)
-    if result.stored is not None and result.stored.content is not None:
-        e.result_resource = orjson.Fragment(result.stored.content)
+    released = guard.release_one(services, ctx, result.stored, checked=True)  # as a write answered alone
+    if released is not None and released.content is not None:
+        e.result_resource = orjson.Fragment(released.content)
 
 
 def _patch_body(e: Entry) -> tuple[Any, str]:

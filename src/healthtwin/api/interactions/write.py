@@ -61,7 +61,7 @@ def current_to_change(services, ctx: RequestContext, tx: Transaction, rtype: str
     """The current version of a resource a partial change starts from (patch, $meta-add): 404 if absent or
     hidden from the caller (hidden answers exactly like absent), 410 if deleted."""
     current = tx.current(rtype, rid)
-    stored = guard.visible(services, ctx, current[1]) if current is not None else None
+    stored = guard.release_one(services, ctx, current[1] if current is not None else None)
     if stored is None:
         raise FHIRError(404, f"{rtype}/{rid} is not known")
     if stored.deleted:

@@ -142,7 +142,7 @@ def _parse(services, ctx: RequestContext, level: str, params: list[tuple[str, st
 
 def _members(services, ctx: RequestContext, group_id: str) -> list[str]:
     stored = services.store.read("Group", group_id) if ID_RE.match(group_id) else None
-    stored = guard.visible(services, ctx, stored)
+    stored = guard.release_one(services, ctx, stored)
     if stored is None or stored.deleted:
         raise FHIRError(404, f"Group/{group_id} is not known")
     group = orjson.loads(stored.content)
@@ -175,7 +175,7 @@ def _pages(services, ctx: RequestContext, rtype: str, since: float | None, level
                                                     [Value(f"Patient/{i}") for i in chunk], targets=codes))
             guard.restrict(services, ctx, query)
             page = run_search(services.store, services.registry, query)
-            rows = guard.readable(services, ctx, page.matches, checked=True)
+            rows = guard.release(services, ctx, page.matches, checked=True)
             if seen is not None:
                 rows = [r for r in rows if r.id not in seen]
                 seen.update(r.id for r in rows)

@@ -72,7 +72,7 @@ async def everything(router, request, ctx, rtype, rid, params, body):
     def run():
         services.policy.authorize(ctx, "everything", "Patient")
         if rid is not None:
-            if guard.visible(services, ctx, services.store.read("Patient", rid)) is None:
+            if guard.release_one(services, ctx, services.store.read("Patient", rid)) is None:
                 raise FHIRError(404, f"Patient/{rid} is not known")  # hidden answers exactly like absent
             rows = everything_rows(services, rid, since, types)
         else:
@@ -85,7 +85,8 @@ async def everything(router, request, ctx, rtype, rid, params, body):
                     rows += everything_rows(services, pid, since, types)
         # Only what the caller may read is collected, before paging, so the total counts nothing hidden.
         rows = guard.visible_rids(services, ctx, rows)
-        page = services.store.fetch_rows(rows[offset:offset + count])
+        # visible_rids decided which rows; release masks and labels them (the insurer's Patient, say).
+        page = guard.release(services, ctx, services.store.fetch_rows(rows[offset:offset + count]), checked=True)
         url = f"{ctx.base_url}/Patient/{rid}/$everything" if rid else f"{ctx.base_url}/Patient/$everything"
         links = paging_links(url, echo, count, offset, offset + count < len(rows), None, keyset=False)
         return fhir(200, searchset(ctx.base_url, page, [], len(rows), links, None, None), ctx)

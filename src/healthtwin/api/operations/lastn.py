@@ -62,9 +62,9 @@ def _lastn(services, ctx, params: list[tuple[str, str]]) -> dict[str, Any]:
         if kept.get(group, 0) < per_code:
             kept[group] = kept.get(group, 0) + 1
             chosen.append(stored)
-    chosen = guard.readable(services, ctx, chosen, checked=True)
+    released = guard.release(services, ctx, chosen, checked=True)
     self_link = {"relation": "self", "url": link(f"{ctx.base_url}/Observation/$lastn", params)}
-    return searchset(ctx.base_url, chosen, [], len(chosen), [self_link], None, None)
+    return searchset(ctx.base_url, released, [], len(released), [self_link], None, None)
 
 
 @operation("lastn", types=["Observation"], type_level=True,

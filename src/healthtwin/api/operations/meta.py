@@ -84,7 +84,7 @@ def _labels(current: list[dict[str, Any]], given: list[dict[str, Any]], adding: 
 
 
 def _read(services, ctx, rtype: str, rid: str) -> dict[str, Any]:
-    stored = guard.visible(services, ctx, services.store.read(rtype, rid))
+    stored = guard.release_one(services, ctx, services.store.read(rtype, rid))
     if stored is None:
         raise FHIRError(404, f"{rtype}/{rid} is not known")
     if stored.deleted:

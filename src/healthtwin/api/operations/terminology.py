@@ -119,7 +119,7 @@ class Inputs:
 
 def _stored(services, ctx, rtype: str, rid: str) -> dict[str, Any]:
     services.policy.authorize(ctx, "read", rtype)  # the stored definition is read: the read rules apply
-    stored = guard.visible(services, ctx, services.store.read(rtype, rid))
+    stored = guard.release_one(services, ctx, services.store.read(rtype, rid))
     if stored is None or stored.deleted:
         raise FHIRError(404, f"{rtype}/{rid} is not known")
     return orjson.loads(stored.content)

@@ -29,7 +29,7 @@ async def validate(router, request, ctx, rtype, rid, params, body):
     if resource is None and rid is not None:
         from .. import guard
         services.policy.authorize(ctx, "read", rtype)  # the stored resource is read: the read rules apply
-        stored = guard.visible(services, ctx, services.store.read(rtype, rid))
+        stored = guard.release_one(services, ctx, services.store.read(rtype, rid))
         if stored is None or stored.deleted:
             raise FHIRError(404, f"{rtype}/{rid} is not known")
         resource = orjson.loads(stored.content)
