@@ -78,7 +78,8 @@ class Policy(Protocol):
       (totals then never count hidden resources);
     * `readable(ctx, stored, checked)`: filter (and mask) resources about to be released; `checked` says the
       search criteria already enforced visibility, so only masking is left. Only api/guard.release calls it,
-      and responses accept only what release returns.
+      and responses accept only what release returns;
+    * `check_existing(ctx, rtype, current, letter)`: may the caller update (`u`) or delete (`d`) this row.
     """
 
     def authorize(self, ctx: RequestContext, interaction: str, resource_type: str | None,

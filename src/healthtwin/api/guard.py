@@ -72,10 +72,12 @@ def visible_rids(services: Any, ctx: RequestContext, rids: list[int]) -> list[in
     return list(rids) if fn is None else fn(ctx, rids)
 
 
-def check_existing(services: Any, ctx: RequestContext, rtype: str, current: Stored | None) -> None:
+def check_existing(services: Any, ctx: RequestContext, rtype: str, current: Stored | None,
+                   letter: str = "u") -> None:
+    """May the caller update (`u`) or delete (`d`) the resource whose current version is `current`?"""
     fn = getattr(services.policy, "check_existing", None)
     if fn is not None:
-        fn(ctx, rtype, current)
+        fn(ctx, rtype, current, letter)
 
 
 def is_open(services: Any) -> bool:

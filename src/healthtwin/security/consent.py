@@ -51,7 +51,7 @@ def evaluate_consents(policy: Any, patients: set[str], organization: str | None)
                 continue
             consent = orjson.loads(bytes(content))
             patient = ((consent.get("patient") or {}).get("reference") or "").removeprefix("Patient/")
-            if patient not in patients or not _privacy(consent):
+            if patient not in patients or not is_privacy(consent):
                 continue
             denied, labels = applies(consent, organization)
             if denied:
@@ -60,8 +60,11 @@ def evaluate_consents(policy: Any, patients: set[str], organization: str | None)
     return decision
 
 
-def _privacy(consent: dict[str, Any]) -> bool:
-    return any(c.get("code") == PRIVACY_SCOPE for c in (consent.get("scope") or {}).get("coding") or [])
+def is_privacy(consent: dict[str, Any]) -> bool:
+    """A privacy Consent: one this module evaluates, so one that can refuse access (whatever its status now)."""
+    scope = consent.get("scope")
+    codings = scope.get("coding") if isinstance(scope, dict) else None
+    return any(isinstance(c, dict) and c.get("code") == PRIVACY_SCOPE for c in codings or [])
 
 
 def applies(consent: dict[str, Any], organization: str | None) -> tuple[bool, set[str]]:

@@ -294,14 +294,30 @@ class SmartPolicy:
                     found.add(rid)
         return found
 
-    def check_existing(self, ctx: RequestContext, rtype: str, current: Stored | None) -> None:
-        """Updates may only replace a resource the caller can see; an update-as-create with a chosen id is
-        for unrestricted callers. Absent and hidden answer alike."""
-        access, _ = self.access(ctx, rtype, "u")
-        if access.everything or (integration(ctx, access)):
-            return
-        if current is None or current.deleted or not self.readable(ctx, [current]):
-            raise forbidden(f"{rtype}: you may only update resources you can see (create new ones with POST)")
+    def check_existing(self, ctx: RequestContext, rtype: str, current: Stored | None, letter: str = "u") -> None:
+        """A caller updates (`u`) or deletes (`d`) only what it may read. An update-as-create with a chosen id is
+        for callers from whom no row of the type can be hidden: for anyone else an absent id might be a hidden
+        one, so absent and hidden are refused alike. (A delete of a hidden row never gets here: api/write.py
+        answers it as for an absent id.) A privacy Consent is changed only by its citizen or an administrator."""
+        access, _ = self.access(ctx, rtype, letter)
+        live = current is not None and not current.deleted
+        if not access.everything:
+            if live and not self.readable(ctx, [current]) or not live and letter == "u" and not self._sees_all(
+                    ctx, rtype):
+                verb = "update" if letter == "u" else "delete"
+                raise forbidden(f"{rtype}: you may only {verb} resources you can see (create new ones with POST)")
+        if live and rtype == "Consent" and current.content is not None:
+            from .writes import check_consent_author
+            check_consent_author(access, orjson.loads(current.content))
+
+    def _sees_all(self, ctx: RequestContext, rtype: str) -> bool:
+        """Whether every row of `rtype` is visible to the caller (its read rules add no criteria)."""
+        try:
+            return not self.criteria(ctx, rtype, "r")
+        except FHIRError as exc:
+            if exc.status == 401:
+                raise
+            return False
 
     def break_glass(self, ctx: RequestContext, patient: str | None, reason: str) -> None:
         if _role(ctx) != "clinician":

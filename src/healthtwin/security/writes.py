@@ -28,6 +28,21 @@ def _current(policy: Any, ref: str) -> dict[str, Any] | None:
     return orjson.loads(stored.content)
 
 
+def check_consent_author(access: Access, consent: dict[str, Any]) -> None:
+    """A privacy Consent (the kind security/consent.py evaluates, which can refuse access) is the citizen's own
+    word: only the citizen, their representative (a citizen whose wards include the patient) or an
+    administrator may create, change or withdraw one. `consent` is the version written, or the one replaced."""
+    from .consent import is_privacy
+    from .policy import forbidden
+    if access.everything or not is_privacy(consent):
+        return
+    patients = [p.removeprefix("Patient/") for p in _refs(consent.get("patient"))]
+    if access.role == "citizen" and patients and all(p in (access.patients or ()) for p in patients):
+        return
+    raise forbidden("A privacy Consent is created, changed or withdrawn only by the citizen, their legal "
+                    "representative or an administrator")
+
+
 def check_write(policy: Any, ctx: RequestContext, access: Access, rtype: str, resource: dict[str, Any],
                 queries: list[str]) -> None:
     from .policy import forbidden
@@ -35,6 +50,8 @@ def check_write(policy: Any, ctx: RequestContext, access: Access, rtype: str, re
         return
     if queries:
         raise forbidden("Granular scopes grant reads and searches only")
+    if rtype == "Consent":
+        check_consent_author(access, resource)
     role = access.role
     if role == "citizen":
         # A citizen's own word on sharing is the one thing they write: their (or their ward's) Consent.

@@ -98,7 +98,7 @@ def update(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str,
     services.policy.authorize(ctx, "update", rtype, resource)
     prepare(services, rtype, resource, location)
     existing = tx.current(rtype, rid)
-    guard.check_existing(services, ctx, rtype, existing[1] if existing else None)
+    guard.check_existing(services, ctx, rtype, existing[1] if existing else None, "u")
     old = orjson.loads(existing[1].content) if existing and existing[1].content and _definitional(rtype) else None
     stored = tx.update(rtype, rid, resource, if_match, existing)
     _after_write(services, tx, resource, old)
@@ -125,6 +125,10 @@ def conditional_update(services, ctx: RequestContext, tx: Transaction, rtype: st
 def delete(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str) -> WriteResult:
     services.policy.authorize(ctx, "delete", rtype, None)
     existing = tx.current(rtype, rid)
+    current = existing[1] if existing else None
+    if current is not None and not current.deleted and guard.release_one(services, ctx, current) is None:
+        return WriteResult(None, 204)  # hidden from the caller: answered exactly as an absent id, and kept
+    guard.check_existing(services, ctx, rtype, current, "d")
     old = orjson.loads(existing[1].content) if existing and existing[1].content and _definitional(rtype) else None
     stored = tx.delete(rtype, rid, existing)
     if stored is None:
