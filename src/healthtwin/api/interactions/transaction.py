@@ -19,6 +19,7 @@ from ...fhir.outcome import FHIRError
 from ...store import Transaction
 from ...store.records import Stored, instant
 from ...request import RequestContext
+from .. import guard
 from . import conditional, write
 from .patch import patch as patch_resource
 

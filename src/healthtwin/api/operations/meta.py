@@ -114,7 +114,8 @@ def _change(services, ctx, tx, rtype: str, rid: str, given: dict[str, Any], addi
         services.policy.authorize(ctx, "update", rtype, resource)  # asking to change is checked all the same
         return _answer(_meta_of(resource))
     result = write.update(services, ctx, tx, rtype, rid, resource, current.version)
-    return _answer(_meta_of(orjson.loads(result.stored.content)))
+    written = guard.release_one(services, ctx, result.stored, checked=True)  # as any write's answer
+    return _answer(_meta_of(orjson.loads(written.content)))
 
 
 @operation("meta", system=True, type_level=True, instance=True, definition=_OD + "Resource-meta", methods=("GET",))
