@@ -476,6 +476,7 @@ def rest_events(ctx: Any, interaction: str, status: int, resource_type: str | No
     optional = {"k": caller.kind, "org": caller.organization, "roles": sorted(caller.roles),
                 "addr": ctx.client_address,
                 "cid": caller.client_id if caller.client_id != caller.subject else None,
+                "fu": getattr(caller, "fhir_user", None),
                 "rt": resource_type, "rid": resource_id,
                 "pur": ([purpose] if isinstance(purpose, str) else list(purpose)) if purpose else None,
                 "why": reason if purpose else None}
@@ -492,7 +493,8 @@ def render_rest(record: dict[str, Any]) -> dict[str, Any]:
     r = record.get
     agents: list[dict[str, Any]] = [{
         "type": {"coding": [{"system": _CS + "v3-ParticipationType", "code": "IRCP"}]},
-        "who": {"identifier": {"value": r("sub")}, **({"display": r("k")} if r("k") else {})},
+        "who": {**({"reference": r("fu")} if r("fu") else {}), "identifier": {"value": r("sub")},
+                **({"display": r("k")} if r("k") else {})},
         "requestor": True,
         **({"role": [{"coding": [{"code": role}]} for role in r("roles")]} if r("roles") else {}),
         **({"network": {"address": r("addr"), "type": "2"}} if r("addr") else {}),

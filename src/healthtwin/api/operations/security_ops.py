@@ -47,11 +47,50 @@ async def access_log(router, request, ctx, rtype, rid, params, body):
         raise FHIRError(403, "The access log is shown to the citizen, their representatives and auditors",
                         "forbidden")
     since = _since(params)
-    events = await router.run(services.audit.access_log, f"Patient/{rid}", since, 1000)
+    events = await router.run(_readable_log, services, ctx, rid, since)
     bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(events),
               "entry": [{"fullUrl": f"urn:healthtwin:audit:{e['id']}", "resource": e, "search": {"mode": "match"}}
                         for e in events]}
     return fhir(200, bundle, ctx)
+
+
+def _readable_log(services, ctx, pid: str, since: float | None) -> list[dict]:
+    """The patient's access log written for a person (security/access_log.py): names of the people and
+    organizations who accessed it, in words, without addresses or raw queries."""
+    import orjson
+
+    from ...security.access_log import for_person
+    cache: dict[str, str | None] = {}
+
+    def names(ref: str) -> str | None:
+        if ref not in cache:
+            cache[ref] = None
+            rtype, _, rid = ref.partition("/")
+            if rtype in ("Practitioner", "Organization", "Patient", "RelatedPerson") and rid:
+                try:
+                    stored = services.store.read(rtype, rid)
+                except Exception:  # a name is a courtesy; the entry stands without it
+                    stored = None
+                if stored is not None and stored.content:
+                    cache[ref] = _display(orjson.loads(stored.content))
+        return cache[ref]
+    events = services.audit.access_log(f"Patient/{pid}", since, 1000)
+    caller = ctx.caller
+    own = caller.subject if "citizen" in caller.roles else None
+    return for_person(events, names, own_subject=own)
+
+
+def _display(resource: dict) -> str | None:
+    name = resource.get("name")
+    if isinstance(name, str):
+        return name  # Organization
+    for n in name or ():
+        if n.get("text"):
+            return n["text"]
+        parts = [*(n.get("prefix") or ()), *(n.get("given") or ()), n.get("family") or ""]
+        if any(parts):
+            return " ".join(p for p in parts if p)
+    return None
 
 
 @operation("break-glass-review", system=True, definition=_SD + "break-glass-review")
