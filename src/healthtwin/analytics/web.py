@@ -113,7 +113,7 @@ class Analytics:
     # -- the seam shared with the FHIR API -------------------------------------------------------------------
     def _context(self, request: Request) -> RequestContext:
         root = f"{request.url.scheme}://{request.url.netloc}"
-        return http.context(request, self.identify(request), root + self.base_path)
+        return http.context(request, self.identify(request), root + self.base_path, check_format=False)
 
     async def _guard(self, request: Request, fn: Callable[[RequestContext], Any]) -> Response:
         seen: list[RequestContext] = []  # the caller's context, once identified and authorised
@@ -150,6 +150,7 @@ class Analytics:
         try:
             ctx = self._context(request)
             ctx_out.append(ctx)  # identified: a refusal below is audited under the caller's name
+            http.negotiate(request, ctx.headers)  # after identification, so a 406 is audited under it too
             self.services.policy.authorize(ctx, "analytics", None)
             return await fn(ctx)
         except FHIRError as exc:

@@ -565,7 +565,7 @@ class SearchCompiler:
             else:
                 sql.add("x.b_sys = ? AND x.b_code = ?", parts[0], parts[1])
         elif kinds[1] == "string":
-            sql.add("x.b_code LIKE ?", _like_escape(normalize(second)) + "%")
+            sql.add("x.b_code LIKE ? ESCAPE '\\'", _like_escape(normalize(second)) + "%")
         else:
             from ..fhir.search_query import _value
             val = _value(second, kinds[1])
