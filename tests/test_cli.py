@@ -164,3 +164,17 @@ def test_load_knows_its_total_from_ndjson(tmp_path: Path) -> None:
     (tmp_path / "bundle.json").write_bytes(b"{}")
     assert expected_total([str(tmp_path)]) is None  # a Bundle's entries are not counted: no percentage then
     assert expected_total(["-"]) is None
+
+
+def test_generate_with_an_end_date_is_reproducible(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert main(["generate", "--patients", "5", "--out", str(tmp_path / name), "--end-date", "2024-12-31",
+                     "--events", "none"]) == 0
+    a, b = ((tmp_path / n / "Observation.ndjson").read_bytes() for n in ("a", "b"))
+    assert a == b and b"2024-12-31" in (tmp_path / "a" / "manifest.json").read_bytes()
+
+
+def test_generate_refuses_a_date_it_cannot_read(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "--patients", "5", "--out", str(tmp_path / "c"), "--end-date", "31/12/2024"])
+    assert exc.value.code == 2 and "a date is YYYY-MM-DD" in capsys.readouterr().err

@@ -213,3 +213,14 @@ def test_the_demo_tokens_organisations_exist_in_the_demo_data(demo_built: tuple[
     assert patient["managingOrganization"]["reference"] == orgs["CLINICIAN"]
     district = orgs["LAB"].removeprefix("Organization/org-lab-")
     assert orgs["PHARMACY"] == f"Organization/org-pharm-{district}" and f"-{district}-" in orgs["CLINICIAN"]
+
+
+def test_the_insecure_demo_prints_commands_without_tokens(demo_built: tuple[Path, int, str]) -> None:
+    from healthtwin import demo
+    from healthtwin.config import Settings
+    data, port, _ = demo_built
+    text = demo.guide(Settings(data, None), f"http://127.0.0.1:{port}", insecure=True)
+    assert text.startswith("# INSECURE") and "export " not in text and "Authorization" not in text
+    for _, command in _tasks(text):
+        words = shlex.split(command)
+        assert words[0] == "curl" and words[-1].startswith(f"http://127.0.0.1:{port}/")
