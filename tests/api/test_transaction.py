@@ -268,3 +268,22 @@ def test_parallel_conditional_creates_spelled_differently_make_one(client):
     answers = _parallel(client, bodies)
     assert [r.status_code for r in answers] == [200] * 40
     assert client.get("/fhir/Patient?identifier=PAR0006&_summary=count").json()["total"] == 1
+
+
+def test_transactions_cancelled_in_a_deadlock_answer_503(client):
+    """Transactions that update the same two resources in opposite orders may deadlock on PostgreSQL, which
+    then cancels one: that one answers 503 with Retry-After and stores nothing, never a 500."""
+    for rid in ("dl-a", "dl-b"):
+        assert client.put(f"/fhir/Patient/{rid}", json={**PATIENT, "id": rid}).status_code == 201
+
+    def put(rid, i):
+        return {"resource": {**PATIENT, "id": rid, "gender": "male" if i % 4 < 2 else "female"},
+                "request": {"method": "PUT", "url": f"Patient/{rid}"}}
+    bodies = [tx([put("dl-a", i), put("dl-b", i)] if i % 2 else [put("dl-b", i), put("dl-a", i)])
+              for i in range(12)]
+    answers = _parallel(client, bodies, threads=4)
+    assert {r.status_code for r in answers} <= {200, 503}, [r.text for r in answers if r.status_code != 200][:1]
+    refused = [r for r in answers if r.status_code == 503]
+    assert all(r.headers.get("retry-after") for r in refused)
+    versions = [client.get(f"/fhir/Patient/{rid}").json()["meta"]["versionId"] for rid in ("dl-a", "dl-b")]
+    assert versions == [str(1 + len(answers) - len(refused))] * 2

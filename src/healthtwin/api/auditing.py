@@ -139,8 +139,19 @@ async def audit_response(router: Any, request: Request, ctx: RequestContext | No
         await services.audit.append_async(events)
     except (AuditError, OSError, RuntimeError) as exc:
         log.error("audit append failed (%s); the response is withheld", exc)
-        return error(FHIRError(500, "The request could not be audited, so its result is withheld", "exception"), ctx)
+        return error(_withheld(exc), ctx)
     except Exception:
         log.exception("audit append failed; the response is withheld")
         return error(FHIRError(500, "The request could not be audited, so its result is withheld", "exception"), ctx)
     return response
+
+
+def _withheld(exc: BaseException) -> FHIRError:
+    """The answer for a response withheld because its audit events could not be written: 503 or 507 with the
+    store's reason when the database cannot write now (it restarted, the disk is full), else 500."""
+    from ..store.faults import Unavailable
+    cause = exc.__cause__
+    if isinstance(cause, Unavailable):
+        return FHIRError(cause.status, f"The request could not be audited, so its result is withheld: "
+                                       f"{cause.diagnostics}", "transient", headers=dict(cause.headers))
+    return FHIRError(500, "The request could not be audited, so its result is withheld", "exception")

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from ..store.faults import Unavailable
+
 log = logging.getLogger("healthtwin.jobs")
 BATCH = 500
 
@@ -91,6 +93,8 @@ class Jobs:
             try:
                 self.sync_definitions()
                 self.run_pending()
+            except Unavailable as exc:  # the database is away (restarting, disk full): one line, not a traceback
+                log.warning("reindex jobs wait for the database: %s", exc.diagnostics)
             except Exception:  # a failing job must not kill the worker; it is retried on the next wake
                 log.exception("reindex job failed")
 

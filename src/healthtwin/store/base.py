@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 import orjson
 
 from ..fhir.outcome import FHIRError
+from .faults import read_once_more
 from .indexer import COLUMNS, index_rows
 from .records import Stored, instant
 from .schema import INDEX_TABLES, MIGRATIONS, statements
@@ -229,13 +230,23 @@ class Store:
         return [p for p in (self.pid(t, code) for t in types) if p is not None]
 
     # -- reads ---------------------------------------------------------------------------------------------------
+    def reading(self, read: Callable[[], Any]) -> Any:
+        """Runs an idempotent read, once more if the database connection was lost under it (faults.py)."""
+        return read_once_more(read, self.bound_cursor() is not None)
+
     def read(self, rtype: str, rid: str) -> Stored | None:
+        return self.reading(lambda: self._read(rtype, rid))
+
+    def _read(self, rtype: str, rid: str) -> Stored | None:
         with self.cursor() as cur:
             cur.execute(self.sql(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ?"), (rtype, rid))
             row = cur.fetchone()
         return self.stored(row) if row else None
 
     def vread(self, rtype: str, rid: str, version: int) -> Stored | None:
+        return self.reading(lambda: self._vread(rtype, rid, version))
+
+    def _vread(self, rtype: str, rid: str, version: int) -> Stored | None:
         with self.cursor() as cur:
             cur.execute(self.sql(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ? AND version = ?"),
                         (rtype, rid, version))
@@ -251,6 +262,9 @@ class Store:
         """Current versions by row id, in the order given."""
         if not rids:
             return []
+        return self.reading(lambda: self._fetch_rows(rids))
+
+    def _fetch_rows(self, rids: Sequence[int]) -> list[Stored]:
         found: dict[int, Stored] = {}
         with self.cursor() as cur:
             for start in range(0, len(rids), 500):
@@ -263,6 +277,10 @@ class Store:
     def history(self, rtype: str | None, rid: str | None, since: float | None, at: float | None,
                 count: int, offset: int) -> tuple[list[Stored], int]:
         """Versions newest first (instance, type or system level), and how many there are in all."""
+        return self.reading(lambda: self._history(rtype, rid, since, at, count, offset))
+
+    def _history(self, rtype: str | None, rid: str | None, since: float | None, at: float | None,
+                 count: int, offset: int) -> tuple[list[Stored], int]:
         where, params = [], []
         if rtype is not None:
             where.append("type = ?")
@@ -307,6 +325,9 @@ class Store:
         return rows, total
 
     def query(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        return self.reading(lambda: self._query(sql, params))
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple]:
         with self.cursor() as cur:
             cur.execute(self.sql(sql), tuple(params))
             return cur.fetchall()
@@ -334,6 +355,9 @@ class Store:
         return str(uuid.uuid4())
 
     def count_resources(self) -> dict[str, int]:
+        return self.reading(self._count_resources)
+
+    def _count_resources(self) -> dict[str, int]:
         with self.cursor() as cur:
             cur.execute("SELECT type, COUNT(*) FROM resources WHERE deleted = 0 GROUP BY type")
             return dict(cur.fetchall())
