@@ -8,8 +8,8 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from healthtwin.api.app import create_app
-from healthtwin.api.context import OpenPolicy
+from healthtwin.composition import AppSettings, build_app
+from healthtwin.request import OpenPolicy
 from tests.conftest import make_store
 
 PATIENT = {"resourceType": "Patient", "name": [{"family": "Quliyev"}]}
@@ -42,7 +42,7 @@ def _terminate(admin: psycopg.Connection, database: str) -> int:
 
 @pytest.fixture
 def served(pg, tmp_path):
-    with TestClient(create_app(pg, policy=OpenPolicy(), data_dir=tmp_path / "data", rate=None)) as client:
+    with TestClient(build_app(pg, AppSettings(data_dir=tmp_path / "data", rate=None), policy=OpenPolicy())) as client:
         yield client
 
 
