@@ -252,3 +252,28 @@ def test_the_server_forwards_what_it_audits(store, tmp_path, collector):
         assert client.get("/fhir/Patient/nobody", headers=headers).status_code == 404
         got = collector.wait_for(1)
     assert got and got[-1][1]["subtype"][0]["code"] == "read" and got[-1][0] == 84
+
+
+def test_an_altered_entry_is_forwarded_as_such_and_does_not_stop_the_feed(tmp_path, collector):
+    """SQLite keeps whatever an UPDATE writes: an event turned into TEXT must reach the SOC as a serious
+    failure, and the entries after it must follow."""
+    import sqlite3
+
+    from healthtwin.store.sqlite import SQLiteStore
+    store = SQLiteStore(tmp_path / "t.sqlite")
+    log = AuditLog(store, durable=False)
+    log.ensure_schema()
+    append(log, 3)
+    con = sqlite3.connect(tmp_path / "t.sqlite")
+    con.execute("UPDATE audit_log SET event = CAST(event AS TEXT), recorded = 'x', hash = X'01' WHERE seq = 2")
+    con.commit()
+    con.close()
+    feed = feed_to(store, collector.port, tmp_path)
+    try:
+        got = collector.wait_for(3)
+    finally:
+        feed.stop()
+        store.close()
+    assert [e["id"] for _, e in got] == ["1", "2", "3"]
+    pri, altered = got[1]
+    assert pri == 83 and altered["outcome"] == "8" and "cannot be read" in altered["outcomeDesc"]

@@ -96,3 +96,18 @@ def test_a_tampered_archive_file_is_broken_where_it_is_damaged(tmp_path):
     ok, what = verify_archive(out, store)
     assert not ok and "header" in what
     store.close()
+
+
+def test_the_access_log_and_the_trail_search_show_an_altered_entry_instead_of_failing(data):
+    from healthtwin.security.audit_search import parse_trail_query, search_trail
+    from healthtwin.store import connect
+    _tamper(data, "UPDATE audit_log SET event = CAST(event AS TEXT) WHERE seq = 3")
+    store = connect(None, data)
+    try:
+        events = AuditLog(store).access_log("Patient/p1")
+        assert [e["id"] for e in events] == ["1", "2", "3", "4", "5"]
+        assert events[2]["outcome"] == "8" and "cannot be read" in events[2]["outcomeDesc"]
+        found, _ = search_trail(store, parse_trail_query([("outcome", "8")]))
+        assert [e["id"] for e in found] == ["3"]
+    finally:
+        store.close()

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from .audit import decode_event
+from .audit import stored_event
 
 log = logging.getLogger("healthtwin.audit")
 
@@ -46,10 +46,15 @@ LOCK_RETRY = 30.0
 MAX_BACKOFF = 60.0
 
 
-def syslog_frame(seq: int, prev_hash: str, hash_: str, body: bytes, recorded: float, host: str,
+def syslog_frame(seq: int, prev_hash: str, hash_: str, body: Any, recorded: Any, host: str,
                  app: str = "healthtwin") -> bytes:
-    """One entry as an octet-counted RFC 5424 message."""
-    event = decode_event(body)
+    """One entry as an octet-counted RFC 5424 message. An entry that cannot be read as the log wrote it
+    (a column of another type, undecodable content) goes out as a serious failure saying so, rather than
+    stopping the feed at it for ever: the SOC is exactly who must hear of an altered entry."""
+    event = stored_event(seq, body)
+    if isinstance(recorded, bool) or not isinstance(recorded, (int, float)):
+        recorded = time.time()
+    prev_hash, hash_ = (v if isinstance(v, str) else repr(v) for v in (prev_hash, hash_))
     event["id"] = str(seq)
     event.setdefault("extension", []).append({"url": CHAIN_EXTENSION, "extension": [
         {"url": "seq", "valueString": str(seq)}, {"url": "hash", "valueString": hash_},
@@ -152,7 +157,7 @@ class AuditFeed:
                                 "ORDER BY seq LIMIT ?", [after, BATCH])
         if not rows:
             return 0
-        payload = b"".join(syslog_frame(seq, prev, digest, bytes(body), recorded, self.hostname)
+        payload = b"".join(syslog_frame(seq, prev, digest, body, recorded, self.hostname)
                            for seq, recorded, body, prev, digest in rows)
         self._connection().sendall(payload)
         last = rows[-1][0]

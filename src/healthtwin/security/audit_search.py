@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..fhir.dates import parse_query
-from .audit import decode_event
+from .audit import stored_event
 
 DEFAULT_COUNT = 100
 MAX_COUNT = 1000
@@ -123,7 +123,7 @@ def search_trail(store: Any, q: TrailQuery) -> tuple[list[dict[str, Any]], int |
         rows = store.query(sql, [*args, *([below] if below is not None else []), _CHUNK])
         for seq, body in rows:
             below, scanned = seq, scanned + 1
-            event = decode_event(bytes(body))
+            event = stored_event(seq, body)
             if q.keeps(event):
                 event["id"] = str(seq)
                 found.append(event)
