@@ -91,7 +91,7 @@ def _row() -> Stored:
 def test_responses_refuse_rows_that_were_not_released():
     from healthtwin.api.interactions.bundles import history_bundle, searchset
     from healthtwin.api.interactions.read import respond
-    from healthtwin.api.context import Caller, RequestContext
+    from healthtwin.request import Caller, RequestContext
     from healthtwin.api.responses import fhir
     ctx = RequestContext(Caller(), "http://x")
     with pytest.raises(TypeError):
