@@ -123,3 +123,29 @@ def test_the_citizen_and_the_administrator_withdraw_a_privacy_consent(app):
     kid = {**CONSENT, "patient": {"reference": "Patient/kid"}}
     assert c.post("/fhir/Consent", json=kid, headers=world.headers["citizen"]).status_code == 201
     assert c.delete(f"/fhir/Consent/{cid}", headers=world.headers["administrator"]).status_code == 200
+
+
+def test_only_an_administrator_records_who_represents_a_patient(app):
+    """A representative sees the whole record and speaks for the citizen on consent: a clinician or a backend
+    cannot make someone one (a guardian RelatedPerson, or a Patient.link to a RelatedPerson)."""
+    c, world, _ = app
+    mother = {"resourceType": "RelatedPerson", "patient": {"reference": "Patient/p1"},
+              "identifier": [{"system": W.FIN, "value": "BBB2222"}],
+              "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+                                            "code": "GUARD"}]}]}
+    kin = {**mother, "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+                                                   "code": "FRND"}]}]}
+    for h in (world.headers["clinician"], _integration(world)):
+        assert c.post("/fhir/RelatedPerson", json=mother, headers=h).status_code == 403
+        friend = c.post("/fhir/RelatedPerson", json=kin, headers=h)  # represents no one: theirs to record
+        assert friend.status_code == 201, friend.text
+        p1 = _admin_view(c, world, "Patient/p1")
+        linked = {**p1, "link": [{"other": {"reference": f"RelatedPerson/{friend.json()['id']}"}, "type": "seealso"}]}
+        assert c.put("/fhir/Patient/p1", json=linked, headers=h).status_code == 403
+        assert c.put("/fhir/Patient/p1", json={**p1, "gender": "female"}, headers=h).status_code == 200
+    h = _integration(world)
+    rp = _admin_view(c, world, "RelatedPerson/rp-kid")  # the mother the child's record names
+    assert c.put("/fhir/RelatedPerson/rp-kid", json={**rp, "identifier": [{"system": W.FIN, "value": "BBB2222"}]},
+                 headers=h).status_code == 403
+    assert c.delete("/fhir/RelatedPerson/rp-kid", headers=h).status_code == 403
+    assert c.post("/fhir/RelatedPerson", json=mother, headers=world.headers["administrator"]).status_code == 201

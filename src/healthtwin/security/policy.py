@@ -306,9 +306,12 @@ class SmartPolicy:
                     ctx, rtype):
                 verb = "update" if letter == "u" else "delete"
                 raise forbidden(f"{rtype}: you may only {verb} resources you can see (create new ones with POST)")
-        if live and rtype == "Consent" and current.content is not None:
-            from .writes import check_consent_author
-            check_consent_author(access, orjson.loads(current.content))
+        if live and rtype in ("Consent", "RelatedPerson") and current.content is not None:
+            from .writes import check_consent_author, check_representation
+            replaced = orjson.loads(current.content)
+            if rtype == "Consent":
+                check_consent_author(access, replaced)
+            check_representation(self, access, rtype, replaced, replaced=True)
 
     def _sees_all(self, ctx: RequestContext, rtype: str) -> bool:
         """Whether every row of `rtype` is visible to the caller (its read rules add no criteria)."""

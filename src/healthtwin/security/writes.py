@@ -43,6 +43,40 @@ def check_consent_author(access: Access, consent: dict[str, Any]) -> None:
                     "representative or an administrator")
 
 
+def _patient_links(patient: dict[str, Any] | None) -> set[str]:
+    return {r for link in (patient or {}).get("link") or [] if isinstance(link, dict)
+            for r in _refs(link.get("other")) if r.startswith("RelatedPerson/")}
+
+
+def represents(policy: Any, person: dict[str, Any]) -> bool:
+    """Whether a RelatedPerson makes someone a patient's representative (access.wards): it states a
+    parent/guardian relationship, or the patient's record links to it."""
+    from .access import GUARDIAN_CODES
+    codes = {c.get("code") for rel in person.get("relationship") or [] if isinstance(rel, dict)
+             for c in rel.get("coding") or [] if isinstance(c, dict)}
+    if codes & GUARDIAN_CODES:
+        return True
+    ward = next(iter(_refs(person.get("patient"))), "")
+    return bool(person.get("id")) and f"RelatedPerson/{person['id']}" in _patient_links(
+        _current(policy, ward) if ward.startswith("Patient/") else None)
+
+
+def check_representation(policy: Any, access: Access, rtype: str, resource: dict[str, Any],
+                         replaced: bool = False) -> None:
+    """Who represents a citizen gives that person the citizen's whole record and their word on consent, so it is
+    recorded by an administrator (the registry): a RelatedPerson that represents (see `represents`), and the
+    RelatedPerson links of a Patient. `resource` is the version written, or (`replaced`) the one it replaces."""
+    from .policy import forbidden
+    if access.everything:
+        return
+    if rtype == "RelatedPerson" and represents(policy, resource):
+        raise forbidden("A parent, guardian or linked representative is recorded by an administrator")
+    if rtype == "Patient" and not replaced:
+        before = _current(policy, f"Patient/{resource['id']}") if isinstance(resource.get("id"), str) else None
+        if _patient_links(resource) != _patient_links(before):
+            raise forbidden("A Patient's links to representatives (RelatedPerson) are changed by an administrator")
+
+
 def check_write(policy: Any, ctx: RequestContext, access: Access, rtype: str, resource: dict[str, Any],
                 queries: list[str]) -> None:
     from .policy import forbidden
@@ -52,6 +86,7 @@ def check_write(policy: Any, ctx: RequestContext, access: Access, rtype: str, re
         raise forbidden("Granular scopes grant reads and searches only")
     if rtype == "Consent":
         check_consent_author(access, resource)
+    check_representation(policy, access, rtype, resource)
     role = access.role
     if role == "citizen":
         # A citizen's own word on sharing is the one thing they write: their (or their ward's) Consent.
