@@ -226,11 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         from .analytics.refresh import views_main
         return views_main(args_in[1:])
     args = build_parser().parse_args(argv)
+    from .store.faults import Unavailable
     try:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, Unavailable) as exc:  # Unavailable: the database is away, or its disk full
         print(f"healthtwin {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

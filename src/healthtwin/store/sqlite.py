@@ -14,6 +14,11 @@ Checkpoints (copying the WAL back into the database file) run in a background th
 than inside the commit that crosses SQLite's threshold: that commit paid for the copy on a request's time
 (transaction ingest went from about 4,000 to 5,000 resources/s). Once the WAL outgrows WAL_LIMIT_PAGES
 (back-to-back writers never let it start over), the thread empties it with writers held off.
+
+A full disk: a write that meets it rolls back and answers 507 (faults.Unavailable); reads go on. While the
+disk is full or nearly so (less free than the WAL cap), the thread empties the WAL every round, so the log
+cannot keep the space it holds nor grow into space freed later, and writes resume by themselves once the
+database file can take what the WAL held.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .base import Store
+from .faults import unavailable
 from .records import Stored
 
 CHECKPOINT_SECONDS = 1.0
@@ -34,7 +40,11 @@ CHECKPOINT_SECONDS = 1.0
 # at 25,000 pages (100 MB) the audited reads' p99 was 36-50 ms, at 4,000 30-39 ms (bench_read, three runs
 # each on 2026-11-26), with the same throughput; bulk loading showed no difference (9.3-9.7k/s both).
 WAL_LIMIT_PAGES = 4000
-WAL_KEEP_BYTES = 64 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint resets it
+# The WAL file is cut back to this when it starts over (journal_size_limit), so the cap holds on disk too:
+# at 64 MB a WAL that had once grown kept 48 MB beside a 280 kB database on a disk that had filled up.
+WAL_KEEP_BYTES = WAL_LIMIT_PAGES * 4096
+LOW_SPACE_BYTES = WAL_KEEP_BYTES  # below this much free space the WAL is emptied every round
+_FULL = "The data folder's disk is full"
 # Held around the checkpointer's calls into SQLite. A process forked while another thread is inside SQLite
 # inherits SQLite's mutexes locked, and its first connection waits forever (the loader's workers are forked
 # and open the store): a fork waits until the checkpoint in progress is done.
@@ -74,6 +84,7 @@ class SQLiteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._writer = threading.RLock()  # this process's writers; the lock file orders the processes
+        self._full_at: float | None = None  # when a write last met a full disk (None: since emptied)
         self._writer_fd = (os.open(self.path + ".writer", os.O_RDWR | os.O_CREAT, 0o600)
                            if self.path != ":memory:" else None)
         self.migrate()
@@ -93,23 +104,53 @@ class SQLiteStore(Store):
                 try:
                     with _FORK_GUARD:
                         _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if frames > WAL_LIMIT_PAGES:
+                    if frames > WAL_LIMIT_PAGES or (frames > 0 and self._short_of_space()):
                         # Writers that follow each other without a pause never find the WAL wholly copied
                         # and unused, so it never starts over and grows without end (4.5 GB in a 3M-resource
                         # load). With writers held off, TRUNCATE copies the rest, waits for readers, and
-                        # empties the file.
-                        self._truncate(conn)
+                        # empties the file. On a (nearly) full disk every round: the WAL's space is freed as
+                        # soon as the database file can take its pages.
+                        if not self._truncate(conn):
+                            self._full_at = None
                 except sqlite3.Error:
-                    continue  # busy (another process checkpoints) or closing: the next round tries again
+                    continue  # busy (another process checkpoints), disk full or closing: the next round tries
         finally:
             with _FORK_GUARD:
                 conn.close()
+
+    def _short_of_space(self) -> bool:
+        """Whether a write met a full disk since the WAL was last emptied, or the disk has less free space
+        than the WAL may take."""
+        if self._full_at is not None:
+            return True
+        try:
+            st = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < LOW_SPACE_BYTES
+
+    def _fault(self, exc: sqlite3.Error) -> Exception | None:
+        """The 507 a full disk becomes (None for other errors, which stay what they are)."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+            self._full_at = time.monotonic()
+            return unavailable(f"{_FULL} ({self.path}): nothing was stored. Reads go on; writes resume by "
+                               f"themselves once space is freed", 507)
+        return None
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
-            _set_wal(conn)
+            try:
+                _set_wal(conn)  # makes the -wal and -shm files: on a full disk, "disk I/O error"
+            except sqlite3.Error as exc:
+                conn.close()
+                if self._fault(exc) is None and not self._short_of_space():
+                    raise
+                self._full_at = time.monotonic()
+                raise unavailable(f"{_FULL}: the database ({self.path}) cannot be opened until space is freed",
+                                  507) from exc
             conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
             conn.execute("PRAGMA foreign_keys=OFF")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache per connection
@@ -155,14 +196,21 @@ class SQLiteStore(Store):
         conn = self._conn()
         with self._writing():
             cur = conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
             try:
+                cur.execute("BEGIN IMMEDIATE")
                 yield cur
-            except BaseException:
-                conn.rollback()
-                raise
-            else:
                 conn.commit()
+            except BaseException as exc:
+                # Also after a failed COMMIT: SQLite may keep that transaction open, and this thread's connection
+                # would then hold the write lock for good (a full disk once stopped every writer until a restart).
+                try:
+                    conn.rollback()
+                except sqlite3.Error:
+                    pass  # rolled back by SQLite already
+                fault = self._fault(exc) if isinstance(exc, sqlite3.Error) else None
+                if fault is not None:
+                    raise fault from exc
+                raise
             finally:
                 cur.close()
 
