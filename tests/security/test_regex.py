@@ -67,3 +67,11 @@ def test_invariants_evaluated_by_fhirpathpy_use_re2():
     from healthtwin.fhir.invariants import _compile
     check = _compile(f"family.matches('{EVIL}')")
     assert _fast(check, {"family": TEXT}) == [False]
+
+
+# -- a unit code is caller input too: canonicalised on every write of a Quantity and in quantity searches ------------
+@pytest.mark.parametrize("code", ["{" * 200_000, "a{" * 100_000, "10*400", "g" + "1" * 10_000])
+def test_unit_codes_cannot_stall_or_crash_the_indexer(code):
+    from healthtwin.fhir.ucum import canonical
+    assert _fast(canonical, 1.0, code) is None  # not a unit understood: indexed without canonical form
+    assert canonical(1000.0, "mg") == (1.0, "g")  # real units still are

@@ -66,6 +66,7 @@ _FACTOR = re.compile(r"(\d+)(?:[*^]([+-]?\d+))?")
 _ATOM_EXP = re.compile(r"(.*?[^\d+-])([+-]?\d+)?")
 
 _CACHE: dict[str, tuple[float, str] | None] = {}
+MAX_UNIT = 128  # characters: longer codes are not units this table understands (caller input, on every write)
 
 
 def _atom(text: str) -> tuple[float, dict[str, int]] | None:
@@ -148,10 +149,15 @@ def canonical(value: float | int, code: str | None) -> tuple[float, str] | None:
         return None
     if code in _AFFINE:
         return _round(_AFFINE[code](value)), "K"
+    if len(code) > MAX_UNIT:  # no real unit is this long; tokenizing one costs time quadratic in its length
+        return None
     if code not in _CACHE:
         if len(_CACHE) > 4096:
             _CACHE.clear()
-        _CACHE[code] = _unit(code)
+        try:
+            _CACHE[code] = _unit(code)
+        except (ValueError, OverflowError):  # "10*400" overflows a float; huge exponents exceed int parsing
+            _CACHE[code] = None
     unit = _CACHE[code]
     if unit is None:
         return None
