@@ -32,6 +32,8 @@ KNOWN_INVALID = {
     "Observation/clinical-gender": "Encounter is not allowed",  # performer cannot be an Encounter
     "Questionnaire/qs1": "linkId is required",  # an item without linkId
 }
+# Types the server refuses, saying why, until it can act on them (nothing delivers a Subscription yet).
+REFUSED_TYPES = {"Subscription": "Subscriptions are not supported"}
 
 
 def _strip_meta(resource: dict) -> dict:
@@ -73,6 +75,10 @@ def test_examples_accepted_read_back_and_found(client):
         url = f"/fhir/{resource['resourceType']}/{resource['id']}"
         r = client.put(url, json=resource)
         known = KNOWN_INVALID.get(url[len("/fhir/"):])
+        refused = REFUSED_TYPES.get(resource["resourceType"])
+        if refused is not None:
+            assert r.status_code in (400, 422) and refused in r.text, (url, r.text[:300])
+            continue
         if known is not None:
             assert r.status_code == 422 and known in r.text, (url, r.text[:300])
             continue

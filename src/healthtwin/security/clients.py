@@ -207,7 +207,7 @@ def add_client(store: Any, name: str, jwks: dict | str | None = None, scopes: st
     keyset = normalize_jwks(jwks, public_key_pem) if (jwks is not None or public_key_pem is not None) else None
     if keyset is None and not uris:
         raise ValueError("a client needs keys (backend services) or redirect URIs (apps)")
-    client_id = client_id or secrets.token_urlsafe(18)
+    client_id = client_id or new_client_id()
     ensure_security_schema(store)
     with store.write_cursor() as cur:
         cur.execute(store.sql("INSERT INTO security_clients (client_id, name, jwks, scopes, organization, "
@@ -261,6 +261,12 @@ def _check_hash(password: str, stored: str) -> bool:
 
 
 # Verified against when the user does not exist, so an unknown name costs the same time as a wrong password.
+def new_client_id() -> str:
+    """A random client id (96 bits) that a shell and argparse take as a plain word: a URL-safe token may begin
+    with '-', which `healthtwin clients disable ID` then read as an option."""
+    return secrets.token_hex(12)
+
+
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
 
 
