@@ -230,14 +230,79 @@ def test_a_store_from_before_encryption_is_sealed_on_first_open(store, tmp_path)
     data, db = tmp_path / "data", _database(store)
     old = type(store)(store.path) if store.dialect == "sqlite" else type(store)(store.dsn, min_size=1)
     _fill(old)  # no keys: how earlier versions wrote
+    with old.transaction() as tx:
+        tx.create("Observation", orjson.loads(orjson.dumps(CLINICAL)), "o2")
+    with old.transaction() as tx:
+        tx.update("Observation", "o2", dict(orjson.loads(orjson.dumps(CLINICAL)), status="amended"))
     assert FIN.encode() in _dump(old)
     upgraded = open_store(db, data)
     registry = SearchRegistry.default()
     query = SearchParser(registry).parse(["Patient"], [("identifier", FIN), ("family", "virt")])
     assert [s.id for s in run_search(upgraded, registry, query).matches] == ["p1"]
+    for crit in (("subject:identifier", FIN), ("identifier", f"urn:oid:1.2.246.21|{FIN}")):
+        query = SearchParser(registry).parse(["Observation"], [crit])
+        assert [s.id for s in run_search(upgraded, registry, query).matches] == ["o2"], crit
+    assert orjson.loads(upgraded.vread("Observation", "o2", 1).content)["subject"]["display"] == "Aino Virtanen"
     assert orjson.loads(upgraded.vread("Patient", "p1", 1).content)["name"][0]["family"] == "Virtanen"
     assert ensure_sealed(upgraded) == 0  # done once
     raw = _dump(upgraded)
     assert b"weight" in raw
+    for secret in SECRETS:
+        assert secret.encode() not in raw, secret
+
+
+# A clinical resource that names its people the ways FHIR allows: logical references with the FIN, displays,
+# a contained Patient, a contact person's name and phone, and a FIN-system identifier of its own.
+CLINICAL = {"resourceType": "Observation", "id": "o2", "status": "final",
+            "identifier": [{"system": "urn:oid:1.2.246.21", "value": FIN}, {"system": "urn:lab", "value": "L-5"}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}],
+                     "text": "body weight measured at home"},
+            "subject": {"reference": "Patient/p1", "display": "Aino Virtanen",
+                        "identifier": {"system": "urn:oid:1.2.246.21", "value": FIN}},
+            "performer": [{"display": "Liisa Korhonen"}, {"reference": "#pt"}],
+            "contained": [{"resourceType": "Patient", "id": "pt", "name": [{"family": "Korhonen", "given": ["Liisa"]}],
+                           "telecom": [{"system": "phone", "value": "+358409999999"}]}],
+            "extension": [{"url": "urn:x-contact", "valueContactDetail": {
+                "name": "Aino Virtanen", "telecom": [{"system": "email", "value": "aino@example.fi"}]}}],
+            "valueQuantity": {"value": 61.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}
+
+
+def test_identifiers_inside_references_of_any_resource_are_sealed(store):
+    """Names, FINs and phones carried by a clinical resource (references, displays, contained resources) are
+    sealed in its row and its history, its index rows hold digests, and it reads back exactly as written."""
+    from healthtwin.fhir.search_params import SearchRegistry
+    from healthtwin.fhir.search_query import SearchParser
+    from healthtwin.store.search import run_search
+
+    _fill(store)
+    with store.transaction() as tx:
+        tx.create("Observation", orjson.loads(orjson.dumps(CLINICAL)), "o2")
+    with store.transaction() as tx:  # version 1 goes to history: sealed there too
+        tx.update("Observation", "o2", dict(orjson.loads(orjson.dumps(CLINICAL)), status="amended"))
+    read = orjson.loads(store.read("Observation", "o2").content)
+    expected = dict(orjson.loads(orjson.dumps(CLINICAL)), status="amended")
+    assert {k: v for k, v in read.items() if k != "meta"} == {k: v for k, v in expected.items() if k != "meta"}
+    assert list(read) == [*CLINICAL, "meta"]  # members back in their order
+    assert list(read["subject"]) == ["reference", "display", "identifier"]
+    old = orjson.loads(store.vread("Observation", "o2", 1).content)
+    assert old["subject"]["identifier"]["value"] == FIN and old["status"] == "final"
+
+    registry = SearchRegistry.default()
+    parser = SearchParser(registry)
+
+    def ids(rtype: str, query: str) -> list[str]:
+        q = parser.parse([rtype], [tuple(p.split("=", 1)) for p in query.split("&")])
+        return sorted(s.id for s in run_search(store, registry, q).matches)
+
+    assert ids("Observation", f"subject:identifier=urn:oid:1.2.246.21|{FIN}") == ["o2"]
+    assert ids("Observation", f"subject:identifier={FIN}") == ["o2"]
+    assert ids("Observation", f"subject:identifier=urn:other|{FIN}") == []
+    assert ids("Observation", f"identifier={FIN}") == ["o2"] and ids("Observation", "identifier=urn:lab|L-5") == ["o2"]
+    assert ids("Observation", "_content=measured at home") == ["o2"]  # clinical text stays searchable
+    assert ids("Observation", "_content=Virtanen") == []  # …but the names are not in clear
+    assert ids("Observation", "code=http://loinc.org|29463-7&subject=Patient/p1") == ["o2"]
+
+    raw = _dump(store)
+    assert b"measured at home" in raw and b"29463-7" in raw and b"L-5" in raw
     for secret in SECRETS:
         assert secret.encode() not in raw, secret

@@ -88,8 +88,8 @@ def _library(services: Any, ctx: Any, ref: str, where: str) -> dict[str, Any]:
         return orjson.loads(stored.content)
     url, _, version = ref.partition("|")
     found = []
-    for (content,) in store.query("SELECT content FROM resources WHERE type = 'Library' AND deleted = 0", []):
-        lib = orjson.loads(bytes(content))
+    for rid, content in store.query("SELECT id, content FROM resources WHERE type = 'Library' AND deleted = 0", []):
+        lib = orjson.loads(store.open_content("Library", rid, content))
         if lib.get("url") == url and (not version or lib.get("version") == version):
             found.append(lib)
     if not found:

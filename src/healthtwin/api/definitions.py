@@ -58,9 +58,9 @@ def load_runtime_definitions(services) -> None:
     applied: dict[str, dict] = getattr(services, "_runtime_definitions", {})
     current: dict[str, dict] = {}
     for rtype in _DEFINITION_TYPES:
-        for (content,) in services.store.query("SELECT content FROM resources WHERE type = ? AND deleted = 0",
-                                               [rtype]):
-            resource = orjson.loads(bytes(content))
+        for rid, content in services.store.query("SELECT id, content FROM resources WHERE type = ? AND "
+                                                 "deleted = 0", [rtype]):
+            resource = orjson.loads(services.store.open_content(rtype, rid, content))
             if isinstance(resource.get("url"), str):
                 current[resource["url"]] = resource
     for url, old in applied.items():

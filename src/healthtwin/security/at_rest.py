@@ -3,16 +3,23 @@
 What is protected. Resources that *are* a person or carry a person's national id (Patient, RelatedPerson,
 Practitioner, Person, Coverage, whose subscriberId is the FIN) are stored as envelope-encrypted blobs
 (AES-256-GCM under a per-blob data key, wrapped by the master key; the AAD binds `Type/id`, so a blob moved
-onto another row does not open). Their history versions too. Other resources refer to people by id only, so
-they stay in clear, which keeps search, `_content` and analytics on clinical data unchanged.
+onto another row does not open). Their history versions too. Every other resource stays clear JSON except the
+parts of it that name or identify a person, wherever they sit (`partial_seal`): a Reference's `identifier` and
+`display` (`subject.identifier`, `performer.display`…), HumanName and ContactPoint values (`name`, `telecom`,
+a ContactDetail's name),
+an Identifier's value in a person register (the FIN), and contained resources of the protected types. Those
+parts leave the JSON and travel sealed in its first member, `"__sealed"` (base64 of one envelope, same AAD),
+and are put back in place on reading. Clinical content stays clear, so `_content`, `_text` and the database's
+own JSON functions still see it.
 
 What stays searchable. Search index rows of those types that would hold an identifier in clear are replaced
 by keyed blind indexes (keyed BLAKE2b, a PRF like HMAC-SHA256 at a third of its cost in CPython, 80 bits):
   * every `string` parameter (name, family, given, address, address-city, …): one row per prefix of the
     normalised value, 1 to 32 characters, so the spec's default "starts with" match becomes an equality
     lookup on HMAC(prefix), and `:exact` compares HMAC(exact value);
-  * token parameters that hold identifiers or contact points (identifier, telecom, phone, email): the code
-    becomes HMAC(code), the system stays in clear (it names a register, not a person).
+  * token parameters that hold identifiers or contact points (identifier, telecom, phone, email), on every
+    resource type, and every reference's logical identifier (`subject:identifier`, …): the code becomes
+    HMAC(code), the system stays in clear (it names a register, not a person).
 Refused with 400, because a blind index cannot answer them: `:contains`, `:text`, `:in`/`:not-in`, `:below`/
 `:above` on these parameters, and `_text`/`_content` on protected types. `_sort` by them decrypts the matches
 and sorts in memory (store/search.py), up to a bound.
@@ -29,15 +36,28 @@ import os
 import re
 from hashlib import blake2b
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 from urllib.parse import parse_qsl, urlencode
+
+import orjson
 
 from ..fhir.outcome import FHIRError
 from .crypto import MAGIC, DecryptError, Envelope
 from .keys import KeySet, hkdf, load_or_create, retired_master_keys
+from .pseudonym import AnalyticsKeys
 
 PROTECTED_TYPES = frozenset({"Patient", "RelatedPerson", "Practitioner", "Person", "Coverage"})
 BLIND_TOKENS = frozenset({"identifier", "telecom", "phone", "email"})
+# Identifier systems that are registers of people: their values are sealed wherever an Identifier carries them.
+PERSON_SYSTEMS = frozenset({"https://health.gov.az/fhir/sid/fin", "urn:oid:1.2.246.21"})
+# How a partially sealed resource starts: its first member holds the sealed parts (base64 of an envelope).
+PARTIAL = b'{"__sealed":"'
+_PARTIAL_KEY = "__sealed"
+_CONTACT_DETAIL = frozenset({"id", "extension", "name", "telecom"})
+# Cheap pre-check on the serialised JSON: a resource without any of these has nothing to seal.
+_HINTS = (b'"display"', b'"identifier":{', b'"telecom"', b'"name":{', b'"name":[', b'"contained"', b'"contact"',
+          b'ContactDetail"',
+          *(b'"' + s.encode() + b'"' for s in PERSON_SYSTEMS))
 # Parameter names whose values are direct identifiers wherever they appear (chains included): recorded
 # queries in the audit trail carry their blind index instead of the value.
 _AUDIT_REDACT = frozenset({"identifier", "telecom", "phone", "email", "name", "family", "given", "phonetic",
@@ -59,11 +79,58 @@ def _configured_key(text: str) -> bytes:
     return key
 
 
+def _person_part(node: dict, key: str, value: object, coding: bool) -> bool:
+    """Whether `node[key]` names or identifies a person (see the module's docstring)."""
+    if key == "display":  # a Reference's display (a Coding's display names a code, not a person)
+        return not coding
+    if key == "identifier":  # a Reference's logical identifier (a resource's own identifiers are a list)
+        return type(value) is dict
+    if key == "telecom":
+        return True
+    if key == "name":  # HumanName, and a ContactDetail's name (an Organization's or a Location's stays clear)
+        return type(value) is not str or node.keys() <= _CONTACT_DETAIL
+    return key == "value" and node.get("system") in PERSON_SYSTEMS
+
+
+def _strip(node: dict, path: list, out: list, everything: bool = False) -> None:
+    """Moves the person-identifying members of `node` (all but resourceType and id with `everything`) into
+    `out` as [path, position, key, value], recursing into what stays."""
+    coding = "code" in node or "system" in node
+    removed = []
+    for pos, (key, value) in enumerate(node.items()):
+        if (key not in ("resourceType", "id")) if everything else _person_part(node, key, value, coding):
+            out.append([path, pos, key, value])
+            removed.append(key)
+        elif type(value) is dict:
+            _strip(value, path + [key], out)
+        elif type(value) is list:
+            for i, item in enumerate(value):
+                if type(item) is dict:
+                    _strip(item, path + [key, i], out,
+                           key == "contained" and item.get("resourceType") in PROTECTED_TYPES)
+    for key in removed:
+        del node[key]
+
+
+def _restore(doc: dict, entries: list) -> None:
+    """Puts `_strip`'s entries back where they were, in their original member order."""
+    for path, pos, key, value in entries:  # in ascending position within each object, as stripped
+        node: Any = doc
+        for step in path:
+            node = node[step]
+        items = list(node.items())
+        items.insert(pos, (key, value))
+        node.clear()
+        node.update(items)
+
+
 class AtRest:
     """The store's encryption and blind-indexing rules (one instance per store, shared by threads)."""
 
-    def __init__(self, envelope: Envelope, index_key: bytes) -> None:
+    def __init__(self, envelope: Envelope, index_key: bytes, analytics: AnalyticsKeys | None = None) -> None:
         self.envelope = envelope
+        # The analytics store's pseudonymous keys (pseudonym.py): what StoreSource hands the views.
+        self.analytics = analytics
         # Separate keys per purpose: a prefix row, an exact row and a token row of the same text never match.
         self._prefix_key = hkdf(index_key, "healthtwin at-rest string prefix v1")
         self._exact_key = hkdf(index_key, "healthtwin at-rest string exact v1")
@@ -72,7 +139,7 @@ class AtRest:
 
     @classmethod
     def from_keys(cls, keys: KeySet, retired: Iterable[bytes] = ()) -> "AtRest":
-        return cls(Envelope(keys.master_key, previous=retired), keys.index_key)
+        return cls(Envelope(keys.master_key, previous=retired), keys.index_key, AnalyticsKeys(keys.pseudonym_key))
 
     @classmethod
     def for_data_dir(cls, data_dir: str | Path) -> "AtRest":
@@ -85,7 +152,7 @@ class AtRest:
             previous = [_configured_key(k) for k in os.environ.get("HEALTHTWIN_MASTER_KEY_PREVIOUS", "").split(",")
                         if k.strip()]
             return cls(Envelope(_configured_key(configured), previous=[keys.master_key, *retired, *previous]),
-                       keys.index_key)
+                       keys.index_key, AnalyticsKeys(keys.pseudonym_key))
         return cls.from_keys(keys, retired)
 
     # -- content -------------------------------------------------------------------------------------------------
@@ -95,24 +162,63 @@ class AtRest:
 
     def seal(self, rtype: str, rid: str, content: bytes) -> bytes:
         if rtype not in PROTECTED_TYPES:
-            return content
+            return self.partial_seal(rtype, rid, content)
         return self.envelope.encrypt(content, f"{rtype}/{rid}".encode("utf-8"))
+
+    def partial_seal(self, rtype: str, rid: str, content: bytes) -> bytes:
+        """`content` with the parts that identify a person sealed into its `__sealed` member (unchanged when
+        it has none, or when it is sealed already)."""
+        if content.startswith((MAGIC, PARTIAL)) or not any(h in content for h in _HINTS):
+            return content
+        doc = orjson.loads(content)
+        entries: list = []
+        _strip(doc, [], entries)
+        if not entries:
+            return content
+        sealed = self.envelope.encrypt(orjson.dumps(entries), f"{rtype}/{rid}".encode("utf-8"))
+        return orjson.dumps({_PARTIAL_KEY: base64.b64encode(sealed).decode("ascii"), **doc})
 
     def open(self, rtype: str, rid: str, blob: bytes) -> bytes:
         # JSON starts with '{', a sealed blob with MAGIC: rows written before encryption was on still read.
-        if not blob.startswith(MAGIC):
+        partial = blob.startswith(PARTIAL)
+        if not partial and not blob.startswith(MAGIC):
             return blob
         try:
-            return self.envelope.decrypt(blob, f"{rtype}/{rid}".encode("utf-8"))
+            if not partial:
+                return self.envelope.decrypt(blob, f"{rtype}/{rid}".encode("utf-8"))
+            doc = orjson.loads(blob)
+            sealed = base64.b64decode(doc.pop(_PARTIAL_KEY))
+            _restore(doc, orjson.loads(self.envelope.decrypt(sealed, f"{rtype}/{rid}".encode("utf-8"))))
+            return orjson.dumps(doc)
         except DecryptError as exc:
             raise FHIRError(500, f"{rtype}/{rid} cannot be decrypted with this server's keys ({exc})",
                             "security") from None
 
+    @staticmethod
+    def envelope_of(blob: bytes) -> bytes | None:
+        """The envelope inside a stored blob (all of it, or a partial seal's `__sealed` member), else None."""
+        if blob.startswith(MAGIC):
+            return blob
+        if blob.startswith(PARTIAL):
+            return base64.b64decode(blob[len(PARTIAL):blob.index(b'"', len(PARTIAL))])
+        return None
+
+    @staticmethod
+    def with_envelope(blob: bytes, envelope: bytes) -> bytes:
+        """`blob` with its envelope replaced (rotation re-wraps envelopes, never the clear JSON around them)."""
+        if blob.startswith(MAGIC):
+            return envelope
+        end = blob.index(b'"', len(PARTIAL))
+        return PARTIAL + base64.b64encode(envelope) + blob[end:]
+
     # -- index rows ----------------------------------------------------------------------------------------------
     @staticmethod
     def sensitive(rtype: str, code: str, kind: str) -> bool:
-        return rtype in PROTECTED_TYPES and (kind == "string" or (kind == "token" and
-                                                                  code.split(":", 1)[0] in BLIND_TOKENS))
+        """Whether index rows of `rtype`'s parameter `code` (of `kind`) hold blind indexes: strings of the
+        protected types; identifiers and contact points of every type; references' logical identifiers."""
+        if kind == "string":
+            return rtype in PROTECTED_TYPES
+        return kind == "token" and (code.split(":", 1)[0] in BLIND_TOKENS or code.endswith(":identifier"))
 
     def _mac(self, key: bytes, text: str) -> str:
         return blake2b(text.encode("utf-8"), key=key, digest_size=_DIGEST_BYTES).hexdigest()
@@ -128,13 +234,12 @@ class AtRest:
 
     def index_rows(self, rtype: str, rows: list[tuple]) -> list[tuple]:
         """`rows` as extracted (code, kind, …) with identifier-bearing values replaced by blind indexes."""
-        if rtype not in PROTECTED_TYPES:
-            return rows
+        protected = rtype in PROTECTED_TYPES
         out: list[tuple] = []
         seen: set[tuple] = set()
         for row in rows:
             code, kind = row[0], row[1]
-            if kind == "string":
+            if kind == "string" and protected:
                 value, exact = row[2], row[3]
                 exact_mac = self.exact(exact)
                 for k in range(1, min(len(value), PREFIX_MAX) + 1):
@@ -142,7 +247,7 @@ class AtRest:
                     if blind not in seen:
                         seen.add(blind)
                         out.append(blind)
-            elif kind == "token" and code.split(":", 1)[0] in BLIND_TOKENS:  # identifier, identifier:of-type…
+            elif kind == "token" and (code.split(":", 1)[0] in BLIND_TOKENS or code.endswith(":identifier")):
                 out.append((code, "token", row[2], self.token(row[3]) if row[3] else None, None))
             else:
                 out.append(row)

@@ -12,10 +12,13 @@ and aggregates leave through `suppress_small_cells`.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import hashlib
 import hmac
 import re
 from typing import Any, Iterable, Sequence
+
+import orjson
 
 from .keys import hkdf
 
@@ -194,3 +197,86 @@ def pseudonym(project: str, value: str, root_key: bytes) -> str:
 
 def pseudonymize_resource(resource: dict[str, Any], project: str, root_key: bytes) -> dict[str, Any]:
     return Pseudonymizer(root_key).pseudonymize_resource(resource, project)
+
+
+# -- the analytics store's keys ---------------------------------------------------------------------------------
+ANALYTICS_INFO = "healthtwin analytics keys v1"  # its own HKDF label: no research project's pseudonyms match
+_ANALYTICS_DROP = ("name", "telecom", "photo", "contact", "identifier", "communication", "subscriberId", "text")
+
+
+class AnalyticsKeys:
+    """What the analytics store (DuckDB tables, Parquet files) holds instead of resource ids and birth dates.
+
+    Every resource id becomes HMAC-SHA256(analytics key, "Type/id") (32 hex characters), in the resource and in
+    every reference to it, so views still join a patient's encounters to the patient but hold no id of the
+    store; the key is derived from the data folder's pseudonym.key under its own label. Birth dates keep the
+    month, which is what the indicators need (age in completed years on 1 July, birth cohort), with the day
+    reduced to a code that keeps their rules exact: 1, or 2 for a birth in July after the 1st (not yet a year
+    older on 1 July), or, for a child who died in the month of its first birthday before reaching it, the day
+    after the death's day. Names, telecom, identifiers, contacts and narrative are dropped before the views
+    run; references lose their display and identifier."""
+
+    def __init__(self, root_key: bytes) -> None:
+        if len(root_key) < 32:
+            raise ValueError("the analytics key root must be at least 32 bytes")
+        self._key = hkdf(root_key, ANALYTICS_INFO)
+
+    def key(self, rtype: str, rid: str) -> str:
+        return hmac.new(self._key, f"{rtype}/{rid}".encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+    def resource(self, rtype: str, content: bytes) -> bytes:
+        """The resource as the analytics views read it."""
+        doc = orjson.loads(content)
+        if isinstance(doc.get("id"), str):
+            doc["id"] = self.key(rtype, doc["id"])
+        doc.pop("meta", None)
+        if rtype in PERSON_TYPES or rtype == "Coverage":
+            for key in _ANALYTICS_DROP:
+                doc.pop(key, None)
+            if isinstance(doc.get("address"), list):
+                doc["address"] = [Pseudonymizer._address(a) for a in doc["address"] if isinstance(a, dict)]
+            if isinstance(doc.get("birthDate"), str):
+                doc["birthDate"] = coarse_birth_date(doc["birthDate"], doc.get("deceasedDateTime"))
+        self._refs(doc)
+        return orjson.dumps(doc)
+
+    def _refs(self, node: Any) -> None:
+        if type(node) is dict:
+            ref = node.get("reference")
+            if type(ref) is str:
+                m = _REF_RE.search(ref)
+                if m is not None and not ref.startswith("#"):
+                    node["reference"] = f"{m.group(1)}/{self.key(m.group(1), m.group(2))}"
+                elif not ref.startswith("#"):
+                    node["reference"] = self.key("", ref)
+                node.pop("display", None)
+                node.pop("identifier", None)
+            for value in node.values():
+                if type(value) in (dict, list):
+                    self._refs(value)
+        elif type(node) is list:
+            for item in node:
+                if type(item) in (dict, list):
+                    self._refs(item)
+
+
+def coarse_birth_date(birth: str, death: Any = None) -> str:
+    """A birth date reduced to its month, with the day coded so that age on 1 July, the birth cohort and
+    survival to the first birthday come out as from the full date (AnalyticsKeys)."""
+    try:
+        born = dt.date.fromisoformat(birth[:10])
+    except ValueError:
+        return birth[:7]  # a partial date (year, year-month) is coarse already
+    day = 2 if born.month == 7 and born.day > 1 else 1
+    if isinstance(death, str):
+        try:
+            died = dt.date.fromisoformat(death[:10])
+        except ValueError:
+            died = None
+
+        def first_birthday(d: dt.date) -> dt.date:  # 29 February: the 28th, as DuckDB's `+ INTERVAL 1 YEAR`
+            return d.replace(year=d.year + 1, day=min(d.day, 28 if d.month == 2 else 31))
+        pseudo = born.replace(day=day)
+        if died is not None and first_birthday(pseudo) <= died < first_birthday(born):
+            day = died.day + 1
+    return f"{born.year:04d}-{born.month:02d}-{day:02d}"

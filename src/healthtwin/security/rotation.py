@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from .at_rest import PROTECTED_TYPES, AtRest
+from .at_rest import PARTIAL, PROTECTED_TYPES, AtRest
 from .crypto import MAGIC, DecryptError
 from .keys import _create_exclusive
 
@@ -60,18 +60,21 @@ def rotate_master_file(data_dir: str | Path) -> Path:
 
 
 def rewrap_store(store: Any, at_rest: AtRest) -> RewrapReport:
-    """Re-wraps every sealed blob of the store under `at_rest`'s current master."""
+    """Re-wraps every sealed blob of the store under `at_rest`'s current master: whole blobs of the protected
+    types and the `__sealed` members of partially sealed resources of every other type."""
     report = RewrapReport()
     envelope = at_rest.envelope
     types = sorted(PROTECTED_TYPES)
     marks = ",".join("?" * len(types))
+    # Protected types (clear ones counted), and partial seals of any type, recognised by their first bytes.
+    which = (f"(type IN ({marks}) OR substr(content, 1, {len(PARTIAL)}) = ?)")
     for table, key_cols in (("resources", ("rid",)), ("history", ("type", "id", "version"))):
         cols = ", ".join(key_cols)
         after: tuple = (0,) if table == "resources" else ("", "", 0)
         while True:
             keyset = ("rid > ?" if table == "resources" else "(type, id, version) > (?, ?, ?)")
-            rows = store.query(f"SELECT {cols}, content FROM {table} WHERE type IN ({marks}) AND {keyset} "
-                               f"ORDER BY {cols} LIMIT {_BATCH}", [*types, *after])
+            rows = store.query(f"SELECT {cols}, type, content FROM {table} WHERE {which} AND {keyset} "
+                               f"ORDER BY {cols} LIMIT {_BATCH}", [*types, PARTIAL, *after])
             if not rows:
                 break
             updates = []
@@ -79,13 +82,14 @@ def rewrap_store(store: Any, at_rest: AtRest) -> RewrapReport:
                 blob = bytes(row[-1]) if row[-1] is not None else None
                 if blob is None:
                     continue
-                if not blob.startswith(MAGIC):
+                sealed = at_rest.envelope_of(blob)
+                if sealed is None:
                     report.clear += 1
-                elif not envelope.needs_rewrap(blob):
+                elif not envelope.needs_rewrap(sealed):
                     report.current += 1
                 else:
                     try:
-                        updates.append((envelope.rewrap(blob), *row[:-1], blob))
+                        updates.append((at_rest.with_envelope(blob, envelope.rewrap(sealed)), *row[:-2], blob))
                     except DecryptError:
                         raise RuntimeError(f"a blob in {table} is sealed under a master key this folder does "
                                            "not hold; nothing after it was re-wrapped") from None
@@ -95,11 +99,12 @@ def rewrap_store(store: Any, at_rest: AtRest) -> RewrapReport:
                 with store.write_cursor() as cur:
                     cur.executemany(store.sql(f"UPDATE {table} SET content = ? WHERE {where}"), updates)
                 report.rewrapped += len(updates)
-            after = tuple(rows[-1][:-1])
+            after = tuple(rows[-1][:-2])
     return report
 
 
-SEALED_MARK = "at-rest:identifiers-sealed"
+# v2: identifiers inside references and other resources' person parts are sealed too (partial seals).
+SEALED_MARK = "at-rest:identifiers-sealed-v2"
 
 
 def ensure_sealed(store: Any) -> int:
@@ -126,39 +131,65 @@ def ensure_sealed(store: Any) -> int:
     return sealed
 
 
+def _blind(code: str | None) -> bool:
+    """Whether an index code is a blind digest already (written by a server that blinds it), or empty."""
+    return not code or (len(code) == 20 and all(ch in "0123456789abcdef" for ch in code))
+
+
 def seal_clear_rows(store: Any) -> int:
-    """Encrypts the clear content of protected resources (current and earlier versions) and rewrites the
-    current versions' index rows in blinded form. Safe to run while servers write: every update is
-    conditional on the row being unchanged."""
+    """Encrypts the clear content of protected resources, and the person-identifying parts of every other
+    resource (current and earlier versions), and rewrites the changed current versions' index rows in blinded
+    form. Safe to run while servers write: every update is conditional on the row being unchanged."""
     at_rest = store.at_rest
-    types = sorted(PROTECTED_TYPES)
-    marks = ",".join("?" * len(types))
     sealed, after = 0, 0
+    # Identifier and contact-point rows of clear types, and references' identifiers, were not blinded before
+    # (first, so that the rows the content pass below re-indexes are written blinded once, not twice).
+    with store.transaction() as tx:
+        tx.flush()
+        pids = [p for p, t, c in store.query("SELECT pid, type, code FROM search_params", [])
+                if at_rest.sensitive(t, c, "token") and t not in PROTECTED_TYPES]
+        for start in range(0, len(pids), 200):
+            chunk = pids[start:start + 200]
+            marks = ",".join("?" * len(chunk))
+            rows = tx.execute(f"SELECT rid, pid, system, code, text FROM idx_token WHERE pid IN ({marks})", chunk)
+            if rows:
+                tx.execute(f"DELETE FROM idx_token WHERE pid IN ({marks})", chunk)
+                store.bulk_insert(tx.cur, "idx_token", ("rid", "pid", "system", "code", "text"),
+                                  [(r, p, s, c if _blind(c) else at_rest.token(c), None if c else t)
+                                   for r, p, s, c, t in rows])
+                sealed += len(rows)
     while True:
-        rows = store.query(f"SELECT rid, type, id, content FROM resources WHERE type IN ({marks}) AND rid > ? "
-                           f"AND deleted = 0 ORDER BY rid LIMIT {_BATCH}", [*types, after])
+        rows = store.query(f"SELECT rid, type, id, content FROM resources WHERE rid > ? AND deleted = 0 "
+                           f"ORDER BY rid LIMIT {_BATCH}", [after])
         if not rows:
             break
         with store.transaction() as tx:
             for rid, rtype, rid_text, content in rows:
                 blob = bytes(content)
-                if blob.startswith(MAGIC):
+                if blob.startswith((MAGIC, PARTIAL)):
+                    continue
+                new = at_rest.seal(rtype, rid_text, blob)
+                if new == blob:
                     continue
                 tx.cur.execute(store.sql("UPDATE resources SET content = ? WHERE rid = ? AND content = ?"),
-                               (at_rest.seal(rtype, rid_text, blob), rid, blob))
+                               (new, rid, blob))
                 if tx.cur.rowcount:
                     tx.reindex(rid, rtype, orjson.loads(blob))
                     sealed += 1
         after = rows[-1][0]
     last: tuple = ("", "", 0)
     while True:
-        rows = store.query(f"SELECT type, id, version, content FROM history WHERE type IN ({marks}) AND "
-                           f"(type, id, version) > (?, ?, ?) ORDER BY type, id, version LIMIT {_BATCH}",
-                           [*types, *last])
+        rows = store.query(f"SELECT type, id, version, content FROM history WHERE "
+                           f"(type, id, version) > (?, ?, ?) ORDER BY type, id, version LIMIT {_BATCH}", [*last])
         if not rows:
             break
-        updates = [(at_rest.seal(t, i, bytes(c)), t, i, v, bytes(c)) for t, i, v, c in rows
-                   if c is not None and not bytes(c).startswith(MAGIC)]
+        updates = []
+        for t, i, v, c in rows:
+            if c is None or bytes(c).startswith((MAGIC, PARTIAL)):
+                continue
+            new = at_rest.seal(t, i, bytes(c))
+            if new != bytes(c):
+                updates.append((new, t, i, v, bytes(c)))
         if updates:
             with store.write_cursor() as cur:
                 cur.executemany(store.sql("UPDATE history SET content = ? WHERE type = ? AND id = ? AND version = ? "

@@ -208,7 +208,8 @@ class SearchCompiler:
                                     negate=False)
         if crit.type == "reference" and crit.modifier == "identifier":
             pids = self.pids(types, crit.code + ":identifier")
-            return self._membership(sql, "idx_token", pids, crit, alias, drive, self._token_match, negate=False)
+            matcher = self._blinded(self._token_match, crit, types, crit.code + ":identifier", "token")
+            return self._membership(sql, "idx_token", pids, crit, alias, drive, matcher, negate=False)
         self._types = types  # composite matching looks up its components' types
         negate = crit.modifier in ("not", "not-in")
         matcher = getattr(self, f"_{crit.type}_match", None)
@@ -245,13 +246,17 @@ class SearchCompiler:
             sql_.add("x.system = ? AND x.code = ?", system, at_rest.token(key) if blind else key)
         return matcher
 
-    def _blinded(self, matcher, crit: Criterion, types: Sequence[str]):
+    def _blinded(self, matcher, crit: Criterion, types: Sequence[str], code: str | None = None,
+                 kind: str | None = None):
         """For parameters whose index rows hold blind indexes (security/at_rest.py), a matcher that compares
-        keyed digests of the query value instead; on a mix of protected and clear types, each pid its own."""
+        keyed digests of the query value instead; on a mix of protected and clear types, each pid its own.
+        `code` and `kind` name the index rows when they are not the criterion's own (`subject:identifier`
+        searches the token rows `subject:identifier`)."""
         at_rest = self.store.at_rest
-        if at_rest is None or crit.type not in ("string", "token"):
+        code, kind = code or crit.code, kind or crit.type
+        if at_rest is None or kind not in ("string", "token"):
             return matcher
-        blind_types = [t for t in types if at_rest.sensitive(t, crit.code, crit.type)]
+        blind_types = [t for t in types if at_rest.sensitive(t, code, kind)]
         if not blind_types:
             return matcher
         if crit.modifier in ("contains", "text", "in", "not-in", "above", "below"):
@@ -259,7 +264,7 @@ class SearchCompiler:
 
         def blind(sql_: Sql, v: Value, c: Criterion) -> None:
             raw = unescape(v.raw)
-            if c.type == "token":
+            if kind == "token":
                 parts = split_unescaped(v.raw, "|")
                 if len(parts) == 1:
                     sql_.add("x.code = ?", at_rest.token(raw))
@@ -281,7 +286,7 @@ class SearchCompiler:
 
         if len(blind_types) == len(types):
             return blind
-        blind_pids = self.pids(blind_types, crit.code) or [-1]
+        blind_pids = self.pids(blind_types, code) or [-1]
 
         def mixed(sql_: Sql, v: Value, c: Criterion) -> None:
             sql_.add(f"((x.pid IN {_in(blind_pids)} AND ", *blind_pids)
