@@ -98,13 +98,26 @@ class ResourceSource(Protocol):
 
 
 class StoreSource:
-    """Reads the store's `resources` table (SQLite or PostgreSQL) in pages, so memory stays flat."""
+    """Reads the store's `resources` table (SQLite or PostgreSQL) in pages, so memory stays flat.
+
+    On a protected store (every store `open_store` opens) the views read resources under pseudonymous keys:
+    ids and references keyed by HMAC, birth dates reduced to the month, names and identifiers dropped
+    (`security/pseudonym.py::AnalyticsKeys`), so the DuckDB tables, Parquet files and journals hold no id of
+    the store and no full birth date. `keys` overrides the store's; `keys=False` (or an unprotected store)
+    hands the views resources as stored."""
 
     incremental = True
 
-    def __init__(self, store: Any, overlap: float | None = None) -> None:
+    def __init__(self, store: Any, overlap: float | None = None, keys: Any = None) -> None:
         self.store = store
         self.overlap = overlap if overlap is not None else (0.0 if store.dialect == "sqlite" else 10.0)
+        if keys is None:
+            keys = getattr(getattr(store, "at_rest", None), "analytics", None)
+        self.keys = keys or None
+
+    def _content(self, rtype: str, rid: str, content: Any) -> bytes:
+        opened = self.store.open_content(rtype, rid, content)
+        return opened if self.keys is None else self.keys.resource(rtype, opened)
 
     def max_updated(self, rtype: str) -> float | None:
         return self.store.query("SELECT MAX(last_updated) FROM resources WHERE type = ?", [rtype])[0][0]
@@ -115,7 +128,7 @@ class StoreSource:
             rows = self.store.query("SELECT id, content FROM resources WHERE type = ? AND id > ? AND deleted = 0 "
                                     "ORDER BY id LIMIT ?", [rtype, last, PAGE])
             for _id, content in rows:
-                out.write(self.store.open_content(rtype, _id, content))
+                out.write(self._content(rtype, _id, content))
                 out.write(b"\n")
             n += len(rows)
             if len(rows) < PAGE:
@@ -136,7 +149,8 @@ class StoreSource:
                 + "ORDER BY last_updated, rid LIMIT ?",
                 [rtype, ts, PAGE] if last is None else [rtype, ts, last, PAGE])
             for _, rid, updated, deleted, content in rows:
-                yield rid, float(updated), bool(deleted), self.store.open_content(rtype, rid, content)
+                key = rid if self.keys is None else self.keys.key(rtype, rid)
+                yield key, float(updated), bool(deleted), None if content is None else self._content(rtype, rid, content)
             if len(rows) < PAGE:
                 return
             ts, last = rows[-1][2], rows[-1][0]
