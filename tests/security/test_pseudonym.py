@@ -96,3 +96,50 @@ def test_small_cells_are_suppressed():
     comp = suppress_small_cells(rows, "n", group_by=["area"], also=["pct"])
     assert [r["n"] for r in comp] == [120, None, None, 0, 5, None, None]
     assert suppress_small_cells(rows, "n", threshold=10)[4]["n"] is None
+
+
+def test_analytics_birth_month_keeps_the_indicators_rules_exact():
+    """The birth date the analytics store holds (month, day coded) gives every answer the indicators take from
+    the full date: age in completed years on 1 July, alive on 1 July, birth cohort, survival to the first
+    birthday (DuckDB's `birth + INTERVAL 1 YEAR`: 29 February ends on the 28th)."""
+    import datetime as dt
+
+    from healthtwin.security.pseudonym import coarse_birth_date
+
+    def age(birth: dt.date, period: int) -> int:
+        july = dt.date(period, 7, 1)
+        return july.year - birth.year - ((july.month, july.day) < (birth.month, birth.day))
+
+    def first_birthday(d: dt.date) -> dt.date:
+        return d.replace(year=d.year + 1, day=min(d.day, 28 if d.month == 2 else 31))
+
+    day = dt.date(2019, 12, 25)
+    while day < dt.date(2021, 1, 5):
+        for died in (None, day + dt.timedelta(days=300), first_birthday(day) - dt.timedelta(days=1),
+                     first_birthday(day), first_birthday(day) - dt.timedelta(days=day.day)):
+            coded = coarse_birth_date(day.isoformat(), died.isoformat() if died else None)
+            pseudo = dt.date.fromisoformat(coded)
+            assert coded[:7] == day.isoformat()[:7]
+            assert [age(pseudo, p) for p in (2020, 2021, 2030)] == [age(day, p) for p in (2020, 2021, 2030)]
+            assert all((pseudo <= dt.date(p, 7, 1)) == (day <= dt.date(p, 7, 1)) for p in (2019, 2020, 2021))
+            if died is not None:
+                assert (died >= first_birthday(pseudo)) == (died >= first_birthday(day)), (day, died)
+        day += dt.timedelta(days=1)
+    assert coarse_birth_date("1990-05") == "1990-05" and coarse_birth_date("1990") == "1990"
+
+
+def test_analytics_keys_are_keyed_and_consistent():
+    """Ids and references get the same key (views still join), under a key of their own."""
+    from healthtwin.security.pseudonym import AnalyticsKeys
+
+    keys, other = AnalyticsKeys(b"k" * 32), AnalyticsKeys(b"o" * 32)
+    obs = orjson.dumps({"resourceType": "Observation", "id": "o1", "subject": {"reference": "Patient/p1"},
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "1-8", "display": "x"}]},
+                        "performer": [{"reference": "Practitioner/d1", "display": "Dr Aino Virtanen"}]})
+    pat = orjson.dumps({"resourceType": "Patient", "id": "p1", "birthDate": "1990-05-17",
+                        "name": [{"family": "Virtanen"}], "identifier": [{"value": "010190-123A"}]})
+    o, p = orjson.loads(keys.resource("Observation", "o1", obs)), orjson.loads(keys.resource("Patient", "p1", pat))
+    assert o["subject"]["reference"] == f"Patient/{p['id']}" and p["id"] == keys.key("Patient", "p1") != "p1"
+    assert o["id"] == keys.key("Observation", "o1") != other.key("Observation", "o1")
+    assert p["birthDate"] == "1990-05-01" and "name" not in p and "identifier" not in p
+    assert b"Virtanen" not in keys.resource("Observation", "o1", obs) and o["code"]["coding"][0]["display"] == "x"

@@ -117,7 +117,7 @@ class StoreSource:
 
     def _content(self, rtype: str, rid: str, content: Any) -> bytes:
         opened = self.store.open_content(rtype, rid, content)
-        return opened if self.keys is None else self.keys.resource(rtype, opened)
+        return opened if self.keys is None else self.keys.resource(rtype, rid, opened)
 
     def max_updated(self, rtype: str) -> float | None:
         return self.store.query("SELECT MAX(last_updated) FROM resources WHERE type = ?", [rtype])[0][0]

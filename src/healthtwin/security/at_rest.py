@@ -55,7 +55,7 @@ PARTIAL = b'{"__sealed":"'
 _PARTIAL_KEY = "__sealed"
 _CONTACT_DETAIL = frozenset({"id", "extension", "name", "telecom"})
 # Cheap pre-check on the serialised JSON: a resource without any of these has nothing to seal.
-_HINTS = (b'"display"', b'"identifier":{', b'"telecom"', b'"name":{', b'"name":[', b'"contained"', b'"contact"',
+_HINTS = (b'"identifier":{', b'"telecom"', b'"name":{', b'"name":[', b'"contained"', b'"contact"',
           b'ContactDetail"',
           *(b'"' + s.encode() + b'"' for s in PERSON_SYSTEMS))
 # Parameter names whose values are direct identifiers wherever they appear (chains included): recorded
@@ -77,6 +77,24 @@ def _configured_key(text: str) -> bytes:
     if len(key) != 32:
         raise ValueError("HEALTHTWIN_MASTER_KEY(_PREVIOUS) must hold 32-byte keys, base64-encoded")
     return key
+
+
+def may_name_a_person(content: bytes) -> bool:
+    """A cheap test on serialised JSON, before parsing it: False only if nothing in it can be a person part
+    (`_person_part`). Every `display` must sit in a flat object that has a `code` or `system` before it, as
+    a Coding's does; anything else (a Reference's display, an unusual order) goes to the full walk."""
+    if any(h in content for h in _HINTS):
+        return True
+    at = content.find(b'"display"')
+    while at >= 0:
+        start = content.rfind(b"{", 0, at)
+        if content.rfind(b"}", start, at) >= 0:
+            return True  # an object nested before it in the same object: not a flat Coding
+        head = content[start:at]
+        if b'"code"' not in head and b'"system"' not in head:
+            return True
+        at = content.find(b'"display"', at + 9)
+    return False
 
 
 def _person_part(node: dict, key: str, value: object, coding: bool) -> bool:
@@ -168,7 +186,7 @@ class AtRest:
     def partial_seal(self, rtype: str, rid: str, content: bytes) -> bytes:
         """`content` with the parts that identify a person sealed into its `__sealed` member (unchanged when
         it has none, or when it is sealed already)."""
-        if content.startswith((MAGIC, PARTIAL)) or not any(h in content for h in _HINTS):
+        if content.startswith((MAGIC, PARTIAL)) or not may_name_a_person(content):
             return content
         doc = orjson.loads(content)
         entries: list = []

@@ -201,6 +201,7 @@ def pseudonymize_resource(resource: dict[str, Any], project: str, root_key: byte
 
 # -- the analytics store's keys ---------------------------------------------------------------------------------
 ANALYTICS_INFO = "healthtwin analytics keys v1"  # its own HKDF label: no research project's pseudonyms match
+_REFERENCE_VALUE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
 _ANALYTICS_DROP = ("name", "telecom", "photo", "contact", "identifier", "communication", "subscriberId", "text")
 
 
@@ -224,12 +225,16 @@ class AnalyticsKeys:
     def key(self, rtype: str, rid: str) -> str:
         return hmac.new(self._key, f"{rtype}/{rid}".encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
-    def resource(self, rtype: str, content: bytes) -> bytes:
-        """The resource as the analytics views read it."""
+    def resource(self, rtype: str, rid: str, content: bytes) -> bytes:
+        """The resource `rtype/rid` as the analytics views read it."""
+        from .at_rest import may_name_a_person
+        if rtype not in PERSON_TYPES and rtype != "Coverage" and not may_name_a_person(content):
+            # Most clinical resources: ids and references rewritten in the bytes, without parsing them.
+            out = content.replace(b'"id":"' + rid.encode() + b'"', b'"id":"' + self.key(rtype, rid).encode() + b'"')
+            return _REFERENCE_VALUE.sub(self._ref_bytes, out)
         doc = orjson.loads(content)
         if isinstance(doc.get("id"), str):
             doc["id"] = self.key(rtype, doc["id"])
-        doc.pop("meta", None)
         if rtype in PERSON_TYPES or rtype == "Coverage":
             for key in _ANALYTICS_DROP:
                 doc.pop(key, None)
@@ -240,15 +245,20 @@ class AnalyticsKeys:
         self._refs(doc)
         return orjson.dumps(doc)
 
+    def _ref_bytes(self, m: re.Match) -> bytes:
+        return b'"reference":"' + self._reference(m.group(1).decode("utf-8")).encode("utf-8") + b'"'
+
+    def _reference(self, ref: str) -> str:
+        if ref.startswith("#"):
+            return ref
+        m = _REF_RE.search(ref)
+        return f"{m.group(1)}/{self.key(m.group(1), m.group(2))}" if m is not None else self.key("", ref)
+
     def _refs(self, node: Any) -> None:
         if type(node) is dict:
             ref = node.get("reference")
             if type(ref) is str:
-                m = _REF_RE.search(ref)
-                if m is not None and not ref.startswith("#"):
-                    node["reference"] = f"{m.group(1)}/{self.key(m.group(1), m.group(2))}"
-                elif not ref.startswith("#"):
-                    node["reference"] = self.key("", ref)
+                node["reference"] = self._reference(ref)
                 node.pop("display", None)
                 node.pop("identifier", None)
             for value in node.values():
