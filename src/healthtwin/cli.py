@@ -49,6 +49,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("SMART on FHIR authorization is enforced: anonymous callers get 401 (except /metadata).")
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise ValueError("--ssl-certfile and --ssl-keyfile go together")
+    if getattr(args, "referential_integrity", None):
+        os.environ["HEALTHTWIN_REFERENTIAL_INTEGRITY"] = args.referential_integrity
     os.environ["HEALTHTWIN_WORKERS"] = str(args.workers)  # several: analytics snapshots are published
     if getattr(args, "audit_feed", None):
         from .security.audit_feed import parse_target
@@ -170,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="reverse proxies whose X-Forwarded-For/-Proto/-Host headers are believed: comma-"
                             "separated IP addresses or networks (10.0.0.0/8), or '*'; default none, so links "
                             "use --public-url and the rate limit the connection's address")
+    serve.add_argument("--referential-integrity", choices=("strict", "off"), default=None,
+                       help="strict (default; also HEALTHTWIN_REFERENTIAL_INTEGRITY): a write whose Type/id reference "
+                            "names no stored resource answers 422, a delete that would leave references to it 409; "
+                            "off: neither is checked (for bulk loads through the API)")
     _secure_args(serve)
     serve.set_defaults(func=cmd_serve)
 

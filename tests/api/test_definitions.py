@@ -85,6 +85,8 @@ def test_profiles_uploaded_are_enforced_and_validate_reports(client):
     good = copy.deepcopy(ACCEPTED)
     good["meta"] = {"profile": [url]}
     good.pop("id")
+    gp = {"resourceType": "Practitioner", "id": "gp1"}  # the general practitioner it names must exist
+    assert client.put("/fhir/Practitioner/gp1", json=gp).status_code == 201
     assert client.post("/fhir/Patient", json=good).status_code == 201
     bad = copy.deepcopy(good)
     del bad["birthDate"]

@@ -18,6 +18,8 @@ def _ids(bundle):
 
 
 def test_lastn_keeps_the_newest_of_each_code(client):
+    for pid in ("a", "b"):
+        assert client.put(f"/fhir/Patient/{pid}", json={"resourceType": "Patient", "id": pid}).status_code == 201
     for oid, patient, code, when, category in (
             ("sbp1", "a", "8480-6", "2024-01-01", "vital-signs"), ("sbp2", "a", "8480-6", "2024-03-01", "vital-signs"),
             ("sbp3", "a", "8480-6", "2024-02-01", "vital-signs"), ("hba1", "a", "4548-4", "2023-06-01", "laboratory"),

@@ -66,7 +66,23 @@ def _queries(resource: dict, registry: SearchRegistry) -> list[str]:
     return queries[:4]
 
 
-def test_examples_accepted_read_back_and_found(client):
+@pytest.fixture
+def bulk_client(store, tmp_path):
+    """The application as a bulk load of foreign data meets it: the examples name many resources the package
+    does not hold (Patient/example's general practitioner, ...), so references are not checked, as
+    `serve --referential-integrity off` does; test_rest_semantics.py checks them."""
+    from starlette.testclient import TestClient
+
+    from healthtwin.api.services import Limits
+    from healthtwin.composition import AppSettings, build_app
+    from healthtwin.request import OpenPolicy
+    settings = AppSettings(data_dir=tmp_path / "data", rate=None, limits=Limits(referential_integrity=False))
+    with TestClient(build_app(store, settings, policy=OpenPolicy())) as c:
+        yield c
+
+
+def test_examples_accepted_read_back_and_found(bulk_client):
+    client = bulk_client
     registry = SearchRegistry.default()
     examples = [r for r in _examples() if r.get("id")]
     assert len(examples) > 600

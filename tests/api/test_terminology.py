@@ -265,6 +265,7 @@ def test_translate_with_a_stored_map_both_ways(national):
 
 def test_search_in_a_stored_value_set_with_a_filter(national):
     """`:in` expands the stored ValueSet with the same expander, filters included."""
+    assert national.put("/fhir/Patient/x", json={"resourceType": "Patient", "id": "x"}).status_code == 201
     for oid, code in (("o-i21", "I21"), ("o-e11", "E11")):
         cond = {"resourceType": "Condition", "id": oid, "subject": {"reference": "Patient/x"},
                 "code": {"coding": [{"system": ICD, "code": code}]}}

@@ -125,9 +125,9 @@ def criteria_of(request: Request) -> str:
     return urlencode([(k, v) for k, v in query_items(request) if k not in _OUTPUT_PARAMS])
 
 
-def refuse_query(request: Request, what: str) -> None:
+def refuse_query(request: Request, what: str, allowed: tuple[str, ...] = ()) -> None:
     """A write that takes no search criteria refuses query parameters instead of ignoring them."""
-    extra = [k for k, _ in query_items(request) if k not in _OUTPUT_PARAMS]
+    extra = [k for k, _ in query_items(request) if k not in _OUTPUT_PARAMS and k not in allowed]
     if extra:
         raise FHIRError(400, f"{what} takes no query parameters (only _format, _pretty), but got "
                              f"{', '.join(sorted(set(extra)))}", "invalid")

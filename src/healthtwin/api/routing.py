@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -219,7 +219,9 @@ class FHIRRouter:
             query = http.query_of(request)
             if not query:
                 raise FHIRError(405, f"DELETE {rtype} needs an id or search criteria", "not-supported")
-            result = await self.run(self._in_tx, write.conditional_delete, s, ctx, rtype, query)
+            cascade, criteria = write.cascade_param(parse_qsl(query, keep_blank_values=True))
+            result = await self.run(self._in_tx, write.conditional_delete, s, ctx, rtype, urlencode(criteria),
+                                    cascade)
             return fhir(204, None, ctx) if result.stored is None else fhir(200, _deleted(result.stored), ctx)
         raise _not_allowed(method, rtype)
 
@@ -242,8 +244,9 @@ class FHIRRouter:
                                     write.parse_if_match(ctx.header("if-match")))
             return written(s, result.stored, result.status, ctx)
         if method == "DELETE":
-            http.refuse_query(request, f"DELETE {rtype}/{rid}")
-            result = await self.run(self._in_tx, write.delete, s, ctx, rtype, rid)
+            cascade, _ = write.cascade_param(http.query_items(request))
+            http.refuse_query(request, f"DELETE {rtype}/{rid}", allowed=("_cascade",))
+            result = await self.run(self._in_tx, write.delete, s, ctx, rtype, rid, cascade)
             return fhir(204, None, ctx) if result.stored is None else fhir(200, _deleted(result.stored), ctx)
         if method == "PATCH":
             http.refuse_query(request, f"PATCH {rtype}/{rid}")

@@ -1,6 +1,7 @@
 """What every interaction needs, built once at start: the store, definitions, validator and policy."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,20 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BUNDLE_ENTRIES = 10_000
 
 
+def _integrity_from_env() -> bool:
+    value = os.environ.get("HEALTHTWIN_REFERENTIAL_INTEGRITY", "strict")
+    if value not in ("strict", "off"):
+        raise ValueError(f"HEALTHTWIN_REFERENTIAL_INTEGRITY is 'strict' or 'off', not {value!r}")
+    return value == "strict"
+
+
 @dataclass
 class Limits:
     max_body_bytes: int = MAX_BODY_BYTES
     max_bundle_entries: int = MAX_BUNDLE_ENTRIES
+    # A literal reference written must name a resource that exists (422), a delete must leave none dangling
+    # (409): api/references.py. `serve --referential-integrity off` relaxes it; bulk loads never check.
+    referential_integrity: bool = field(default_factory=_integrity_from_env)
 
 
 @dataclass

@@ -189,6 +189,9 @@ class Store:
         start = max(cur.fetchone()[0], after) + 1
         return list(range(start, start + n))
 
+    def for_share(self) -> str:  # rows read to check them keep still until commit (PostgreSQL FOR KEY SHARE)
+        return ""
+
     def for_update(self) -> str:
         """Row-lock suffix for a SELECT inside a write transaction."""
         return ""
@@ -339,6 +342,8 @@ class Store:
         with self.write_cursor() as cur:
             tx = Transaction(self, cur)
             yield tx
+            for check in tx.commit_checks:  # last word before commit: a check may still refuse the whole
+                check()
             tx.flush()
 
     def set_extractor(self, extractor: Extractor) -> None:
@@ -396,6 +401,10 @@ class Transaction:
         self._rids: list[int] = []
         self._reserved = 0  # the highest row id reserved so far
         self._creates = 0
+        # Checks run just before commit, over what the whole transaction wrote (an exception rolls it back),
+        # and the state they keep: referential integrity judges a transaction Bundle as a whole.
+        self.commit_checks: list[Callable[[], None]] = []
+        self.state: dict[str, Any] = {}
 
     @property
     def now(self) -> float:

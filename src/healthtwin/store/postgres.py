@@ -315,6 +315,9 @@ class PostgresStore(Store):
     def for_update(self) -> str:
         return " FOR UPDATE"
 
+    def for_share(self) -> str:
+        return " FOR KEY SHARE"
+
     def lock(self, cur: Any, key: str) -> None:
         digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (digest,))

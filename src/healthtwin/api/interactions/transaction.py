@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
@@ -19,7 +19,7 @@ from ...fhir.outcome import FHIRError
 from ...store import Transaction
 from ...store.records import Stored, instant
 from ...request import RequestContext
-from .. import guard
+from .. import guard, references
 from . import conditional, write
 from .patch import patch as patch_resource
 
@@ -58,7 +58,11 @@ class Entry:
                 raise FHIRError(400, f"{self.location}: request.ifNoneExist and the query of request.url name "
                                      "different criteria", location=f"{self.location}.request")
             self.if_none_exist = self.if_none_exist or self.query
-        elif self.query and len(self.parts) > 1 and self.method in ("PUT", "DELETE", "PATCH"):  # never ignored
+        self.cascade = False
+        if self.method == "DELETE" and self.query:
+            self.cascade, rest = write.cascade_param(parse_qsl(self.query, keep_blank_values=True))
+            self.query = urlencode(rest)
+        if self.query and len(self.parts) > 1 and self.method in ("PUT", "DELETE", "PATCH"):  # never ignored
             raise FHIRError(400, f"{self.location}: {self.method} {path} takes no query parameters",
                             location=f"{self.location}.request.url")
         if self.method in ("POST", "PUT") and not isinstance(self.resource, dict):
@@ -258,6 +262,7 @@ def _write_entry(services, ctx: RequestContext, tx: Transaction, e: Entry, mappi
             write.prepare(services, e.type, e.resource, loc)
         e.resource.pop("id", None)
         stored = tx.create(e.type, e.resource, getattr(e, "assigned_id", None))
+        references.expect_targets(services, tx, e.resource, loc)
         write._after_write(services, tx, e.resource, None)
         result = write.WriteResult(stored, 201)
     elif e.method == "PUT":
@@ -269,9 +274,9 @@ def _write_entry(services, ctx: RequestContext, tx: Transaction, e: Entry, mappi
             raise FHIRError(400, f"{e.location}: PUT needs Type/id or Type?criteria", location=e.location)
     elif e.method == "DELETE":
         if len(e.parts) == 2:
-            result = write.delete(services, ctx, tx, e.type, e.parts[1])
+            result = write.delete(services, ctx, tx, e.type, e.parts[1], e.cascade)
         elif len(e.parts) == 1 and e.query:
-            result = write.conditional_delete(services, ctx, tx, e.type, e.query)
+            result = write.conditional_delete(services, ctx, tx, e.type, e.query, e.cascade)
         else:
             raise FHIRError(400, f"{e.location}: DELETE needs Type/id or Type?criteria", location=e.location)
     elif e.method == "PATCH":

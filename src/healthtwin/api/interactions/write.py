@@ -14,7 +14,7 @@ import orjson
 from ...fhir.model import ID_RE, NOT_STORED
 from ...fhir.outcome import FHIRError, OutcomeIssue
 from ...store import Stored, Transaction
-from .. import guard
+from .. import guard, references
 from ...request import RequestContext
 from ..definitions import apply_definition, check_definition
 from . import conditional
@@ -81,6 +81,7 @@ def create(services, ctx: RequestContext, tx: Transaction, rtype: str, resource:
     prepare(services, rtype, resource, location)
     resource.pop("id", None)  # the server assigns ids on create
     stored = tx.create(rtype, resource)
+    references.expect_targets(services, tx, resource, location)
     _after_write(services, tx, resource, None)
     return WriteResult(stored, 201)
 
@@ -101,6 +102,7 @@ def update(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str,
     guard.check_existing(services, ctx, rtype, existing[1] if existing else None, "u")
     old = orjson.loads(existing[1].content) if existing and existing[1].content and _definitional(rtype) else None
     stored = tx.update(rtype, rid, resource, if_match, existing)
+    references.expect_targets(services, tx, resource, location)
     _after_write(services, tx, resource, old)
     return WriteResult(stored, 201 if stored.method == "create" else 200)
 
@@ -122,28 +124,52 @@ def conditional_update(services, ctx: RequestContext, tx: Transaction, rtype: st
     return create(services, ctx, tx, rtype, resource, None, location)
 
 
-def delete(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str) -> WriteResult:
+def delete(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str, cascade: bool = False,
+           _seen: set[tuple[str, str]] | None = None) -> WriteResult:
+    """Deletes; refused at commit (409) if live resources still refer to it, unless `cascade`
+    (`_cascade=delete`): then those are deleted too, and what refers to them, each as the caller's own delete."""
     services.policy.authorize(ctx, "delete", rtype, None)
     existing = tx.current(rtype, rid)
     current = existing[1] if existing else None
     if current is not None and not current.deleted and guard.release_one(services, ctx, current) is None:
         return WriteResult(None, 204)  # hidden from the caller: answered exactly as an absent id, and kept
     guard.check_existing(services, ctx, rtype, current, "d")
+    if cascade and existing is not None and not existing[1].deleted:
+        seen = _seen if _seen is not None else set()
+        seen.add((rtype, rid))
+        for ref_type, ref_id in references.referrers(tx, rtype, rid):
+            if (ref_type, ref_id) in seen:
+                continue
+            if len(seen) >= references.MAX_CASCADE:
+                raise FHIRError(409, f"Deleting {rtype}/{rid} would cascade to more than {references.MAX_CASCADE} "
+                                     "resources; delete them in smaller steps", "too-costly")
+            delete(services, ctx, tx, ref_type, ref_id, True, seen)
+        existing = tx.current(rtype, rid)
     old = orjson.loads(existing[1].content) if existing and existing[1].content and _definitional(rtype) else None
     stored = tx.delete(rtype, rid, existing)
     if stored is None:
         return WriteResult(None, 204)
+    references.expect_unreferenced(services, tx, rtype, rid)
     _after_write(services, tx, None, old)
     return WriteResult(stored, 200)
 
 
-def conditional_delete(services, ctx: RequestContext, tx: Transaction, rtype: str, criteria: str) -> WriteResult:
+def conditional_delete(services, ctx: RequestContext, tx: Transaction, rtype: str, criteria: str,
+                       cascade: bool = False) -> WriteResult:
     found = _match(services, ctx, tx, rtype, criteria)
     if len(found) > 1:
         raise FHIRError(412, f"Conditional delete criteria '{criteria}' match several {rtype} resources")
     if not found:
         return WriteResult(None, 204)
-    return delete(services, ctx, tx, rtype, found[0].id)
+    return delete(services, ctx, tx, rtype, found[0].id, cascade)
+
+
+def cascade_param(params: list[tuple[str, str]]) -> tuple[bool, list[tuple[str, str]]]:
+    """`_cascade=delete` (as HAPI names it) out of a delete's query: (cascade?, the other parameters)."""
+    values = [v for k, v in params if k == "_cascade"]
+    if any(v != "delete" for v in values):
+        raise FHIRError(400, f"_cascade takes 'delete', not '{next(v for v in values if v != 'delete')}'")
+    return bool(values), [(k, v) for k, v in params if k != "_cascade"]
 
 
 def _definitional(rtype: str) -> bool:
