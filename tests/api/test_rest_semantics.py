@@ -31,6 +31,8 @@ def test_capability_statement_lists_only_what_works(client):
     types = {r["type"] for r in cs["rest"][0]["resource"]}
     assert "Subscription" not in types and {"Patient", "Observation"} <= types
     assert cs["format"] == ["application/fhir+json", "json"]  # no XML: asking for it is 406
+    patient = next(r for r in cs["rest"][0]["resource"] if r["type"] == "Patient")
+    assert "enforced" in patient["referencePolicy"]  # a literal reference must name a stored resource
 
 
 FIN = "https://health.gov.az/fhir/sid/fin"

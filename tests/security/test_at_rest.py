@@ -186,6 +186,8 @@ def test_audit_trail_records_searched_identifiers_only_as_keyed_indexes(store, t
     app = create_app(store, policy=OpenPolicy(), data_dir=tmp_path / "data", public_url="http://testserver",
                      rate=None)
     with TestClient(app) as client:
+        org = {"resourceType": "Organization", "id": "hus", "name": "HUS"}  # the Patient's managingOrganization
+        assert client.put("/fhir/Organization/hus", json=org).status_code == 201
         assert client.put("/fhir/Patient/p1", json=PATIENT).status_code == 201
         r = client.get(f"/fhir/Patient?identifier=urn:oid:1.2.246.21|{FIN}&name=Virtanen&gender=female")
         assert r.status_code == 200 and r.json()["total"] == 1

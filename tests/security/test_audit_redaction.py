@@ -27,6 +27,8 @@ def client(store, tmp_path):
     app = create_app(store, policy=OpenPolicy(), data_dir=tmp_path / "data", public_url="http://testserver",
                      rate=None)
     with TestClient(app) as c:
+        org = {"resourceType": "Organization", "id": "hus", "name": "HUS"}  # the Patient's managingOrganization
+        assert c.put("/fhir/Organization/hus", json=org).status_code == 201
         assert c.put("/fhir/Patient/p1", json=PATIENT).status_code == 201
         yield c
 

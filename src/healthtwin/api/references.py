@@ -51,8 +51,8 @@ def _pending(tx: Transaction) -> dict[str, dict]:
 
 def expect_targets(services, tx: Transaction, resource: dict[str, Any], location: str | None = None) -> None:
     """Records the literal references of a resource just written, to be found at commit."""
-    if not services.limits.referential_integrity:
-        return
+    if not services.limits.referential_integrity or resource.get("resourceType") == "Bundle":
+        return  # a stored Bundle (a document, a message) resolves its references among its own entries
     targets = literal_targets(resource)
     targets.pop((resource.get("resourceType"), resource.get("id")), None)  # a resource may refer to itself
     if targets:

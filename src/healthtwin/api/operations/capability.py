@@ -17,6 +17,7 @@ _COMMON = [("_id", "token"), ("_lastUpdated", "date"), ("_text", "string"), ("_c
 
 def capability_statement(services, ctx) -> dict:
     ops = all_operations()
+    integrity = services.limits.referential_integrity
     resources = []
     for rtype in sorted(resource_types() - NOT_STORED.keys()):  # a type that cannot be stored is not offered
         params = services.registry.for_type(rtype)
@@ -34,7 +35,8 @@ def capability_statement(services, ctx) -> dict:
             "conditionalRead": "full-support",
             "conditionalUpdate": True,
             "conditionalDelete": "single",
-            "referencePolicy": ["literal", "logical", "local"],
+            # "enforced": a literal reference must name a stored resource (unless relaxed for a bulk load)
+            "referencePolicy": ["literal", "logical", "local"] + (["enforced"] if integrity else []),
             "searchInclude": sorted(f"{rtype}:{c}" for c, p in params.items() if p.type == "reference"),
             "searchRevInclude": ["*"],
             "searchParam": search,
