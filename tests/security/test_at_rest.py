@@ -308,3 +308,22 @@ def test_identifiers_inside_references_of_any_resource_are_sealed(store):
     assert b"measured at home" in raw and b"29463-7" in raw and b"L-5" in raw
     for secret in SECRETS:
         assert secret.encode() not in raw, secret
+
+
+def test_rotation_rewraps_partial_seals_of_clinical_resources(store):
+    """A clinical resource's sealed parts are re-wrapped under the new master like whole blobs are: after the
+    old master is gone, the resource still reads back whole."""
+    from healthtwin.security.crypto import Envelope
+    from healthtwin.security.rotation import rewrap_store
+
+    old_keys = KeySet.generate()
+    store.protect(AtRest.from_keys(old_keys))
+    with store.transaction() as tx:
+        tx.create("Observation", orjson.loads(orjson.dumps(CLINICAL)), "o2")
+    new_master = KeySet.generate().master_key
+    rotated = AtRest(Envelope(new_master, previous=[old_keys.master_key]), old_keys.index_key)
+    report = rewrap_store(store, rotated)
+    assert report.rewrapped == 1 and report.clear == 0
+    store.protect(AtRest(Envelope(new_master), old_keys.index_key))  # the old master retired
+    assert orjson.loads(store.read("Observation", "o2").content)["subject"]["identifier"]["value"] == FIN
+    assert rewrap_store(store, AtRest(Envelope(new_master), old_keys.index_key)).current == 1
