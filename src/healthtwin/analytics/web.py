@@ -163,12 +163,17 @@ class Analytics:
 
     # -- routes ----------------------------------------------------------------------------------------------
     async def list_indicators(self, request: Request) -> Response:
+        """The indicator catalogue: name, version, title, definition and dimensions of each indicator."""
         async def run(ctx: RequestContext) -> Response:
             items = [dict(i.summary(), url=f"{ctx.base_url}/indicators/{i.name}") for i in load_indicators().values()]
             return _json({"threshold": self.threshold, "indicators": items})
         return await self._guard(request, run)
 
     async def indicator(self, request: Request) -> Response:
+        """One indicator's figures: numerator, denominator and value per period and chosen dimensions.
+
+        Cells under the small-number threshold are suppressed (`numerator` and `value` null,
+        `suppressed: true`); `format=csv` answers a CSV file."""
         async def run(ctx: RequestContext) -> Response:
             name = request.path_params["name"]
             ind = load_indicators().get(name)
@@ -186,6 +191,7 @@ class Analytics:
         return await self._guard(request, run)
 
     async def status(self, request: Request) -> Response:
+        """What was materialised and when: each view's watermark and rows, the refresh schedule, the last error."""
         async def run(ctx: RequestContext) -> Response:
             source = self.materializer or self.reader
             state = await run_in_threadpool(source.state)  # type: ignore[union-attr]
@@ -198,6 +204,7 @@ class Analytics:
         return await self._guard(request, run)
 
     async def refresh(self, request: Request) -> Response:
+        """Run an analytics refresh now (incremental; `full=true` rebuilds), then publish the snapshot."""
         async def run(ctx: RequestContext) -> Response:
             full = request.query_params.get("full") == "true"
             if self.materializer is None:
@@ -212,6 +219,14 @@ class Analytics:
                           "indicators": report.extra.get("indicators", {})},
                          status=500 if report.failed else 200)
         return await self._guard(request, run)
+
+    # The query parameters of each route, for the OpenAPI description (api/openapi.py).
+    indicator.query_parameters = (  # type: ignore[attr-defined]
+        ("region", "region code(s), comma-separated"), ("district", "district code(s), comma-separated"),
+        ("age", "age band, e.g. 40-64"), ("sex", "administrative gender code"),
+        ("period", "a year (2023) or a range of years (2020-2023)"), ("by", "dimensions to break the figures down by"),
+        ("format", "json (default) or csv"))
+    refresh.query_parameters = (("full", "true to rebuild everything"),)  # type: ignore[attr-defined]
 
 
 def _json(body: Any, status: int = 200) -> Response:

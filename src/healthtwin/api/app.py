@@ -36,7 +36,7 @@ def assemble(services: Services, fhir_router: FHIRRouter, contributions: list[Co
         from .openapi import openapi_document
         types = request.query_params.get("types")
         wanted = [t for t in types.split(",") if t in resource_types()] if types else None
-        return JSONResponse(openapi_document(services.registry, wanted))
+        return JSONResponse(openapi_document(services.registry, wanted, routes))
 
     async def health(request):
         return JSONResponse({"status": "ok", "schema": services.store.schema_version()})
