@@ -230,3 +230,11 @@ def test_referential_integrity_can_be_relaxed_for_bulk_loads(store, tmp_path, mo
         assert "strict" in str(exc)
     else:
         raise AssertionError("an unknown setting was accepted")
+
+
+def test_export_kick_off_with_a_body_that_is_no_parameters_is_a_400(client):
+    # schemathesis found POST $export with a JSON array answering 500: the body was read as a dict unchecked.
+    for body in ([None, None], "text", {"resourceType": "Parameters", "parameter": [1]}):
+        r = client.post("/fhir/$export", json=body, headers={"Prefer": "respond-async"})
+        assert r.status_code == 400, r.text
+        assert r.json()["resourceType"] == "OperationOutcome"

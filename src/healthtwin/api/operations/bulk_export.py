@@ -43,6 +43,7 @@ from ...request import RequestContext
 from ..http import since_param
 from ..responses import SECURITY_HEADERS, fhir
 from .bulk_import import data_folder
+from .parameters import inputs
 from .registry import operation
 
 log = logging.getLogger("healthtwin.export")
@@ -255,9 +256,8 @@ async def kick_off(router, request, ctx, rtype, rid, params, body):
     level = "system" if rtype is None else ("patient" if rtype == "Patient" and rid is None else "group")
     if rtype == "Patient" and rid is not None or rtype == "Group" and rid is None:
         raise FHIRError(404, "$export runs at [base], [base]/Patient and [base]/Group/[id]", "not-supported")
-    if body is not None:  # POST: the parameters as a Parameters resource
-        params = [(p.get("name"), next((str(v) for k, v in p.items() if k.startswith("value")), ""))
-                  for p in (body.get("parameter") or []) if isinstance(p, dict)]
+    if body is not None:  # POST: the parameters as a Parameters resource, checked as every operation's are
+        params = [(name, "" if value is None else str(value)) for name, value, _ in inputs([], body, "export")]
     root = _root(services)
     await router.run(_sweep, services, root)
     plan = await router.run(_parse, services, ctx, level, list(params))
