@@ -575,9 +575,7 @@ class SearchCompiler:
             from ..fhir.search_query import _value
             val = _value(second, kinds[1])
             if kinds[1] == "date":
-                from ..fhir.dates import parse_range
-                qlo, qhi = parse_range(val.raw)
-                _range_pred(sql, val.prefix, qlo, qhi, "x.b_lo", "x.b_hi")
+                self._date_pred(sql, val, "x.b_lo", "x.b_hi")
             else:
                 num = split_unescaped(val.raw, "|")
                 qv, qlo, qhi = _number(num[0])
