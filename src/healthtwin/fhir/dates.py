@@ -170,8 +170,10 @@ def number_range(value: str | int | float | Decimal) -> tuple[float, float]:
         raise ValueError(f"not a finite number: {value!r}")
     exponent = dec.as_tuple().exponent
     assert isinstance(exponent, int)
-    half = 0.5 * 10.0 ** exponent
     number = float(dec)
+    if not math.isfinite(number) or exponent > 308:  # past a float's range: 10.0 ** exponent overflows
+        raise ValueError(f"number out of range: {value!r}")
+    half = 0.5 * 10.0 ** exponent
     return _widen(number, number - half, number + half)
 
 
