@@ -123,6 +123,15 @@ def build_app(store: Store, settings: AppSettings | None = None, *, policy: Poli
     from .analytics.plugin import contribution as analytics
     contributions.append(analytics(services, settings.analytics_dir, refresh_minutes=settings.analytics_refresh_minutes,
                                    identify=fhir_router.identify, snapshots=settings.analytics_snapshots))
+    from .mpi.plugin import contribution as mpi
+    from .registries.plugin import contributions as registries
+    from .twin.plugin import contributions as twin
+    from .web.plugin import contribution as web
+    contributions.append(mpi(services))
+    contributions += registries(services)
+    # the twin's routes (/analytics/scenarios...) go before the /analytics mount, which would match them first
+    contributions[1:1] = twin(services, settings.analytics_dir)
+    contributions.append(web(services))
     return assemble(services, fhir_router, contributions, tokens=tokens)
 
 

@@ -30,6 +30,7 @@ def assemble(services: Services, fhir_router: FHIRRouter, contributions: list[Co
     which decides what is composed; this function only assembles."""
     contributions = list(contributions)
     register_operations(contributions)
+    services.write_rules = [rule for c in contributions for rule in c.write_rules]
     routes: list = [route for c in contributions for route in c.routes]
 
     async def openapi(request):

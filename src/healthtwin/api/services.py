@@ -44,6 +44,7 @@ class Services:
     # Makes the bulk loader $import runs (loading.Loader): handed in by the composition root, since loading.py
     # sits above api/ (it loads transaction Bundles through api/'s transaction processing).
     loader: Any = None
+    write_rules: list = field(default_factory=list)  # api.write_rules.WriteRule, from the contributions
 
     def __post_init__(self) -> None:
         self.parser = SearchParser(self.registry)

@@ -19,7 +19,7 @@ from ...fhir.outcome import FHIRError
 from ...store import Transaction
 from ...store.records import Stored, instant
 from ...request import RequestContext
-from .. import guard, references
+from .. import guard, references, write_rules
 from . import conditional, write
 from .patch import patch as patch_resource
 
@@ -261,9 +261,13 @@ def _write_entry(services, ctx: RequestContext, tx: Transaction, e: Entry, mappi
         if not e.checked:
             write.prepare(services, e.type, e.resource, loc)
         e.resource.pop("id", None)
+        event = write_rules.WriteEvent(services, ctx, tx, e.type, "create", e.resource, None)
+        write_rules.check(services, event)
         stored = tx.create(e.type, e.resource, getattr(e, "assigned_id", None))
         references.expect_targets(services, tx, e.resource, loc)
         write._after_write(services, tx, e.resource, None)
+        event.stored = stored
+        write_rules.react(services, event)
         result = write.WriteResult(stored, 201)
     elif e.method == "PUT":
         if len(e.parts) == 2:

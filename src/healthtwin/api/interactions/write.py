@@ -14,7 +14,7 @@ import orjson
 from ...fhir.model import ID_RE, NOT_STORED
 from ...fhir.outcome import FHIRError, OutcomeIssue
 from ...store import Stored, Transaction
-from .. import guard, references
+from .. import guard, references, write_rules
 from ...request import RequestContext
 from ..definitions import apply_definition, check_definition
 from . import conditional
@@ -80,9 +80,13 @@ def create(services, ctx: RequestContext, tx: Transaction, rtype: str, resource:
             return WriteResult(found[0], 200)
     prepare(services, rtype, resource, location)
     resource.pop("id", None)  # the server assigns ids on create
+    event = write_rules.WriteEvent(services, ctx, tx, rtype, "create", resource, None)
+    write_rules.check(services, event)
     stored = tx.create(rtype, resource)
     references.expect_targets(services, tx, resource, location)
     _after_write(services, tx, resource, None)
+    event.stored = stored
+    write_rules.react(services, event)
     return WriteResult(stored, 201)
 
 
@@ -101,9 +105,14 @@ def update(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str,
     existing = tx.current(rtype, rid)
     guard.check_existing(services, ctx, rtype, existing[1] if existing else None, "u")
     old = orjson.loads(existing[1].content) if existing and existing[1].content and _definitional(rtype) else None
+    previous = existing[1] if existing and not existing[1].deleted else None
+    event = write_rules.WriteEvent(services, ctx, tx, rtype, "update" if previous else "create", resource, previous)
+    write_rules.check(services, event)
     stored = tx.update(rtype, rid, resource, if_match, existing)
     references.expect_targets(services, tx, resource, location)
     _after_write(services, tx, resource, old)
+    event.stored = stored
+    write_rules.react(services, event)
     return WriteResult(stored, 201 if stored.method == "create" else 200)
 
 
@@ -146,11 +155,17 @@ def delete(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str,
             delete(services, ctx, tx, ref_type, ref_id, True, seen)
         existing = tx.current(rtype, rid)
     old = orjson.loads(existing[1].content) if existing and existing[1].content and _definitional(rtype) else None
+    event = write_rules.WriteEvent(services, ctx, tx, rtype, "delete", None,
+                                   existing[1] if existing and not existing[1].deleted else None)
+    if event.previous is not None:
+        write_rules.check(services, event)
     stored = tx.delete(rtype, rid, existing)
     if stored is None:
         return WriteResult(None, 204)
     references.expect_unreferenced(services, tx, rtype, rid)
     _after_write(services, tx, None, old)
+    event.stored = stored
+    write_rules.react(services, event)
     return WriteResult(stored, 200)
 
 

@@ -1,0 +1,1 @@
+"""The master patient index: one citizen, one record (matching, links, merges, review). docs/mpi.md."""
