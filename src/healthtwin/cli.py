@@ -149,8 +149,18 @@ def _window_args(p: argparse.ArgumentParser, generate: bool) -> None:
                        help="first year of the history (default: five years before the end date's year)")
 
 
+class _Help(argparse.HelpFormatter):
+    """argparse measures command names without their indent, so a name as long as `immunization` would
+    push its help onto the next line: reserve the column it needs."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog)
+        self._action_max_length = 16
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="healthtwin", description="Health Twin: a national FHIR R4 digital twin")
+    parser = argparse.ArgumentParser(prog="healthtwin", description="Health Twin: a national FHIR R4 digital twin",
+                                     formatter_class=_Help)
     parser.add_argument("--version", action="version", version=_version(), help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -216,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .security.commands import register
     register(sub, _store_args)
+    from .registries.immunization.cli import add_parser as add_immunization
+    add_immunization(sub)
     return parser
 
 

@@ -1,0 +1,122 @@
+"""The CDSi engine: a patient and a schedule in, each antigen's dose evaluations and each vaccine group's
+forecast out (Logic Specification chapters 4-9)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from . import rules
+from .evaluate import evaluate
+from .forecast import contraindicated, forecast, immune
+from .patient import (AGED_OUT, COMPLETE, CONTRAINDICATED, IMMUNE, NOT_COMPLETE, NOT_RECOMMENDED, Dose,
+                      Patient)
+from .rules import Schedule
+from .select import best_series, relevant
+from .series_state import DoseResult, PatientSeries
+from . import dates
+
+
+@dataclass
+class AntigenResult:
+    antigen: str
+    status: str
+    best: list[PatientSeries] = field(default_factory=list)
+
+    def evaluations(self) -> list[DoseResult]:
+        return self.best[0].results if self.best else []
+
+
+@dataclass
+class GroupForecast:
+    group: str
+    status: str
+    antigens: list[AntigenResult]
+    dose_number: int | None = None
+    earliest: date | None = None
+    recommended: date | None = None
+    past_due: date | None = None
+    latest: date | None = None
+
+
+def antigen_doses(schedule: Schedule, patient: Patient) -> dict[str, list[Dose]]:
+    """Each antigen's doses: a dose counts for an antigen its CVX maps to at the patient's age that day."""
+    out: dict[str, list[Dose]] = {}
+    for dose in patient.doses:
+        for assoc in schedule.cvx_antigens.get(dose.cvx, []):
+            begin = dates.add_opt(patient.birth, assoc.begin_age) or dates.MIN_DATE
+            end = dates.add_opt(patient.birth, assoc.end_age) or dates.MAX_DATE
+            if begin <= dose.given < end:
+                out.setdefault(assoc.antigen, []).append(dose)
+    return out
+
+
+def assess_antigen(schedule: Schedule, patient: Patient, antigen: str, doses: list[Dose]) -> AntigenResult:
+    data = schedule.antigens[antigen]
+    series = [PatientSeries(antigen, s) for s in data.get("series", []) if relevant(s, patient)]
+    group_complete: dict[str, bool] = {}
+
+    def completed(group: str) -> bool:
+        return group_complete.get(group, False)
+
+    for ps in sorted(series, key=lambda s: s.group):
+        evaluate(schedule, patient, ps, doses, completed)
+        forecast(schedule, patient, ps, doses, completed)
+        if ps.status == COMPLETE:
+            group_complete[ps.group] = True
+    best = best_series(series, patient)
+    if contraindicated(data, patient):
+        return AntigenResult(antigen, CONTRAINDICATED, best)
+    if immune(data, patient):
+        return AntigenResult(antigen, IMMUNE, best)
+    return AntigenResult(antigen, _combine([s.status for s in best]) if best else NOT_RECOMMENDED, best)
+
+
+def _combine(statuses: list[str]) -> str:
+    if NOT_COMPLETE in statuses:
+        return NOT_COMPLETE
+    for status in (CONTRAINDICATED, COMPLETE, IMMUNE, AGED_OUT):
+        if status in statuses:
+            return status
+    return statuses[0] if statuses else NOT_RECOMMENDED
+
+
+def assess(patient: Patient, schedule: Schedule | None = None) -> list[GroupForecast]:
+    schedule = schedule or rules.load()
+    by_antigen = antigen_doses(schedule, patient)
+    results: dict[str, AntigenResult] = {}
+    out: list[GroupForecast] = []
+    for group in schedule.groups.values():
+        antigens = []
+        for antigen in group.antigens:
+            if antigen not in schedule.antigens:
+                continue
+            if antigen not in results:
+                results[antigen] = assess_antigen(schedule, patient, antigen, by_antigen.get(antigen, []))
+            antigens.append(results[antigen])
+        if antigens:
+            out.append(_group(group, antigens))
+    return out
+
+
+def _group(group: rules.VaccineGroup, antigens: list[AntigenResult]) -> GroupForecast:
+    status = _combine([a.status for a in antigens])
+    result = GroupForecast(group.name, status, antigens)
+    if status != NOT_COMPLETE:
+        return result
+    open_series = [s for a in antigens if a.status == NOT_COMPLETE for s in a.best if s.status == NOT_COMPLETE]
+    earliest = [s.earliest for s in open_series if s.earliest]
+    recommended = [s.recommended for s in open_series if s.recommended]
+    past_due = [s.past_due for s in open_series if s.past_due]
+    latest = [s.latest for s in open_series if s.latest]
+    if earliest:
+        result.earliest = max(earliest) if group.administer_full or len(antigens) > 1 else min(earliest)
+    if recommended:
+        result.recommended = max(min(recommended), result.earliest) if result.earliest else min(recommended)
+    if past_due:
+        result.past_due = max(min(past_due), result.earliest) if result.earliest else min(past_due)
+    result.latest = min(latest) if latest else None
+    # The dose number forecast counts the valid doses so far, not the target dose's place (skips don't count).
+    numbers = [len(s.valid_results()) + 1 for s in open_series if s.forecast_dose is not None]
+    if numbers:
+        result.dose_number = min(numbers) if group.administer_full else max(numbers)
+    return result

@@ -1,0 +1,116 @@
+"""Forecasting a patient series (Logic Specification chapter 7): its status and the next dose's dates.
+
+Earliest date: the latest of the minimum age date, each minimum interval date and any live-virus conflict
+end date (and a seasonal start). Recommended: the earliest recommended age date (or, without one, the
+latest earliest recommended interval date), never before the earliest date. Past due: a day before the
+latest recommended age date (or, without one, interval date), never before the earliest. Latest: a day
+before the maximum age.
+"""
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any, Callable
+
+from . import dates
+from .evaluate import age_row, applicable, intervals_in_force, previous_dose
+from .patient import AGED_OUT, COMPLETE, CONTRAINDICATED, IMMUNE, NOT_COMPLETE, Dose, Patient
+from .rules import Schedule, norm_cvx
+from .series_state import PatientSeries
+from .skip import skipped
+
+DAY = timedelta(days=1)
+
+
+def immune(antigen: dict[str, Any], patient: Patient) -> bool:
+    immunity = antigen.get("immunity") or {}
+    if any(h.get("guidelineCode") in patient.codes for h in immunity.get("clinicalHistory", [])):
+        return True
+    born = immunity.get("dateOfBirth") or {}
+    before = dates.parse_date(born.get("immunityBirthDate"))
+    if before and patient.birth < before:
+        return not any(e.get("exclusionCode") in patient.codes for e in born.get("exclusion", []))
+    return False
+
+
+def contraindicated(antigen: dict[str, Any], patient: Patient) -> bool:
+    for row in (antigen.get("contraindications") or {}).get("vaccineGroup", {}).get("contraindication", []):
+        if row.get("observationCode") not in patient.codes:
+            continue
+        begin = dates.add_opt(patient.birth, row.get("beginAge")) or dates.MIN_DATE
+        end = dates.add_opt(patient.birth, row.get("endAge")) or dates.MAX_DATE
+        if begin <= patient.assessment < end:
+            return True
+    return False
+
+
+def _conflict_end(schedule: Schedule, patient: Patient, target: dict[str, Any]) -> date | None:
+    """The latest end of a live-virus conflict between a dose given and the vaccine the target dose prefers."""
+    wanted = {norm_cvx(v["cvx"]) for v in target.get("preferableVaccine", [])}
+    latest: date | None = None
+    for cvx in wanted:
+        for c in schedule.conflicts.get(cvx, []):
+            for prev in patient.doses:
+                if prev.cvx == c.previous_cvx:
+                    end = dates.add(prev.given, c.end)
+                    if latest is None or end > latest:
+                        latest = end
+    return latest
+
+
+def forecast(schedule: Schedule, patient: Patient, ps: PatientSeries, doses: list[Dose],
+             completed: Callable[[str], bool], skip_reference: str = "assessment") -> None:
+    targets = ps.doses
+    while ps.target < len(targets):
+        prev = previous_dose(ps)
+        if not skipped(targets[ps.target], "Forecast", ps, patient, doses, patient.assessment,
+                       prev.given if prev else None, completed):
+            break
+        ps.target += 1
+    if ps.target >= len(targets):
+        ps.complete = True
+        ps.status = COMPLETE
+        return
+    target = targets[ps.target]
+    when = patient.assessment
+    age = age_row(target, when)
+    earliest = dates.add_opt(patient.birth, age.get("minAge")) or patient.birth
+    recommended = dates.add_opt(patient.birth, age.get("earliestRecAge"))
+    latest_rec = dates.add_opt(patient.birth, age.get("latestRecAge"))
+    past_due = latest_rec - DAY if latest_rec else None
+    interval_rec: date | None = None
+    interval_due: date | None = None
+    for iv, ref in intervals_in_force(target, ps, patient, when):
+        minimum = dates.add_opt(ref, iv.get("minInt"))
+        if minimum and minimum > earliest:
+            earliest = minimum
+        # The age's recommended and past-due dates come first; an interval's only when the age has none.
+        rec = dates.add_opt(ref, iv.get("earliestRecInt"))
+        if rec and not age.get("earliestRecAge") and (interval_rec is None or rec > interval_rec):
+            interval_rec = rec
+        late = dates.add_opt(ref, iv.get("latestRecInt"))
+        if late and not age.get("latestRecAge") and (interval_due is None or late - DAY > interval_due):
+            interval_due = late - DAY
+    recommended = recommended or interval_rec
+    past_due = past_due or interval_due
+    conflict = _conflict_end(schedule, patient, target)
+    if conflict and conflict > earliest:
+        earliest = conflict
+    for season in applicable(target.get("seasonalRecommendation", []) if isinstance(
+            target.get("seasonalRecommendation"), list) else [target["seasonalRecommendation"]]
+            if target.get("seasonalRecommendation") else [], when):
+        start = dates.parse_date(season.get("startDate"))
+        if start and start > earliest:
+            earliest = start
+    maximum = dates.add_opt(patient.birth, age.get("maxAge"))
+    ps.forecast_dose = ps.target
+    if maximum and (when >= maximum or earliest >= maximum):
+        ps.status = AGED_OUT
+        return
+    ps.status = NOT_COMPLETE
+    ps.earliest = earliest
+    ps.recommended = max(recommended, earliest) if recommended else earliest
+    ps.past_due = max(past_due, earliest) if past_due else None
+    ps.latest = maximum - DAY if maximum else None
+
+
+__all__ = ["forecast", "immune", "contraindicated", "CONTRAINDICATED", "IMMUNE"]

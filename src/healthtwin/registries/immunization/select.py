@@ -1,0 +1,99 @@
+"""Selecting the best patient series (Logic Specification chapter 8).
+
+Series are relevant by sex and, for risk series, by an indication the patient has at the assessment age.
+Within each series group: a complete series wins, then the series in process (with valid doses) scored on
+valid doses, closeness to completion and earliest finish, then, with no valid doses, the default series or
+the one whose age to start fits. A series group whose equivalent group is complete is not forecast.
+"""
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from . import dates
+from .patient import COMPLETE, Patient
+from .series_state import PatientSeries
+
+GENDER = {"female": "Female", "f": "Female", "male": "Male", "m": "Male"}
+
+
+def relevant(series: dict[str, Any], patient: Patient) -> bool:
+    required = series.get("requiredGender") or []
+    if required and patient.gender not in required:
+        return False
+    if series.get("seriesType") != "Risk":
+        return True
+    for ind in series.get("indication", []):
+        code = (ind.get("observationCode") or {}).get("code")
+        if code not in patient.codes:
+            continue
+        begin = dates.add_opt(patient.birth, ind.get("beginAge")) or dates.MIN_DATE
+        end = dates.add_opt(patient.birth, ind.get("endAge")) or dates.MAX_DATE
+        if begin <= patient.assessment < end:
+            return True
+    return False
+
+
+def _age_to_start_fits(ps: PatientSeries, patient: Patient) -> bool:
+    begin = dates.add_opt(patient.birth, ps.select.get("minAgeToStart")) or dates.MIN_DATE
+    end = dates.add_opt(patient.birth, ps.select.get("maxAgeToStart")) or dates.MAX_DATE
+    return begin <= patient.assessment < end
+
+
+def _first_valid(ps: PatientSeries) -> date | None:
+    valid = ps.valid_results()
+    return valid[0].dose.given if valid else None
+
+
+def _remaining(ps: PatientSeries) -> int:
+    return max(len(ps.doses) - ps.target, 0)
+
+
+def best_in_group(candidates: list[PatientSeries], patient: Patient) -> PatientSeries | None:
+    risk = [s for s in candidates if s.kind == "Risk"]
+    if risk:
+        top = min(s.priority for s in risk)
+        candidates = [s for s in candidates if s.kind != "Risk" or s.priority == top]
+    candidates = [s for s in candidates if s.kind != "Evaluation Only" or s.complete]
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return candidates[0]
+    complete = [s for s in candidates if s.status == COMPLETE]
+    if complete:
+        return min(complete, key=lambda s: (-len(s.valid_results()), s.satisfied[-1][1].given
+                                            if s.satisfied else dates.MAX_DATE, s.preference))
+    in_process = []
+    for s in candidates:
+        first = _first_valid(s)
+        if first is None:
+            continue
+        start_by = dates.add_opt(patient.birth, s.select.get("maxAgeToStart"))
+        if s.kind == "Standard" and start_by and first >= start_by:
+            continue
+        in_process.append(s)
+    if in_process:
+        return min(in_process, key=lambda s: (-len(s.valid_results()), _remaining(s),
+                                              s.earliest or dates.MAX_DATE, s.preference))
+    defaults = [s for s in candidates if s.select.get("defaultSeries") == "Yes"]
+    fitting = [s for s in candidates if _age_to_start_fits(s, patient)]
+    if defaults and (not fitting or defaults[0] in fitting):
+        return defaults[0]
+    if fitting:
+        return min(fitting, key=lambda s: s.preference)
+    return defaults[0] if defaults else None
+
+
+def best_series(all_series: list[PatientSeries], patient: Patient) -> list[PatientSeries]:
+    groups: dict[str, list[PatientSeries]] = {}
+    for s in all_series:
+        groups.setdefault(s.group, []).append(s)
+    best = {g: b for g, members in groups.items() if (b := best_in_group(members, patient)) is not None}
+    out = []
+    for group, s in sorted(best.items()):
+        equivalent = (s.series.get("equivalentSeriesGroups") or "").split(";")
+        if s.status != COMPLETE and any(best.get(e.strip()) and best[e.strip()].status == COMPLETE
+                                        for e in equivalent if e.strip()):
+            continue
+        out.append(s)
+    return out

@@ -1,0 +1,92 @@
+"""The CDSi engine against the CDC test cases, and its date arithmetic and FHIR shape on small cases."""
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from healthtwin.registries.immunization import dates, rules, testcases
+from healthtwin.registries.immunization.engine import assess
+from healthtwin.registries.immunization.fhir_io import patient_from_parameters, result_parameters
+from healthtwin.registries.immunization.patient import Dose, Patient
+from tests.conftest import corpus
+
+# The rates this engine reaches on the CDC cases (healthy v4.45, underlying conditions v4.6), with the
+# adjudication file applied; a change that loses a case fails here.
+HEALTHY_FLOOR = 0.85
+CONDITIONS_FLOOR = 0.69
+
+
+def test_cdsi_dates_follow_the_logic_specification() -> None:
+    assert dates.add(date(2025, 1, 31), "1 month") == date(2025, 3, 1)  # 31 February -> 1 March
+    assert dates.add(date(2024, 2, 29), "1 year") == date(2025, 3, 1)
+    assert dates.add(date(2025, 1, 10), "6 months - 4 days") == date(2025, 7, 6)
+    assert dates.add(date(2025, 1, 10), "19 months + 4 weeks") == date(2026, 9, 7)
+    with pytest.raises(ValueError):
+        dates.parse("soon")
+
+
+def test_the_committed_rule_files_load_every_schedule() -> None:
+    cdc = rules.load("cdc")
+    assert "DTaP/Tdap/Td" in cdc.groups and len(cdc.antigens) == 30
+    assert rules.load("who").groups["DTP"].antigens == ["Diphtheria", "Tetanus", "Pertussis"]
+    aze = rules.load()  # the default: Azerbaijan's calendar
+    assert aze.key == "aze" and {"BCG", "HepB", "DTP", "Polio", "MMR", "PCV"} <= set(aze.groups)
+
+
+def test_a_dose_too_young_is_not_valid_and_repeated() -> None:
+    # DTaP #2 at 10 weeks - 5 days: below the absolute minimum age (CDC case 2013-0002's facts).
+    child = Patient(date(2025, 9, 6), "Female", date(2025, 11, 10),
+                    [Dose("d1", date(2025, 10, 15), "107"), Dose("d2", date(2025, 11, 10), "107")])
+    dtap = next(f for f in assess(child, rules.load("cdc")) if f.group == "DTaP/Tdap/Td")
+    results = {r.dose.id: (r.status, r.reason) for r in dtap.antigens[0].evaluations()}
+    assert results == {"d1": ("Valid", None), "d2": ("Not Valid", "Age: Too Young")}
+    assert (dtap.status, dtap.dose_number) == ("Not Complete", 2)
+    assert (dtap.earliest, dtap.recommended, dtap.past_due) == (date(2025, 12, 8), date(2026, 1, 6),
+                                                                date(2026, 3, 5))
+
+
+def test_azerbaijan_calendar_forecasts_a_newborn() -> None:
+    baby = Patient(date(2026, 1, 1), "Male", date(2026, 1, 1))
+    by_group = {f.group: f for f in assess(baby)}
+    assert by_group["HepB"].recommended == date(2026, 1, 1)
+    assert by_group["DTP"].recommended == date(2026, 3, 1)
+    assert by_group["MMR"].recommended == date(2027, 1, 1)
+
+
+def test_forecast_parameters_have_the_immds_shape() -> None:
+    params = {"resourceType": "Parameters", "parameter": [
+        {"name": "assessmentDate", "valueDate": "2025-11-10"},
+        {"name": "patient", "resource": {"resourceType": "Patient", "id": "p1", "birthDate": "2025-09-06",
+                                         "gender": "female"}},
+        {"name": "immunization", "resource": {
+            "resourceType": "Immunization", "id": "imm1", "status": "completed",
+            "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "107"}]},
+            "occurrenceDateTime": "2025-10-15"}}]}
+    schedule = rules.load("cdc")
+    patient = patient_from_parameters(params, schedule)
+    out = result_parameters("p1", patient, assess(patient, schedule))
+    evaluations = [p["resource"] for p in out["parameter"] if p["name"] == "evaluation"]
+    assert {e["targetDisease"]["text"] for e in evaluations} == {"Diphtheria", "Tetanus", "Pertussis"}
+    assert all(e["immunizationEvent"]["reference"] == "Immunization/imm1" for e in evaluations)
+    assert evaluations[0]["doseStatus"]["text"] == "Valid"
+    rec = next(p["resource"] for p in out["parameter"] if p["name"] == "recommendation")
+    dtap = next(r for r in rec["recommendation"] if r["vaccineCode"][0]["text"] == "DTaP/Tdap/Td")
+    assert dtap["forecastStatus"]["text"] == "Not Complete"
+    codes = {c["code"]["coding"][0]["code"]: c["value"] for c in dtap["dateCriterion"]}
+    # earliest: 10 weeks of age (after 4 weeks from dose 1); recommended: 4 months of age
+    assert codes["30981-5"] == "2025-11-15" and codes["30980-7"] == "2026-01-06"
+    json.dumps(out)
+
+
+def test_cdc_test_cases_pass_at_the_engines_rates() -> None:
+    folder = corpus("cdsi", "test-cases", "csv")
+    report = testcases.run(folder, adjudicated=testcases.read_adjudication())
+    rates = testcases.summary(report)
+    assert rates["healthy"]["cases"] == 1013 and rates["conditions"]["cases"] == 337
+    assert rates["healthy"]["rate"] >= HEALTHY_FLOOR, rates["lines"]
+    assert rates["conditions"]["rate"] >= CONDITIONS_FLOOR, rates["lines"]
+    for entry in report:
+        if not entry["passed"]:
+            assert entry["mismatches"] and all({"field", "expected", "actual"} <= set(m) for m in entry["mismatches"])
