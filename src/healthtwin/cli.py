@@ -228,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     register(sub, _store_args)
     from .registries.immunization.cli import add_parser as add_immunization
     add_immunization(sub)
+    from .twin.surveillance.cli import add_parser as add_surveillance
+    add_surveillance(sub)
     return parser
 
 
