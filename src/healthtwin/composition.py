@@ -128,7 +128,7 @@ def build_app(store: Store, settings: AppSettings | None = None, *, policy: Poli
     from .twin.plugin import contributions as twin
     from .web.plugin import contribution as web
     contributions.append(mpi(services))
-    contributions += registries(services)
+    contributions += registries(services, identify=fhir_router.identify)
     # the twin's routes (/analytics/scenarios...) go before the /analytics mount, which would match them first
     contributions[1:1] = twin(services, settings.analytics_dir)
     contributions.append(web(services))

@@ -1,11 +1,13 @@
 """What the registries add to the HTTP application (api/plugins.py): one contribution per registry."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..api.plugins import Contribution
 
 
-def contributions(services: Any) -> list[Contribution]:
-    found: list[Contribution] = []
+def contributions(services: Any, identify: Callable | None = None) -> list[Contribution]:
+    """`identify(request) -> Caller`: the FHIR router's authentication, for routes outside /fhir (CDS Hooks)."""
+    from .prescribing.plugin import contribution as prescribing
+    found: list[Contribution] = [prescribing(services, identify)]
     return found

@@ -1,0 +1,150 @@
+"""Dispensed once only: the write rule on MedicationDispense.
+
+A dispense that enters `in-progress` or `completed` (created so, or updated into it) takes medication out of its
+prescription; one that leaves them (`entered-in-error`, `stopped`) gives it back. Inside the write's transaction,
+before the dispense is stored (`check`):
+1. the prescription's transaction lock is taken (`pg_advisory_xact_lock` on PostgreSQL; SQLite's single writer),
+   so a second pharmacy dispensing the same prescription waits for the first to commit and then sees its fill;
+2. the prescription must be `active`, inside its `dispenseRequest.validityPeriod`, and the dispense must fit in
+   one fill (`dispenseRequest.quantity`, same unit) and in what remains;
+3. the balance row (balance.py) is updated; its CHECK constraints refuse an overdraw even if 1 and 2 were skipped.
+After it is stored (`react`), the MedicationRequest is rewritten in the same transaction with its balance
+extension and the status that follows: `completed` when nothing remains and this dispense was handed over, and
+back to `active` if a withdrawn dispense leaves something to dispense again.
+
+Refusals: 409 (conflict) when the prescription's state refuses the dispense (nothing left, expired, not active:
+what the losing pharmacy of a race receives), 422 when the dispense itself is malformed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ...api.write_rules import WriteEvent, WriteRule
+from ...fhir.dates import parse_range
+from ...fhir.outcome import FHIRError
+from . import balance as B
+from .lifecycle import CONSUMING, DISPENSABLE, check_dispense
+from .references import lock_key, prescription_ids
+
+STATE = "prescribing:dispense"  # tx.state key: what check hands react, per event
+
+
+@dataclass
+class _Pending:
+    rid: str
+    after: B.Balance
+    allow: B.Allowance
+    completing: bool
+
+
+def _content(stored: Any) -> dict[str, Any] | None:
+    return orjson.loads(stored.content) if stored is not None and stored.content else None
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _refuse_taking(rid: str, req: dict[str, Any], allow: B.Allowance, now: float, dispense: dict[str, Any],
+                   taking: float) -> None:
+    status = req.get("status")
+    if status not in DISPENSABLE:
+        raise FHIRError(409, f"MedicationRequest/{rid} is '{status}': only an active prescription is dispensed",
+                        "business-rule", "MedicationDispense.authorizingPrescription")
+    period = (req.get("dispenseRequest") or {}).get("validityPeriod") or {}
+    try:
+        if isinstance(period.get("end"), str) and now >= parse_range(period["end"])[1]:
+            raise FHIRError(409, f"MedicationRequest/{rid} expired on {period['end']} (dispenseRequest.validityPeriod)",
+                            "business-rule", "MedicationDispense.authorizingPrescription")
+        if isinstance(period.get("start"), str) and now < parse_range(period["start"])[0]:
+            raise FHIRError(409, f"MedicationRequest/{rid} is valid from {period['start']} only "
+                                 "(dispenseRequest.validityPeriod)", "business-rule",
+                            "MedicationDispense.authorizingPrescription")
+    except ValueError:
+        pass  # a malformed stored period was refused at its write; nothing to judge here
+    unit = B.quantity_unit(dispense.get("quantity"))
+    if allow.unit and unit and unit != allow.unit:
+        raise FHIRError(422, f"The dispense is in '{unit}', the prescription in '{allow.unit}'", "value",
+                        "MedicationDispense.quantity")
+    if allow.per_fill is not None and taking > allow.per_fill + B.EPSILON:
+        raise FHIRError(422, f"A dispense hands over at most one fill ({_fmt(allow.per_fill)} {allow.unit or ''}); "
+                             f"this one is {_fmt(taking)}", "business-rule", "MedicationDispense.quantity")
+
+
+def _nothing_left(rid: str, bal: B.Balance, allow: B.Allowance, fills: int, taking: float) -> None:
+    if bal.quantity_allowed is not None:
+        left = bal.quantity_allowed - bal.quantity_used
+        if taking > left + B.EPSILON:
+            raise FHIRError(409, f"MedicationRequest/{rid} has {_fmt(max(left, 0))} {allow.unit or ''} left to "
+                                 f"dispense ({_fmt(bal.quantity_used)} of {_fmt(bal.quantity_allowed)} dispensed); "
+                                 f"this dispense asks {_fmt(taking)}", "conflict",
+                            "MedicationDispense.quantity")
+    elif bal.fills_used + fills > bal.fills_allowed:
+        raise FHIRError(409, f"MedicationRequest/{rid} has been dispensed {bal.fills_used} of {bal.fills_allowed} "
+                             "time(s): no repeats left", "conflict", "MedicationDispense.authorizingPrescription")
+
+
+def check(event: WriteEvent) -> None:
+    old = _content(event.previous)
+    new = event.resource
+    if event.interaction == "delete":
+        if old is not None and old.get("status") in CONSUMING:
+            raise FHIRError(409, f"MedicationDispense/{event.previous.id} was '{old['status']}': it stays on the "
+                                 "record; set its status to entered-in-error to withdraw it", "business-rule")
+        return
+    assert new is not None
+    check_dispense(old.get("status") if old else None, new.get("status"))
+    was, now_ = bool(old and old.get("status") in CONSUMING), new.get("status") in CONSUMING
+    if not was and not now_:
+        return
+    new_ids, old_ids = prescription_ids(new), prescription_ids(old)
+    if now_ and len(new_ids) != 1:
+        raise FHIRError(422, "A dispense that is in progress or completed names exactly one prescription "
+                             "(authorizingPrescription: MedicationRequest)", "required",
+                        "MedicationDispense.authorizingPrescription")
+    if was and now_ and old_ids[:1] != new_ids:
+        raise FHIRError(422, "A dispense under way cannot move to another prescription", "business-rule",
+                        "MedicationDispense.authorizingPrescription")
+    rid = (new_ids or old_ids)[0]
+    tx = event.tx
+    tx.lock(lock_key(rid))
+    current = tx.current("MedicationRequest", rid)
+    if current is None or current[1].deleted:
+        raise FHIRError(422, f"MedicationRequest/{rid} is not known", "not-found",
+                        "MedicationDispense.authorizingPrescription")
+    req = orjson.loads(current[1].content)
+    allow = B.allowance(req)
+    taken_before = B.dispensed_quantity(old, allow) if was and old else 0.0
+    taking_now = B.dispensed_quantity(new, allow) if now_ else 0.0
+    fills, quantity = int(now_) - int(was), taking_now - taken_before
+    bal = B.load(event.services, tx, rid, allow)
+    if fills > 0 or quantity > B.EPSILON:
+        _nothing_left(rid, bal, allow, fills, quantity)  # first: what the losing pharmacy of a race is told
+        _refuse_taking(rid, req, allow, tx.now, new, taking_now)
+    after = B.apply(tx, rid, fills, quantity)
+    tx.state.setdefault(STATE, {})[id(event)] = _Pending(rid, after, allow, new.get("status") == "completed")
+
+
+def react(event: WriteEvent) -> None:
+    pending: _Pending | None = event.tx.state.get(STATE, {}).pop(id(event), None)
+    if pending is None:
+        return
+    tx = event.tx
+    current = tx.current("MedicationRequest", pending.rid)
+    if current is None or current[1].deleted:
+        return
+    req = orjson.loads(current[1].content)
+    before = orjson.dumps(req)
+    B.show(req, B.extension(pending.after, pending.allow))
+    if pending.after.exhausted and pending.completing and req.get("status") == "active":
+        req["status"] = "completed"
+    elif not pending.after.exhausted and req.get("status") == "completed":
+        req["status"] = "active"  # a completing dispense was withdrawn: the rest can be dispensed again
+    if orjson.dumps(req) != before:
+        tx.update("MedicationRequest", pending.rid, req, existing=current)
+
+
+RULE = WriteRule("prescribing: dispense once", ("MedicationDispense",), check=check, react=react)

@@ -1,0 +1,13 @@
+"""What e-prescription and dispensing add to the HTTP application: the write rules on MedicationRequest and
+MedicationDispense (prescriptions.py, dispensing.py) and the CDS Hooks service (cds_hooks.py, /cds-services)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ...api.plugins import Contribution
+from . import balance, dispensing, prescriptions
+
+
+def contribution(services: Any, identify: Callable | None = None) -> Contribution:
+    balance.ensure_schema(services.store)
+    return Contribution("prescribing", write_rules=[prescriptions.RULE, dispensing.RULE])
