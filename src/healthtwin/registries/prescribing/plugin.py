@@ -10,4 +10,6 @@ from . import balance, dispensing, prescriptions
 
 def contribution(services: Any, identify: Callable | None = None) -> Contribution:
     balance.ensure_schema(services.store)
-    return Contribution("prescribing", write_rules=[prescriptions.RULE, dispensing.RULE])
+    from .cds_hooks import routes
+    return Contribution("prescribing", routes=routes(services, identify),
+                        write_rules=[prescriptions.RULE, dispensing.RULE])
