@@ -23,7 +23,15 @@ class AntigenResult:
     best: list[PatientSeries] = field(default_factory=list)
 
     def evaluations(self) -> list[DoseResult]:
-        return self.best[0].results if self.best else []
+        """Each dose's evaluation: with several best series (one per series group), the one that counts it
+        valid, else the first series' verdict."""
+        merged: dict[str, DoseResult] = {}
+        for series in self.best:
+            for result in series.results:
+                known = merged.get(result.dose.id)
+                if known is None or (known.status != "Valid" and result.status == "Valid"):
+                    merged[result.dose.id] = result
+        return sorted(merged.values(), key=lambda r: (r.dose.given, r.dose.id))
 
 
 @dataclass
@@ -109,14 +117,20 @@ def _group(group: rules.VaccineGroup, antigens: list[AntigenResult]) -> GroupFor
     past_due = [s.past_due for s in open_series if s.past_due]
     latest = [s.latest for s in open_series if s.latest]
     if earliest:
-        result.earliest = max(earliest) if group.administer_full or len(antigens) > 1 else min(earliest)
+        if group.administer_full:  # every antigen must be due: the latest of their earliest dates
+            result.earliest = max(earliest)
+        else:  # the first antigen due decides, but not before the group's last dose
+            result.earliest = min(earliest)
+            given = [r.dose.given for a in antigens for s in a.best for r in s.results]
+            if len(antigens) > 1 and given and max(given) > result.earliest:
+                result.earliest = max(given)
     if recommended:
         result.recommended = max(min(recommended), result.earliest) if result.earliest else min(recommended)
     if past_due:
         result.past_due = max(min(past_due), result.earliest) if result.earliest else min(past_due)
     result.latest = min(latest) if latest else None
     # The dose number forecast counts the valid doses so far, not the target dose's place (skips don't count).
-    numbers = [len(s.valid_results()) + 1 for s in open_series if s.forecast_dose is not None]
+    numbers = [s.dose_number() for s in open_series if s.forecast_dose is not None]
     if numbers:
         result.dose_number = min(numbers) if group.administer_full else max(numbers)
     return result

@@ -89,6 +89,11 @@ def best_series(all_series: list[PatientSeries], patient: Patient) -> list[Patie
     for s in all_series:
         groups.setdefault(s.group, []).append(s)
     best = {g: b for g, members in groups.items() if (b := best_in_group(members, patient)) is not None}
+    # A group nobody has started, whose age to start the patient has not reached (the 50+ pneumococcal
+    # group for a child), is not forecast beside a group that applies.
+    started = {g for g, s in best.items() if s.valid_results() or _age_to_start_fits(s, patient)}
+    if started:
+        best = {g: s for g, s in best.items() if g in started}
     out = []
     for group, s in sorted(best.items()):
         equivalent = (s.series.get("equivalentSeriesGroups") or "").split(";")

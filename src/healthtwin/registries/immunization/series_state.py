@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from .dates import parse_date
 from .patient import Dose
 
 
@@ -58,6 +59,21 @@ class PatientSeries:
 
     def valid_results(self) -> list[DoseResult]:
         return [r for r in self.results if r.status == "Valid"]
+
+    def dose_number(self) -> int:
+        """The forecast dose number: the target doses satisfied so far, plus one. A recurring dose counts
+        once, and a seasonal one only if its last dose was given in the season (on or after its start)."""
+        last: dict[int, date] = {}
+        for target, dose in self.satisfied:
+            last[target] = dose.given
+        count = 0
+        for target, given in last.items():
+            season = self.doses[target].get("seasonalRecommendation")
+            season = season[0] if isinstance(season, list) and season else season
+            start = parse_date(season.get("startDate")) if isinstance(season, dict) else None
+            if start is None or given >= start:
+                count += 1
+        return count + 1
 
     def target_date(self, index: int) -> date | None:
         for target, dose in self.satisfied:
