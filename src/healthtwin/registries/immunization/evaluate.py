@@ -126,24 +126,26 @@ def _vaccine_ok(rows: list[dict[str, Any]], patient: Patient, dose: Dose, with_p
 
 
 def check(schedule: Schedule, patient: Patient, ps: PatientSeries, target: dict[str, Any],
-          dose: Dose) -> str | None:
-    """The reason a dose does not satisfy the target dose, or None if it does."""
+          dose: Dose) -> list[str]:
+    """Every reason a dose does not satisfy the target dose (none if it does): a dose can be both too young
+    and too soon, and the record says so."""
+    reasons = []
     age = age_row(target, dose.given)
     absolute = dates.add_opt(patient.birth, age.get("absMinAge")) or patient.birth
     minimum = dates.add_opt(patient.birth, age.get("minAge")) or absolute
     maximum = dates.add_opt(patient.birth, age.get("maxAge"))
     if dose.given < absolute or (dose.given < minimum and _no_grace(ps)):
-        return TOO_YOUNG
+        reasons.append(TOO_YOUNG)
     if maximum and dose.given >= maximum:
-        return TOO_OLD
+        reasons.append(TOO_OLD)
     if not _interval_ok(target, ps, patient, dose):
-        return TOO_SOON
+        reasons.append(TOO_SOON)
     if _live_virus_conflict(schedule, patient, ps, dose):
-        return LIVE_VIRUS
+        reasons.append(LIVE_VIRUS)
     if not (_vaccine_ok(target.get("preferableVaccine", []), patient, dose, True)
             or _vaccine_ok(target.get("allowableVaccine", []), patient, dose, False)):
-        return NOT_ALLOWED
-    return None
+        reasons.append(NOT_ALLOWED)
+    return reasons
 
 
 def evaluate(schedule: Schedule, patient: Patient, ps: PatientSeries, doses: list[Dose],
@@ -166,10 +168,11 @@ def evaluate(schedule: Schedule, patient: Patient, ps: PatientSeries, doses: lis
         if any(norm_cvx(v["cvx"]) == dose.cvx for v in target.get("inadvertentVaccine", [])):
             ps.results.append(DoseResult(dose, NOT_VALID, INADVERTENT))
             continue
-        reason = check(schedule, patient, ps, target, dose)
-        if reason:
+        reasons = check(schedule, patient, ps, target, dose)
+        if reasons:
             # A dose past the target dose's maximum age is not needed: Extraneous, not Not Valid.
-            ps.results.append(DoseResult(dose, EXTRANEOUS if reason == TOO_OLD else NOT_VALID, reason))
+            status = EXTRANEOUS if reasons == [TOO_OLD] else NOT_VALID
+            ps.results.append(DoseResult(dose, status, reasons[0], None, reasons))
             continue
         ps.results.append(DoseResult(dose, VALID, None, ps.target))
         ps.satisfied.append((ps.target, dose))

@@ -168,8 +168,8 @@ def evaluations(patient_ref: str, patient: Patient, forecasts: list[GroupForecas
                     "immunizationEvent": {"reference": f"Immunization/{result.dose.id}"},
                     "doseStatus": {"coding": [{"system": DOSE_STATUS, "code": code}], "text": result.status},
                 }
-                if result.reason:
-                    resource["doseStatusReason"] = [{"text": result.reason}]
+                if result.reasons:
+                    resource["doseStatusReason"] = [{"text": reason} for reason in result.reasons]
                 if series:
                     resource["series"] = series
                 if result.status == VALID and result.target is not None:

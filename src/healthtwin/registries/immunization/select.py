@@ -68,20 +68,20 @@ def best_in_group(candidates: list[PatientSeries], patient: Patient) -> PatientS
         first = _first_valid(s)
         if first is None:
             continue
+        # A series counts as started only if its first valid dose fell within its ages to start.
+        start_from = dates.add_opt(patient.birth, s.select.get("minAgeToStart"))
         start_by = dates.add_opt(patient.birth, s.select.get("maxAgeToStart"))
-        if s.kind == "Standard" and start_by and first >= start_by:
+        if s.kind == "Standard" and (start_by and first >= start_by or start_from and first < start_from):
             continue
         in_process.append(s)
     if in_process:
         return min(in_process, key=lambda s: (-len(s.valid_results()), _remaining(s),
                                               s.earliest or dates.MAX_DATE, s.preference))
     defaults = [s for s in candidates if s.select.get("defaultSeries") == "Yes"]
-    fitting = [s for s in candidates if _age_to_start_fits(s, patient)]
-    if defaults and (not fitting or defaults[0] in fitting):
+    if defaults:
         return defaults[0]
-    if fitting:
-        return min(fitting, key=lambda s: s.preference)
-    return defaults[0] if defaults else None
+    fitting = [s for s in candidates if _age_to_start_fits(s, patient)]
+    return min(fitting, key=lambda s: s.preference) if fitting else None
 
 
 def best_series(all_series: list[PatientSeries], patient: Patient) -> list[PatientSeries]:

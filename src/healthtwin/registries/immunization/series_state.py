@@ -15,6 +15,11 @@ class DoseResult:
     status: str
     reason: str | None = None
     target: int | None = None  # index of the target dose this dose satisfied (when valid)
+    reasons: list[str] = field(default_factory=list)  # every failed check, the first being `reason`
+
+    def __post_init__(self) -> None:
+        if self.reason and not self.reasons:
+            self.reasons = [self.reason]
 
 
 @dataclass
