@@ -122,7 +122,7 @@ def _group(group: rules.VaccineGroup, antigens: list[AntigenResult]) -> GroupFor
         else:  # the first antigen due decides, but not before the group's last dose
             result.earliest = min(earliest)
             given = [r.dose.given for a in antigens for s in a.best for r in s.results]
-            if len(antigens) > 1 and given and max(given) > result.earliest:
+            if given and max(given) > result.earliest:
                 result.earliest = max(given)
     if recommended:
         result.recommended = max(min(recommended), result.earliest) if result.earliest else min(recommended)

@@ -57,20 +57,10 @@ def _conflict_end(schedule: Schedule, patient: Patient, target: dict[str, Any]) 
     return latest
 
 
-def forecast(schedule: Schedule, patient: Patient, ps: PatientSeries, doses: list[Dose],
-             completed: Callable[[str], bool], skip_reference: str = "assessment") -> None:
-    targets = ps.doses
-    while ps.target < len(targets):
-        prev = previous_dose(ps)
-        if not skipped(targets[ps.target], "Forecast", ps, patient, doses, patient.assessment,
-                       prev.given if prev else None, completed):
-            break
-        ps.target += 1
-    if ps.target >= len(targets):
-        ps.complete = True
-        ps.status = COMPLETE
-        return
-    target = targets[ps.target]
+def _dates(schedule: Schedule, patient: Patient, ps: PatientSeries, target: dict[str, Any]
+           ) -> tuple[date, date | None, date | None, date | None, date]:
+    """The target dose's earliest, recommended and past-due dates, its maximum age date, and the earliest
+    date its intervals from the doses given allow (the assessment date at the soonest)."""
     when = patient.assessment
     age = age_row(target, when)
     earliest = dates.add_opt(patient.birth, age.get("minAge")) or patient.birth
@@ -79,10 +69,13 @@ def forecast(schedule: Schedule, patient: Patient, ps: PatientSeries, doses: lis
     past_due = latest_rec - DAY if latest_rec else None
     interval_rec: date | None = None
     interval_due: date | None = None
+    next_possible = when
     for iv, ref in intervals_in_force(target, ps, patient, when):
         minimum = dates.add_opt(ref, iv.get("minInt"))
         if minimum and minimum > earliest:
             earliest = minimum
+        if minimum and minimum > next_possible:
+            next_possible = minimum
         # The age's recommended and past-due dates come first; an interval's only when the age has none.
         rec = dates.add_opt(ref, iv.get("earliestRecInt"))
         if rec and not age.get("earliestRecAge") and (interval_rec is None or rec > interval_rec):
@@ -95,15 +88,35 @@ def forecast(schedule: Schedule, patient: Patient, ps: PatientSeries, doses: lis
     conflict = _conflict_end(schedule, patient, target)
     if conflict and conflict > earliest:
         earliest = conflict
-    for season in applicable(target.get("seasonalRecommendation", []) if isinstance(
-            target.get("seasonalRecommendation"), list) else [target["seasonalRecommendation"]]
-            if target.get("seasonalRecommendation") else [], when):
-        start = dates.parse_date(season.get("startDate"))
+    season = target.get("seasonalRecommendation")
+    for row in applicable(season if isinstance(season, list) else [season] if season else [], when):
+        start = dates.parse_date(row.get("startDate"))
         if start and start > earliest:
             earliest = start
-    maximum = dates.add_opt(patient.birth, age.get("maxAge"))
+    return earliest, recommended, past_due, dates.add_opt(patient.birth, age.get("maxAge")), next_possible
+
+
+def forecast(schedule: Schedule, patient: Patient, ps: PatientSeries, doses: list[Dose],
+             completed: Callable[[str], bool]) -> None:
+    """The series' status and its next target dose's dates. A target dose is skipped if its conditional
+    skip (forecast context) holds on the date the next dose could first be given after the doses so far
+    (the assessment date at the soonest): "not required for those 7 years or older at the earliest
+    forecasted date for next dose"."""
+    targets = ps.doses
+    while ps.target < len(targets):
+        target = targets[ps.target]
+        earliest, recommended, past_due, maximum, next_possible = _dates(schedule, patient, ps, target)
+        prev = previous_dose(ps)
+        if not skipped(target, "Forecast", ps, patient, doses, next_possible,
+                       prev.given if prev else None, completed):
+            break
+        ps.target += 1
+    if ps.target >= len(targets):
+        ps.complete = True
+        ps.status = COMPLETE
+        return
     ps.forecast_dose = ps.target
-    if maximum and (when >= maximum or earliest >= maximum):
+    if maximum and (patient.assessment >= maximum or earliest >= maximum):
         ps.status = AGED_OUT
         return
     ps.status = NOT_COMPLETE
