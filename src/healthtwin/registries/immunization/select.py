@@ -45,6 +45,16 @@ def _first_valid(ps: PatientSeries) -> date | None:
     return valid[0].dose.given if valid else None
 
 
+def _started_in_time(ps: PatientSeries, patient: Patient) -> bool:
+    """A standard series counts as started only if its first valid dose fell within its ages to start."""
+    first = _first_valid(ps)
+    if first is None or ps.kind != "Standard":
+        return True
+    start_from = dates.add_opt(patient.birth, ps.select.get("minAgeToStart"))
+    start_by = dates.add_opt(patient.birth, ps.select.get("maxAgeToStart"))
+    return not (start_by and first >= start_by or start_from and first < start_from)
+
+
 def _remaining(ps: PatientSeries) -> int:
     return max(len(ps.doses) - ps.target, 0)
 
@@ -60,20 +70,11 @@ def best_in_group(candidates: list[PatientSeries], patient: Patient) -> PatientS
     if len(candidates) == 1:
         return candidates[0]
     complete = [s for s in candidates if s.status == COMPLETE]
+    complete = [s for s in complete if _started_in_time(s, patient)] or complete
     if complete:
         return min(complete, key=lambda s: (-len(s.valid_results()), s.satisfied[-1][1].given
                                             if s.satisfied else dates.MAX_DATE, s.preference))
-    in_process = []
-    for s in candidates:
-        first = _first_valid(s)
-        if first is None:
-            continue
-        # A series counts as started only if its first valid dose fell within its ages to start.
-        start_from = dates.add_opt(patient.birth, s.select.get("minAgeToStart"))
-        start_by = dates.add_opt(patient.birth, s.select.get("maxAgeToStart"))
-        if s.kind == "Standard" and (start_by and first >= start_by or start_from and first < start_from):
-            continue
-        in_process.append(s)
+    in_process = [s for s in candidates if _first_valid(s) is not None and _started_in_time(s, patient)]
     if in_process:
         return min(in_process, key=lambda s: (-len(s.valid_results()), _remaining(s),
                                               s.earliest or dates.MAX_DATE, s.preference))
