@@ -35,7 +35,8 @@ def age_row(target: dict[str, Any], when: date) -> dict[str, Any]:
     return rows[0] if rows else {}
 
 
-def _reference(interval: dict[str, Any], ps: PatientSeries, patient: Patient, when: date) -> date | None:
+def _reference(interval: dict[str, Any], ps: PatientSeries, patient: Patient, when: date,
+               inclusive: bool = False) -> date | None:
     """The date an interval counts from: the previous dose, a target dose, the latest dose of some vaccine
     types, or an observation."""
     if interval.get("fromPrevious") == "Y":
@@ -45,7 +46,7 @@ def _reference(interval: dict[str, Any], ps: PatientSeries, patient: Patient, wh
         return ps.target_date(int(interval["fromTargetDose"]) - 1)
     if interval.get("fromMostRecent"):
         cvxs = {norm_cvx(c) for c in interval["fromMostRecent"].split(";") if c.strip()}
-        found = [d.given for d in patient.doses if d.cvx in cvxs and d.given < when]
+        found = [d.given for d in patient.doses if d.cvx in cvxs and (d.given < when or inclusive and d.given == when)]
         return max(found) if found else None
     return None
 
@@ -64,9 +65,11 @@ def _no_grace(ps: PatientSeries) -> bool:
 
 
 def intervals_in_force(target: dict[str, Any], ps: PatientSeries, patient: Patient,
-                       when: date) -> list[tuple[dict[str, Any], date]]:
+                       when: date, inclusive: bool = False) -> list[tuple[dict[str, Any], date]]:
+    """The target dose's intervals in force on a date, each with the date it counts from (inclusive: a
+    dose given on that date counts, as when forecasting on the assessment date)."""
     found = [(iv, ref) for iv in applicable(target.get("interval", []), when)
-             if (ref := _reference(iv, ps, patient, when)) is not None]
+             if (ref := _reference(iv, ps, patient, when, inclusive)) is not None]
     override = [(iv, ref) for iv, ref in found if (iv.get("intervalPriority") or "").lower() == "override"]
     return override or found
 

@@ -70,7 +70,7 @@ def _dates(schedule: Schedule, patient: Patient, ps: PatientSeries, target: dict
     interval_rec: date | None = None
     interval_due: date | None = None
     next_possible = when
-    for iv, ref in intervals_in_force(target, ps, patient, when):
+    for iv, ref in intervals_in_force(target, ps, patient, when, inclusive=True):
         minimum = dates.add_opt(ref, iv.get("minInt"))
         if minimum and minimum > earliest:
             earliest = minimum

@@ -45,14 +45,22 @@ def _first_valid(ps: PatientSeries) -> date | None:
     return valid[0].dose.given if valid else None
 
 
-def _started_in_time(ps: PatientSeries, patient: Patient) -> bool:
-    """A standard series counts as started only if its first valid dose fell within its ages to start."""
+def _started_in_time(ps: PatientSeries, patient: Patient, bound: str) -> bool:
+    """Whether a standard series' first valid dose fell within its age to start (bound: the min or max)."""
     first = _first_valid(ps)
     if first is None or ps.kind != "Standard":
         return True
-    start_from = dates.add_opt(patient.birth, ps.select.get("minAgeToStart"))
-    start_by = dates.add_opt(patient.birth, ps.select.get("maxAgeToStart"))
-    return not (start_by and first >= start_by or start_from and first < start_from)
+    limit = dates.add_opt(patient.birth, ps.select.get(bound))
+    if limit is None:
+        return True
+    return first >= limit if bound == "minAgeToStart" else first < limit
+
+
+def _scorable(series: list[PatientSeries], patient: Patient) -> list[PatientSeries]:
+    """Series whose first valid dose came before their maximum age to start; among them, those that also
+    began after their minimum age to start, if any did."""
+    series = [s for s in series if _started_in_time(s, patient, "maxAgeToStart")]
+    return [s for s in series if _started_in_time(s, patient, "minAgeToStart")] or series
 
 
 def _remaining(ps: PatientSeries) -> int:
@@ -69,12 +77,12 @@ def best_in_group(candidates: list[PatientSeries], patient: Patient) -> PatientS
         return None
     if len(candidates) == 1:
         return candidates[0]
-    complete = [s for s in candidates if s.status == COMPLETE]
-    complete = [s for s in complete if _started_in_time(s, patient)] or complete
+    complete = _scorable([s for s in candidates if s.status == COMPLETE], patient)
     if complete:
         return min(complete, key=lambda s: (-len(s.valid_results()), s.satisfied[-1][1].given
                                             if s.satisfied else dates.MAX_DATE, s.preference))
-    in_process = [s for s in candidates if _first_valid(s) is not None and _started_in_time(s, patient)]
+    in_process = _scorable([s for s in candidates if _first_valid(s) is not None and s.status != COMPLETE],
+                           patient)
     if in_process:
         return min(in_process, key=lambda s: (-len(s.valid_results()), _remaining(s),
                                               s.earliest or dates.MAX_DATE, s.preference))
