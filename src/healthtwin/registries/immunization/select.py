@@ -7,7 +7,7 @@ the one whose age to start fits. A series group whose equivalent group is comple
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from . import dates
@@ -53,7 +53,9 @@ def _started_in_time(ps: PatientSeries, patient: Patient, bound: str) -> bool:
     limit = dates.add_opt(patient.birth, ps.select.get(bound))
     if limit is None:
         return True
-    return first >= limit if bound == "minAgeToStart" else first < limit
+    if bound == "minAgeToStart":  # with ACIP's 4-day grace, as for any minimum age
+        return first >= limit - timedelta(days=4)
+    return first < limit
 
 
 def _scorable(series: list[PatientSeries], patient: Patient) -> list[PatientSeries]:
@@ -65,6 +67,54 @@ def _scorable(series: list[PatientSeries], patient: Patient) -> list[PatientSeri
 
 def _remaining(ps: PatientSeries) -> int:
     return max(len(ps.doses) - ps.target, 0)
+
+
+def _max_age(ps: PatientSeries, patient: Patient) -> date:
+    ages = [dates.add(patient.birth, row["maxAge"]) for d in ps.doses for row in d.get("age", []) if row.get("maxAge")]
+    return max(ages) if ages else dates.MAX_DATE
+
+
+def _score_in_process(series: list[PatientSeries], patient: Patient) -> dict[int, int]:
+    """Points for each series in process (the Logic Specification's scoring): a product series with every
+    dose valid (+2 / -2), completable before its maximum age (+3 / -3), most valid doses (+2 / -2), closest
+    to completion (+2 / -2), earliest to finish (+1 / -1); a tie for the best earns nothing."""
+    def all_valid_product(s: PatientSeries) -> bool:
+        counted = [r for r in s.results if r.status in ("Valid", "Not Valid")]
+        return s.select.get("productPath") == "Yes" and bool(counted) and all(r.status == "Valid" for r in counted)
+
+    finish = {id(s): s.earliest for s in series}
+    completable = {id(s) for s in series if finish[id(s)] is not None and finish[id(s)] < _max_age(s, patient)}
+    valid = {id(s): len(s.valid_results()) for s in series}
+    remaining = {id(s): len(s.doses) - s.target - 1 for s in series}
+    products = [s for s in series if all_valid_product(s)]
+    most, fewest = max(valid.values()), min(remaining.values())
+    ends = [finish[i] for i in completable if finish[i] is not None]
+    soonest = min(ends) if ends else None
+    scores = {}
+    for s in series:
+        key, score = id(s), 0
+        if s in products:
+            score += 2 if len(products) == 1 else 0
+        else:
+            score -= 2
+        if key in completable:
+            score += 3 if len(completable) == 1 else 0
+            if finish[key] == soonest:
+                score += 1 if sum(1 for i in completable if finish[i] == soonest) == 1 else 0
+            else:
+                score -= 1
+        else:
+            score -= 3
+        if valid[key] == most:
+            score += 2 if list(valid.values()).count(most) == 1 else 0
+        else:
+            score -= 2
+        if remaining[key] == fewest:
+            score += 2 if list(remaining.values()).count(fewest) == 1 else 0
+        else:
+            score -= 2
+        scores[key] = score
+    return scores
 
 
 def best_in_group(candidates: list[PatientSeries], patient: Patient) -> PatientSeries | None:
@@ -84,8 +134,10 @@ def best_in_group(candidates: list[PatientSeries], patient: Patient) -> PatientS
     in_process = _scorable([s for s in candidates if _first_valid(s) is not None and s.status != COMPLETE],
                            patient)
     if in_process:
-        return min(in_process, key=lambda s: (-len(s.valid_results()), _remaining(s),
-                                              s.earliest or dates.MAX_DATE, s.preference))
+        if len(in_process) == 1:
+            return in_process[0]
+        scores = _score_in_process(in_process, patient)
+        return min(in_process, key=lambda s: (-scores[id(s)], s.preference))
     defaults = [s for s in candidates if s.select.get("defaultSeries") == "Yes"]
     if defaults:
         return defaults[0]
