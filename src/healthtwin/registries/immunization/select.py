@@ -155,11 +155,19 @@ def best_series(all_series: list[PatientSeries], patient: Patient) -> list[Patie
     started = {g for g, s in best.items() if s.valid_results() or _age_to_start_fits(s, patient)}
     if started:
         best = {g: s for g, s in best.items() if g in started}
+    # Equivalent series groups: a group is not forecast when a group it names as equivalent is complete,
+    # nor, for a standard group not complete, beside an equivalent risk series the patient is on.
     out = []
     for group, s in sorted(best.items()):
-        equivalent = (s.series.get("equivalentSeriesGroups") or "").split(";")
-        if s.status != COMPLETE and any(best.get(e.strip()) and best[e.strip()].status == COMPLETE
-                                        for e in equivalent if e.strip()):
+        equivalent = [best[e.strip()] for e in (s.series.get("equivalentSeriesGroups") or "").split(";")
+                      if e.strip() and e.strip() != group and e.strip() in best]
+        if s.status != COMPLETE and any(e.status == COMPLETE for e in equivalent):
+            continue
+        if s.status != COMPLETE and s.kind == "Standard" and any(e.kind == "Risk" for e in equivalent):
             continue
         out.append(s)
     return out
+
+
+def _rank(ps: PatientSeries) -> tuple[int, int, int]:
+    return (ps.status == COMPLETE, len(ps.valid_results()), ps.kind == "Risk")
