@@ -106,6 +106,17 @@ def assess(patient: Patient, schedule: Schedule | None = None) -> list[GroupFore
     return out
 
 
+def _dose_number(antigen: AntigenResult) -> int | None:
+    """The antigen's forecast dose number: its open series' own count, or, beside another best series
+    (a standard series complete, a risk series begun afresh), every distinct valid dose plus one."""
+    open_series = [s for s in antigen.best if s.status == NOT_COMPLETE]
+    if not open_series:
+        return None
+    if len(antigen.best) > 1:
+        return len({r.dose.id for s in antigen.best for r in s.valid_results()}) + 1
+    return open_series[0].dose_number()
+
+
 def _group(group: rules.VaccineGroup, antigens: list[AntigenResult]) -> GroupForecast:
     status = _combine([a.status for a in antigens])
     result = GroupForecast(group.name, status, antigens)
@@ -130,7 +141,8 @@ def _group(group: rules.VaccineGroup, antigens: list[AntigenResult]) -> GroupFor
         result.past_due = max(min(past_due), result.earliest) if result.earliest else min(past_due)
     result.latest = min(latest) if latest else None
     # The dose number forecast counts the valid doses so far, not the target dose's place (skips don't count).
-    numbers = [s.dose_number() for s in open_series if s.forecast_dose is not None]
+    numbers = [_dose_number(a) for a in antigens if a.status == NOT_COMPLETE]
+    numbers = [n for n in numbers if n is not None]
     if numbers:
         result.dose_number = min(numbers) if group.administer_full else max(numbers)
     return result
