@@ -3,8 +3,8 @@
 Every finding (checks.py) becomes a `warning` card that the clinician may override: its `overrideReasons` are
 the HL7 v3 detected-issue management codes (v3-ActCode `_ActDetectedIssueManagementCode`), so the reason given
 in feedback is recorded unchanged as the DetectedIssue's `mitigation.action` (overrides.py). The issued card is
-kept in `rx_cds_cards` (its uuid, who was shown it, the patient, the finding), so feedback names a card by uuid
-and the record says what was overridden, without trusting the client to repeat it.
+kept in `rx_cds_cards` (its uuid, who was shown it, the patient, the finding) for KEEP_DAYS, so feedback names a
+card by uuid and the record says what was overridden, without trusting the client to repeat it.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ _REASONS = {"1": "Therapy Appropriate", "2": "Assessed Patient", "4": "Consulted
             "5": "Consulted Prescriber", "9": "Instituted Ongoing Monitoring Program",
             "13": "Stopped Concurrent Therapy"}
 OVERRIDE_REASONS = {"duplicate-therapy": ("1", "13", "9"), "allergy": ("2", "1", "9"), "dose-limit": ("1", "4", "9")}
+KEEP_DAYS = 30  # a card takes feedback this long; the DetectedIssue of an override is the lasting record
 SOURCE = {"label": "Health Twin prescribing checks", "topic": {"system": ACT}}
 
 
@@ -55,6 +56,7 @@ def remember(store: Any, subject: str, patient: str, hook: str, issued: list[tup
         return
     now = time.time()
     with store.write_cursor() as cur:
+        cur.execute(store.sql("DELETE FROM rx_cds_cards WHERE issued < ?"), (now - KEEP_DAYS * 86400,))
         for c, f in issued:
             body = orjson.dumps({"order": f.order, "summary": f.summary, "detail": f.detail,
                                  "implicated": list(f.implicated), "critical": bool(f.extra.get("critical")),
