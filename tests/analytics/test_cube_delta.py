@@ -2,6 +2,7 @@
 rebuild from the same views would make them, on both databases."""
 from __future__ import annotations
 
+import datetime as dt
 import random
 from collections import Counter
 
@@ -10,7 +11,7 @@ import pytest
 
 from healthtwin.analytics import cube_delta
 from healthtwin.analytics.cube_delta import read_cells
-from healthtwin.analytics.indicators import build_cubes, compute, indicator_views, load_indicators
+from healthtwin.analytics.indicators import FOLDER, build_cubes, compute, indicator_views, load_indicators
 from healthtwin.analytics.materialize import JOURNAL_IDS, Materializer, StoreSource
 from healthtwin.analytics.refresh import refresh_all
 
@@ -23,7 +24,8 @@ def tables(mat: Materializer, raw: bool = False) -> dict[str, Counter]:
     names = [r[0] for r in mat.con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, 'ind_') "
         "OR starts_with(table_name, 'base_') ORDER BY 1").fetchall()]
-    assert len(names) == len({t for i in load_indicators().values() for t in i.tables}) + 7
+    base = orjson.loads((FOLDER / "_base.json").read_bytes())["tables"]
+    assert len(names) == len({t for i in load_indicators().values() for t in i.tables}) + len(base)
     return {n: Counter(mat.con.execute(f'SELECT * FROM "{n}"').fetchall() if raw else read_cells(mat.con, n))
             for n in names}
 
@@ -80,6 +82,26 @@ def edit(store) -> None:
         claim["total"] = {"value": 1234.56, "currency": "AZN"}
         tx.update("Claim", claim["id"], claim)
         tx.delete("MedicationRequest", first(store, "MedicationRequest", lambda r: True)["id"])
+        # the twin's series: diagnoses at a contact (syndrome_cases) and inpatient stays (bed_occupancy)
+        seen = first(store, "Encounter", lambda r: r["subject"]["reference"] == f"Patient/{other['id']}")
+        tx.create("Condition", {"resourceType": "Condition", "subject": {"reference": f"Patient/{other['id']}"},
+                                "encounter": {"reference": f"Encounter/{seen['id']}"},
+                                "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "B05.9"}]},
+                                "onsetDateTime": "2022-03-03"}, "cnd-measles-1")
+        dx = first(store, "Condition", lambda r: "encounter" in r and r["id"] != "cnd-measles-1")
+        dx["code"] = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "J11.1"}]}
+        dx["onsetDateTime"] = "2021-01-20"
+        tx.update("Condition", dx["id"], dx)
+        loc = first(store, "Location", lambda r: True)
+        tx.create("Encounter", {"resourceType": "Encounter", "status": "finished", "class": {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+            "subject": {"reference": f"Patient/{patients[4]['id']}"},
+            "location": [{"location": {"reference": f"Location/{loc['id']}"}}],
+            "period": {"start": "2022-01-01T10:00:00+04:00", "end": "2022-01-05T10:00:00+04:00"}}, "enc-stay-1")
+        stay = first(store, "Encounter", lambda r: r["class"]["code"] == "IMP" and "end" in r.get("period", {})
+                     and r["id"] not in (enc["id"], "enc-stay-1"))
+        stay["period"]["end"] = (dt.date.fromisoformat(stay["period"]["end"][:10]) + dt.timedelta(days=3)).isoformat()
+        tx.update("Encounter", stay["id"], stay)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ import orjson
 
 from .cube_delta import FullRebuild, _sql, apply_journal, built, clear_journal, journal_views
 from .materialize import _ident
+from .periods import INTERVALS, LABEL_SQL, PeriodError, choose_interval, parse_period
 
 log = logging.getLogger("healthtwin.analytics")
 
@@ -73,12 +74,22 @@ class Indicator:
     incremental: dict[str, str | None] | None = field(default=None, compare=False)
     # the tables holding its numerator and denominator cells (see `_share_tables`)
     tables: tuple[str, str] = field(default=("", ""), compare=False)
+    # "year": period is the calendar year (an integer); "day": a DATE, summed into the request's interval
+    period_grain: str = "year"
+    intervals: tuple[str, ...] = INTERVALS  # the intervals a day-grain indicator may be summed into
+
+    def summary(self) -> dict[str, Any]:
+        out = self._summary()
+        out["period_grain"] = self.period_grain
+        if self.period_grain == "day":
+            out["intervals"] = list(self.intervals)
+        return out
 
     def table(self, part: str) -> str:
         """The table of `part` ('num' or 'den')."""
         return self.tables[0 if part == "num" else 1]
 
-    def summary(self) -> dict[str, Any]:
+    def _summary(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "title": self.title, "description": self.description,
                 "definition": self.definition, "dimensions": list(self.dimensions), "default_by": list(self.default_by),
                 "required_by": list(self.required_by), "measure": self.measure, "views": list(self.views)}
@@ -98,7 +109,10 @@ def load_indicators(folder: Path = FOLDER) -> dict[str, Indicator]:
             raw["name"], raw["version"], raw["title"], raw["description"], raw["definition"], tuple(raw["views"]),
             dims, tuple(raw["denominator_dimensions"]), tuple(raw.get("required_by", ())),
             tuple(raw.get("default_by", ())), raw["measure"], tuple(raw.get("suppress", ("numerator", "denominator"))),
-            _sql(raw["numerator_sql"]), _sql(raw["denominator_sql"]), digest, _incremental(path.name, raw))
+            _sql(raw["numerator_sql"]), _sql(raw["denominator_sql"]), digest, _incremental(path.name, raw),
+            period_grain=raw.get("period_grain", "year"), intervals=tuple(raw.get("intervals", INTERVALS)))
+        if out[raw["name"]].period_grain not in ("year", "day"):
+            raise ValueError(f"{path.name}: period_grain is 'year' or 'day'")
     return _share_tables(out)
 
 
@@ -261,6 +275,8 @@ AGE_BAND = "CASE WHEN age >= 85 THEN '85+' ELSE CAST(age // 5 * 5 AS VARCHAR) ||
 class Query:
     by: list[str]
     filters: dict[str, list[Any]]  # dimension -> values (age and period: [low, high])
+    interval: str = "year"  # the buckets of a day-grain indicator's periods (periods.py)
+    period_text: str | None = None  # the period as requested
 
 
 def parse_query(ind: Indicator, params: dict[str, str]) -> Query:
@@ -280,8 +296,22 @@ def parse_query(ind: Indicator, params: dict[str, str]) -> Query:
         if dim not in by:
             by.insert(0, dim) if dim == "period" else by.append(dim)
     filters: dict[str, list[Any]] = {}
+    interval, period_text = "year", None
+    if ind.period_grain == "day":
+        try:
+            period_text = params.get("period")
+            span = parse_period(period_text) if period_text is not None else None
+            interval = choose_interval(span, params.get("interval"), ind.intervals)
+        except PeriodError as exc:
+            raise IndicatorError(str(exc), "interval" if str(exc).startswith("interval") else "period") from None
+        if span is not None:
+            filters["period"] = [span.first, span.last]
+    elif "interval" in params:
+        raise IndicatorError(f"{ind.name} is a yearly indicator: it takes no interval", "interval")
     for key, value in params.items():
-        if key in ("by", "format", "threshold"):
+        if key in ("by", "format", "threshold", "interval"):
+            continue
+        if key == "period" and ind.period_grain == "day":
             continue
         if key not in ind.dimensions:
             raise IndicatorError(f"unknown parameter '{key}' for {ind.name}; dimensions are {', '.join(ind.dimensions)}",
@@ -302,7 +332,7 @@ def parse_query(ind: Indicator, params: dict[str, str]) -> Query:
             filters["period"] = [int(m.group(1)), int(m.group(2) or m.group(1))]
         else:
             filters[key] = [v.strip() for v in value.split(",") if v.strip()]
-    return Query(by, filters)
+    return Query(by, filters, interval, period_text)
 
 
 def _where(filters: dict[str, list[Any]], dims: tuple[str, ...]) -> tuple[str, list[Any]]:
@@ -324,6 +354,8 @@ def compute(con: duckdb.DuckDBPyConnection, ind: Indicator, params: dict[str, st
     q = parse_query(ind, params)
     cur = con.cursor()  # a cursor per request: DuckDB connections are not shared between threads
     exprs = {d: (AGE_BAND if d == "age" else f'"{d}"') for d in q.by}
+    if ind.period_grain == "day":
+        exprs["period"] = LABEL_SQL[q.interval].format(col='"period"')
     den_by = [d for d in q.by if d in ind.denominator_dimensions]
     num_only = [d for d in q.by if d not in ind.denominator_dimensions]
     nw, np_ = _where(q.filters, ind.dimensions)
@@ -378,7 +410,9 @@ def compute(con: duckdb.DuckDBPyConnection, ind: Indicator, params: dict[str, st
         figures.append(fig)
     return {"indicator": ind.name, "version": ind.version, "title": ind.title, "definition": ind.definition,
             "measure": ind.measure, "by": q.by,
-            "filters": {k: ("-".join(map(str, v)) if k in ("age", "period") else v) for k, v in q.filters.items()},
+            "filters": {k: (q.period_text if k == "period" and q.period_text is not None else
+                            "-".join(map(str, v)) if k in ("age", "period") else v) for k, v in q.filters.items()},
+            **({"interval": q.interval} if ind.period_grain == "day" else {}),
             "threshold": threshold, "figures": figures}
 
 

@@ -34,7 +34,9 @@ from .materialize import _ident
 log = logging.getLogger("healthtwin.analytics")
 
 RETAIN = 120.0  # seconds a superseded snapshot is kept for followers still reading it
-_TABLES = "starts_with(table_name, 'ind_') OR table_name IN ('_ht_cube_state', '_ht_view_state')"
+# base_syndrome and base_hospital: the twin's series name their groups and hospitals (no per-person rows)
+_TABLES = ("starts_with(table_name, 'ind_') OR table_name IN ('_ht_cube_state', '_ht_view_state', 'base_syndrome', "
+           "'base_hospital')")
 _held: dict[str, int] = {}  # lock file -> descriptor, kept open for the process's lifetime
 
 

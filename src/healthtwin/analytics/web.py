@@ -224,7 +224,10 @@ class Analytics:
     indicator.query_parameters = (  # type: ignore[attr-defined]
         ("region", "region code(s), comma-separated"), ("district", "district code(s), comma-separated"),
         ("age", "age band, e.g. 40-64"), ("sex", "administrative gender code"),
-        ("period", "a year (2023) or a range of years (2020-2023)"), ("by", "dimensions to break the figures down by"),
+        ("period", "a year (2023) or a range of years (2020-2023); for daily indicators also a day (2024-01-15), an "
+                   "ISO week (2024-W03), a month (2024-01) or a range A/B"),
+        ("interval", "daily indicators: day, week, month or year buckets"),
+        ("by", "dimensions to break the figures down by"),
         ("format", "json (default) or csv"))
     refresh.query_parameters = (("full", "true to rebuild everything"),)  # type: ignore[attr-defined]
 
