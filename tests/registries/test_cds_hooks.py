@@ -3,6 +3,8 @@
 prefetch; feedback recording overrides as DetectedIssues (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from ..security import world as W
@@ -173,3 +175,17 @@ def test_accepted_cards_record_no_issue(cds):
                json={"feedback": [{"card": card["uuid"], "outcome": "accepted"}]}, headers=h)
     assert r.status_code == 200 and r.json()["recorded"] == []
     assert "entry" not in c.get("/fhir/DetectedIssue", headers=world.headers["administrator"]).json()
+
+
+def test_hook_calls_and_feedback_are_in_the_audit_trail_of_the_patient(cds):
+    c, world = cds
+    h = world.headers["clinician"]
+    card = c.post("/cds-services/prescribing-order-sign", json=_hook([_order("C09AA03", 10)]),
+                  headers=h).json()["cards"][0]
+    c.post("/cds-services/prescribing-order-sign/feedback",
+           json={"feedback": [{"card": card["uuid"], "outcome": "accepted"}]}, headers=h)
+    trail = c.get("/fhir/$audit-trail", params={"agent": "dr-a", "patient": "Patient/p1"},
+                  headers=world.headers["auditor"]).json()
+    queries = {base64.b64decode(ent["query"]).decode() for e in trail.get("entry", [])
+               for ent in e["resource"].get("entity", []) if ent.get("query")}
+    assert {"/cds-services/prescribing-order-sign", "/cds-services/prescribing-order-sign/feedback"} <= queries

@@ -62,7 +62,8 @@ def remember(store: Any, subject: str, patient: str, hook: str, issued: list[tup
                                  "implicated": list(f.implicated), "critical": bool(f.extra.get("critical")),
                                  "reasons": [r["code"] for r in c["overrideReasons"]]})
             cur.execute(store.sql("INSERT INTO rx_cds_cards (uuid, issued, subject, patient, hook, kind, finding) "
-                                  "VALUES (?, ?, ?, ?, ?, ?, ?)"), (c["uuid"], now, subject, patient, hook, f.kind, body))
+                                  "VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                        (c["uuid"], now, subject, patient, hook, f.kind, body))
 
 
 def recall(store: Any, card_uuid: str) -> dict[str, Any] | None:

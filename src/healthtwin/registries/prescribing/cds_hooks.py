@@ -107,28 +107,28 @@ class CDSHooks:
         root = f"{request.url.scheme}://{request.url.netloc}"
         return http.context(request, caller, root + "/fhir", check_format=False)
 
-    async def _audit(self, ctx: RequestContext | None, request: Request, status: int, patient: str | None) -> bool:
+    async def _audit(self, ctx: RequestContext | None, request: Request, status: int, patients: list[str]) -> bool:
         audit = getattr(self.services, "audit", None)
         if audit is None or ctx is None:
             return True
         from ...security.audit import rest_events
         try:
-            await audit.append_async(rest_events(ctx, "operation", status, "Patient" if patient else None, patient,
-                                                 patients=[patient] if patient else (), query=request.url.path))
+            await audit.append_async(rest_events(ctx, "operation", status, query=request.url.path,
+                                                 patients=[f"Patient/{p}" for p in sorted(set(patients))]))
         except Exception:  # an answer that cannot be audited is withheld, as the FHIR API's
             log.exception("audit append failed; the CDS Hooks answer is withheld")
             return False
         return True
 
-    async def _run(self, request: Request, work: Callable[[RequestContext, dict[str, Any]], Any]) -> Response:
+    async def _run(self, request: Request,
+                   work: Callable[[RequestContext, dict[str, Any], list[str]], Any]) -> Response:
+        """`work(ctx, body, patients)` answers, appending the patients whose records it touched (for the audit)."""
         ctx: RequestContext | None = None
-        patient: str | None = None
+        patients: list[str] = []
         try:
             body = await self._body(request)
             ctx = self._context(request, body)
-            patient = (body.get("context") or {}).get("patientId") if isinstance(body.get("context"), dict) else None
-            patient = patient if isinstance(patient, str) else None
-            fn = (lambda: work(ctx, body))  # noqa: E731
+            fn = (lambda: work(ctx, body, patients))  # noqa: E731
             answer = await (run_in_threadpool(fn) if self.services.store.blocking else _now(fn))
             response = _json(200, answer)
         except FHIRError as exc:
@@ -137,7 +137,7 @@ class CDSHooks:
             log.exception("CDS Hooks request failed")
             response = error(FHIRError(500, "The request failed on the server; nothing was recorded", "exception"),
                              ctx)
-        if not await self._audit(ctx, request, response.status_code, patient):
+        if not await self._audit(ctx, request, response.status_code, patients):
             return error(FHIRError(500, "The request could not be audited, so its result is withheld",
                                    "exception"), ctx)
         return response
@@ -147,7 +147,7 @@ class CDSHooks:
         service = request.path_params["service"]
         if service not in SERVICES:
             return error(FHIRError(404, f"No CDS service '{service}' (GET /cds-services lists them)", "not-found"))
-        return await self._run(request, lambda ctx, body: self._cards(ctx, service, body))
+        return await self._run(request, lambda ctx, body, patients: self._cards(ctx, service, body, patients))
 
     def _search(self, ctx: RequestContext, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
         s = self.services
@@ -164,7 +164,7 @@ class CDSHooks:
             return _resources(prefetch[key], rtype)
         return self._search(ctx, rtype, params)
 
-    def _cards(self, ctx: RequestContext, service: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _cards(self, ctx: RequestContext, service: str, body: dict[str, Any], patients: list[str]) -> dict[str, Any]:
         hook = SERVICES[service]["hook"]
         if body.get("hook") not in (None, hook):
             raise FHIRError(400, f"Service '{service}' answers the '{hook}' hook, not '{body.get('hook')}'", "value",
@@ -176,6 +176,7 @@ class CDSHooks:
             from ...security.policy import unauthenticated
             raise unauthenticated()
         patient = context["patientId"]
+        patients.append(patient)
         drafts = [(checks.ref(r, f"draftOrders[{i}]"), r) for i, r in
                   enumerate(_resources(context.get("draftOrders"), "MedicationRequest"))]
         if not drafts and not isinstance(context.get("draftOrders"), dict):
@@ -201,14 +202,14 @@ class CDSHooks:
         if service not in SERVICES:
             return error(FHIRError(404, f"No CDS service '{service}'", "not-found"))
 
-        def work(ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        def work(ctx: RequestContext, body: dict[str, Any], patients: list[str]) -> dict[str, Any]:
             if ctx.caller.kind == "anonymous":
                 from ...security.policy import unauthenticated
                 raise unauthenticated()
             items = body.get("feedback")
             if not isinstance(items, list) or not items:
                 raise FHIRError(400, "feedback is a non-empty list", "required", "feedback")
-            return {"recorded": overrides.record(self.services, ctx, items)}
+            return {"recorded": overrides.record(self.services, ctx, items, patients)}
         return await self._run(request, work)
 
 

@@ -145,8 +145,10 @@ def _in(value: float, unit: str | None, target: str) -> float | None:
 
 def _per_day(timing: dict[str, Any] | None) -> float | None:
     rep = (timing or {}).get("repeat") or {}
-    freq, period, unit = rep.get("frequencyMax") or rep.get("frequency") or 1, rep.get("period") or 1, rep.get("periodUnit")
-    if unit not in _PER_DAY or not isinstance(freq, (int, float)) or not isinstance(period, (int, float)) or period <= 0:
+    freq = rep.get("frequencyMax") or rep.get("frequency") or 1
+    period, unit = rep.get("period") or 1, rep.get("periodUnit")
+    numbers = isinstance(freq, (int, float)) and isinstance(period, (int, float))
+    if unit not in _PER_DAY or not numbers or period <= 0:
         return None
     return freq / period * _PER_DAY[unit]
 

@@ -67,8 +67,9 @@ def detected_issue(ctx: RequestContext, tx: Any, card: dict[str, Any], item: dic
     return issue
 
 
-def record(services: Any, ctx: RequestContext, feedback: list[Any]) -> list[str]:
-    """Records each feedback item in one transaction; the DetectedIssue references written."""
+def record(services: Any, ctx: RequestContext, feedback: list[Any], patients: list[str]) -> list[str]:
+    """Records each feedback item in one transaction; the DetectedIssue references written (and, in
+    `patients`, whose records the cards were about)."""
     written: list[str] = []
     with services.store.transaction() as tx, services.store.reads_within(tx):
         for n, item in enumerate(feedback):
@@ -78,6 +79,7 @@ def record(services: Any, ctx: RequestContext, feedback: list[Any]) -> list[str]
             card = C.recall(services.store, item["card"])
             if card is None or card["subject"] != ctx.caller.subject:
                 raise FHIRError(404, f"{where}: no card {item['card']} was issued to you", "not-found", where)
+            patients.append(card["patient"])
             outcome = item.get("outcome")
             if outcome not in ("accepted", "overridden"):
                 raise FHIRError(400, f"{where}: outcome is 'accepted' or 'overridden'", "value", where)
