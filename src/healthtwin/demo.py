@@ -197,7 +197,8 @@ ROLES: list[tuple[str, str, str, str, list[str], str]] = [
     # (variable, subject, kind, scopes, roles, the organisation link the token carries)
     ("CITIZEN", "alice", "person", "user/*.cruds", ["citizen"], ""),
     ("CLINICIAN", "dr-demo", "person", "user/*.cruds", ["clinician"], "poly"),
-    ("LAB", "lab-demo", "system", "system/*.rs system/Observation.cu", ["laboratory"], "lab"),
+    ("LAB", "lab-demo", "system", "system/*.rs system/Observation.cu system/Task.cu system/DiagnosticReport.cu",
+     ["laboratory"], "lab"),
     ("PHARMACY", "pharm-demo", "system", "system/*.rs system/MedicationDispense.c", ["pharmacy"], "pharm"),
     ("INSURER", "itsda-demo", "system", "system/*.rs", ["insurer"], "insurer"),
     ("ANALYST", "analyst-demo", "person", "user/*.rs", ["analyst"], ""),

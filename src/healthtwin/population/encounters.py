@@ -187,7 +187,7 @@ def render(p: Person, run: Run, site: Site) -> None:
             observations.vitals(p, enc, day, minute, perf)
             panel = observations.PANELS.get(payload, ())
             if panel:
-                observations.labs(p, enc, day, minute, panel, lab_ref)
+                observations.labs(p, enc, day, minute, panel, lab_ref, prac)
             items = [("AMB-SPEC" if prac != gp else "AMB-GP", 1)]
             if panel:
                 items.append(("LAB-HBA1C" if payload == "t2dm" else "LAB-BASIC", len(panel)))
@@ -217,7 +217,7 @@ def render(p: Person, run: Run, site: Site) -> None:
             observations.vitals(p, enc, day, minute, [{"reference": f"Practitioner/{gp}"}])
             items = [("AMB-PED" if child else "AMB-GP", 1)]
             if not child and rng.random() < 0.4:
-                observations.labs(p, enc, day, minute, observations.PANELS["checkup"], lab_ref)
+                observations.labs(p, enc, day, minute, observations.PANELS["checkup"], lab_ref, gp)
                 items.append(("LAB-BASIC", 3))
             if p.sex == "female" and 50 <= p.age_at(day) < 70 and rng.random() < 0.25:
                 _procedure(p, "mammo", enc, day, minute, gp)
@@ -263,7 +263,7 @@ def _acute(p: Person, run: Run, site: Site, day: int, minute: int, kind: str, ke
     observations.vitals(p, enc, day, minute, [{"reference": f"Practitioner/{prac}"}], fever)
     items: list[tuple[str, int]] = [("EMER", 1)] if cls == "EMER" else ([("IMP-DAY", max(1, los))] if cls == "IMP" else [("AMB-GP", 1)])
     if cls != "AMB" or (a is not None and a.key == "pneumonia"):
-        observations.labs(p, enc, day, minute, observations.PANELS["acute"], lab_ref, acute=True)
+        observations.labs(p, enc, day, minute, observations.PANELS["acute"], lab_ref, prac, acute=True)
         items.append(("LAB-BASIC", 2))
     if a is not None and a.key == "appendicitis":
         _procedure(p, "append", enc, day, minute, prac)
@@ -296,7 +296,7 @@ def _admission(p: Person, run: Run, site: Site, day: int, minute: int, key: str 
     reason = CRUNCH_REASONS.get(key) or CRUNCH_REASONS["younger" if p.age_at(day) < 50 else "older"]
     eid, enc = encounter(p, run, site, "IMP", "imp", day, minute, end_day, prac, reason, planted)
     observations.vitals(p, enc, day, minute, [{"reference": f"Practitioner/{prac}"}])
-    observations.labs(p, enc, day, minute, ("wbc", "crp", "hb", "creat"), lab_ref)
+    observations.labs(p, enc, day, minute, ("wbc", "crp", "hb", "creat"), lab_ref, prac)
     items = [("IMP-DAY", max(1, end_day - day)), ("LAB-BASIC", 4)]
     if key == "ihd" and rng.random() < 0.5:
         _procedure(p, "pci", enc, day, minute, prac)

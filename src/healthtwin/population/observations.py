@@ -230,19 +230,25 @@ def vitals(p: Person, enc: dict[str, str], day: int, minute: int, performer: lis
 
 
 def labs(p: Person, enc: dict[str, str], day: int, minute: int, keys: tuple[str, ...], performer: list[Any],
-         acute: bool = False) -> None:
-    """The order (a ServiceRequest addressed to the laboratory) and its results, each `basedOn` it.
+         orderer: str, acute: bool = False) -> None:
+    """The order (a ServiceRequest from `orderer` addressed to the laboratory), the laboratory's Task that
+    fulfilled it and its DiagnosticReport, and the results, each `basedOn` the order.
 
-    The order's id derives from the encounter's (one order per encounter), so adding orders kept every other
-    id and random draw of the population unchanged."""
+    The order's, Task's and report's ids derive from the encounter's (one order per encounter) and nothing
+    here draws from the person's random stream beyond the values, so adding them kept every other id and
+    draw of the population unchanged."""
     when = dtstr(day, minute + 90)
-    order_id = "sr-" + enc["reference"].rsplit("/", 1)[1].removeprefix("enc-")
+    suffix = enc["reference"].rsplit("/", 1)[1].removeprefix("enc-")
+    order_id = "sr-" + suffix
+    requester = {"reference": f"Practitioner/{orderer}"}
+    code = {"coding": [c for k in keys for c in TESTS[k].code["coding"]],
+            "text": ", ".join(TESTS[k].code["coding"][0]["display"] for k in keys)}
     p.emit("ServiceRequest", {
         "resourceType": "ServiceRequest", "id": order_id, "status": "completed", "intent": "order",
-        "category": ORDER_CATEGORY, "code": {"coding": [c for k in keys for c in TESTS[k].code["coding"]],
-                                         "text": ", ".join(TESTS[k].code["coding"][0]["display"] for k in keys)},
-        "subject": p.ref, "encounter": enc, "authoredOn": dtstr(day, minute), "performer": performer})
+        "category": ORDER_CATEGORY, "code": code, "subject": p.ref, "encounter": enc,
+        "authoredOn": dtstr(day, minute), "requester": requester, "performer": performer})
     based_on = [{"reference": f"ServiceRequest/{order_id}"}]
+    results = []
     for k in keys:
         v = value(p, k, day)
         if acute and k == "wbc":
@@ -252,7 +258,21 @@ def labs(p: Person, enc: dict[str, str], day: int, minute: int, keys: tuple[str,
         obs = _obs(p, TESTS[k], v, enc, when, performer)
         obs["basedOn"] = based_on
         p.emit("Observation", obs)
+        results.append({"reference": f"Observation/{obs['id']}"})
+    p.emit("DiagnosticReport", {
+        "resourceType": "DiagnosticReport", "id": "dr-" + suffix, "basedOn": based_on, "status": "final",
+        "category": REPORT_CATEGORY, "code": code, "subject": p.ref, "encounter": enc, "effectiveDateTime": when,
+        "issued": when, "performer": performer, "result": results})
+    p.emit("Task", {
+        "resourceType": "Task", "id": "task-" + suffix, "basedOn": based_on, "status": "completed",
+        "intent": "order", "focus": based_on[0], "for": p.ref, "encounter": enc, "authoredOn": dtstr(day, minute),
+        "lastModified": when, "requester": requester, "owner": performer[0],
+        "executionPeriod": {"start": dtstr(day, minute + 30), "end": when},
+        "output": [{"type": TASK_OUTPUT, "valueReference": {"reference": "DiagnosticReport/dr-" + suffix}}]})
 
 
 ORDER_CATEGORY = [{"coding": [{"system": "http://snomed.info/sct", "code": "108252007",
                            "display": "Laboratory procedure"}], "text": "Laboratory procedure"}]
+REPORT_CATEGORY = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB",
+                             "display": "Laboratory"}], "text": "Laboratory"}]
+TASK_OUTPUT = {"text": "Diagnostic report"}

@@ -9,5 +9,6 @@ from ..api.plugins import Contribution
 def contributions(services: Any, identify: Callable | None = None) -> list[Contribution]:
     """`identify(request) -> Caller`: the FHIR router's authentication, for routes outside /fhir (CDS Hooks)."""
     from .prescribing.plugin import contribution as prescribing
-    found: list[Contribution] = [prescribing(services, identify)]
+    from .laboratory.plugin import contribution as laboratory
+    found: list[Contribution] = [prescribing(services, identify), laboratory(services)]
     return found

@@ -132,6 +132,8 @@ class SmartPolicy:
         if role == "laboratory":
             if rtype == "ServiceRequest" and reading:
                 return [ref("performer")]
+            if rtype == "Task":
+                return [ref("owner")]  # the Tasks it owns: its worklist of orders (registries/laboratory)
             if rtype in ("Observation", "DiagnosticReport"):
                 return [Criterion("based-on", "chain", None, [], targets=("ServiceRequest",), inner=ref("performer"))]
             if rtype == "Patient" and reading:

@@ -120,6 +120,13 @@ def check_write(policy: Any, ctx: RequestContext, access: Access, rtype: str, re
                 return
         raise forbidden("Laboratories may only report results for orders addressed to them (basedOn a "
                         "ServiceRequest whose performer is your organization, same subject)")
+    if role == "laboratory" and rtype == "Task":
+        # Its own fulfilment Tasks: owned by the laboratory, for an order addressed to it
+        orders = [_current(policy, r) for r in _refs(resource.get("basedOn")) if r.startswith("ServiceRequest/")]
+        if access.organization in _refs(resource.get("owner")) and orders and all(
+                o is not None and access.organization in _refs(o.get("performer")) for o in orders):
+            return
+        raise forbidden("Laboratories may only write Tasks they own, for orders addressed to them")
     if role == "pharmacy" and rtype == "MedicationDispense":
         performers = [r for p in resource.get("performer") or [] if isinstance(p, dict) for r in _refs(p.get("actor"))]
         subject = _refs(resource.get("subject"))
