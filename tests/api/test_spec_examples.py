@@ -81,6 +81,20 @@ def bulk_client(store, tmp_path):
         yield c
 
 
+def _without_added_interpretation(stored: dict, sent: dict) -> dict:
+    """The laboratory registry sets an Observation's interpretation from its reference range where the sender
+    left it out (docs/registries.md): that addition, and only it, is not a change of the example."""
+    if stored.get("resourceType") != "Observation":
+        return stored
+    out = dict(stored)
+    if "interpretation" not in sent:
+        out.pop("interpretation", None)
+    if isinstance(out.get("component"), list) and isinstance(sent.get("component"), list):
+        out["component"] = [{k: v for k, v in c.items() if k != "interpretation" or "interpretation" in s}
+                            for c, s in zip(out["component"], sent["component"])]
+    return out
+
+
 def test_examples_accepted_read_back_and_found(bulk_client):
     client = bulk_client
     registry = SearchRegistry.default()
@@ -101,7 +115,7 @@ def test_examples_accepted_read_back_and_found(bulk_client):
         if r.status_code not in (200, 201):
             rejected.append((url, r.json()["issue"][0]["diagnostics"][:200]))
             continue
-        if _strip_meta(client.get(url).json()) != _strip_meta(resource):
+        if _strip_meta(_without_added_interpretation(client.get(url).json(), resource)) != _strip_meta(resource):
             changed.append(url)
         for query in _queries(resource, registry):
             found = client.get("/fhir/" + query).json()

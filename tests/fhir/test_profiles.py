@@ -152,7 +152,7 @@ def test_profile_on_profile() -> None:
                                                       "max": "*"}), "above the base maximum"),
     (lambda sd: sd["differential"]["element"].append({"id": "Patient.gender", "path": "Patient.gender",
                                                       "type": [{"code": "string"}]}), "not allowed"),
-    (lambda sd: sd["differential"]["element"][1]["slicing"]["discriminator"][0].update(type="profile"),
+    (lambda sd: sd["differential"]["element"][1]["slicing"]["discriminator"][0].update(type="position"),
      "not supported"),
     (lambda sd: sd["differential"]["element"].pop(3), "no fixed or pattern value"),
 ])

@@ -10,6 +10,7 @@ A profile whose baseDefinition is another loaded profile checks its parent's rul
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from healthtwin.fhir.invariants import Invariant
@@ -19,7 +20,46 @@ if TYPE_CHECKING:
 
 BASE = "http://hl7.org/fhir/StructureDefinition/"
 _NONE = object()
-SUPPORTED_DISCRIMINATORS = ("value", "pattern", "exists", "type")
+SUPPORTED_DISCRIMINATORS = ("value", "pattern", "exists", "type", "profile")
+RESOLVE = "resolve()"
+# The entries of the document or collection Bundle being checked, by fullUrl and by Type/id: what a
+# `resolve()` discriminator (a Composition section's entries) follows. A context variable, since one
+# Validator is shared by the server's threads.
+_BUNDLE: ContextVar[dict[str, dict] | None] = ContextVar("bundle_entries", default=None)
+
+
+def _bundle_index(bundle: dict) -> dict[str, dict]:
+    index: dict[str, dict] = {}
+    for entry in bundle.get("entry") or []:
+        res = entry.get("resource") if type(entry) is dict else None
+        if type(res) is not dict:
+            continue
+        if type(entry.get("fullUrl")) is str:
+            index[entry["fullUrl"]] = res
+        if type(res.get("resourceType")) is str and type(res.get("id")) is str:
+            index[f"{res['resourceType']}/{res['id']}"] = res
+    return index
+
+
+def _resolve(value: Any) -> dict | None:
+    index = _BUNDLE.get()
+    ref = value.get("reference") if type(value) is dict else None
+    if index is None or type(ref) is not str:
+        return None
+    return index.get(ref) or index.get("/".join(ref.split("/")[-2:]))
+
+
+def conforms(resource: dict, url: str, v: Validator) -> bool | None:
+    """Whether `resource` meets the profile `url` (its own rules; the base is checked by the walk);
+    None when the profile is not loaded."""
+    compiled = v.profiles.get(url)
+    if compiled is None:
+        return None
+    if compiled.type != resource.get("resourceType"):
+        return False
+    out: list[Issue] = []
+    compiled.check(resource, "", out, v)
+    return not any(i.severity in ("error", "fatal") for i in out)
 
 
 def pattern_match(value: Any, pattern: Any) -> bool:
@@ -61,6 +101,8 @@ class Node:
         self.targets: frozenset[str] | None = None
         self.binding: ValueSetCodes | None = None
         self.ext_url: str | None = None
+        self.profiles: tuple[str, ...] = ()  # an inline resource's profiles (Bundle.entry.resource)
+        self.target_profiles: tuple[str, ...] = ()  # a Reference's target profiles (for profile discriminators)
         self.invariants: list[Invariant] = []
         self.children: dict[str, Node] = {}
         self.slicing: list[tuple[str, list[str]]] | None = None
@@ -71,7 +113,8 @@ class Node:
     def has_rules(self) -> bool:
         return (self.min is not None or self.max is not None or self.fixed is not _NONE or self.pattern is not _NONE
                 or self.types is not None or self.targets is not None or self.binding is not None
-                or bool(self.invariants) or bool(self.slices) or bool(self.children))
+                or bool(self.invariants) or bool(self.slices) or bool(self.children) or bool(self.profiles)
+                or bool(self.target_profiles))
 
     def prune(self) -> None:
         for name, child in list(self.children.items()):
@@ -94,10 +137,20 @@ class Node:
             return [(self.name, x, f"{ploc}.{self.name}[{i}]") for i, x in enumerate(v) if x is not None]
         return [(self.name, v, f"{ploc}.{self.name}")]
 
+    def _extension_only(self, parent: dict) -> int:
+        """Primitive values present only as their extension (`_timingDateTime` with a data-absent-reason)."""
+        if self.choice_base is not None and self.name.endswith("[x]"):
+            base = "_" + self.choice_base
+            return sum(1 for k in parent if k.startswith(base) and k[len(base):][:1].isupper()
+                       and k[1:] not in parent)
+        return 1 if "_" + self.name in parent and self.name not in parent else 0
+
     def apply(self, parent: dict, ploc: str, out: list[Issue], v: Validator, ctx: Any) -> None:
         from healthtwin.fhir.validation import Issue
         items = self.select(parent, ploc)
         n = len(items)
+        if self.min is not None and n < self.min:
+            n += self._extension_only(parent)
         if self.min is not None and n < self.min:
             out.append(Issue("error", "required", f"the profile requires at least {self.min} {self.name}, found {n}",
                              f"{ploc}.{self.name}"))
@@ -140,12 +193,50 @@ class Node:
                                  f"{', '.join(sorted(self.targets))} here, not {rtype}", loc))
         if self.invariants and v.invariants:
             v.model.invariants.run(self.invariants, value, self.fp_type, loc, ctx, out, Issue)
+        if self.profiles and type(value) is dict and "resourceType" in value:
+            for url in self.profiles:
+                compiled = v.profiles.get(url)
+                if compiled is not None and compiled.type == value["resourceType"]:
+                    compiled.check(value, loc, out, v)
+                    break
         if self.children and type(value) is dict:
             for child in self.children.values():
                 child.apply(value, loc, out, v, ctx)
 
-    def _matches(self, slice_name: str, key: str, value: Any) -> bool:
+    def _matches(self, slice_name: str, key: str, value: Any, v: Validator | None = None,
+                 strict: bool = True) -> bool:
+        """Whether the item belongs to the slice; `strict` False: a profile discriminator is judged by the
+        resource type alone (to report why an item of the right type fails the profile)."""
         for (kind, segments), (_, expected) in zip(self.slicing or [], self.expect[slice_name]):
+            if kind in ("type", "profile") and segments:
+                if segments == [RESOLVE]:
+                    target = _resolve(value)
+                    rtype = target.get("resourceType") if target is not None else (
+                        v.reference_type(value) if v is not None and type(value) is dict else None)
+                else:
+                    found = _values_at(value, segments)
+                    target = found[0] if found and type(found[0]) is dict else None
+                    rtype = target.get("resourceType") if target is not None else None
+                if kind == "type":
+                    if rtype != expected:
+                        return False
+                    continue
+                types, urls = expected
+                if types and rtype not in types:
+                    return False
+                if strict and target is not None and urls and v is not None:
+                    verdicts = [conforms(target, url, v) for url in urls]
+                    if not any(x is None or x for x in verdicts):
+                        return False
+                continue
+            if kind == "profile":  # $this: the item itself is the resource
+                types, urls = expected
+                rtype = value.get("resourceType") if type(value) is dict else None
+                if (types and rtype not in types) or (strict and v is not None and urls and type(value) is dict
+                                                       and not any(conforms(value, u, v) in (None, True)
+                                                                   for u in urls)):
+                    return False
+                continue
             if kind == "type":
                 actual = value.get("resourceType") if type(value) is dict and "resourceType" in value else \
                     key[len(self.choice_base):] if self.choice_base else None
@@ -164,13 +255,22 @@ class Node:
                       ctx: Any) -> None:
         from healthtwin.fhir.validation import Issue
         counts = dict.fromkeys(self.slices, 0)
+        loose = any(kind == "profile" for kind, _ in self.slicing or [])
         for key, value, loc in items:
             for name, node in self.slices.items():
-                if self._matches(name, key, value):
+                if self._matches(name, key, value, v):
                     counts[name] += 1
                     node.check_item(key, value, loc, out, v, ctx)
                     break
             else:
+                # of a slice's type but not conforming to its profile: checked against the first such slice,
+                # so the answer says what in it is wrong rather than only that a slice is missing
+                name = next((n for n in self.slices if self._matches(n, key, value, v, strict=False)), None) \
+                    if loose else None
+                if name is not None:
+                    counts[name] += 1
+                    self.slices[name].check_item(key, value, loc, out, v, ctx)
+                    continue
                 if self.rules == "closed":
                     out.append(Issue("error", "structure", f"this {self.name} matches none of the slices "
                                      f"({', '.join(self.slices)}) and the slicing is closed", loc))
@@ -197,6 +297,15 @@ class CompiledProfile:
         self.root, self.parent, self.notes = root, parent, notes
 
     def check(self, resource: dict, loc: str, out: list[Issue], v: Validator) -> None:
+        from healthtwin.fhir.validation import _Ctx
+        token = _BUNDLE.set(_bundle_index(resource)) if self.type == "Bundle" else None
+        try:
+            self._check(resource, loc, out, v)
+        finally:
+            if token is not None:
+                _BUNDLE.reset(token)
+
+    def _check(self, resource: dict, loc: str, out: list[Issue], v: Validator) -> None:
         from healthtwin.fhir.validation import _Ctx
         if self.parent is not None:
             self.parent.check(resource, loc, out, v)
@@ -292,6 +401,21 @@ class ProfileStore:
         for sd in self.model.spec_profiles:
             if sd["url"] in self._latest:
                 self.spec_failures.pop(sd["url"], None)
+
+    def load_package(self, name: str) -> None:
+        """An implementation guide's profiles and value sets from the generated definitions/<name>.json.gz
+        (scripts/gen_ips_definitions.py for "ips"), in the order written there; those this engine cannot
+        compile are recorded in spec_failures, like the R4 spec's own."""
+        from healthtwin.fhir.validation import _read_definition
+        data = _read_definition(f"{name}.json.gz")
+        for vs in data["valuesets"]:
+            self.add_valueset(vs)
+        for sd in data["profiles"]:
+            try:
+                self.add(sd)
+            except ValueError as exc:
+                self.spec_failures[sd["url"]] = str(exc)
+        self.packages = getattr(self, "packages", ()) + (data["package"],)
 
     def add(self, sd: dict) -> CompiledProfile:
         compiled = compile_profile(sd, self.model, self)
@@ -412,7 +536,8 @@ class _Builder:
                 node.min = e["min"]
             elif e["min"] > base_min:
                 node.min = e["min"]
-            elif e["min"] < base_min and not self.snapshot:
+            elif e["min"] < base_min and not self.snapshot and not (el is not None and el.choice is not None):
+                # (a type slice of a required choice, occurrence[x]:occurrenceDateTime, may be absent)
                 raise ValueError(f"element {eid}: min {e['min']} is below the base minimum {base_min}")
         if "max" in e:
             m = (1 << 30) if e["max"] == "*" else int(e["max"])
@@ -444,7 +569,10 @@ class _Builder:
         for t in e.get("type", []):
             if t.get("code") == "Extension" and t.get("profile"):
                 node.ext_url = t["profile"][0]
+            elif t.get("profile") and t.get("code") in self.model.resource_types:
+                node.profiles += tuple(str(u).split("|")[0] for u in t["profile"])
             if t.get("code") == "Reference" and t.get("targetProfile"):
+                node.target_profiles += tuple(str(u).split("|")[0] for u in t["targetProfile"])
                 self._targets(node, t["targetProfile"], el)
         for key, value in e.items():
             if key.startswith("fixed"):
@@ -481,6 +609,9 @@ class _Builder:
                     raise ValueError(f"element {eid}: discriminator type {d.get('type')!r} is not supported "
                                      f"(supported: {', '.join(SUPPORTED_DISCRIMINATORS)})")
                 path = d.get("path", "$this")
+                if path == RESOLVE and d.get("type") in ("type", "profile"):
+                    disc.append((d["type"], [RESOLVE]))
+                    continue
                 if "(" in path or path.startswith("$this."):
                     raise ValueError(f"element {eid}: discriminator path {path!r} is not supported (plain element "
                                      "paths and $this only)")
@@ -520,6 +651,23 @@ class _Builder:
 
     def _expected(self, sliced: Node, name: str, s: Node, kind: str, segs: list[str]) -> tuple[str, Any]:
         where = f"slice {sliced.name}:{name}"
+        if kind in ("type", "profile") and segs:
+            target = s if segs == [RESOLVE] else _find(s, segs)
+            if target is None:
+                raise ValueError(f"{where}: nothing at discriminator path {'.'.join(segs)}")
+            types = target.targets if segs == [RESOLVE] else target.types
+            if kind == "type":
+                if types is not None and len(types) == 1:
+                    return kind, next(iter(types))
+                raise ValueError(f"{where}: a type discriminator needs exactly one type at {'.'.join(segs)}")
+            urls = target.target_profiles if segs == [RESOLVE] else target.profiles
+            if not urls and not types:
+                raise ValueError(f"{where}: a profile discriminator needs a profile or a type at {'.'.join(segs)}")
+            return kind, (frozenset(types or ()), urls)
+        if kind == "profile":
+            if not s.profiles and not s.types:
+                raise ValueError(f"{where}: a profile discriminator needs a profile on the slice")
+            return kind, (frozenset(s.types or ()), s.profiles)
         if kind == "type":
             if s.types is not None and len(s.types) == 1:
                 return kind, next(iter(s.types))

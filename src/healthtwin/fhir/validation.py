@@ -191,11 +191,13 @@ class Validator:
 
     @classmethod
     def default(cls) -> "Validator":
-        """The shared validator: base definitions plus the specification's own resource profiles."""
+        """The shared validator: base definitions plus the specification's own resource profiles and those of
+        the International Patient Summary (definitions/ips.json.gz)."""
         with cls._lock:
             if cls._default is None:
                 validator = cls()
                 validator.profiles.load_spec_profiles()
+                validator.profiles.load_package("ips")
                 cls._default = validator
             return cls._default
 
@@ -216,7 +218,13 @@ class Validator:
         if type(resource) is not dict:
             return [Issue("fatal", "structure", f"a resource must be a JSON object, not {JSON_KIND(resource)}", "")]
         rtype = resource.get("resourceType")
-        self._resource(resource, rtype if type(rtype) is str else "", out, None)
+        # a document's entries are what its Composition's `resolve()` slicing follows (profiles.py)
+        token = _profiles_mod._BUNDLE.set(_profiles_mod._bundle_index(resource)) if rtype == "Bundle" else None
+        try:
+            self._resource(resource, rtype if type(rtype) is str else "", out, None)
+        finally:
+            if token is not None:
+                _profiles_mod._BUNDLE.reset(token)
         if profile is not None:
             compiled = self.profiles.get(profile)
             if compiled is None:
@@ -500,4 +508,5 @@ class Validator:
                                  f"{vs.url}", loc))
 
 
-from healthtwin.fhir.profiles import ProfileStore  # noqa: E402  (circular: profiles uses Issue/Model)
+from healthtwin.fhir import profiles as _profiles_mod  # noqa: E402  (circular: profiles uses Issue/Model)
+from healthtwin.fhir.profiles import ProfileStore  # noqa: E402

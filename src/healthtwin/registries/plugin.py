@@ -10,5 +10,6 @@ def contributions(services: Any, identify: Callable | None = None) -> list[Contr
     """`identify(request) -> Caller`: the FHIR router's authentication, for routes outside /fhir (CDS Hooks)."""
     from .prescribing.plugin import contribution as prescribing
     from .laboratory.plugin import contribution as laboratory
-    found: list[Contribution] = [prescribing(services, identify), laboratory(services)]
+    from .summary.plugin import contribution as summary
+    found: list[Contribution] = [prescribing(services, identify), laboratory(services), summary(services)]
     return found

@@ -30,7 +30,8 @@ LETTER = {"read": "r", "vread": "r", "history-instance": "r", "everything": "r",
           # the terminology service reads the definitions of its type, as a read of them would
           "$lookup": "r", "$subsumes": "r", "$expand": "r", "$validate-code": "r", "$translate": "r",
           "$meta": "r", "$meta-add": "u", "$meta-delete": "u",
-          "$lastn": "s"}  # a search, run as the caller's own
+          "$lastn": "s",  # a search, run as the caller's own
+          "$summary": "r", "$twin": "r"}  # a patient's summary and twin: read as the caller's own searches
 CONFORMANCE = frozenset({"CapabilityStatement", "StructureDefinition", "SearchParameter", "ValueSet", "CodeSystem",
                          "ConceptMap", "OperationDefinition", "NamingSystem", "ImplementationGuide",
                          "CompartmentDefinition", "StructureMap", "GraphDefinition", "Questionnaire",

@@ -1,0 +1,102 @@
+"""The IPS sections the summary fills: their LOINC codes, what each reads from the record, and its table.
+
+Problems, allergies and medications are required by the IPS Composition profile: with nothing to show, the
+section says why in `emptyReason` (list-empty-reason: `unavailable` when the record holds none the caller
+may see, `withheld` when the caller's role may not read that kind of record at all)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..patient_record import PatientRecord, Rows, latest_per_code
+from . import display as d
+
+LOINC = "http://loinc.org"
+PROCEDURE_LIMIT = 50
+IMMUNIZATION_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    loinc: str
+    display: str
+    title: str
+    required: bool
+    read: Callable[[PatientRecord], list[Rows]]
+    headers: tuple[str, ...]
+    row: Callable[[dict[str, Any]], list[str]]
+
+    def code(self) -> dict[str, Any]:
+        return {"coding": [{"system": LOINC, "code": self.loinc, "display": self.display}]}
+
+
+def _problems(r: PatientRecord) -> list[Rows]:
+    return [r.search("Condition", [("clinical-status", "active,recurrence,relapse")], "-onset-date")]
+
+
+def _allergies(r: PatientRecord) -> list[Rows]:
+    rows = r.search("AllergyIntolerance", [])
+    rows.resources = [a for a in rows.resources if a.get("verificationStatus", {}).get("coding", [{}])[0].get("code")
+                      != "entered-in-error"]
+    return [rows]
+
+
+def _medications(r: PatientRecord) -> list[Rows]:
+    return [r.search("MedicationRequest", [("status", "active,on-hold")], "-authoredon"),
+            r.search("MedicationStatement", [("status", "active,intended")], "-effective")]
+
+
+def _immunizations(r: PatientRecord) -> list[Rows]:
+    return [r.search("Immunization", [("status", "completed")], "-date", IMMUNIZATION_LIMIT)]
+
+
+def _latest(category: str) -> Callable[[PatientRecord], list[Rows]]:
+    def read(r: PatientRecord) -> list[Rows]:
+        rows = r.search("Observation", [("category", category), ("status", "final,amended,corrected")], "-date")
+        rows.resources = latest_per_code(rows.resources)
+        return [rows]
+    return read
+
+
+def _procedures(r: PatientRecord) -> list[Rows]:
+    return [r.search("Procedure", [("status", "completed,in-progress")], "-date", PROCEDURE_LIMIT)]
+
+
+def _medication_row(m: dict[str, Any]) -> list[str]:
+    dosage = "; ".join(x.get("text", "") for x in m.get("dosageInstruction") or m.get("dosage") or []
+                       if isinstance(x, dict))
+    return [d.concept(m.get("medicationCodeableConcept")) or (m.get("medicationReference") or {}).get("display", ""),
+            d.when(m, "authoredOn", "effectiveDateTime", "effectivePeriod"), m.get("status", ""), dosage]
+
+
+def _interpretation(o: dict[str, Any]) -> str:
+    return ", ".join(d.concept(i) for i in o.get("interpretation") or [])
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("problems", "11450-4", "Problem list - Reported", "Active problems", True, _problems,
+            ("Problem", "Since", "Status"),
+            lambda c: [d.concept(c.get("code")), d.when(c, "onsetDateTime", "onsetPeriod", "recordedDate"),
+                       d.concept(c.get("clinicalStatus"))]),
+    Section("allergies", "48765-2", "Allergies and adverse reactions Document", "Allergies and intolerances", True,
+            _allergies, ("Substance", "Criticality", "Status"),
+            lambda a: [d.concept(a.get("code")), a.get("criticality", ""), d.concept(a.get("clinicalStatus"))]),
+    Section("medications", "10160-0", "History of Medication use Narrative", "Medication summary", True,
+            _medications, ("Medication", "Since", "Status", "Dosage"), _medication_row),
+    Section("immunizations", "11369-6", "History of Immunization Narrative", "Immunizations", False,
+            _immunizations, ("Vaccine", "Date", "Dose"),
+            lambda i: [d.concept(i.get("vaccineCode")), d.when(i, "occurrenceDateTime"),
+                       str(((i.get("protocolApplied") or [{}])[0]).get("doseNumberPositiveInt", ""))]),
+    Section("results", "30954-2", "Relevant diagnostic tests/laboratory data Narrative", "Results (latest of each test)",
+            False, _latest("laboratory"), ("Test", "Result", "Interpretation", "Date"),
+            lambda o: [d.concept(o.get("code")), d.observation_value(o), _interpretation(o),
+                       d.when(o, "effectiveDateTime", "effectivePeriod", "issued")]),
+    Section("vital-signs", "8716-3", "Vital signs", "Vital signs (latest of each)", False, _latest("vital-signs"),
+            ("Measurement", "Value", "Date"),
+            lambda o: [d.concept(o.get("code")), d.observation_value(o),
+                       d.when(o, "effectiveDateTime", "effectivePeriod")]),
+    Section("procedures", "47519-4", "History of Procedures Document", "History of procedures", False, _procedures,
+            ("Procedure", "Date", "Status"),
+            lambda p: [d.concept(p.get("code")), d.when(p, "performedDateTime", "performedPeriod"), p.get("status", "")]),
+)
