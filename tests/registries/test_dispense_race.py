@@ -103,3 +103,36 @@ def test_fifty_pharmacies_at_once_one_fill_each_allowed(store, tmp_path):
             assert len(winners) == allowed
             print(f"{store.dialect}: {N} concurrent dispenses of '{rid}': {allowed} x 201, {N - allowed} x 409 "
                   f"in {took:.2f} s")
+
+
+def test_fifty_dispenses_across_two_server_processes(store, tmp_path):
+    """`healthtwin serve --workers 2`: the two processes share the database, not a lock in memory, so the race is
+    decided by the database alone (the SQLite writers' lock file, PostgreSQL's advisory lock and the row)."""
+    from ..conftest import serving
+    args = ["--data-dir", str(tmp_path / "data"), "--insecure-open", "--workers", "2", "--rate-limit", "off"]
+    if store.dialect == "postgres":
+        args += ["--database", store.dsn]
+    with serving(tmp_path, *args) as (_, port):
+        base = f"http://127.0.0.1:{port}"
+        entries = [rx.patient(), rx.prescription("once", quantity=60)]
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in entries]}
+        with httpx.Client(base_url=base, timeout=60) as c:
+            assert c.post("/fhir", json=bundle).status_code == 200
+        barrier = threading.Barrier(N)
+        codes: list[int] = []
+
+        def pharmacy() -> None:
+            with httpx.Client(base_url=base, timeout=120) as c:
+                barrier.wait()
+                codes.append(c.post("/fhir/MedicationDispense", json=rx.dispense("once")).status_code)
+
+        threads = [threading.Thread(target=pharmacy) for _ in range(N)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=180)
+        assert sorted(codes) == [201] + [409] * (N - 1), sorted(codes)
+        with httpx.Client(base_url=base, timeout=60) as c:
+            stored = c.get("/fhir/MedicationDispense", params={"_summary": "count"}).json()["total"]
+            assert stored == 1 and c.get("/fhir/MedicationRequest/once").json()["status"] == "completed"
