@@ -48,6 +48,11 @@ def _reference(interval: dict[str, Any], ps: PatientSeries, patient: Patient, wh
         cvxs = {norm_cvx(c) for c in interval["fromMostRecent"].split(";") if c.strip()}
         found = [d.given for d in patient.doses if d.cvx in cvxs and (d.given < when or inclusive and d.given == when)]
         return max(found) if found else None
+    relevant = interval.get("fromRelevantObs")
+    if relevant:  # e.g. "120": the date antiviral therapy began
+        code = relevant.get("code") if isinstance(relevant, dict) else str(relevant)
+        seen = [o.start for o in patient.observations if o.code == code and o.start]
+        return max(seen) if seen else None
     return None
 
 

@@ -69,7 +69,7 @@ def _case(row: dict[str, str], kind: str) -> Case:
     for i in range(1, 4):
         code = (row.get(f"Observation_Code_{i}") or "").strip()
         if code:
-            observations.append(Observation(code.zfill(3)))
+            observations.append(Observation(code.zfill(3), dates.parse_date(row.get(f"Observation_Date_{i}"))))
     expected["status"] = row["Series_Status"]
     number = (row.get("Forecast_#") or "").strip()
     expected["forecast_dose"] = "" if number == "-" else number
