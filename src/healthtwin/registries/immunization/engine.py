@@ -60,7 +60,8 @@ def antigen_doses(schedule: Schedule, patient: Patient) -> dict[str, list[Dose]]
 
 def assess_antigen(schedule: Schedule, patient: Patient, antigen: str, doses: list[Dose]) -> AntigenResult:
     data = schedule.antigens[antigen]
-    series = [PatientSeries(antigen, s) for s in data.get("series", []) if relevant(s, patient)]
+    risk_only = all(s.get("seriesType") == "Risk" for s in data.get("series", []))
+    series = [PatientSeries(antigen, s) for s in data.get("series", []) if relevant(s, patient, risk_only)]
     group_complete: dict[str, bool] = {}
 
     def completed(group: str) -> bool:

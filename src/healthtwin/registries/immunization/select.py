@@ -17,7 +17,10 @@ from .series_state import PatientSeries
 GENDER = {"female": "Female", "f": "Female", "male": "Male", "m": "Male"}
 
 
-def relevant(series: dict[str, Any], patient: Patient) -> bool:
+def relevant(series: dict[str, Any], patient: Patient, early: bool = False) -> bool:
+    """Whether a series applies: the patient's sex, and for a risk series an indication the patient has
+    at the assessment age (early: or will have, at its begin age, for an antigen that has only risk
+    series, whose first dose is then forecast at that age)."""
     required = series.get("requiredGender") or []
     if required and patient.gender not in required:
         return False
@@ -29,7 +32,7 @@ def relevant(series: dict[str, Any], patient: Patient) -> bool:
             continue
         begin = dates.add_opt(patient.birth, ind.get("beginAge")) or dates.MIN_DATE
         end = dates.add_opt(patient.birth, ind.get("endAge")) or dates.MAX_DATE
-        if begin <= patient.assessment < end:
+        if (early or begin <= patient.assessment) and patient.assessment < end:
             return True
     return False
 
