@@ -60,8 +60,10 @@ def antigen_doses(schedule: Schedule, patient: Patient) -> dict[str, list[Dose]]
 
 def assess_antigen(schedule: Schedule, patient: Patient, antigen: str, doses: list[Dose]) -> AntigenResult:
     data = schedule.antigens[antigen]
-    risk_only = all(s.get("seriesType") == "Risk" for s in data.get("series", []))
-    series = [PatientSeries(antigen, s) for s in data.get("series", []) if relevant(s, patient, risk_only)]
+    series = [PatientSeries(antigen, s) for s in data.get("series", []) if relevant(s, patient)]
+    if not series and all(s.get("seriesType") == "Risk" for s in data.get("series", [])):
+        # A risk-only antigen (dengue) with no series yet: one whose indication the patient will reach
+        series = [PatientSeries(antigen, s) for s in data.get("series", []) if relevant(s, patient, True)]
     group_complete: dict[str, bool] = {}
 
     def completed(group: str) -> bool:
