@@ -54,6 +54,9 @@ def run(args) -> int:
         else:
             print(f"Demo population already loaded in {settings.data_dir} (delete it to rebuild).", file=sys.stderr)
         window_text = " to ".join(orjson.loads(marker.read_bytes()).get("window") or ["?"])
+        if not getattr(args, "insecure_open", False):
+            from .web.demo_users import ensure_users
+            ensure_users(settings)
         print(f"Ready in {time.perf_counter() - started:.0f} s.", file=sys.stderr)
         base = (getattr(args, "public_url", None) or f"http://{args.host}:{args.port}").rstrip("/")
         print(f"\nHealth Twin demo: {args.patients:,} synthetic citizens, history {window_text}, in "
@@ -273,6 +276,8 @@ def guide(settings: Settings, base: str, insecure: bool = False) -> str:
     for title, var, url, body in tasks:
         lines.append(f"\n# {title}\n{_curl(tok(var) if var else None, url, body)}")
     if not insecure:
+        from .web.demo_users import pages_guide
+        lines.append("\n" + pages_guide(settings, base))
         lines.append("\n# Break-the-glass: a clinician adds -H 'X-Break-Glass: <reason>'; review: GET "
                      f"{fhir}/$break-glass-review (administrator)")
     return "\n".join(lines)

@@ -109,6 +109,18 @@ def what_in_words(event: dict[str, Any]) -> str:
     return f"{VERBS.get(subtype, 'used')} {thing}"
 
 
+def what_codes(event: dict[str, Any]) -> list[dict[str, str]]:
+    """What an access did as codes (AuditEvent.entity.detail), for a reader that says it in another
+    language: the interaction, the resource type, the observation category and the operation's name."""
+    subtype = ((event.get("subtype") or [{}])[0]).get("code") or "operation"
+    query = _raw_query(event)
+    rtype, category = _target(event, query)
+    name = query.partition("?")[0].lstrip("$") if subtype == "operation" and query.startswith("$") else None
+    found = {"interaction": subtype, "resource": rtype if rtype in TYPE_WORDS else None, "category": category,
+             "operation": name}
+    return [{"type": k, "valueString": v} for k, v in found.items() if v]
+
+
 def _when(recorded: str) -> str:
     return recorded[:16].replace("T", " at ") + " UTC" if len(recorded) >= 16 else recorded
 
@@ -174,6 +186,7 @@ def for_person(events: Iterable[dict[str, Any]], names: Callable[[str], str | No
         what = what_in_words(event) if is_rest else _SUBTYPE_WORDS.get(sub.get("code")) or \
             str(sub.get("display") or "accessed your record").lower()
         when = _when(event.get("recorded", ""))
+        codes = what_codes(event) if is_rest else []
         refused = event.get("outcome") not in (None, "0")
         sentence = f"{when}: {who_words} {'was refused: ' if refused else ''}{what}, {why}."
         if automated:
@@ -193,7 +206,7 @@ def for_person(events: Iterable[dict[str, Any]], names: Callable[[str], str | No
             "agent": agents,
             "source": {"observer": {"display": ((event.get("source") or {}).get("observer") or {}).get("display")
                                     or "Health Twin"}},
-            "entity": [{"what": e["what"], "description": what}
+            "entity": [{"what": e["what"], "description": what, **({"detail": codes} if codes else {})}
                        for e in event.get("entity") or () if (e.get("what") or {}).get("reference")] or None,
         }
         out.append({k: v for k, v in result.items() if v is not None})

@@ -371,28 +371,58 @@ def validate_authorize(config: SmartConfig, params: dict[str, str]) -> AuthReque
 
 
 _AUTH_PARAMS = ("response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
-                "code_challenge_method", "aud", "nonce", "launch")
+                "code_challenge_method", "aud", "nonce", "launch", "ui_locales")
 
 
-def _login_page(req: AuthRequest, message: str | None = None, status: int = 200) -> HTMLResponse:
+_PAGE_STYLE = ("body{font-family:system-ui,sans-serif;max-width:30em;margin:2em auto;padding:0 1em;line-height:1.5;"
+               "color:#1b1b1b}label{display:block;font-weight:600;margin-top:.6em}input{font:inherit;padding:.4em;"
+               "min-height:44px;width:100%;box-sizing:border-box;border:1px solid #767676;border-radius:4px}"
+               "button{font:inherit;padding:.5em 1em;min-height:44px;background:#123f7a;color:#fff;border:0;"
+               "border-radius:4px;margin-top:1em}.alert{color:#a4262c;font-weight:600}"
+               ":focus-visible{outline:3px solid #c25e00;outline-offset:2px}")
+_PAGE_STYLE_HASH = __import__("base64").b64encode(hashlib.sha256(_PAGE_STYLE.encode()).digest()).decode()
+# The sign-in page's own stylesheet by its hash: no other style, no script (and no form-action: browsers apply
+# it to the redirect that follows the login POST).
+HTML_HEADERS = {**HTML_HEADERS, "content-security-policy": f"default-src 'none'; style-src 'sha256-{_PAGE_STYLE_HASH}'; "
+                "base-uri 'none'; frame-ancestors 'none'"}
+
+
+def _page_lang(req: "AuthRequest | None", request: Request | None) -> str:
+    from .scope_words import choose
+    return choose(req.params.get("ui_locales") if req else None,
+                  request.headers.get("accept-language") if request is not None else None)
+
+
+def _login_page(req: AuthRequest, message: str | None = None, status: int = 200, lang: str = "az") -> HTMLResponse:
+    """The sign-in and consent page: what the application asks for in plain words (scope_words.py), in the
+    language the application asked for (ui_locales) or the browser prefers."""
+    from .scope_words import describe_all, word
     e = html.escape
     hidden = "".join(f'<input type="hidden" name="{e(k)}" value="{e(v)}">' for k, v in req.params.items())
-    note = f'<p role="alert" style="color:#a00">{e(message)}</p>' if message else ""
-    context = (f"<p>Opened by your organization's record system for <b>{e(req.launch.patient)}</b>"
-               + (f" ({e(req.launch.encounter)})" if req.launch.encounter else "") + ".</p>") if req.launch else ""
-    body = (f"<!doctype html><html lang=en><meta charset=utf-8><title>Health Twin sign-in</title>"
-            f"<body style='font-family:sans-serif;max-width:26em;margin:3em auto'>"
-            f"<h1>Sign in</h1><p><b>{e(req.client.name)}</b> asks for: {e(' '.join(req.scopes))}</p>{context}{note}"
-            f"<form method=post action='/auth/authorize'>{hidden}"
-            f"<p><label>User name<br><input name=username autocomplete=username required></label></p>"
-            f"<p><label>Password<br><input name=password type=password autocomplete=current-password required>"
-            f"</label></p><p><button type=submit>Sign in and allow</button></p></form></body></html>")
+    note = f'<p role="alert" class="alert">{e(message)}</p>' if message else ""
+    context = ""
+    if req.launch:
+        whom = req.launch.patient + (f" ({req.launch.encounter})" if req.launch.encounter else "")
+        context = f"<p>{e(word(lang, 'launch', patient=whom))}</p>"
+    asks = "".join(f"<li>{e(text)}</li>" for text in describe_all(req.scopes, lang))
+    body = (f"<!doctype html><html lang={lang}><head><meta charset=utf-8>"
+            f"<meta name=viewport content='width=device-width, initial-scale=1'>"
+            f"<title>{e(word(lang, 'title'))} · Health Twin</title><style>{_PAGE_STYLE}</style></head><body><main>"
+            f"<h1>{e(word(lang, 'title'))}</h1><p>{e(word(lang, 'asks', app=req.client.name))}</p><ul>{asks}</ul>"
+            f"{context}{note}<form method=post action='/auth/authorize'>{hidden}"
+            f"<label for=username>{e(word(lang, 'user'))}</label>"
+            f"<input id=username name=username autocomplete=username required>"
+            f"<label for=password>{e(word(lang, 'password'))}</label>"
+            f"<input id=password name=password type=password autocomplete=current-password required>"
+            f"<button type=submit>{e(word(lang, 'submit'))}</button></form></main></body></html>")
     return HTMLResponse(body, status, headers=HTML_HEADERS)
 
 
-def _error_page(message: str) -> HTMLResponse:
-    return HTMLResponse(f"<!doctype html><meta charset=utf-8><title>Sign-in error</title><h1>Sign-in error</h1>"
-                        f"<p>{html.escape(message)}</p>", 400, headers=HTML_HEADERS)
+def _error_page(message: str, lang: str = "en") -> HTMLResponse:
+    from .scope_words import word
+    title = html.escape(word(lang, "error"))
+    return HTMLResponse(f"<!doctype html><html lang={lang}><meta charset=utf-8><title>{title}</title><main><h1>{title}"
+                        f"</h1><p>{html.escape(message)}</p></main></html>", 400, headers=HTML_HEADERS)
 
 
 def _grant_for(user: Any, scopes: list[str], launch: Any = None) -> list[str]:
@@ -536,7 +566,7 @@ def smart_routes(config: SmartConfig) -> list[Route]:
             if request.method == "GET":
                 params = dict(request.query_params)
                 req = await run_in_threadpool(validate_authorize, config, params)
-                return _login_page(req)
+                return _login_page(req, lang=_page_lang(req, request))
             form = await read_form(request)
             req = await run_in_threadpool(validate_authorize, config, form)
         except PageError as exc:
@@ -549,7 +579,9 @@ def smart_routes(config: SmartConfig) -> list[Route]:
         for key in ("addr:" + _address(request), "user:" + username.lower()):
             wait = config.login_limiter.check(key)
             if wait is not None:
-                return _login_page(req, f"Too many attempts; try again in {int(wait) + 1} s.", 429)
+                from .scope_words import word
+                lang = _page_lang(req, request)
+                return _login_page(req, word(lang, "slow", s=int(wait) + 1), 429, lang=lang)
         user = await run_in_threadpool(verify_password, config.store, username, form.get("password", ""))
         event = auth_event("login", user is not None, username, client_id=req.client.client_id,
                            address=_address(request), description="signed in at the login page" if user else
@@ -559,7 +591,9 @@ def smart_routes(config: SmartConfig) -> list[Route]:
         except AuditError:
             return _error_page("The sign-in cannot be recorded just now; try again in a moment.")
         if user is None:
-            return _login_page(req, "Wrong user name or password.", 401)
+            from .scope_words import word
+            lang = _page_lang(req, request)
+            return _login_page(req, word(lang, "wrong"), 401, lang=lang)
         if not _grant_for(user, req.scopes, req.launch):
             return _redirect(req.redirect_uri, {"error": "invalid_scope", "state": req.state,
                                                 "error_description": "no requested scope fits this user"})

@@ -1,0 +1,187 @@
+"""The ministry dashboard (analyst and administrator roles): the national indicators with drill-down by
+region, district, age and sex, on a tile map of the economic regions and districts, their trend over the
+years, and the twin's alerts, forecasts and scenarios where the server has them. Everything comes from the
+materialised analytics (/analytics), never from patient-level data; export as CSV (the analytics' own), SVG
+(the chart as drawn) and PNG (app.js draws the SVG onto a canvas, where scripts run)."""
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .asgi_client import unavailable
+from .charts import bars, lines
+from .frame import HEADERS, Page, page
+from .tilemap import district_name, districts_of, region_name, region_of, tile_map
+
+DIMENSIONS = ("region", "district", "age", "sex", "period")
+_NAME = re.compile(r"^[a-z0-9_]{1,64}$")
+_VALUE = re.compile(r"^[A-Za-z0-9_+\-., ]{1,64}$")
+TWIN_SECTIONS = ("alerts", "forecasts", "scenarios")
+
+
+@page("ministry")
+async def overview(pg: Page) -> Response:
+    catalogue, *twin = await asyncio.gather(pg.api.get("/analytics/indicators"),
+                                            *(pg.api.get(f"/analytics/{s}") for s in TWIN_SECTIONS))
+    if not catalogue.ok:
+        return pg.message("error.title", catalogue.problem() or pg.tr.t("ministry.no_analytics"), catalogue.status)
+    sections = {name: _listing(answer) for name, answer in zip(TWIN_SECTIONS, twin)}
+    return pg.render("ministry/overview.html", indicators=(catalogue.json() or {}).get("indicators") or [],
+                     sections=sections)
+
+
+def _listing(answer: Any) -> dict[str, Any]:
+    """A twin section's answer as rows of (label, value) pairs, or not available yet."""
+    if unavailable(answer):
+        return {"available": False, "rows": []}
+    if not answer.ok:
+        return {"available": True, "error": answer.problem(), "rows": []}
+    data = answer.json()
+    items = data if isinstance(data, list) else next((v for v in (data or {}).values() if isinstance(v, list)), [])
+    rows = [{k: v for k, v in item.items() if isinstance(v, (str, int, float))} for item in items[:20]
+            if isinstance(item, dict)]
+    return {"available": True, "rows": rows}
+
+
+def _filters(pg: Page) -> dict[str, str]:
+    return {k: v for k in ("region", "district", "age", "sex", "period")
+            if (v := (pg.request.query_params.get(k) or "").strip()) and _VALUE.match(v)}
+
+
+def _by(pg: Page, filters: dict[str, str]) -> str:
+    by = pg.request.query_params.get("by") or ("district" if "region" in filters else "region")
+    return by if by in DIMENSIONS else "region"
+
+
+@page("ministry")
+async def indicator(pg: Page) -> Response:
+    name = pg.request.path_params["name"]
+    if not _NAME.match(name):
+        return pg.message("error.title", pg.tr.t("error.bad_form"), 400)
+    filters = _filters(pg)
+    by = _by(pg, filters)
+    breakdown, trend = await asyncio.gather(
+        pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": by}),
+        pg.api.get(f"/analytics/indicators/{name}", {k: v for k, v in filters.items() if k != "period"}
+                   | {"by": "period"}))
+    if not breakdown.ok:
+        return pg.message("error.title", breakdown.problem(), breakdown.status)
+    view = build_view(pg, breakdown.json(), trend.json() if trend.ok else None, by, filters)
+    return pg.render("ministry/indicator.html", **view)
+
+
+def build_view(pg: Page, result: dict[str, Any], trend: dict[str, Any] | None, by: str,
+               filters: dict[str, str]) -> dict[str, Any]:
+    tr = pg.tr
+    figures = result.get("figures") or []
+    periods = sorted({f.get("period") for f in figures if f.get("period") is not None})
+    period = int(filters["period"]) if filters.get("period", "").isdigit() else (periods[-1] if periods else None)
+    extras = [d for d in result.get("by") or [] if d not in (by, "period")]
+    chosen = {d: pg.request.query_params.get(f"x_{d}") for d in extras}
+    extra_values = {d: sorted({str(f.get(d)) for f in figures if f.get(d) is not None}) for d in extras}
+    for d in extras:
+        if chosen[d] not in extra_values[d]:
+            chosen[d] = extra_values[d][0] if extra_values[d] else None
+    rows = [f for f in figures if (by == "period" or f.get("period") == period)
+            and all(str(f.get(d)) == chosen[d] for d in extras)]
+    unit = (result.get("measure") or {}).get("unit") or ""
+    label = _labeller(tr, by)
+    title = result.get("title") or result.get("indicator")
+    chart = bars([label(r.get(by)) for r in rows], [r.get("value") for r in rows], title,
+                 tr.t("ministry.chart_desc", by=tr.t(f"dim.{by}"), unit=unit), tr.number, "bars")
+    the_map = None
+    if by in ("region", "district"):
+        values = {str(r.get(by)): r.get("value") for r in rows}
+        the_map = tile_map(values, by, tr.t("ministry.map_title", title=title), tr.number,
+                           region=filters.get("region") or (region_of(filters["district"]) if filters.get("district") else None))
+    curve = None
+    if trend:
+        tfig = [f for f in trend.get("figures") or [] if all(str(f.get(d)) == chosen.get(d) for d in extras
+                                                              if d in (trend.get("by") or []))]
+        totals: dict[Any, list[float]] = {}
+        for f in tfig:
+            if f.get("value") is not None:
+                totals.setdefault(f.get("period"), []).append(f["value"])
+        tperiods = sorted(totals)
+        curve = lines([str(p) for p in tperiods], {title: [sum(totals[p]) / len(totals[p]) for p in tperiods]},
+                      tr.t("ministry.trend_title", title=title), tr.t("ministry.trend_desc", unit=unit),
+                      fmt=tr.number, ident="curve")
+    drill = []
+    for r in rows:
+        value = r.get(by)
+        link = None
+        if by == "region":
+            link = {**filters, "region": value, "by": "district"}
+        elif by == "district":
+            link = {**filters, "district": value, "by": "age"}
+        drill.append({"label": label(value), "row": r, "link": link})
+    return {"result": result, "name": result.get("indicator"), "title": title, "by": by, "filters": filters,
+            "periods": periods, "period": period, "rows": drill, "unit": unit, "chart": chart, "map": the_map,
+            "curve": curve, "extras": extras, "extra_values": extra_values, "chosen": chosen,
+            "dimensions": DIMENSIONS, "place": _place(filters), "region_name": region_name,
+            "district_name": district_name, "threshold": result.get("threshold")}
+
+
+def _place(filters: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
+    """The breadcrumb of the places drilled into: (name, the query that opens it)."""
+    crumbs = []
+    region = filters.get("region") or (region_of(filters["district"]) if filters.get("district") else None)
+    if region:
+        crumbs.append((region_name(region), {"region": region, "by": "district"}))
+    if filters.get("district"):
+        crumbs.append((district_name(filters["district"]), {"district": filters["district"], "by": "age"}))
+    return crumbs
+
+
+def _labeller(tr: Any, by: str):
+    def label(value: Any) -> str:
+        if value is None:
+            return tr.t("ministry.unknown")
+        if by == "region":
+            return region_name(str(value))
+        if by == "district":
+            return district_name(str(value))
+        if by == "sex":
+            return tr.maybe("sex", value)
+        return str(value)
+    return label
+
+
+@page("ministry")
+async def export(pg: Page) -> Response:
+    """The figures as CSV (the analytics' own export) or a chart as an SVG file."""
+    name, fmt = pg.request.path_params["name"], pg.request.path_params["fmt"]
+    if not _NAME.match(name) or fmt not in ("csv", "svg"):
+        return pg.message("error.title", pg.tr.t("error.bad_form"), 400)
+    filters = _filters(pg)
+    by = _by(pg, filters)
+    if fmt == "csv":
+        answer = await pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": by, "format": "csv"})
+        if not answer.ok:
+            return pg.message("error.title", answer.problem(), answer.status)
+        return Response(answer.body, media_type="text/csv; charset=utf-8", headers={
+            **HEADERS, "content-disposition": f'attachment; filename="{name}-{by}.csv"'})
+    breakdown, trend = await asyncio.gather(
+        pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": by}),
+        pg.api.get(f"/analytics/indicators/{name}", {k: v for k, v in filters.items() if k != "period"} | {"by": "period"}))
+    if not breakdown.ok:
+        return pg.message("error.title", breakdown.problem(), breakdown.status)
+    view = build_view(pg, breakdown.json(), trend.json() if trend.ok else None, by, filters)
+    chart = pg.request.query_params.get("chart") or "bars"
+    svg = {"bars": view["chart"], "map": view["map"], "curve": view["curve"]}.get(chart)
+    if not svg:
+        return pg.message("error.title", pg.tr.t("error.bad_form"), 400)
+    return Response('<?xml version="1.0" encoding="UTF-8"?>\n' + str(svg), media_type="image/svg+xml", headers={
+        **HEADERS, "content-disposition": f'attachment; filename="{name}-{chart}.svg"'})
+
+
+def routes() -> list[Route]:
+    return [Route("/ministry", overview), Route("/ministry/indicator/{name}", indicator),
+            Route("/ministry/indicator/{name}/export.{fmt}", export)]
+
+
+__all__ = ["routes", "districts_of"]
