@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/healthtwin demo
 
-test: $(STAMP)
+# axe-core for the browser tests of the web pages (tests/web): from the npm registry, pinned by package-lock.json;
+# skipped (the browser tests then skip, saying why) where npm is absent.
+node_modules/.installed: package.json package-lock.json
+	if command -v npm >/dev/null; then npm ci --ignore-scripts --no-audit --no-fund && touch $@; fi
+
+test: $(STAMP) node_modules/.installed
 	$(BIN)/pytest -n 2
 
 serve: $(STAMP)

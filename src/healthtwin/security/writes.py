@@ -94,7 +94,15 @@ def check_write(policy: Any, ctx: RequestContext, access: Access, rtype: str, re
         if rtype == "Consent" and patient and all(p.removeprefix("Patient/") in (access.patients or ())
                                                   for p in patient):
             return
-        raise forbidden("Citizens may only write Consent resources about themselves or their wards")
+        # ...and their messages to their care team about their record (a prescription renewal, a correction
+        # asked for): a Communication about themselves or a ward, sent as themselves or that ward.
+        mine = access.patients or ()
+        subject, sender = _refs(resource.get("subject")), _refs(resource.get("sender"))
+        if rtype == "Communication" and subject and sender and all(
+                r.startswith("Patient/") and r.removeprefix("Patient/") in mine for r in subject + sender):
+            return
+        raise forbidden("Citizens may only write Consent resources, and Communications to their care team, about "
+                        "themselves or their wards")
     if role == "clinician":
         if rtype == "Patient":
             if resource.get("id") is None or resource.get("id") in (access.patients or ()):

@@ -19,7 +19,6 @@ from .charts import sparkline
 from .frame import HEADERS, Page, page
 
 REQUEST_SYSTEM = "https://health.gov.az/fhir/CodeSystem/citizen-request"
-TASK_CODES = "http://hl7.org/fhir/CodeSystem/task-code"
 ACTCODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # The privacy choices the portal offers, each a Consent (security/consent.py says how each is enforced)
@@ -147,14 +146,14 @@ async def prescriptions(pg: Page) -> Response:
     (requests, answer), (dispenses, _), (tasks, _) = await asyncio.gather(
         pg.api.entries("MedicationRequest", {"patient": pid, "_sort": "-authoredon", "_count": "100"}),
         pg.api.entries("MedicationDispense", {"patient": pid, "_count": "100"}),
-        pg.api.entries("Task", {"patient": pid, "code": f"{REQUEST_SYSTEM}|renewal", "_count": "50"}))
+        pg.api.entries("Communication", {"subject": pid, "category": f"{REQUEST_SYSTEM}|renewal", "_count": "50"}))
     dispensed: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for d in dispenses:
         for ref in d.get("authorizingPrescription") or []:
             rid = fx.ref_id(ref, "MedicationRequest")
             if rid:
                 dispensed[rid].append(d)
-    asked = {fx.ref_id(t.get("focus"), "MedicationRequest"): t for t in tasks}
+    asked = {fx.ref_id(ref, "MedicationRequest"): t for t in tasks for ref in t.get("about") or []}
     return pg.render("citizen/prescriptions.html", pid=pid, requests=requests, dispensed=dispensed, asked=asked,
                      fx=fx, sent=pg.request.query_params.get("sent"), refused=pg.request.query_params.get("refused"))
 
@@ -165,12 +164,11 @@ async def renew(pg: Page) -> Response:
     pid, rx = _subject(pg), form.get("prescription") or ""
     if not pid or not _ID.match(rx):
         return pg.message("error.title", pg.tr.t("error.bad_form"), 400)
-    task = {"resourceType": "Task", "status": "requested", "intent": "proposal",
-            "code": {"coding": [{"system": REQUEST_SYSTEM, "code": "renewal", "display": "Prescription renewal"}]},
-            "focus": {"reference": f"MedicationRequest/{rx}"}, "for": {"reference": f"Patient/{pid}"},
-            "authoredOn": _now(), "requester": {"reference": f"Patient/{pg.session.patient}"},
-            "description": str(form.get("note") or "")[:500] or None}
-    answer = await pg.api.call("POST", "/fhir/Task", body={k: v for k, v in task.items() if v is not None})
+    # A Communication from the citizen to their polyclinic about the prescription: it is part of the patient's
+    # record (a Task is not, in R4's Patient compartment), so the citizen may write it and sees it afterwards.
+    note = str(form.get("note") or "").strip()[:500]
+    message = _message(pg, pid, "renewal", f"MedicationRequest/{rx}", note or "Renewal requested")
+    answer = await pg.api.call("POST", "/fhir/Communication", body=message)
     if not answer.ok:
         return pg.message("error.refused_title", answer.problem(), answer.status)
     return RedirectResponse(f"/app/me/prescriptions?patient={pid}&sent=1", 303, headers=HEADERS)
@@ -306,19 +304,26 @@ async def report(pg: Page) -> Response:
         if not text or len(text) > 2000 or not re.match(r"^(Condition|MedicationRequest|Observation|Immunization|Patient)"
                                                         r"(/[A-Za-z0-9\-.]{1,64})?$", what):
             return pg.render("citizen/report.html", 400, pid=pid, error=pg.tr.t("report.need_text"), choices=_reportable())
-        task = {"resourceType": "Task", "status": "requested", "intent": "order",
-                "code": {"coding": [{"system": TASK_CODES, "code": "change", "display": "Change the focal resource"}]},
-                "for": {"reference": f"Patient/{pid}"}, "authoredOn": _now(), "description": text,
-                "requester": {"reference": f"Patient/{pg.session.patient}"}}
-        if "/" in what:
-            task["focus"] = {"reference": what}
-        else:
-            task["input"] = [{"type": {"text": "section"}, "valueString": what}]
-        answer = await pg.api.call("POST", "/fhir/Task", body=task)
+        message = _message(pg, pid, "correction", what if "/" in what else None, text, section=what)
+        answer = await pg.api.call("POST", "/fhir/Communication", body=message)
         if not answer.ok:
             return pg.message("error.refused_title", answer.problem(), answer.status)
         return pg.render("citizen/report.html", pid=pid, sent=True, choices=_reportable())
     return pg.render("citizen/report.html", pid=pid, choices=_reportable())
+
+
+def _message(pg: Page, pid: str, kind: str, about: str | None, text: str, section: str | None = None) -> dict:
+    """A citizen's request to their polyclinic (a renewal, a correction) as a Communication about their record."""
+    message: dict[str, Any] = {
+        "resourceType": "Communication", "status": "completed", "sent": _now(),
+        "category": [{"coding": [{"system": REQUEST_SYSTEM, "code": kind}]}],
+        "subject": {"reference": f"Patient/{pid}"}, "sender": {"reference": f"Patient/{pg.session.patient or pid}"},
+        "payload": [{"contentString": text}]}
+    if about:
+        message["about"] = [{"reference": about}]
+    if section and not about:
+        message["topic"] = {"text": section}
+    return message
 
 
 def _reportable() -> list[str]:

@@ -1,0 +1,192 @@
+"""The pages through the real application: sign-in, the session cookie, CSRF, CSP, each persona's main task,
+and that the pages show only what the person's token may fetch."""
+from __future__ import annotations
+
+import re
+import time
+
+from .conftest import PUBLIC, csrf_of, sign_in
+
+
+def test_sign_in_runs_smart_with_pkce_and_keeps_the_token_in_an_httponly_strict_cookie(site):
+    c = site.client
+    home = c.get("/app/")
+    assert home.status_code == 200 and 'lang="az"' in home.text and "/app/login" in home.text
+    start = c.get("/app/login", follow_redirects=False)
+    location = start.headers["location"]
+    assert "code_challenge_method=S256" in location and "ui_locales=az" in location
+    login_cookie = start.headers["set-cookie"]
+    assert "HttpOnly" in login_cookie and "Path=/app" in login_cookie
+    page = c.get(location)
+    # the sign-in page says what is asked in plain words, in Azerbaijani, and shows no raw scope string
+    shown = re.sub(r'<input type="hidden"[^>]*>', "", page.text)
+    assert "user/*.cruds" not in shown and "launch/patient" not in shown and "user/*.cruds" in page.text
+    assert "kim olduğunuzu bilmək" in page.text and 'lang=az' in page.text
+    assert "unsafe-inline" not in page.headers["content-security-policy"]
+    done = sign_in(c, "aysel")
+    assert done.status_code == 303 and done.headers["location"] == "/app/me"
+    cookie = next(h for h in done.headers.get_list("set-cookie") if h.startswith("ht_session="))
+    assert cookie.startswith("ht_session=") and "HttpOnly" in cookie and "SameSite=strict" in cookie.replace(
+        "Strict", "strict") and "Max-Age" not in cookie and "expires" not in cookie.lower()
+    token = c.cookies.get("ht_session")
+    record = c.get("/app/me")
+    assert record.status_code == 200 and "Aysel" in record.text
+    assert token not in record.text and token not in done.headers["location"]
+
+
+def test_security_headers_and_no_inline_code(site):
+    c = site.client
+    sign_in(c, "aysel")
+    page = c.get("/app/me")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "style-src 'self'" in csp and "unsafe" not in csp
+    assert "frame-ancestors 'none'" in csp and "form-action 'self'" in csp
+    assert page.headers["cache-control"] == "no-store" and page.headers["x-frame-options"] == "DENY"
+    assert "<style" not in page.text and " style=" not in page.text
+    css = c.get("/app/static/app.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert c.get("/app/static/../plugin.py").status_code == 404
+
+
+def test_forms_need_the_sessions_csrf_token_and_our_origin(site):
+    c = site.client
+    sign_in(c, "aysel")
+    page = c.get("/app/me/consents")
+    token = csrf_of(page.text)
+    form = {"patient": "p1", "choice": "sensitive"}
+    assert c.post("/app/me/consents", data=form, follow_redirects=False).status_code == 403
+    assert c.post("/app/me/consents", data={**form, "csrf": "0" * 40}, follow_redirects=False).status_code == 403
+    assert c.post("/app/me/consents", data={**form, "csrf": token}, headers={"origin": "https://evil.example"},
+                  follow_redirects=False).status_code == 403
+    assert not site.api("GET", "Consent?patient=p1").json().get("entry")
+    ok = c.post("/app/me/consents", data={**form, "csrf": token}, headers={"origin": PUBLIC}, follow_redirects=False)
+    assert ok.status_code == 303
+    consents = site.api("GET", "Consent?patient=p1").json()["entry"]
+    assert len(consents) == 1 and consents[0]["resource"]["provision"]["securityLabel"][0]["code"] == "PSY"
+    # the page shows it in force, and withdrawing it makes it inactive
+    page = c.get("/app/me/consents")
+    assert "Psixi sağlamlıq" in page.text
+    cid = consents[0]["resource"]["id"]
+    c.post("/app/me/consents", data={"patient": "p1", "withdraw": cid, "csrf": csrf_of(page.text)})
+    assert site.api("GET", f"Consent/{cid}").json()["status"] == "inactive"
+
+
+def test_citizen_record_results_with_ranges_and_trend_and_only_their_own(site):
+    c = site.client
+    sign_in(c, "aysel", lang="en")
+    page = c.get("/app/me?lang=en")
+    assert "Type 2 diabetes mellitus" in page.text and "metformin" in page.text
+    assert "Glucose" in page.text and "7.9 mmol/L" in page.text and "3.9 – 6.1" in page.text
+    assert "<polyline" in page.text and ">high<" in page.text  # trend line and the flag of the latest value
+    assert "is not available on this server yet" in page.text  # $summary / $immds-forecast not on main yet
+    other = c.get("/app/me?patient=p2")
+    assert other.status_code in (403, 404) and "Orxan" not in other.text
+    claims = c.get("/app/me/claims")
+    assert "42.5" in claims.text.replace(",", ".") or "42,5" in claims.text
+
+
+def test_access_log_names_who_and_why(site):
+    c = site.client
+    sign_in(c, "dr")
+    c.get("/app/clinic/patient/p1")
+    c2 = type(c)(c.app, base_url=PUBLIC)
+    sign_in(c2, "aysel", lang="en")
+    page = c2.get("/app/me/access?lang=en")
+    assert page.status_code == 200 and "doctor or nurse" in page.text and "Who looked at my record" in page.text
+    assert "test results and observations" in page.text or "laboratory results" in page.text
+
+
+def test_renewal_request_and_error_report_are_recorded_in_the_record(site):
+    c = site.client
+    sign_in(c, "aysel")
+    page = c.get("/app/me/prescriptions")
+    answer = c.post("/app/me/prescriptions/renew", data={"patient": "p1", "prescription": "rx1", "note": "running out",
+                                                          "csrf": csrf_of(page.text)}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    sent = site.api("GET", "Communication?subject=p1").json().get("entry") or []
+    assert [m["resource"]["about"][0]["reference"] for m in sent] == ["MedicationRequest/rx1"]
+    assert "Yeniləmə" in c.get("/app/me/prescriptions").text and "rx.renew" not in page.text
+    good = c.post("/app/me/report", data={"patient": "p1", "what": "Condition/c1", "text": "diagnosed in 2020",
+                                          "csrf": csrf_of(page.text)})
+    assert good.status_code == 200 and 'role="status"' in good.text
+    sent = site.api("GET", "Communication?subject=p1&category=https://health.gov.az/fhir/CodeSystem/citizen-request|correction").json()
+    assert sent["entry"][0]["resource"]["payload"][0]["contentString"] == "diagnosed in 2020"
+    # a message about someone the citizen does not represent is refused by the API, whatever the page sends
+    other = c.post("/app/me/report", data={"patient": "p2", "what": "Condition", "text": "not mine",
+                                           "csrf": csrf_of(page.text)})
+    assert other.status_code == 403
+    assert not site.api("GET", "Communication?subject=p2").json().get("entry")
+    report = c.post("/app/me/report", data={"patient": "p1", "what": "Condition", "text": "",
+                                            "csrf": csrf_of(page.text)})
+    assert report.status_code == 400 and 'aria-invalid="true"' in report.text
+
+
+def test_clinician_finds_their_patient_and_breaks_the_glass_for_another(site):
+    c = site.client
+    assert sign_in(c, "dr").headers["location"] == "/app/clinic"
+    found = c.get("/app/clinic?name=Əliyeva")
+    assert "/app/clinic/patient/p1" in found.text
+    assert "/app/clinic/patient/p2" not in c.get("/app/clinic?name=Məmmədov").text  # not in their care
+    page = c.get("/app/clinic/patient/p1")
+    assert page.status_code == 200 and "Type 2 diabetes mellitus" in page.text
+    refused = c.get("/app/clinic/patient/p2")
+    assert refused.status_code in (403, 404) and "break-glass" in refused.text and "Orxan" not in refused.text
+    token = csrf_of(refused.text)
+    short = c.post("/app/clinic/patient/p2/break-glass", data={"reason": "short", "csrf": token})
+    assert short.status_code == 400
+    opened = c.post("/app/clinic/patient/p2/break-glass", data={"reason": "unconscious in the emergency room",
+                                                                 "csrf": token}, follow_redirects=False)
+    assert opened.status_code == 303
+    assert "Orxan" in c.get(opened.headers["location"]).text
+    review = site.api("GET", "$break-glass-review").json()
+    assert "unconscious in the emergency room" in str(review)
+
+
+def test_clinician_prescribes(site):
+    c = site.client
+    sign_in(c, "dr")
+    page = c.get("/app/clinic/patient/p1")
+    bad = c.post("/app/clinic/patient/p1/prescribe", data={"medicine": "x", "quantity": "0", "csrf": csrf_of(page.text)})
+    assert bad.status_code == 400
+    done = c.post("/app/clinic/patient/p1/prescribe", data={"medicine": "atorvastatin", "atc": "C10AA05",
+                                                             "quantity": "30", "csrf": csrf_of(page.text)},
+                  follow_redirects=False)
+    assert done.status_code == 303, done.text
+    names = [e["resource"]["medicationCodeableConcept"]["text"]
+             for e in site.api("GET", "MedicationRequest?patient=p1").json()["entry"]]
+    assert "atorvastatin" in names
+
+
+def test_ministry_dashboard_from_the_materialised_analytics(site):
+    c = site.client
+    assert site.client.post("/analytics/refresh", headers={"authorization": f"Bearer {site.admin}"}).status_code == 200
+    assert sign_in(c, "analyst").headers["location"] == "/app/ministry"
+    overview = c.get("/app/ministry")
+    assert overview.status_code == 200 and "/app/ministry/indicator/population" in overview.text
+    page = c.get("/app/ministry/indicator/population?by=sex")
+    assert page.status_code == 200 and "<svg" in page.text
+    csv = c.get("/app/ministry/indicator/population/export.csv?by=sex")
+    assert csv.status_code == 200 and csv.text.splitlines()[0].startswith("period,sex,numerator")
+    svg = c.get("/app/ministry/indicator/population/export.svg?by=region&chart=map")
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml") and "Bakı" in svg.text
+    # a citizen is not the ministry
+    c2 = type(c)(c.app, base_url=PUBLIC)
+    sign_in(c2, "aysel")
+    assert c2.get("/app/ministry").status_code == 403
+
+
+def test_sign_out_revokes_the_token_and_an_expired_session_asks_to_sign_in_again(site):
+    c = site.client
+    sign_in(c, "aysel")
+    token = c.cookies.get("ht_session")
+    page = c.get("/app/me")
+    out = c.post("/app/logout", data={"csrf": csrf_of(page.text)}, follow_redirects=False)
+    assert out.status_code == 303 and any(h.startswith('ht_session=""') for h in out.headers.get_list("set-cookie"))
+    assert c.get("/fhir/Patient/p1", headers={"authorization": f"Bearer {token}"}).status_code == 401
+    from healthtwin.security.commands import mint
+    stale = mint(site.data_dir, PUBLIC, "aysel", "person", ["user/*.cruds"], ["citizen"], patient="Patient/p1",
+                 lifetime=1)
+    time.sleep(1.1)
+    c.cookies.set("ht_session", stale, path="/app")
+    answer = c.get("/app/me", follow_redirects=False)
+    assert answer.status_code == 303 and "expired=1" in answer.headers["location"]
