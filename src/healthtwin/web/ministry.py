@@ -19,7 +19,7 @@ from .tilemap import district_name, districts_of, region_name, region_of, tile_m
 
 DIMENSIONS = ("region", "district", "age", "sex", "period")
 _NAME = re.compile(r"^[a-z0-9_]{1,64}$")
-_VALUE = re.compile(r"^[A-Za-z0-9_+\-., ]{1,64}$")
+_VALUE = re.compile(r"^[\w+\-., ]{1,64}$")  # region and district names are Azerbaijani words
 TWIN_SECTIONS = ("alerts", "forecasts", "scenarios")
 
 

@@ -26,20 +26,24 @@ REGION_TILES = {
 SHADES = ["#e3eef9", "#b5d0ee", "#6f9fd8", "#2f6db5", "#123f7a"]  # light to dark; text dark on the first two
 
 
-def region_name(slug: str) -> str:
-    return REGION_NAMES.get(slug, slug)
+# The analytics name a region by its name ("Bakı") and a district by its label ("Nəsimi rayonu")
+_TILE_OF_REGION = {REGION_NAMES[slug]: place for slug, place in REGION_TILES.items()}
 
 
-def district_name(slug: str) -> str:
-    return next((d.name for d in DISTRICTS if d.slug == slug), slug)
+def region_name(value: str) -> str:
+    return value
+
+
+def district_name(value: str) -> str:
+    return value
 
 
 def districts_of(region: str) -> list[str]:
-    return [d.slug for d in DISTRICTS if d.region == region]
+    return [d.label for d in DISTRICTS if d.region_name == region]
 
 
 def region_of(district: str) -> str | None:
-    return next((d.region for d in DISTRICTS if d.slug == district), None)
+    return next((d.region_name for d in DISTRICTS if d.label == district), None)
 
 
 def _shade(value: float | None, values: list[float]) -> tuple[str, str]:
@@ -52,13 +56,14 @@ def _shade(value: float | None, values: list[float]) -> tuple[str, str]:
 
 def tile_map(values: dict[str, float | None], level: str, title: str, fmt: Callable[[float], str],
              region: str | None = None, ident: str = "map") -> Markup:
-    """`level` "region": the 14 regions; "district": the districts of `region` (all of them if None)."""
+    """`level` "region": the 14 regions; "district": the districts of `region` (all of them if None); `values`
+    by region name or district label, as the analytics name them."""
     if level == "region":
-        places = [(slug, region_name(slug), col, row) for slug, (col, row) in REGION_TILES.items()]
+        places = [(name, name, col, row) for name, (col, row) in _TILE_OF_REGION.items()]
     else:
-        slugs = districts_of(region) if region else [d.slug for d in DISTRICTS]
+        names = districts_of(region) if region else [d.label for d in DISTRICTS]
         cols = 6
-        places = [(slug, district_name(slug), i % cols, i // cols) for i, slug in enumerate(slugs)]
+        places = [(name, name.removesuffix(" rayonu"), i % cols, i // cols) for i, name in enumerate(names)]
     w, h, gap = 104, 62, 4
     width = 6 * (w + gap) + gap
     height = (max((p[3] for p in places), default=0) + 1) * (h + gap) + gap
