@@ -155,15 +155,15 @@ async def prescribe(pg: Page) -> Response:
 
 
 async def _cds_cards(pg: Page, pid: str, draft: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The CDS Hooks cards for the draft prescription (order-sign, then order-select), None when the server
-    has no CDS service."""
+    """The CDS Hooks cards for the draft prescription (the order-sign services), None when the server has no
+    CDS service."""
     discovery = await pg.api.get("/cds-services")
     if not discovery.ok:
         return None
     services = (discovery.json() or {}).get("services") or []
     cards: list[dict[str, Any]] = []
     for service in services:
-        if service.get("hook") not in ("order-sign", "order-select"):
+        if service.get("hook") != "order-sign":  # the checks at signing (order-select repeats them per selection)
             continue
         answer = await pg.api.call("POST", f"/cds-services/{service.get('id')}", body={
             "hook": service["hook"], "hookInstance": f"web-{pid}", "context": {
