@@ -11,5 +11,7 @@ def contributions(services: Any, identify: Callable | None = None) -> list[Contr
     from .prescribing.plugin import contribution as prescribing
     from .laboratory.plugin import contribution as laboratory
     from .summary.plugin import contribution as summary
-    found: list[Contribution] = [prescribing(services, identify), laboratory(services), summary(services)]
+    from .citizen_twin.plugin import contribution as citizen_twin
+    found: list[Contribution] = [prescribing(services, identify), laboratory(services), summary(services),
+                                 citizen_twin(services)]
     return found
