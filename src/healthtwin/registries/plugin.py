@@ -12,6 +12,7 @@ def contributions(services: Any, identify: Callable | None = None) -> list[Contr
     from .laboratory.plugin import contribution as laboratory
     from .summary.plugin import contribution as summary
     from .citizen_twin.plugin import contribution as citizen_twin
+    from .immunization.plugin import contribution as immunization
     found: list[Contribution] = [prescribing(services, identify), laboratory(services), summary(services),
-                                 citizen_twin(services)]
+                                 citizen_twin(services), immunization(services)]
     return found

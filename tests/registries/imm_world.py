@@ -1,0 +1,83 @@
+"""A generated population (the types the immunization registry reads) loaded into a store of each kind and
+served with the SMART policy: what the immunization registry's FHIR tests share."""
+from __future__ import annotations
+
+import collections
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from healthtwin.security.keys import KeySet
+from healthtwin.security.tokens import TokenService
+
+BASE = "http://testserver"
+END = dt.date(2024, 12, 31)
+TYPES = ("Organization", "Practitioner", "Location", "Patient", "Immunization", "Condition", "AllergyIntolerance")
+
+
+@dataclass
+class World:
+    client: Any
+    headers: dict[str, dict[str, str]]
+    child: dict[str, Any]  # the child with the most doses
+    patients: list[dict[str, Any]]
+    store: Any
+    services: Any
+    folder: Path
+
+
+@pytest.fixture(scope="session")
+def imm_population(tmp_path_factory) -> Path:
+    from healthtwin.population import generate
+    out = tmp_path_factory.mktemp("pop-immunization")
+    generate(out, 400, 11, start_year=2015, end_date=END)
+    return out
+
+
+def read(folder: Path, rtype: str) -> list[dict[str, Any]]:
+    path = folder / f"{rtype}.ndjson"
+    return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def imm_world(request, tmp_path_factory, imm_population):
+    from starlette.testclient import TestClient
+
+    from healthtwin.api.services import Services
+    from healthtwin.composition import AppSettings, build_app
+    from healthtwin.loading import Loader
+    from tests.conftest import make_store
+    tmp_path = tmp_path_factory.mktemp(f"imm-{request.param}")
+    store = make_store(request.param, tmp_path)
+    loader = Loader(Services.build(store))
+    for rtype in TYPES:
+        f = imm_population / f"{rtype}.ndjson"
+        if f.exists():
+            loader.load_lines(f.read_bytes().splitlines(), f.name)
+    patients = read(imm_population, "Patient")
+    doses = collections.Counter(i["patient"]["reference"][8:] for i in read(imm_population, "Immunization"))
+    young = sorted((p for p in patients if p["birthDate"] > "2019" and doses[p["id"]]), key=lambda p: p["id"])
+    child = max(young, key=lambda p: doses[p["id"]])
+    tokens = TokenService(KeySet.generate(), BASE, BASE + "/fhir")
+    app = build_app(store, AppSettings(data_dir=tmp_path / "data", public_url=BASE, rate=None), tokens=tokens)
+    claims = {
+        "admin": dict(subject="root", kind="person", scopes=["user/*.cruds"], roles=["administrator"]),
+        "own_doctor": dict(subject="ped", kind="person", scopes=["user/*.cruds"], roles=["clinician"],
+                           organization=child["managingOrganization"]["reference"],
+                           fhir_user=child["generalPractitioner"][0]["reference"]),
+        "stranger_doctor": dict(subject="dr-x", kind="person", scopes=["user/*.rs"], roles=["clinician"],
+                                organization="Organization/org-nowhere", fhir_user="Practitioner/nobody"),
+        "analyst": dict(subject="ana", kind="person", scopes=["user/*.rs"], roles=["analyst"]),
+    }
+    headers = {k: {"authorization": f"Bearer {tokens.mint(**v)[0]}"} for k, v in claims.items()}
+    with TestClient(app, base_url=BASE) as client:
+        episode = {"resourceType": "EpisodeOfCare", "status": "active",
+                   "patient": {"reference": f"Patient/{child['id']}"},
+                   "managingOrganization": child["managingOrganization"]}
+        assert client.post("/fhir/EpisodeOfCare", json=episode, headers=headers["admin"]).status_code == 201
+        yield World(client, headers, child, patients, store, app.fhir.services, imm_population)
+    store.close()
