@@ -25,6 +25,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     run_p.add_argument("--compare", type=Path, default=None,
                        help="a reference CSV to compare the output with (relative difference <= 1e-6)")
     run_p.set_defaults(func=run)
+    scan = ssub.add_parser("scan", help="the weekly detection run over the twin's series: ranked alerts as "
+                                        "FHIR Communications (NDJSON)")
+    scan.add_argument("--analytics", required=True, help="the analytics folder (its analytics.duckdb)")
+    scan.add_argument("--syndromes", default="", help="comma-separated groups (default: every group)")
+    scan.add_argument("--level", default="district", choices=["national", "region", "district"])
+    scan.add_argument("--weeks", type=int, default=1, help="how many recent weeks to look at (default 1)")
+    scan.add_argument("--max-per-district", type=int, default=3)
+    scan.add_argument("--out", required=True, type=Path, help="NDJSON file of Communications ('-' for stdout)")
+    scan.set_defaults(func=run_scan)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,4 +55,27 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {name}: {col}")
         print("parity: " + ("OK" if result["ok"] else "DIFFERS"))
         return 0 if result["ok"] else 1
+    return 0
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    import json
+
+    from . import job
+
+    try:
+        series = job.series_from_analytics(args.analytics, [x for x in args.syndromes.split(",") if x] or None,
+                                           level=args.level)
+        summary = job.run(series, job.district_epidemiologist, weeks=args.weeks,
+                          max_per_district=args.max_per_district)
+    except ValueError as exc:
+        print(f"healthtwin surveillance scan: {exc}", file=sys.stderr)
+        return 2
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in summary.resources)
+    if str(args.out) == "-":
+        sys.stdout.write(lines)
+    else:
+        args.out.write_text(lines)
+    print(f"{summary.series} series, {summary.signals} signals in {summary.groups} groups: {summary.raised} raised, "
+          f"{summary.held_back} held back by the per-district cap", file=sys.stderr)
     return 0

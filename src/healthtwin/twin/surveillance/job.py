@@ -1,0 +1,202 @@
+"""The scheduled detection run over the twin: every weekly series, ranked and grouped signals, one FHIR
+Communication per group routed to the district's epidemiologist.
+
+Input is any iterable of weekly series with ``key`` ((), (region,) or (region, district)), ``syndrome``,
+``interval`` ("week"), ``dates`` (first day of each week) and ``counts`` — what ``twin/series.py``'s
+``counts(..., interval="week")`` returns; ``series_from_analytics`` reads them from there.
+
+For the latest week (``weeks`` = how many recent weeks to look at) each series goes through the twin
+detector (twin_detector.py). A signal is ranked by
+    rank = -log10(p) * (1 + log10(1 + excess)) * novelty,
+with excess = observed - expected and novelty 1 for a series that did not signal in the previous two
+weeks, 0.5 for one that did (a continuing outbreak stays visible but yields to a new one). Signals of one
+syndrome in one region and week form one group: the district with the strongest evidence leads it, the
+others are listed, and one Communication is raised for it. At most ``max_per_district`` groups per
+district per week are raised; beyond that only those with p < ``override_p`` ("something is really
+happening") pass, the rest are counted in the run's summary.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from . import twin_detector
+
+METHOD = "twin NB p1/p2 (Noufaily-style baseline, 1- and 2-week tail probabilities)"
+
+
+class WeeklySeries(Protocol):
+    key: tuple[str, ...]
+    syndrome: str
+    interval: str
+    dates: Sequence[dt.date]
+    counts: Sequence[int]
+
+
+@dataclass
+class Signal:
+    key: tuple[str, ...]
+    syndrome: str
+    week: dt.date
+    observed: float
+    expected: float
+    pvalue: float
+    novel: bool
+    chart: dict[str, list[Any]]
+
+    @property
+    def excess(self) -> float:
+        return max(0.0, self.observed - self.expected)
+
+    @property
+    def rank(self) -> float:
+        p = max(self.pvalue, 1e-300)
+        return -math.log10(p) * (1 + math.log10(1 + self.excess)) * (1.0 if self.novel else 0.5)
+
+
+@dataclass
+class Group:
+    syndrome: str
+    region: str
+    week: dt.date
+    members: list[Signal] = field(default_factory=list)
+
+    @property
+    def lead(self) -> Signal:
+        return max(self.members, key=lambda s: s.rank)
+
+    @property
+    def district(self) -> str | None:
+        lead = self.lead
+        return lead.key[1] if len(lead.key) > 1 else None
+
+
+@dataclass
+class RunSummary:
+    series: int
+    signals: int
+    groups: int
+    raised: int
+    held_back: int
+    resources: list[dict[str, Any]]
+
+
+def scan_series(s: WeeklySeries, weeks: int, alpha: float, chart_weeks: int = 52) -> list[Signal]:
+    counts = np.asarray(s.counts, dtype=float)
+    n = len(counts)
+    look = weeks + 2  # two more weeks to judge novelty
+    rng = np.arange(max(1, n - look + 1), n + 1)
+    r = twin_detector.detect(counts, rng, alpha=alpha)
+    if len(r.range) == 0:
+        return []
+    alarm_at = {int(i): bool(a) for i, a in zip(r.range, r.alarm)}
+    out = []
+    for j, idx in enumerate(r.range):
+        if idx <= n - weeks or not r.alarm[j]:
+            continue
+        novel = not (alarm_at.get(int(idx) - 1) or alarm_at.get(int(idx) - 2))
+        lo = max(0, idx - chart_weeks)
+        exp_series = [None] * (idx - lo)
+        exp_series[-1] = round(float(r.expected[j]), 3)
+        out.append(Signal(key=tuple(s.key), syndrome=s.syndrome, week=s.dates[idx - 1], observed=float(counts[idx - 1]),
+                          expected=float(r.expected[j]), pvalue=float(r.pvalue[j]), novel=novel,
+                          chart={"weeks": [d.isoformat() for d in s.dates[lo:idx]],
+                                 "observed": [int(c) for c in counts[lo:idx]], "expected": exp_series}))
+    return out
+
+
+def group_signals(signals: Iterable[Signal]) -> list[Group]:
+    groups: dict[tuple[str, str, dt.date], Group] = {}
+    for sig in signals:
+        region = sig.key[0] if sig.key else "national"
+        g = groups.setdefault((sig.syndrome, region, sig.week), Group(sig.syndrome, region, sig.week))
+        g.members.append(sig)
+    return sorted(groups.values(), key=lambda g: -g.lead.rank)
+
+
+def communication(group: Group, recipient: dict[str, Any] | None, now: dt.datetime) -> dict[str, Any]:
+    lead = group.lead
+    place = "/".join(lead.key) if lead.key else "national"
+    others = [m for m in group.members if m is not lead]
+    text = (f"{group.syndrome}: {lead.observed:.0f} cases in the week of {lead.week.isoformat()} in {place}, "
+            f"expected {lead.expected:.1f} (p = {lead.pvalue:.2g}, {METHOD}). "
+            + ("New signal." if lead.novel else "Continuing signal.")
+            + (f" Also signalling in the region: {', '.join('/'.join(m.key) for m in others)}." if others else ""))
+    evidence = {"syndrome": group.syndrome, "week": lead.week.isoformat(), "method": METHOD,
+                "rank": round(lead.rank, 3),
+                "signals": [{"place": list(m.key), "observed": m.observed, "expected": round(m.expected, 3),
+                             "pvalue": m.pvalue, "novel": m.novel, "chart": m.chart} for m in group.members]}
+    res: dict[str, Any] = {
+        "resourceType": "Communication", "id": str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                           f"surveillance/{group.syndrome}/{place}/{lead.week}")),
+        "status": "completed",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/communication-category",
+                                  "code": "alert"}]}],
+        "priority": "urgent" if lead.pvalue < 1e-6 else "routine",
+        "topic": {"text": f"Statistical signal: {group.syndrome} in {place}"},
+        "sent": now.isoformat(timespec="seconds"),
+        "payload": [{"contentString": text},
+                    {"contentAttachment": {"contentType": "application/json", "title": "evidence and chart data",
+                                           "data": base64.b64encode(json.dumps(evidence).encode()).decode()}}],
+    }
+    if recipient is not None:
+        res["recipient"] = [recipient]
+    return res
+
+
+def run(series: Iterable[WeeklySeries], recipient_for: Callable[[str | None, str], dict[str, Any] | None],
+        weeks: int = 1, alpha: float = twin_detector.DEFAULT_ALPHA, max_per_district: int = 3,
+        override_p: float = 1e-6, now: dt.datetime | None = None) -> RunSummary:
+    """Scan, rank, group and raise. ``recipient_for(district, region)`` gives the epidemiologist's
+    reference (e.g. {"reference": "PractitionerRole/..."}) or None."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    n_series = 0
+    signals: list[Signal] = []
+    for s in series:
+        if s.interval != "week":
+            raise ValueError(f"the detection run needs weekly series, not {s.interval!r} ({s.syndrome} {s.key})")
+        n_series += 1
+        signals += scan_series(s, weeks, alpha)
+    groups = group_signals(signals)
+    raised: list[dict[str, Any]] = []
+    per_district: dict[tuple[str, dt.date], int] = {}
+    held = 0
+    for g in groups:
+        slot = (g.district or g.region, g.week)
+        used = per_district.get(slot, 0)
+        if used >= max_per_district and g.lead.pvalue >= override_p:
+            held += 1
+            continue
+        per_district[slot] = used + 1
+        raised.append(communication(g, recipient_for(g.district, g.region), now))
+    return RunSummary(series=n_series, signals=len(signals), groups=len(groups), raised=len(raised),
+                      held_back=held, resources=raised)
+
+
+def district_epidemiologist(district: str | None, region: str) -> dict[str, Any]:
+    """The default routing: a logical reference (by identifier) to the place's epidemiologist, which the
+    ministry's directory resolves; a deployment passes its own ``recipient_for`` naming PractitionerRoles."""
+    place = district or region
+    return {"identifier": {"system": "https://health.gov.az/fhir/sid/district-epidemiologist", "value": place},
+            "display": f"Epidemiologist, {place}"}
+
+
+def series_from_analytics(analytics_dir: str, syndromes: Sequence[str] | None = None,
+                          level: str = "district") -> list[WeeklySeries]:
+    """The twin's weekly series per syndrome and place, from twin/series.py."""
+    try:
+        from .. import series as twin_series  # type: ignore[attr-defined]
+    except ImportError as exc:  # pragma: no cover - until the series module is installed
+        raise ValueError("the twin's series module (twin/series.py) is not available") from exc
+    names = list(syndromes) if syndromes else [s["syndrome"] for s in twin_series.syndromes(analytics_dir)]
+    out: list[WeeklySeries] = []
+    for name in names:
+        out += twin_series.counts(analytics_dir, name, level=level, interval="week")
+    return out

@@ -1,0 +1,80 @@
+"""The scheduled detection run on injected weekly series: a planted outbreak becomes one Communication
+routed to its district's epidemiologist with the evidence; quiet series stay (nearly) quiet; the cap
+per district holds unless the evidence is overwhelming."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from healthtwin.twin.surveillance import job
+from healthtwin.twin.surveillance.injector import Scenario, inject
+
+
+@dataclass
+class S:
+    key: tuple[str, ...]
+    syndrome: str
+    interval: str
+    dates: list[dt.date]
+    counts: list[int]
+
+
+START = dt.date(2019, 12, 30)
+
+
+def _series(key, syndrome, counts):
+    return S(key, syndrome, "week", [START + dt.timedelta(weeks=i) for i in range(len(counts))], [int(c) for c in counts])
+
+
+def _district_series(seed, extra_last_week=0):
+    inj = inject(Scenario("mid", theta=2.0, gamma1=(0.4,), gamma2=(0.3,), phi=1.5), seed, k=0.0, years=6,
+                 past_outbreaks=0)
+    c = inj.counts.copy()
+    c[-1] += extra_last_week
+    return c
+
+
+def _recipient(district, region):
+    return {"reference": f"PractitionerRole/epi-{district or region}"}
+
+
+def test_a_planted_outbreak_is_raised_to_its_district():
+    series = [_series(("north", f"d{i}"), "ili", _district_series(i, 60 if i == 3 else 0)) for i in range(12)]
+    out = job.run(series, _recipient, now=dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc))
+    assert out.series == 12
+    leads = [r for r in out.resources if "d3" in r["topic"]["text"]]
+    assert len(leads) == 1
+    comm = leads[0]
+    assert comm["resourceType"] == "Communication"
+    assert comm["recipient"] == [{"reference": "PractitionerRole/epi-d3"}]
+    evidence = json.loads(base64.b64decode(comm["payload"][1]["contentAttachment"]["data"]))
+    lead = evidence["signals"][0]
+    assert lead["place"] == ["north", "d3"] and lead["observed"] > lead["expected"] + 40
+    assert len(lead["chart"]["observed"]) == 52 and lead["chart"]["observed"][-1] == lead["observed"]
+    assert out.raised <= 2  # the outbreak, and at most one chance signal among eleven quiet series
+
+
+def test_the_cap_per_district_holds_unless_the_evidence_is_overwhelming():
+    # six syndromes in one district, all mildly raised: at most three are raised, the rest held back
+    quiet = [_series(("north", "d1"), f"s{j}", _district_series(100 + j, 14)) for j in range(6)]
+    out = job.run(quiet, _recipient, max_per_district=3, override_p=1e-12)
+    assert out.raised <= 3
+    assert out.raised + out.held_back == out.groups
+    loud = [_series(("north", "d1"), f"s{j}", _district_series(200 + j, 200)) for j in range(6)]
+    out = job.run(loud, _recipient, max_per_district=3, override_p=1e-6)
+    assert out.raised == 6 and out.held_back == 0
+
+
+def test_daily_series_are_refused():
+    s = _series(("north", "d1"), "ili", np.ones(400))
+    s.interval = "day"
+    try:
+        job.run([s], _recipient)
+    except ValueError as exc:
+        assert "weekly" in str(exc)
+    else:
+        raise AssertionError("a daily series was accepted")
