@@ -219,3 +219,15 @@ def test_bad_series_requests_are_refused(world) -> None:
             call()
     kinds = Counter(s["kind"] for s in S.syndromes(mat.con))
     assert kinds["chapter"] == 22 and kinds["syndrome"] >= 3 and kinds["notifiable"] >= 20
+
+
+def test_the_detection_run_raises_the_measles_cluster_to_its_district(world) -> None:
+    """twin/surveillance/job.py over these series: the planted cluster's district gets a Communication."""
+    from healthtwin.twin.surveillance import job
+    mat, _, truth = world
+    m = truth["measles"]
+    series = job.series_from_analytics(mat.con, ["measles"], level="district")
+    summary = job.run(series, job.district_epidemiologist, weeks=30)
+    assert summary.raised >= 1
+    places = {r["recipient"][0]["identifier"]["value"] for r in summary.resources}
+    assert places == {m["district_name"]}

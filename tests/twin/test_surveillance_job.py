@@ -78,3 +78,12 @@ def test_daily_series_are_refused():
         assert "weekly" in str(exc)
     else:
         raise AssertionError("a daily series was accepted")
+
+
+def test_the_communications_are_valid_fhir():
+    from healthtwin.fhir.validation import Validator
+    series = [_series(("north", "d3"), "ili", _district_series(3, 60))]
+    out = job.run(series, job.district_epidemiologist)
+    assert out.raised == 1
+    issues = [i for i in Validator().validate(out.resources[0]) if i.severity in ("error", "fatal")]
+    assert issues == []
