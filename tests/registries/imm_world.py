@@ -28,6 +28,8 @@ class World:
     store: Any
     services: Any
     folder: Path
+    database: str  # what `healthtwin immunization refresh --database` takes, with `data_dir`
+    data_dir: Path
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +45,24 @@ def read(folder: Path, rtype: str) -> list[dict[str, Any]]:
     return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
 
 
+def database_url(kind: str, tmp_path: Path) -> str:
+    """A fresh database of `kind` as a URL (PostgreSQL: a schema of the test database of tests/conftest.py)."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite'}"
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import PG_ADMIN_DSN, _pg_database
+    dsn = _pg_database()
+    if dsn is None:
+        pytest.skip("PostgreSQL tests skipped: no server at " + PG_ADMIN_DSN)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"{dsn}?options=-csearch_path%3D{schema}"
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def imm_world(request, tmp_path_factory, imm_population):
     from starlette.testclient import TestClient
@@ -50,9 +70,10 @@ def imm_world(request, tmp_path_factory, imm_population):
     from healthtwin.api.services import Services
     from healthtwin.composition import AppSettings, build_app
     from healthtwin.loading import Loader
-    from tests.conftest import make_store
+    from healthtwin.security.storage import open_store
     tmp_path = tmp_path_factory.mktemp(f"imm-{request.param}")
-    store = make_store(request.param, tmp_path)
+    database = database_url(request.param, tmp_path)
+    store = open_store(database, tmp_path / "data")  # keys in the data folder: worker processes open it too
     loader = Loader(Services.build(store))
     for rtype in TYPES:
         f = imm_population / f"{rtype}.ndjson"
@@ -79,5 +100,6 @@ def imm_world(request, tmp_path_factory, imm_population):
                    "patient": {"reference": f"Patient/{child['id']}"},
                    "managingOrganization": child["managingOrganization"]}
         assert client.post("/fhir/EpisodeOfCare", json=episode, headers=headers["admin"]).status_code == 201
-        yield World(client, headers, child, patients, store, app.fhir.services, imm_population)
+        yield World(client, headers, child, patients, store, app.fhir.services, imm_population,
+                    database, tmp_path / "data")
     store.close()

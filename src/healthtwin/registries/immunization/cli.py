@@ -23,10 +23,15 @@ def add_parser(sub: Any) -> None:
     fc.add_argument("--out", type=Path, required=True, help="NDJSON of result Parameters to write")
     fc.add_argument("--schedule", choices=sorted(SCHEDULES), default=None,
                     help=f"supporting data (default {DEFAULT_SCHEDULE}; test-cases always use cdc)")
+    from .refresh import add_parser as add_refresh  # the live registry's batch job (refresh.py)
+    add_refresh(commands)
     imm.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.immunization_command == "refresh":
+        from .refresh import run as refresh
+        return refresh(args)
     if args.immunization_command == "test-cases":
         return _test_cases(args)
     return _forecast(args)

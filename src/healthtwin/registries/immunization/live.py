@@ -1,0 +1,166 @@
+"""The live registry: one current ImmunizationRecommendation per patient and schedule, kept by the system.
+
+A write rule (api/write_rules.py) on Immunization (create, update, delete) and Patient (a child created, a
+birth date, sex or death recorded, a patient deleted) re-forecasts the patient inside the write's store
+transaction and stores the result under a fixed id (recommendations.recommendation_id), updated in place, so
+`ImmunizationRecommendation?patient=…` reflects the record the moment the write commits. The forecast runs
+once per patient per transaction, as the transaction's last step (a transaction Bundle of twenty doses for one
+child forecasts the child once, over all twenty). The patient's rows are read through the transaction (its
+own uncommitted writes included) as the system: what the registry derives is not limited by who wrote.
+
+Bulk loads do not run write rules: refresh.py recomputes every child with `healthtwin immunization refresh`."""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any, Callable, Iterable, Sequence
+
+import orjson
+
+from ...api.write_rules import WriteEvent, WriteRule
+from ...store import Transaction
+from ...store.search import run_search
+from . import rules
+from .fhir_io import InputError
+from .recommendations import (CLINICAL_TYPES, forecast, is_child, is_living, recommendation_id,
+                              registry_recommendation)
+
+SCHEDULES: tuple[str, ...] = (rules.DEFAULT_SCHEDULE,)  # the schedules the registry keeps current
+READ_LIMIT = 100_000  # rows of one type read for one batch of patients
+_STATE = "immunization-forecast"
+_PATIENT_FIELDS = ("birthDate", "gender", "deceasedBoolean", "deceasedDateTime", "active")
+
+
+def _patient_id(resource: dict[str, Any] | None) -> str | None:
+    ref = ((resource or {}).get("patient") or {}).get("reference")
+    if isinstance(ref, str) and ref.startswith("Patient/") and ref.count("/") == 1:
+        return ref[8:]
+    return None
+
+
+def _content(stored) -> dict[str, Any] | None:
+    return orjson.loads(stored.content) if stored is not None and stored.content else None
+
+
+def read_cases(services: Any, pids: Sequence[str], execute: Callable | None,
+               schedule: rules.Schedule) -> dict[str, tuple[dict, list[dict], list[dict]]]:
+    """Each patient's (Patient, Immunizations, clinical facts), read as the system in a few searches for all of
+    them (`execute`: a transaction's, to see its writes; None: the store's)."""
+    def search(rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        query = services.parser.parse([rtype], params)
+        query.count = READ_LIMIT
+        page = run_search(services.store, services.registry, query, execute)
+        if page.has_more:
+            raise InputError(f"more than {READ_LIMIT:,} {rtype} rows for {len(pids)} patients")
+        return [orjson.loads(r.content) for r in page.matches if r.content]
+
+    refs = ",".join(f"Patient/{pid}" for pid in pids)
+    cases = {p["id"]: (p, [], []) for p in search("Patient", [("_id", ",".join(pids))])}
+    for imm in search("Immunization", [("patient", refs)]):
+        case = cases.get(_patient_id(imm) or "")
+        if case is not None:
+            case[1].append(imm)
+    codes = sorted(f"{system}|{code}" for system, code in schedule.coded)
+    for rtype in CLINICAL_TYPES:
+        param = "subject" if rtype == "Observation" else "patient"
+        chunks = [codes[i:i + 100] for i in range(0, len(codes), 100)] if rtype == "Observation" else [None]
+        for chunk in chunks:
+            extra = [("code", ",".join(chunk))] if chunk else []
+            for res in search(rtype, [(param, refs)] + extra):
+                ref = ((res.get("subject") or res.get("patient") or {}).get("reference") or "")
+                case = cases.get(ref[8:] if ref.startswith("Patient/") else "")
+                if case is not None:
+                    case[2].append(res)
+    return cases
+
+
+def recommendations_for(case: tuple[dict, list[dict], list[dict]], on: date,
+                        schedules: Iterable[str] = SCHEDULES) -> list[dict[str, Any]]:
+    """The current recommendations of one patient (none for a patient who died, or without a birth date)."""
+    patient, imms, clinical = case
+    if not is_living(patient):
+        return []
+    out = []
+    for key in schedules:
+        try:
+            out.append(registry_recommendation(patient["id"], forecast(patient, imms, clinical, rules.load(key), on)))
+        except InputError:
+            return []  # a record the engine cannot assess (no birth date) gets no recommendation
+    return out
+
+
+def _same(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    if old is None:
+        return False
+    return {k: v for k, v in old.items() if k != "meta"} == {k: v for k, v in new.items() if k != "meta"} \
+        and (old.get("meta") or {}).get("tag") == new["meta"]["tag"]
+
+
+def store_current(tx: Transaction, pid: str, current: list[dict[str, Any]],
+                  schedules: Iterable[str] = SCHEDULES) -> int:
+    """Writes the patient's recommendations in place (unchanged ones are left alone) and deletes those of a
+    schedule with none; the number of versions written."""
+    written = 0
+    by_id = {r["id"]: r for r in current}
+    for key in schedules:
+        rid = recommendation_id(pid, key)
+        existing = tx.current("ImmunizationRecommendation", rid)
+        old = _content(existing[1]) if existing and not existing[1].deleted else None
+        new = by_id.get(rid)
+        if new is None:
+            if old is not None:
+                tx.delete("ImmunizationRecommendation", rid, existing)
+                written += 1
+        elif not _same(old, new):
+            tx.update("ImmunizationRecommendation", rid, new, None, existing)
+            written += 1
+    return written
+
+
+def refresh_in(tx: Transaction, services: Any, pids: Sequence[str], on: date,
+               schedules: Iterable[str] = SCHEDULES) -> int:
+    """Re-forecasts `pids` inside `tx` (each patient's guard taken first, so two writers of one child's doses
+    forecast one after the other, the second over both doses)."""
+    for pid in sorted(set(pids)):
+        tx.lock(f"{_STATE}:{pid}")
+    cases = read_cases(services, list(pids), tx.execute, rules.load(rules.DEFAULT_SCHEDULE))
+    written = 0
+    for pid in sorted(set(pids)):
+        case = cases.get(pid)
+        written += store_current(tx, pid, recommendations_for(case, on, schedules) if case else [], schedules)
+    return written
+
+
+def _pending(event: WriteEvent) -> set[str]:
+    tx = event.tx
+    pending = tx.state.get(_STATE)
+    if pending is None:
+        pending = tx.state[_STATE] = set()
+        on = datetime.fromtimestamp(tx.now, timezone.utc).date()
+        tx.commit_checks.append(lambda: pending and refresh_in(tx, event.services, sorted(pending), on))
+    return pending
+
+
+def react_immunization(event: WriteEvent) -> None:
+    old = _content(event.previous)
+    for pid in {_patient_id(event.resource), _patient_id(old)} - {None}:
+        _pending(event).add(pid)  # type: ignore[arg-type]
+
+
+def react_patient(event: WriteEvent) -> None:
+    pid = (event.stored.id if event.stored is not None else None) or (event.previous.id if event.previous else None)
+    if pid is None:
+        return
+    if event.interaction == "delete":  # at once, so the delete's own integrity check finds no referrer left
+        store_current(event.tx, pid, [])
+        return
+    old, new = _content(event.previous), event.resource or {}
+    on = datetime.fromtimestamp(event.tx.now, timezone.utc).date()
+    if old is None and not is_child(new, on):
+        return  # an adult's recommendation starts with their first recorded dose
+    if old is not None and all(old.get(k) == new.get(k) for k in _PATIENT_FIELDS):
+        return  # an address or a telephone number changes no forecast
+    _pending(event).add(pid)
+
+
+RULES = [WriteRule("immunization-forecast", ("Immunization",), react=react_immunization),
+         WriteRule("immunization-forecast-patient", ("Patient",), react=react_patient)]

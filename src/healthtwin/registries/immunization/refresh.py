@@ -1,0 +1,116 @@
+"""`healthtwin immunization refresh`: every child re-forecast and their ImmunizationRecommendation rewritten,
+after a bulk load (which runs no write rules) or once a day (a dose falls due without any write).
+
+The children (patients younger than recommendations.CHILD_YEARS on the day) are listed once, in batches of
+`BATCH` ids; each worker process opens the store itself and, per batch, reads the batch's records in a few
+searches (live.read_cases), forecasts them and writes the changed recommendations in one transaction, which
+also takes each child's guard, so a refresh and the live write rule never interleave for one child. Work is
+split across processes because the forecast (pure Python) is the cost: two workers use both cores."""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from . import rules
+from .dates import parse_date
+from .recommendations import CHILD_YEARS
+
+BATCH = 250
+
+
+@dataclass
+class Totals:
+    children: int = 0
+    written: int = 0
+    seconds: float = 0.0
+
+
+def add_parser(commands: Any) -> None:
+    ref = commands.add_parser("refresh", help="re-forecast every child and rewrite their ImmunizationRecommendation")
+    ref.add_argument("--data-dir", default="./data", help="folder for the embedded database and keys (default ./data)")
+    ref.add_argument("--database", default=None,
+                     help="postgresql://user@host/db for PostgreSQL; default: SQLite in the data folder")
+    ref.add_argument("--date", default=None, help="the assessment date, YYYY-MM-DD (default today)")
+    ref.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                     help="worker processes (default: 2, or the cores there are)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        on = parse_date(args.date) if args.date else date.today()
+    except ValueError:
+        raise ValueError(f"--date takes YYYY-MM-DD, not {args.date!r}") from None
+    if args.workers < 1:
+        raise ValueError("--workers is at least 1")
+    totals = refresh_all(args.database, Path(args.data_dir), on or date.today(), args.workers)
+    rate = totals.children / totals.seconds if totals.seconds else 0.0
+    print(f"{totals.children:,} children re-forecast ({rules.DEFAULT_SCHEDULE}) on {on}, {totals.written:,} "
+          f"recommendations written, in {totals.seconds:.1f} s ({rate:,.0f} children/s, {args.workers} workers)")
+    return 0
+
+
+def _open(database: str | None, data_dir: Path):
+    from ...api.services import Services
+    from ...security.storage import open_store
+    return Services.build(open_store(database, data_dir))
+
+
+def child_ids(services: Any, on: date) -> list[list[str]]:
+    """The ids of the patients younger than CHILD_YEARS on `on`, in batches: straight from the birthdate index
+    (ids only: a search would read every child's whole resource just to list them)."""
+    from ...fhir.dates import parse_range
+    store = services.store
+    pid = store.pid("Patient", "birthdate")
+    if pid is None:
+        return []
+    born_after = parse_range(date(on.year - CHILD_YEARS, on.month, min(on.day, 28)).isoformat())[1]
+    rows = store.query("SELECT DISTINCT r.id FROM resources r JOIN idx_date d ON d.rid = r.rid "
+                       "WHERE r.type = 'Patient' AND r.deleted = 0 AND d.pid = ? AND d.lo >= ? ORDER BY r.id",
+                       [pid, born_after])
+    ids = [row[0] for row in rows]
+    return [ids[i:i + BATCH] for i in range(0, len(ids), BATCH)]
+
+
+_worker: dict[str, Any] = {}
+
+
+def _init(database: str | None, data_dir: str) -> None:
+    _worker["services"] = _open(database, Path(data_dir))
+
+
+def _batch(job: tuple[list[str], str]) -> tuple[int, int]:
+    from .live import refresh_in
+    pids, on = job
+    services = _worker["services"]
+    with services.store.transaction() as tx:
+        written = refresh_in(tx, services, pids, date.fromisoformat(on))
+    return len(pids), written
+
+
+def refresh_all(database: str | None, data_dir: Path, on: date, workers: int = 2) -> Totals:
+    started = time.perf_counter()
+    services = _open(database, data_dir)
+    batches = list(child_ids(services, on))
+    services.store.close()
+    totals = Totals()
+    jobs = [(ids, on.isoformat()) for ids in batches]
+    if workers == 1:
+        _init(database, str(data_dir))
+        results = map(_batch, jobs)
+        done = list(results)
+        _worker["services"].store.close()
+    else:
+        ctx = multiprocessing.get_context("spawn")  # no inherited connections or threads
+        with ctx.Pool(workers, _init, (database, str(data_dir))) as pool:
+            done = list(pool.imap_unordered(_batch, jobs))
+    for children, written in done:
+        totals.children += children
+        totals.written += written
+    totals.seconds = time.perf_counter() - started
+    return totals

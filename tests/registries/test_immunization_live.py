@@ -1,0 +1,127 @@
+"""The live registry: each child's one current ImmunizationRecommendation, kept by the write rule on every
+Immunization and Patient write (same transaction, updated in place) and rebuilt for every child by the batch
+refresh after a bulk load."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from healthtwin.registries.immunization import rules
+from healthtwin.registries.immunization.live import read_cases, recommendations_for
+from healthtwin.registries.immunization.recommendations import is_child, is_living, recommendation_id
+from healthtwin.registries.immunization.refresh import refresh_all
+
+from .imm_world import imm_population, imm_world  # noqa: F401  (fixtures)
+
+TODAY = dt.date.today()
+
+
+def _recs(world, pid: str, who: str = "admin") -> list[dict]:
+    got = world.client.get(f"/fhir/ImmunizationRecommendation?patient=Patient/{pid}", headers=world.headers[who])
+    assert got.status_code == 200, got.text
+    return [e["resource"] for e in got.json().get("entry", [])]
+
+
+def _bare(rec: dict) -> dict:
+    return {k: v for k, v in rec.items() if k != "meta"}
+
+
+def _forecast(world, pid: str) -> dict:
+    got = world.client.get(f"/fhir/Patient/{pid}/$immds-forecast?assessmentDate={TODAY}",
+                           headers=world.headers["admin"])
+    assert got.status_code == 200, got.text
+    return next(p["resource"] for p in got.json()["parameter"] if p["name"] == "recommendation")
+
+
+def _dose(pid: str, cvx: str, day: dt.date, iid: str | None = None) -> dict:
+    dose = {"resourceType": "Immunization", "status": "completed", "patient": {"reference": f"Patient/{pid}"},
+            "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": cvx}]},
+            "occurrenceDateTime": day.isoformat(), "primarySource": True}
+    if iid:
+        dose["id"] = iid
+    return dose
+
+
+def test_a_bulk_load_runs_no_rule_and_the_refresh_forecasts_every_child(imm_world):
+    world = imm_world
+    assert _recs(world, world.child["id"]) == []  # loaded in bulk: nothing derived yet
+    totals = refresh_all(world.database, world.data_dir, TODAY, workers=2)
+    children = [p for p in world.patients if is_child(p, TODAY)]
+    assert totals.children == len(children) > 20
+    living = [p for p in children if is_living(p)]
+    cases = read_cases(world.services, [p["id"] for p in living], None, rules.load())
+    for p in living:
+        [want] = recommendations_for(cases[p["id"]], TODAY)
+        got = _recs(world, p["id"])
+        assert [_bare(r) for r in got] == [_bare(want)], p["id"]
+    for p in children:
+        if not is_living(p):
+            assert _recs(world, p["id"]) == []
+    again = refresh_all(world.database, world.data_dir, TODAY, workers=1)
+    assert again.children == totals.children and again.written == 0  # nothing changed, nothing rewritten
+
+
+def test_recording_a_dose_keeps_exactly_one_current_recommendation(imm_world):
+    world, pid = imm_world, imm_world.child["id"]
+    [before] = _recs(world, pid)
+    made = world.client.post("/fhir/Immunization", json=_dose(pid, "08", TODAY), headers=world.headers["own_doctor"])
+    assert made.status_code == 201, made.text
+    [after] = _recs(world, pid, "own_doctor")  # the child's doctor sees it
+    assert after["id"] == before["id"] == recommendation_id(pid, "aze")
+    assert int(after["meta"]["versionId"]) == int(before["meta"]["versionId"]) + 1
+    assert _bare(after) == _bare(_forecast(world, pid)) != _bare(before)
+    gone = world.client.delete(f"/fhir/Immunization/{made.json()['id']}", headers=world.headers["admin"])
+    assert gone.status_code in (200, 204), gone.text
+    [restored] = _recs(world, pid)
+    assert _bare(restored) == _bare(before) and int(restored["meta"]["versionId"]) == int(after["meta"]["versionId"]) + 1
+
+
+def test_a_transaction_of_doses_forecasts_once_and_a_refused_one_changes_nothing(imm_world):
+    world, pid = imm_world, imm_world.child["id"]
+    [before] = _recs(world, pid)
+    entries = [{"resource": _dose(pid, cvx, TODAY - dt.timedelta(days=1)), "request": {"method": "POST", "url": "Immunization"}}
+               for cvx in ("10", "20", "133")]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    got = world.client.post("/fhir", json=bundle, headers=world.headers["admin"])
+    assert got.status_code == 200, got.text
+    [after] = _recs(world, pid)
+    assert int(after["meta"]["versionId"]) == int(before["meta"]["versionId"]) + 1
+    assert _bare(after) == _bare(_forecast(world, pid))
+    broken = {"resourceType": "Bundle", "type": "transaction", "entry": entries[:1] + [
+        {"resource": {"resourceType": "Immunization", "status": "nonsense"}, "request": {"method": "POST", "url": "Immunization"}}]}
+    assert world.client.post("/fhir", json=broken, headers=world.headers["admin"]).status_code >= 400
+    [still] = _recs(world, pid)
+    assert still["meta"]["versionId"] == after["meta"]["versionId"]
+
+
+def test_a_newborn_is_forecast_at_once_and_leaves_the_registry_at_death(imm_world):
+    world = imm_world
+    born = {"resourceType": "Patient", "birthDate": TODAY.isoformat(), "gender": "female", "active": True}
+    made = world.client.post("/fhir/Patient", json=born, headers=world.headers["admin"])
+    assert made.status_code == 201, made.text
+    pid = made.json()["id"]
+    [rec] = _recs(world, pid)
+    groups = {r["vaccineCode"][0]["text"]: r["forecastStatus"]["text"] for r in rec["recommendation"]}
+    assert groups["HepB"] == "Not Complete"
+    patient = made.json()
+    patient["telecom"] = [{"system": "phone", "value": "+994 50 000 00 00"}]
+    assert world.client.put(f"/fhir/Patient/{pid}", json=patient, headers=world.headers["admin"]).status_code == 200
+    [same] = _recs(world, pid)
+    assert same["meta"]["versionId"] == rec["meta"]["versionId"]  # a telephone number changes no forecast
+    patient["deceasedBoolean"] = True
+    assert world.client.put(f"/fhir/Patient/{pid}", json=patient, headers=world.headers["admin"]).status_code == 200
+    assert _recs(world, pid) == []
+    adult = {"resourceType": "Patient", "birthDate": "1970-01-01", "gender": "male"}
+    made = world.client.post("/fhir/Patient", json=adult, headers=world.headers["admin"])
+    assert _recs(world, made.json()["id"]) == []  # an adult's starts with a recorded dose
+
+
+def test_the_refresh_command_refuses_bad_input(imm_world, capsys):
+    from healthtwin.cli import main
+    assert main(["immunization", "refresh", "--data-dir", str(imm_world.data_dir), "--database",
+                 imm_world.database, "--date", "tomorrow"]) == 2
+    assert "--date" in capsys.readouterr().err
+    assert main(["immunization", "refresh", "--data-dir", str(imm_world.data_dir), "--database",
+                 imm_world.database, "--date", TODAY.isoformat(), "--workers", "1"]) == 0
+    assert "children re-forecast" in capsys.readouterr().out
