@@ -29,9 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                                         "FHIR Communications (NDJSON)")
     scan.add_argument("--analytics", required=True, help="the analytics folder (its analytics.duckdb)")
     scan.add_argument("--syndromes", default="", help="comma-separated groups (default: every group)")
-    scan.add_argument("--level", default="district", choices=["national", "region", "district"])
+    scan.add_argument("--level", default="district", choices=["national", "region", "district"],
+                      help="which places' series to scan (default district)")
     scan.add_argument("--weeks", type=int, default=1, help="how many recent weeks to look at (default 1)")
-    scan.add_argument("--max-per-district", type=int, default=3)
+    scan.add_argument("--max-per-district", type=int, default=3,
+                      help="alert groups raised per district and week before only p < 1e-6 passes (default 3)")
     scan.add_argument("--out", required=True, type=Path, help="NDJSON file of Communications ('-' for stdout)")
     scan.set_defaults(func=run_scan)
 
