@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from . import dates
 from .patient import EXTRANEOUS, NOT_VALID, SUBSTANDARD, VALID, Dose, Patient
-from .rules import Schedule, norm_cvx
+from .rules import Schedule, cvx_set
 from .series_state import DoseResult, PatientSeries
 from .skip import _in_force, skipped
 
@@ -45,7 +45,7 @@ def _reference(interval: dict[str, Any], ps: PatientSeries, patient: Patient, wh
     if interval.get("fromTargetDose"):
         return ps.target_date(int(interval["fromTargetDose"]) - 1)
     if interval.get("fromMostRecent"):
-        cvxs = {norm_cvx(c) for c in interval["fromMostRecent"].split(";") if c.strip()}
+        cvxs = cvx_set(interval["fromMostRecent"])
         found = [d.given for d in patient.doses if d.cvx in cvxs and (d.given < when or inclusive and d.given == when)]
         return max(found) if found else None
     relevant = interval.get("fromRelevantObs")
@@ -121,7 +121,7 @@ def _live_virus_conflict(schedule: Schedule, patient: Patient, ps: PatientSeries
 
 def _vaccine_ok(rows: list[dict[str, Any]], patient: Patient, dose: Dose, with_product: bool) -> bool:
     for row in rows:
-        if norm_cvx(row["cvx"]) != dose.cvx:
+        if row["cvx"] != dose.cvx:
             continue
         begin = dates.add_opt(patient.birth, row.get("beginAge")) or dates.MIN_DATE
         end = dates.add_opt(patient.birth, row.get("endAge")) or dates.MAX_DATE
@@ -173,7 +173,7 @@ def evaluate(schedule: Schedule, patient: Patient, ps: PatientSeries, doses: lis
             ps.results.append(DoseResult(dose, EXTRANEOUS, ALREADY_COMPLETE))
             continue
         target = targets[ps.target]
-        if any(norm_cvx(v["cvx"]) == dose.cvx for v in target.get("inadvertentVaccine", [])):
+        if any(v["cvx"] == dose.cvx for v in target.get("inadvertentVaccine", [])):
             ps.results.append(DoseResult(dose, NOT_VALID, INADVERTENT))
             continue
         reasons = check(schedule, patient, ps, target, dose)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from . import dates
 from .evaluate import age_row, applicable, intervals_in_force, previous_dose
 from .patient import AGED_OUT, COMPLETE, CONTRAINDICATED, IMMUNE, NOT_COMPLETE, Dose, Patient
-from .rules import Schedule, norm_cvx
+from .rules import Schedule
 from .series_state import PatientSeries
 from .skip import skipped
 
@@ -45,9 +45,10 @@ def contraindicated(antigen: dict[str, Any], patient: Patient) -> bool:
 
 def _conflict_end(schedule: Schedule, patient: Patient, target: dict[str, Any]) -> date | None:
     """The latest end of a live-virus conflict between a dose given and the vaccine the target dose prefers."""
-    wanted = {norm_cvx(v["cvx"]) for v in target.get("preferableVaccine", [])}
     latest: date | None = None
-    for cvx in wanted:
+    if not patient.doses:
+        return None
+    for cvx in {v["cvx"] for v in target.get("preferableVaccine", [])}:
         for c in schedule.conflicts.get(cvx, []):
             for prev in patient.doses:
                 if prev.cvx == c.previous_cvx:

@@ -66,8 +66,29 @@ def norm_cvx(code: str) -> str:
     return code.lstrip("0") or "0"
 
 
+def _normalise_cvx(value: Any) -> None:
+    """Every CVX code of the antigens' data in one spelling ('03' -> '3'), once at load, so the engine
+    compares strings."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if key == "cvx" and isinstance(child, str):
+                value[key] = norm_cvx(child)
+            else:
+                _normalise_cvx(child)
+    elif isinstance(value, list):
+        for child in value:
+            _normalise_cvx(child)
+
+
+@lru_cache(maxsize=4096)
+def cvx_set(text: str) -> frozenset[str]:
+    """A ';'-separated list of CVX codes (vaccineTypes, fromMostRecent) as a set."""
+    return frozenset(norm_cvx(c) for c in text.split(";") if c.strip())
+
+
 def _build(key: str, data: dict[str, Any]) -> Schedule:
     sched = data["schedule"]
+    _normalise_cvx(data["antigens"])
     cvx_antigens: dict[str, list[Association]] = {}
     names: dict[str, str] = {}
     for row in sched["cvxToAntigenMap"]["cvxMap"]:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from . import dates
 from .patient import Patient
-from .rules import norm_cvx
+from .rules import cvx_set
 from .series_state import PatientSeries
 
 
@@ -23,7 +23,7 @@ def _in_force(row: dict[str, Any], when: date) -> bool:
 def _count(cond: dict[str, Any], ps: PatientSeries, patient: Patient, antigen_doses: list[Any],
            ref: date, inclusive: bool) -> int:
     kind = cond["conditionType"].lower()
-    cvxs = {norm_cvx(c) for c in (cond.get("vaccineTypes") or "").split(";") if c.strip()}
+    cvxs = cvx_set(cond.get("vaccineTypes") or "")
     valid = (cond.get("doseType") or "Total").lower() == "valid"
     # Valid doses are those evaluated so far; a total counts every dose given before the date (the
     # assessment date itself included when forecasting).
