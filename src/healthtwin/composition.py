@@ -130,7 +130,7 @@ def build_app(store: Store, settings: AppSettings | None = None, *, policy: Poli
     contributions.append(mpi(services))
     contributions += registries(services, identify=fhir_router.identify)
     # the twin's routes (/analytics/scenarios...) go before the /analytics mount, which would match them first
-    contributions[1:1] = twin(services, settings.analytics_dir)
+    contributions[1:1] = twin(services, settings.analytics_dir, identify=fhir_router.identify)
     contributions.append(web(services, public_url))
     return assemble(services, fhir_router, contributions, tokens=tokens)
 

@@ -11,13 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from healthtwin.analytics.indicators import IndicatorError, compute, indicator_views, load_indicators
-from healthtwin.analytics.materialize import Materializer, NdjsonSource
-from healthtwin.analytics.refresh import refresh_all
+from healthtwin.analytics.indicators import IndicatorError, compute, load_indicators
 from healthtwin.twin import series as S
 
-PATIENTS = 3000
-SEED = 2  # plants the measles cluster in Sumqayıt and the crunch at Şəki's hospital: large enough to see
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 # The groups, written independently of base_syndrome: ICD-10 three-character categories.
 GROUPS = {
@@ -71,20 +67,6 @@ class Reference:
             for k in range(max((t - s).days, 1)):
                 out[loc, s + dt.timedelta(days=k)] += 1
         return out
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from healthtwin.population.generator import generate
-    root = tmp_path_factory.mktemp("series")
-    generate(root / "pop", PATIENTS, SEED, end_date=dt.date(2024, 12, 31))
-    mat = Materializer(NdjsonSource(root / "pop"), root / "out", indicator_views(), parquet=False)
-    report = refresh_all(mat)
-    assert not report.failed
-    truth = {n: orjson.loads((root / "pop" / "ground_truth" / f"{n}.json").read_bytes())
-             for n in ("influenza", "measles", "hospital_crunch")}
-    yield mat, Reference(root / "pop"), truth
-    mat.close()
 
 
 def _as_counter(found: list[S.Series]) -> Counter:

@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..api.plugins import Contribution
 
 
-def contributions(services: Any, analytics_dir: Path | None = None) -> list[Contribution]:
+def contributions(services: Any, analytics_dir: Path | None = None,
+                  identify: Callable | None = None) -> list[Contribution]:
+    """`identify`: how the FHIR API identifies a caller (its bearer token), so the twin's routes authorize as
+    /analytics does."""
+    from .scenarios.plugin import contribution as scenarios
     found: list[Contribution] = []
+    for part in (scenarios(services, analytics_dir, identify),):
+        if part is not None:
+            found.append(part)
     return found

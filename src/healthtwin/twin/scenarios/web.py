@@ -1,0 +1,162 @@
+"""`POST /analytics/scenarios` and `GET /analytics/scenarios[/{id}]`: scenario runs as jobs with progress.
+
+A POST checks the inputs (a bad one is a 400 OperationOutcome naming the field, and nothing is stored),
+records the run and answers 202 with its id and `Content-Location`; one background thread runs the
+queue (the runs are CPU-bound and the machine's cores are shared with the FHIR API). GET answers the
+run record: status (queued, running, completed, failed), progress, inputs, data, results and Provenance.
+Authorization and audit are those of /analytics: the caller is identified as by the FHIR API,
+`services.policy.authorize(ctx, "analytics", None)` decides (analysts and administrators), and every
+request, answered or refused, is in the audit chain with purpose of use PUBHLTH.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+import duckdb
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ...api import http
+from ...api.responses import error
+from ...fhir.outcome import FHIRError
+from ...request import Caller, RequestContext
+from ..series import SeriesError, open_analytics
+from .records import RunStore, provenance
+from .run import InputError, check
+from .runner import execute
+
+log = logging.getLogger("healthtwin.twin")
+HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
+MAX_BODY = 256 * 1024
+
+
+class Scenarios:
+    def __init__(self, services: Any, analytics_dir: Path, identify: Callable[[Request], Caller] | None = None,
+                 base_path: str = "/analytics") -> None:
+        self.services = services
+        self.analytics_dir = Path(analytics_dir)
+        self.identify = identify or (lambda request: Caller())
+        self.base_path = base_path
+        self.runs = RunStore(self.analytics_dir)
+        self.pool: ThreadPoolExecutor | None = None
+        self.routes = [Route(f"{base_path}/scenarios", self.create, methods=["POST"]),
+                       Route(f"{base_path}/scenarios", self.listing, methods=["GET"]),
+                       Route(f"{base_path}/scenarios/{{run_id}}", self.read, methods=["GET"])]
+
+    def start(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scenario")
+
+    def stop(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+    def submit(self, record: dict[str, Any]) -> None:
+        if self.pool is None:
+            self.start()
+        assert self.pool is not None
+        self.pool.submit(execute, self.runs, record, lambda: open_analytics(self.analytics_dir))
+
+    # -- the seam shared with /analytics ---------------------------------------------------------------
+    async def _guard(self, request: Request, fn: Callable[[RequestContext], Any]) -> Response:
+        ctx: RequestContext | None = None
+        try:
+            root = f"{request.url.scheme}://{request.url.netloc}"
+            ctx = http.context(request, self.identify(request), root + self.base_path, check_format=False)
+            http.negotiate(request, ctx.headers)
+            self.services.policy.authorize(ctx, "analytics", None)
+            response = await fn(ctx)
+        except FHIRError as exc:
+            response = error(exc, ctx)
+        except (InputError, SeriesError) as exc:
+            response = error(FHIRError(400, str(exc), "invalid", getattr(exc, "location", None) or None), ctx)
+        except Exception:  # no traceback reaches the client
+            log.exception("scenario request failed: %s", request.url.path)
+            response = error(FHIRError(500, "Internal server error; the request was not completed", "exception"), ctx)
+        return await self._audited(request, ctx, response)
+
+    async def _audited(self, request: Request, ctx: RequestContext | None, response: Response) -> Response:
+        audit = getattr(self.services, "audit", None)
+        if audit is None:
+            return response
+        from ...security.audit import rest_events
+        if ctx is None:
+            client = request.scope.get("client")
+            ctx = RequestContext(Caller(), f"{request.url.scheme}://{request.url.netloc}{self.base_path}",
+                                 request.method, request.url.path, client_address=client[0] if client else None)
+        query = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        try:
+            await audit.append_async(rest_events(ctx, "operation", response.status_code, query=query,
+                                                 purpose="PUBHLTH"))
+        except Exception:
+            log.exception("audit append failed; the scenario answer is withheld")
+            return error(FHIRError(500, "The request could not be audited, so its result is withheld",
+                                   "exception"), ctx)
+        return response
+
+    # -- routes ----------------------------------------------------------------------------------------
+    async def create(self, request: Request) -> Response:
+        """Checks the inputs, records the run and queues it: 202 with the run's id."""
+        async def run(ctx: RequestContext) -> Response:
+            body = await request.body()
+            if len(body) > MAX_BODY:
+                raise FHIRError(413, f"A scenario's inputs are at most {MAX_BODY} bytes", "too-costly")
+            try:
+                raw = orjson.loads(body or b"{}")
+            except orjson.JSONDecodeError as exc:
+                raise FHIRError(400, f"The body is not JSON: {exc}", "invalid") from None
+            inputs = check(raw)
+            watermarks = await run_in_threadpool(self._watermarks)
+            caller = getattr(ctx.caller, "subject", None) or getattr(ctx.caller, "client_id", None)
+            record = await run_in_threadpool(self.runs.new, inputs, caller, watermarks)
+            self.submit(record)
+            url = f"{ctx.base_url}/scenarios/{record['id']}"
+            return _json({"id": record["id"], "status": record["status"], "url": url}, 202,
+                         {"content-location": url, "location": url})
+        return await self._guard(request, run)
+
+    async def listing(self, request: Request) -> Response:
+        async def run(ctx: RequestContext) -> Response:
+            return _json({"runs": await run_in_threadpool(self.runs.list)})
+        return await self._guard(request, run)
+
+    async def read(self, request: Request) -> Response:
+        """The run record: status and progress while it runs; inputs, data, results and Provenance after."""
+        async def run(ctx: RequestContext) -> Response:
+            run_id = request.path_params["run_id"]
+            try:
+                record = await run_in_threadpool(self.runs.load, run_id)
+            except KeyError:
+                raise FHIRError(404, f"No scenario run '{run_id}'", "not-found") from None
+            if record["status"] in ("completed", "failed"):
+                record["provenance"] = provenance(record)
+            return _json(record)
+        return await self._guard(request, run)
+
+    def _watermarks(self) -> dict[str, Any]:
+        try:
+            con = open_analytics(self.analytics_dir)
+            cur = con.cursor()
+            try:
+                rows = cur.execute("SELECT name, watermark FROM _ht_view_state ORDER BY name").fetchall()
+            finally:
+                cur.close()
+        except (SeriesError, duckdb.Error):
+            raise SeriesError("the analytics tables are missing: run a refresh (healthtwin views materialize)") \
+                from None
+        return {name: (w.isoformat() if isinstance(w, (dt.date, dt.datetime)) else w) for name, w in rows}
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json", headers={**HEADERS, **(headers or {})})
+
+
+__all__ = ["Scenarios"]
