@@ -231,3 +231,23 @@ def test_agent_based_option(world) -> None:
     agent = rec["results"]["agent"]
     assert agent["engine"].startswith("starsim") and len(agent["infections"]) == 40 and sum(agent["infections"]) > 0
     assert reproduce(rec) == rec["results"]  # the seed fixes the agents' chance
+
+
+def test_the_composed_application_routes_scenarios_before_the_analytics_mount(tmp_path) -> None:
+    from starlette.testclient import TestClient
+
+    from healthtwin.composition import AppSettings, build_app
+    from healthtwin.request import OpenPolicy
+    from healthtwin.store.sqlite import SQLiteStore
+    store = SQLiteStore(str(tmp_path / "composed.sqlite"))
+    app = build_app(store, AppSettings(data_dir=tmp_path / "data", analytics_dir=tmp_path / "data", rate=None,
+                                       audit=False), policy=OpenPolicy())
+    with TestClient(app) as client:
+        r = client.post("/analytics/scenarios", json={"pathogen": "plague"})
+        assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["pathogen"]
+        assert client.get("/analytics/scenarios").json() == {"runs": []}
+        assert client.get("/analytics/indicators").status_code == 200  # the mount still answers the rest
+        r = client.post("/analytics/scenarios", json={})  # nothing materialised yet: a clear refusal
+        assert r.status_code == 400 and "refresh" in r.json()["issue"][0]["diagnostics"]
+        paths = client.get("/openapi.json").json()["paths"]
+        assert "post" in paths["/analytics/scenarios"] and "get" in paths["/analytics/scenarios/{run_id}"]

@@ -27,7 +27,7 @@ from ...api import http
 from ...api.responses import error
 from ...fhir.outcome import FHIRError
 from ...request import Caller, RequestContext
-from ..series import SeriesError, open_analytics
+from ..series import SeriesError, open_analytics, record_days
 from .records import RunStore, provenance
 from .run import InputError, check
 from .runner import execute
@@ -123,6 +123,7 @@ class Scenarios:
         return await self._guard(request, run)
 
     async def listing(self, request: Request) -> Response:
+        """The scenario runs, newest first: id, status, progress, when, and the digest of their inputs."""
         async def run(ctx: RequestContext) -> Response:
             return _json({"runs": await run_in_threadpool(self.runs.list)})
         return await self._guard(request, run)
@@ -148,7 +149,10 @@ class Scenarios:
                 rows = cur.execute("SELECT name, watermark FROM _ht_view_state ORDER BY name").fetchall()
             finally:
                 cur.close()
-        except (SeriesError, duckdb.Error):
+            if record_days(con) is None:  # refused now rather than failing in the queue
+                raise SeriesError("the record holds no diagnoses yet: load data and run a refresh "
+                                  "(POST /analytics/refresh)")
+        except duckdb.Error:
             raise SeriesError("the analytics tables are missing: run a refresh (healthtwin views materialize)") \
                 from None
         return {name: (w.isoformat() if isinstance(w, (dt.date, dt.datetime)) else w) for name, w in rows}
