@@ -52,7 +52,7 @@ def run_agents(x: dict[str, Any], data: dict[str, Any], r0: float, seed_infectio
     disease = ss.SEIR(beta=ss.perday(p), dur_exp=ss.constant(ss.days(float(x["latent_days"]))),
                       dur_inf=ss.constant(ss.days(days_inf)), init_prev=min(init, 0.5))
     sim = ss.Sim(people=ss.People(n_agents=n_agents, age_data=age_data), diseases=disease,
-                 networks=ss.RandomNet(n_contacts=max(1, int(round(mean_contacts / 2)))),
+                 networks=ss.RandomNet(n_contacts=max(1, int(round(mean_contacts)))),
                  start=start.isoformat(), stop=stop.isoformat(), dt=ss.days(1), rand_seed=int(x["seed"]), verbose=0)
     if progress:
         progress(0.2)
