@@ -1,8 +1,8 @@
 """The twin's own detector: a seasonal baseline read as a predictive distribution, with one-week and
 two-week tail probabilities, ranked by p-value.
 
-For week t a quasi-Poisson GLM with a linear trend and two yearly harmonics is fitted to the five years
-before t, leaving out the last 26 weeks (so an outbreak in progress does not raise its own baseline), and
+For week t a quasi-Poisson GLM with a linear trend and two yearly harmonics is fitted to up to five
+years before t (at least one), leaving out the last 26 weeks (so an outbreak in progress does not raise its own baseline), and
 refitted once with past outbreaks down-weighted (Anscombe residuals above 2.58, as Noufaily et al.
 recommend). It gives a negative-binomial predictive mean mu_t and dispersion phi (Var = phi mu), from
 which two p-values are read:
@@ -120,7 +120,12 @@ def detect(observed: np.ndarray, range_: np.ndarray | None = None, alpha: float 
     n = len(obs)
     w = 3
     b = min(5, (n - w - 1) // freq)
-    first_possible = freq * b + w + 1 if b >= 1 else 12
+    if baseline == "harmonic" and n > freq + 26:
+        # the harmonic GLM needs one year before its guard band, and uses up to five
+        b = max(b, 1)
+        first_possible = freq + 26 + 1
+    else:
+        first_possible = freq * b + w + 1 if b >= 1 else 12
     rng = np.arange(first_possible, n + 1) if range_ is None else np.asarray(range_)
     rng = rng[rng >= first_possible]
     if len(rng) == 0:
@@ -129,7 +134,7 @@ def detect(observed: np.ndarray, range_: np.ndarray | None = None, alpha: float 
     back = max(pool) - 1
     ext = np.arange(max(first_possible, rng[0] - back), rng[-1] + 1)
     if b >= 1 and baseline == "harmonic":
-        mu, phi = harmonic_baseline(obs, ext, freq, b)
+        mu, phi = harmonic_baseline(obs, ext, freq, 5)
     elif b >= 1:
         ctrl = FlexibleControl(b=b, w=w, weights_threshold=2.58, p_threshold_trend=1.0, no_periods=10,
                                past_weeks_not_included=26, threshold_method="nbPlugin", alpha=0.01,
