@@ -32,10 +32,10 @@ def rich_patient(folder: Path) -> str:
     return max(sorted(counts), key=lambda pid: counts[pid])
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def loaded(request, tmp_path_factory, population_dir):
     """(test client, headers by role, the rich patient's id) over the population loaded into a store of each
-    kind, once per test module."""
+    kind, once per test session (the tests only read it)."""
     from starlette.testclient import TestClient
 
     from tests.conftest import make_store

@@ -59,6 +59,16 @@ def test_the_summary_is_a_valid_ips_document_and_not_without_its_required_sectio
     assert _errors(broken["entry"][0]["resource"], "Composition-uv-ips")
 
 
+def test_every_citizens_summary_validates(loaded, population_dir):
+    """Not only the richest record: children (immunizations), the dead, women with mammographies..."""
+    import orjson
+    client, h, _ = loaded
+    for line in (population_dir / "Patient.ndjson").read_bytes().splitlines():
+        pid = orjson.loads(line)["id"]
+        bundle = client.get(f"/fhir/Patient/{pid}/$summary", headers=h["admin"]).json()
+        assert _errors(bundle, "Bundle-uv-ips") == [], pid
+
+
 @pytest.mark.parametrize("role,status", [("citizen", 200), ("own_doctor", 200), ("other_citizen", 404),
                                          ("stranger_doctor", 404), ("analyst", 403)])
 def test_the_summary_obeys_the_callers_access(loaded, role, status):
