@@ -165,6 +165,11 @@ def test_every_printed_command_works_pasted_into_bash(demo_built: tuple[Path, in
     assert ids(answer("laboratory Organization/org-lab-"), "ServiceRequest") == {"demo-sr-0"}
     result = answer("laboratory: the result")
     assert result["resourceType"] == "Observation" and result["basedOn"] == [{"reference": "ServiceRequest/demo-sr-0"}]
+    worklist = answer("laboratory: its worklist")
+    assert ids(worklist, "Task") and all(e["resource"]["owner"] == {"reference": worklist["entry"][0]["resource"][
+        "owner"]["reference"]} for e in worklist["entry"] if e["resource"]["resourceType"] == "Task")
+    assert answer("clinician: the patient's International Patient Summary")["type"] == "document"
+    assert answer("citizen: my twin")["resourceType"] == "Parameters"
     assert ids(answer("pharmacy Organization/org-pharm-"), "MedicationRequest") == {"demo-mrq-0"}
     dispensed = answer("pharmacy: dispense it")
     assert dispensed["resourceType"] == "MedicationDispense" and dispensed["id"]
