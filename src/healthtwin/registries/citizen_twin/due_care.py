@@ -102,25 +102,22 @@ def care_items(f: Facts) -> list[dict[str, Any]]:
 def vaccines(f: Facts) -> dict[str, Any]:
     """The Azerbaijan schedule's forecast (registries/immunization: the CDSi engine over the national
     calendar's supporting data) for the record's immunizations and conditions."""
-    from ..immunization import engine, fhir_io, rules
+    from ..immunization import recommendations
+    from ..immunization.fhir_io import InputError
     from ..immunization.patient import NOT_COMPLETE
-    schedule = rules.load()
-    params = {"resourceType": "Parameters", "parameter": [
-        {"name": "assessmentDate", "valueDate": f.today.isoformat()}, {"name": "patient", "resource": f.patient}]
-        + [{"name": "immunization", "resource": i} for i in f.immunizations]
-        + [{"name": "condition", "resource": c} for c in f.conditions]}
+    schedule = recommendations.schedule_of(None)
     out: dict[str, Any] = {"source": f"registries/immunization (CDSi logic, schedule '{schedule.key}': "
                                      f"{schedule.name})", "doses": [
                                {"reference": f"Immunization/{i['id']}"} for i in f.immunizations]}
     try:
-        patient = fhir_io.patient_from_parameters(params, schedule, f.today)
-    except fhir_io.InputError as exc:
+        result = recommendations.forecast(f.patient, f.immunizations, f.conditions + f.procedures, schedule, f.today)
+    except InputError as exc:
         out["notComputed"] = str(exc)
         out["due"] = []
         return out
     due, gaps = [], []
-    records_start = f.today.replace(year=f.today.year - REGISTRY_YEARS)
-    for g in engine.assess(patient, schedule):
+    records_start = f.today - dt.timedelta(days=round(REGISTRY_YEARS * 365.25))
+    for g in result.groups:
         if g.status != NOT_COMPLETE:
             continue
         started = any(a.evaluations() for a in g.antigens)
