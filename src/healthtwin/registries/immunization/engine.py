@@ -126,7 +126,10 @@ def _group(group: rules.VaccineGroup, antigens: list[AntigenResult]) -> GroupFor
     if status != NOT_COMPLETE:
         return result
     open_series = [s for a in antigens if a.status == NOT_COMPLETE for s in a.best if s.status == NOT_COMPLETE]
-    earliest = [s.earliest for s in open_series if s.earliest]
+    # Each antigen's earliest date is its soonest open series' (a risk series beside the standard one);
+    # the group then combines the antigens'.
+    earliest = [min(found) for a in antigens if a.status == NOT_COMPLETE
+                if (found := [s.earliest for s in a.best if s.status == NOT_COMPLETE and s.earliest])]
     recommended = [s.recommended for s in open_series if s.recommended]
     past_due = [s.past_due for s in open_series if s.past_due]
     latest = [s.latest for s in open_series if s.latest]
