@@ -91,3 +91,44 @@ def test_cdc_test_cases_pass_at_the_engines_rates() -> None:
     for entry in report:
         if not entry["passed"]:
             assert entry["mismatches"] and all({"field", "expected", "actual"} <= set(m) for m in entry["mismatches"])
+
+
+def test_the_fhir_input_gives_the_same_results_as_the_csv_cases() -> None:
+    """The cicada-ndjson Parameters of each case, read through fhir_io (Patient, Immunizations with CVX,
+    Conditions coded in CDSi and SNOMED), pass exactly the cases the CSV rows pass."""
+    folder = corpus("cdsi", "test-cases")
+    cases = {c.id: c for c in testcases.read_cases(folder / "csv")}
+    adjudicated = testcases.read_adjudication()
+    schedule = rules.load("cdc")
+    passed = {"healthy": 0, "conditions": 0}
+    for name in ("healthyTestCases.ndjson", "conditionTestCases.ndjson"):
+        for line in (folder / "cicada-ndjson" / name).read_text().splitlines():
+            params = json.loads(line)
+            case = cases.get(params["id"].removeprefix("parameters-"))
+            if case is None:  # cicada's own cases beyond the CDC workbooks
+                continue
+            patient = patient_from_parameters(params, schedule)
+            read = testcases.Case(case.id, case.kind, patient, case.group, case.expected, case.dose_ids)
+            mismatches = testcases.compare(read, testcases.actual_fields(read, assess(patient, schedule)))
+            passed[case.kind] += all((case.id, m["field"]) in adjudicated for m in mismatches)
+    assert passed == {"healthy": HEALTHY_PASSED, "conditions": CONDITIONS_PASSED}
+
+
+def test_the_forecast_command_writes_one_parameters_per_line(tmp_path, capsys) -> None:
+    from healthtwin.cli import main
+    good = {"resourceType": "Parameters", "parameter": [
+        {"name": "assessmentDate", "valueDate": "2026-03-01"},
+        {"name": "patient", "resource": {"resourceType": "Patient", "id": "baby", "birthDate": "2026-01-01"}}]}
+    src = tmp_path / "in.ndjson"
+    src.write_text(json.dumps(good) + "\n" + '{"resourceType": "Patient"}\n')
+    out = tmp_path / "out.ndjson"
+    assert main(["immunization", "forecast", "--input", str(src), "--out", str(out)]) == 1  # one line refused
+    assert "line 2: the input is not a FHIR Parameters resource" in capsys.readouterr().err
+    lines = out.read_text().splitlines()
+    assert len(lines) == 1
+    rec = next(p["resource"] for p in json.loads(lines[0])["parameter"] if p["name"] == "recommendation")
+    groups = {r["vaccineCode"][0]["text"]: r for r in rec["recommendation"]}
+    assert set(groups) == {"BCG", "HepB", "DTP", "Hib", "Polio", "PCV", "MMR"}  # the Azerbaijani calendar
+    assert groups["DTP"]["dateCriterion"][1] == {
+        "code": {"coding": [{"system": "http://loinc.org", "code": "30980-7", "display": "Date vaccine due"}]},
+        "value": "2026-03-01"}
