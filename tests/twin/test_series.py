@@ -213,3 +213,4 @@ def test_the_detection_run_raises_the_measles_cluster_to_its_district(world) -> 
     assert summary.raised >= 1
     places = {r["recipient"][0]["identifier"]["value"] for r in summary.resources}
     assert places == {m["district_name"]}
+

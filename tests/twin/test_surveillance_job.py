@@ -87,3 +87,38 @@ def test_the_communications_are_valid_fhir():
     assert out.raised == 1
     issues = [i for i in Validator().validate(out.resources[0]) if i.severity in ("error", "fatal")]
     assert issues == []
+
+
+def test_the_weekly_schedule_runs_on_monday_morning_and_stops_at_once(tmp_path):
+    from healthtwin.twin.surveillance import schedule
+    monday6 = dt.datetime(2026, 1, 5, 6, 0, tzinfo=dt.timezone.utc)
+    assert schedule.next_run(dt.datetime(2026, 1, 3, 12, 0, tzinfo=dt.timezone.utc)) == monday6
+    assert schedule.next_run(monday6) == monday6 + dt.timedelta(days=7)
+    # due now, but there is no analytics database: the run is skipped (logged) and the thread waits a week
+    ticks = iter([monday6 - dt.timedelta(seconds=1)] + [monday6] * 10)
+    weekly = schedule.WeeklyDetection(tmp_path, clock=lambda: next(ticks))
+    weekly.start()
+    import time
+    time.sleep(1.5)
+    weekly.stop()
+    assert weekly._thread is None
+    assert not (tmp_path / "surveillance").exists()
+
+
+def test_a_scheduled_run_writes_its_alerts_beside_the_analytics(tmp_path, monkeypatch):
+    from healthtwin.twin import series as twin_series
+    from healthtwin.twin.surveillance import schedule
+    planted = [_series(("north", f"d{i}"), "ili", _district_series(i, 60 if i == 3 else 0)) for i in range(4)]
+    monkeypatch.setattr(twin_series, "open_analytics", lambda folder: _Closing())
+    monkeypatch.setattr(job, "series_from_analytics", lambda con, syndromes, level: planted)
+    record = schedule.run_once(tmp_path, dt.datetime(2026, 1, 5, 6, tzinfo=dt.timezone.utc))
+    assert record["series"] == 4 and record["raised"] >= 1
+    lines = (tmp_path / "surveillance" / "2026-01-05.ndjson").read_text().splitlines()
+    assert len(lines) == record["raised"]
+    assert any("d3" in json.loads(line)["topic"]["text"] for line in lines)
+    assert json.loads((tmp_path / "surveillance" / "2026-01-05.json").read_text())["raised"] == record["raised"]
+
+
+class _Closing:
+    def close(self):
+        pass

@@ -12,8 +12,9 @@ def contributions(services: Any, analytics_dir: Path | None = None,
     """`identify`: how the FHIR API identifies a caller (its bearer token), so the twin's routes authorize as
     /analytics does."""
     from .scenarios.plugin import contribution as scenarios
+    from .surveillance.plugin import contribution as surveillance
     found: list[Contribution] = []
-    for part in (scenarios(services, analytics_dir, identify),):
+    for part in (scenarios(services, analytics_dir, identify), surveillance(services, analytics_dir)):
         if part is not None:
             found.append(part)
     return found

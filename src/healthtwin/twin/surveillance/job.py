@@ -188,9 +188,9 @@ def district_epidemiologist(district: str | None, region: str) -> dict[str, Any]
             "display": f"Epidemiologist, {place}"}
 
 
-def series_from_analytics(analytics_dir: str, syndromes: Sequence[str] | None = None,
+def series_from_analytics(analytics_dir: Any, syndromes: Sequence[str] | None = None,
                           level: str = "district") -> list[WeeklySeries]:
-    """The twin's weekly series per syndrome and place, from twin/series.py."""
+    """The twin's weekly series per syndrome and place, from twin/series.py (a folder or a connection)."""
     try:
         from .. import series as twin_series  # type: ignore[attr-defined]
     except ImportError as exc:  # pragma: no cover - until the series module is installed
