@@ -86,6 +86,7 @@ def test_calibration_recovers_known_parameters() -> None:
     assert f.rho == pytest.approx(truth["rho"], rel=0.25)
     assert f.seed == pytest.approx(truth["seed"], rel=0.5)
     assert f.deviance < 3 * len(y)  # a Poisson fit: deviance about the number of weeks
+    assert f.se["r0"] is not None and abs(f.r0 - truth["r0"]) < 3 * f.se["r0"] < 0.2  # an honest, tight interval
     known = fit(model, y, first, background=6.0)  # a given background is kept
     assert known.background == 6.0 and known.r0 == pytest.approx(truth["r0"], rel=0.05)
 
@@ -268,3 +269,23 @@ def test_agent_based_epidemic_reaches_the_final_size_of_its_r0() -> None:
     z = brentq(lambda z: z - 1 + np.exp(-2.0 * z), 1e-6, 1)
     assert out["attack_rate"] == pytest.approx(z, abs=0.06)
     assert run_agents(x, data, 2.0, 0.002 * np.sum(sizes), 1.0) == out  # the seed fixes the draw
+
+
+def test_a_follower_process_sends_runs_to_the_owner(tmp_path, monkeypatch) -> None:
+    """A worker answering from a read-only snapshot cannot read the views a run needs: 409, nothing stored."""
+    import duckdb
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from healthtwin.api.services import Services
+    from healthtwin.store.sqlite import SQLiteStore
+    from healthtwin.twin.scenarios import web
+    path = tmp_path / "snapshot.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE _ht_view_state (name VARCHAR, watermark VARCHAR)")
+    monkeypatch.setattr(web, "open_analytics", lambda folder: duckdb.connect(str(path), read_only=True))
+    scenarios = web.Scenarios(Services.build(SQLiteStore(str(tmp_path / "s.sqlite"))), tmp_path)
+    with TestClient(Starlette(routes=scenarios.routes)) as c:
+        r = c.post("/analytics/scenarios", json={})
+        assert r.status_code == 409 and "snapshot" in r.json()["issue"][0]["diagnostics"]
+    assert RunStore(tmp_path).list() == []

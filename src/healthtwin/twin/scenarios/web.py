@@ -146,6 +146,12 @@ class Scenarios:
             con = open_analytics(self.analytics_dir)
             cur = con.cursor()
             try:
+                mode = cur.execute("SELECT value FROM duckdb_settings() WHERE name = 'access_mode'").fetchone()
+                if mode and str(mode[0]).lower() == "read_only":
+                    # a follower of a multi-worker server: the snapshot has the indicator tables, not the views
+                    raise FHIRError(409, "This server process answers from an analytics snapshot; scenarios run in "
+                                    "the process that holds the analytics database. Retry (another request may "
+                                    "reach it).", "conflict")
                 rows = cur.execute("SELECT name, watermark FROM _ht_view_state ORDER BY name").fetchall()
             finally:
                 cur.close()
