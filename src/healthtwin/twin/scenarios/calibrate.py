@@ -6,7 +6,7 @@ reach a diagnosis in the record (ascertainment), infections_w the model's new in
 free parameters are R0, the infections seeding the epidemic at the start of the window (spread over the
 regions in proportion to their cases in the first two weeks, and over ages in proportion to population),
 rho and b. They are estimated by maximum likelihood (the Poisson deviance is minimised), on the log scale
-for R0 and the seed and the logit scale for rho, with scipy's L-BFGS-B from two starting points (one from the early growth rate); the
+for R0 and the seed and the logit scale for rho, with scipy's L-BFGS-B from the early growth rate, and from a second starting point when the first fit's deviance exceeds twice the number of weeks; the
 standard errors come from the numerical Hessian of the deviance at the optimum.
 
 R0 and rho are identified by the curve's turn: growth gives R0 (with the latent and infectious periods),
@@ -94,6 +94,8 @@ def fit(model: Model, observed: list[float] | np.ndarray, first_cases_by_region:
         res = minimize(deviance, x0, method="L-BFGS-B", bounds=bounds)
         if best is None or res.fun < best.fun:
             best = res
+        if best.fun <= 2.0 * weeks:  # a Poisson fit with deviance about its weeks is adequate: no second start
+            break
     assert best is not None
     r0, seed, rho, b = unpack(best.x)
     se = _standard_errors(deviance, best.x, ("r0", "seed", "rho", "background")[:len(best.x)])
