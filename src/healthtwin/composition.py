@@ -49,6 +49,9 @@ class AppSettings:
     audit_feed: str | None = None
     audit_feed_ca: str | None = None
     externals: list = field(default_factory=list)  # security.tokens.ExternalIssuer: other OpenID providers
+    # A second active Patient with a FIN already held: "refuse" (409), "existing" (a create answers with the
+    # holder) or "link" (stored with Patient.link seealso): mpi/fin.py. HEALTHTWIN_MPI_ON_DUPLICATE.
+    mpi_on_duplicate: str = "refuse"
 
     @classmethod
     def from_env(cls) -> "AppSettings":
@@ -64,7 +67,8 @@ class AppSettings:
                    analytics_snapshots=int(os.environ.get("HEALTHTWIN_WORKERS") or 1) > 1,
                    audit_feed=os.environ.get("HEALTHTWIN_AUDIT_FEED") or None,
                    audit_feed_ca=os.environ.get("HEALTHTWIN_AUDIT_FEED_CA") or None,
-                   externals=_externals_from_env())
+                   externals=_externals_from_env(),
+                   mpi_on_duplicate=os.environ.get("HEALTHTWIN_MPI_ON_DUPLICATE", "refuse"))
 
 
 def _externals_from_env() -> list:
@@ -127,7 +131,7 @@ def build_app(store: Store, settings: AppSettings | None = None, *, policy: Poli
     from .registries.plugin import contributions as registries
     from .twin.plugin import contributions as twin
     from .web.plugin import contribution as web
-    contributions.append(mpi(services))
+    contributions.append(mpi(services, on_duplicate=settings.mpi_on_duplicate))
     contributions += registries(services, identify=fhir_router.identify)
     # the twin's routes (/analytics/scenarios...) go before the /analytics mount, which would match them first
     contributions[1:1] = twin(services, settings.analytics_dir, identify=fhir_router.identify)

@@ -1,15 +1,18 @@
 """The REST interactions of FHIR R4 http.html on both databases: CRUD, versioning, conditional reads, errors."""
 from __future__ import annotations
 
+import itertools
+
 import orjson
 
 FHIR = "application/fhir+json"
+_FINS = itertools.count(1)  # a FIN belongs to one active Patient (mpi/fin.py): each test patient has its own
 
 
 def patient(**extra):
     body = {"resourceType": "Patient", "name": [{"family": "Məmmədov", "given": ["Rəşad"]}], "gender": "male",
             "birthDate": "1980-02-11", "identifier": [{"system": "https://health.gov.az/fhir/sid/fin",
-                                                         "value": "5ABCD7K"}]}
+                                                         "value": f"5AB{next(_FINS):04d}"}]}
     body.update(extra)
     return body
 

@@ -5,8 +5,9 @@ A package's `Contribution.write_rules` (api/plugins.py) lists `WriteRule`s; the 
 transaction, and PATCH and `$meta-*`, which end in an update) calls, inside the one store transaction:
 
 * `check(event)` before the version is stored: it may refuse the write with a FHIRError (nothing is stored,
-  since the transaction rolls back) or complete the resource about to be stored (the prescription's status
-  that follows from its dispenses, say);
+  since the transaction rolls back), complete the resource about to be stored (the prescription's status
+  that follows from its dispenses, say), or, on a create, answer with a resource already stored
+  (`event.existing`: the patient index's certain match), which is then returned (200) and nothing is written;
 * `react(event)` after it is stored: it may write what follows from it in the same transaction (the child's
   ImmunizationRecommendation, the Flag of a critical result), so the record and what follows from it commit
   together or not at all.
@@ -33,6 +34,7 @@ class WriteEvent:
     resource: dict[str, Any] | None  # the content about to be (or just) stored; None on delete
     previous: Stored | None  # the current version before the write; None on create
     stored: Stored | None = None  # the stored version (set before react)
+    existing: Stored | None = None  # set by a check on create: answer with this stored resource, write nothing
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,8 @@ def create(services, ctx: RequestContext, tx: Transaction, rtype: str, resource:
     resource.pop("id", None)  # the server assigns ids on create
     event = write_rules.WriteEvent(services, ctx, tx, rtype, "create", resource, None)
     write_rules.check(services, event)
+    if event.existing is not None:  # a rule found this resource stored already (the patient index's match)
+        return WriteResult(event.existing, 200)
     stored = tx.create(rtype, resource)
     references.expect_targets(services, tx, resource, location)
     _after_write(services, tx, resource, None)
