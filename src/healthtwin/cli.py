@@ -117,7 +117,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         total = sum(result["counts"].values())
     else:
         manifest = generator.generate(Path(args.out), args.patients, args.seed, args.shard, events=events,
-                                      progress=lambda d, _t: bar(d), **window)
+                                      progress=lambda d, _t: bar(d), dirty=args.duplicates, **window)
         total = sum(o["count"] for o in manifest["output"])
     bar.close()
     print(f"generated {total:,} resources for {args.patients:,} citizens (shard {args.shard[0]}/{args.shard[1]})",
@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--shard", type=_shard, default=(0, 1), help="I/N: write shard I of N (default 0/1)")
     gen.add_argument("--events", default="all",
                      help="planted events: 'all' (default), 'none', or a comma list (see docs/population.md)")
+    gen.add_argument("--duplicates", action="store_true",
+                     help="also write the duplicate Patients institutions make, with their truth in "
+                          "ground_truth/mpi_duplicates.json (docs/mpi.md)")
     _window_args(gen, generate=True)
     gen.set_defaults(func=cmd_generate)
 

@@ -8,7 +8,7 @@ The same surname reaches the index as Məmmədov (official Latin), Мамедо�
   Azerbaijani letters they stand for: the form Jaro–Winkler compares;
 * `key(text)`: `latin` with the distinctions the transliterations do not keep folded away: ə/a/e, ı/i,
   ö/o, ü/u; q/g/k/ğ/h/x (Qurbanov / Kurbanov / Gurbanov, Həsənov / Гасанов, Xəlilov / Халилов); c/ç/j; ş/s;
-  y next to a vowel (Aliyev / Aliev, İsmayılov / Ismailov); doubled letters: Məmmədov, Mamedov, Mammadov and
+  y next to a vowel (Aliyev / Aliev; a vowel's closing y as i: İsmayılov / Исмайлов); doubled letters: Məmmədov, Mamedov, Mammadov and
   Мамедов all become `mamadov`;
 * `phonetic(text)`: the key's first letter and its consonants, for typos in vowels.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 # Azerbaijani Cyrillic (1939-1991) and Russian letters → Azerbaijani Latin. Russian г stands for both q and h
 # (Гасанов = Həsənov) and х for x; both fold together in `key`.
@@ -36,6 +37,7 @@ _DIGRAPHS = (("dzh", "c"), ("dj", "c"), ("zh", "j"), ("kh", "x"), ("sh", "ş"), 
 _SOFT_VOWEL = re.compile(r"(?<=[bcçdfgğhjklmnpqrsştvxz])y([uo])")  # Гюнай gyunay → günay, Шукюров → şükürov
 _KEY_FOLD = str.maketrans({"ə": "a", "e": "a", "ä": "a", "ı": "i", "ö": "o", "ü": "u", "q": "k", "g": "k",
                            "ğ": "k", "h": "k", "x": "k", "ç": "c", "j": "c", "ş": "s", "w": "v"})
+_Y_CLOSING = re.compile(r"(?<=[aeiou])y(?![aeiou])")  # a vowel's closing y is й or ı: Исмайлов, İsmayılov
 _Y_BY_VOWEL = re.compile(r"(?<=[aeiou])y|y(?=[aeiou])")
 _NOT_LETTER = re.compile(r"[^a-zəğıöüşç]+")
 _DOUBLE = re.compile(r"(.)\1+")
@@ -52,6 +54,7 @@ def _lower(text: str) -> str:
     return unicodedata.normalize("NFC", text.replace("I", "ı").replace("İ", "i")).lower()
 
 
+@lru_cache(maxsize=1 << 16)  # names repeat: a country has far fewer names than people
 def latin(text: str | None) -> str:
     """`text` in lower-case Azerbaijani Latin letters, words separated by one space."""
     if not text:
@@ -64,17 +67,19 @@ def latin(text: str | None) -> str:
     return " ".join(w for w in _NOT_LETTER.split(low) if w)
 
 
+@lru_cache(maxsize=1 << 16)
 def key(text: str | None) -> str:
     """The folded key that Latin, Cyrillic and Russian spellings of one name share (see the module's docstring)."""
     words = []
     for word in latin(text).split():
-        folded = _Y_BY_VOWEL.sub("", word.translate(_KEY_FOLD))
+        folded = _Y_BY_VOWEL.sub("", _Y_CLOSING.sub("i", word.translate(_KEY_FOLD)))
         folded = _DOUBLE.sub(r"\1", folded)
         if folded:
             words.append(folded)
     return " ".join(words)
 
 
+@lru_cache(maxsize=1 << 16)
 def phonetic(text: str | None) -> str:
     """The key's first letter followed by its consonants (vowel typos and omissions fold away)."""
     k = key(text).replace(" ", "")
@@ -83,6 +88,7 @@ def phonetic(text: str | None) -> str:
     return _DOUBLE.sub(r"\1", k[0] + _VOWELS.sub("", k[1:]))
 
 
+@lru_cache(maxsize=1 << 16)
 def surname_suffix(text: str | None) -> str:
     """The ending of a surname in `latin` form ('ov', 'ev', 'li', 'zadə'...), '' when it has none of them."""
     word = latin(text).replace(" ", "")
@@ -93,6 +99,7 @@ def surname_suffix(text: str | None) -> str:
     return ""
 
 
+@lru_cache(maxsize=1 << 16)
 def surname_stem(text: str | None) -> str:
     """The surname's key without its ending: Həsənov, Гасанова, Həsənli and Hasanli share `kasan`."""
     word = latin(text).replace(" ", "")

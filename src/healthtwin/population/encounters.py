@@ -54,6 +54,7 @@ class Run:
 
     def __init__(self, start: int, end: int, history_start: int, events: Events, sites: list[Site]) -> None:
         self.start, self.end, self.history_start, self.events, self.sites = start, end, history_start, events, sites
+        self.duplicates: dict[str, dict] = {}  # dirty duplicate Patients' truth (population/duplicates.py)
 
 
 def _pick(p: Person, lst: list[str]) -> str:

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import orjson
 
-from . import conditions, demography, geography, names, observations, vaccination
+from . import conditions, demography, duplicates, geography, names, observations, vaccination
 from .common import SYS_FIN, Person, Resource, cc, dstr, dtstr
 from .encounters import Run, render
 from .events import Events
@@ -50,7 +50,11 @@ def _death_day(p: Person, start: int, end: int) -> int | None:
     return None
 
 
-def _person(idx: int, seed: int, run: Run, sites: list[Any]) -> list[tuple[str, Resource]]:
+def _person(idx: int, seed: int, run: Run, sites: list[Any], dirty: bool = False,
+            patients_only: bool = False) -> list[tuple[str, Resource]]:
+    """The person's resources; `dirty` adds the duplicate Patients institutions made (duplicates.py), each as
+    ("Patient", resource) with its truth on `Person.events` under "duplicates"; `patients_only` stops after
+    the Patient (the patient index's benchmark needs no clinical history)."""
     rng = random.Random((seed << 32) + idx)
     p = Person(idx, rng)
     age, sex = demography.sample_age_sex(rng)
@@ -95,6 +99,12 @@ def _person(idx: int, seed: int, run: Run, sites: list[Any]) -> list[tuple[str, 
     if child:
         patient["link"] = [{"other": {"reference": f"RelatedPerson/rp-{idx}"}, "type": "seealso"}]
     p.emit("Patient", patient)
+    if dirty:
+        for dup, truth in duplicates.duplicates_of(patient, idx, seed, infant=age < 1):
+            p.emit("Patient", dup)
+            run.duplicates[dup["id"]] = truth
+    if patients_only:
+        return p.out
     if child:
         p.emit("RelatedPerson", {
             "resourceType": "RelatedPerson", "id": f"rp-{idx}", "active": True, "patient": p.ref,
@@ -124,12 +134,15 @@ def window(start_year: int | None, end_date: dt.date | None) -> tuple[int, dt.da
 def generate_stream(patients: int, seed: int, shard: tuple[int, int] = (0, 1), start_year: int | None = None,
                     end_date: dt.date | None = None, events: set[str] | None = None,
                     progress: Progress | None = None,
-                    ground_truth: dict[str, Any] | None = None) -> Iterator[tuple[str, Resource]]:
+                    ground_truth: dict[str, Any] | None = None, dirty: bool = False,
+                    patients_only: bool = False) -> Iterator[tuple[str, Resource]]:
     """Yield ``(resource_type, resource)`` for this shard, institutions and the national terminology first
     (shard 0 only).
 
     Resources may share immutable sub-dicts (codings); copy before mutating nested parts.
-    If ``ground_truth`` is given it is filled with the planted events' ground truth once exhausted.
+    If ``ground_truth`` is given it is filled with the planted events' ground truth once exhausted, and with
+    ``mpi_duplicates`` (each duplicate Patient's id → {of, source, changes}) when ``dirty`` adds them.
+    ``patients_only`` yields the Patients alone (no institutions, terminology or clinical history).
     """
     k, n = shard
     if not (n >= 1 and 0 <= k < n):
@@ -144,19 +157,21 @@ def generate_stream(patients: int, seed: int, shard: tuple[int, int] = (0, 1), s
     sites = build_sites(seed)
     ev = Events(events, seed, start, end, patients, sites)
     run = Run(start, end, dt.date(start_year - HISTORY_YEARS, 1, 1).toordinal(), ev, sites)
-    if k == 0:
+    if k == 0 and not patients_only:
         yield from generate_institutions(seed)
         yield from national_terminology()
     total = len(range(k, patients, n))
     done = 0
     step = max(1, min(1000, total // 100))  # about every 1 %: often enough for a bar's time left
     for i in range(k, patients, n):
-        yield from _person(i, seed, run, sites)
+        yield from _person(i, seed, run, sites, dirty, patients_only)
         done += 1
         if progress is not None and (done % step == 0 or done == total):
             progress(done, total)
     if ground_truth is not None:
         ground_truth.update(ev.ground_truth(shard))
+        if dirty:
+            ground_truth["mpi_duplicates"] = run.duplicates
 
 
 def write_ndjson_stream(fp: IO[bytes] | IO[str], patients: int, seed: int, shard: tuple[int, int] = (0, 1),
@@ -180,8 +195,10 @@ def write_ndjson_stream(fp: IO[bytes] | IO[str], patients: int, seed: int, shard
 
 def generate(out_dir: Path, patients: int, seed: int, shard: tuple[int, int] = (0, 1),
              start_year: int | None = None, end_date: dt.date | None = None,
-             events: set[str] | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """Write ``<Type>.ndjson`` files, ``manifest.json`` and ``ground_truth/*.json``; return the manifest."""
+             events: set[str] | None = None, progress: Progress | None = None,
+             dirty: bool = False) -> dict[str, Any]:
+    """Write ``<Type>.ndjson`` files, ``manifest.json`` and ``ground_truth/*.json``; return the manifest.
+    ``dirty`` adds the duplicate Patients institutions made, their truth in ground_truth/mpi_duplicates.json."""
     start_year, end_date = window(start_year, end_date)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -190,7 +207,8 @@ def generate(out_dir: Path, patients: int, seed: int, shard: tuple[int, int] = (
     truth: dict[str, Any] = {}
     dumps, opt = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     try:
-        for rtype, res in generate_stream(patients, seed, shard, start_year, end_date, events, progress, truth):
+        for rtype, res in generate_stream(patients, seed, shard, start_year, end_date, events, progress, truth,
+                                          dirty=dirty):
             f = files.get(rtype)
             if f is None:
                 f = files[rtype] = open(out / f"{rtype}.ndjson", "wb", buffering=1 << 20)  # noqa: SIM115
@@ -210,7 +228,8 @@ def generate(out_dir: Path, patients: int, seed: int, shard: tuple[int, int] = (
         "transactionTime": f"{end_date.isoformat()}T23:59:59+04:00",
         "request": (f"healthtwin:generate?patients={patients}&seed={seed}&shard={shard[0]}/{shard[1]}"
                     f"&start_year={start_year}&end_date={end_date.isoformat()}"
-                    f"&events={','.join(sorted(truth)) if truth else 'none'}"),
+                    f"&events={','.join(sorted(set(truth) - {'mpi_duplicates'})) or 'none'}"
+                    + ("&duplicates=true" if dirty else "")),
         "requiresAccessToken": False,
         "output": [{"type": t, "url": f"{t}.ndjson", "count": counts[t]} for t in sorted(counts)],
         "error": [],

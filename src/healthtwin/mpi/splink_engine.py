@@ -1,0 +1,85 @@
+"""The batch deduplication: model.py's Fellegi–Sunter model run by Splink 4 on DuckDB.
+
+m probabilities are estimated by expectation maximisation on blocked pairs, u probabilities by random
+sampling, the prior from the pairs that share a FIN (a FIN is written on most records and never by two
+citizens). Splink then scores every pair the blocking rules produce; pairs at or above `model.POSSIBLE`
+come back as a DuckDB table (`Dedup.pairs`) with `unique_id_l`, `unique_id_r`, `match_weight` and the
+compared fields. The same model on Spark would take `SparkAPI` in place of `DuckDBAPI`; pyspark is not
+installed on the machine this was written on, so that path is not offered.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import model
+
+log = logging.getLogger("healthtwin.mpi")
+
+
+def _comparison(comp: model.Comparison) -> Any:
+    import splink.comparison_library as cl
+    first = comp.columns[0]
+    levels: list[dict[str, Any]] = [{"sql_condition": f"{first}_l IS NULL OR {first}_r IS NULL",
+                                     "label_for_charts": "missing", "is_null_level": True}]
+    levels += [{"sql_condition": lv.sql, "label_for_charts": lv.label} for lv in comp.levels]
+    levels.append({"sql_condition": "ELSE", "label_for_charts": "different"})
+    return cl.CustomComparison(output_column_name=comp.name, comparison_levels=levels)
+
+
+def settings() -> Any:
+    from splink import SettingsCreator, block_on
+    return SettingsCreator(
+        link_type="dedupe_only", unique_id_column_name="unique_id",
+        comparisons=[_comparison(c) for c in model.COMPARISONS],
+        blocking_rules_to_generate_predictions=[block_on(*cols) for cols in model.BLOCKING_RULES],
+        retain_matching_columns=True, retain_intermediate_calculation_columns=False,
+    )
+
+
+@dataclass
+class Dedup:
+    pairs: str  # the DuckDB table of scored pairs
+    weights: model.Weights
+    seconds: dict[str, float] = field(default_factory=dict)
+    linker: Any = None
+
+
+def weights_of(model_json: dict[str, Any]) -> model.Weights:
+    """model.Weights from Splink's saved model: log2(m/u) per non-null level, in model.py's order."""
+    prior = model_json["probability_two_random_records_match"]
+    levels: dict[str, list[float]] = {}
+    for comp in model_json["comparisons"]:
+        ws = []
+        for lv in comp["comparison_levels"]:
+            if lv.get("is_null_level"):
+                continue
+            ws.append(model.bayes(lv.get("m_probability") or 1e-9, lv.get("u_probability") or 1e-9))
+        levels[comp["output_column_name"]] = ws
+    import math
+    return model.Weights(math.log2(prior / (1 - prior)), levels)
+
+
+def dedupe(con: Any, table: str, *, u_pairs: float = 1e6, em: bool = True, fin_recall: float = 0.6) -> Dedup:
+    """Trains the model on `table` (features.FIELDS columns, in the DuckDB connection `con`) and scores its
+    blocked pairs. `fin_recall`: the share of true duplicate pairs that share a FIN (the prior's estimate)."""
+    from splink import DuckDBAPI, Linker, block_on
+    logging.getLogger("splink").setLevel(logging.WARNING)
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    linker = Linker(table, settings(), DuckDBAPI(connection=con))
+    linker.training.estimate_probability_two_random_records_match([block_on("fin")], recall=fin_recall)
+    linker.training.estimate_u_using_random_sampling(max_pairs=u_pairs, seed=1)
+    seconds["u"] = time.perf_counter() - t
+    if em:
+        t = time.perf_counter()
+        linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth", "family_stem"))
+        linker.training.estimate_parameters_using_expectation_maximisation(block_on("given_key", "father_key"))
+        seconds["em"] = time.perf_counter() - t
+    t = time.perf_counter()
+    predicted = linker.inference.predict(threshold_match_weight=model.POSSIBLE)
+    seconds["predict"] = time.perf_counter() - t
+    weights = weights_of(linker.misc.save_model_to_json())
+    return Dedup(predicted.physical_name, weights, seconds, linker)
