@@ -2,7 +2,7 @@
 the review band, the full deduplication's time, and `$match` latency.
 
     PYTHONPATH=src python bench/mpi.py --patients 200000            # accuracy + deduplication time
-    PYTHONPATH=src python bench/mpi.py --patients 100000 --match 300 # + $match p95 over a store of that size
+    PYTHONPATH=src python bench/mpi_match.py --patients 100000       # $match p95 over a store of that size
 
 The population is the generator's with its dirty duplicates (population/duplicates.py; Patients only). A pair
 is linked automatically when its match weight reaches model.AUTO_LINK or both records carry the same FIN;
@@ -29,26 +29,32 @@ from healthtwin.population.generator import generate_stream  # noqa: E402
 END = dt.date(2024, 12, 31)
 
 
-def population(n: int, seed: int) -> tuple[list[dict], dict]:
-    truth: dict = {}
-    rows = [r for _t, r in generate_stream(n, seed, end_date=END, events=set(), ground_truth=truth, dirty=True,
-                                           patients_only=True)]
-    return rows, truth["mpi_duplicates"]
-
-
-def records_table(con, patients: list[dict], truth: dict) -> int:
+def records_table(con, n: int, seed: int, keep: int = 0) -> tuple[int, dict, list[dict], float, float]:
+    """Generates the dirty population and writes its comparison records to the DuckDB table `records` (with
+    each record's citizen in `truth`), streaming: the Patients themselves are not kept (but the first `keep`).
+    Returns (records, truth, kept Patients, seconds generating, seconds computing features)."""
     import pyarrow as pa
     cols: dict[str, list] = {f: [] for f in features.FIELDS}
-    cols["truth"] = []
-    for p in patients:
+    truth: dict = {}
+    kept: list[dict] = []
+    t_feat = 0.0
+    t0 = time.perf_counter()
+    for _t, p in generate_stream(n, seed, end_date=END, events=set(), ground_truth=truth, dirty=True,
+                                 patients_only=True):
+        t1 = time.perf_counter()
         rec = features.of_patient(p)
         for f in features.FIELDS:
             cols[f].append(rec[f])
-        cols["truth"].append(truth[p["id"]]["of"] if p["id"] in truth else p["id"])
+        t_feat += time.perf_counter() - t1
+        if len(kept) < keep:
+            kept.append(p)
+    t_gen = time.perf_counter() - t0 - t_feat
+    dups = truth["mpi_duplicates"]
+    cols["truth"] = [dups[i]["of"] if i in dups else i for i in cols["unique_id"]]
     con.register("records_arrow", pa.table(cols))
     con.execute("CREATE OR REPLACE TABLE records AS SELECT * FROM records_arrow")
     con.unregister("records_arrow")
-    return len(patients)
+    return len(cols["unique_id"]), dups, kept, t_gen, t_feat
 
 
 def evaluate(con, pairs: str) -> dict:
@@ -118,18 +124,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2, help="DuckDB threads")
     ap.add_argument("--weights-out", help="write the EM-estimated weights (model.Weights JSON) here")
-    ap.add_argument("--match", type=int, default=0, help="also time this many $match calls over a store")
     args = ap.parse_args()
     import duckdb
     con = duckdb.connect()
     con.execute(f"SET threads = {args.threads}")
     load = os.getloadavg()
-    t0 = time.perf_counter()
-    patients, truth = population(args.patients, args.seed)
-    t_gen = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    n = records_table(con, patients, truth)
-    t_feat = time.perf_counter() - t0
+    n, truth, kept, t_gen, t_feat = records_table(con, args.patients, args.seed, keep=0)
     t0 = time.perf_counter()
     result = dedupe(con, "records")
     t_dedup = time.perf_counter() - t0
@@ -147,9 +147,6 @@ def main() -> int:
     }
     if args.weights_out:
         Path(args.weights_out).write_text(json.dumps(result.weights.to_json(), indent=2))
-    if args.match:
-        from bench.mpi_match import time_match  # noqa: PLC0415 - only when asked
-        report["match"] = time_match(patients, args.match, result.weights)
     print(json.dumps(report, indent=2, ensure_ascii=False, default=float))
     return 0
 

@@ -233,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_immunization(sub)
     from .twin.surveillance.cli import add_parser as add_surveillance
     add_surveillance(sub)
+    from .mpi.cli import add_parser as add_mpi
+    add_mpi(sub, _store_args)
     return parser
 
 

@@ -52,6 +52,9 @@ class AppSettings:
     # A second active Patient with a FIN already held: "refuse" (409), "existing" (a create answers with the
     # holder) or "link" (stored with Patient.link seealso): mpi/fin.py. HEALTHTWIN_MPI_ON_DUPLICATE.
     mpi_on_duplicate: str = "refuse"
+    # A create that matches a stored citizen by name and birth (mpi/plugin.py): "off", "review", "existing" or
+    # "refuse". HEALTHTWIN_MPI_ON_MATCH.
+    mpi_on_match: str = "off"
 
     @classmethod
     def from_env(cls) -> "AppSettings":
@@ -68,7 +71,8 @@ class AppSettings:
                    audit_feed=os.environ.get("HEALTHTWIN_AUDIT_FEED") or None,
                    audit_feed_ca=os.environ.get("HEALTHTWIN_AUDIT_FEED_CA") or None,
                    externals=_externals_from_env(),
-                   mpi_on_duplicate=os.environ.get("HEALTHTWIN_MPI_ON_DUPLICATE", "refuse"))
+                   mpi_on_duplicate=os.environ.get("HEALTHTWIN_MPI_ON_DUPLICATE", "refuse"),
+                   mpi_on_match=os.environ.get("HEALTHTWIN_MPI_ON_MATCH", "off"))
 
 
 def _externals_from_env() -> list:
@@ -131,7 +135,7 @@ def build_app(store: Store, settings: AppSettings | None = None, *, policy: Poli
     from .registries.plugin import contributions as registries
     from .twin.plugin import contributions as twin
     from .web.plugin import contribution as web
-    contributions.append(mpi(services, on_duplicate=settings.mpi_on_duplicate))
+    contributions.append(mpi(services, on_duplicate=settings.mpi_on_duplicate, on_match=settings.mpi_on_match))
     contributions += registries(services, identify=fhir_router.identify)
     # the twin's routes (/analytics/scenarios...) go before the /analytics mount, which would match them first
     contributions[1:1] = twin(services, settings.analytics_dir, identify=fhir_router.identify)

@@ -17,7 +17,7 @@ A rule writes through `event.tx` directly, as the system: its writes do not run 
 batch job."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..request import RequestContext
@@ -35,6 +35,7 @@ class WriteEvent:
     previous: Stored | None  # the current version before the write; None on create
     stored: Stored | None = None  # the stored version (set before react)
     existing: Stored | None = None  # set by a check on create: answer with this stored resource, write nothing
+    notes: dict[str, Any] = field(default_factory=dict)  # what a rule's check leaves for its react
 
 
 @dataclass(frozen=True)

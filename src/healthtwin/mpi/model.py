@@ -103,8 +103,8 @@ BLOCKING_RULES: tuple[tuple[str, ...], ...] = (
 # Match weights (log2 of the odds, prior included) that grade a pair. A pair is `certain` at or above AUTO_LINK
 # (linked without review), `probable` between REVIEW and AUTO_LINK (a Task for a data steward), `possible`
 # between POSSIBLE and REVIEW (returned by $match, never linked). Chosen on the dirty population (docs/mpi.md).
-AUTO_LINK = 12.0
-REVIEW = 4.0
+AUTO_LINK = 6.0
+REVIEW = 2.0
 POSSIBLE = 0.0
 
 
@@ -156,13 +156,14 @@ def bayes(m: float, u: float) -> float:
     return math.log2(max(m, 1e-9) / max(u, 1e-9))
 
 
-# Estimated by EM (`python bench/mpi.py --patients 200000`, Splink 4.0.17 on DuckDB, seed 1); see docs/mpi.md.
-DEFAULT_WEIGHTS = Weights(prior=-17.0, levels={
-    "fin": [14.0, 8.0, -12.0],
-    "family": [6.5, 4.0, 3.5, 2.0, -0.5, -4.0],
-    "given": [5.5, 3.0, 2.0, -5.0],
-    "father": [5.0, 2.5, -4.0],
-    "birth": [11.0, 6.0, 5.0, 4.0, 1.0, -6.0],
-    "sex": [1.0, -8.0],
-    "district": [1.5, -1.5],
+# Estimated by EM on the dirty population (`python bench/mpi.py --patients 200000 --seed 1`: 219,157 records,
+# Splink 4.0.17 on DuckDB, 2 December 2026); the prior is that run's (it falls by log2(n) as the population grows).
+DEFAULT_WEIGHTS = Weights(prior=-19.87, levels={
+    "fin": [29.88, 23.40, -17.63],
+    "family": [6.67, 2.06, 4.58, -0.27, -2.92, -11.01],
+    "given": [6.84, 4.65, 2.11, -7.43],
+    "father": [5.96, 0.20, -26.01],
+    "birth": [14.68, 10.68, 4.51, 8.01, -3.84, -16.29],
+    "sex": [1.00, -28.90],
+    "district": [5.23, -1.61],
 })

@@ -75,8 +75,10 @@ def dedupe(con: Any, table: str, *, u_pairs: float = 1e6, em: bool = True, fin_r
     seconds["u"] = time.perf_counter() - t
     if em:
         t = time.perf_counter()
-        linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth", "family_stem"))
-        linker.training.estimate_parameters_using_expectation_maximisation(block_on("given_key", "father_key"))
+        # Each session fixes the comparisons of the fields it blocks on and estimates the others; the three
+        # together estimate every comparison, on blocks that stay small at national scale.
+        for rule in (("birth", "family_stem"), ("given_key", "family_stem", "father_key"), ("birth", "given_key")):
+            linker.training.estimate_parameters_using_expectation_maximisation(block_on(*rule))
         seconds["em"] = time.perf_counter() - t
     t = time.perf_counter()
     predicted = linker.inference.predict(threshold_match_weight=model.POSSIBLE)

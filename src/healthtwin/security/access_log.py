@@ -92,7 +92,9 @@ OPERATION_WORDS = {"everything": "opened your whole record", "export": "started 
                    "lastn": "read your latest results", "access-log": "read who saw your record",
                    "validate": "checked a record of yours", "meta": "read the labels on your record",
                    "meta-add": "labelled your record", "meta-delete": "removed labels from your record",
-                   "viewdefinition-run": "ran a statistical view over records including yours"}
+                   "viewdefinition-run": "ran a statistical view over records including yours",
+                   "match": "looked for records that may be yours", "merge": "merged two records of yours into one",
+                   "unmerge": "undid a merge of records of yours"}
 
 
 def what_in_words(event: dict[str, Any]) -> str:
