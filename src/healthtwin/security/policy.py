@@ -32,7 +32,8 @@ LETTER = {"read": "r", "vread": "r", "history-instance": "r", "everything": "r",
           "$meta": "r", "$meta-add": "u", "$meta-delete": "u",
           "$lastn": "s",  # a search, run as the caller's own
           "$summary": "r", "$twin": "r",  # a patient's summary and twin: read as the caller's own searches
-          "$immds-forecast": "r", "$evaluate": "r"}  # forecasts from the record, read the same way
+          "$immds-forecast": "r", "$evaluate": "r",  # forecasts from the record, read the same way
+          "$match": "s"}  # the patient index's candidates: a search of Patients, released as the caller's own
 CONFORMANCE = frozenset({"CapabilityStatement", "StructureDefinition", "SearchParameter", "ValueSet", "CodeSystem",
                          "ConceptMap", "OperationDefinition", "NamingSystem", "ImplementationGuide",
                          "CompartmentDefinition", "StructureMap", "GraphDefinition", "Questionnaire",
