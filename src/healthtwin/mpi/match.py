@@ -39,10 +39,11 @@ class Candidate:
 
 
 def score(left: dict[str, Any], right: dict[str, Any], weights: model.Weights) -> tuple[float, str | None, list]:
+    """(match weight with the prior, grade, evidence) of a pair: the same FIN makes it certain."""
     weight, evidence = weights.score(left, right)
     if left.get("fin") and left.get("fin") == right.get("fin"):
-        return max(weight, model.AUTO_LINK), "certain", evidence
-    return weight, model.grade(weight), evidence
+        return max(weight, weights.prior + model.AUTO_LINK), "certain", evidence
+    return weight, model.grade(weight - weights.prior), evidence
 
 
 def find(store: Any, record: dict[str, Any], weights: model.Weights, exclude: str | None = None,

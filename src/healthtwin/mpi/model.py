@@ -100,24 +100,28 @@ BLOCKING_RULES: tuple[tuple[str, ...], ...] = (
     ("given_ph", "family_ph", "birth_year"),
 )
 
-# Match weights (log2 of the odds, prior included) that grade a pair. A pair is `certain` at or above AUTO_LINK
-# (linked without review), `probable` between REVIEW and AUTO_LINK (a Task for a data steward), `possible`
-# between POSSIBLE and REVIEW (returned by $match, never linked). Chosen on the dirty population (docs/mpi.md).
-AUTO_LINK = 6.0
-REVIEW = 2.0
-POSSIBLE = 0.0
+# Grades are read on the evidence: the sum of the comparisons' weights, in bits, the prior left out. With the
+# prior in (log2 of the chance that two records taken at random are one person), a threshold would move with the
+# population's size (the prior falls by log2(n)): a rule chosen at 200,000 records would link less at 1 million.
+# A pair is `certain` at or above AUTO_LINK (linked without review), `probable` between REVIEW and AUTO_LINK
+# (a Task for a data steward), `possible` between POSSIBLE and REVIEW (offered by $match, never linked). Chosen
+# on the dirty population, seed 1 (docs/mpi.md), and reported on other seeds and sizes.
+AUTO_LINK = 26.0
+REVIEW = 22.0
+POSSIBLE = 18.0
 
 
 def probability(weight: float) -> float:
     return 1.0 / (1.0 + 2.0 ** -weight)
 
 
-def grade(weight: float) -> str | None:
-    if weight >= AUTO_LINK:
+def grade(evidence: float) -> str | None:
+    """The grade of a pair from its evidence (match weight minus the prior)."""
+    if evidence >= AUTO_LINK:
         return "certain"
-    if weight >= REVIEW:
+    if evidence >= REVIEW:
         return "probable"
-    if weight >= POSSIBLE:
+    if evidence >= POSSIBLE:
         return "possible"
     return None
 
@@ -159,11 +163,11 @@ def bayes(m: float, u: float) -> float:
 # Estimated by EM on the dirty population (`python bench/mpi.py --patients 200000 --seed 1`: 219,157 records,
 # Splink 4.0.17 on DuckDB, 2 December 2026); the prior is that run's (it falls by log2(n) as the population grows).
 DEFAULT_WEIGHTS = Weights(prior=-19.87, levels={
-    "fin": [29.88, 23.40, -17.63],
-    "family": [6.67, 2.06, 4.58, -0.27, -2.92, -11.01],
+    "fin": [29.88, 23.37, -25.77],
+    "family": [6.67, 2.08, 4.58, -0.13, -3.02, -10.70],
     "given": [6.84, 4.65, 2.11, -7.43],
-    "father": [5.96, 0.20, -26.01],
-    "birth": [14.68, 10.68, 4.51, 8.01, -3.84, -16.29],
+    "father": [5.96, 0.37, -27.01],
+    "birth": [14.68, 10.60, 4.49, 7.98, -3.92, -23.84],
     "sex": [1.00, -28.90],
-    "district": [5.23, -1.61],
+    "district": [5.23, -1.60],
 })

@@ -56,7 +56,7 @@ def _match_on_create(weights: model.Weights, on_match: str, event: WriteEvent) -
         raise FHIRError(409, f"This Patient is certainly a citizen already registered{named}: update that "
                              "record instead", "duplicate")
     if grade in ("certain", "probable"):
-        event.notes["mpi-review"] = (row.id, weight, evidence)
+        event.notes["mpi-review"] = (row.id, weight - weights.prior, evidence)
 
 
 def _queue_review(event: WriteEvent) -> None:

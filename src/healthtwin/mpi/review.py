@@ -1,7 +1,7 @@
 """The review queue and the "not the same person" decisions that later matching respects.
 
-A probable match (model.REVIEW <= weight < model.AUTO_LINK) becomes a Task for a data steward: `focus` the
-new record, an input naming the candidate, one giving the match weight, and one per comparison with the
+A probable match (model.REVIEW <= evidence < model.AUTO_LINK) becomes a Task for a data steward: `focus` the
+new record, an input naming the candidate, one giving the evidence in bits (`match-weight`, the prior left out), and one per comparison with the
 level found and its weight (the evidence a steward decides on). The steward answers by completing the Task
 (`status` completed) with `businessStatus.text` "not-the-same-person" or "same-person": the first is kept in
 `mpi_decisions`, and neither record is offered as the other's candidate again (match.py); the second is

@@ -2,8 +2,8 @@
 
 m probabilities are estimated by expectation maximisation on blocked pairs, u probabilities by random
 sampling, the prior from the pairs that share a FIN (a FIN is written on most records and never by two
-citizens). Splink then scores every pair the blocking rules produce; pairs at or above `model.POSSIBLE`
-come back as a DuckDB table (`Dedup.pairs`) with `unique_id_l`, `unique_id_r`, `match_weight` and the
+citizens). Splink then scores every pair the blocking rules produce; pairs whose evidence (weight minus prior) reaches
+`model.POSSIBLE` come back as a DuckDB table (`Dedup.pairs`) with `unique_id_l`, `unique_id_r`, `match_weight` and the
 compared fields. The same model on Spark would take `SparkAPI` in place of `DuckDBAPI`; pyspark is not
 installed on the machine this was written on, so that path is not offered.
 """
@@ -81,7 +81,7 @@ def dedupe(con: Any, table: str, *, u_pairs: float = 1e6, em: bool = True, fin_r
             linker.training.estimate_parameters_using_expectation_maximisation(block_on(*rule))
         seconds["em"] = time.perf_counter() - t
     t = time.perf_counter()
-    predicted = linker.inference.predict(threshold_match_weight=model.POSSIBLE)
-    seconds["predict"] = time.perf_counter() - t
     weights = weights_of(linker.misc.save_model_to_json())
+    predicted = linker.inference.predict(threshold_match_weight=weights.prior + model.POSSIBLE)
+    seconds["predict"] = time.perf_counter() - t
     return Dedup(predicted.physical_name, weights, seconds, linker)
