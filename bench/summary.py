@@ -89,6 +89,14 @@ def adults(store, n: int, rng: random.Random) -> list[str]:
     return ids[:n]
 
 
+def heaviest(store, n: int) -> list[str]:
+    """The citizens with the most rows that name them as subject or patient: the worst records."""
+    return [r[0] for r in store.query(
+        "SELECT x.target_id FROM idx_reference x JOIN search_params s ON s.pid = x.pid WHERE x.target_type = "
+        "'Patient' AND s.code IN ('subject', 'patient') GROUP BY x.target_id ORDER BY COUNT(DISTINCT x.rid) DESC "
+        "LIMIT ?", [n])]
+
+
 def floor_rows(store, pid: str) -> int:
     """The citizen's rows of the types the operations read, by the patient index, fetched and parsed."""
     rids = [r[0] for r in store.query(
@@ -117,6 +125,7 @@ def main() -> None:
     total = store.query("SELECT COUNT(*) FROM resources", [])[0][0]
     rng = random.Random(3)
     sample = adults(store, args.queries, rng)
+    worst = heaviest(store, 20)
     print(f"store: {total:,} resources; {len(sample)} citizens aged 40+ sampled; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     env = dict(os.environ, HEALTHTWIN_DATA_DIR=str(data))
@@ -143,6 +152,8 @@ def main() -> None:
                 twin.append(ms)
                 ms, _ = timed_get(client, f"/Patient/{pid}")
                 read.append(ms)
+            worst_summary = [timed_get(client, f"/Patient/{pid}/$summary")[0] for pid in worst]
+            worst_twin = [timed_get(client, f"/Patient/{pid}/$twin", asOf=END)[0] for pid in worst]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
@@ -157,6 +168,15 @@ def main() -> None:
     print(line("Patient/{id}/$twin", twin) + "  (target p95 100 ms)")
     print(line("floor: GET Patient/{id} (same server)", read))
     print(line("floor: the same rows read from the database", floor))
+    worst_floor = []
+    for pid in worst:
+        t = time.perf_counter()
+        n = floor_rows(store, pid)
+        worst_floor.append((time.perf_counter() - t) * 1000)
+    print(f"the 20 heaviest records ({n} rows of the types read, the last of them):")
+    print(line("  $summary", worst_summary))
+    print(line("  $twin", worst_twin))
+    print(line("  floor: the same rows read from the database", worst_floor))
 
 
 if __name__ == "__main__":
