@@ -28,6 +28,10 @@ class Dose:
     mvx: str | None = None
     substandard: bool = False
 
+    def __post_init__(self) -> None:
+        # CVX codes are compared as the rule files store them: without leading zeros ("03" is "3").
+        object.__setattr__(self, "cvx", self.cvx.strip().lstrip("0") or "0")
+
 
 @dataclass(frozen=True)
 class Observation:
