@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from . import rules
+from . import dates, rules
 from .evaluate import evaluate
 from .forecast import contraindicated, forecast, immune
 from .patient import (AGED_OUT, COMPLETE, CONTRAINDICATED, IMMUNE, NOT_COMPLETE, NOT_RECOMMENDED, Dose,
@@ -13,7 +13,6 @@ from .patient import (AGED_OUT, COMPLETE, CONTRAINDICATED, IMMUNE, NOT_COMPLETE,
 from .rules import Schedule
 from .select import best_series, relevant
 from .series_state import DoseResult, PatientSeries
-from . import dates
 
 
 @dataclass

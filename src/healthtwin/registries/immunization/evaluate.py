@@ -15,7 +15,7 @@ from . import dates
 from .patient import EXTRANEOUS, NOT_VALID, SUBSTANDARD, VALID, Dose, Patient
 from .rules import Schedule, cvx_set
 from .series_state import DoseResult, PatientSeries
-from .skip import _in_force, skipped
+from .skip import in_force, skipped
 
 TOO_YOUNG = "Age: Too Young"
 TOO_OLD = "Age: Too Old"
@@ -27,7 +27,7 @@ ALREADY_COMPLETE = "Series Already Complete"
 
 
 def applicable(rows: list[dict[str, Any]], when: date) -> list[dict[str, Any]]:
-    return [row for row in rows if _in_force(row, when)]
+    return [row for row in rows if in_force(row, when)]
 
 
 def age_row(target: dict[str, Any], when: date) -> dict[str, Any]:

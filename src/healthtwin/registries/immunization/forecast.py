@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from . import dates
 from .evaluate import age_row, applicable, intervals_in_force, previous_dose
-from .patient import AGED_OUT, COMPLETE, CONTRAINDICATED, IMMUNE, NOT_COMPLETE, Dose, Patient
+from .patient import AGED_OUT, COMPLETE, NOT_COMPLETE, Dose, Patient
 from .rules import Schedule
 from .series_state import PatientSeries
 from .skip import skipped
@@ -125,6 +125,3 @@ def forecast(schedule: Schedule, patient: Patient, ps: PatientSeries, doses: lis
     ps.recommended = max(recommended, earliest) if recommended else earliest
     ps.past_due = max(past_due, earliest) if past_due else None
     ps.latest = maximum - DAY if maximum else None
-
-
-__all__ = ["forecast", "immune", "contraindicated", "CONTRAINDICATED", "IMMUNE"]

@@ -14,7 +14,7 @@ from .rules import cvx_set
 from .series_state import PatientSeries
 
 
-def _in_force(row: dict[str, Any], when: date) -> bool:
+def in_force(row: dict[str, Any], when: date) -> bool:
     start = dates.parse_date(row.get("effectiveDate"))
     stop = dates.parse_date(row.get("cessationDate"))
     return (start is None or when >= start) and (stop is None or when < stop)
@@ -78,7 +78,7 @@ def skipped(target: dict[str, Any], context: str, ps: PatientSeries, patient: Pa
             continue
         results = []
         for cset in skip.get("set", []):
-            if not _in_force(cset, ref):
+            if not in_force(cset, ref):
                 continue
             met = [condition_met(c, ps, patient, antigen_doses, ref, previous, completed, context == "Forecast")
                    for c in cset.get("condition", [])]
