@@ -51,9 +51,11 @@ def read_cases(folder: Path) -> list[Case]:
 
 
 def _case(row: dict[str, str], kind: str) -> Case:
+    row = dict(row, CDC_Test_ID=row["CDC_Test_ID"].strip())  # one id carries a trailing space
     birth = dates.parse_date(row["DOB"])
     assessment = dates.parse_date(row["Assessment_Date"])
-    assert birth and assessment
+    if birth is None or assessment is None:
+        raise ValueError(f"test case {row['CDC_Test_ID']}: no date of birth or assessment date")
     doses, expected, ids = [], {}, []
     for i in range(1, 8):
         given = dates.parse_date(row.get(f"Date_Administered_{i}"))
