@@ -20,6 +20,7 @@ CKD = ({"709044004", "431855005"}, ("N18",))
 HYPERTENSION = ({"38341003", "59621000"}, ("I10", "I11", "I12", "I13", "I15"))
 CVD = ({"414545008", "22298006", "230690007", "53741008"}, ("I20", "I21", "I22", "I23", "I24", "I25", "I63",
                                                              "I64", "I65", "I66", "G45"))
+USED = (BP_PANEL, SBP, DBP, HBA1C, CREATININE, CHOLESTEROL, BMI, GLUCOSE, SMOKING)
 ANTIHYPERTENSIVE_ATC = ("C02", "C03", "C07", "C08", "C09")
 ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
 
@@ -102,7 +103,9 @@ def gather(record: PatientRecord, today: dt.date) -> Facts:
     patient = record.patient()
     facts = Facts(today, _date(patient.get("birthDate")), patient.get("gender"), patient=patient)
     reads = {
-        "Observation": record.search("Observation", [("status", "final,amended,corrected,preliminary")], "date"),
+        # only the codes the models and trends use: a decade of weights and heart rates is not read
+        "Observation": record.search("Observation", [("status", "final,amended,corrected,preliminary"),
+                                                     ("code", ",".join(f"{LOINC}|{c}" for c in USED))], "date"),
         "Condition": record.search("Condition", []),
         "MedicationRequest": record.search("MedicationRequest", [("status", "active,on-hold")]),
         "Immunization": record.search("Immunization", [("status", "completed")], "date"),
