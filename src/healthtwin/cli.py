@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_surveillance(sub)
     from .mpi.cli import add_parser as add_mpi
     add_mpi(sub, _store_args)
+    from .twin.forecasting.cli import add_parser as add_forecast
+    add_forecast(sub)
     return parser
 
 

@@ -1,0 +1,48 @@
+"""`healthtwin forecast flusight --data DIR --reference-date YYYY-MM-DD --out FILE.csv`: one reference
+date's ensemble forecast of every location in the folder's target data, in the FluSight hub's CSV format."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    forecast = subparsers.add_parser("forecast", help="forecasts of weekly counts (healthtwin forecast flusight --help)")
+    kinds = forecast.add_subparsers(dest="forecast_kind", required=True, metavar="KIND")
+    hub = kinds.add_parser("flusight", help="one FluSight reference date: every location, horizons 0-3, "
+                                            "23 quantiles, the hub's CSV")
+    hub.add_argument("--data", required=True, type=Path,
+                     help="folder with target-hospital-admissions.csv and/or its vintages file "
+                          "(target-hospital-admissions_vintages_*.csv[.gz]); the vintage known on the "
+                          "reference date is used")
+    hub.add_argument("--reference-date", required=True, help="the Saturday the horizons count from (YYYY-MM-DD)")
+    hub.add_argument("--out", required=True, type=Path, help="the hub CSV to write")
+    hub.add_argument("--model", default="ensemble", choices=["ensemble", "baseline"],
+                     help="the ensemble (default) or the FluSight flat baseline")
+    hub.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import ensemble, flusight as fs
+    from .baseline import flat_baseline
+
+    reference_date = fs.parse_date(args.reference_date)
+    fs.check_reference_date(reference_date)
+    started = time.perf_counter()
+    snapshot = fs.known_on(fs.read_target_data(args.data), reference_date)
+    if not snapshot.counts:
+        raise ValueError(f"{args.data}: no counts before {reference_date}")
+    steps = fs.steps_to_horizons(snapshot, reference_date)
+    n = max(max(s) for s in steps.values())
+    panel = fs.panel_of(snapshot)
+    if args.model == "baseline":
+        quantiles = {k: flat_baseline(v, n, seed=reference_date.toordinal()) for k, v in panel.items()}
+    else:
+        quantiles, _ = ensemble.forecast(panel, n)
+    fs.write_hub_csv(fs.hub_rows(reference_date, fs.at_horizons(quantiles, steps)), args.out)
+    source = f"vintage of {snapshot.as_of}" if snapshot.as_of else "final target file (no vintages: revisions not honoured)"
+    print(f"{args.out}: {len(panel)} locations from the {source}, {time.perf_counter() - started:.1f} s",
+          file=sys.stderr)
+    return 0
