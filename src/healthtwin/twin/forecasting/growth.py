@@ -18,48 +18,71 @@ import numpy as np
 from .levels import LEVELS, tidy
 from .models import Panel, Quantiles, filled
 
-LAGS = 3  # weekly changes used as predictors
+def _aligned(series: list[np.ndarray]) -> np.ndarray:
+    """The series as rows of one matrix, aligned on their last week, NaN before each one's first."""
+    width = max(len(z) for z in series)
+    out = np.full((len(series), width), np.nan)
+    for i, z in enumerate(series):
+        out[i, width - len(z):] = z
+    return out
 
 
-def _features(z: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Design rows at times t of one series z (log scale): intercept, last LAGS changes, level."""
-    columns = [np.ones(len(t))]
-    for lag in range(LAGS):
-        columns.append(z[t - lag] - z[t - lag - 1])
-    columns.append(z[t])
-    return np.column_stack(columns)
+def _design(z: np.ndarray, lags: int, pooled: bool) -> np.ndarray:
+    """Predictors (series, weeks, features) on the log scale: intercept, the last `lags` weekly changes,
+    the level, and (pooled) the mean weekly change over all series in that week and the week before, the
+    wave as the whole panel sees it."""
+    change = np.full_like(z, np.nan)
+    change[:, 1:] = z[:, 1:] - z[:, :-1]
+    columns = [np.ones_like(z)]
+    for lag in range(lags):
+        shifted = np.full_like(z, np.nan)
+        shifted[:, lag:] = change[:, : z.shape[1] - lag]
+        columns.append(shifted)
+    columns.append(z)
+    if pooled:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # weeks before any series starts: NaN, dropped below
+            mean = np.nanmean(change, axis=0)
+        previous = np.concatenate([[np.nan], mean[:-1]])
+        columns.append(np.broadcast_to(mean, z.shape))
+        columns.append(np.broadcast_to(previous, z.shape))
+    return np.stack(columns, axis=-1)
 
 
 @dataclass(frozen=True)
 class GrowthRegression:
     name: str = "growth-qr"
+    lags: int = 3  # weekly changes used as predictors
+    pooled: bool = False  # add the panel's mean weekly change as predictors
     window: int | None = 156  # weeks of each series' history fitted on (three seasons): bounds the time
 
     def forecast(self, panel: Panel, steps: int) -> Quantiles:
         from statsmodels.regression.quantile_regression import QuantReg
 
-        series = {key: np.log1p(np.maximum(filled(v), 0.0))[-(self.window or 0):] for key, v in panel.items()}
-        usable = {k: z for k, z in series.items() if len(z) > LAGS + 1}
-        result: Quantiles = {k: np.zeros((steps, len(LEVELS))) for k in usable}
-        if not usable:
+        keys = [k for k, v in panel.items() if len(filled(v)) > self.lags + 1]
+        if not keys:
             return {}
-        now = {k: _features(z, np.array([len(z) - 1])) for k, z in usable.items()}
+        z = _aligned([np.log1p(np.maximum(filled(panel[k]), 0.0))[-(self.window or 0):] for k in keys])
+        design = _design(z, self.lags, self.pooled)
+        now = design[:, -1, :]
+        if np.isnan(now).any():
+            now = np.nan_to_num(now)  # a series shorter than the lags: its missing changes count as flat
+        result = np.zeros((len(keys), steps, len(LEVELS)))
         for step in range(1, steps + 1):
-            xs, ys = [], []
-            for z in usable.values():
-                t = np.arange(LAGS, len(z) - step)
-                if len(t):
-                    xs.append(_features(z, t))
-                    ys.append(z[t + step] - z[t])
-            if not xs:
+            x = design[:, :-step, :].reshape(-1, design.shape[-1])
+            y = (z[:, step:] - z[:, :-step]).reshape(-1)
+            keep = np.isfinite(y) & np.isfinite(x).all(axis=1)
+            if keep.sum() < 10 * design.shape[-1]:
                 raise ValueError("too little history for the growth regression")
-            x, y = np.vstack(xs), np.concatenate(ys)
             coefficients = []
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # IRLS iteration-limit warnings: the fit is still usable
                 for tau in LEVELS:
-                    coefficients.append(QuantReg(y, x).fit(q=tau, max_iter=2000).params)
+                    coefficients.append(QuantReg(y[keep], x[keep]).fit(q=tau, max_iter=2000).params)
             beta = np.array(coefficients)  # (23, features)
-            for key, z in usable.items():
-                result[key][step - 1] = z[-1] + now[key] @ beta.T
-        return {k: tidy(np.expm1(q)) for k, q in result.items()}
+            # Predictors outside what the fit has seen (a surge steeper than any before) are held at the
+            # edge of the seen range: a linear quantile model extrapolated past its data overshoots.
+            seen = x[keep]
+            held = np.clip(now, np.quantile(seen, 0.005, axis=0), np.quantile(seen, 0.995, axis=0))
+            result[:, step - 1, :] = z[:, -1:] + held @ beta.T
+        return {k: tidy(np.expm1(result[i])) for i, k in enumerate(keys)}
