@@ -24,7 +24,7 @@ def epidemic(weeks: int, peak: int, height: float, seed: int) -> np.ndarray:
 def test_the_ensemble_gives_monotone_non_negative_quantiles():
     panel = {f"s{i}": epidemic(70, 40 + 3 * i, 200.0 * (i + 1), i) for i in range(4)}
     combined, components = ensemble.forecast(panel, 4)
-    assert set(components) == {"ets-log", "arima-log", "growth-qr"}
+    assert set(components) == {"growth-qr", "growth-qr-pooled", "theta-log"}
     for q in [*combined.values(), *(c for part in components.values() for c in part.values())]:
         assert q.shape == (4, 23)
         assert np.all(q >= 0)
@@ -122,3 +122,25 @@ def test_without_vintages_only_weeks_before_the_reference_date_are_read(tmp_path
     assert snapshot.as_of is None
     assert all(s.index.max() == pd.Timestamp("2023-12-30") for s in snapshot.counts.values())
     assert snapshot.population["01"] == pytest.approx(1_000_000)
+
+
+def test_the_statsforecast_components_give_valid_quantiles():
+    from healthtwin.twin.forecasting.models import SQRT, arima, ets, theta
+
+    panel = {f"s{i}": epidemic(60, 30 + 5 * i, 150.0, 20 + i) for i in range(3)}
+    for model in (ets(), ets(SQRT), theta(), arima()):
+        out = model.forecast(panel, 3)
+        assert set(out) == set(panel)
+        for q in out.values():
+            assert q.shape == (3, 23) and np.all(q >= 0) and np.all(np.diff(q, axis=1) >= 0)
+        last = {k: v[-1] for k, v in panel.items()}
+        assert all(out[k][0, 0] <= last[k] * 3 + 10 and out[k][0, -1] >= last[k] / 3 for k in panel), model.name
+
+
+def test_widening_keeps_the_median_and_spreads_the_rest():
+    q = np.sort(np.random.default_rng(1).gamma(3.0, 20.0, size=(2, 23)), axis=1)
+    wide = ensemble.widen(q, 1.25)
+    np.testing.assert_allclose(wide[:, 11], q[:, 11])
+    assert np.all(wide[:, 0] <= q[:, 0]) and np.all(wide[:, -1] >= q[:, -1])
+    np.testing.assert_allclose(np.log1p(wide[:, -1]) - np.log1p(wide[:, 11]),
+                               1.25 * (np.log1p(q[:, -1]) - np.log1p(q[:, 11])))
