@@ -14,7 +14,7 @@ def add_parser(sub: Any) -> None:
     imm = sub.add_parser("immunization", help="the immunization forecaster (CDC CDSi logic)")
     commands = imm.add_subparsers(dest="immunization_command", required=True, metavar="ACTION")
     tc = commands.add_parser("test-cases", help="run the CDC CDSi test cases and write a report")
-    tc.add_argument("dir", type=Path, help="folder of the test-case CSV sheets (cdsi/test-cases/csv)")
+    tc.add_argument("dir", type=Path, help="folder of the test-case CSV sheets (cdsi/test-cases or its csv/)")
     tc.add_argument("--report", type=Path, required=True, help="the JSON report to write")
     tc.add_argument("--adjudication", type=Path, default=None,
                     help="adjudication CSV (default: the package's adjudication.csv)")
@@ -40,10 +40,11 @@ def run(args: argparse.Namespace) -> int:
 def _test_cases(args: argparse.Namespace) -> int:
     from .testcases import read_adjudication, run as run_cases, summary
 
-    if not args.dir.is_dir():
+    folder = args.dir / "csv" if (args.dir / "csv").is_dir() else args.dir  # cdsi/test-cases or its csv/
+    if not folder.is_dir():
         raise ValueError(f"{args.dir} is not a folder of test-case CSV sheets")
     adjudicated = read_adjudication(args.adjudication)
-    report = run_cases(args.dir, adjudicated=adjudicated)
+    report = run_cases(folder, adjudicated=adjudicated)
     if not report:
         raise ValueError(f"no CDSi test-case sheets found in {args.dir}")
     args.report.write_text(json.dumps({"summary": summary(report), "cases": report}, indent=1))
