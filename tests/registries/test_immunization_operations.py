@@ -131,3 +131,27 @@ def test_bad_evaluate_input_is_a_clear_outcome(imm_world, parameter, where):
     unborn = {"resourceType": "Parameters", "parameter": [{"name": "patient", "resource": {"resourceType": "Patient"}}]}
     got = imm_world.client.post("/fhir/Immunization/$evaluate", json=unborn, headers=imm_world.headers["admin"])
     assert got.status_code == 422 and "birthDate" in got.text
+
+
+def test_the_igs_posted_form_and_the_type_level_form_by_reference(imm_world):
+    """`$immds-forecast` with the patient and doses in the body (the IG's shape), and
+    `Immunization/$immds-forecast?patient=Patient/{id}` (as the citizen portal asks): the same engine."""
+    patient = {"resourceType": "Patient", "id": "p", "birthDate": "2024-01-01", "gender": "male"}
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "assessmentDate", "valueDate": "2024-12-01"}, {"name": "patient", "resource": patient},
+        {"name": "immunization", "resource": _dose("hepb-1", "08", "2024-01-01")}]}
+    got = imm_world.client.post("/fhir/$immds-forecast", json=body, headers=imm_world.headers["admin"])
+    assert got.status_code == 200, got.text
+    [rec] = _parts(got.json(), "recommendation")
+    hepb = next(r for r in rec["recommendation"] if r["vaccineCode"][0]["text"] == "HepB")
+    assert hepb["forecastStatus"]["text"] == "Not Complete" and hepb["doseNumberPositiveInt"] == 2
+    assert _parts(got.json(), "evaluation")[0]["immunizationEvent"]["reference"] == "Immunization/hepb-1"
+    pid = imm_world.child["id"]
+    by_ref = imm_world.client.get(f"/fhir/Immunization/$immds-forecast?patient=Patient/{pid}&assessmentDate=2024-06-01",
+                                  headers=imm_world.headers["own_doctor"])
+    by_path = imm_world.client.get(f"/fhir/Patient/{pid}/$immds-forecast?assessmentDate=2024-06-01",
+                                   headers=imm_world.headers["own_doctor"])
+    assert by_ref.status_code == 200 and by_ref.json() == by_path.json()
+    hidden = imm_world.client.get(f"/fhir/Immunization/$immds-forecast?patient=Patient/{pid}",
+                                  headers=imm_world.headers["stranger_doctor"])
+    assert hidden.status_code == 404

@@ -117,11 +117,16 @@ def store_current(tx: Transaction, pid: str, current: list[dict[str, Any]],
 
 
 def refresh_in(tx: Transaction, services: Any, pids: Sequence[str], on: date,
-               schedules: Iterable[str] = SCHEDULES) -> int:
+               schedules: Iterable[str] = SCHEDULES, reindex_patients: bool = False) -> int:
     """Re-forecasts `pids` inside `tx` (each patient's guard taken first, so two writers of one child's doses
-    forecast one after the other, the second over both doses)."""
+    forecast one after the other, the second over both doses). `reindex_patients`: also index each Patient
+    anew, so one bulk-loaded by a process without the due lists' parameters (due.py) is found by district."""
     for pid in sorted(set(pids)):
         tx.lock(f"{_STATE}:{pid}")
+        if reindex_patients:
+            found = tx.current("Patient", pid)
+            if found is not None and not found[1].deleted and found[1].content:
+                tx.reindex(found[0], "Patient", orjson.loads(found[1].content))
     cases = read_cases(services, list(pids), tx.execute, rules.load(rules.DEFAULT_SCHEDULE))
     written = 0
     for pid in sorted(set(pids)):

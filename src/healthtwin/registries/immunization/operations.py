@@ -2,6 +2,8 @@
 
 * `Patient/{id}/$immds-forecast` (inputs `assessmentDate`, default today, and `schedule`: aze (default), cdc,
   who): the patient's ImmunizationRecommendation and ImmunizationEvaluations, computed from the record;
+  `$immds-forecast` and `Immunization/$immds-forecast` take the patient as `$evaluate` does (the IG's own
+  form: a posted Patient and Immunizations; or a reference, as the citizen portal asks);
 * `Immunization/$evaluate` (type level; inputs `patient` (a Patient resource, or a reference to a stored one),
   `immunization` (0..*), `assessmentDate`, `schedule`): the ImmunizationEvaluation of each dose: of the posted
   Immunizations alone for a posted Patient, or of the stored record with the posted ones added (a dose about to
@@ -82,19 +84,22 @@ def forecast_parameters(services, ctx, pid: str, params: list[tuple[str, Any, di
     return result_parameters(pid, result)
 
 
-def _patient_input(value: Any) -> tuple[dict[str, Any] | None, str | None]:
+def _patient_input(value: Any, operation: str) -> tuple[dict[str, Any] | None, str | None]:
     """A posted Patient resource, or the id of a stored one (a Reference, or 'Patient/x' as a string)."""
     if isinstance(value, dict) and value.get("resourceType") == "Patient":
         return value, None
     ref = value.get("reference") if isinstance(value, dict) else value
     if isinstance(ref, str) and ref.startswith("Patient/") and ref.count("/") == 1 and len(ref) > 8:
         return None, ref[8:]
-    raise FHIRError(400, "$evaluate: 'patient' is a Patient resource or a reference Patient/{id}",
+    raise FHIRError(400, f"${operation}: 'patient' is a Patient resource or a reference Patient/{{id}}",
                     location="patient")
 
 
-def evaluate_parameters(services, ctx, params: list[tuple[str, Any, dict]]) -> dict[str, Any]:
-    services.policy.authorize(ctx, "$evaluate", "Immunization")
+def assess_parameters(services, ctx, params: list[tuple[str, Any, dict]], operation: str,
+                      with_recommendation: bool) -> dict[str, Any]:
+    """`patient` (a resource, or a reference to a stored one) with any posted `immunization`s: the system and
+    type level forms of $immds-forecast (the IG's own shape), and $evaluate."""
+    services.policy.authorize(ctx, f"${operation}", "Immunization" if operation == "evaluate" else "Patient")
     patient_value, posted, given = None, [], {}
     for name, value, _ in params:
         if name in _FORMAT:
@@ -103,18 +108,19 @@ def evaluate_parameters(services, ctx, params: list[tuple[str, Any, dict]]) -> d
             patient_value = value
         elif name == "immunization":
             if not isinstance(value, dict) or value.get("resourceType") != "Immunization":
-                raise FHIRError(400, "$evaluate: each 'immunization' is an Immunization resource",
+                raise FHIRError(400, f"${operation}: each 'immunization' is an Immunization resource",
                                 location="immunization")
             posted.append(value)
         elif name in ("assessmentDate", "schedule"):
             given[name] = value
         else:
-            raise FHIRError(400, f"$evaluate takes patient, immunization, assessmentDate and schedule, not "
+            raise FHIRError(400, f"${operation} takes patient, immunization, assessmentDate and schedule, not "
                                  f"'{name}'", location=name)
     if patient_value is None:
-        raise FHIRError(400, "$evaluate needs the patient (a Patient resource or a reference)", location="patient")
+        raise FHIRError(400, f"${operation} needs the patient (a Patient resource or a reference)",
+                        location="patient")
     assessment, schedule = _assessment(given.get("assessmentDate")), _schedule(given.get("schedule"))
-    patient, pid = _patient_input(patient_value)
+    patient, pid = _patient_input(patient_value, operation)
     clinical: list[dict] = []
     imms = posted
     if pid is not None:
@@ -126,8 +132,14 @@ def evaluate_parameters(services, ctx, params: list[tuple[str, Any, dict]]) -> d
     try:
         result = forecast(patient, imms, clinical, schedule, assessment)
     except InputError as exc:
-        raise FHIRError(422, f"$evaluate cannot assess the input: {exc}", "processing") from None
-    return result_parameters(pid, result, with_recommendation=False)
+        raise FHIRError(422, f"${operation} cannot assess the input: {exc}", "processing") from None
+    return result_parameters(pid, result, with_recommendation=with_recommendation)
+
+
+@define("immds-forecast", types=["Immunization"], system=True, type_level=True, definition=FORECAST_DEFINITION)
+async def immds_forecast_posted(router, request, ctx, rtype, rid, params, body):
+    given = inputs(list(params), body, "immds-forecast")
+    return fhir(200, await router.run(assess_parameters, router.services, ctx, given, "immds-forecast", True), ctx)
 
 
 @define("immds-forecast", types=["Patient"], instance=True, definition=FORECAST_DEFINITION)
@@ -139,7 +151,7 @@ async def immds_forecast(router, request, ctx, rtype, rid, params, body):
 @define("evaluate", types=["Immunization"], type_level=True, definition=EVALUATE_DEFINITION, methods=("POST",))
 async def evaluate(router, request, ctx, rtype, rid, params, body):
     given = inputs(list(params), body, "evaluate")
-    return fhir(200, await router.run(evaluate_parameters, router.services, ctx, given), ctx)
+    return fhir(200, await router.run(assess_parameters, router.services, ctx, given, "evaluate", False), ctx)
 
 
-OPERATIONS = [immds_forecast, evaluate]
+OPERATIONS = [immds_forecast, immds_forecast_posted, evaluate]

@@ -58,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
 def _open(database: str | None, data_dir: Path):
     from ...api.services import Services
     from ...security.storage import open_store
-    return Services.build(open_store(database, data_dir))
+    from .due import register
+    services = Services.build(open_store(database, data_dir))
+    register(services.registry)  # the due lists' parameters, as the server has them
+    return services
 
 
 def child_ids(services: Any, on: date) -> list[list[str]]:
@@ -89,7 +92,7 @@ def _batch(job: tuple[list[str], str]) -> tuple[int, int]:
     pids, on = job
     services = _worker["services"]
     with services.store.transaction() as tx:
-        written = refresh_in(tx, services, pids, date.fromisoformat(on))
+        written = refresh_in(tx, services, pids, date.fromisoformat(on), reindex_patients=True)
     return len(pids), written
 
 
