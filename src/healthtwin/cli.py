@@ -231,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     register(sub, _store_args)
     from .registries.immunization.cli import add_parser as add_immunization
     add_immunization(sub)
+    from .registries.laboratory.batch import add_parser as add_laboratory
+    add_laboratory(sub)
     from .twin.surveillance.cli import add_parser as add_surveillance
     add_surveillance(sub)
     from .mpi.cli import add_parser as add_mpi

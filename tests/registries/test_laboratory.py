@@ -204,3 +204,28 @@ def test_a_normal_result_raises_nothing_and_a_critical_one_rolls_back_with_its_t
                                                                   "valueQuantity": _q(7.0, "mmol/L")}, headers=h["lab"])
     assert again.status_code == 200
     assert client.get("/fhir/Communication", headers=h["admin"]).json()["total"] == 1
+
+
+def test_the_batch_job_raises_the_alerts_a_bulk_load_skipped_once(store, tmp_path):
+    """`healthtwin laboratory alerts`: a critical result loaded in bulk (no write rules) gets its Flag and
+    Communication; a second run raises nothing more (the Communication's identifier is the result's id)."""
+    import orjson as _orjson
+
+    from healthtwin.api.services import Services
+    from healthtwin.loading import Loader
+    from healthtwin.registries.laboratory.batch import raise_missing
+    services = Services.build(store)
+    crit, fine = {**_potassium(7.4), "id": "crit"}, {**_potassium(4.1), "id": "fine"}
+    for obs in (crit, fine):
+        obs.pop("basedOn")  # a result with no order: the Flag still, a Communication without recipient
+    lines = [_orjson.dumps(r) for r in ({"resourceType": "Organization", "id": "org-lab", "name": "lab"},
+                                        {"resourceType": "Patient", "id": "p1"}, crit, fine)]
+    Loader(services).load_lines(lines, "bulk.ndjson")
+    assert raise_missing(services) == (2, 1)
+    assert raise_missing(services) == (2, 0)
+    counts = dict(store.query("SELECT type, COUNT(*) FROM resources WHERE type IN ('Flag', 'Communication') "
+                              "GROUP BY type", []))
+    assert counts == {"Flag": 1, "Communication": 1}
+    (content,) = [r for r in store.fetch_rows([x[0] for x in store.query(
+        "SELECT rid FROM resources WHERE type = 'Communication'", [])])]
+    assert {"reference": "Observation/crit"} in _orjson.loads(content.content)["about"]

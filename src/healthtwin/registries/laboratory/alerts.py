@@ -17,6 +17,9 @@ COMMUNICATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/communication-ca
 FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
 ALERT = [{"coding": [{"system": COMMUNICATION_CATEGORY, "code": "alert", "display": "Alert"}], "text": "Alert"}]
 LAB = [{"coding": [{"system": FLAG_CATEGORY, "code": "lab", "display": "Lab"}], "text": "Laboratory"}]
+# The Communication's identifier is the Observation's id in this system: one alert per result, whichever path
+# (the write rule or `healthtwin laboratory alerts` after a bulk load) raised it.
+ALERT_ID_SYSTEM = "https://health.gov.az/fhir/sid/critical-result-alert"
 UNREAD = "in-progress"
 ACKNOWLEDGED = "completed"
 
@@ -50,7 +53,8 @@ def raise_alert(tx: Transaction, observation: dict[str, Any], obs_id: str, when:
         flag["encounter"] = observation["encounter"]
     flag_id = tx.create("Flag", flag).id
     message: dict[str, Any] = {
-        "resourceType": "Communication", "status": UNREAD, "category": ALERT, "priority": "stat",
+        "resourceType": "Communication", "identifier": [{"system": ALERT_ID_SYSTEM, "value": obs_id}],
+        "status": UNREAD, "category": ALERT, "priority": "stat",
         "sent": when, "about": [about, {"reference": f"Flag/{flag_id}"}],
         "payload": [{"contentString": f"Critical result: {what}"}]}
     if subject:
