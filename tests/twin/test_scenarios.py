@@ -136,7 +136,7 @@ def _crunch_ratio(record: dict, site: str) -> float:
 
 
 def test_a_calibrated_run_shows_the_planted_season_and_crunch_and_reproduces(world, tmp_path) -> None:
-    mat, _, truth = world
+    mat, ref, truth = world
     runs = RunStore(tmp_path)
     flu = truth["influenza"]
     peak_day = dt.date.fromisoformat(flu["peak_date"])
@@ -157,7 +157,7 @@ def test_a_calibrated_run_shows_the_planted_season_and_crunch_and_reproduces(wor
     assert again["code"]["scenarios_sha256"] and again["data"]["observed"] == cal["observed"]
 
     crunch = truth["hospital_crunch"]
-    site = crunch["location"].split("/")[1]
+    site = ref.names[crunch["location"].split("/")[1]]  # hospitals are named by their Location's name
     end = dt.date.fromisoformat(crunch["period_end"])
     during = run_now(runs, {"as_of": (end - dt.timedelta(days=3)).isoformat(), "calibration_weeks": 0, "r0": 1.1,
                             "days": 30, "bed_scale": "sample"}, mat.con)

@@ -46,8 +46,10 @@ class Reference:
             if "encounter" in c and codes and pid in self.home:
                 self.dx.append((pid, codes[0], dt.date.fromisoformat((c.get("onsetDateTime") or c["recordedDate"])[:10])))
         self.stays = [e for e in _read(folder, "Encounter") if e["class"]["code"] == "IMP"]
-        self.beds = {loc["id"]: next(x["valueInteger"] for x in loc["extension"] if x["url"].endswith("bed-count"))
-                     for loc in _read(folder, "Location")}
+        locations = _read(folder, "Location")
+        self.names = {loc["id"]: loc["name"] for loc in locations}  # the census is reported by hospital name
+        self.beds = {loc["name"]: next(x["valueInteger"] for x in loc["extension"] if x["url"].endswith("bed-count"))
+                     for loc in locations}
 
     def cases(self, group: str, level: str, bucket) -> Counter:
         out: Counter = Counter()
@@ -58,10 +60,10 @@ class Reference:
         return out
 
     def census(self) -> Counter:
-        """(location id, day) -> patients in a bed at midnight: admission day to the day before discharge."""
+        """(hospital name, day) -> patients in a bed at midnight: admission day to the day before discharge."""
         out: Counter = Counter()
         for e in self.stays:
-            loc = e["location"][0]["location"]["reference"].split("/")[1]
+            loc = self.names[e["location"][0]["location"]["reference"].split("/")[1]]
             s = dt.date.fromisoformat(e["period"]["start"][:10])
             t = dt.date.fromisoformat(e["period"]["end"][:10])
             for k in range(max((t - s).days, 1)):
@@ -137,7 +139,7 @@ def test_bed_census_equals_the_stays_and_shows_the_crunch(world) -> None:
     assert sum(r.beds for r in regions) == sum(ref.beds.values()) * 0.5
     assert sum(sum(r.census) for r in regions) == sum(census.values())
     crunch = truth["hospital_crunch"]
-    site = crunch["location"].split("/")[1]
+    site = ref.names[crunch["location"].split("/")[1]]
     (h,) = [h for h in hospitals if h.key[-1] == site]
     start, end = dt.date.fromisoformat(crunch["period_start"]), dt.date.fromisoformat(crunch["period_end"])
     during = [c for d, c in zip(h.dates, h.census) if start <= d <= end]

@@ -59,8 +59,8 @@ class Series:
 @dataclass(frozen=True)
 class Occupancy:
     """The midnight bed census of a hospital (or of all hospitals of a district, a region, the country)."""
-    key: tuple[str, ...]  # (region, district, hospital key) down to () national
-    name: str  # the hospital's name, or the place's
+    key: tuple[str, ...]  # (region, district, hospital name) down to () national
+    name: str  # the hospital's (its Location's name), or the place's
     beds: float  # capacity: the Locations' bed counts × bed_scale
     dates: list[dt.date]
     census: list[int]
@@ -189,8 +189,7 @@ def occupancy(source: Any, level: str = "hospital", start: dt.date | None = None
     con = _con(source)
     keys = HOSPITAL_LEVELS[level]
     cols = "".join(f"{k}, " for k in keys)
-    hospitals = _fetch(con, f"SELECT {cols}string_agg(name, '; ' ORDER BY name), sum(beds) FROM base_hospital "
-                            f"GROUP BY ALL", [])
+    hospitals = _fetch(con, f"SELECT {cols}sum(beds) FROM base_hospital GROUP BY ALL", [])
     table = load_indicators()["bed_occupancy"].table("num")
     span = _fetch(con, f"SELECT min(period), max(period) FROM {table}", [])[0]
     if span[0] is None or not hospitals:
@@ -205,7 +204,7 @@ def occupancy(source: Any, level: str = "hospital", start: dt.date | None = None
     out = []
     for row in sorted(hospitals):
         key = tuple(row[:len(keys)])
-        name = row[len(keys)] if level == "hospital" else (key[-1] if key else "national")
+        name = key[-1] if key else "national"
         census = grouped.get(key, {})
         out.append(Occupancy(key, name, float(row[-1]) * bed_scale, days, [int(census.get(d, 0)) for d in days]))
     return out

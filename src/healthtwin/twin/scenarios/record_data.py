@@ -55,8 +55,9 @@ def gather(con: duckdb.DuckDBPyConnection, syndrome: str, as_of: dt.date | None,
                  for r in regions}
     observed = [sum(by_region[r][w] for r in regions) for w in range(weeks)]
     hospitals = S.occupancy(con, "hospital", start=as_of - dt.timedelta(days=13), end=as_of)
-    shares = _rows(con, "SELECT p.region, s.location, count(*) FROM inpatient_stay s JOIN base_person p ON p.id = "
-                        "s.patient WHERE ht_date(s.start) BETWEEN ? AND ? AND s.location IS NOT NULL GROUP BY ALL",
+    shares = _rows(con, "SELECT p.region, h.hospital, count(*) FROM inpatient_stay s JOIN base_person p ON p.id = "
+                        "s.patient JOIN base_hospital h ON h.location = s.location "
+                        "WHERE ht_date(s.start) BETWEEN ? AND ? GROUP BY ALL",
                    [as_of - dt.timedelta(days=364), as_of])
     sev = _rows(con, "SELECT count(DISTINCT s.id), avg(greatest(ht_date(s.\"end\") - ht_date(s.start), 1)) "
                      "FROM inpatient_stay s JOIN diagnosis d ON d.encounter = s.id JOIN base_syndrome g "
