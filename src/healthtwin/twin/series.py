@@ -136,7 +136,7 @@ def counts(source: Any, syndrome: str, level: str = "region", interval: str = "w
     `level`: national, region or district. `interval`: day, week (ISO, Monday first), month or year.
     `start`/`end` (inclusive) default to the record's first and last day; `whole` keeps only buckets that
     lie entirely between them (a week cut by the record's end would look like a fall). `sex` and `age`
-    (inclusive years, age on the day of onset) filter. Places with no case at all have no series."""
+    (inclusive years, age on 1 July of the year of onset) filter. Places with no case at all have no series."""
     if level not in LEVELS:
         raise SeriesError(f"level '{level}': use {', '.join(LEVELS)}")
     if interval not in ("day", "week", "month", "year"):
