@@ -125,3 +125,41 @@ def test_the_refresh_command_refuses_bad_input(imm_world, capsys):
     assert main(["immunization", "refresh", "--data-dir", str(imm_world.data_dir), "--database",
                  imm_world.database, "--date", TODAY.isoformat(), "--workers", "1"]) == 0
     assert "children re-forecast" in capsys.readouterr().out
+
+
+def test_two_clinics_recording_doses_of_one_child_at_once_both_count(imm_world):
+    """Two transactions each record a dose of the same child and forecast at the same moment: the child's lock
+    makes the second forecast wait for the first commit and see both doses (PostgreSQL; SQLite serializes
+    writers, so nothing interleaves there)."""
+    import threading
+
+    from healthtwin.api import write_rules
+    from healthtwin.api.write_rules import WriteEvent
+    world = imm_world
+    if type(world.store).__name__ != "PostgresStore":
+        pytest.skip("SQLite runs one writer at a time: nothing to interleave")
+    pid = next(p["id"] for p in world.patients if is_child(p, TODAY) and is_living(p) and p["id"] != world.child["id"])
+    before = _recs(world, pid)
+    barrier = threading.Barrier(2, timeout=20)
+    errors: list[BaseException] = []
+
+    def record(cvx: str) -> None:
+        try:
+            with world.store.transaction() as tx:
+                resource = _dose(pid, cvx, TODAY)
+                stored = tx.create("Immunization", resource)
+                write_rules.react(world.services, WriteEvent(world.services, None, tx, "Immunization", "create",
+                                                             resource, None, stored))
+                barrier.wait()  # both doses written, neither forecast nor committed yet
+        except BaseException as exc:  # noqa: BLE001  reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=record, args=(cvx,)) for cvx in ("08", "10")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    [after] = _recs(world, pid)
+    assert _bare(after) == _bare(_forecast(world, pid))  # the stored forecast counts both doses
+    assert int(after["meta"]["versionId"]) == (int(before[0]["meta"]["versionId"]) if before else 0) + 2
