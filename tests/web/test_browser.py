@@ -151,12 +151,20 @@ def test_ministry_dashboard_drills_down_and_exports(server, browser):
     assert png.value.suggested_filename.endswith(".png")
     page.goto(base + "/app/ministry/indicator/vaccination_coverage?lang=en")
     _clean(browser.check(page, "ministry-vaccination-en"))
+    # the epidemic curve of a syndrome by ISO week, and bed occupancy, from the daily indicators
+    page.goto(base + "/app/ministry/indicator/syndrome_cases")
+    page.wait_for_selector("svg#curve")
+    assert re.search(r"\d{4}-W\d\d", page.inner_text("#period"))
+    _clean(browser.check(page, "ministry-syndromes"))
+    page.goto(base + "/app/ministry/indicator/bed_occupancy")
+    _clean(browser.check(page, "ministry-beds"))
     assert ctx.csp_violations == []
     ctx.close()
     copy_to_docs(["home-360.png", "signin-360.png", "citizen-record-360.png", "citizen-record-en-1280.png",
                   "citizen-access-ru-1280.png", "citizen-consents-360.png", "citizen-prescriptions-360.png",
                   "clinician-patient-1280.png", "clinician-break-glass-1280.png", "ministry-indicator-1280.png",
-                  "ministry-region-1280.png", "ministry-age-360.png", "ministry-overview-1280.png"])
+                  "ministry-region-1280.png", "ministry-age-360.png", "ministry-overview-1280.png",
+                  "ministry-syndromes-1280.png"])
 
 
 def test_the_accessibility_check_itself_finds_violations(server, browser):

@@ -66,7 +66,13 @@ async def record(pg: Page) -> Response:
         = results
     if not patient_answer.ok:
         return pg.message("error.title", pg.tr.t("citizen.not_visible"), patient_answer.status)
-    return pg.render("citizen/record.html", patient=patient_answer.json(), pid=pid, people=people,
+    patient = patient_answer.json()
+    org = fx.ref_id(patient.get("managingOrganization"), "Organization")
+    if org and not (patient.get("managingOrganization") or {}).get("display"):
+        found = await api.fhir(f"Organization/{org}", {"_elements": "name"})
+        if found.ok and (found.json() or {}).get("name"):
+            patient["managingOrganization"]["display"] = found.json()["name"]
+    return pg.render("citizen/record.html", patient=patient, pid=pid, people=people,
                      conditions=conditions, medicines=[m for m in medicines if m.get("status") == "active"],
                      results=_trends(labs), vaccines=vaccines, documents=documents,
                      due=_due(due), summary=_summary(summary), fx=fx)

@@ -57,29 +57,51 @@ def _by(pg: Page, filters: dict[str, str]) -> str:
     return by if by in DIMENSIONS else "region"
 
 
-@page("ministry")
-async def indicator(pg: Page) -> Response:
-    name = pg.request.path_params["name"]
-    if not _NAME.match(name):
-        return pg.message("error.title", pg.tr.t("error.bad_form"), 400)
-    filters = _filters(pg)
+async def _dimensions(pg: Page, name: str) -> list[str] | None:
+    """The breakdowns this indicator has, of those the page offers (None: no such indicator)."""
+    catalogue = await pg.api.get("/analytics/indicators")
+    found = next((i for i in (catalogue.json() or {}).get("indicators") or [] if i.get("name") == name), None)
+    if found is None:
+        return None
+    return [d for d in DIMENSIONS if d in (found.get("dimensions") or [])]
+
+
+async def _fetch(pg: Page, name: str) -> tuple[Any, Any, str, dict[str, str], list[str]] | Response:
+    dims = await _dimensions(pg, name)
+    if dims is None:
+        return pg.message("error.title", pg.tr.t("ministry.no_indicator"), 404)
+    filters = {k: v for k, v in _filters(pg).items() if k in dims}
     by = _by(pg, filters)
+    if by not in dims:
+        by = next(d for d in ("region", "district", "age", "sex", "period") if d in dims)
     breakdown, trend = await asyncio.gather(
         pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": by}),
         pg.api.get(f"/analytics/indicators/{name}", {k: v for k, v in filters.items() if k != "period"}
                    | {"by": "period"}))
     if not breakdown.ok:
         return pg.message("error.title", breakdown.problem(), breakdown.status)
+    return breakdown, trend, by, filters, dims
+
+
+@page("ministry")
+async def indicator(pg: Page) -> Response:
+    name = pg.request.path_params["name"]
+    if not _NAME.match(name):
+        return pg.message("error.title", pg.tr.t("error.bad_form"), 400)
+    fetched = await _fetch(pg, name)
+    if isinstance(fetched, Response):
+        return fetched
+    breakdown, trend, by, filters, dims = fetched
     view = build_view(pg, breakdown.json(), trend.json() if trend.ok else None, by, filters)
-    return pg.render("ministry/indicator.html", **view)
+    return pg.render("ministry/indicator.html", **{**view, "dimensions": dims})
 
 
 def build_view(pg: Page, result: dict[str, Any], trend: dict[str, Any] | None, by: str,
                filters: dict[str, str]) -> dict[str, Any]:
     tr = pg.tr
     figures = result.get("figures") or []
-    periods = sorted({f.get("period") for f in figures if f.get("period") is not None})
-    period = int(filters["period"]) if filters.get("period", "").isdigit() else (periods[-1] if periods else None)
+    periods = sorted({f.get("period") for f in figures if f.get("period") is not None}, key=str)
+    period = next((p for p in periods if str(p) == filters.get("period")), periods[-1] if periods else None)
     extras = [d for d in result.get("by") or [] if d not in (by, "period")]
     chosen = {d: pg.request.query_params.get(f"x_{d}") for d in extras}
     extra_values = {d: sorted({str(f.get(d)) for f in figures if f.get(d) is not None}) for d in extras}
@@ -120,7 +142,7 @@ def build_view(pg: Page, result: dict[str, Any], trend: dict[str, Any] | None, b
             link = {**filters, "district": value, "by": "age"}
         drill.append({"label": label(value), "row": r, "link": link})
     return {"result": result, "name": result.get("indicator"), "title": title, "by": by, "filters": filters,
-            "periods": periods, "period": period, "rows": drill, "unit": unit, "chart": chart, "map": the_map,
+            "periods": periods[-104:], "period": period, "yearly": isinstance(period, int), "rows": drill, "unit": unit, "chart": chart, "map": the_map,
             "curve": curve, "extras": extras, "extra_values": extra_values, "chosen": chosen,
             "dimensions": DIMENSIONS, "place": _place(filters), "region_name": region_name,
             "district_name": district_name, "threshold": result.get("threshold")}
@@ -157,19 +179,16 @@ async def export(pg: Page) -> Response:
     name, fmt = pg.request.path_params["name"], pg.request.path_params["fmt"]
     if not _NAME.match(name) or fmt not in ("csv", "svg"):
         return pg.message("error.title", pg.tr.t("error.bad_form"), 400)
-    filters = _filters(pg)
-    by = _by(pg, filters)
+    fetched = await _fetch(pg, name)
+    if isinstance(fetched, Response):
+        return fetched
+    breakdown, trend, by, filters, _ = fetched
     if fmt == "csv":
         answer = await pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": by, "format": "csv"})
         if not answer.ok:
             return pg.message("error.title", answer.problem(), answer.status)
         return Response(answer.body, media_type="text/csv; charset=utf-8", headers={
             **HEADERS, "content-disposition": f'attachment; filename="{name}-{by}.csv"'})
-    breakdown, trend = await asyncio.gather(
-        pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": by}),
-        pg.api.get(f"/analytics/indicators/{name}", {k: v for k, v in filters.items() if k != "period"} | {"by": "period"}))
-    if not breakdown.ok:
-        return pg.message("error.title", breakdown.problem(), breakdown.status)
     view = build_view(pg, breakdown.json(), trend.json() if trend.ok else None, by, filters)
     chart = pg.request.query_params.get("chart") or "bars"
     svg = {"bars": view["chart"], "map": view["map"], "curve": view["curve"]}.get(chart)
