@@ -63,7 +63,8 @@ def _resources() -> list[dict[str, Any]]:
                                         "code": "active"}]}},
         {"resourceType": "MedicationRequest", "id": "rx1", "status": "active", "intent": "order",
          "subject": {"reference": "Patient/p1"}, "authoredOn": "2026-11-01",
-         "medicationCodeableConcept": {"text": "metformin"}},
+         "medicationCodeableConcept": {"text": "metformin", "coding": [
+             {"system": "http://www.whocc.no/atc", "code": "A10BA02", "display": "metformin"}]}},
         {"resourceType": "ExplanationOfBenefit", "id": "eob1", "status": "active", "use": "claim",
          "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
          "patient": {"reference": "Patient/p1"}, "created": "2026-10-05", "outcome": "complete",

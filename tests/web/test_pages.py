@@ -157,6 +157,27 @@ def test_clinician_prescribes(site):
     assert "atorvastatin" in names
 
 
+def test_prescribing_shows_the_cds_cards_and_signs_only_when_confirmed(site):
+    c = site.client
+    sign_in(c, "dr", lang="en")
+    page = c.get("/app/clinic/patient/p1?lang=en")
+    form = {"medicine": "metformin", "atc": "A10BA02", "quantity": "60", "csrf": csrf_of(page.text)}
+    cards = c.post("/app/clinic/patient/p1/prescribe", data=form, follow_redirects=False)
+    assert cards.status_code == 200 and "Warnings before signing" in cards.text, cards.text[-2000:]
+    assert len(site.api("GET", "MedicationRequest?patient=p1").json()["entry"]) == 1  # nothing signed yet
+    import re
+    chosen = {m[0]: m[1] for m in re.findall(r'<select id="(override-[0-9a-f-]+)"[^>]*>.*?<option value="([^"]+)"',
+                                              re.sub(r'<option value="">[^<]*</option>', "", cards.text), re.S)}
+    hidden = dict(re.findall(r'<input type="hidden" name="(service-[0-9a-f-]+)" value="([^"]+)"', cards.text))
+    assert chosen and len(hidden) == len(chosen)
+    signed = c.post("/app/clinic/patient/p1/prescribe", data={**form, "confirmed": "1", **chosen, **hidden},
+                    follow_redirects=False)
+    assert signed.status_code == 303
+    assert len(site.api("GET", "MedicationRequest?patient=p1").json()["entry"]) == 2
+    issues = site.api("GET", "DetectedIssue?patient=p1").json().get("entry") or []
+    assert len(issues) == len(chosen)  # each warning signed past is recorded with its reason
+
+
 def test_ministry_dashboard_from_the_materialised_analytics(site):
     c = site.client
     assert site.client.post("/analytics/refresh", headers={"authorization": f"Bearer {site.admin}"}).status_code == 200

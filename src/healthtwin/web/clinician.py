@@ -151,6 +151,7 @@ async def prescribe(pg: Page) -> Response:
     answer = await pg.api.call("POST", "/fhir/MedicationRequest", body=request)
     if not answer.ok:
         return pg.message("error.refused_title", answer.problem(), answer.status)
+    await _overrides(pg, form)
     return RedirectResponse(f"/app/clinic/patient/{pid}?prescribed=1", 303, headers=HEADERS)
 
 
@@ -171,9 +172,29 @@ async def _cds_cards(pg: Page, pid: str, draft: dict[str, Any]) -> list[dict[str
                 "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": draft}]}}})
         for card in (answer.json() or {}).get("cards") or [] if answer.ok else []:
             cards.append({"summary": card.get("summary") or "", "detail": card.get("detail") or "",
-                          "indicator": card.get("indicator") or "info",
+                          "indicator": card.get("indicator") or "info", "uuid": card.get("uuid") or "",
+                          "service": service.get("id"), "reasons": [r for r in card.get("overrideReasons") or []
+                                                                     if isinstance(r, dict) and r.get("code")],
                           "source": (card.get("source") or {}).get("label") or ""})
     return cards
+
+
+async def _overrides(pg: Page, form: dict[str, str]) -> None:
+    """The warnings the clinician signed past, sent back to their CDS service as overridden with the reason
+    chosen (the prescribing registry records each as a DetectedIssue)."""
+    by_service: dict[str, list[dict[str, Any]]] = {}
+    for key, value in form.items():
+        if not key.startswith("override-") or "|" not in value:
+            continue
+        system, code = value.rsplit("|", 1)
+        card, service = key.removeprefix("override-"), form.get("service-" + key.removeprefix("override-")) or ""
+        if not re.match(r"^[0-9a-f-]{36}$", card) or not re.match(r"^[a-z0-9-]{1,64}$", service):
+            continue
+        by_service.setdefault(service, []).append({
+            "card": card, "outcome": "overridden", "outcomeTimestamp": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "overrideReason": {"reason": {"system": system, "code": code}}})
+    for service, items in by_service.items():
+        await pg.api.call("POST", f"/cds-services/{service}/feedback", body={"feedback": items})
 
 
 def routes() -> list[Route]:
