@@ -48,7 +48,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def demo_server(folder: Path, patients: int = 40):
+def demo_server(folder: Path, patients: int = int(os.environ.get("HEALTHTWIN_WEB_PATIENTS", "40"))):
     """`healthtwin demo --no-serve` into `folder` (its demo accounts included), then `healthtwin serve` on a
     free port with that public URL; yields (base URL, the demo passwords)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}

@@ -77,7 +77,7 @@ def test_citizen_signs_in_with_the_keyboard_and_sees_their_record(server, browse
         _clean(browser.check(page, name))
     # who looked: the citizen's own visits are listed
     assert page.locator("h1").inner_text().startswith("Health record")
-    page.goto(base + "/app/me/access")
+    page.goto(base + "/app/me/access?mine=1")  # the citizen's own visits, left out by default, on request
     assert page.locator("ol.log > li").count() > 0
     # main task: refuse sharing mental-health records, then see it in force
     page.goto(base + "/app/me/consents")
@@ -140,7 +140,7 @@ def test_ministry_dashboard_drills_down_and_exports(server, browser):
     assert shown and set(shown) <= set(districts_of("Bakı")), shown  # Bakı's districts only
     _clean(browser.check(page, "ministry-region"))
     page.select_option("#by", "age")
-    page.get_by_role("button", name="Göstər").click()
+    page.get_by_role("button", name=re.compile("Göstər|Show|Показать")).click()
     page.wait_for_selector("svg#bars")
     _clean(browser.check(page, "ministry-age"))
     with page.expect_download() as csv:
@@ -153,8 +153,12 @@ def test_ministry_dashboard_drills_down_and_exports(server, browser):
     _clean(browser.check(page, "ministry-vaccination-en"))
     # the epidemic curve of a syndrome by ISO week, and bed occupancy, from the daily indicators
     page.goto(base + "/app/ministry/indicator/syndrome_cases")
+    assert re.search(r"\d{4}-W\d\d", page.inner_text("#period"))  # ISO weeks
+    _clean(browser.check(page, "ministry-syndromes-weekly"))
+    page.select_option("#interval", "year")  # 40 citizens: weekly cells are all under the suppression threshold
+    page.select_option("#x_syndrome", "ari")
+    page.get_by_role("button", name=re.compile("Göstər|Show|Показать")).click()
     page.wait_for_selector("svg#curve")
-    assert re.search(r"\d{4}-W\d\d", page.inner_text("#period"))
     _clean(browser.check(page, "ministry-syndromes"))
     page.goto(base + "/app/ministry/indicator/bed_occupancy")
     _clean(browser.check(page, "ministry-beds"))

@@ -207,7 +207,13 @@ async def access(pg: Page) -> Response:
     answer = await pg.api.fhir(f"Patient/{pid}/$access-log", {"_count": "100"})
     events = [e.get("resource") or {} for e in (answer.json() or {}).get("entry") or []] if answer.ok else []
     events.sort(key=lambda e: e.get("recorded") or "", reverse=True)
-    return pg.render("citizen/access.html", pid=pid, events=[_access_row(e) for e in events],
+    rows = [_access_row(e) for e in events]
+    # The citizen's own visits (this very page makes several) are left out unless asked for: what they come
+    # to see is who else looked.
+    mine = pg.request.query_params.get("mine") == "1"
+    own = sum(1 for r in rows if r["yourself"])
+    shown = (rows if mine else [r for r in rows if not r["yourself"]])[:50]
+    return pg.render("citizen/access.html", pid=pid, events=shown, own=own, mine=mine,
                      what_words=lambda detail: what_words(pg.tr, detail),
                      failed=None if answer.ok else answer.problem())
 

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from . import fhirtext as fx
 from .asgi_client import unavailable
-from .citizen import _trends
+from .citizen import _summary, _trends
 from .frame import HEADERS, Page, page
 
 FIN = "https://health.gov.az/fhir/sid/fin"
@@ -90,7 +90,7 @@ async def patient(pg: Page) -> Response:
             api.get("/cds-services"))
     return pg.render("clinic/patient.html", pid=pid, patient=head.json(), conditions=conditions,
                      medicines=medicines, results=_trends(labs)[:20], vitals=vitals, orders=orders,
-                     allergies=allergies, twin=_twin(twin), summary_available=not unavailable(summary),
+                     allergies=allergies, twin=_twin(twin), summary=_summary(summary),
                      cds_available=cds.ok, fx=fx, prescribed=pg.request.query_params.get("prescribed"),
                      btg=pg.request.query_params.get("btg"))
 

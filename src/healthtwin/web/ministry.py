@@ -21,6 +21,9 @@ DIMENSIONS = ("region", "district", "age", "sex", "period")
 _NAME = re.compile(r"^[a-z0-9_]{1,64}$")
 _VALUE = re.compile(r"^[\w+\-., ]{1,64}$")  # region and district names are Azerbaijani words
 TWIN_SECTIONS = ("alerts", "forecasts", "scenarios")
+INTERVALS = ("day", "week", "month", "year")
+_PERIOD_FORMS = {"day": re.compile(r"^\d{4}-\d\d-\d\d$"), "week": re.compile(r"^\d{4}-W\d\d$"),
+                 "month": re.compile(r"^\d{4}-\d\d$"), "year": re.compile(r"^\d{4}$")}
 
 
 @page("ministry")
@@ -74,6 +77,11 @@ async def _fetch(pg: Page, name: str) -> tuple[Any, Any, str, dict[str, str], li
     by = _by(pg, filters)
     if by not in dims:
         by = next(d for d in ("region", "district", "age", "sex", "period") if d in dims)
+    interval = pg.request.query_params.get("interval")
+    if interval in INTERVALS:  # daily indicators: summed by day, ISO week, month or year
+        filters["interval"] = interval
+        if "period" in filters and not _PERIOD_FORMS[interval].match(filters["period"]):
+            del filters["period"]  # a week chosen before switching to years: the latest year instead
     breakdown, trend = await asyncio.gather(
         pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": by}),
         pg.api.get(f"/analytics/indicators/{name}", {k: v for k, v in filters.items() if k != "period"}
@@ -142,7 +150,9 @@ def build_view(pg: Page, result: dict[str, Any], trend: dict[str, Any] | None, b
             link = {**filters, "district": value, "by": "age"}
         drill.append({"label": label(value), "row": r, "link": link})
     return {"result": result, "name": result.get("indicator"), "title": title, "by": by, "filters": filters,
-            "periods": periods[-104:], "period": period, "yearly": isinstance(period, int), "rows": drill, "unit": unit, "chart": chart, "map": the_map,
+            "periods": periods[-104:], "period": period, "yearly": isinstance(period, int),
+            "interval": filters.get("interval") or ("year" if isinstance(period, int) else "week"),
+            "intervals": INTERVALS, "rows": drill, "unit": unit, "chart": chart, "map": the_map,
             "curve": curve, "extras": extras, "extra_values": extra_values, "chosen": chosen,
             "dimensions": DIMENSIONS, "place": _place(filters), "region_name": region_name,
             "district_name": district_name, "threshold": result.get("threshold")}
