@@ -25,7 +25,8 @@ PAGES = {
     "dr-demo": ["/app/clinic?name=a", "/app/clinic/patient/pat-0"],
     "analyst-demo": ["/app/ministry", "/app/ministry/indicator/encounter_rate",
                      "/app/ministry/indicator/encounter_rate?region=Bak%C4%B1&by=district",
-                     "/app/ministry/indicator/vaccination_coverage?by=age"],
+                     "/app/ministry/indicator/vaccination_coverage?by=age",
+                     "/app/ministry/indicator/syndrome_cases", "/app/ministry/indicator/bed_occupancy"],
 }
 
 

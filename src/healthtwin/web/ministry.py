@@ -82,13 +82,27 @@ async def _fetch(pg: Page, name: str) -> tuple[Any, Any, str, dict[str, str], li
         filters["interval"] = interval
         if "period" in filters and not _PERIOD_FORMS[interval].match(filters["period"]):
             del filters["period"]  # a week chosen before switching to years: the latest year instead
-    breakdown, trend = await asyncio.gather(
-        pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": by}),
-        pg.api.get(f"/analytics/indicators/{name}", {k: v for k, v in filters.items() if k != "period"}
-                   | {"by": "period"}))
+    breakdown = await pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": by})
     if not breakdown.ok:
         return pg.message("error.title", breakdown.problem(), breakdown.status)
+    # The trend of the one value of each extra dimension shown (a syndrome...), not of all of them: a daily
+    # indicator's weekly history over every syndrome is thousands of cells.
+    chosen = _chosen(pg, breakdown.json() or {}, by)[1]
+    trend = await pg.api.get(f"/analytics/indicators/{name}", {k: v for k, v in filters.items() if k != "period"}
+                             | {d: v for d, v in chosen.items() if v is not None} | {"by": "period"})
     return breakdown, trend, by, filters, dims
+
+
+def _chosen(pg: Page, result: dict[str, Any], by: str) -> tuple[dict[str, list[str]], dict[str, str | None]]:
+    """The values of the indicator's other dimensions (those it always breaks down by) and the one shown."""
+    figures = result.get("figures") or []
+    extras = [d for d in result.get("by") or [] if d not in (by, "period")]
+    values = {d: sorted({str(f.get(d)) for f in figures if f.get(d) is not None}) for d in extras}
+    chosen: dict[str, str | None] = {}
+    for d in extras:
+        wanted = pg.request.query_params.get(f"x_{d}")
+        chosen[d] = wanted if wanted in values[d] else (values[d][0] if values[d] else None)
+    return values, chosen
 
 
 @page("ministry")
@@ -110,12 +124,8 @@ def build_view(pg: Page, result: dict[str, Any], trend: dict[str, Any] | None, b
     figures = result.get("figures") or []
     periods = sorted({f.get("period") for f in figures if f.get("period") is not None}, key=str)
     period = next((p for p in periods if str(p) == filters.get("period")), periods[-1] if periods else None)
-    extras = [d for d in result.get("by") or [] if d not in (by, "period")]
-    chosen = {d: pg.request.query_params.get(f"x_{d}") for d in extras}
-    extra_values = {d: sorted({str(f.get(d)) for f in figures if f.get(d) is not None}) for d in extras}
-    for d in extras:
-        if chosen[d] not in extra_values[d]:
-            chosen[d] = extra_values[d][0] if extra_values[d] else None
+    extra_values, chosen = _chosen(pg, result, by)
+    extras = list(chosen)
     rows = [f for f in figures if (by == "period" or f.get("period") == period)
             and all(str(f.get(d)) == chosen[d] for d in extras)]
     unit = (result.get("measure") or {}).get("unit") or ""
