@@ -60,19 +60,21 @@ def _by(pg: Page, filters: dict[str, str]) -> str:
     return by if by in DIMENSIONS else "region"
 
 
-async def _dimensions(pg: Page, name: str) -> list[str] | None:
-    """The breakdowns this indicator has, of those the page offers (None: no such indicator)."""
+async def _dimensions(pg: Page, name: str) -> tuple[list[str], str] | None:
+    """The breakdowns this indicator has, of those the page offers, and its period grain (year or day);
+    None: no such indicator."""
     catalogue = await pg.api.get("/analytics/indicators")
     found = next((i for i in (catalogue.json() or {}).get("indicators") or [] if i.get("name") == name), None)
     if found is None:
         return None
-    return [d for d in DIMENSIONS if d in (found.get("dimensions") or [])]
+    return [d for d in DIMENSIONS if d in (found.get("dimensions") or [])], found.get("period_grain") or "year"
 
 
 async def _fetch(pg: Page, name: str) -> tuple[Any, Any, str, dict[str, str], list[str]] | Response:
-    dims = await _dimensions(pg, name)
-    if dims is None:
+    described = await _dimensions(pg, name)
+    if described is None:
         return pg.message("error.title", pg.tr.t("ministry.no_indicator"), 404)
+    dims, grain = described
     filters = {k: v for k, v in _filters(pg).items() if k in dims}
     by = _by(pg, filters)
     if by not in dims:
@@ -82,12 +84,23 @@ async def _fetch(pg: Page, name: str) -> tuple[Any, Any, str, dict[str, str], li
         filters["interval"] = interval
         if "period" in filters and not _PERIOD_FORMS[interval].match(filters["period"]):
             del filters["period"]  # a week chosen before switching to years: the latest year instead
+    history = None
+    if grain == "day" and "period" not in filters:
+        # A daily indicator's breakdown over its whole history is every week of every cell (megabytes): its
+        # history by period alone comes first, and the breakdown is of the latest period in it.
+        history = await pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": "period"})
+        periods = sorted({str(f["period"]) for f in (history.json() or {}).get("figures") or []
+                          if f.get("period") is not None}) if history.ok else []
+        if periods:
+            filters["period"] = periods[-1]
     breakdown = await pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": by})
     if not breakdown.ok:
         return pg.message("error.title", breakdown.problem(), breakdown.status)
     # The trend of the one value of each extra dimension shown (a syndrome...), not of all of them: a daily
     # indicator's weekly history over every syndrome is thousands of cells.
     chosen = _chosen(pg, breakdown.json() or {}, by)[1]
+    if history is not None and history.ok:
+        return breakdown, history, by, filters, dims
     trend = await pg.api.get(f"/analytics/indicators/{name}", {k: v for k, v in filters.items() if k != "period"}
                              | {d: v for d, v in chosen.items() if v is not None} | {"by": "period"})
     return breakdown, trend, by, filters, dims
@@ -122,7 +135,8 @@ def build_view(pg: Page, result: dict[str, Any], trend: dict[str, Any] | None, b
                filters: dict[str, str]) -> dict[str, Any]:
     tr = pg.tr
     figures = result.get("figures") or []
-    periods = sorted({f.get("period") for f in figures if f.get("period") is not None}, key=str)
+    periods = sorted({f.get("period") for f in [*figures, *((trend or {}).get("figures") or [])]
+                      if f.get("period") is not None}, key=str)
     period = next((p for p in periods if str(p) == filters.get("period")), periods[-1] if periods else None)
     extra_values, chosen = _chosen(pg, result, by)
     extras = list(chosen)
