@@ -130,6 +130,14 @@ def test_ministry_dashboard_drills_down_and_exports(server, browser):
     _sign_in(page, base, "analyst-demo", passwords["analyst-demo"])
     assert page.url.endswith("/app/ministry")
     _clean(browser.check(page, "ministry-overview"))
+    # scenario controls: a run is queued by the twin and its page says how it went (a sample this small may
+    # not calibrate: the page then says why)
+    page.check("#schools")
+    page.get_by_role("button", name=re.compile("Ssenarini işə sal|Run the scenario|Запустить")).click()
+    page.wait_for_url(re.compile(r"/app/ministry/scenarios/[A-Za-z0-9_-]+$"))
+    assert page.locator("h1").count() == 1 and page.locator("dl.facts dd").count() == 3
+    _clean(browser.check(page, "ministry-scenario"))
+    page.goto(base + "/app/ministry")
     page.click("a[href='/app/ministry/indicator/encounter_rate']")
     page.wait_for_selector("svg#map")
     _clean(browser.check(page, "ministry-indicator"))

@@ -78,7 +78,8 @@ def test_citizen_record_results_with_ranges_and_trend_and_only_their_own(site):
     assert "Type 2 diabetes mellitus" in page.text and "metformin" in page.text
     assert "Glucose" in page.text and "7.9 mmol/L" in page.text and "3.9 – 6.1" in page.text
     assert "<polyline" in page.text and ">high<" in page.text  # trend line and the flag of the latest value
-    assert "is not available on this server yet" in page.text  # $summary / $immds-forecast not on main yet
+    # $summary and $immds-forecast are on this server: both sections are filled, none says "not available"
+    assert 'class="pending"' not in page.text and "Patient summary" in page.text
     other = c.get("/app/me?patient=p2")
     assert other.status_code in (403, 404) and "Orxan" not in other.text
     claims = c.get("/app/me/claims")
@@ -129,6 +130,7 @@ def test_clinician_finds_their_patient_and_breaks_the_glass_for_another(site):
     assert "/app/clinic/patient/p2" not in c.get("/app/clinic?name=Məmmədov").text  # not in their care
     page = c.get("/app/clinic/patient/p1")
     assert page.status_code == 200 and "Type 2 diabetes mellitus" in page.text
+    assert 'class="pending"' not in page.text and "Glucose" in page.text  # the twin ($twin) and CDS are there
     refused = c.get("/app/clinic/patient/p2")
     assert refused.status_code in (403, 404) and "break-glass" in refused.text and "Orxan" not in refused.text
     token = csrf_of(refused.text)

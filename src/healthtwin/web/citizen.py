@@ -59,7 +59,7 @@ async def record(pg: Page) -> Response:
         api.entries("Observation", {"patient": pid, "category": "laboratory", "_sort": "-date", "_count": "300"}),
         api.entries("Immunization", {"patient": pid, "_sort": "-date", "_count": "100"}),
         api.entries("DocumentReference", {"patient": pid, "_count": "20"}),
-        api.fhir("Immunization/$immds-forecast", {"patient": f"Patient/{pid}"}),
+        api.fhir(f"Patient/{pid}/$immds-forecast"),
         api.fhir(f"Patient/{pid}/$summary"),
         _people(pg))
     patient_answer, (conditions, _), (medicines, _), (labs, _), (vaccines, _), (documents, _), due, summary, people \
@@ -121,7 +121,9 @@ def _due(answer: Any) -> dict[str, Any]:
                       "status": fx.code(rec.get("forecastStatus")) or "", "date": date,
                       "dose": rec.get("doseNumberPositiveInt") or rec.get("doseNumberString") or ""})
     items.sort(key=lambda r: r["date"])
-    return {"available": True, "items": items}
+    # what is due: not the series already complete (the page lists the doses given just below)
+    due = [i for i in items if i["status"] not in ("complete", "immune", "aged-out", "not-recommended")]
+    return {"available": True, "items": due}
 
 
 def _summary(answer: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from . import fhirtext as fx
 from .asgi_client import unavailable
+from .charts import sparkline
 from .citizen import _summary, _trends
 from .frame import HEADERS, Page, page
 
@@ -95,19 +96,47 @@ async def patient(pg: Page) -> Response:
                      btg=pg.request.query_params.get("btg"))
 
 
+def _value(part: dict[str, Any]) -> Any:
+    return next((part[k] for k in part if k.startswith("value")), None)
+
+
+def _parts(param: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's scalar parts by name (the first of each), and its nested ones as lists under the name."""
+    out: dict[str, Any] = {}
+    for part in param.get("part") or []:
+        name = part.get("name")
+        if part.get("part"):
+            out.setdefault(name, []).append(part)
+        elif name not in out:
+            out[name] = _value(part)
+    return out
+
+
 def _twin(answer: Any) -> dict[str, Any]:
-    """The twin's view of the patient ($twin: risks, due care, trends), or that it is not available yet."""
+    """The twin's view of the patient ($twin): its risks (with their model, or why not computed), trends as
+    lines and the due care, or that it is not available yet."""
     if unavailable(answer):
         return {"available": False}
     if not answer.ok:
         return {"available": True, "error": answer.problem()}
-    data = answer.json() or {}
-    rows = []
-    for param in data.get("parameter") or []:
-        value = next((param[k] for k in param if k.startswith("value")), None)
-        parts = {p.get("name"): next((p[k] for k in p if k.startswith("value")), None) for p in param.get("part") or []}
-        rows.append({"name": param.get("name"), "value": value, "parts": parts})
-    return {"available": True, "rows": rows}
+    risks, trends, due = [], [], 0
+    for i, param in enumerate((answer.json() or {}).get("parameter") or []):
+        parts = _parts(param)
+        if param.get("name") in ("risk", "kidney"):
+            risks.append({"name": parts.get("name") or param["name"], "value": parts.get("value"),
+                          "unit": parts.get("unit") or "", "model": parts.get("model") or "",
+                          "missing": parts.get("notComputed") or ""})
+        elif param.get("name") == "trend":
+            points = sorted(((_parts(p).get("date") or "", _parts(p).get("value")) for p in parts.get("points") or []),
+                            key=lambda x: str(x[0]))
+            values = [float(v) for _, v in points if isinstance(v, (int, float))]
+            if values:
+                trends.append({"name": parts.get("name") or "", "unit": parts.get("unit") or "", "last": values[-1],
+                               "when": points[-1][0], "spark": sparkline(values[-12:], title=str(parts.get("name")),
+                                                                          ident=f"twin{i}") if len(values) > 1 else ""})
+        elif param.get("name") == "dueCare":
+            due += sum(len(v) for v in parts.values() if isinstance(v, list)) or len(param.get("part") or [])
+    return {"available": True, "risks": risks, "trends": trends, "due": due}
 
 
 @page("clinician")
