@@ -127,6 +127,8 @@ def test_clinician_finds_their_patient_and_breaks_the_glass_for_another(site):
     assert sign_in(c, "dr").headers["location"] == "/app/clinic"
     found = c.get("/app/clinic?name=Əliyeva")
     assert "/app/clinic/patient/p1" in found.text
+    by_fin = c.get("/app/clinic?fin=AB12CD3&birthdate=1980-04-02")  # through Patient/$match, the patient index
+    assert "/app/clinic/patient/p1" in by_fin.text and "/app/clinic/patient/p2" not in by_fin.text
     assert "/app/clinic/patient/p2" not in c.get("/app/clinic?name=Məmmədov").text  # not in their care
     page = c.get("/app/clinic/patient/p1")
     assert page.status_code == 200 and "Type 2 diabetes mellitus" in page.text

@@ -42,11 +42,13 @@ async def search(pg: Page) -> Response:
             "resourceType": "Parameters", "parameter": [{"name": "resource", "resource": _clean(patient)},
                                                        {"name": "count", "valueInteger": 20}]})
         if match.ok:
-            method = "match"
             found = [dict(e["resource"], _score=(e.get("search") or {}).get("score"))
                      for e in (match.json() or {}).get("entry") or [] if e.get("resource")]
-        else:
-            method = "search"
+            method = "match"
+        if not found:
+            # no index on this server, or nobody it grades a possible match (a name alone, records loaded
+            # in bulk before the index): the plain search, said so on the page
+            method = "search" if not match.ok else "match-then-search"
             params = {"_count": "20"}
             if name:
                 params["name"] = name
