@@ -106,3 +106,13 @@ def test_scopes_in_plain_words():
         assert len(words) == 5 and not any("/" in w or "*" in w for w in words), words
     assert describe("patient/Observation.rs", "en") == "see: test results and observations, in your own record"
     assert describe("user/*.cruds", "ru").startswith("смотреть и добавлять и изменять и удалять")
+
+
+def test_every_indicator_and_dimension_has_its_words():
+    """The dashboard names each indicator and breakdown in the page's language: an indicator added to
+    analytics/indicators/ needs its title and dimensions in the three catalogues."""
+    from healthtwin.analytics.indicators import load_indicators
+    keys = set(catalogue("en"))
+    missing = sorted({f"indicator.{i.name}" for i in load_indicators().values()} - keys
+                     | {f"dim.{d}" for i in load_indicators().values() for d in i.dimensions} - keys)
+    assert not missing, missing
