@@ -97,6 +97,8 @@ def main() -> int:
                 t = time.perf_counter()
                 client.get(f"/fhir/Patient/pat-{rng.randrange(args.patients)}")
                 reads.append(time.perf_counter() - t)
+        from healthtwin.mpi import features
+        candidates = sorted(len(keys.candidates(store, features.of_patient(p))) for p in calls)
         rows = store.query(f"SELECT COUNT(*), COUNT(DISTINCT key) FROM {keys.TABLE}", ())
         store.close()
     print(json.dumps({
@@ -109,6 +111,8 @@ def main() -> int:
         "duplicates_whose_citizen_was_offered": found,
         "match_ms": {"p50": round(statistics.median(times) * 1000, 1), "p95": round(p95(times) * 1000, 1),
                      "max": round(max(times) * 1000, 1)},
+        "candidates_per_call": {"mean": round(statistics.mean(candidates), 1), "p95": p95(candidates),
+                                "max": candidates[-1]},
         "floor_read_by_id_ms": {"p50": round(statistics.median(reads) * 1000, 1), "p95": round(p95(reads) * 1000, 1)},
     }, indent=2))
     return 0

@@ -70,6 +70,9 @@ def test_match_finds_one_citizen_written_many_ways(c):
 
 def test_match_refuses_bad_input(c):
     assert _match(c, {"resourceType": "Observation"}).status_code == 400
+    bad = c.post("/fhir/Patient/$match", json={"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": {
+        "resourceType": "Patient", "name": [{"text": 7, "given": [1]}], "birthDate": "1980-13-45"}}]})
+    assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
     assert c.post("/fhir/Patient/$match", json={"resourceType": "Parameters", "parameter": [
         {"name": "resource", "resource": _patient("A", "B", "C", "2000-01-01")}, {"name": "count", "valueInteger": 0}]}
     ).status_code == 400

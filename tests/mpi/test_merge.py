@@ -70,10 +70,12 @@ def test_merge_moves_references_and_unmerge_restores_them_exactly(c):
     # the duplicate's record number now finds the golden record (and the replaced one, which says so)
     found = {e["resource"]["id"] for e in c.get(f"/fhir/Patient?identifier={MRN}|H-1&active=true").json()["entry"]}
     assert found == {golden}
-    # $everything on the golden record has every observation
+    # $everything on the golden record has every observation, and follows its links to the replaced record
+    late = _obs(c, dup, "written to the replaced record after the merge")
     everything = c.get(f"/fhir/Patient/{golden}/$everything").json()
     got = {e["resource"]["id"] for e in everything["entry"] if e["resource"]["resourceType"] == "Observation"}
-    assert got == set(moved) | {kept}
+    assert got == set(moved) | {kept, late}
+    assert c.delete(f"/fhir/Observation/{late}").status_code == 200
     # merging the source again is a conflict; the audit trail names both citizens
     assert _op(c, "merge", source_patient=f"Patient/{dup}", target_patient=f"Patient/{golden}").status_code == 409
 
@@ -127,6 +129,8 @@ def test_merge_beside_concurrent_writes(c):
     for oid in written:
         ref = c.get(f"/fhir/Observation/{oid}").json()["subject"]["reference"]
         assert ref in (f"Patient/{golden}", f"Patient/{dup}")
+    # $everything follows the golden record's links: what still names the replaced record is there too
+    assert set(written) <= on_golden
     assert _op(c, "unmerge", source_patient=f"Patient/{dup}").status_code == 200
     for oid in early:
         assert c.get(f"/fhir/Observation/{oid}").json()["subject"]["reference"] == f"Patient/{dup}"

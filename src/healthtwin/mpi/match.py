@@ -69,8 +69,10 @@ def find(store: Any, record: dict[str, Any], weights: model.Weights, exclude: st
 def _current(store: Any, ids: list[str], tx: Transaction | None) -> list[Stored]:
     if not ids:
         return []
-    if tx is not None:
-        return [c[1] for c in (tx.current("Patient", i) for i in ids) if c is not None and not c[1].deleted]
+    if tx is not None:  # a plain read (no row locks: two creates must not lock each other's candidates)
+        rows = tx.execute("SELECT type, id, version, last_updated, deleted, content FROM resources WHERE "
+                          f"type = 'Patient' AND deleted = 0 AND id IN ({','.join('?' * len(ids))})", ids)
+        return [tx.store.stored(row) for row in rows]
     rids = store.query(f"SELECT rid FROM resources WHERE type = 'Patient' AND deleted = 0 AND id IN "
                        f"({','.join('?' * len(ids))})", ids)
     return store.fetch_rows([r[0] for r in rids])
@@ -104,6 +106,9 @@ def run_match(services: Any, ctx: Any, params: list[tuple[str, str]], body: Any,
               weights: model.Weights) -> dict[str, Any]:
     resource, only_certain, count = _read_inputs(params, body)
     services.policy.authorize(ctx, "search", "Patient")
+    errors = [i for i in services.validator.validate(resource) if i.severity in ("error", "fatal")]
+    if errors:  # the input is read as a Patient would be stored: a malformed one is the caller's to fix
+        raise FHIRError(400, f"resource: {errors[0].message}", "invalid", errors[0].location)
     found = find(services.store, features.of_patient(resource), weights)
     if only_certain:
         found = [c for c in found if c[2] == "certain"]

@@ -1,5 +1,10 @@
-"""Patient/[id]/$everything and Patient/$everything: the patient compartment plus what it references."""
+"""Patient/[id]/$everything and Patient/$everything: the patient compartment plus what it references.
+
+A record that replaced others (`Patient.link` type replaces: the golden record of a merge) has theirs too: a
+write that still names a replaced record is the same citizen's."""
 from __future__ import annotations
+
+import orjson
 
 from ...fhir.outcome import FHIRError
 from ...fhir.search_query import DEFAULT_COUNT, MAX_COUNT, _int
@@ -39,6 +44,9 @@ def everything_rows(services, pid: str, since, types) -> list[int]:
     if (types is None or "Patient" in types) and (since is None or own[0][1] >= since):
         rids.append(own[0][0])
     members = compartment_rids(store, services.registry, "Patient", pid, types, since)
+    for replaced in _replaced(store, pid):
+        members += compartment_rids(store, services.registry, "Patient", replaced, types, since)
+    members = list(dict.fromkeys(members))
     rids += [r for r in members if r != own[0][0]]
     if types is None or len(set(types) - {"Patient"}) > 0:
         # Resources the compartment refers to (practitioners, organizations, medications, locations...).
@@ -57,6 +65,24 @@ def everything_rows(services, pid: str, since, types) -> list[int]:
                 extra = [r for r in extra if _type(store, r) in types]
             rids += extra
     return rids
+
+
+def _replaced(store, pid: str, limit: int = 50) -> list[str]:
+    """Ids of the Patients this one replaced, and those they replaced (merges of merges), at most `limit`."""
+    found: list[str] = []
+    todo = [pid]
+    while todo and len(found) < limit:
+        stored = store.read("Patient", todo.pop())
+        if stored is None or stored.deleted or stored.content is None:
+            continue
+        for link in orjson.loads(stored.content).get("link") or ():
+            if not isinstance(link, dict):
+                continue
+            ref = (link.get("other") or {}).get("reference") or ""
+            if link.get("type") == "replaces" and ref.startswith("Patient/") and ref[8:] not in found + [pid]:
+                found.append(ref[8:])
+                todo.append(ref[8:])
+    return found
 
 
 def _type(store, rid: int) -> str:
