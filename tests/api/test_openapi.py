@@ -113,3 +113,21 @@ def test_the_analytics_routes_are_described(full):
     assert indicator["summary"].startswith("One indicator's figures")
     assert {"name", "region", "period", "by", "format"} <= {p["name"] for p in indicator["parameters"]}
     assert "post" in paths["/analytics/refresh"]
+
+
+def test_the_cds_hooks_routes_are_described(full):
+    paths = full["paths"]
+    assert {"/cds-services", "/cds-services/{service}", "/cds-services/{service}/feedback"} <= set(paths)
+    discovery = paths["/cds-services"]["get"]
+    assert discovery["summary"].startswith("CDS Hooks discovery") and discovery["tags"] == ["cds-services"]
+    assert discovery["security"] == [] and hook_security(paths) == [{"bearer": []}]
+    hook = paths["/cds-services/{service}"]["post"]
+    assert hook["summary"].startswith("Call a CDS service")
+    assert [p["name"] for p in hook["parameters"]] == ["service"]
+    assert "draftOrders" in hook["requestBody"]["description"]
+    assert "application/json" in paths["/cds-services/{service}/feedback"]["post"]["requestBody"]["content"]
+    assert "/app/clinic" not in paths  # the web pages are not an API
+
+
+def hook_security(paths):
+    return paths["/cds-services/{service}"]["post"]["security"]

@@ -1,7 +1,7 @@
 """An OpenAPI 3.0 description of the FHIR REST API, generated from what the server implements: the resource types
 with their schemas (api/openapi_schemas.py, from the R4 StructureDefinitions), each type's search parameters
 typed by their FHIR search type, every registered `$operation` (the same table the CapabilityStatement comes
-from), the routes other packages contribute (/analytics, described from their handlers) and the authorization
+from), the routes other packages contribute (/analytics, /cds-services: described from their handlers) and the authorization
 server's endpoints (/auth). For API tooling, and for schemathesis in the tests.
 
 `GET /openapi.json?types=Patient,Observation` narrows the description to those types (their interactions, their
@@ -205,10 +205,16 @@ def _operation_paths(types: list[str]) -> dict[str, Any]:
 
 
 # -- routes other packages contribute (api/plugins.py) -----------------------------------------------------------
+# The JSON APIs contributed beside /fhir; each is tagged with its first path segment. The web pages (/app) are
+# not an API, and /auth and /.well-known are described by hand below, with their forms.
+DESCRIBED_PREFIXES = ("/analytics", "/cds-services")
+
+
 def _route_paths(routes: Iterable[Any], prefix: str = "") -> dict[str, Any]:
     """Starlette routes and mounts, described from their handlers: the first paragraph of the docstring is the
     summary, the rest the description; a handler may name its query parameters in `query_parameters`
-    ((name, description) pairs)."""
+    ((name, description) pairs), describe the JSON body it reads in `request_body` (a description), and say
+    it answers without credentials with `public = True`."""
     paths: dict[str, Any] = {}
     for route in routes:
         path = prefix + getattr(route, "path", "")
@@ -218,18 +224,23 @@ def _route_paths(routes: Iterable[Any], prefix: str = "") -> dict[str, Any]:
             continue
         endpoint = getattr(route, "endpoint", None)
         methods = sorted((getattr(route, "methods", None) or {"GET"}) - {"HEAD"})
-        if endpoint is None or not path.startswith("/analytics"):
-            continue  # /auth and /.well-known are described by hand below, with their forms
+        described = next((p for p in DESCRIBED_PREFIXES if path == p or path.startswith(p + "/")), None)
+        if endpoint is None or described is None:
+            continue
         summary, description = _doc(endpoint)
         names = re.findall(r"{([^}:]+)(?::[^}]*)?}", path)
         params = [{"name": n, "in": "path", "required": True, "schema": _S} for n in names]
         params += [_query(n, _S, d) for n, d in getattr(endpoint, "query_parameters", ())]
         item = paths.setdefault(re.sub(r"{([^}:]+):[^}]*}", r"{\1}", path), {})
+        body = getattr(endpoint, "request_body", None)
         for method in methods:
             item[method.lower()] = {
                 "operationId": f"{method.lower()}{path.replace('/', '-').replace('{', '').replace('}', '')}",
-                "summary": summary or f"{method} {path}", "description": description, "tags": ["analytics"],
-                "security": [{"bearer": []}], "parameters": params,
+                "summary": summary or f"{method} {path}", "description": description, "tags": [described[1:]],
+                **({"requestBody": {"required": True, "description": body,
+                                    "content": {"application/json": {"schema": _JSON}}}}
+                   if body and method != "GET" else {}),
+                "security": [] if getattr(endpoint, "public", False) else [{"bearer": []}], "parameters": params,
                 "responses": {"200": {"description": summary or "the answer",
                                       "content": {"application/json": {"schema": _JSON}}}, **_OAUTH_ERRORS,
                               "409": {"description": "conflict", "content": {"application/json": {"schema": _JSON}}}}}

@@ -84,6 +84,7 @@ class CDSHooks:
                 Route("/cds-services/{service}/feedback", self.feedback, methods=["POST"])]
 
     async def discovery(self, request: Request) -> Response:
+        """CDS Hooks discovery: the prescribing services, their hooks and prefetch templates"""
         return _json(200, {"services": [{"id": sid, "prefetch": PREFETCH, **desc} for sid, desc in SERVICES.items()]})
 
     # -- the seam: who calls, and the audit --------------------------------------------------------------------
@@ -144,6 +145,11 @@ class CDSHooks:
 
     # -- the hook -----------------------------------------------------------------------------------------------
     async def hook(self, request: Request) -> Response:
+        """Call a CDS service: the prescribing checks on context.draftOrders, answered with cards
+
+        Duplicate therapy, documented allergies and intolerances, and dose limits, for `order-sign` or
+        `order-select` (only the orders in `context.selections` get cards). The patient's data is read with the
+        caller's own access rules; a prefetch sent (`medications`, `allergies`) is used instead."""
         service = request.path_params["service"]
         if service not in SERVICES:
             return error(FHIRError(404, f"No CDS service '{service}' (GET /cds-services lists them)", "not-found"))
@@ -198,6 +204,10 @@ class CDSHooks:
 
     # -- feedback -----------------------------------------------------------------------------------------------
     async def feedback(self, request: Request) -> Response:
+        """What the clinician did with each card: an override is recorded as a DetectedIssue
+
+        `{"feedback": [{"card": uuid, "outcome": "accepted" | "overridden", "overrideReason": {...}}]}`; only
+        the caller a card was issued to may answer it, once. Answers the DetectedIssues written."""
         service = request.path_params["service"]
         if service not in SERVICES:
             return error(FHIRError(404, f"No CDS service '{service}'", "not-found"))
@@ -212,6 +222,14 @@ class CDSHooks:
             return {"recorded": overrides.record(self.services, ctx, items, patients)}
         return await self._run(request, work)
 
+
+# What the OpenAPI description (api/openapi.py) says of the routes: discovery answers anyone (CDS Hooks 2.0:
+# a client discovers the services before it has a token), and what the two POST routes read.
+CDSHooks.discovery.public = True  # type: ignore[attr-defined]
+CDSHooks.hook.request_body = ("a CDS Hooks 2.0 request: hook, hookInstance, context (patientId, draftOrders), "  # type: ignore[attr-defined]
+                              "prefetch, fhirAuthorization")
+CDSHooks.feedback.request_body = ("CDS Hooks feedback: {\"feedback\": [{card, outcome, overrideReason, "  # type: ignore[attr-defined]
+                                  "outcomeTimestamp}]}")
 
 async def _now(fn: Callable[[], Any]) -> Any:
     return fn()
