@@ -4,7 +4,8 @@ Every shard computes the same tables and the same ids, so patient records in any
 them; only shard 0 writes the institution resources themselves.
 Per district: one central (district/city) hospital with a Location carrying its bed count, one or two
 polyclinics, a laboratory, a pharmacy and a small roster of practitioners. Nationally: the State Agency
-for Mandatory Health Insurance (the payor) and TƏBİB (the body that runs public hospitals).
+for Mandatory Health Insurance (the payor) and TƏBİB (the body that runs public hospitals). Last, each
+district's public-health centre and epidemiologist (public_health.py).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from . import names
 from .common import EXT, SNOMED, SYS_TAX, Resource, cc
 from .geography import DISTRICTS, District
+from .public_health import generate_public_health
 
 NATIONAL_POPULATION = 10_180_770  # SSC, 1 January 2024
 BEDS_PER_1000 = 4.4  # hospital beds per 1000 population (approximate, see docs)
@@ -128,3 +130,4 @@ def generate_institutions(seed: int) -> Iterator[tuple[str, Resource]]:
                 "organization": {"reference": f"Organization/{org}"},
                 "code": [cc(ROLE_SYS, role, role.capitalize())], "specialty": [cc(SNOMED, code, display)],
             }
+    yield from generate_public_health(seed)  # its own random stream: nothing above changes

@@ -29,7 +29,8 @@ from .consent import ConsentDecision, evaluate_consents
 
 log = logging.getLogger("healthtwin.security")
 
-ROLES = ("administrator", "clinician", "laboratory", "pharmacy", "insurer", "analyst", "auditor", "citizen")
+ROLES = ("administrator", "clinician", "laboratory", "pharmacy", "insurer", "epidemiologist", "analyst", "auditor",
+         "citizen")
 # The purposes of use (HL7 v3 ActReason) a role may declare with `X-Purpose-Of-Use`; ETREAT comes only with
 # break-the-glass. The audit trail records the declared purpose (BALP purposeOfEvent).
 PURPOSES = {
@@ -38,6 +39,7 @@ PURPOSES = {
     "laboratory": ("TREAT",),
     "pharmacy": ("TREAT",),
     "insurer": ("HPAYMT", "CLMATTCH", "COVAUTH", "ELIGDTRM"),
+    "epidemiologist": ("PUBHLTH",),
     "analyst": ("HRESCH", "PUBHLTH", "HOPERAT", "HQUALIMP"),
     "auditor": ("HCOMPL", "HACCRED", "HSYSADMIN"),
     "citizen": ("PATRQT", "FAMRQT", "PWATRNY"),
@@ -49,6 +51,9 @@ GUARDIAN_CODES = {"MTH", "FTH", "PRN", "NPRN", "GUARD", "GRD", "STPMTH", "STPFTH
                   "NMTH", "NFTH", "FMRCAT"}
 BTG_HOURS = 4
 MAX_TREATING = 20_000  # beyond this the IN lists get unwieldy; logged, never silently widened
+# The identifier system of the detection run's alerts (twin/surveillance/alerts.py): Communications carrying
+# it hold aggregate, small-cell suppressed counts, never a patient's data, so the public-health roles read them.
+SURVEILLANCE_ALERT_SYSTEM = "https://health.gov.az/fhir/sid/surveillance-alert"
 NOWHERE = "!"  # an id no resource can have (ids are [A-Za-z0-9.-]): matches nothing
 
 
@@ -105,6 +110,8 @@ def compute(policy: Any, ctx: RequestContext, context: str) -> Access:
     elif role in ("laboratory", "pharmacy", "insurer"):
         access = Access(role, organization=caller.organization,
                         exclude=frozenset({"V"} - granted) if role == "insurer" else frozenset(), context=context)
+    elif role == "epidemiologist":
+        access = Access(role, context=context, notes={"recipients": epidemiologist_refs(policy, caller.fhir_user)})
     elif role in ("analyst", "auditor"):
         access = Access(role, context=context)
     elif caller.kind == "system":
@@ -187,6 +194,18 @@ def _clinician(policy: Any, ctx: RequestContext, granted: set[str], context: str
     exclude = ((set(CONFIDENTIALITY) - {"R"} | set(SENSITIVE)) - granted) | decision.labels
     return Access("clinician", patients=frozenset(visible), exclude=frozenset(exclude),
                   btg=frozenset(btg - (treated - decision.denied)), organization=org, context=context)
+
+
+def epidemiologist_refs(policy: Any, fhir_user: str | None) -> tuple[str, ...]:
+    """What an epidemiologist's alerts are addressed to: their fhirUser (a PractitionerRole or Practitioner)
+    and, for a Practitioner, each of their active PractitionerRoles (alerts name the district's role)."""
+    if not fhir_user or not fhir_user.startswith(("Practitioner/", "PractitionerRole/")):
+        return ()
+    refs = {fhir_user}
+    if fhir_user.startswith("Practitioner/"):
+        rows = _rows(policy, "PractitionerRole", [_ref("practitioner", fhir_user)], "r0.id")
+        refs |= {f"PractitionerRole/{r[0]}" for r in rows}
+    return tuple(sorted(refs))
 
 
 def wards(policy: Any, caller: Any, own: str | None) -> set[str]:

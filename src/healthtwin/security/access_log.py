@@ -19,7 +19,8 @@ _CS = "http://terminology.hl7.org/CodeSystem/"
 
 ROLE_WORDS = {
     "clinician": "doctor or nurse", "laboratory": "laboratory", "pharmacy": "pharmacy",
-    "insurer": "health insurer", "analyst": "public health analyst", "auditor": "auditor",
+    "insurer": "health insurer", "epidemiologist": "public health epidemiologist",
+    "analyst": "public health analyst", "auditor": "auditor",
     "administrator": "system administrator", "citizen": "citizen",
 }
 PURPOSE_WORDS = {

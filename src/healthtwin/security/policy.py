@@ -22,7 +22,7 @@ from ..fhir.outcome import FHIRError
 from ..fhir.search_query import Criterion, SearchQuery, Value
 from ..store.records import Stored
 from ..store.search_sql import SearchCompiler
-from .access import NOWHERE, Access, compute, ensure_schema, integration, open_grant
+from .access import NOWHERE, SURVEILLANCE_ALERT_SYSTEM, Access, compute, ensure_schema, integration, open_grant
 from .clients import parse_scope
 
 LETTER = {"read": "r", "vread": "r", "history-instance": "r", "everything": "r", "search": "s",
@@ -119,6 +119,17 @@ class SmartPolicy:
                 return []  # directory and definitions: readable by every authenticated role
             raise forbidden(f"Your role may not change {rtype} resources")
         role = access.role
+        if role in ("epidemiologist", "analyst") and rtype == "Communication" and reading:
+            # The detection run's alerts (aggregate counts, suppressed): an analyst reads every district's, an
+            # epidemiologist those addressed to them. Nothing else of a patient's record reaches either role.
+            alerts = [Criterion("identifier", "token", None, [Value(SURVEILLANCE_ALERT_SYSTEM + "|")])]
+            if role == "analyst":
+                return alerts
+            refs = access.notes.get("recipients") or (f"PractitionerRole/{NOWHERE}",)
+            return alerts + [Criterion("recipient", "reference", None, [Value(r) for r in refs])]
+        if role == "epidemiologist":
+            raise forbidden("Epidemiologists read their district's alerts (Communication, /analytics/alerts), "
+                            "not patient-level data")
         if role in ("analyst", "auditor"):
             raise forbidden("Patient-level data is not available to your role through the FHIR API"
                             + (" (aggregates: /analytics)" if role == "analyst" else ""))
@@ -191,6 +202,14 @@ class SmartPolicy:
         if interaction == "$audit-trail":
             if role not in ("auditor", "administrator"):
                 raise forbidden("The audit trail is searched by auditors and administrators")
+            return
+        if interaction == "analytics-alerts":  # the detection run's alerts (twin/surveillance/web.py)
+            if role not in ("analyst", "epidemiologist", "administrator"):
+                raise forbidden("Surveillance alerts are for epidemiologists, analysts and administrators")
+            return
+        if interaction == "alert-acknowledge":  # the alert itself must also be readable by the caller
+            if role not in ("epidemiologist", "administrator"):
+                raise forbidden("An alert is acknowledged by the epidemiologist it is addressed to")
             return
         if interaction == "analytics":
             if role not in ("analyst", "administrator"):

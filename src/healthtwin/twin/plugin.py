@@ -14,7 +14,7 @@ def contributions(services: Any, analytics_dir: Path | None = None,
     from .scenarios.plugin import contribution as scenarios
     from .surveillance.plugin import contribution as surveillance
     found: list[Contribution] = []
-    for part in (scenarios(services, analytics_dir, identify), surveillance(services, analytics_dir)):
+    for part in (scenarios(services, analytics_dir, identify), surveillance(services, analytics_dir, identify)):
         if part is not None:
             found.append(part)
     return found

@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from . import twin_detector
+from ...security.access import SURVEILLANCE_ALERT_SYSTEM
+from . import suppression, twin_detector
 
 METHOD = "twin NB p1/p2 (Noufaily-style baseline, 1- and 2-week tail probabilities)"
 
@@ -121,22 +122,38 @@ def group_signals(signals: Iterable[Signal]) -> list[Group]:
     return sorted(groups.values(), key=lambda g: -g.lead.rank)
 
 
+def alert_key(group: Group) -> str:
+    """What identifies an alert across runs: syndrome, lead place and week (a re-run of the week finds it)."""
+    lead = group.lead
+    place = "/".join(lead.key) if lead.key else "national"
+    return f"{group.syndrome}/{place}/{lead.week.isoformat()}"
+
+
 def communication(group: Group, recipient: dict[str, Any] | None, now: dt.datetime) -> dict[str, Any]:
+    """The alert, its counts small-cell suppressed (suppression.py) since its readers are not clinicians;
+    status in-progress until its epidemiologist acknowledges it (completed)."""
     lead = group.lead
     place = "/".join(lead.key) if lead.key else "national"
     others = [m for m in group.members if m is not lead]
-    text = (f"{group.syndrome}: {lead.observed:.0f} cases in the week of {lead.week.isoformat()} in {place}, "
+    text = (f"{group.syndrome}: {suppression.words(lead.observed)} cases in the week of {lead.week.isoformat()} "
+            f"in {place}, "
             f"expected {lead.expected:.1f} (p = {lead.pvalue:.2g}, {METHOD}). "
             + ("New signal." if lead.novel else "Continuing signal.")
             + (f" Also signalling in the region: {', '.join('/'.join(m.key) for m in others)}." if others else ""))
     evidence = {"syndrome": group.syndrome, "week": lead.week.isoformat(), "method": METHOD,
-                "rank": round(lead.rank, 3),
-                "signals": [{"place": list(m.key), "observed": m.observed, "expected": round(m.expected, 3),
-                             "pvalue": m.pvalue, "novel": m.novel, "chart": m.chart} for m in group.members]}
+                "rank": round(lead.rank, 3), "region": group.region, "district": group.district,
+                "suppression": f"counts 1-{suppression.THRESHOLD - 1} shown as '{suppression.SHOWN_BELOW}'",
+                "signals": [{"place": list(m.key), "observed": suppression.count(m.observed),
+                             "expected": round(m.expected, 1), "pvalue": m.pvalue, "novel": m.novel,
+                             "chart": dict(m.chart, observed=suppression.counts(m.chart["observed"]),
+                                           expected=[None if e is None else round(e, 1)
+                                                     for e in m.chart["expected"]])}
+                            for m in [lead, *others]]}
     res: dict[str, Any] = {
         "resourceType": "Communication", "id": str(uuid.uuid5(uuid.NAMESPACE_URL,
                                                            f"surveillance/{group.syndrome}/{place}/{lead.week}")),
-        "status": "completed",
+        "identifier": [{"system": SURVEILLANCE_ALERT_SYSTEM, "value": alert_key(group)}],
+        "status": "in-progress",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/communication-category",
                                   "code": "alert"}]}],
         "priority": "urgent" if lead.pvalue < 1e-6 else "routine",

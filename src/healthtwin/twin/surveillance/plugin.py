@@ -1,16 +1,20 @@
-"""What detection adds to the HTTP application: the weekly detection run (schedule.py) started and stopped
-by the application's lifespan. Only a server with an analytics folder has it: the run reads the series."""
+"""What detection adds to the HTTP application: `GET /analytics/alerts` and
+`POST /analytics/alerts/{id}/acknowledge` over the alerts stored in the FHIR store (web.py), and, on a server
+with an analytics folder, the weekly detection run (schedule.py) that reads its series and stores the alerts,
+started and stopped by the application's lifespan."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ...api.plugins import Contribution
 
 
-def contribution(services: Any, analytics_dir: Path | None) -> Contribution | None:
+def contribution(services: Any, analytics_dir: Path | None, identify: Callable | None = None) -> Contribution:
+    from .web import Alerts
+    routes = Alerts(services, identify=identify).routes
     if analytics_dir is None:
-        return None
+        return Contribution("twin.surveillance", routes=routes)
     from .schedule import WeeklyDetection
-    weekly = WeeklyDetection(Path(analytics_dir))
-    return Contribution("twin.surveillance", start=weekly.start, stop=weekly.stop)
+    weekly = WeeklyDetection(Path(analytics_dir), services=services)
+    return Contribution("twin.surveillance", routes=routes, start=weekly.start, stop=weekly.stop)

@@ -5,9 +5,10 @@ Communications and the run's summary written beside the analytics database:
     <analytics>/surveillance/<YYYY-MM-DD>.ndjson   the Communications of that run, one per line
     <analytics>/surveillance/<YYYY-MM-DD>.json     its summary (series, signals, groups, raised, held back)
 
-Nothing is answered to an HTTP caller: the files are the hand-over to whatever delivers the
-Communications to the district epidemiologists (their FHIR store, a message queue), and
-`healthtwin surveillance scan` runs the same thing from the command line.
+Inside a server (`services` given) the Communications are also stored in its FHIR store, addressed to each
+district's epidemiologist, in one transaction per run (alerts.py: a re-run of the week duplicates nothing);
+`GET /analytics/alerts` lists them (web.py). `healthtwin surveillance scan` runs the detection from the
+command line.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from . import job
 
@@ -31,7 +32,7 @@ def next_run(now: dt.datetime, weekday: int = 0, hour: int = 6) -> dt.datetime:
     return at if at > now else at + dt.timedelta(days=7)
 
 
-def run_once(analytics_dir: Path, now: dt.datetime | None = None) -> dict:
+def run_once(analytics_dir: Path, now: dt.datetime | None = None, services: Any = None) -> dict:
     now = now or dt.datetime.now(dt.timezone.utc)
     from ..series import open_analytics
     try:
@@ -42,7 +43,11 @@ def run_once(analytics_dir: Path, now: dt.datetime | None = None) -> dict:
         series = job.series_from_analytics(con, None, level="district")
     finally:
         con.close()
-    summary = job.run(series, job.district_epidemiologist, now=now)
+    recipient_for = job.district_epidemiologist
+    if services is not None:
+        from .alerts import recipients
+        recipient_for = recipients(services.store, services.registry)
+    summary = job.run(series, recipient_for, now=now)
     out = Path(analytics_dir) / "surveillance"
     out.mkdir(parents=True, exist_ok=True)
     stem = now.date().isoformat()
@@ -51,6 +56,10 @@ def run_once(analytics_dir: Path, now: dt.datetime | None = None) -> dict:
     tmp.replace(out / f"{stem}.ndjson")
     record = {"ran_at": now.isoformat(timespec="seconds"), "series": summary.series, "signals": summary.signals,
               "groups": summary.groups, "raised": summary.raised, "held_back": summary.held_back}
+    if services is not None:
+        from .alerts import store_alerts
+        stored = store_alerts(services.store, summary.resources)
+        record["stored"] = vars(stored)
     (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
     return record
 
@@ -59,8 +68,9 @@ class WeeklyDetection:
     """A daemon thread that sleeps until the next run, runs, and repeats; stop() wakes and ends it."""
 
     def __init__(self, analytics_dir: Path, clock: Callable[[], dt.datetime] | None = None,
-                 weekday: int = 0, hour: int = 6) -> None:
+                 weekday: int = 0, hour: int = 6, services: Any = None) -> None:
         self.analytics_dir = Path(analytics_dir)
+        self.services = services
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.weekday, self.hour = weekday, hour
         self._stop = threading.Event()
@@ -84,7 +94,7 @@ class WeeklyDetection:
             if self._stop.wait(max(0.0, wait)):
                 return
             try:
-                record = run_once(self.analytics_dir, self.clock())
+                record = run_once(self.analytics_dir, self.clock(), self.services)
                 log.info("weekly detection: %(series)s series, %(raised)s alerts raised", record)
             except ValueError as exc:  # no series yet (no refresh has run): try again next week
                 log.warning("weekly detection skipped: %s", exc)
