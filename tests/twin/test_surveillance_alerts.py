@@ -254,3 +254,34 @@ def test_a_district_without_an_epidemiologist_is_counted_unrouted(world):
     out, stored = _run(services, [_series(other, "ili", extra=60, seed=3)])
     assert out.raised >= 1 and stored.unrouted == out.raised
     assert _communications(c, h["epi_a"]) == []
+
+
+def test_the_weekly_schedule_stores_its_alerts(world, tmp_path, monkeypatch):
+    from healthtwin.twin import series as twin_series
+    from healthtwin.twin.surveillance import schedule
+    c, h, services = world
+
+    class Closing:
+        def close(self):
+            pass
+    monkeypatch.setattr(twin_series, "open_analytics", lambda folder: Closing())
+    monkeypatch.setattr(job, "series_from_analytics", lambda con, syndromes, level: _outbreak_in_a())
+    record = schedule.run_once(tmp_path, NOW, services)
+    assert record["stored"]["created"] == record["raised"] >= 1
+    assert any(A.label in x["topic"]["text"] for x in _communications(c, h["epi_a"]))
+    assert schedule.run_once(tmp_path, NOW, services)["stored"]["created"] == 0
+
+
+def test_the_composed_application_routes_alerts_before_the_analytics_mount(tmp_path):
+    from starlette.testclient import TestClient
+
+    from healthtwin.composition import AppSettings, build_app
+    from healthtwin.request import OpenPolicy
+    from healthtwin.store.sqlite import SQLiteStore
+    store = SQLiteStore(str(tmp_path / "composed.sqlite"))
+    app = build_app(store, AppSettings(data_dir=tmp_path / "data", analytics_dir=tmp_path / "data", rate=None,
+                                       audit=False), policy=OpenPolicy())
+    with TestClient(app) as client:
+        r = client.get("/analytics/alerts")
+        assert r.status_code == 200 and r.json()["districts"] == []
+        assert client.get("/analytics/indicators").status_code == 200
