@@ -155,3 +155,30 @@ def test_the_igs_posted_form_and_the_type_level_form_by_reference(imm_world):
     hidden = imm_world.client.get(f"/fhir/Immunization/$immds-forecast?patient=Patient/{pid}",
                                   headers=imm_world.headers["stranger_doctor"])
     assert hidden.status_code == 404
+
+
+@pytest.mark.parametrize("coded_as", ["code", "value"])
+def test_a_coded_clinical_fact_of_the_record_is_read(imm_world, coded_as):
+    """Laboratory evidence of hepatitis B immunity (SNOMED 271511000, one of the CDC schedule's coded
+    observations), recorded as the Observation's code or as its value, makes the child's HepB forecast Immune."""
+    pid = imm_world.child["id"]
+    immunity = {"system": "http://snomed.info/sct", "code": "271511000"}
+    obs = {"resourceType": "Observation", "status": "final", "subject": {"reference": f"Patient/{pid}"},
+           "effectiveDateTime": "2023-01-01"}
+    if coded_as == "code":
+        obs["code"] = {"coding": [immunity]}
+    else:
+        obs["code"] = {"coding": [{"system": "http://loinc.org", "code": "16935-9"}]}  # HBsAb
+        obs["valueCodeableConcept"] = {"coding": [immunity]}
+    url = f"/fhir/Patient/{pid}/$immds-forecast?assessmentDate=2024-06-01&schedule=cdc"
+
+    def hepb() -> str:
+        [rec] = _parts(imm_world.client.get(url, headers=imm_world.headers["admin"]).json(), "recommendation")
+        return next(r["forecastStatus"]["text"] for r in rec["recommendation"] if r["vaccineCode"][0]["text"] == "HepB")
+    assert hepb() != "Immune"
+    made = imm_world.client.post("/fhir/Observation", json=obs, headers=imm_world.headers["admin"])
+    assert made.status_code == 201, made.text
+    try:
+        assert hepb() == "Immune"
+    finally:
+        imm_world.client.delete(f"/fhir/Observation/{made.json()['id']}", headers=imm_world.headers["admin"])

@@ -21,7 +21,7 @@ from ...store import Transaction
 from ...store.search import run_search
 from . import rules
 from .fhir_io import InputError
-from .recommendations import (CLINICAL_TYPES, forecast, is_child, is_living, recommendation_id,
+from .recommendations import (clinical_queries, forecast, is_child, is_living, recommendation_id,
                               registry_recommendation)
 
 SCHEDULES: tuple[str, ...] = (rules.DEFAULT_SCHEDULE,)  # the schedules the registry keeps current
@@ -59,17 +59,15 @@ def read_cases(services: Any, pids: Sequence[str], execute: Callable | None,
         case = cases.get(_patient_id(imm) or "")
         if case is not None:
             case[1].append(imm)
-    codes = sorted(f"{system}|{code}" for system, code in schedule.coded)
-    for rtype in CLINICAL_TYPES:
+    seen: set[tuple[str, str]] = set()
+    for rtype, criteria in clinical_queries(schedule):
         param = "subject" if rtype == "Observation" else "patient"
-        chunks = [codes[i:i + 100] for i in range(0, len(codes), 100)] if rtype == "Observation" else [None]
-        for chunk in chunks:
-            extra = [("code", ",".join(chunk))] if chunk else []
-            for res in search(rtype, [(param, refs)] + extra):
-                ref = ((res.get("subject") or res.get("patient") or {}).get("reference") or "")
-                case = cases.get(ref[8:] if ref.startswith("Patient/") else "")
-                if case is not None:
-                    case[2].append(res)
+        for res in search(rtype, [(param, refs)] + criteria):
+            ref = ((res.get("subject") or res.get("patient") or {}).get("reference") or "")
+            case = cases.get(ref[8:] if ref.startswith("Patient/") else "")
+            if case is not None and (rtype, str(res.get("id"))) not in seen:
+                seen.add((rtype, str(res.get("id"))))  # an Observation may match by code and by value
+                case[2].append(res)
     return cases
 
 

@@ -23,12 +23,11 @@ from ...api.responses import fhir
 from ...fhir.outcome import FHIRError
 from ..patient_record import PatientRecord
 from .fhir_io import InputError, _date
-from .recommendations import CLINICAL_TYPES, forecast, result_parameters, schedule_of
+from .recommendations import clinical_queries, forecast, result_parameters, schedule_of
 
 FORECAST_DEFINITION = "http://hl7.org/fhir/us/immds/OperationDefinition/immds-forecast"
 EVALUATE_DEFINITION = "https://health.gov.az/fhir/OperationDefinition/Immunization-evaluate"
 _FORMAT = ("_format", "_pretty")
-CODE_CHUNK = 100  # coded observation values asked for per Observation search
 
 
 def _assessment(value: Any) -> date:
@@ -54,15 +53,11 @@ def read_record(record: PatientRecord, schedule) -> tuple[dict[str, Any], list[d
     if imms.withheld:
         raise FHIRError(403, "A forecast needs the patient's Immunizations, which your access does not include",
                         "forbidden")
-    clinical: list[dict] = []
-    for rtype in CLINICAL_TYPES:
-        if rtype == "Observation":  # only observations coded as the schedule's conditions: not every vital sign
-            codes = sorted(f"{system}|{code}" for system, code in schedule.coded)
-            for i in range(0, len(codes), CODE_CHUNK):
-                clinical += record.search(rtype, [("code", ",".join(codes[i:i + CODE_CHUNK]))]).resources
-        else:
-            clinical += record.search(rtype, []).resources
-    return patient, imms.resources, clinical
+    clinical: dict[tuple[str, str], dict] = {}
+    for rtype, criteria in clinical_queries(schedule):
+        for res in record.search(rtype, criteria).resources:
+            clinical[(rtype, str(res.get("id")))] = res  # an Observation may match by code and by value
+    return patient, imms.resources, list(clinical.values())
 
 
 def forecast_parameters(services, ctx, pid: str, params: list[tuple[str, Any, dict]]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ SCHEDULE_SYSTEM = "https://health.gov.az/fhir/CodeSystem/immunization-schedule"
 IDENTIFIER_SYSTEM = "https://health.gov.az/fhir/sid/immunization-forecast"
 CHILD_YEARS = 18  # the batch refresh forecasts the patients younger than this (the calendar is childhood's)
 CLINICAL_TYPES = ("Condition", "AllergyIntolerance", "Observation", "Procedure")
+CODE_CHUNK = 100  # coded values asked for per search
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
@@ -62,6 +63,15 @@ def forecast(patient: dict[str, Any], immunizations: Iterable[dict[str, Any]], c
              schedule: rules.Schedule, assessment: date) -> Forecast:
     case = engine_patient(patient, immunizations, clinical, schedule, assessment)
     return Forecast(case, assess(case, schedule), schedule)
+
+
+def clinical_queries(schedule: rules.Schedule) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The searches (type, criteria besides the patient) that find a patient's clinical facts the schedule has
+    a code for: only those can change a forecast, so a child's colds and vital signs are not read."""
+    codes = sorted(f"{system}|{code}" for system, code in schedule.coded)
+    chunks = [",".join(codes[i:i + CODE_CHUNK]) for i in range(0, len(codes), CODE_CHUNK)]
+    out = [(rtype, [("code", chunk)]) for rtype in CLINICAL_TYPES for chunk in chunks]
+    return out + [("Observation", [("value-concept", chunk)]) for chunk in chunks]
 
 
 def recommendation_id(pid: str, schedule_key: str) -> str:
