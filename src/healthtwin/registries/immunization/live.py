@@ -26,6 +26,7 @@ from .recommendations import (clinical_queries, forecast, is_child, is_living, r
 
 SCHEDULES: tuple[str, ...] = (rules.DEFAULT_SCHEDULE,)  # the schedules the registry keeps current
 READ_LIMIT = 100_000  # rows of one type read for one batch of patients
+FLUSH_EVERY = 5  # patients whose index rows a batch transaction writes out at a time
 _STATE = "immunization-forecast"
 _PATIENT_FIELDS = ("birthDate", "gender", "deceasedBoolean", "deceasedDateTime", "active")
 
@@ -127,9 +128,11 @@ def refresh_in(tx: Transaction, services: Any, pids: Sequence[str], on: date,
                 tx.reindex(found[0], "Patient", orjson.loads(found[1].content))
     cases = read_cases(services, list(pids), tx.execute, rules.load(rules.DEFAULT_SCHEDULE))
     written = 0
-    for pid in sorted(set(pids)):
+    for n, pid in enumerate(sorted(set(pids)), start=1):
         case = cases.get(pid)
         written += store_current(tx, pid, recommendations_for(case, on, schedules) if case else [], schedules)
+        if n % FLUSH_EVERY == 0:
+            tx.flush()  # each update scans the transaction's unwritten index rows: keep them few
     return written
 
 
