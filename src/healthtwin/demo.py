@@ -162,12 +162,22 @@ def _demo_resources(out: Path, seed: int) -> int:
                               "identifier": [{"use": "official", "system": SYS_PRESCRIPTION,
                                               "value": PRESCRIPTION_NUMBER}],
                               "medicationCodeableConcept": _METFORMIN, "subject": {"reference": "Patient/pat-0"},
-                              "dispenseRequest": {"quantity": {"value": 60, "unit": "dose"}}},
+                              "dispenseRequest": {"quantity": {"value": 60, "unit": "dose"},
+                                                  "validityPeriod": {"start": today, "end": _valid_until(today)}}},
     }
     for rtype, res in added.items():
         with (out / f"{rtype}.ndjson").open("ab") as f:
             f.write(orjson.dumps(res, option=orjson.OPT_APPEND_NEWLINE))
     return len(added)
+
+
+def _valid_until(today: str) -> str:
+    """The demo's prescription is dispensed while the demo runs, whatever window the population was generated
+    for (a past one in the tests): it states a validity to 30 days after whichever is later, the window's end or
+    the day the demo is set up (without one, the default validity would run from `today`)."""
+    import datetime as dt
+    start = max(dt.date.fromisoformat(today), dt.date.today())
+    return (start + dt.timedelta(days=30)).isoformat()
 
 
 _METFORMIN = {"coding": [{"system": "http://www.whocc.no/atc", "code": "A10BA02", "display": "metformin"}],

@@ -14,7 +14,7 @@ def patient(pid: str = "p1") -> dict[str, Any]:
 
 def prescription(rid: str = "mr1", *, quantity: float | None = 60, repeats: int | None = None,
                  status: str = "active", validity: dict | None = None, code: str = "A10BA02",
-                 patient: str = "p1", number: str | None = None) -> dict[str, Any]:
+                 patient: str = "p1", number: str | None = None, authored: str | None = None) -> dict[str, Any]:
     dr: dict[str, Any] = {}
     if quantity is not None:
         dr["quantity"] = {"value": quantity, "unit": "dose"}
@@ -29,6 +29,8 @@ def prescription(rid: str = "mr1", *, quantity: float | None = 60, repeats: int 
         res["dispenseRequest"] = dr
     if number:
         res["identifier"] = [{"system": RX, "value": number}]
+    if authored:
+        res["authoredOn"] = authored
     return res
 
 

@@ -58,9 +58,13 @@ def test_the_prescriber_cancels_and_the_pharmacy_is_refused(world_app):
 
 
 @pytest.fixture
-def population(store, tmp_path):
+def population(store, tmp_path, monkeypatch):
     """300 generated citizens' prescriptions and dispenses stored as a bulk load stores them (no write rules),
-    served with the real policy: (client, world, resources by id, dispense counts by prescription)."""
+    served with the real policy: (client, world, resources by id, dispense counts by prescription). The
+    generated chronic prescriptions are renewed every 90 days, so the default validity is set to 90 days here
+    (its 30 days are tested in test_prescription_validity.py)."""
+    from healthtwin.registries.prescribing import validity
+    monkeypatch.setenv(validity.ENV, "90")
     keep = {"Patient", "Organization", "MedicationRequest", "MedicationDispense", "Practitioner"}
     byid: dict[str, dict] = {}
     dispensed: collections.Counter = collections.Counter()
@@ -85,7 +89,7 @@ def _pharmacy(world, org: str) -> dict[str, str]:
 def test_on_generated_data_a_pharmacy_dispenses_what_is_left_and_nothing_twice(population):
     c, world, byid, dispensed = population
     active = [r for r in byid.values() if r["resourceType"] == "MedicationRequest" and r["status"] == "active"]
-    fresh = next(r for r in active if r["id"] not in dispensed)
+    fresh = max((r for r in active if r["id"] not in dispensed), key=lambda r: r["authoredOn"])
     taken = next(r for r in active if r["id"] in dispensed)
     org = next(r["id"] for r in byid.values() if r["resourceType"] == "Organization" and "Aptek" in r.get("name", ""))
     h = _pharmacy(world, f"Organization/{org}")

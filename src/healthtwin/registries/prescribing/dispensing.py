@@ -5,7 +5,8 @@ prescription; one that leaves them (`entered-in-error`, `stopped`) gives it back
 before the dispense is stored (`check`):
 1. the prescription's transaction lock is taken (`pg_advisory_xact_lock` on PostgreSQL; SQLite's single writer),
    so a second pharmacy dispensing the same prescription waits for the first to commit and then sees its fill;
-2. the prescription must be `active`, inside its `dispenseRequest.validityPeriod`, and the dispense must fit in
+2. the prescription must be `active`, inside its `dispenseRequest.validityPeriod` (or the default validity from
+   its `authoredOn`: validity.py), and the dispense must fit in
    one fill (`dispenseRequest.quantity`, same unit) and in what remains;
 3. the balance row (balance.py) is updated; its CHECK constraints refuse an overdraw even if 1 and 2 were skipped.
 After it is stored (`react`), the MedicationRequest is rewritten in the same transaction with its balance
@@ -23,11 +24,11 @@ from typing import Any
 import orjson
 
 from ...api.write_rules import WriteEvent, WriteRule
-from ...fhir.dates import parse_range
 from ...fhir.outcome import FHIRError
 from . import balance as B
 from .lifecycle import CONSUMING, DISPENSABLE, check_dispense
 from .references import lock_key, prescription_ids
+from .validity import DEFAULT_DAYS, window
 
 STATE = "prescribing:dispense"  # tx.state key: what check hands react, per event
 
@@ -49,22 +50,21 @@ def _fmt(x: float) -> str:
 
 
 def _refuse_taking(rid: str, req: dict[str, Any], allow: B.Allowance, now: float, dispense: dict[str, Any],
-                   taking: float) -> None:
+                   taking: float, default_days: int | None) -> None:
     status = req.get("status")
     if status not in DISPENSABLE:
         raise FHIRError(409, f"MedicationRequest/{rid} is '{status}': only an active prescription is dispensed",
                         "business-rule", "MedicationDispense.authorizingPrescription")
-    period = (req.get("dispenseRequest") or {}).get("validityPeriod") or {}
-    try:
-        if isinstance(period.get("end"), str) and now >= parse_range(period["end"])[1]:
-            raise FHIRError(409, f"MedicationRequest/{rid} expired on {period['end']} (dispenseRequest.validityPeriod)",
-                            "business-rule", "MedicationDispense.authorizingPrescription")
-        if isinstance(period.get("start"), str) and now < parse_range(period["start"])[0]:
-            raise FHIRError(409, f"MedicationRequest/{rid} is valid from {period['start']} only "
-                                 "(dispenseRequest.validityPeriod)", "business-rule",
-                            "MedicationDispense.authorizingPrescription")
-    except ValueError:
-        pass  # a malformed stored period was refused at its write; nothing to judge here
+    valid = window(req, default_days)
+    if valid.end is not None and now >= valid.end:
+        why = (f"{default_days} days after authoredOn {req.get('authoredOn')}, the default validity: the prescription "
+               "states no dispenseRequest.validityPeriod") if valid.by_default else "dispenseRequest.validityPeriod"
+        raise FHIRError(409, f"MedicationRequest/{rid} expired on {valid.end_text} ({why})", "business-rule",
+                        "MedicationDispense.authorizingPrescription")
+    if valid.start is not None and now < valid.start:
+        raise FHIRError(409, f"MedicationRequest/{rid} is valid from {valid.start_text} only "
+                             "(dispenseRequest.validityPeriod)", "business-rule",
+                        "MedicationDispense.authorizingPrescription")
     unit = B.quantity_unit(dispense.get("quantity"))
     if allow.unit and unit and unit != allow.unit:
         raise FHIRError(422, f"The dispense is in '{unit}', the prescription in '{allow.unit}'", "value",
@@ -87,7 +87,7 @@ def _nothing_left(rid: str, bal: B.Balance, allow: B.Allowance, fills: int, taki
                              "time(s): no repeats left", "conflict", "MedicationDispense.authorizingPrescription")
 
 
-def check(event: WriteEvent) -> None:
+def check(event: WriteEvent, default_days: int | None = DEFAULT_DAYS) -> None:
     old = _content(event.previous)
     new = event.resource
     if event.interaction == "delete":
@@ -123,7 +123,7 @@ def check(event: WriteEvent) -> None:
     bal = B.load(event.services, tx, rid, allow)
     if fills > 0 or quantity > B.EPSILON:
         _nothing_left(rid, bal, allow, fills, quantity)  # first: what the losing pharmacy of a race is told
-        _refuse_taking(rid, req, allow, tx.now, new, taking_now)
+        _refuse_taking(rid, req, allow, tx.now, new, taking_now, default_days)
     after = B.apply(tx, rid, fills, quantity)
     tx.state.setdefault(STATE, {})[id(event)] = _Pending(rid, after, allow, new.get("status") == "completed")
 
@@ -147,4 +147,10 @@ def react(event: WriteEvent) -> None:
         tx.update("MedicationRequest", pending.rid, req, existing=current)
 
 
-RULE = WriteRule("prescribing: dispense once", ("MedicationDispense",), check=check, react=react)
+def rule(default_days: int | None = DEFAULT_DAYS) -> WriteRule:
+    """The write rule, with the default validity in days of a prescription that states none (validity.py)."""
+    return WriteRule("prescribing: dispense once", ("MedicationDispense",),
+                     check=lambda event: check(event, default_days), react=react)
+
+
+RULE = rule()
