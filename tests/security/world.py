@@ -85,6 +85,7 @@ VISIBLE = {
     "pharmacy": set(),  # reads by id: none; identifier searches are tested apart
     "insurer": {"c1", "p1"},
     "analyst": set(),
+    "epidemiologist": set(),  # reads the detection run's alerts addressed to them: no patient-level resource
     "auditor": set(),
 }
 TYPES = {r["id"]: r["resourceType"] for r in resources()}
@@ -114,6 +115,8 @@ ROLE_TOKENS: dict[str, dict[str, Any]] = {
     "insurer": dict(subject="ins-client", kind="system", scopes=["system/*.rs"], roles=["insurer"],
                     organization="Organization/org-ins", client_id="ins-client"),
     "analyst": dict(subject="ana", kind="person", scopes=["user/*.rs"], roles=["analyst"]),
+    "epidemiologist": dict(subject="epi", kind="person", scopes=["user/*.rs"], roles=["epidemiologist"],
+                           fhir_user="PractitionerRole/prole-epi-sumqayit"),
     "auditor": dict(subject="aud", kind="person", scopes=["user/*.rs"], roles=["auditor"]),
 }
 
