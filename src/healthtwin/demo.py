@@ -215,9 +215,15 @@ ROLES: list[tuple[str, str, str, str, list[str], str]] = [
     ("PHARMACY", "pharm-demo", "system", "system/*.rs system/MedicationDispense.c", ["pharmacy"], "pharm"),
     ("INSURER", "itsda-demo", "system", "system/*.rs", ["insurer"], "insurer"),
     ("ANALYST", "analyst-demo", "person", "user/*.rs", ["analyst"], ""),
+    ("EPIDEMIOLOGIST", "epi-demo", "person", "user/*.rs", ["epidemiologist"], ""),
     ("AUDITOR", "auditor-demo", "person", "user/*.rs", ["auditor"], ""),
     ("ADMIN", "admin-demo", "person", "user/*.cruds", ["administrator"], ""),
 ]
+
+
+def _district_epidemiologist(lab: str) -> str:
+    """population/public_health.py's PractitionerRole for the district of `lab` (Organization/org-lab-<district>)."""
+    return f"PractitionerRole/prole-epi-{lab.removeprefix('Organization/org-lab-')}"
 
 
 def guide(settings: Settings, base: str, insecure: bool = False) -> str:
@@ -237,6 +243,8 @@ def guide(settings: Settings, base: str, insecure: bool = False) -> str:
             extra: dict[str, str] = {}
             if var == "CITIZEN":
                 extra = dict(patient="Patient/pat-0", fhir_user="Patient/pat-0")
+            elif var == "EPIDEMIOLOGIST":  # the epidemiologist of the lab's (and pat-0's) district
+                extra = dict(fhir_user=_district_epidemiologist(links["lab"]))
             elif link:
                 extra["organization"] = links[link]
             if kind == "system":
@@ -278,6 +286,8 @@ def guide(settings: Settings, base: str, insecure: bool = False) -> str:
          _url(fhir, "/Claim", _count="5"), None),
         ("public-health analyst: an indicator", "ANALYST",
          _url(base, "/analytics/indicators/encounter_rate"), None),
+        ("epidemiologist: their district's detection alerts", "EPIDEMIOLOGIST",
+         _url(base, "/analytics/alerts", status="all"), None),
         ("auditor: what the clinician did", "AUDITOR", _url(fhir, "/$audit-trail", agent="dr-demo"), None),
         ("administrator: women living in Bakı", "ADMIN",
          _url(fhir, "/Patient", **{"address-city": "Bakı", "gender": "female", "_summary": "count"}), None),

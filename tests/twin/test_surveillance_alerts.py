@@ -110,7 +110,8 @@ def test_a_planted_outbreak_is_stored_once_for_its_districts_epidemiologist(worl
     alert = mine[0]
     assert alert["recipient"][0]["reference"] == f"PractitionerRole/prole-epi-{A.slug}"
     assert alert["status"] == "in-progress"
-    assert alert["identifier"][0]["value"] == f"ili/{A.region_name}/{A.label}/{out.resources[0]['identifier'][0]['value'].rsplit('/', 1)[1]}"
+    week = json.loads(base64.b64decode(alert["payload"][1]["contentAttachment"]["data"]))["week"]
+    assert alert["identifier"][0]["value"] == f"ili/{A.region_name}/{A.label}/{week}"
     from healthtwin.fhir.validation import Validator
     assert [i for i in Validator().validate(alert) if i.severity in ("error", "fatal")] == []
     # the same week again (a restarted server, a second worker): nothing new, nothing rewritten

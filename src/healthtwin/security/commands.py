@@ -320,7 +320,8 @@ def register(sub: Any, store_args: Any) -> None:
     uadd = users.add_parser("add", help="add a user (password from a prompt, or --password-stdin)")
     store_args(uadd)
     uadd.add_argument("username", help="the name the person signs in with")
-    uadd.add_argument("--roles", required=True, help="citizen, clinician, analyst, auditor, administrator, label:PSY…")
+    uadd.add_argument("--roles", required=True,
+                      help="citizen, clinician, epidemiologist, analyst, auditor, administrator, label:PSY…")
     uadd.add_argument("--patient", help="Patient/<id>: the user's own record")
     uadd.add_argument("--practitioner", help="Practitioner/<id>")
     uadd.add_argument("--organization", help="Organization/<id>")
@@ -344,7 +345,8 @@ def register(sub: Any, store_args: Any) -> None:
                      + ", or label:CODE to see resources labelled CODE")
     tok.add_argument("--patient", help="Patient/<id>: the patient in context (a citizen's own record)")
     tok.add_argument("--organization", help="Organization/<id> the holder acts for")
-    tok.add_argument("--fhir-user", help="Patient/<id>, Practitioner/<id> or RelatedPerson/<id>: who the holder is")
+    tok.add_argument("--fhir-user", help="Patient/<id>, Practitioner/<id>, PractitionerRole/<id> (an epidemiologist) "
+                                         "or RelatedPerson/<id>: who the holder is")
     tok.add_argument("--client-id", help="the SMART client the token is issued to")
     tok.add_argument("--lifetime", type=int, default=3600, metavar="SECONDS",
                      help="seconds until the token expires (default 3600, one hour)")
