@@ -163,3 +163,27 @@ def test_two_clinics_recording_doses_of_one_child_at_once_both_count(imm_world):
     [after] = _recs(world, pid)
     assert _bare(after) == _bare(_forecast(world, pid))  # the stored forecast counts both doses
     assert int(after["meta"]["versionId"]) == (int(before[0]["meta"]["versionId"]) if before else 0) + 2
+
+
+def test_the_refresh_indexes_a_bulk_loaded_child_for_the_district_lists(imm_world):
+    """A Patient stored without the due lists' `address-district` index rows (as `healthtwin load` stores one)
+    is found by district after the refresh, which reindexes just those."""
+    from healthtwin.registries.immunization.live import unindexed_patients
+    world = imm_world
+    child = next(p for p in world.patients if is_child(p, TODAY) and is_living(p) and p["address"][0].get("district"))
+    code = world.store.pid("Patient", "address-district")
+    with world.store.transaction() as tx:
+        tx.execute("DELETE FROM idx_string WHERE pid = ? AND rid = (SELECT rid FROM resources WHERE type = 'Patient' "
+                   "AND id = ?)", [code, child["id"]])
+        assert unindexed_patients(tx, [child["id"]]) == [child["id"]]
+    district = child["address"][0]["district"]
+
+    def found() -> bool:
+        got = world.client.get("/fhir/Patient", params={"address-district:exact": district, "_id": child["id"]},
+                               headers=world.headers["admin"])
+        return got.json()["total"] == 1
+    assert not found()
+    refresh_all(world.database, world.data_dir, TODAY, workers=1)
+    assert found()
+    with world.store.transaction() as tx:
+        assert unindexed_patients(tx, [child["id"]]) == []

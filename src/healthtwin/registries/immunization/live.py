@@ -122,7 +122,8 @@ def refresh_in(tx: Transaction, services: Any, pids: Sequence[str], on: date,
     anew, so one bulk-loaded by a process without the due lists' parameters (due.py) is found by district."""
     for pid in sorted(set(pids)):
         tx.lock(f"{_STATE}:{pid}")
-        if reindex_patients:
+    if reindex_patients:
+        for pid in unindexed_patients(tx, pids):
             found = tx.current("Patient", pid)
             if found is not None and not found[1].deleted and found[1].content:
                 tx.reindex(found[0], "Patient", orjson.loads(found[1].content))
@@ -134,6 +135,17 @@ def refresh_in(tx: Transaction, services: Any, pids: Sequence[str], on: date,
         if n % FLUSH_EVERY == 0:
             tx.flush()  # each update scans the transaction's unwritten index rows: keep them few
     return written
+
+
+def unindexed_patients(tx: Transaction, pids: Sequence[str]) -> list[str]:
+    """Those of `pids` whose Patient has no `address-district` index row: loaded by a process that did not have
+    the due lists' parameters (or with no district, which a reindex leaves as it is)."""
+    code = tx.store.pid("Patient", "address-district", tx.cur)
+    marks = ",".join("?" for _ in pids)
+    rows = tx.execute(f"SELECT r.id FROM resources r WHERE r.type = 'Patient' AND r.deleted = 0 AND r.id IN ({marks}) "
+                      f"AND NOT EXISTS (SELECT 1 FROM idx_string s WHERE s.rid = r.rid AND s.pid = ?)",
+                      [*pids, code])
+    return sorted(row[0] for row in rows)
 
 
 def _pending(event: WriteEvent) -> set[str]:
