@@ -10,8 +10,10 @@ before the dispense is stored (`check`):
    one fill (`dispenseRequest.quantity`, same unit) and in what remains;
 3. the balance row (balance.py) is updated; its CHECK constraints refuse an overdraw even if 1 and 2 were skipped.
 After it is stored (`react`), the MedicationRequest is rewritten in the same transaction with its balance
-extension and the status that follows: `completed` when nothing remains and this dispense was handed over, and
-back to `active` if a withdrawn dispense leaves something to dispense again.
+extension and the status that follows: `completed` when nothing remains, this dispense was handed over and no
+other dispense is still in-progress (the last of them to be handed over completes it); back to `active` when a
+withdrawn dispense leaves something to dispense again and the prescription was completed by its fills (nothing
+remained before the withdrawal). A prescription the prescriber completed while fills remained stays completed.
 
 Refusals: 409 (conflict) when the prescription's state refuses the dispense (nothing left, expired, not active:
 what the losing pharmacy of a race receives), 422 when the dispense itself is malformed.
@@ -25,6 +27,7 @@ import orjson
 
 from ...api.write_rules import WriteEvent, WriteRule
 from ...fhir.outcome import FHIRError
+from ...store.search import run_search
 from . import balance as B
 from .lifecycle import CONSUMING, DISPENSABLE, check_dispense
 from .references import lock_key, prescription_ids
@@ -39,6 +42,7 @@ class _Pending:
     after: B.Balance
     allow: B.Allowance
     completing: bool
+    was_exhausted: bool  # nothing remained before this write: a `completed` prescription was completed by its fills
 
 
 def _content(stored: Any) -> dict[str, Any] | None:
@@ -125,7 +129,19 @@ def check(event: WriteEvent, default_days: int | None = DEFAULT_DAYS) -> None:
         _nothing_left(rid, bal, allow, fills, quantity)  # first: what the losing pharmacy of a race is told
         _refuse_taking(rid, req, allow, tx.now, new, taking_now, default_days)
     after = B.apply(tx, rid, fills, quantity)
-    tx.state.setdefault(STATE, {})[id(event)] = _Pending(rid, after, allow, new.get("status") == "completed")
+    tx.state.setdefault(STATE, {})[id(event)] = _Pending(rid, after, allow, new.get("status") == "completed",
+                                                         bal.exhausted)
+
+
+def _under_way(event: WriteEvent, rid: str) -> bool:
+    """Whether another dispense against `rid` is still in-progress (held, not yet handed over): the prescription
+    is completed when the last of them is handed over, not before."""
+    s = event.services
+    query = s.parser.parse(["MedicationDispense"], [("prescription", f"MedicationRequest/{rid}"),
+                                                    ("status", "in-progress")], strict=True)
+    query.count, query.total = 2, "none"
+    own = event.resource.get("id") if event.resource else None
+    return any(m.id != own for m in run_search(s.store, s.registry, query, event.tx.execute).matches)
 
 
 def react(event: WriteEvent) -> None:
@@ -140,8 +156,9 @@ def react(event: WriteEvent) -> None:
     before = orjson.dumps(req)
     B.show(req, B.extension(pending.after, pending.allow))
     if pending.after.exhausted and pending.completing and req.get("status") == "active":
-        req["status"] = "completed"
-    elif not pending.after.exhausted and req.get("status") == "completed":
+        if not _under_way(event, pending.rid):
+            req["status"] = "completed"
+    elif not pending.after.exhausted and pending.was_exhausted and req.get("status") == "completed":
         req["status"] = "active"  # a completing dispense was withdrawn: the rest can be dispensed again
     if orjson.dumps(req) != before:
         tx.update("MedicationRequest", pending.rid, req, existing=current)

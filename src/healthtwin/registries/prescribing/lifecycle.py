@@ -6,7 +6,8 @@ them inside the write's transaction). Writing the same status again is always al
 
 Why these edges (R4 MedicationRequest.status / MedicationDispense.status definitions):
 * a prescription is `cancelled` only before anything was dispensed, `stopped` after (prescriptions.py checks the
-  balance); `completed` follows from its dispenses (the last fill handed over), or the prescriber says so;
+  balance); `completed` follows from its dispenses (the last fill handed over and none still in-progress:
+  dispensing.py), or the prescriber says so; only the first is reopened by a withdrawn dispense;
 * every status may become `entered-in-error` (a record made by mistake), and nothing leaves it;
 * a dispense that was handed over (`completed`) can only be declared `entered-in-error`, which gives its
   quantity back to the prescription; `declined`, `cancelled` and `stopped` are final.
