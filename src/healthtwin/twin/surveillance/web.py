@@ -103,6 +103,14 @@ class Alerts:
             return _json(await run_in_threadpool(self._acknowledge, ctx, alert_id, note))
         return await self._guard(request, "alert-acknowledge", run)
 
+    # The query parameters of the listing, for the OpenAPI description (api/openapi.py).
+    listing.query_parameters = (  # type: ignore[attr-defined]
+        ("district", "district name(s) as addresses give them, comma-separated"),
+        ("region", "region name(s), comma-separated"),
+        ("status", "in-progress (unread, the default), completed (acknowledged) or all"),
+        ("since", "YYYY-MM-DD: alerts sent on or after it (default: eight weeks back)"),
+        ("limit", "alerts per district, 1 to 50 (default 5)"))
+
     # -- the work --------------------------------------------------------------------------------------
     def _listing(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         services = self.services
