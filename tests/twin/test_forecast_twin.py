@@ -1,0 +1,30 @@
+"""The ensemble on the twin's own weekly series (twin.series.Series), one panel per syndrome."""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+
+from healthtwin.twin.forecasting.twin_series import forecast_weekly
+from healthtwin.twin.series import Series
+
+
+def test_every_series_gets_the_next_four_weeks_with_bands():
+    rng = np.random.default_rng(5)
+    monday = dt.date(2024, 1, 1)
+    dates = [monday + dt.timedelta(weeks=i) for i in range(40)]
+    wave = 3 + 40 * np.exp(-0.5 * ((np.arange(40) - 44) / 4.0) ** 2)  # rising at the end
+    series = [Series(("Bakı", f"district-{d}"), "ili", "week", dates, rng.poisson(wave * (1 + d)).tolist())
+              for d in range(4)]
+    series.append(Series((), "measles", "week", dates, [0] * 38 + [1, 0]))  # sparse: still a forecast
+    out = {(f.syndrome, f.key): f for f in forecast_weekly(series)}
+    assert set(out) == {("ili", s.key) for s in series[:4]} | {("measles", ())}
+    for f in out.values():
+        assert f.weeks == [dt.date(2024, 10, 7) + dt.timedelta(weeks=k) for k in range(4)]
+        low95, high95 = f.band(0.95)
+        low50, high50 = f.band(0.5)
+        assert np.all(low95 <= low50) and np.all(low50 <= f.median) and np.all(f.median <= high50)
+        assert np.all(high50 <= high95) and np.all(low95 >= 0)
+    rising = out[("ili", ("Bakı", "district-3"))]
+    assert rising.median[0] > np.mean(series[3].counts[-8:-4])  # the wave's growth is carried on
+    assert out[("measles", ())].band(0.95)[1][0] < 10  # and a quiet series stays quiet
