@@ -3,7 +3,7 @@ drops when it closes (no Max-Age), never in a URL or in anything a script can re
 it for every form; the sign-in's PKCE verifier and state in a second short-lived cookie.
 
 Why the token itself rather than a session id: every server worker can then serve the session without a
-shared session table, and the token's own expiry (one hour) is the session's: a page after it asks to sign in
+shared session table, and the token's own expiry (one hour) ends the session: a page after it asks to sign in
 again. The CSRF token is an HMAC of a fixed label keyed by the access token: a page on another site can neither
 read the cookie nor compute the form token, and SameSite=Strict keeps the cookie off its requests anyway."""
 from __future__ import annotations
