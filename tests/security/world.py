@@ -90,6 +90,15 @@ VISIBLE = {
 }
 TYPES = {r["id"]: r["resourceType"] for r in resources()}
 
+# What a registry derives when the world is written, part of the same record: the immunization registry's
+# recommendation for the child (registries/immunization/live.py), seen by whoever sees the child.
+DERIVED = {"imr-aze-kid": "ImmunizationRecommendation"}
+PATIENT_LEVEL |= set(DERIVED)
+for _seen in VISIBLE.values():
+    if "kid" in _seen:
+        _seen |= set(DERIVED)
+TYPES |= DERIVED
+
 
 @dataclass
 class World:
