@@ -21,6 +21,7 @@ REQUIRED: dict[str, list[str]] = {
     "ExplanationOfBenefit": ["status", "type", "use", "patient", "created", "insurer", "provider", "outcome",
                              "insurance"],
     "CodeSystem": ["status", "content"], "ValueSet": ["status"],
+    "AllergyIntolerance": ["patient"],
 }
 CODES = {
     ("Encounter", "status"): {"planned", "arrived", "triaged", "in-progress", "onleave", "finished", "cancelled"},

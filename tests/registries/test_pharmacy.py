@@ -65,7 +65,7 @@ def population(store, tmp_path, monkeypatch):
     (its 30 days are tested in test_prescription_validity.py)."""
     from healthtwin.registries.prescribing import validity
     monkeypatch.setenv(validity.ENV, "90")
-    keep = {"Patient", "Organization", "MedicationRequest", "MedicationDispense", "Practitioner"}
+    keep = {"Patient", "Organization", "MedicationRequest", "MedicationDispense", "Practitioner", "AllergyIntolerance"}
     byid: dict[str, dict] = {}
     dispensed: collections.Counter = collections.Counter()
     with store.transaction() as tx:
@@ -125,3 +125,20 @@ def test_on_generated_data_the_checks_see_a_duplicate_statin(population):
                    headers=world.headers["administrator"]).json()["cards"]
     assert any(card["source"]["topic"]["code"] == "DUPTHPY" and f"MedicationRequest/{statin['id']}" in card["detail"]
                for card in cards)
+
+
+def test_on_generated_data_a_penicillin_allergy_warns_against_amoxicillin(population):
+    c, world, byid, _ = population
+    allergy = next(r for r in byid.values() if r["resourceType"] == "AllergyIntolerance"
+                   and r["code"]["coding"][0]["code"] == "J01C" and r["criticality"] == "low")
+    patient = allergy["patient"]["reference"].split("/")[1]
+    order = {"resourceType": "MedicationRequest", "status": "draft", "intent": "order",
+             "medicationCodeableConcept": {"coding": [{"system": rx.ATC, "code": "J01CA04", "display": "amoxicillin"}]},
+             "subject": {"reference": f"Patient/{patient}"}}
+    body = {"hook": "order-sign", "hookInstance": "h2", "context": {
+        "userId": "Practitioner/x", "patientId": patient,
+        "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": order}]}}}
+    cards = c.post("/cds-services/prescribing-order-sign", json=body,
+                   headers=world.headers["administrator"]).json()["cards"]
+    (card,) = [card for card in cards if card["source"]["topic"]["code"] == "ALGY"]
+    assert card["indicator"] == "warning" and "penicillins" in card["summary"]

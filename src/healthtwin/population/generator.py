@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import orjson
 
-from . import conditions, demography, duplicates, geography, names, observations, vaccination
+from . import allergies, conditions, demography, duplicates, geography, names, observations, vaccination
 from .common import SYS_FIN, Person, Resource, cc, dstr, dtstr
 from .encounters import Run, render
 from .events import Events
@@ -117,6 +117,7 @@ def _person(idx: int, seed: int, run: Run, sites: list[Any], dirty: bool = False
         p.mcv_doses = vaccination.immunize(p, run.history_start, p.win_end, _first(site.pracs["nurse"], idx),
                                            run.events.mcv_factor(p))
     render(p, run, site)
+    allergies.record(p, run.history_start)  # last, and from its own hash: nothing else changes
     return p.out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from .allergies import CLASSES as ALLERGY_CLASSES
 from .common import ATC, CVX, ICD10, LOINC, SNOMED, SYS_SERVICE
 from .conditions import ACUTE, CAUSE_DISPLAY, CHRONIC, INFANT_CAUSES, OTHER_CAUSES, YOUNG_CAUSES
 from .encounters import BIRTH_REASON, CRUNCH_REASONS, ENCOUNTER_TYPES, MEASLES, PROCS
@@ -62,6 +63,10 @@ def _codes() -> dict[str, dict[str, str]]:
     for dose in SCHEDULE:
         out[CVX][dose.cvx] = dose.cvx_display
         out[ATC][dose.atc] = dose.atc_display
+    for _key, atc_class, name, _share, reactions in ALLERGY_CLASSES:
+        out[ATC][atc_class] = name
+        for snomed, display, _ in reactions:
+            out[SNOMED].setdefault(snomed, display)  # a code already used keeps its display
     for code, (display, _price) in TARIFF.items():
         out[SYS_SERVICE][code] = display
     return {system: dict(sorted(codes.items())) for system, codes in out.items()}
