@@ -11,10 +11,12 @@ def contributions(services: Any, analytics_dir: Path | None = None,
                   identify: Callable | None = None) -> list[Contribution]:
     """`identify`: how the FHIR API identifies a caller (its bearer token), so the twin's routes authorize as
     /analytics does."""
+    from .forecasting.plugin import contribution as forecasting
     from .scenarios.plugin import contribution as scenarios
     from .surveillance.plugin import contribution as surveillance
     found: list[Contribution] = []
-    for part in (scenarios(services, analytics_dir, identify), surveillance(services, analytics_dir, identify)):
+    for part in (scenarios(services, analytics_dir, identify), surveillance(services, analytics_dir, identify),
+                 forecasting(services, analytics_dir, identify)):
         if part is not None:
             found.append(part)
     return found
