@@ -95,6 +95,7 @@ def site(tmp_path):
     add_user(store, "aysel", PASSWORD, "citizen", patient="Patient/p1")
     add_user(store, "dr", PASSWORD, "clinician", organization=f"Organization/{ORG}")
     add_user(store, "analyst", PASSWORD, "analyst")
+    add_user(store, "epi", PASSWORD, "epidemiologist", practitioner="Practitioner/prac-epi")
     with TestClient(app, base_url=PUBLIC) as client:
         admin = mint(data, PUBLIC, "admin", "person", ["user/*.cruds"], ["administrator"])
         s = Site(client, data, admin)

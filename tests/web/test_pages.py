@@ -215,3 +215,79 @@ def test_sign_out_revokes_the_token_and_an_expired_session_asks_to_sign_in_again
     c.cookies.set("ht_session", stale, path="/app")
     answer = c.get("/app/me", follow_redirects=False)
     assert answer.status_code == 303 and "expired=1" in answer.headers["location"]
+
+
+def _alert(site, now):
+    """One stored detection alert addressed to the epidemiologist Practitioner/prac-epi (as the weekly run
+    writes them: twin/surveillance/job.py), with a small count that must show as "<5"."""
+    import datetime as dt
+
+    from healthtwin.twin.surveillance.job import Group, Signal, communication
+    week = dt.date(2026, 11, 23)
+    weeks = [(week - dt.timedelta(weeks=k)).isoformat() for k in range(5, -1, -1)]
+    lead = Signal(("Abşeron-Xızı", "Sumqayıt"), "measles", week, 3.0, 0.2, 1e-5, True,
+                  {"weeks": weeks, "observed": [0, 0, 1, 0, 0, 3], "expected": [None] * 5 + [0.2]})
+    alert = communication(Group("measles", "Abşeron-Xızı", week, [lead]), {"reference": "Practitioner/prac-epi"}, now)
+    alert["id"] = "alert-1"
+    answer = site.api("PUT", "Communication/alert-1", alert)
+    assert answer.status_code in (200, 201), answer.text
+
+
+def test_the_alerts_page_shows_the_evidence_and_the_epidemiologist_acknowledges(site):
+    import datetime as dt
+
+    assert site.api("PUT", "Practitioner/prac-epi", {"resourceType": "Practitioner", "id": "prac-epi"}).status_code \
+        in (200, 201)
+    _alert(site, dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
+    c = site.client
+    assert sign_in(c, "epi").headers["location"] == "/app/ministry/alerts"
+    page = c.get("/app/ministry/alerts")
+    assert page.status_code == 200, page.text
+    assert "Sumqayıt" in page.text and "&lt;5" in page.text and "<svg" in page.text
+    assert c.get("/app/ministry").status_code == 403  # the indicators stay the analysts'
+    # the acknowledgement needs the page's CSRF token
+    assert c.post("/app/ministry/alerts/alert-1/acknowledge", data={"note": "x"}).status_code == 403
+    done = c.post("/app/ministry/alerts/alert-1/acknowledge", data={"csrf": csrf_of(page.text), "note": "on it"},
+                  follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/app/ministry/alerts?done=1"
+    stored = site.api("GET", "Communication/alert-1").json()
+    assert stored["status"] == "completed" and "on it" in stored["note"][-1]["text"]
+    assert "alert-1" not in c.get("/app/ministry/alerts").text  # unread ones only, by default
+    assert "alert-1" in c.get("/app/ministry/alerts?status=completed").text
+    # an analyst reads the alerts but has no acknowledge form; a clinician is not let in
+    c2 = type(c)(c.app, base_url=PUBLIC)
+    sign_in(c2, "analyst")
+    listed = c2.get("/app/ministry/alerts?status=all")
+    assert listed.status_code == 200 and "Sumqayıt" in listed.text and "/acknowledge" not in listed.text
+    c3 = type(c)(c.app, base_url=PUBLIC)
+    sign_in(c3, "dr")
+    assert c3.get("/app/ministry/alerts").status_code == 403
+
+
+def test_the_forecasts_page_draws_bands_beside_what_happened(site):
+    import datetime as dt
+    today = dt.date.today()
+    visit = {"resourceType": "Encounter", "id": "e-ili", "status": "finished", "subject": {"reference": "Patient/p2"},
+             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}}
+    assert site.api("PUT", "Encounter/e-ili", visit).status_code in (200, 201)
+    for k in range(30):  # influenza in the unknown region, week after week, growing
+        for j in range(1 + k // 3):
+            day = today - dt.timedelta(weeks=30 - k, days=j % 5)
+            cid = f"ili-{k}-{j}"
+            answer = site.api("PUT", f"Condition/{cid}", {
+                "resourceType": "Condition", "id": cid, "subject": {"reference": "Patient/p2"},
+                "encounter": {"reference": "Encounter/e-ili"}, "onsetDateTime": day.isoformat(), "recordedDate": day.isoformat(),
+                "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "J10.1"}]}})
+            assert answer.status_code in (200, 201), answer.text
+    assert site.client.post("/analytics/refresh", headers={"authorization": f"Bearer {site.admin}"}).status_code == 200
+    c = site.client
+    sign_in(c, "analyst")
+    assert "/app/ministry/forecasts" in c.get("/app/ministry").text
+    page = c.get("/app/ministry/forecasts?syndrome=ili&lang=en")
+    assert page.status_code == 200, page.text
+    assert "ensemble" in page.text
+    assert page.text.count("<polygon") >= 2  # the 95% and the 50% band
+    assert "95% interval" in page.text and "What happened" in page.text
+    c2 = type(c)(c.app, base_url=PUBLIC)
+    sign_in(c2, "dr")
+    assert c2.get("/app/ministry/forecasts").status_code == 403

@@ -11,6 +11,7 @@ from typing import Sequence
 from markupsafe import Markup
 
 INK, BAR, ACCENT, BAND, GRID = "#1b1b1b", "#1d5fa8", "#b3261e", "#c9dcf2", "#cccccc"
+INNER_BAND = "#93b8e3"
 
 
 def _svg(width: int, height: int, title: str, desc: str, body: str, ident: str = "") -> Markup:
@@ -68,13 +69,16 @@ def bars(labels: Sequence[str], values: Sequence[float | None], title: str, desc
 
 def lines(periods: Sequence[str], series: dict[str, Sequence[float | None]], title: str, desc: str,
           band: tuple[Sequence[float | None], Sequence[float | None]] | None = None, fmt=str,
-          ident: str = "curve") -> Markup:
+          ident: str = "curve",
+          inner: tuple[Sequence[float | None], Sequence[float | None]] | None = None) -> Markup:
     """Values over periods (an epidemic curve, a trend), one line per series, with an optional band (a
-    forecast's interval) drawn beneath."""
+    forecast's interval, e.g. 95%) drawn beneath and an optional inner band (e.g. 50%) in a darker shade."""
     width, height, left, bottom, top_pad = 640, 260, 60, 40, 16
     every = [v for s in series.values() for v in s if v is not None]
     if band:
         every += [v for v in (*band[0], *band[1]) if v is not None]
+    if inner:
+        every += [v for v in (*inner[0], *inner[1]) if v is not None]
     if not periods or not every:
         return Markup("")
     hi = max(every) or 1.0
@@ -91,12 +95,14 @@ def lines(periods: Sequence[str], series: dict[str, Sequence[float | None]], tit
     body = [f'<line x1="{left}" y1="{y(lo):.1f}" x2="{width - 10}" y2="{y(lo):.1f}" stroke="{GRID}"/>',
             f'<text x="{left - 6}" y="{y(hi) + 4:.1f}" text-anchor="end" fill="{INK}">{escape(fmt(hi))}</text>',
             f'<text x="{left - 6}" y="{y(lo) + 4:.1f}" text-anchor="end" fill="{INK}">{escape(fmt(lo))}</text>']
-    if band:
-        upper = [(i, v) for i, v in enumerate(band[1]) if v is not None]
-        lower = [(i, v) for i, v in enumerate(band[0]) if v is not None]
+    for shade, edges in ((BAND, band), (INNER_BAND, inner)):
+        if not edges:
+            continue
+        upper = [(i, v) for i, v in enumerate(edges[1]) if v is not None]
+        lower = [(i, v) for i, v in enumerate(edges[0]) if v is not None]
         if upper and lower:
             pts = [f"{x(i):.1f},{y(v):.1f}" for i, v in upper] + [f"{x(i):.1f},{y(v):.1f}" for i, v in reversed(lower)]
-            body.append(f'<polygon points="{" ".join(pts)}" fill="{BAND}"/>')
+            body.append(f'<polygon points="{" ".join(pts)}" fill="{shade}"/>')
     labels_every = max(1, n // 8)
     for i, p in enumerate(periods):
         if i % labels_every == 0:

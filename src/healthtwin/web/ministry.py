@@ -21,6 +21,7 @@ DIMENSIONS = ("region", "district", "age", "sex", "period")
 _NAME = re.compile(r"^[a-z0-9_]{1,64}$")
 _VALUE = re.compile(r"^[\w+\-., ]{1,64}$")  # region and district names are Azerbaijani words
 TWIN_SECTIONS = ("alerts", "forecasts", "scenarios")
+PAGES = {"alerts": "/app/ministry/alerts", "forecasts": "/app/ministry/forecasts"}  # twin_pages.py
 INTERVALS = ("day", "week", "month", "year")
 _PERIOD_FORMS = {"day": re.compile(r"^\d{4}-\d\d-\d\d$"), "week": re.compile(r"^\d{4}-W\d\d$"),
                  "month": re.compile(r"^\d{4}-\d\d$"), "year": re.compile(r"^\d{4}$")}
@@ -28,11 +29,15 @@ _PERIOD_FORMS = {"day": re.compile(r"^\d{4}-\d\d-\d\d$"), "week": re.compile(r"^
 
 @page("ministry")
 async def overview(pg: Page) -> Response:
+    # the forecasts are fitted on request: the overview only asks whether the route is there (a 400 for the
+    # missing syndrome), the forecasts page draws them
     catalogue, *twin = await asyncio.gather(pg.api.get("/analytics/indicators"),
-                                            *(pg.api.get(f"/analytics/{s}") for s in TWIN_SECTIONS))
+                                            *(pg.api.get(f"/analytics/{s}", {"limit": "1"} if s == "alerts" else None)
+                                              for s in TWIN_SECTIONS))
     if not catalogue.ok:
         return pg.message("error.title", catalogue.problem() or pg.tr.t("ministry.no_analytics"), catalogue.status)
-    sections = {name: _listing(answer) for name, answer in zip(TWIN_SECTIONS, twin)}
+    sections = {name: ({"available": not unavailable(answer), "link": PAGES[name], "rows": []} if name in PAGES
+                       else _listing(answer)) for name, answer in zip(TWIN_SECTIONS, twin)}
     return pg.render("ministry/overview.html", indicators=(catalogue.json() or {}).get("indicators") or [],
                      sections=sections)
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from ..api.plugins import Contribution
-from . import citizen, clinician, ministry, scenarios, signin
+from . import citizen, clinician, ministry, scenarios, signin, twin_pages
 
 STATIC = Path(__file__).parent / "static"
 TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml",
@@ -37,5 +37,5 @@ def contribution(services: Any, public_url: str | None = None) -> Contribution:
     if link not in LINKS:
         LINKS.insert(0, link)
     routes = [Route("/static/{name}", static), *signin.routes(client), *citizen.routes(), *clinician.routes(),
-              *ministry.routes(), *scenarios.routes()]
+              *ministry.routes(), *scenarios.routes(), *twin_pages.routes()]
     return Contribution("web", routes=[Mount("/app", routes=routes)], start=client.ensure)

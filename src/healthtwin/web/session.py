@@ -63,6 +63,8 @@ class Session:
             return "clinician"
         if roles & {"analyst", "administrator"}:
             return "ministry"
+        if "epidemiologist" in roles:  # the alerts page of the dashboard, not the indicators (analytics)
+            return "epidemiology"
         return "other"
 
     def csrf(self) -> str:

@@ -21,7 +21,8 @@ from .frame import HEADERS, Page, page
 
 log = logging.getLogger("healthtwin.web")
 SCOPES = "openid fhirUser launch/patient user/*.cruds"
-HOME = {"citizen": "/app/me", "clinician": "/app/clinic", "ministry": "/app/ministry"}
+HOME = {"citizen": "/app/me", "clinician": "/app/clinic", "ministry": "/app/ministry",
+        "epidemiology": "/app/ministry/alerts"}
 
 
 class WebClient:

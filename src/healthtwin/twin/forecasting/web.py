@@ -102,7 +102,7 @@ class Forecasts:
         return await self._guard(request, run)
 
     listing.query_parameters = (  # type: ignore[attr-defined]
-        ("syndrome", "a group of the series (ili, ari, gastro, measles, chapter-X...); required"),
+        ("syndrome", "a group of the series (ili, ari, gastroenteritis, measles, chapter-X...); required"),
         ("level", "national, region (default) or district"),
         ("region", "region name(s), comma-separated: only their series"),
         ("weeks", "observed weeks shown before the forecast, 1 to 104 (default 12)"))
