@@ -170,6 +170,13 @@ def test_ministry_dashboard_drills_down_and_exports(server, browser):
     _clean(browser.check(page, "ministry-syndromes"))
     page.goto(base + "/app/ministry/indicator/bed_occupancy")
     _clean(browser.check(page, "ministry-beds"))
+    # the twin's alerts (with their evidence) and the forecast bands beside what happened
+    page.goto(base + "/app/ministry/alerts?status=all")
+    assert page.locator("h1").count() == 1
+    _clean(browser.check(page, "ministry-alerts"))
+    page.goto(base + "/app/ministry/forecasts?syndrome=ari")
+    assert page.locator("h1").count() == 1
+    _clean(browser.check(page, "ministry-forecasts"))
     assert ctx.csp_violations == []
     ctx.close()
     copy_to_docs(["home-360.png", "signin-360.png", "citizen-record-360.png", "citizen-record-en-1280.png",
