@@ -283,6 +283,8 @@ def test_the_forecasts_page_draws_bands_beside_what_happened(site):
     c = site.client
     sign_in(c, "analyst")
     assert "/app/ministry/forecasts" in c.get("/app/ministry").text
+    curve = c.get("/app/ministry/indicator/syndrome_cases?x_syndrome=ili&interval=week")
+    assert curve.status_code == 200 and "/app/ministry/forecasts?syndrome=ili" in curve.text  # beside the curve
     page = c.get("/app/ministry/forecasts?syndrome=ili&lang=en")
     assert page.status_code == 200, page.text
     assert "ensemble" in page.text
