@@ -21,3 +21,10 @@ def test_mpi_index_keys_bulk_loaded_patients(tmp_path, capsys):
         assert rows == [("loaded-1",)]
     finally:
         store.close()
+
+
+def test_cli_dedupe_refuses_a_file_that_is_not_patients(tmp_path, capsys):
+    bad = tmp_path / "x.ndjson"
+    bad.write_text('{"resourceType": "Observation", "id": "o1"}\n')
+    assert main(["mpi", "dedupe", str(bad)]) == 2
+    assert "not a Patient" in capsys.readouterr().err

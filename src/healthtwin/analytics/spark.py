@@ -47,7 +47,11 @@ def spark_session(master: str = "local[2]", app: str = "healthtwin-views") -> "S
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
-    return (SparkSession.builder.master(master).appName(app)
+    builder = SparkSession.builder.master(master).appName(app)
+    # Splink's similarity functions (jaro_winkler, damerau_levenshtein: a jar inside the splink package, no
+    # download) go on every session, because a jar joins the classpath only when the JVM starts.
+    from splink.backends.spark import similarity_jar_location
+    return (builder.config("spark.jars", similarity_jar_location())
             .config("spark.ui.enabled", "false")
             .config("spark.sql.shuffle.partitions", "4")
             .config("spark.driver.memory", "1g")

@@ -14,6 +14,8 @@ def add_parser(subparsers: Any, store_args: Callable[[argparse.ArgumentParser], 
     index = commands.add_parser("index", help="key every stored Patient for Patient/$match (after `load`)")
     store_args(index)
     index.set_defaults(func=run)
+    from .dedupe_cli import add_parser as add_dedupe
+    add_dedupe(commands)
 
 
 def run(args: argparse.Namespace) -> int:

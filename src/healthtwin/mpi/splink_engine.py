@@ -4,8 +4,8 @@ m probabilities are estimated by expectation maximisation on blocked pairs, u pr
 sampling, the prior from the pairs that share a FIN (a FIN is written on most records and never by two
 citizens). Splink then scores every pair the blocking rules produce; pairs whose evidence (weight minus prior) reaches
 `model.POSSIBLE` come back as a DuckDB table (`Dedup.pairs`) with `unique_id_l`, `unique_id_r`, `match_weight` and the
-compared fields. The same model on Spark would take `SparkAPI` in place of `DuckDBAPI`; pyspark is not
-installed on the machine this was written on, so that path is not offered.
+compared fields. The same model runs on Spark (spark_engine.py): `train` is shared, and a saved model moves
+between the engines with `for_dialect`.
 """
 from __future__ import annotations
 
@@ -65,11 +65,22 @@ def weights_of(model_json: dict[str, Any]) -> model.Weights:
 def dedupe(con: Any, table: str, *, u_pairs: float = 1e6, em: bool = True, fin_recall: float = 0.6) -> Dedup:
     """Trains the model on `table` (features.FIELDS columns, in the DuckDB connection `con`) and scores its
     blocked pairs. `fin_recall`: the share of true duplicate pairs that share a FIN (the prior's estimate)."""
-    from splink import DuckDBAPI, Linker, block_on
+    from splink import DuckDBAPI, Linker
     logging.getLogger("splink").setLevel(logging.WARNING)
+    linker = Linker(table, settings(), DuckDBAPI(connection=con))
+    seconds = train(linker, u_pairs=u_pairs, em=em, fin_recall=fin_recall)
+    t = time.perf_counter()
+    weights = weights_of(linker.misc.save_model_to_json())
+    predicted = linker.inference.predict(threshold_match_weight=weights.prior + model.POSSIBLE)
+    seconds["predict"] = time.perf_counter() - t
+    return Dedup(predicted.physical_name, weights, seconds, linker)
+
+
+def train(linker: Any, *, u_pairs: float = 1e6, em: bool = True, fin_recall: float = 0.6) -> dict[str, float]:
+    """Estimates the prior, u and m of `linker`'s model in place (any Splink backend); returns the seconds taken."""
+    from splink import block_on
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    linker = Linker(table, settings(), DuckDBAPI(connection=con))
     linker.training.estimate_probability_two_random_records_match([block_on("fin")], recall=fin_recall)
     linker.training.estimate_u_using_random_sampling(max_pairs=u_pairs, seed=1)
     seconds["u"] = time.perf_counter() - t
@@ -80,8 +91,22 @@ def dedupe(con: Any, table: str, *, u_pairs: float = 1e6, em: bool = True, fin_r
         for rule in (("birth", "family_stem"), ("given_key", "family_stem", "father_key"), ("birth", "given_key")):
             linker.training.estimate_parameters_using_expectation_maximisation(block_on(*rule))
         seconds["em"] = time.perf_counter() - t
-    t = time.perf_counter()
-    weights = weights_of(linker.misc.save_model_to_json())
-    predicted = linker.inference.predict(threshold_match_weight=weights.prior + model.POSSIBLE)
-    seconds["predict"] = time.perf_counter() - t
-    return Dedup(predicted.physical_name, weights, seconds, linker)
+    return seconds
+
+
+# model.py writes its SQL for DuckDB; these are the other engines' names for the same functions.
+_FUNCTIONS = {"spark": {"jaro_winkler_similarity(": "jaro_winkler("},
+              "duckdb": {"jaro_winkler(": "jaro_winkler_similarity("}}
+
+
+def for_dialect(model_json: dict[str, Any], dialect: str) -> dict[str, Any]:
+    """A saved Splink model (trained weights included) with its SQL rewritten for another engine's dialect."""
+    import copy
+    out = copy.deepcopy(model_json)
+    # The blocking rules keep their own dialect ("duckdb"): Splink translates them (quoting differs by engine).
+    out["sql_dialect"] = dialect
+    for comp in out["comparisons"]:
+        for level in comp["comparison_levels"]:
+            for old, new in _FUNCTIONS.get(dialect, {}).items():
+                level["sql_condition"] = level["sql_condition"].replace(old, new)
+    return out
