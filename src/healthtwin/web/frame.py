@@ -67,7 +67,7 @@ Handler = Callable[[Page], Awaitable[Response]]
 
 def page(persona: str | None = None, public: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """A page handler: signed in (else to the sign-in), of the persona named (else a page that says the page is
-    for someone else), and every POST carrying the CSRF token of this session (else 403)."""
+    for someone else), and every POST carrying the CSRF token of the signed-in browser (else 403)."""
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
