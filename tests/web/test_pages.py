@@ -130,8 +130,14 @@ def test_clinician_finds_their_patient_and_breaks_the_glass_for_another(site):
     by_fin = c.get("/app/clinic?fin=AB12CD3&birthdate=1980-04-02")  # through Patient/$match, the patient index
     assert "/app/clinic/patient/p1" in by_fin.text and "/app/clinic/patient/p2" not in by_fin.text
     assert "/app/clinic/patient/p2" not in c.get("/app/clinic?name=Məmmədov").text  # not in their care
+    allergy = {"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/p1"},
+               "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                              "allergyintolerance-clinical", "code": "active"}]},
+               "code": {"text": "Penicillin allergy"}}
+    assert site.api("POST", "AllergyIntolerance", allergy).status_code == 201
     page = c.get("/app/clinic/patient/p1")
     assert page.status_code == 200 and "Type 2 diabetes mellitus" in page.text
+    assert "Penicillin allergy" in page.text  # the patient's documented allergies, in the header
     assert 'class="pending"' not in page.text and "Glucose" in page.text  # the twin ($twin) and CDS are there
     refused = c.get("/app/clinic/patient/p2")
     assert refused.status_code in (403, 404) and "break-glass" in refused.text and "Orxan" not in refused.text
