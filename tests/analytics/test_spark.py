@@ -42,7 +42,9 @@ def test_views_on_spark_match_duckdb(tmp_path: Path, session) -> None:
             "SELECT " + ", ".join(f'"{c}"' for c in cols) + f' FROM "{name}"').fetchall())
         sp = Counter(_norm(tuple(r)) for r in session.read.parquet(str(tmp_path / "spark" / name)).select(*cols).collect())
         assert counts[name] == sum(duck.values()), name
-        assert counts[name] > 0 or name == "death_cause", name  # a small population may have no deaths
+        # a small population may have no deaths; the registries' own resources (ImmunizationRecommendation)
+        # are derived after a load, not generated
+        assert counts[name] > 0 or name == "death_cause" or not (pop / f"{view['resource']}.ndjson").exists(), name
         assert sp == duck, name
         # The materializer's own Parquet output reads back in Spark with the same rows.
         exported = hspark.read_materialized(session, tmp_path / "duck" / "parquet" / name)
