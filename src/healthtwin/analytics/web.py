@@ -25,13 +25,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..api import http
 from ..request import Caller, RequestContext
-from ..api.responses import error
 from ..fhir.outcome import FHIRError
 from .indicators import DEFAULT_THRESHOLD, IndicatorError, compute, indicator_views, load_indicators, to_csv
 from .materialize import Materializer, StoreSource
 from .refresh import Scheduler, refresh_all
+from .seam import PublicHealthSeam
 from .snapshot import SnapshotReader, owner_pid, publish, try_own
 
 log = logging.getLogger("healthtwin.analytics")
@@ -57,6 +56,7 @@ class Analytics:
         self.threshold = threshold
         self.identify = identify or (lambda request: Caller())
         self.base_path = base_path.rstrip("/")
+        self.seam = PublicHealthSeam(services, self.identify, self.base_path, "analytics", (IndicatorError,))
         self.data_dir = Path(data_dir)
         self.snapshots = snapshots
         self.owner = True if materializer is not None else try_own(self.data_dir) if owner is None else owner
@@ -111,55 +111,8 @@ class Analytics:
         return con
 
     # -- the seam shared with the FHIR API -------------------------------------------------------------------
-    def _context(self, request: Request) -> RequestContext:
-        root = f"{request.url.scheme}://{request.url.netloc}"
-        return http.context(request, self.identify(request), root + self.base_path, check_format=False)
-
     async def _guard(self, request: Request, fn: Callable[[RequestContext], Any]) -> Response:
-        seen: list[RequestContext] = []  # the caller's context, once identified and authorised
-        response = await self._answer(request, fn, seen)
-        return await self._audited(request, seen[0] if seen else None, response)
-
-    async def _audited(self, request: Request, ctx: RequestContext | None, response: Response) -> Response:
-        """Every analytics query, answered or refused, goes into the audit chain before the answer leaves
-        (purpose of use: public health), as every FHIR interaction does."""
-        audit = getattr(self.services, "audit", None)
-        if audit is None:
-            return response
-        from ..security.audit import rest_events
-        if ctx is None:
-            client = request.scope.get("client")
-            ctx = RequestContext(Caller(), f"{request.url.scheme}://{request.url.netloc}{self.base_path}",
-                                 request.method, request.url.path, client_address=client[0] if client else None)
-        query = request.url.query
-        at_rest = getattr(getattr(self.services, "store", None), "at_rest", None)
-        if query and at_rest is not None:  # redacted as FHIR searches are: no identifier in clear in the trail
-            query = at_rest.redact_query(query)
-        query = request.url.path + (f"?{query}" if query else "")
-        try:
-            await audit.append_async(rest_events(ctx, "operation", response.status_code, query=query,
-                                                 purpose="PUBHLTH"))
-        except Exception:  # an analytics answer that cannot be audited is withheld
-            log.exception("audit append failed; the analytics answer is withheld")
-            return error(FHIRError(500, "The request could not be audited, so its result is withheld",
-                                   "exception"), ctx)
-        return response
-
-    async def _answer(self, request: Request, fn: Callable[[RequestContext], Any], ctx_out: list) -> Response:
-        ctx = None
-        try:
-            ctx = self._context(request)
-            ctx_out.append(ctx)  # identified: a refusal below is audited under the caller's name
-            http.negotiate(request, ctx.headers)  # after identification, so a 406 is audited under it too
-            self.services.policy.authorize(ctx, "analytics", None)
-            return await fn(ctx)
-        except FHIRError as exc:
-            return error(exc, ctx)
-        except IndicatorError as exc:
-            return error(FHIRError(400, str(exc), "invalid", exc.location or None), ctx)
-        except Exception:  # like the FHIR router: no traceback reaches the client
-            log.exception("analytics request failed: %s", request.url.path)
-            return error(FHIRError(500, "Internal server error; the request was not completed", "exception"), ctx)
+        return await self.seam.answer(request, "analytics", fn)
 
     # -- routes ----------------------------------------------------------------------------------------------
     async def list_indicators(self, request: Request) -> Response:

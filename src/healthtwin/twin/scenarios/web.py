@@ -23,8 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ...api import http
-from ...api.responses import error
+from ...analytics.seam import PublicHealthSeam
 from ...fhir.outcome import FHIRError
 from ...request import Caller, RequestContext
 from ..series import SeriesError, open_analytics, record_days
@@ -44,6 +43,7 @@ class Scenarios:
         self.analytics_dir = Path(analytics_dir)
         self.identify = identify or (lambda request: Caller())
         self.base_path = base_path
+        self.seam = PublicHealthSeam(services, self.identify, base_path, "scenario", (InputError, SeriesError))
         self.runs = RunStore(self.analytics_dir)
         self.pool: ThreadPoolExecutor | None = None
         self.routes = [Route(f"{base_path}/scenarios", self.create, methods=["POST"]),
@@ -66,40 +66,7 @@ class Scenarios:
 
     # -- the seam shared with /analytics ---------------------------------------------------------------
     async def _guard(self, request: Request, fn: Callable[[RequestContext], Any]) -> Response:
-        ctx: RequestContext | None = None
-        try:
-            root = f"{request.url.scheme}://{request.url.netloc}"
-            ctx = http.context(request, self.identify(request), root + self.base_path, check_format=False)
-            http.negotiate(request, ctx.headers)
-            self.services.policy.authorize(ctx, "analytics", None)
-            response = await fn(ctx)
-        except FHIRError as exc:
-            response = error(exc, ctx)
-        except (InputError, SeriesError) as exc:
-            response = error(FHIRError(400, str(exc), "invalid", getattr(exc, "location", None) or None), ctx)
-        except Exception:  # no traceback reaches the client
-            log.exception("scenario request failed: %s", request.url.path)
-            response = error(FHIRError(500, "Internal server error; the request was not completed", "exception"), ctx)
-        return await self._audited(request, ctx, response)
-
-    async def _audited(self, request: Request, ctx: RequestContext | None, response: Response) -> Response:
-        audit = getattr(self.services, "audit", None)
-        if audit is None:
-            return response
-        from ...security.audit import rest_events
-        if ctx is None:
-            client = request.scope.get("client")
-            ctx = RequestContext(Caller(), f"{request.url.scheme}://{request.url.netloc}{self.base_path}",
-                                 request.method, request.url.path, client_address=client[0] if client else None)
-        query = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        try:
-            await audit.append_async(rest_events(ctx, "operation", response.status_code, query=query,
-                                                 purpose="PUBHLTH"))
-        except Exception:
-            log.exception("audit append failed; the scenario answer is withheld")
-            return error(FHIRError(500, "The request could not be audited, so its result is withheld",
-                                   "exception"), ctx)
-        return response
+        return await self.seam.answer(request, "analytics", fn)
 
     # -- routes ----------------------------------------------------------------------------------------
     async def create(self, request: Request) -> Response:
