@@ -19,15 +19,16 @@ PACKAGE = "hl7.fhir.r4.examples@4.0.1"
 CACHE = Path(os.environ.get("FHIR_R4_PACKAGE", Path.home() / ".cache" / "healthtwin" / "r4"))
 
 
-def package_dir() -> Path:
-    folder = CACHE / "package"
+def package_dir(package: str = PACKAGE, cache: Path = CACHE) -> Path:
+    """The unpacked `package/` folder of an npm FHIR package (the R4 one unless told), packed once into `cache`."""
+    folder = cache / "package"
     if folder.is_dir():
         return folder
-    CACHE.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["npm", "pack", PACKAGE, "--pack-destination", str(CACHE)], check=True, capture_output=True)
-    (tgz,) = glob.glob(str(CACHE / "*.tgz"))
+    cache.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["npm", "pack", package, "--pack-destination", str(cache)], check=True, capture_output=True)
+    (tgz,) = glob.glob(str(cache / "*.tgz"))
     with tarfile.open(tgz) as tar:
-        tar.extractall(CACHE, filter="data")
+        tar.extractall(cache, filter="data")
     return folder
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import glob
 import gzip
 import os
-import subprocess
-import tarfile
 from pathlib import Path
 
 import orjson
+
+import fhir_package
 
 PACKAGE = "hl7.fhir.uv.ips@2.0.0"
 CACHE = Path(os.environ.get("FHIR_IPS_PACKAGE", Path.home() / ".cache" / "healthtwin" / "ips"))
@@ -28,15 +28,7 @@ ELEMENT_DROP = ("extension", "short", "definition", "comment", "requirements", "
 
 
 def package_dir() -> Path:
-    folder = CACHE / "package"
-    if folder.is_dir():
-        return folder
-    CACHE.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["npm", "pack", PACKAGE, "--pack-destination", str(CACHE)], check=True, capture_output=True)
-    (tgz,) = glob.glob(str(CACHE / "*.tgz"))
-    with tarfile.open(tgz) as tar:
-        tar.extractall(CACHE, filter="data")
-    return folder
+    return fhir_package.package_dir(PACKAGE, CACHE)
 
 
 def _slim(sd: dict) -> dict:
