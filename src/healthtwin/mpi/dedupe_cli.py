@@ -19,7 +19,8 @@ from typing import Any, Iterator
 def add_parser(commands: Any) -> None:
     dedupe = commands.add_parser("dedupe", help="deduplicate a file of Patients (NDJSON) with the Splink model")
     dedupe.add_argument("patients", help="NDJSON file, one Patient a line")
-    dedupe.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb")
+    dedupe.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                        help="where the model runs: duckdb (this machine) or spark (local mode or a cluster)")
     dedupe.add_argument("--master", default="local[2]", help="Spark master (with --engine spark)")
     dedupe.add_argument("--model", help="score with this saved Splink model (JSON) instead of training")
     dedupe.add_argument("--model-out", help="write the trained model (Splink JSON, weights included) here")
