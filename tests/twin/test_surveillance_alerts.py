@@ -150,6 +150,26 @@ def test_each_epidemiologist_sees_their_own_districts_alerts_and_nothing_else(wo
     assert c.get(f"/fhir/Communication/{alert_id}", headers=h["clinician"]).status_code in (403, 404)
 
 
+def test_an_alert_spanning_two_districts_reaches_both_epidemiologists(world):
+    c, h, services = world
+    out, stored = _run(services, [_series(A, "ili", extra=90, seed=3), _series(B, "ili", extra=45, seed=5)])
+    assert stored.unrouted == 0 and stored.unrouted_recipients == 0
+    grouped = [x for x in _communications(c, h["admin"]) if x["topic"]["text"].endswith(A.label)]
+    assert len(grouped) == 1, [x["topic"]["text"] for x in _communications(c, h["admin"])]
+    alert = grouped[0]
+    assert [r["reference"] for r in alert["recipient"]] == [f"PractitionerRole/prole-epi-{A.slug}",
+                                                           f"PractitionerRole/prole-epi-{B.slug}"]
+    for who in ("epi_a", "epi_b"):  # each reads it through the FHIR API and finds it in their listing
+        assert c.get(f"/fhir/Communication/{alert['id']}", headers=h[who]).status_code == 200
+        mine = c.get("/analytics/alerts", params={"district": B.label}, headers=h[who]).json()["districts"]
+        assert alert["id"] in [a["id"] for d in mine for a in d["alerts"]]
+    listed = next(a for d in mine for a in d["alerts"] if a["id"] == alert["id"])
+    assert listed["districts"] == [A.label, B.label] and len(listed["recipients"]) == 2
+    # the other district's epidemiologist acknowledges it: once, for both
+    r = c.post(f"/analytics/alerts/{alert['id']}/acknowledge", headers=h["epi_b"])
+    assert r.status_code == 200 and r.json()["status"] == "completed"
+
+
 def test_the_listing_ranks_the_latest_week_per_district(world):
     c, h, services = world
     series = [_series(A, "ili", extra=60, seed=3), _series(A, "gastro", extra=25, seed=8),

@@ -58,6 +58,28 @@ def test_a_planted_outbreak_is_raised_to_its_district():
     assert out.raised <= 2  # the outbreak, and at most one chance signal among eleven quiet series
 
 
+def test_a_signal_spanning_districts_is_routed_to_every_districts_epidemiologist():
+    # one syndrome signalling in three districts of one region (d5 the strongest) is one alert for all three
+    extra = {2: 25, 5: 90, 7: 40}
+    series = [_series(("north", f"d{i}"), "ili", _district_series(i, extra.get(i, 0))) for i in range(9)]
+    out = job.run(series, _recipient, now=dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc))
+    grouped = [r for r in out.resources if "d5" in r["topic"]["text"]]
+    assert len(grouped) == 1
+    comm = grouped[0]
+    evidence = json.loads(base64.b64decode(comm["payload"][1]["contentAttachment"]["data"]))
+    places = [s["place"][1] for s in evidence["signals"]]
+    assert places[0] == "d5" and {"d2", "d7"} <= set(places)
+    refs = [r["reference"] for r in comm["recipient"]]
+    assert refs[0] == "PractitionerRole/epi-d5"  # the lead's epidemiologist first
+    assert sorted(refs) == sorted({f"PractitionerRole/epi-{p}" for p in places})  # each involved district once
+    assert evidence["districts"] == [r.removeprefix("PractitionerRole/epi-") for r in refs]
+    # a district without an epidemiologist is left out, the others still receive it
+    partial = job.run(series, lambda d, r: None if d == "d7" else _recipient(d, r))
+    comm = next(r for r in partial.resources if "d5" in r["topic"]["text"])
+    assert "PractitionerRole/epi-d7" not in [r["reference"] for r in comm["recipient"]]
+    assert "PractitionerRole/epi-d2" in [r["reference"] for r in comm["recipient"]]
+
+
 def test_the_cap_per_district_holds_unless_the_evidence_is_overwhelming():
     # six syndromes in one district, all mildly raised: at most three are raised, the rest held back
     quiet = [_series(("north", "d1"), f"s{j}", _district_series(100 + j, 14)) for j in range(6)]

@@ -4,7 +4,9 @@
 `https://health.gov.az/fhir/sid/district-epidemiologist|<district>` (the generator's public_health.py writes
 one per district; a deployment loads its directory the same way). A district without one gets the logical
 reference job.district_epidemiologist gives: analysts and administrators still see the alert, no
-epidemiologist does, and the run's summary counts it as unrouted.
+epidemiologist of that district does, and the run's summary counts it: `unrouted` when none of the alert's
+recipients resolved, `unrouted_recipients` for every district's epidemiologist not found (an alert of a group
+of districts goes to each district's epidemiologist).
 
 `store_alerts` writes a run's Communications as the system, in one store transaction (all or none). The id is
 derived from the alert's identifier (syndrome / place / week), so a re-run of the same week finds each alert:
@@ -35,7 +37,8 @@ class Stored:
     updated: int = 0
     unchanged: int = 0
     kept_acknowledged: int = 0
-    unrouted: int = 0
+    unrouted: int = 0  # alerts no epidemiologist receives
+    unrouted_recipients: int = 0  # districts of raised alerts whose epidemiologist was not found
 
 
 def _ids(store: Any, registry: Any, rtype: str, criteria: list[Criterion]) -> list[str]:
@@ -75,8 +78,10 @@ def store_alerts(store: Any, resources: Iterable[dict[str, Any]]) -> Stored:
     with store.transaction() as tx:
         tx.lock("surveillance-alerts")  # two runs of one week (two workers) do not interleave
         for resource in items:
-            if not any("reference" in r for r in resource.get("recipient") or []):
+            addressed = resource.get("recipient") or []
+            if not any("reference" in r for r in addressed):
                 out.unrouted += 1
+            out.unrouted_recipients += sum("reference" not in r for r in addressed)
             current = tx.current("Communication", resource["id"])
             if current is None or current[1].deleted:
                 tx.update("Communication", resource["id"], dict(resource), existing=current)

@@ -11,7 +11,8 @@ detector (twin_detector.py). A signal is ranked by
 with excess = observed - expected and novelty 1 for a series that did not signal in the previous two
 weeks, 0.5 for one that did (a continuing outbreak stays visible but yields to a new one). Signals of one
 syndrome in one region and week form one group: the district with the strongest evidence leads it, the
-others are listed, and one Communication is raised for it. At most ``max_per_district`` groups per
+others are listed, and one Communication is raised for it, addressed to the epidemiologist of every district
+in the group (the lead's first), since each of them has cases to investigate. At most ``max_per_district`` groups per
 district per week are raised; beyond that only those with p < ``override_p`` ("something is really
 happening") pass, the rest are counted in the run's summary.
 """
@@ -78,6 +79,17 @@ class Group:
         lead = self.lead
         return lead.key[1] if len(lead.key) > 1 else None
 
+    @property
+    def districts(self) -> list[str | None]:
+        """Every place of the group, the lead's first, each once (None: a regional or national series)."""
+        lead = self.lead
+        out: list[str | None] = []
+        for m in [lead, *sorted((m for m in self.members if m is not lead), key=lambda m: -m.rank)]:
+            d = m.key[1] if len(m.key) > 1 else None
+            if d not in out:
+                out.append(d)
+        return out
+
 
 @dataclass
 class RunSummary:
@@ -129,9 +141,22 @@ def alert_key(group: Group) -> str:
     return f"{group.syndrome}/{place}/{lead.week.isoformat()}"
 
 
-def communication(group: Group, recipient: dict[str, Any] | None, now: dt.datetime) -> dict[str, Any]:
+def recipients_of(group: Group, recipient_for: Callable[[str | None, str], dict[str, Any] | None]
+                  ) -> list[dict[str, Any]]:
+    """The epidemiologist of each district of the group, the lead's first, each once."""
+    out: list[dict[str, Any]] = []
+    for district in group.districts:
+        r = recipient_for(district, group.region)
+        if r is not None and r not in out:
+            out.append(r)
+    return out
+
+
+def communication(group: Group, recipient: dict[str, Any] | list[dict[str, Any]] | None, now: dt.datetime
+                  ) -> dict[str, Any]:
     """The alert, its counts small-cell suppressed (suppression.py) since its readers are not clinicians;
-    status in-progress until its epidemiologist acknowledges it (completed)."""
+    status in-progress until one of its epidemiologists acknowledges it (completed). ``recipient`` is one
+    reference or the list of them (every district's epidemiologist)."""
     lead = group.lead
     place = "/".join(lead.key) if lead.key else "national"
     others = [m for m in group.members if m is not lead]
@@ -142,6 +167,7 @@ def communication(group: Group, recipient: dict[str, Any] | None, now: dt.dateti
             + (f" Also signalling in the region: {', '.join('/'.join(m.key) for m in others)}." if others else ""))
     evidence = {"syndrome": group.syndrome, "week": lead.week.isoformat(), "method": METHOD,
                 "rank": round(lead.rank, 3), "region": group.region, "district": group.district,
+                "districts": [d for d in group.districts if d is not None],
                 "suppression": f"counts 1-{suppression.THRESHOLD - 1} shown as '{suppression.SHOWN_BELOW}'",
                 "signals": [{"place": list(m.key), "observed": suppression.count(m.observed),
                              "expected": round(m.expected, 1), "pvalue": m.pvalue, "novel": m.novel,
@@ -163,8 +189,9 @@ def communication(group: Group, recipient: dict[str, Any] | None, now: dt.dateti
                     {"contentAttachment": {"contentType": "application/json", "title": "evidence and chart data",
                                            "data": base64.b64encode(json.dumps(evidence).encode()).decode()}}],
     }
-    if recipient is not None:
-        res["recipient"] = [recipient]
+    addressed = [recipient] if isinstance(recipient, dict) else list(recipient or [])
+    if addressed:
+        res["recipient"] = addressed
     return res
 
 
@@ -172,7 +199,8 @@ def run(series: Iterable[WeeklySeries], recipient_for: Callable[[str | None, str
         weeks: int = 1, alpha: float = twin_detector.DEFAULT_ALPHA, max_per_district: int = 3,
         override_p: float = 1e-6, now: dt.datetime | None = None) -> RunSummary:
     """Scan, rank, group and raise. ``recipient_for(district, region)`` gives the epidemiologist's
-    reference (e.g. {"reference": "PractitionerRole/..."}) or None."""
+    reference (e.g. {"reference": "PractitionerRole/..."}) or None; a group's alert goes to the
+    epidemiologist of each of its districts."""
     now = now or dt.datetime.now(dt.timezone.utc)
     n_series = 0
     signals: list[Signal] = []
@@ -192,7 +220,7 @@ def run(series: Iterable[WeeklySeries], recipient_for: Callable[[str | None, str
             held += 1
             continue
         per_district[slot] = used + 1
-        raised.append(communication(g, recipient_for(g.district, g.region), now))
+        raised.append(communication(g, recipients_of(g, recipient_for), now))
     return RunSummary(series=n_series, signals=len(signals), groups=len(groups), raised=len(raised),
                       held_back=held, resources=raised)
 

@@ -74,7 +74,7 @@ class Alerts:
 
     # The query parameters of the listing, for the OpenAPI description (api/openapi.py).
     listing.query_parameters = (  # type: ignore[attr-defined]
-        ("district", "district name(s) as addresses give them, comma-separated"),
+        ("district", "district name(s) as addresses give them, comma-separated: alerts involving any of them"),
         ("region", "region name(s), comma-separated"),
         ("status", "in-progress (unread, the default), completed (acknowledged) or all"),
         ("since", "YYYY-MM-DD: alerts sent on or after it (default: eight weeks back)"),
@@ -154,12 +154,14 @@ def alert_view(alert: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
             "region": evidence.get("region"), "district": evidence.get("district"),
             "syndrome": evidence.get("syndrome"), "week": evidence.get("week", ""),
             "rank": evidence.get("rank", 0.0), "priority": alert.get("priority"), "status": alert.get("status"),
-            "sent": alert.get("sent"), "recipient": (alert.get("recipient") or [None])[0], "text": text,
+            "districts": evidence.get("districts") or [d for d in [evidence.get("district")] if d],
+            "sent": alert.get("sent"), "recipient": (alert.get("recipient") or [None])[0],
+            "recipients": alert.get("recipient") or [], "text": text,
             "acknowledged": acknowledged, "method": evidence.get("method"), "signals": evidence.get("signals", [])}
 
 
 def _wanted(alert: dict[str, Any], params: dict[str, Any]) -> bool:
-    if params["district"] and alert["district"] not in params["district"]:
+    if params["district"] and not params["district"] & {alert["district"], *alert["districts"]}:
         return False
     if params["region"] and alert["region"] not in params["region"]:
         return False
