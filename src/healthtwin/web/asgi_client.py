@@ -93,6 +93,12 @@ class Api:
         await self.app(scope, receive, send)
         return Answer(status, b"".join(chunks), ctype)
 
+    def serves(self, path: str, method: str = "GET") -> bool:
+        """Whether the application has a route for `method path` (a path without parameters), read from its
+        route table: a page asks this rather than sending a request it knows to be incomplete, which would
+        be answered, and audited, as a refusal."""
+        return any(p == path and method in (m or ()) for p, m in _routes(getattr(self.app, "routes", []), ""))
+
     async def get(self, path: str, params: Any = None, headers: dict[str, str] | None = None) -> Answer:
         return await self.call("GET", path, params, headers=headers)
 
@@ -107,6 +113,21 @@ class Api:
                  if isinstance(e, dict) and isinstance(e.get("resource"), dict)
                  and (e.get("search") or {}).get("mode", "match") == "match"]
         return found, answer
+
+
+def _routes(routes: list[Any], prefix: str) -> list[tuple[str, set[str] | None]]:
+    """(path, methods) of every route, those of mounted applications with their mount's prefix."""
+    found: list[tuple[str, set[str] | None]] = []
+    for route in routes:
+        path = getattr(route, "path", None)
+        if path is None:
+            continue
+        if hasattr(route, "methods") and not hasattr(route, "routes"):
+            found.append((prefix + path, route.methods))
+        else:  # a Mount: its application's own routes, when it has them
+            inner = getattr(route, "routes", None) or getattr(getattr(route, "app", None), "routes", None) or []
+            found.extend(_routes(inner, prefix + path))
+    return found
 
 
 def unavailable(answer: Answer) -> bool:

@@ -20,7 +20,6 @@ from .tilemap import district_name, districts_of, region_name, region_of, tile_m
 DIMENSIONS = ("region", "district", "age", "sex", "period")
 _NAME = re.compile(r"^[a-z0-9_]{1,64}$")
 _VALUE = re.compile(r"^[\w+\-., ]{1,64}$")  # region and district names are Azerbaijani words
-TWIN_SECTIONS = ("alerts", "forecasts", "scenarios")
 PAGES = {"alerts": "/app/ministry/alerts", "forecasts": "/app/ministry/forecasts"}  # twin_pages.py
 INTERVALS = ("day", "week", "month", "year")
 _PERIOD_FORMS = {"day": re.compile(r"^\d{4}-\d\d-\d\d$"), "week": re.compile(r"^\d{4}-W\d\d$"),
@@ -29,15 +28,15 @@ _PERIOD_FORMS = {"day": re.compile(r"^\d{4}-\d\d-\d\d$"), "week": re.compile(r"^
 
 @page("ministry")
 async def overview(pg: Page) -> Response:
-    # the forecasts are fitted on request: the overview only asks whether the route is there (a 400 for the
-    # missing syndrome), the forecasts page draws them
-    catalogue, *twin = await asyncio.gather(pg.api.get("/analytics/indicators"),
-                                            *(pg.api.get(f"/analytics/{s}", {"limit": "1"} if s == "alerts" else None)
-                                              for s in TWIN_SECTIONS))
+    # The alerts and the forecasts have pages of their own (the forecasts are fitted on request, and a
+    # request without a syndrome is refused): the overview links to them where the server has their routes,
+    # read from its route table; only the scenario runs are listed here.
+    catalogue, scenarios = await asyncio.gather(pg.api.get("/analytics/indicators"),
+                                                pg.api.get("/analytics/scenarios"))
     if not catalogue.ok:
         return pg.message("error.title", catalogue.problem() or pg.tr.t("ministry.no_analytics"), catalogue.status)
-    sections = {name: ({"available": not unavailable(answer), "link": PAGES[name], "rows": []} if name in PAGES
-                       else _listing(answer)) for name, answer in zip(TWIN_SECTIONS, twin)}
+    sections = {**{name: {"available": pg.api.serves(f"/analytics/{name}"), "link": link, "rows": []}
+                   for name, link in PAGES.items()}, "scenarios": _listing(scenarios)}
     return pg.render("ministry/overview.html", indicators=(catalogue.json() or {}).get("indicators") or [],
                      sections=sections)
 
