@@ -11,7 +11,8 @@ the store's own `index_values`, so the same code works on a store in clear.
 
 What happens to a second holder is configuration (`DuplicatePolicy`):
 * `refuse` (default): 409 with an OperationOutcome naming the holder (when the caller may see it);
-* `existing`: a create answers with the holder (200) and stores nothing (an update is still refused);
+* `existing`: a create answers with the holder (200) and stores nothing (an update, and a create with the
+  client's id (PUT), which cannot be answered with another id, are still refused);
 * `link`: the new record is stored with `Patient.link` seealso to the holder, for a data steward to resolve.
 A Patient that is inactive, or replaced by another (`link` replaced-by: a merged record), holds nothing.
 """
@@ -91,7 +92,7 @@ def check_unique(event: WriteEvent, policy: str = "refuse") -> None:
             _link(resource, (h.id for h in others))
             continue
         visible = guard.release_one(event.services, event.ctx, holder) is not None
-        if policy == "existing" and event.interaction == "create" and visible:
+        if policy == "existing" and event.interaction == "create" and resource.get("id") is None and visible:
             event.existing = holder  # released to the caller by the create's response, as any read is
             return
         named = f" (Patient/{holder.id})" if visible else ""

@@ -49,7 +49,7 @@ def _match_on_create(weights: model.Weights, on_match: str, event: WriteEvent) -
     row, weight, grade, evidence = found[0]
     if grade == "certain" and on_match in ("existing", "refuse"):
         visible = guard.release_one(event.services, event.ctx, row) is not None
-        if on_match == "existing" and visible:
+        if on_match == "existing" and visible and event.resource.get("id") is None:  # not a PUT with its id
             event.existing = row
             return
         named = f" (Patient/{row.id})" if visible else ""

@@ -20,7 +20,7 @@ from ...store import Transaction
 from ...store.records import Stored, instant
 from ...request import RequestContext
 from .. import guard, references, write_rules
-from . import conditional, write
+from . import bundle_refs, conditional, write
 from .patch import patch as patch_resource
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -75,6 +75,9 @@ class Entry:
         self.result_resource: Any = None
         self.checked = False  # validated before the store's writer lock was taken (_check_early)
         self.rewritten = False  # references final before the lock (none conditional)
+        self.refers_to: dict[str, None] = {}  # the 'Type/id' of other entries this one's references were mapped to
+        self.written = False
+        self.existing: Stored | None = None  # a POST the write rules answered with a stored resource
 
 
 def process(services, ctx: RequestContext, bundle: dict[str, Any]) -> dict[str, Any]:
@@ -107,10 +110,12 @@ def _transaction(services, ctx: RequestContext, raw_entries: list) -> dict[str, 
         mapping = early if early is not None else _assign_ids(services, ctx, tx, entries)
         for entry in entries:
             if isinstance(entry.resource, dict) and not entry.rewritten:
-                _rewrite(entry.resource, mapping, services, ctx, tx, entry.location)
-        for entry in sorted(entries, key=lambda e: ORDER[e.method]):
-            if entry.method not in ("GET", "HEAD") and entry.response is None:
+                _rewrite(entry.resource, mapping, services, ctx, tx, entry.location, entry.refers_to)
+        for entry in bundle_refs.write_order(entries):
+            if entry.response is None:
                 _write_entry(services, ctx, tx, entry, mapping)
+                if entry.existing is not None:
+                    bundle_refs.redirect(entries, entry, mapping)
         # Reads come last (the spec's order) and inside the transaction: they see its writes, and one that
         # fails (a 404, a refused search) fails the whole transaction, which then stores nothing.
         with services.store.reads_within(tx):
@@ -163,7 +168,7 @@ def _check_early(services, ctx: RequestContext, entries: list[Entry]) -> dict[st
     mapping = _assign_ids(services, ctx, None, entries)
     for e in entries:
         if isinstance(e.resource, dict):
-            e.rewritten = _rewrite(e.resource, mapping, services, ctx, None, e.location)
+            e.rewritten = _rewrite(e.resource, mapping, services, ctx, None, e.location, e.refers_to)
             if e.method == "POST":  # updates are authorised first, under the lock, then validated
                 write.prepare(services, e.type, e.resource, f"{e.location}.resource")
                 e.checked = True
@@ -212,9 +217,11 @@ def _guard(tx: Transaction, entries: list[Entry]) -> None:
     conditional.lock(tx, keys)
 
 
-def _rewrite(node: Any, mapping: dict[str, str], services, ctx, tx: Transaction | None, location: str) -> bool:
+def _rewrite(node: Any, mapping: dict[str, str], services, ctx, tx: Transaction | None, location: str,
+             refers_to: dict[str, None] | None = None) -> bool:
     """Replaces references to fullUrls and conditional references in place. Without a transaction (`tx` None)
-    conditional references are left for later: False if there was one."""
+    conditional references are left for later: False if there was one. The 'Type/id' each fullUrl reference
+    became is noted in `refers_to` (the order of writes, and a create answered with a stored resource, use it)."""
     final = True
     stack = [node]
     while stack:
@@ -224,6 +231,8 @@ def _rewrite(node: Any, mapping: dict[str, str], services, ctx, tx: Transaction 
             if isinstance(ref, str):
                 if ref in mapping:
                     item["reference"] = mapping[ref]
+                    if refers_to is not None:
+                        refers_to[mapping[ref]] = None
                 elif "?" in ref and is_resource_type(ref.split("?", 1)[0]) and tx is None:
                     final = False
                 elif "?" in ref and is_resource_type(ref.split("?", 1)[0]):
@@ -263,12 +272,16 @@ def _write_entry(services, ctx: RequestContext, tx: Transaction, e: Entry, mappi
         e.resource.pop("id", None)
         event = write_rules.WriteEvent(services, ctx, tx, e.type, "create", e.resource, None)
         write_rules.check(services, event)
-        stored = tx.create(e.type, e.resource, getattr(e, "assigned_id", None))
-        references.expect_targets(services, tx, e.resource, loc)
-        write._after_write(services, tx, e.resource, None)
-        event.stored = stored
-        write_rules.react(services, event)
-        result = write.WriteResult(stored, 201)
+        if event.existing is not None:  # stored already (the patient index's certain match): answered with it
+            e.existing = event.existing
+            result = write.WriteResult(event.existing, 200)
+        else:
+            stored = tx.create(e.type, e.resource, getattr(e, "assigned_id", None))
+            references.expect_targets(services, tx, e.resource, loc)
+            write._after_write(services, tx, e.resource, None)
+            event.stored = stored
+            write_rules.react(services, event)
+            result = write.WriteResult(stored, 201)
     elif e.method == "PUT":
         if len(e.parts) == 2:
             result = write.update(services, ctx, tx, e.type, e.parts[1], e.resource, e.if_match, loc)
@@ -290,6 +303,7 @@ def _write_entry(services, ctx: RequestContext, tx: Transaction, e: Entry, mappi
         result = patch_resource(services, ctx, tx, e.type, e.parts[1], body, ctype, e.if_match, loc)
     else:
         raise FHIRError(400, f"{e.location}: method {e.method} cannot be used here", location=e.location)
+    e.written = True
     e.response = _entry_response(result.stored, result.status)
     released = guard.release_one(services, ctx, result.stored, checked=True)  # as a write answered alone
     if released is not None and released.content is not None:

@@ -110,6 +110,9 @@ def update(services, ctx: RequestContext, tx: Transaction, rtype: str, rid: str,
     previous = existing[1] if existing and not existing[1].deleted else None
     event = write_rules.WriteEvent(services, ctx, tx, rtype, "update" if previous else "create", resource, previous)
     write_rules.check(services, event)
+    if event.existing is not None:  # the client chose this id: it cannot be answered with another resource
+        raise FHIRError(409, f"{rtype}/{rid} would be a second record of the stored {rtype}/{event.existing.id}: "
+                             "update that one instead", "duplicate")
     stored = tx.update(rtype, rid, resource, if_match, existing)
     references.expect_targets(services, tx, resource, location)
     _after_write(services, tx, resource, old)
