@@ -49,6 +49,8 @@ class AppSettings:
     audit_feed: str | None = None
     audit_feed_ca: str | None = None
     externals: list = field(default_factory=list)  # security.tokens.ExternalIssuer: other OpenID providers
+    # security.oidc_login.OidcSettings: the provider citizens may sign in to the pages through (HEALTHTWIN_OIDC_*)
+    oidc_login: Any = None
     # A second active Patient with a FIN already held: "refuse" (409), "existing" (a create answers with the
     # holder) or "link" (stored with Patient.link seealso): mpi/fin.py. HEALTHTWIN_MPI_ON_DUPLICATE.
     mpi_on_duplicate: str = "refuse"
@@ -70,7 +72,7 @@ class AppSettings:
                    analytics_snapshots=int(os.environ.get("HEALTHTWIN_WORKERS") or 1) > 1,
                    audit_feed=os.environ.get("HEALTHTWIN_AUDIT_FEED") or None,
                    audit_feed_ca=os.environ.get("HEALTHTWIN_AUDIT_FEED_CA") or None,
-                   externals=_externals_from_env(),
+                   externals=_externals_from_env(), oidc_login=_oidc_login_from_env(),
                    mpi_on_duplicate=os.environ.get("HEALTHTWIN_MPI_ON_DUPLICATE", "refuse"),
                    mpi_on_match=os.environ.get("HEALTHTWIN_MPI_ON_MATCH", "off"))
 
@@ -92,6 +94,11 @@ def _externals_from_env() -> list:
         with open(jwks, "rb") as fp:
             source = orjson.loads(fp.read())
     return [ExternalIssuer(issuer, source, audience=os.environ.get("HEALTHTWIN_OIDC_AUDIENCE") or None)]
+
+
+def _oidc_login_from_env() -> Any:
+    from .security.oidc_login import OidcSettings
+    return OidcSettings.from_env()
 
 
 def build_app(store: Store, settings: AppSettings | None = None, *, policy: Policy | None = None,
@@ -159,6 +166,9 @@ def _security(services: Services, settings: AppSettings, tokens: Any, public_url
         routes += smart_routes(smart) + revocation_routes(smart) + session_routes(smart) + launch_routes(smart)
         services.oauth_uris = {name: public_url + "/auth/" + name
                                for name in ("authorize", "token", "revoke", "introspect")}
+        if settings.oidc_login is not None:
+            services.external_login = settings.oidc_login.login(smart)
+            services.external_login.ensure_schema()
     feed = None
     if settings.audit_feed and services.audit is not None:
         from .security.audit_feed import AuditFeed

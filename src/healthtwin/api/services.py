@@ -41,6 +41,8 @@ class Services:
     data_dir: Path | None = None  # keys, import folder, analytics files
     audit: Any = None  # security.audit.AuditLog: every request is recorded before its response is released
     oauth_uris: dict[str, str] | None = None  # the authorization server's endpoints, for /metadata (SMART)
+    # security.oidc_login.ExternalLogin: citizens signed in through an external OpenID provider (the pages' use)
+    external_login: Any = None
     # Makes the bulk loader $import runs (loading.Loader): handed in by the composition root, since loading.py
     # sits above api/ (it loads transaction Bundles through api/'s transaction processing).
     loader: Any = None

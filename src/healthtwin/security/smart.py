@@ -123,6 +123,25 @@ def smart_configuration(config: SmartConfig) -> dict[str, Any]:
     }
 
 
+def openid_configuration(config: SmartConfig) -> dict[str, Any]:
+    """OpenID Connect Discovery 1.0 for the same endpoints: what a relying party that signs people in through
+    this server reads (the SMART document above is for SMART apps, and lacks the fields OpenID requires)."""
+    smart = smart_configuration(config)
+    return {
+        "issuer": smart["issuer"], "authorization_endpoint": smart["authorization_endpoint"],
+        "token_endpoint": smart["token_endpoint"], "jwks_uri": smart["jwks_uri"],
+        "revocation_endpoint": smart["revocation_endpoint"], "introspection_endpoint": smart["introspection_endpoint"],
+        "response_types_supported": ["code"], "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"], "grant_types_supported": smart["grant_types_supported"],
+        "scopes_supported": ["openid", "profile", "fhirUser", "launch/patient", "offline_access"],
+        # public clients (PKCE alone) and private_key_jwt; no shared secrets are kept
+        "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser", "fin"],
+        "code_challenge_methods_supported": ["S256"], "ui_locales_supported": ["az", "ru", "en"],
+    }
+
+
 # -- client authentication (private_key_jwt) -----------------------------------------------------------------------
 def authenticate_client(config: SmartConfig, assertion: str | None, claimed_id: str | None) -> Client:
     if not assertion:
@@ -255,12 +274,27 @@ def _authorization_code(config: SmartConfig, form: dict[str, str]) -> dict[str, 
     if "openid" in scopes:
         body["id_token"] = config.tokens.mint_id_token(user.username, client.client_id, nonce,
                                                        user.practitioner or user.patient if "fhirUser" in scopes
-                                                       else None)
+                                                       else None, profile_claims(config, user, scopes))
     from .refresh import issue_refresh
     refresh = issue_refresh(config, client.client_id, user.username, scopes, jti, launch=launch)
     if refresh is not None:
         body["refresh_token"] = refresh
     return body
+
+
+def profile_claims(config: SmartConfig, user: Any, scopes: list[str]) -> dict[str, Any]:
+    """What the `profile` scope adds to a citizen's id_token: their FIN (the national identification number
+    of the Patient the account is linked to), so that another service this server signs people in for can
+    find the same person in its own records (oidc_login.py is that service's side)."""
+    if "profile" not in scopes or not (user.patient or "").startswith("Patient/"):
+        return {}
+    from .access import FIN_SYSTEM
+    stored = config.store.read("Patient", user.patient.split("/", 1)[1])
+    patient = orjson.loads(stored.content) if stored is not None and stored.content else {}
+    fins = [i["value"] for i in patient.get("identifier") or () if isinstance(i, dict)
+            and i.get("system") == FIN_SYSTEM and isinstance(i.get("value"), str)
+            and not (i.get("period") or {}).get("end")]
+    return {"fin": fins[0]} if fins else {}
 
 
 def user_tokens(config: SmartConfig, user: Any, client: Client, scopes: list[str], jti: str,
@@ -536,6 +570,11 @@ def smart_routes(config: SmartConfig) -> list[Route]:
     async def well_known(request: Request) -> Response:
         return Response(discovery, media_type="application/json", headers={"cache-control": "max-age=3600"})
 
+    openid = orjson.dumps(openid_configuration(config))
+
+    async def openid_well_known(request: Request) -> Response:
+        return Response(openid, media_type="application/json", headers={"cache-control": "max-age=3600"})
+
     async def jwks(request: Request) -> Response:
         config.tokens.refresh_keys()  # a rotation is published within seconds, not at the next restart
         # Cached briefly: after a rotation, relying parties see the new key within five minutes (and should
@@ -606,6 +645,7 @@ def smart_routes(config: SmartConfig) -> list[Route]:
     return [
         Route("/.well-known/smart-configuration", well_known, methods=["GET"]),
         Route(config.fhir_path + "/.well-known/smart-configuration", well_known, methods=["GET"]),
+        Route("/.well-known/openid-configuration", openid_well_known, methods=["GET"]),
         Route("/auth/jwks", jwks, methods=["GET"]),
         Route("/auth/token", token, methods=["POST"]),
         Route("/auth/authorize", authorize, methods=["GET", "POST"]),

@@ -356,7 +356,9 @@ class TokenService:
                            headers={"kid": self.keys.kid, "typ": "at+jwt"})
         return token, life
 
-    def mint_id_token(self, subject: str, client_id: str, nonce: str | None, fhir_user: str | None) -> str:
+    def mint_id_token(self, subject: str, client_id: str, nonce: str | None, fhir_user: str | None,
+                      extra: Mapping[str, Any] | None = None) -> str:
+        """An OpenID Connect id_token for `client_id`; `extra` claims (a citizen's `fin`) are added as given."""
         self.refresh_keys()
         now = int(time.time())
         claims: dict[str, Any] = {"iss": self.issuer, "aud": client_id, "sub": subject, "iat": now,
@@ -365,6 +367,8 @@ class TokenService:
             claims["nonce"] = nonce
         if fhir_user:
             claims["fhirUser"] = fhir_user
+        for name, value in (extra or {}).items():
+            claims.setdefault(name, value)
         return jwt.encode(claims, self.keys.signing_key, algorithm=SIGNING_ALG,
                           headers={"kid": self.keys.kid, "typ": "JWT"})
 

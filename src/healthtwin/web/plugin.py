@@ -36,6 +36,7 @@ def contribution(services: Any, public_url: str | None = None) -> Contribution:
             "(sign in in Azerbaijani, Russian or English)")
     if link not in LINKS:
         LINKS.insert(0, link)
-    routes = [Route("/static/{name}", static), *signin.routes(client), *citizen.routes(), *clinician.routes(),
-              *ministry.routes(), *scenarios.routes(), *twin_pages.routes()]
+    external = getattr(services, "external_login", None)  # an external OpenID provider, if one is configured
+    routes = [Route("/static/{name}", static), *signin.routes(client, external), *citizen.routes(),
+              *clinician.routes(), *ministry.routes(), *scenarios.routes(), *twin_pages.routes()]
     return Contribution("web", routes=[Mount("/app", routes=routes)], start=client.ensure)

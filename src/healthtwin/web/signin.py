@@ -4,7 +4,9 @@
 built-in SMART login (/auth/authorize) as the registered public client of these pages; /app/callback checks
 the state, redeems the code at /auth/token (in-process, the verifier never leaves the server) and starts the
 session; /app/logout revokes the token at /auth/revoke and ends the session. The pages' client is registered
-once per public URL, with that URL's /app/callback as its only redirect URI."""
+once per public URL, with that URL's /app/callback as its only redirect URI.
+
+A second way in, when an external OpenID Connect provider is configured: external_signin.py."""
 from __future__ import annotations
 
 import hashlib
@@ -48,7 +50,7 @@ class WebClient:
                 raise
 
 
-def routes(client: WebClient) -> list:
+def routes(client: WebClient, external: Any = None) -> list:
     from starlette.routing import Route
 
     @page(public=True)
@@ -58,6 +60,7 @@ def routes(client: WebClient) -> list:
             if target:
                 return RedirectResponse(target, 303, headers=HEADERS)
         return pg.render("home.html", next=sessions.safe_next(pg.request.query_params.get("next")),
+                         external=external.display_name if external is not None else None,
                          expired=pg.request.query_params.get("expired") == "1",
                          signed_out=pg.request.query_params.get("signed_out") == "1")
 
@@ -103,5 +106,6 @@ def routes(client: WebClient) -> list:
         sessions.end(response)
         return response
 
-    return [Route("/", home, methods=["GET"]), Route("/login", login, methods=["GET"]),
+    from .external_signin import routes as external_routes
+    return [*external_routes(client, external), Route("/", home, methods=["GET"]), Route("/login", login, methods=["GET"]),
             Route("/callback", callback, methods=["GET"]), Route("/logout", logout, methods=["POST"])]
