@@ -132,13 +132,15 @@ def _materialize(settings: Settings, out: Path) -> Any:
 
 def _links(out: Path, seed: int) -> dict[str, str]:
     """Institutions of citizen pat-0's district (the first Patient generated): its polyclinic, laboratory
-    and pharmacy. Derived from the generated data, so they exist."""
+    and pharmacy, and the district's epidemiologist (population/public_health.py: prac-epi-<district>, whose
+    PractitionerRole the detection alerts are addressed to). Derived from the generated data, so they exist."""
     from .population.institutions import build_sites
     with (out / "Patient.ndjson").open("rb") as f:
         patient = next(p for p in map(orjson.loads, f) if p["id"] == "pat-0")
     poly = patient["managingOrganization"]["reference"]
     site = next(s for s in build_sites(seed) if poly.removeprefix("Organization/") in s.polyclinics)
-    return {"poly": poly, "lab": f"Organization/{site.lab}", "pharm": f"Organization/{site.pharmacy}"}
+    return {"poly": poly, "lab": f"Organization/{site.lab}", "pharm": f"Organization/{site.pharmacy}",
+            "epi": f"Practitioner/prac-epi-{site.lab.removeprefix('org-lab-')}"}
 
 
 def _demo_resources(out: Path, seed: int) -> int:

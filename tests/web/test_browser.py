@@ -5,6 +5,7 @@ Content-Security-Policy rule. Screenshots (360 px and 1280 px) and page weights 
 tests/web/artifacts/ (HEALTHTWIN_WEB_DOCS=1 also copies the ones docs/web.md shows into docs/web/)."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -15,9 +16,14 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("webdemo")
+
+
+@pytest.fixture(scope="module")
+def server(folder):
     requirements()
-    with demo_server(tmp_path_factory.mktemp("webdemo")) as found:
+    with demo_server(folder) as found:
         yield found
 
 
@@ -184,6 +190,58 @@ def test_ministry_dashboard_drills_down_and_exports(server, browser):
                   "clinician-patient-1280.png", "clinician-break-glass-1280.png", "ministry-indicator-1280.png",
                   "ministry-region-1280.png", "ministry-age-360.png", "ministry-overview-1280.png",
                   "ministry-syndromes-1280.png"])
+
+
+def _plant_alert(base, folder):
+    """A detection alert addressed to the demo epidemiologist's district (as the weekly run writes them,
+    twin/surveillance/job.py), stored through the API by an administrator: a demo of 40 citizens has too few
+    cases for the detector to raise one of its own."""
+    import datetime as dt
+    import urllib.request
+
+    from healthtwin.population.geography import DISTRICTS
+    from healthtwin.security.commands import mint
+    from healthtwin.twin.surveillance.job import Group, Signal, communication
+    links = json.loads((folder / "demo-links.json").read_text())
+    slug = links["lab"].removeprefix("Organization/org-lab-")
+    district = next(d for d in DISTRICTS if d.slug == slug)
+    week = dt.date(2026, 11, 23)
+    weeks = [(week - dt.timedelta(weeks=k)).isoformat() for k in range(7, -1, -1)]
+    lead = Signal((district.region_name, district.name), "measles", week, 7.0, 0.4, 1e-6, True,
+                  {"weeks": weeks, "observed": [0, 0, 1, 0, 0, 0, 2, 7], "expected": [None] * 7 + [0.4]})
+    alert = communication(Group("measles", district.region_name, week, [lead]),
+                          {"reference": f"PractitionerRole/prole-epi-{slug}"}, dt.datetime.now(dt.timezone.utc))
+    alert["id"] = "alert-demo-1"
+    admin = mint(folder, base, "admin", "person", ["user/*.cruds"], ["administrator"])
+    request = urllib.request.Request(base + "/fhir/Communication/alert-demo-1", json.dumps(alert).encode(), method="PUT",
+                                     headers={"authorization": f"Bearer {admin}",
+                                              "content-type": "application/fhir+json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status in (200, 201)
+    return district
+
+
+def test_epidemiologist_signs_in_to_their_alerts_and_acknowledges_one(server, browser, folder):
+    base, passwords = server
+    district = _plant_alert(base, folder)
+    ctx = browser.context("phone")
+    page = ctx.new_page()
+    _sign_in(page, base, "epi-demo", passwords["epi-demo"])
+    assert page.url.endswith("/app/ministry/alerts")  # their page: the alerts addressed to them
+    assert district.name in page.inner_text("main") and page.locator("svg").count() >= 1  # the evidence
+    _clean(browser.check(page, "epidemiologist-alerts"))
+    page.fill("#note-alert-demo-1", "Sahə yoxlaması başladı")
+    page.locator("form[action$='/alert-demo-1/acknowledge'] button").click()
+    page.wait_for_selector("p.note[role=status]")
+    _clean(browser.check(page, "epidemiologist-acknowledged"))
+    assert page.locator("form[action$='/alert-demo-1/acknowledge']").count() == 0  # no longer unread
+    page.goto(base + "/app/ministry/alerts?status=completed")
+    acknowledged = page.locator("li", has=page.locator("h3", has_text="Qızılca"))
+    links = json.loads((folder / "demo-links.json").read_text())
+    assert links["epi"] in acknowledged.locator("p.note").first.inner_text()  # who acknowledged it
+    _clean(browser.check(page, "epidemiologist-completed"))
+    assert ctx.csp_violations == []
+    ctx.close()
 
 
 def test_the_accessibility_check_itself_finds_violations(server, browser):

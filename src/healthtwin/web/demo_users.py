@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 
 FILE = "demo-users.json"
-# (user name, roles, patient, organization link in demo-links.json, the page it opens on, what to try there)
+# (user name, roles, patient, the link in demo-links.json (an Organization the user works for, or the
+# Practitioner the user is), the page it opens on, what to try there)
 PERSONAS: list[tuple[str, str, str | None, str | None, str, str]] = [
     ("alice", "citizen", "Patient/pat-0", None, "/app/me",
      "citizen: my record, prescriptions (ask for a renewal), insurance, who looked at my record, consents"),
@@ -19,6 +20,9 @@ PERSONAS: list[tuple[str, str, str | None, str | None, str, str]] = [
      "break-the-glass"),
     ("analyst-demo", "analyst", None, None, "/app/ministry",
      "ministry analyst: the indicators by region, district, age and sex, the map, CSV/SVG/PNG export"),
+    ("epi-demo", "epidemiologist", None, "epi", "/app/ministry/alerts",
+     "district epidemiologist (pat-0's district): the detection alerts addressed to them, with their evidence; "
+     "acknowledge one"),
     ("admin-demo", "administrator", None, None, "/app/ministry", "administrator: the ministry dashboard too"),
 ]
 
@@ -38,7 +42,10 @@ def ensure_users(settings: Any) -> dict[str, str]:
             if get_user(store, username) is not None:
                 continue  # made before (its password is in the file, or was set with `healthtwin users`)
             password = secrets.token_urlsafe(12)
-            add_user(store, username, password, role, patient=patient, organization=links.get(link) if link else None)
+            linked = links.get(link) if link else None
+            person = linked if linked and linked.startswith("Practitioner/") else None
+            add_user(store, username, password, role, patient=patient, practitioner=person,
+                     organization=None if person else linked)
             passwords[username] = password
     finally:
         store.close()
