@@ -24,7 +24,10 @@ def _ref(resource: dict[str, Any] | None) -> str | None:
 def cardiovascular_risk(f: Facts) -> dict[str, Any]:
     out: dict[str, Any] = {"name": "10-year cardiovascular risk", "model": "WHO 2019 CVD risk, laboratory-based",
                            "source": cardiovascular.SOURCE, "region": cardiovascular.REGION,
-                           "recalibration": ("WHO GBD region " + cardiovascular.REGION) if cardiovascular.calibrated()
+                           "recalibration": (
+                               "GBD region Central Asia, recovered from the region's published chart (reproduces its "
+                               "cells within rounding; the authors' own parameters could not be obtained)")
+                           if cardiovascular.calibrated()
                            else "none (uncalibrated ERFC model): the Central Asia recalibration is not available"}
     age, sex = f.age(), f.sex
     established = f.condition(CVD)
@@ -45,7 +48,8 @@ def cardiovascular_risk(f: Facts) -> dict[str, Any]:
     elif sex not in ("male", "female"):
         reason = "the model is sex-specific and the record's sex is not male or female"
     elif sbp is None or chol is None:
-        reason = "needs a systolic blood pressure and a total cholesterol"
+        reason = ("needs a systolic blood pressure and a total cholesterol (the charts' non-laboratory model, "
+                  "from body mass index, is not available here)")
     elif chol.unit not in ("mmol/L", "") or sbp.unit not in ("mm[Hg]", "mmHg", ""):
         reason = "units other than mmol/L and mm[Hg] are not converted"
     if reason:
