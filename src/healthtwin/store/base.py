@@ -391,7 +391,9 @@ class Transaction:
         self.store = store
         self.cur = cur
         self.sql = store.sql
-        self._pending: dict[str, list[tuple]] = defaultdict(list)
+        # Index rows waiting for flush, by resource row id then table: re-indexing a resource written earlier in
+        # the transaction drops its rows by key (a scan of every pending row was quadratic in the entries).
+        self._pending: dict[int, dict[str, list[tuple]]] = {}
         self._reindex_rids: list[int] = []
         self._now: float | None = None
         # Created resources waiting for flush, with row ids reserved ahead (stores with `batched_creates`: on
@@ -496,13 +498,16 @@ class Transaction:
 
     def _index(self, row_id: int, rtype: str, resource: dict) -> None:
         rows = self.store.index_values(rtype, self.store.extract(resource))
-        index_rows(row_id, rtype, rows, lambda t, c: self.store.pid(t, c, self.cur), self._pending)
+        index_rows(row_id, rtype, rows, lambda t, c: self.store.pid(t, c, self.cur), self._pending_of(row_id))
+
+    def _pending_of(self, row_id: int) -> dict[str, list[tuple]]:
+        found = self._pending.get(row_id)
+        if found is None:
+            found = self._pending[row_id] = defaultdict(list)
+        return found
 
     def _drop_index(self, row_id: int) -> None:
-        # Pending rows for this resource (written earlier in the same transaction) must go too.
-        for table, rows in self._pending.items():
-            if any(r[0] == row_id for r in rows):
-                self._pending[table] = [r for r in rows if r[0] != row_id]
+        self._pending.pop(row_id, None)  # rows for this resource written earlier in the transaction go too
         for table in INDEX_TABLES:
             self.cur.execute(self.sql(f"DELETE FROM {table} WHERE rid = ?"), (row_id,))
 
@@ -518,7 +523,11 @@ class Transaction:
 
     def flush(self) -> None:
         self._flush_new()
-        for table, rows in self._pending.items():
+        by_table: dict[str, list[tuple]] = defaultdict(list)
+        for tables in self._pending.values():
+            for table, rows in tables.items():
+                by_table[table].extend(rows)
+        for table, rows in by_table.items():
             if rows:
                 self.store.bulk_insert(self.cur, table, ("rid", "pid") + COLUMNS[table], rows)
         self._pending.clear()
@@ -556,7 +565,7 @@ class Transaction:
         for ((rtype, rid), (resource, rows)), row_id in zip(fresh, self.store.reserve_rids(self.cur, len(fresh))):
             now = self.now
             inserts.append((row_id, rtype, rid, 1, now, 0, self.store.seal(rtype, rid, self._stamp(resource, 1, now))))
-            index_rows(row_id, rtype, rows, pid_of, self._pending)
+            index_rows(row_id, rtype, rows, pid_of, self._pending_of(row_id))
         if inserts:
             self.store.bulk_insert(self.cur, "resources",
                                    ("rid", "type", "id", "version", "last_updated", "deleted", "content"), inserts)
