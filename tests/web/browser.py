@@ -41,26 +41,39 @@ def requirements() -> None:
         pytest.skip(f"browser tests skipped: axe-core is not installed at {AXE} (npm ci --ignore-scripts)")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 @contextlib.contextmanager
-def demo_server(folder: Path, patients: int = int(os.environ.get("HEALTHTWIN_WEB_PATIENTS", "40"))):
+def demo_server(folder: Path, patients: int = int(os.environ.get("HEALTHTWIN_WEB_PATIENTS", "40")),
+                port: int | None = None, env: dict[str, str] | None = None):
     """`healthtwin demo --no-serve` into `folder` (its demo accounts included), then `healthtwin serve` on a
-    free port with that public URL; yields (base URL, the demo passwords)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    free port (or `port`) with that public URL and `env` added; yields (base URL, the demo passwords)."""
     build = subprocess.run([sys.executable, "-m", "healthtwin.cli", "demo", "--data-dir", str(folder), "--patients",
-                            str(patients), "--no-serve", "--end-date", "2026-12-01"], env=env,
+                            str(patients), "--no-serve", "--end-date", "2026-12-01"], env=cli_env(),
                            capture_output=True, timeout=300)
     assert build.returncode == 0, build.stderr.decode()[-3000:]
-    port = _free_port()
+    with serve(folder, port, env) as base:
+        yield base, orjson.loads((folder / "demo-users.json").read_bytes())
+
+
+def cli_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+
+@contextlib.contextmanager
+def serve(folder: Path, port: int | None = None, env: dict[str, str] | None = None):
+    """`healthtwin serve --data-dir folder` on `port` (a free one if None) with that public URL; yields the URL
+    once /health answers, and stops the server after."""
+    port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     log = open(folder / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "healthtwin.cli", "serve", "--data-dir", str(folder), "--port",
-                             str(port)], env={**env, "HEALTHTWIN_PUBLIC_URL": base, "HEALTHTWIN_RATE_LIMIT": "off"},
+                             str(port)], env={**cli_env(), "HEALTHTWIN_PUBLIC_URL": base, "HEALTHTWIN_RATE_LIMIT": "off",
+                                              **(env or {})},
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 60
@@ -70,7 +83,7 @@ def demo_server(folder: Path, patients: int = int(os.environ.get("HEALTHTWIN_WEB
                 break
             except OSError:
                 time.sleep(0.2)
-        yield base, orjson.loads((folder / "demo-users.json").read_bytes())
+        yield base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

@@ -38,7 +38,7 @@ def routes(client: Any, external: Any) -> list[Route]:
         try:
             url, browser = await run_in_threadpool(external.begin, redirect_uri, after, pg.lang)
         except ProviderError:
-            return refused(pg, "provider", 503)
+            return refused(pg, "provider")
         response = RedirectResponse(url, 303, headers=HEADERS)
         response.set_cookie(BROWSER, browser, max_age=600, path=sessions.PATH + CALLBACK, httponly=True,
                             samesite="lax", secure=request.url.scheme == "https")
@@ -54,9 +54,9 @@ def routes(client: Any, external: Any) -> list[Route]:
             body, after = await run_in_threadpool(external.finish, params, request.cookies.get(BROWSER), redirect_uri,
                                                   client.client_id, address)
         except SignInRefused as exc:
-            return refused(pg, exc.reason, 403 if exc.reason in ("unknown_subject", "ambiguous", "disabled") else 400)
+            return _to_refused(exc.reason, pg.lang)
         except AuditError:
-            return refused(pg, "not_recorded", 503)
+            return _to_refused("not_recorded", pg.lang)
         token = body["access_token"]
         persona = sessions.Session(token, sessions.claims_of(token) or {}).persona
         from .signin import HOME
@@ -67,11 +67,25 @@ def routes(client: Any, external: Any) -> list[Route]:
         response.delete_cookie(BROWSER, path=sessions.PATH + CALLBACK)
         return response
 
-    return [Route("/login/external", begin, methods=["GET"]), Route(CALLBACK, callback, methods=["GET"])]
+    async def refused_page(request: Request) -> Response:
+        reason = request.query_params.get("reason") or ""
+        return refused(Page(request, None), reason if reason in REASONS else "token")
+
+    return [Route("/login/external", begin, methods=["GET"]), Route(CALLBACK, callback, methods=["GET"]),
+            Route("/login/refused", refused_page, methods=["GET"])]
 
 
-def refused(pg: Page, reason: str, status: int) -> Response:
-    """The page of a sign-in that did not go through: what happened and what to do, and a way to try again."""
-    response = pg.render("signin_refused.html", status, reason=reason if reason in REASONS else "token")
+def _to_refused(reason: str, lang: str) -> Response:
+    """Away from the callback's URL (its code and state are spent: reloading it, or switching the page's
+    language, would only say the state is unknown) to the page that says why."""
+    response = RedirectResponse(f"{sessions.PATH}/login/refused?reason={reason}&lang={lang}", 303, headers=HEADERS)
     response.delete_cookie(BROWSER, path=sessions.PATH + CALLBACK)
     return response
+
+
+def refused(pg: Page, reason: str, status: int | None = None) -> Response:
+    """The page of a sign-in that did not go through: what happened and what to do, and a way to try again."""
+    if status is None:
+        status = 403 if reason in ("unknown_subject", "ambiguous", "disabled") else \
+            503 if reason in ("provider", "not_recorded") else 400
+    return pg.render("signin_refused.html", status, reason=reason)
