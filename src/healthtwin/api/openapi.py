@@ -120,7 +120,11 @@ _OPERATIONS: dict[str, tuple[str, str, tuple[tuple[str, str], ...]]] = {
                "OperationOutcome", ()),
     "import-poll-status": ("Poll a Bulk Data import job", "Resource", (("job", "job id"),)),
     "access-log": ("The citizen's access log: who saw this record, when, what and why, written for a person",
-                   "Bundle", (("_since", "accesses since (instant or date)"),)),
+                   "Bundle", (("_since", "accesses since (instant or date)"),
+                              ("_count", "page size, 1 to 1000, newest first with a next link (with none of "
+                                         "_count, _before, others: the whole log, up to 1000, oldest first)"),
+                              ("_before", "the entry id the page ends below (from the next link)"),
+                              ("others", "true: leave out the caller's own accesses"))),
     "break-glass-review": ("Emergency (break-the-glass) accesses awaiting review, for administrators and auditors",
                            "Bundle", (("_since", "grants since (instant or date)"),)),
     "audit-trail": ("Search the audit trail (auditors): by requestor, patient, date, outcome", "Bundle",

@@ -395,6 +395,29 @@ class AuditLog:
             out.append(event)
         return out
 
+    def access_log_page(self, patient_ref: str, before: int | None, count: int, since: float | None = None,
+                        other_than: str | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of who accessed this patient's record, newest first: at most `count` AuditEvents with seq
+        below `before` (None: from the newest), leaving out those whose requestor is `other_than` (the citizen
+        themselves); and the `before` of the next page, None if there is none."""
+        sql = "SELECT seq, event FROM audit_log WHERE patient = ? AND recorded >= ?"
+        args: list[Any] = [patient_ref, since or 0.0]
+        if before is not None:
+            sql += " AND seq < ?"
+            args.append(before)
+        if other_than is not None:
+            sql += " AND (agent IS NULL OR agent <> ?)"
+            args.append(other_than)
+        with self.store.cursor() as cur:
+            cur.execute(self.store.sql(sql + " ORDER BY seq DESC LIMIT ?"), (*args, count + 1))
+            rows = cur.fetchall()
+        out = []
+        for seq, body in rows[:count]:
+            event = stored_event(seq, body)
+            event["id"] = str(seq)
+            out.append(event)
+        return out, (int(rows[count - 1][0]) if len(rows) > count else None)
+
 
 # -- building AuditEvents (IHE Basic Audit Log Patterns) ----------------------------------------------------------
 _ACTION = {"read": "R", "vread": "R", "history-instance": "R", "search-type": "E", "search-system": "E",

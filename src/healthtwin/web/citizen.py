@@ -9,6 +9,7 @@ import datetime as dt
 import re
 from collections import defaultdict
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -201,21 +202,28 @@ async def claims(pg: Page) -> Response:
     return pg.render("citizen/claims.html", pid=pid, claims=items, failed=None if answer.ok else answer.problem())
 
 
+PAGE_SIZE = 50
+
+
 @page("citizen")
 async def access(pg: Page) -> Response:
     pid = _subject(pg)
     if not pid:
         return pg.message("error.title", pg.tr.t("citizen.no_record"), 404)
-    answer = await pg.api.fhir(f"Patient/{pid}/$access-log", {"_count": "100"})
-    events = [e.get("resource") or {} for e in (answer.json() or {}).get("entry") or []] if answer.ok else []
-    events.sort(key=lambda e: e.get("recorded") or "", reverse=True)
-    rows = [_access_row(e) for e in events]
     # The citizen's own visits (this very page makes several) are left out unless asked for: what they come
-    # to see is who else looked.
+    # to see is who else looked. The log pages newest first; `before` is where the page shown ends.
     mine = pg.request.query_params.get("mine") == "1"
-    own = sum(1 for r in rows if r["yourself"])
-    shown = (rows if mine else [r for r in rows if not r["yourself"]])[:50]
-    return pg.render("citizen/access.html", pid=pid, events=shown, own=own, mine=mine,
+    before = pg.request.query_params.get("before") or ""
+    params = {"_count": str(PAGE_SIZE), **({} if mine else {"others": "true"}),
+              **({"_before": before} if before.isdigit() else {})}
+    answer = await pg.api.fhir(f"Patient/{pid}/$access-log", params)
+    data = (answer.json() or {}) if answer.ok else {}
+    rows = [_access_row(e.get("resource") or {}) for e in data.get("entry") or []]
+    older = next((parse_qs(urlsplit(link.get("url") or "").query).get("_before", [""])[0]
+                  for link in data.get("link") or [] if link.get("relation") == "next"), "")
+    keep = {"patient": pid if pg.session.patient != pid else None, "mine": "1" if mine else None}
+    return pg.render("citizen/access.html", pid=pid, events=rows, mine=mine, keep=keep,
+                     older=older if older.isdigit() else None, newer=before.isdigit(),
                      what_words=lambda detail: what_words(pg.tr, detail),
                      failed=None if answer.ok else answer.problem())
 

@@ -2,6 +2,8 @@
 auditors)."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from ...fhir.outcome import FHIRError
 from ...store.records import instant
 from .. import guard
@@ -47,16 +49,69 @@ async def access_log(router, request, ctx, rtype, rid, params, body):
         raise FHIRError(403, "The access log is shown to the citizen, their representatives and auditors",
                         "forbidden")
     since = _since(params)
-    events = await router.run(_readable_log, services, ctx, rid, since)
-    bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(events),
+    paging = _paging(params)
+    if paging is None:  # the whole log (at most 1,000 entries), oldest first, as before paging existed
+        events, below = await router.run(_readable_log, services, ctx, rid, since), None
+    else:
+        events, below = await router.run(_readable_page, services, ctx, rid, since, *paging)
+    bundle = {"resourceType": "Bundle", "type": "searchset",
               "entry": [{"fullUrl": f"urn:healthtwin:audit:{e['id']}", "resource": e, "search": {"mode": "match"}}
                         for e in events]}
+    if paging is None:
+        bundle["total"] = len(events)
+    else:
+        count, _, others = paging
+        query = [("_count", str(count))] + ([("others", "true")] if others else []) + \
+            ([("_since", dict(params)["_since"])] if since is not None else [])
+        base = f"Patient/{rid}/$access-log?"
+        links = [{"relation": "self", "url": base + urlencode(query + ([("_before", str(paging[1]))]
+                                                                        if paging[1] is not None else []))}]
+        if below is not None:
+            links.append({"relation": "next", "url": base + urlencode(query + [("_before", str(below))])})
+        bundle["link"] = links
     return fhir(200, bundle, ctx)
 
 
+MAX_PAGE = 1000
+
+
+def _paging(params) -> tuple[int, int | None, bool] | None:
+    """(count, before, others) when the caller pages the log (`_count`, `_before`, `others`), newest first;
+    None for the whole log. `_before` is the entry id (seq) a page ends below; `others=true` leaves out the
+    caller's own accesses (a citizen looking at their own record)."""
+    given = dict(params)
+    if not {"_count", "_before", "others"} & set(given):
+        return None
+    try:
+        count = int(given.get("_count") or 100)
+        before = int(given["_before"]) if given.get("_before") not in (None, "") else None
+    except ValueError:
+        raise FHIRError(400, "_count and _before must be whole numbers", "invalid") from None
+    if not 1 <= count <= MAX_PAGE or (before is not None and before < 1):
+        raise FHIRError(400, f"_count must be 1 to {MAX_PAGE} and _before a positive entry id", "invalid")
+    others = str(given.get("others") or "false").lower()
+    if others not in ("true", "false"):
+        raise FHIRError(400, "others must be true or false", "invalid")
+    return count, before, others == "true"
+
+
+def _readable_page(services, ctx, pid: str, since: float | None, count: int, before: int | None,
+                   others: bool) -> tuple[list[dict], int | None]:
+    caller = ctx.caller
+    own = caller.subject if "citizen" in caller.roles else None
+    events, below = services.audit.access_log_page(f"Patient/{pid}", before, count, since,
+                                                   other_than=own if others and own else None)
+    return _for_person(services, ctx, events), below
+
+
 def _readable_log(services, ctx, pid: str, since: float | None) -> list[dict]:
-    """The patient's access log written for a person (security/access_log.py): names of the people and
-    organizations who accessed it, in words, without addresses or raw queries."""
+    """The patient's whole access log (at most 1,000 entries, oldest first), written for a person."""
+    return _for_person(services, ctx, services.audit.access_log(f"Patient/{pid}", since, 1000))
+
+
+def _for_person(services, ctx, events: list[dict]) -> list[dict]:
+    """The entries written for a person (security/access_log.py): names of the people and organizations who
+    accessed the record, in words, without addresses or raw queries."""
     import orjson
 
     from ...security.access_log import for_person
@@ -74,7 +129,6 @@ def _readable_log(services, ctx, pid: str, since: float | None) -> list[dict]:
                 if stored is not None and stored.content:
                     cache[ref] = _display(orjson.loads(stored.content))
         return cache[ref]
-    events = services.audit.access_log(f"Patient/{pid}", since, 1000)
     caller = ctx.caller
     own = caller.subject if "citizen" in caller.roles else None
     return for_person(events, names, own_subject=own)
