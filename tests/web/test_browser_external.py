@@ -14,7 +14,7 @@ import urllib.request
 import orjson
 import pytest
 
-from .browser import Browser, cli_env, demo_server, free_port, requirements, serve
+from .browser import Browser, cli_env, copy_to_docs, demo_server, free_port, requirements, serve
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 PASSWORD = "a long provider password"
@@ -101,6 +101,7 @@ def test_a_citizen_signs_in_through_the_external_provider(sites, browser):
     assert "token" not in page.url and "code=" not in page.url
     assert ctx.csp_violations == []
     ctx.close()
+    copy_to_docs(["home-external-360.png"])
 
 
 def test_refused_sign_ins_say_why(sites, browser):
@@ -121,3 +122,4 @@ def test_refused_sign_ins_say_why(sites, browser):
     page.wait_for_url(re.compile(r"/app/$"))
     assert ctx.csp_violations == []
     ctx.close()
+    copy_to_docs(["signin-refused-1280.png"])
