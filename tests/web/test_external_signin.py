@@ -92,9 +92,10 @@ def issuer(tmp_path):
     store.close()
 
 
-@pytest.fixture
-def rp(tmp_path, issuer):
-    """The pages (the conftest's record and accounts) with the issuer as their external provider."""
+@pytest.fixture(params=["sqlite", "postgres"])
+def rp(request, tmp_path, issuer):
+    """The pages (the conftest's record and accounts) with the issuer as their external provider, over SQLite
+    and PostgreSQL (skipped where no server runs)."""
     from starlette.testclient import TestClient
 
     from healthtwin.composition import AppSettings, build_app
@@ -103,7 +104,7 @@ def rp(tmp_path, issuer):
     from .conftest import Site, _resources
     from healthtwin.security.commands import mint
     (tmp_path / "rp").mkdir()
-    store = make_store("sqlite", tmp_path / "rp")
+    store = make_store(request.param, tmp_path / "rp")
     data = tmp_path / "rp-data"
     oidc = OidcSettings(issuer.url, issuer.client_id, name="e-Gov ID")
     app = build_app(store, AppSettings(data_dir=data, public_url=PUBLIC, rate=None, oidc_login=oidc))
