@@ -91,6 +91,9 @@ def test_dates_and_numbers_in_the_locales_forms():
     assert Translator("ru").number(1234.5) == "1\xa0234,5"
     assert Translator("en").number(1234.5) == "1,234.5"
     assert Translator("en").date("2026-12") == "Dec 1, 2026" and Translator("en").date("not a date") == "not a date"
+    assert Translator("az").money(1234.5, "AZN") == "1.234,50\xa0₼"  # the manat's sign where CLDR has it
+    assert Translator("ru").money(42.5, "AZN") == "42,50\xa0AZN" and Translator("en").money(42.5, "AZN") == "AZN42.50"
+    assert Translator("en").money(None, "AZN") == "—"
 
 
 def test_language_choice():

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import orjson
 from babel.dates import format_date, format_datetime
-from babel.numbers import format_decimal, format_percent
+from babel.numbers import UnknownCurrencyError, format_currency, format_decimal, format_percent
 
 LANGUAGES = ("az", "ru", "en")
 DEFAULT = "az"
@@ -85,12 +85,21 @@ class Translator:
             return format_decimal(int(number), locale=self.lang)
         return format_decimal(round(number, digits), format=f"#,##0.{'#' * max(digits, 1)}", locale=self.lang)
 
+    def money(self, value: Any, currency: str | None) -> str:
+        """An amount in the locale's form for its currency (az "42,50 ₼", ru "42,50 AZN", en "AZN42.50")."""
+        if value is None or value == "":
+            return "—"
+        try:
+            return format_currency(float(value), (currency or "AZN").upper(), locale=self.lang)
+        except (TypeError, ValueError, UnknownCurrencyError):
+            return f"{self.number(value, 2)} {currency or ''}".strip()
+
     def percent(self, value: Any) -> str:
         return "—" if value is None else format_percent(float(value), "#,##0.#%", locale=self.lang)
 
     def globals(self) -> dict[str, Callable[..., str] | str]:
         return {"t": self.t, "maybe": self.maybe, "fdate": self.date, "fdatetime": self.datetime,
-                "fnum": self.number, "fpct": self.percent, "lang": self.lang}
+                "fnum": self.number, "fmoney": self.money, "fpct": self.percent, "lang": self.lang}
 
 
 def _parse(value: Any) -> dt.date | dt.datetime | None:
