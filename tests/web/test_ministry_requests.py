@@ -9,6 +9,7 @@ PAGES = ["/app/ministry", "/app/ministry/indicator/population", "/app/ministry/i
          "/app/ministry/indicator/population?region=Bak%C4%B1&by=district",
          "/app/ministry/indicator/encounter_rate?by=age", "/app/ministry/indicator/syndrome_cases",
          "/app/ministry/indicator/syndrome_cases?interval=year", "/app/ministry/indicator/bed_occupancy",
+         "/app/ministry/indicator/bed_occupancy?interval=month",  # a census is not summed: by day only
          "/app/ministry/indicator/vaccination_coverage",
          "/app/ministry/indicator/population/export.csv?by=region",
          "/app/ministry/indicator/population/export.svg?by=region&chart=map",

@@ -64,27 +64,29 @@ def _by(pg: Page, filters: dict[str, str]) -> str:
     return by if by in DIMENSIONS else "region"
 
 
-async def _dimensions(pg: Page, name: str) -> tuple[list[str], str] | None:
-    """The breakdowns this indicator has, of those the page offers, and its period grain (year or day);
-    None: no such indicator."""
+async def _dimensions(pg: Page, name: str) -> tuple[list[str], str, tuple[str, ...]] | None:
+    """The breakdowns this indicator has, of those the page offers, its period grain (year or day) and the
+    intervals a daily one may be summed into (a bed census only by day); None: no such indicator."""
     catalogue = await pg.api.get("/analytics/indicators")
     found = next((i for i in (catalogue.json() or {}).get("indicators") or [] if i.get("name") == name), None)
     if found is None:
         return None
-    return [d for d in DIMENSIONS if d in (found.get("dimensions") or [])], found.get("period_grain") or "year"
+    grain = found.get("period_grain") or "year"
+    intervals = tuple(i for i in INTERVALS if i in (found.get("intervals") or INTERVALS)) if grain == "day" else ()
+    return [d for d in DIMENSIONS if d in (found.get("dimensions") or [])], grain, intervals
 
 
-async def _fetch(pg: Page, name: str) -> tuple[Any, Any, str, dict[str, str], list[str]] | Response:
+async def _fetch(pg: Page, name: str) -> tuple[Any, Any, str, dict[str, str], list[str], tuple[str, ...]] | Response:
     described = await _dimensions(pg, name)
     if described is None:
         return pg.message("error.title", pg.tr.t("ministry.no_indicator"), 404)
-    dims, grain = described
+    dims, grain, intervals = described
     filters = {k: v for k, v in _filters(pg).items() if k in dims}
     by = _by(pg, filters)
     if by not in dims:
         by = next(d for d in ("region", "district", "age", "sex", "period") if d in dims)
     interval = pg.request.query_params.get("interval")
-    if interval in INTERVALS:  # daily indicators: summed by day, ISO week, month or year
+    if interval in intervals:  # daily indicators: summed by day, ISO week, month or year, as each allows
         filters["interval"] = interval
         if "period" in filters and not _PERIOD_FORMS[interval].match(filters["period"]):
             del filters["period"]  # a week chosen before switching to years: the latest year instead
@@ -104,10 +106,10 @@ async def _fetch(pg: Page, name: str) -> tuple[Any, Any, str, dict[str, str], li
     # indicator's weekly history over every syndrome is thousands of cells.
     chosen = _chosen(pg, breakdown.json() or {}, by)[1]
     if history is not None and history.ok:
-        return breakdown, history, by, filters, dims
+        return breakdown, history, by, filters, dims, intervals
     trend = await pg.api.get(f"/analytics/indicators/{name}", {k: v for k, v in filters.items() if k != "period"}
                              | {d: v for d, v in chosen.items() if v is not None} | {"by": "period"})
-    return breakdown, trend, by, filters, dims
+    return breakdown, trend, by, filters, dims, intervals
 
 
 def _chosen(pg: Page, result: dict[str, Any], by: str) -> tuple[dict[str, list[str]], dict[str, str | None]]:
@@ -130,13 +132,13 @@ async def indicator(pg: Page) -> Response:
     fetched = await _fetch(pg, name)
     if isinstance(fetched, Response):
         return fetched
-    breakdown, trend, by, filters, dims = fetched
-    view = build_view(pg, breakdown.json(), trend.json() if trend.ok else None, by, filters)
+    breakdown, trend, by, filters, dims, intervals = fetched
+    view = build_view(pg, breakdown.json(), trend.json() if trend.ok else None, by, filters, intervals)
     return pg.render("ministry/indicator.html", **{**view, "dimensions": dims})
 
 
 def build_view(pg: Page, result: dict[str, Any], trend: dict[str, Any] | None, by: str,
-               filters: dict[str, str]) -> dict[str, Any]:
+               filters: dict[str, str], intervals: tuple[str, ...] = INTERVALS) -> dict[str, Any]:
     tr = pg.tr
     figures = result.get("figures") or []
     periods = sorted({f.get("period") for f in [*figures, *((trend or {}).get("figures") or [])]
@@ -179,8 +181,8 @@ def build_view(pg: Page, result: dict[str, Any], trend: dict[str, Any] | None, b
         drill.append({"label": label(value), "row": r, "link": link})
     return {"result": result, "name": result.get("indicator"), "title": title, "by": by, "filters": filters,
             "periods": periods[-104:], "period": period, "yearly": isinstance(period, int),
-            "interval": filters.get("interval") or ("year" if isinstance(period, int) else "week"),
-            "intervals": INTERVALS, "rows": drill, "unit": unit, "chart": chart, "map": the_map,
+            "interval": result.get("interval") or filters.get("interval") or "year",
+            "intervals": intervals, "rows": drill, "unit": unit, "chart": chart, "map": the_map,
             "curve": curve, "extras": extras, "extra_values": extra_values, "chosen": chosen,
             "dimensions": DIMENSIONS, "place": _place(filters), "region_name": region_name,
             "district_name": district_name, "threshold": result.get("threshold")}
@@ -220,7 +222,7 @@ async def export(pg: Page) -> Response:
     fetched = await _fetch(pg, name)
     if isinstance(fetched, Response):
         return fetched
-    breakdown, trend, by, filters, _ = fetched
+    breakdown, trend, by, filters, _, _ = fetched
     if fmt == "csv":
         answer = await pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": by, "format": "csv"})
         if not answer.ok:
