@@ -72,3 +72,29 @@ def test_bad_input_is_a_400_operation_outcome(client, params, where):
     r = c.get("/analytics/forecasts", params=params, headers={"x-role": "analyst"})
     assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
     assert r.json()["issue"][0]["expression"] == [where]
+
+
+def test_the_dashboards_groups_are_fitted_ahead_of_any_request(world, store, tmp_path):
+    """A server's warm-up thread fits the groups it is given at start, so the first visitor reads a fit; the
+    same watermark is not fitted twice."""
+    import time
+
+    from healthtwin.api.services import Services
+    from healthtwin.twin.forecasting.web import Forecasts
+
+    mat, _, _ = world
+    services = Services.build(store, None, None, tmp_path / "data")
+    forecasts = Forecasts(services, mat.data_dir, warm=[("ili", "region"), ("no-such-group", "region")],
+                          poll_seconds=0.05)
+    forecasts.start()
+    try:
+        deadline = time.time() + 300
+        while forecasts.warmed is None and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        forecasts.stop()
+    assert forecasts.warmed is not None
+    assert [k[:2] for k in forecasts._cache] == [("ili", "region")]  # an unknown group is skipped
+    assert forecasts.warm_once() is False  # nothing changed since
+    answer = forecasts.answer({"syndrome": "ili", "level": "region", "weeks": 4, "region": set()})
+    assert answer["series"] and len(forecasts._cache) == 1  # read from the warm cache

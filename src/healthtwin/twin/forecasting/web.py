@@ -1,8 +1,12 @@
 """`GET /analytics/forecasts?syndrome=ili&level=region[&region=…]`: the next weeks of the twin's weekly series
 with bands, from the same ensemble that is scored on FluSight (ensemble.py, twin_series.py).
 
-Computed on request from the analytics tables (twin/series.py) and kept per analytics watermark: a refresh
-changes the watermark and the next request fits again; between refreshes the answer is the cached one.
+Computed from the analytics tables (twin/series.py) and kept per analytics watermark: a refresh changes the
+watermark and the next request fits again; between refreshes the answer is the cached one. A fit takes
+seconds per series (half a minute for one syndrome's regions on a busy 2-core machine), so a server warms
+the cache for the groups its pages show (`WARM`) in a background thread at start and again whenever the
+watermark changes (polled once a minute): the page's visitors read fits made before they came. A request
+for a group not yet fitted fits it then, as before; one fit per group and level at a time, others go on.
 Horizon 0 is the week after the last whole week of the record (the current, incomplete week), as in FluSight.
 What leaves is consistent with twin/surveillance/suppression.py: observed weekly counts of 1-4 are shown as
 "<5"; the quantiles are model estimates (like an alert's expected values), rounded to one decimal.
@@ -12,7 +16,9 @@ and administrators), and every request, answered or refused, is in the audit cha
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,19 +48,76 @@ METHOD = ("quantile-averaging ensemble (growth regression 0.6, pooled growth reg
           f"theta on log(1+y) 0.2; spread widened {ensemble.SPREAD} on the log scale); series shorter than "
           f"{ensemble.MIN_WEEKS} weeks get the FluSight flat baseline")
 CACHE_SIZE = 32
+# What the ministry's forecasts page offers (web/twin_pages.py): each syndromic group by region and, for a
+# region's drill-down, by district.
+WARM = tuple((syndrome, level) for syndrome in ("ili", "ari", "pneumonia", "gastroenteritis", "measles")
+             for level in ("region", "district"))
+WARM_POLL_SECONDS = 60.0
 
 
 class Forecasts:
     def __init__(self, services: Any, analytics_dir: Path, identify: Callable[[Request], Caller] | None = None,
-                 base_path: str = "/analytics") -> None:
+                 base_path: str = "/analytics", warm: Iterable[tuple[str, str]] = (),
+                 poll_seconds: float = WARM_POLL_SECONDS) -> None:
+        """`warm`: (syndrome, level) pairs fitted ahead of any request by `start()`'s thread."""
         self.services = services
         self.analytics_dir = Path(analytics_dir)
         self.identify = identify or (lambda request: Caller())
         self.base_path = base_path
         self.seam = PublicHealthSeam(services, self.identify, base_path, "forecast", (SeriesError,))
         self._cache: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the cache and the per-group locks
+        self._fitting: dict[tuple[str, str], threading.Lock] = {}
+        self.warm, self.poll_seconds = tuple(warm), poll_seconds
+        self.warmed: Any = None  # the watermark the warm-up last finished at
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.routes = [Route(f"{base_path}/forecasts", self.listing, methods=["GET"])]
+
+    # -- warming the cache ahead of the requests -----------------------------------------------------
+    def start(self) -> None:
+        if self.warm and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._warm_loop, name="forecast-warm-up", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _warm_loop(self) -> None:
+        try:  # Linux: this thread only yields to the requests' threads; the GIL is still shared
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
+        while not self._stop.is_set():
+            try:
+                self.warm_once()
+            except SeriesError as exc:  # no analytics yet: the next poll tries again
+                log.info("forecast warm-up waits: %s", exc)
+            except Exception:
+                log.exception("forecast warm-up failed")
+            self._stop.wait(self.poll_seconds)
+
+    def warm_once(self) -> bool:
+        """Fits the `warm` groups if the analytics changed since the last warm-up; whether it fitted."""
+        con = open_analytics(self.analytics_dir)
+        try:
+            mark = _watermark(con)
+            if mark is None or mark == self.warmed:
+                return False
+            known = {s["syndrome"] for s in syndromes(con)}
+            for syndrome, level in self.warm:
+                if self._stop.is_set():
+                    return False
+                if syndrome in known:
+                    self._forecast(con, syndrome, level)
+            self.warmed = mark
+            return True
+        finally:
+            con.close()
 
     # -- the seam shared with /analytics ---------------------------------------------------------------
     async def _guard(self, request: Request, fn: Callable[[RequestContext], Any]) -> Response:
@@ -91,15 +154,21 @@ class Forecasts:
 
     def _forecast(self, con: duckdb.DuckDBPyConnection, syndrome: str, level: str) -> list[dict[str, Any]]:
         key = (syndrome, level, _watermark(con))
-        with self._lock:  # one fit per watermark: concurrent first requests wait for it
+        with self._lock:
             if key[-1] is not None and key in self._cache:
                 return self._cache[key]
+            fitting = self._fitting.setdefault((syndrome, level), threading.Lock())
+        with fitting:  # one fit per group, level and watermark: concurrent first requests for it wait for it
+            with self._lock:
+                if key[-1] is not None and key in self._cache:
+                    return self._cache[key]
             found = weekly_counts(con, syndrome, level=level)
             out = [_view(s, f) for s, f in zip(found, _in_order(found, forecast_weekly(found)))]
             if key[-1] is not None:
-                if len(self._cache) >= CACHE_SIZE:
-                    self._cache.pop(next(iter(self._cache)))
-                self._cache[key] = out
+                with self._lock:
+                    if len(self._cache) >= CACHE_SIZE:
+                        self._cache.pop(next(iter(self._cache)))
+                    self._cache[key] = out
             return out
 
 
