@@ -34,7 +34,8 @@ def test_discovery(http):
     for path in ("/.well-known/smart-configuration", "/fhir/.well-known/smart-configuration"):
         doc = http.get(path).json()
         assert doc["token_endpoint"] == TOKEN_URL and doc["jwks_uri"] == BASE + "/auth/jwks"
-        assert doc["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
+        assert doc["token_endpoint_auth_methods_supported"] == ["private_key_jwt", "client_secret_basic",
+                                                              "client_secret_post"]
         assert set(doc["token_endpoint_auth_signing_alg_values_supported"]) == {"RS384", "ES384", "RS256", "ES256"}
         assert doc["code_challenge_methods_supported"] == ["S256"]
         assert {"launch-standalone", "client-confidential-asymmetric", "permission-v2", "permission-v1",

@@ -18,6 +18,7 @@ from .browser import Browser, cli_env, copy_to_docs, demo_server, free_port, req
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 PASSWORD = "a long provider password"
+SECRET = "the pages' client secret at the provider (from the environment)"
 FIN_SYSTEM = "https://health.gov.az/fhir/sid/fin"
 
 
@@ -43,13 +44,13 @@ def sites(tmp_path_factory):
     pages_url = f"http://127.0.0.1:{pages_port}"
     data = ["--data-dir", str(provider_dir)]
     _cli("clients", "add", "Health Twin pages", *data, "--scopes", "openid profile", "--client-id", "pages",
-         "--redirect-uri", pages_url + "/app/callback/external")
+         "--redirect-uri", pages_url + "/app/callback/external", "--secret-stdin", stdin=SECRET + "\n")
     for user, patient in (("eid-alice", "Patient/e1"), ("eid-nobody", "Patient/e2")):
         _cli("users", "add", user, *data, "--roles", "citizen", "--patient", patient, "--password-stdin",
              stdin=PASSWORD + "\n")
     with serve(provider_dir) as provider:
         env = {"HEALTHTWIN_OIDC_ISSUER": provider, "HEALTHTWIN_OIDC_CLIENT_ID": "pages",
-               "HEALTHTWIN_OIDC_NAME": "e-Gov ID"}
+               "HEALTHTWIN_OIDC_CLIENT_SECRET": SECRET, "HEALTHTWIN_OIDC_NAME": "e-Gov ID"}
         with demo_server(pages_dir, port=pages_port, env=env) as (pages, _passwords):
             alice = _fhir(pages, pages_dir, "GET", "Patient/pat-0")
             fin = next(i["value"] for i in alice["identifier"] if i.get("system") == FIN_SYSTEM)

@@ -18,6 +18,7 @@ import pytest
 from .conftest import PASSWORD, PUBLIC
 
 FIN = "AB12CD3"  # Patient/p1's FIN in the pages' record (conftest._resources)
+SECRET = "the pages' client secret at the provider, 32+ characters"
 
 
 def _free_port() -> int:
@@ -42,7 +43,7 @@ class Issuer:
         app = build_app(store, AppSettings(data_dir=data, public_url=self.url, rate=None))
         ensure_security_schema(store)
         self.client_id = add_client(store, "Health Twin pages", scopes="openid profile",
-                                    redirect_uris=[PUBLIC + "/app/callback/external"])
+                                    redirect_uris=[PUBLIC + "/app/callback/external"], secret=SECRET)
         add_user(store, "eid-aysel", PASSWORD, "citizen", patient="Patient/e1")
         add_user(store, "eid-stranger", PASSWORD, "citizen", patient="Patient/e2")
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
@@ -106,13 +107,15 @@ def rp(request, tmp_path, issuer):
     (tmp_path / "rp").mkdir()
     store = make_store(request.param, tmp_path / "rp")
     data = tmp_path / "rp-data"
-    oidc = OidcSettings(issuer.url, issuer.client_id, name="e-Gov ID")
+    secret = getattr(request, "secret", SECRET)
+    oidc = OidcSettings(issuer.url, issuer.client_id, secret, name="e-Gov ID")
     app = build_app(store, AppSettings(data_dir=data, public_url=PUBLIC, rate=None, oidc_login=oidc))
     with TestClient(app, base_url=PUBLIC) as client:
         site = Site(client, data, mint(data, PUBLIC, "admin", "person", ["user/*.cruds"], ["administrator"]))
         for resource in _resources():
             assert site.api("PUT", f"{resource['resourceType']}/{resource['id']}", resource).status_code in (200, 201)
         site.store = store
+        site.external = app.state.services.external_login
         yield site
     store.close()
 
@@ -234,6 +237,32 @@ def test_a_provider_that_cannot_be_reached_gets_a_clear_page(tmp_path):
         page = client.get("/app/login/external?lang=en", follow_redirects=False)
         assert page.status_code == 503 and "could not be reached" in page.text
     store.close()
+
+
+def test_the_client_secret_goes_by_basic_or_in_the_form_and_a_wrong_one_is_refused(issuer, rp):
+    from healthtwin.security.oidc_provider import ProviderError
+    external = rp.external
+    assert external is not None and external.provider.client_secret == SECRET
+    provider = external.provider
+    client = rp.client
+    # by the form (client_secret_post), where the provider's discovery names only that method
+    provider.document()["token_endpoint_auth_methods_supported"] = ["client_secret_post"]
+    done = client.get(issuer.sign_in(_start(client), "eid-aysel").removeprefix(PUBLIC), follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/app/me"
+    # a wrong secret: the provider refuses the code, and the page says so
+    provider.document()["token_endpoint_auth_methods_supported"] = ["client_secret_basic"]
+    provider.client_secret = "not the secret, though long enough to look like one"
+    page = client.get(issuer.sign_in(_start(client), "eid-aysel").removeprefix(PUBLIC) + "&lang=en")
+    assert page.status_code == 400 and "did not confirm who you are" in page.text
+    assert "invalid_client" in _refusals(rp.store)[-1]
+    # and none at all, for a client registered with one
+    provider.client_secret = None
+    with pytest.raises(ProviderError, match="invalid_client"):
+        location = _start(client)
+        back = issuer.sign_in(location, "eid-aysel")
+        state = parse_qs(urlsplit(back).query)
+        pending = external._take(state["state"][0], client.cookies.get("ht_oidc"))
+        provider.redeem(state["code"][0], PUBLIC + "/app/callback/external", pending[1])
 
 
 def test_provider_urls_must_be_https_except_on_loopback():

@@ -76,7 +76,8 @@ def ensure_security_schema(store: Any) -> None:
         # carried from the code to the tokens and their refreshes.
         for table, column, kind in (("security_clients", "roles", "TEXT"), ("security_codes", "token_jti", "TEXT"),
                                     ("security_clients", "disabled", real), ("security_users", "disabled", real),
-                                    ("security_codes", "launch", "TEXT"), ("security_refresh", "launch", "TEXT")):
+                                    ("security_codes", "launch", "TEXT"), ("security_refresh", "launch", "TEXT"),
+                                    ("security_clients", "secret_hash", "TEXT")):
             if store.dialect == "postgres":
                 cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
             else:
@@ -141,10 +142,21 @@ class Client:
     redirect_uris: tuple[str, ...]
     created: float
     roles: tuple[str, ...] = ()
+    secret_hash: str | None = None  # an app that authenticates with a shared secret (scrypt), not keys
 
     @property
     def confidential(self) -> bool:
+        """Authenticates with keys (private_key_jwt): what backend services, EHR launches and introspection
+        need."""
         return bool(self.jwks and self.jwks.get("keys"))
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret_hash)
+
+    def secret_ok(self, secret: str) -> bool:
+        """Whether `secret` is this client's (constant cost: scrypt, whether or not it has one)."""
+        return _check_hash(secret, self.secret_hash or _DUMMY_HASH) and self.has_secret
 
     def key(self, kid: str) -> dict[str, Any] | None:
         for jwk in (self.jwks or {}).get("keys", []):
@@ -186,10 +198,10 @@ def normalize_jwks(jwks: dict[str, Any] | str | None = None, public_key_pem: str
 def add_client(store: Any, name: str, jwks: dict | str | None = None, scopes: str | Iterable[str] = "",
                organization: str | None = None, public_key_pem: str | bytes | None = None,
                redirect_uris: Iterable[str] = (), client_id: str | None = None,
-               roles: str | Iterable[str] = ()) -> str:
+               roles: str | Iterable[str] = (), secret: str | None = None) -> str:
     """Registers a client and returns its id. A backend service registers keys (jwks or a PEM public key)
-    and its role; an app for people registers redirect URIs (and keys too if it is confidential): people's
-    roles come from their own accounts."""
+    and its role; an app for people registers redirect URIs (and keys, or a `secret` of at least 32
+    characters, if it is confidential): people's roles come from their own accounts."""
     role_list = split_scopes(roles) if isinstance(roles, str) else list(roles)
     unknown = [r for r in role_list if r not in SYSTEM_ROLES and not r.startswith("label:")]
     if unknown:
@@ -207,13 +219,16 @@ def add_client(store: Any, name: str, jwks: dict | str | None = None, scopes: st
     keyset = normalize_jwks(jwks, public_key_pem) if (jwks is not None or public_key_pem is not None) else None
     if keyset is None and not uris:
         raise ValueError("a client needs keys (backend services) or redirect URIs (apps)")
+    if secret is not None and (len(secret) < 32 or not uris):
+        raise ValueError("a client secret is for an app (with redirect URIs) and has at least 32 characters")
     client_id = client_id or new_client_id()
     ensure_security_schema(store)
     with store.write_cursor() as cur:
         cur.execute(store.sql("INSERT INTO security_clients (client_id, name, jwks, scopes, organization, "
-                              "redirect_uris, created, roles) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                              "redirect_uris, created, roles, secret_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
                     (client_id, name, orjson.dumps(keyset).decode() if keyset else None, " ".join(scope_list),
-                     organization, " ".join(uris), time.time(), " ".join(role_list)))
+                     organization, " ".join(uris), time.time(), " ".join(role_list),
+                     hash_password(secret) if secret is not None else None))
     return client_id
 
 
@@ -221,13 +236,13 @@ def get_client(store: Any, client_id: str) -> Client | None:
     if not client_id or len(client_id) > 200:
         return None
     with store.cursor() as cur:
-        cur.execute(store.sql("SELECT client_id, name, jwks, scopes, organization, redirect_uris, created, roles "
-                              "FROM security_clients WHERE client_id = ? AND disabled IS NULL"), (client_id,))
+        cur.execute(store.sql("SELECT client_id, name, jwks, scopes, organization, redirect_uris, created, roles, "
+                              "secret_hash FROM security_clients WHERE client_id = ? AND disabled IS NULL"), (client_id,))
         row = cur.fetchone()
     if row is None:
         return None
     return Client(row[0], row[1], orjson.loads(row[2]) if row[2] else None, tuple(split_scopes(row[3])), row[4],
-                  tuple(split_scopes(row[5])), row[6], tuple(split_scopes(row[7] or "")))
+                  tuple(split_scopes(row[5])), row[6], tuple(split_scopes(row[7] or "")), row[8])
 
 
 # -- users --------------------------------------------------------------------------------------------------------

@@ -34,9 +34,10 @@ def cmd_clients_add(args: argparse.Namespace) -> int:
     from .clients import SYSTEM_ROLES, add_client
     jwks = Path(args.jwks).read_text() if args.jwks else None
     pem = Path(args.public_key).read_bytes() if args.public_key else None
+    secret = sys.stdin.readline().rstrip("\n") if args.secret_stdin else None
     client_id = add_client(_store(args), args.name, jwks=jwks, scopes=args.scopes, organization=args.organization,
                            public_key_pem=pem, redirect_uris=args.redirect_uri or [], client_id=args.client_id,
-                           roles=" ".join(check_roles(args.roles, SYSTEM_ROLES)))
+                           roles=" ".join(check_roles(args.roles, SYSTEM_ROLES)), secret=secret)
     print(client_id)
     return 0
 
@@ -310,6 +311,9 @@ def register(sub: Any, store_args: Any) -> None:
     add.add_argument("--organization", help="Organization/<id> the client acts for")
     add.add_argument("--redirect-uri", action="append", help="exact redirect URI (apps); repeatable")
     add.add_argument("--client-id", help="choose the id (default: random)")
+    add.add_argument("--secret-stdin", action="store_true",
+                     help="an app's client secret (32 characters or more) from standard input: it then "
+                          "authenticates with client_secret_basic or client_secret_post")
     add.add_argument("--roles", help="a backend service's role: laboratory, pharmacy, insurer, analyst, auditor, "
                                      "administrator (without one, only its scopes limit it)")
     add.set_defaults(func=cmd_clients_add)

@@ -109,13 +109,14 @@ def smart_configuration(config: SmartConfig) -> dict[str, Any]:
         "revocation_endpoint": base + "/auth/revoke",
         "introspection_endpoint": base + "/auth/introspect",
         "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "scopes_supported": ["openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
                              "patient/*.rs", "user/*.rs", "user/*.cruds", "system/*.rs", "system/*.cruds",
                              "patient/*.read", "user/*.read", "system/*.read"],
         "response_types_supported": ["code"],
         "capabilities": ["launch-standalone", "launch-ehr", "client-public", "client-confidential-asymmetric",
+                         "client-confidential-symmetric",
                          "permission-v2", "permission-v1", "permission-patient", "permission-user",
                          "sso-openid-connect", "context-standalone-patient", "context-ehr-patient",
                          "context-ehr-encounter", "permission-offline", "permission-online"],
@@ -134,8 +135,9 @@ def openid_configuration(config: SmartConfig) -> dict[str, Any]:
         "response_types_supported": ["code"], "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256"], "grant_types_supported": smart["grant_types_supported"],
         "scopes_supported": ["openid", "profile", "fhirUser", "launch/patient", "offline_access"],
-        # public clients (PKCE alone) and private_key_jwt; no shared secrets are kept
-        "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        # public clients (PKCE alone), keys (private_key_jwt) and secrets (kept as scrypt hashes)
+        "token_endpoint_auth_methods_supported": ["none", "private_key_jwt", "client_secret_basic",
+                                                  "client_secret_post"],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser", "fin"],
         "code_challenge_methods_supported": ["S256"], "ui_locales_supported": ["az", "ru", "en"],
@@ -326,10 +328,18 @@ def requesting_client(config: SmartConfig, form: dict[str, str]) -> Client:
             raise OAuthError("invalid_client", f"client_assertion_type must be {JWT_BEARER}")
         return authenticate_client(config, form.get("client_assertion"), form.get("client_id"))
     client = get_client(config.store, form.get("client_id") or "")
+    if form.get("client_secret") is not None:  # client_secret_basic (moved into the form) or _post
+        if form.get("client_assertion") is not None:
+            raise OAuthError("invalid_request", "use one way of authenticating the client")
+        if client is None or not client.secret_ok(form["client_secret"]):
+            raise OAuthError("invalid_client", "unknown client or wrong client secret")
+        return client
     if client is None:
         raise OAuthError("invalid_client", "unknown client")
     if client.confidential:
         raise OAuthError("invalid_client", "this client must authenticate with a client assertion")
+    if client.has_secret:
+        raise OAuthError("invalid_client", "this client must authenticate with its client secret")
     return client
 
 
@@ -513,7 +523,31 @@ async def read_form(request: Request) -> dict[str, str]:
         if key in form:  # RFC 6749 §3.2: parameters must not be repeated (and parsers disagree on which wins)
             raise OAuthError("invalid_request", f"parameter {key} is repeated")
         form[key] = value
+    _basic_credentials(request, form)
     return form
+
+
+def _basic_credentials(request: Request, form: dict[str, str]) -> None:
+    """A client's id and secret sent with HTTP Basic (client_secret_basic), moved into the form as
+    client_secret_post would send them, so one check (requesting_client) sees both; a client may use one
+    method only (RFC 6749 §2.3)."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return
+    import base64
+    import binascii
+    from urllib.parse import unquote_plus
+    try:
+        pair = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise OAuthError("invalid_client", "the Basic credentials are not base64 of id:secret") from None
+    client_id, sep, secret = pair.partition(":")
+    if not sep or "client_secret" in form or "client_assertion" in form:
+        raise OAuthError("invalid_request", "use one way of authenticating the client")
+    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+    if form.get("client_id", client_id) != client_id:
+        raise OAuthError("invalid_client", "client_id does not match the Basic credentials")
+    form["client_id"], form["client_secret"] = client_id, secret
 
 
 def _audit_token(config: SmartConfig, form: dict[str, str], address: str, body: dict[str, Any] | None,
