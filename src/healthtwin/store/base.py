@@ -199,6 +199,11 @@ class Store:
     def lock(self, cur: Any, key: str) -> None:
         """Serialises writers that use the same key until the transaction ends (no-op where writes are serial)."""
 
+    def lock_many(self, cur: Any, keys: Sequence[str]) -> None:
+        """`lock` for each key, in the order given (PostgreSQL takes them in one statement)."""
+        for key in keys:
+            self.lock(cur, key)
+
     # -- search parameter ids --------------------------------------------------------------------------------
     def pid(self, rtype: str, code: str, cur: Any | None = None) -> int | None:
         """The id of a search parameter in index tables; created on first write (cur given), else None."""
@@ -419,6 +424,9 @@ class Transaction:
     def lock(self, key: str) -> None:
         self.store.lock(self.cur, key)
 
+    def lock_many(self, keys: Sequence[str]) -> None:
+        self.store.lock_many(self.cur, keys)
+
     def current(self, rtype: str, rid: str) -> tuple[int, Stored] | None:
         self._flush_new()
         self.cur.execute(self.sql(f"SELECT {_COLS}, rid FROM resources WHERE type = ? AND id = ?"
@@ -510,6 +518,41 @@ class Transaction:
         self._pending.pop(row_id, None)  # rows for this resource written earlier in the transaction go too
         for table in INDEX_TABLES:
             self.cur.execute(self.sql(f"DELETE FROM {table} WHERE rid = ?"), (row_id,))
+
+    def update_many(self, rtype: str, items: list[tuple[tuple[int, Stored], dict]]) -> list[Stored]:
+        """`update` of many existing resources of one type at once (each `(existing, resource)`, existing as
+        `current` returns it): the same versions, history rows and index rows as one `update` each, in a few
+        statements for all of them rather than ten for each."""
+        if not items:
+            return []
+        now = self.now
+        archived, rows, out = [], [], []
+        for (row_id, old), resource in items:
+            version = old.version + 1
+            resource["id"] = old.id
+            content = self._stamp(resource, version, now)
+            method = "delete" if old.deleted else ("create" if old.version == 1 else "update")
+            archived.append((old.type, old.id, old.version, old.last_updated, int(old.deleted), method,
+                             self.store.seal(old.type, old.id, old.content)))
+            rows.append((version, now, self.store.seal(rtype, old.id, content), row_id))
+            out.append(Stored(rtype, old.id, version, now, False, content, "create" if old.deleted else "update"))
+        self.store.bulk_insert(self.cur, "history",
+                               ("type", "id", "version", "last_updated", "deleted", "method", "content"), archived)
+        self.cur.executemany(self.sql("UPDATE resources SET version = ?, last_updated = ?, deleted = 0, content = ? "
+                                      "WHERE rid = ?"), rows)
+        row_ids = [row_id for (row_id, _), _ in items]
+        gone = set(row_ids)
+        for table, pending in self._pending.items():
+            if any(r[0] in gone for r in pending):
+                self._pending[table] = [r for r in pending if r[0] not in gone]
+        for start in range(0, len(row_ids), 500):
+            chunk = row_ids[start:start + 500]
+            for table in INDEX_TABLES:
+                self.cur.execute(self.sql(f"DELETE FROM {table} WHERE rid IN ({','.join('?' * len(chunk))})"),
+                                 tuple(chunk))
+        for (row_id, _), resource in items:
+            self._index(row_id, rtype, resource)
+        return out
 
     def reindex(self, row_id: int, rtype: str, resource: dict) -> None:
         self._drop_index(row_id)

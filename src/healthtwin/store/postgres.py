@@ -322,6 +322,14 @@ class PostgresStore(Store):
         digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (digest,))
 
+    def lock_many(self, cur: Any, keys: Sequence[str]) -> None:
+        # One round trip for a batch's keys (a refresh of 1,000 children took 1,000 otherwise), in their order.
+        digests = [int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
+                   for k in keys]
+        if digests:
+            cur.execute("SELECT COUNT(pg_advisory_xact_lock(d)) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(d, n)",
+                        (digests,))
+
     async def aread(self, rtype: str, rid: str) -> Stored | None:
         """Read by id on the event loop (no worker-thread hop): the hottest path of the server. Once more on a
         fresh connection if the connection was lost under it."""

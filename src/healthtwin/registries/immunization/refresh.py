@@ -1,11 +1,16 @@
 """`healthtwin immunization refresh`: every child re-forecast and their ImmunizationRecommendation rewritten,
 after a bulk load (which runs no write rules) or once a day (a dose falls due without any write).
 
-The children (patients younger than recommendations.CHILD_YEARS on the day) are listed once, in batches of
-`BATCH` ids; each worker process opens the store itself and, per batch, reads the batch's records in a few
-searches (live.read_cases), forecasts them and writes the changed recommendations in one transaction, which
-also takes each child's guard, so a refresh and the live write rule never interleave for one child. Work is
-split across processes because the forecast (pure Python) is the cost: two workers use both cores."""
+The children (patients younger than recommendations.CHILD_YEARS on the day) are listed once from the birthdate
+index and cut into chunks of `CHUNK` ids; each worker process opens the store itself and, per chunk, reads the
+chunk's records in four plain queries, forecasts them and writes the changed recommendations in one
+transaction, which also takes each child's guard and re-checks the record's versions, so a refresh and the
+live write rule never leave a recommendation behind the record (cohort.py). Work is split across processes
+because the forecast (pure Python) is the cost: two workers use both cores.
+
+`per_child=True` runs the older path instead (batches of `BATCH`, each read with the live rule's searches,
+live.refresh_in): the same recommendations, several times slower; kept as the reference the bulk path is
+tested against."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +26,8 @@ from . import rules
 from .dates import parse_date
 from .recommendations import CHILD_YEARS
 
-BATCH = 250
+BATCH = 250  # children per batch of the per-child path
+CHUNK = 1000  # children per chunk of the bulk path: one transaction, four reads
 
 
 @dataclass
@@ -67,7 +73,7 @@ def _open(database: str | None, data_dir: Path):
     return services
 
 
-def child_ids(services: Any, on: date) -> list[list[str]]:
+def child_ids(services: Any, on: date, size: int = BATCH) -> list[list[str]]:
     """The ids of the patients younger than CHILD_YEARS on `on`, in batches: straight from the birthdate index
     (ids only: a search would read every child's whole resource just to list them)."""
     from ...fhir.dates import parse_range
@@ -80,7 +86,7 @@ def child_ids(services: Any, on: date) -> list[list[str]]:
                        "WHERE r.type = 'Patient' AND r.deleted = 0 AND d.pid = ? AND d.lo >= ? ORDER BY r.id",
                        [pid, born_after])
     ids = [row[0] for row in rows]
-    return [ids[i:i + BATCH] for i in range(0, len(ids), BATCH)]
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
 _worker: dict[str, Any] = {}
@@ -90,23 +96,27 @@ def _init(database: str | None, data_dir: str) -> None:
     _worker["services"] = _open(database, Path(data_dir))
 
 
-def _batch(job: tuple[list[str], str]) -> tuple[int, int, float]:
+def _batch(job: tuple[list[str], str, bool]) -> tuple[int, int, float]:
+    from .cohort import refresh_chunk
     from .live import refresh_in
-    pids, on = job
+    pids, on, per_child = job
     services = _worker["services"]
     started = time.perf_counter()
-    with services.store.transaction() as tx:
-        written = refresh_in(tx, services, pids, date.fromisoformat(on), reindex_patients=True)
+    if per_child:
+        with services.store.transaction() as tx:
+            written = refresh_in(tx, services, pids, date.fromisoformat(on), reindex_patients=True)
+    else:
+        written, _ = refresh_chunk(services, pids, date.fromisoformat(on))
     return len(pids), written, time.perf_counter() - started
 
 
-def refresh_all(database: str | None, data_dir: Path, on: date, workers: int = 2) -> Totals:
+def refresh_all(database: str | None, data_dir: Path, on: date, workers: int = 2, per_child: bool = False) -> Totals:
     started = time.perf_counter()
     services = _open(database, data_dir)
-    batches = list(child_ids(services, on))
+    batches = list(child_ids(services, on, BATCH if per_child else CHUNK))
     services.store.close()
     totals = Totals()
-    jobs = [(ids, on.isoformat()) for ids in batches]
+    jobs = [(ids, on.isoformat(), per_child) for ids in batches]
     if workers == 1:
         _init(database, str(data_dir))
         results = map(_batch, jobs)

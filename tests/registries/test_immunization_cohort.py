@@ -1,0 +1,112 @@
+"""The bulk refresh (cohort.py) against the per-child path it replaced: on the same generated population, the
+same recommendations, the same versions and history, the same search index rows; and a dose recorded between
+the bulk path's read and its write is not lost."""
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+import pytest
+
+from healthtwin.registries.immunization import rules
+from healthtwin.registries.immunization.cohort import commit_chunk, prepare_chunk
+from healthtwin.registries.immunization.live import read_cases, recommendations_for
+from healthtwin.registries.immunization.recommendations import is_child, is_living, recommendation_id
+from healthtwin.registries.immunization.refresh import refresh_all
+from healthtwin.store.schema import INDEX_TABLES
+
+from .imm_world import TYPES, database_url, imm_population, imm_world  # noqa: F401  (fixtures)
+
+TODAY = dt.date.today()
+LATER = TODAY + dt.timedelta(days=75)  # far enough for doses to fall due: most recommendations change
+
+
+def _loaded(kind: str, tmp_path, folder):
+    from healthtwin.api.services import Services
+    from healthtwin.loading import Loader
+    from healthtwin.registries.immunization.due import register
+    from healthtwin.security.storage import open_store
+    database = database_url(kind, tmp_path)
+    store = open_store(database, tmp_path / "data")
+    services = Services.build(store)
+    register(services.registry)
+    loader = Loader(services)
+    for rtype in TYPES:
+        f = folder / f"{rtype}.ndjson"
+        if f.exists():
+            loader.load_lines(f.read_bytes().splitlines(), f.name)
+    return database, store
+
+
+def _state(store) -> dict:
+    """Every recommendation's content (less lastUpdated), its history's versions, and its index rows by
+    parameter code: what a reader, a history and a search see."""
+    codes = {pid: (t, c) for t, c, pid in store.query("SELECT type, code, pid FROM search_params", [])}
+    out: dict = {}
+    for rid, version, content, row in store.query("SELECT id, version, content, rid FROM resources WHERE "
+                                                  "type = 'ImmunizationRecommendation' AND deleted = 0", []):
+        resource = orjson.loads(store.open_content("ImmunizationRecommendation", rid, content))
+        resource["meta"].pop("lastUpdated")
+        index = []
+        # the identifier's index row is a keyed blind index, and each store has its own key: compared as
+        # "the blind index of the identifier the content carries"
+        blind = store.at_rest.token(resource["identifier"][0]["value"])
+        for table in INDEX_TABLES:
+            for r in store.query(f"SELECT * FROM {table} WHERE rid = ?", [row]):
+                values = tuple("<blind identifier>" if v == blind else v for v in r[2:])
+                index.append((table, codes[r[1]], repr(values)))
+        history = [v for (v,) in store.query("SELECT version FROM history WHERE type = 'ImmunizationRecommendation' "
+                                             "AND id = ? ORDER BY version", [rid])]
+        out[rid] = (resource, version, history, sorted(index))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_the_bulk_refresh_writes_what_the_per_child_path_writes(kind, tmp_path, imm_population):
+    per_child_db, per_child = _loaded(kind, tmp_path / "a", imm_population)
+    bulk_db, bulk = _loaded(kind, tmp_path / "b", imm_population)
+    try:
+        for day, version in ((TODAY, 1), (LATER, 2)):
+            ref = refresh_all(per_child_db, tmp_path / "a" / "data", day, workers=1, per_child=True)
+            got = refresh_all(bulk_db, tmp_path / "b" / "data", day, workers=2)
+            assert got.children == ref.children > 20 and got.written == ref.written > 20
+            want, have = _state(per_child), _state(bulk)
+            assert sorted(have) == sorted(want)
+            assert have == want  # content, version, history and index rows alike
+            assert {v for _, v, _, _ in have.values()} >= {version}
+        again = refresh_all(bulk_db, tmp_path / "b" / "data", LATER, workers=1)
+        assert again.written == 0 and _state(bulk) == want  # nothing changed, nothing rewritten
+    finally:
+        per_child.close()
+        bulk.close()
+
+
+def test_a_record_changed_between_the_read_and_the_write_is_forecast_again(imm_world):
+    """The bulk path reads outside its transaction; what the live rule wrote in between (a dose recorded for
+    one child, another child's death) must not be overwritten by the forecast of the older record."""
+    world = imm_world
+    pid = world.child["id"]
+    admin = world.headers["admin"]
+    born = world.client.post("/fhir/Patient", json={"resourceType": "Patient", "birthDate": TODAY.isoformat(),
+                                                    "gender": "female"}, headers=admin)
+    assert born.status_code == 201, born.text
+    dying = born.json()["id"]
+    children = sorted(p["id"] for p in world.patients if is_child(p, TODAY) and is_living(p))[:200]
+    children = sorted(set(children) | {pid, dying})
+    prepared = prepare_chunk(world.services, children, TODAY)
+    dose = {"resourceType": "Immunization", "status": "completed", "patient": {"reference": f"Patient/{pid}"},
+            "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "08"}]},
+            "occurrenceDateTime": TODAY.isoformat(), "primarySource": True}
+    assert world.client.post("/fhir/Immunization", json=dose, headers=admin).status_code == 201
+    patient = born.json()
+    patient["deceasedBoolean"] = True
+    assert world.client.put(f"/fhir/Patient/{dying}", json=patient, headers=admin).status_code == 200
+    _, stale = commit_chunk(world.services, prepared)
+    assert stale == 2  # both children seen to have changed, and forecast again inside the transaction
+    [want] = recommendations_for(read_cases(world.services, [pid], None, rules.load())[pid], TODAY)
+    stored = world.store.read("ImmunizationRecommendation", recommendation_id(pid, rules.DEFAULT_SCHEDULE))
+    got = orjson.loads(stored.content)
+    assert {k: v for k, v in got.items() if k != "meta"} == {k: v for k, v in want.items() if k != "meta"}
+    assert prepared.results[dying]  # forecast as living at the read ...
+    gone = world.store.read("ImmunizationRecommendation", recommendation_id(dying, rules.DEFAULT_SCHEDULE))
+    assert gone is None or gone.deleted  # ... and left deleted, as the live rule left it
