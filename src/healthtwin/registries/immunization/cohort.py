@@ -20,8 +20,10 @@ and reads the chunk's (type, id, version) rows once more, without content; a chi
 forecast again inside the transaction by the live rule's own path (live.refresh_in), which reads through it.
 So a refresh and a recorded dose never leave a recommendation behind the record, as with the per-child path.
 
-Writes go through Transaction.create/update_many/delete: new versions, history rows, index rows, one
-timestamp per transaction, as any write; unchanged recommendations are left alone."""
+Writes go through Transaction.insert_many/update_many/delete: new versions, history rows, index rows, one
+timestamp per transaction, as any write; unchanged recommendations are left alone. Everything but the SQL
+(forecast, comparison with the stored recommendation, index extraction) is done before the transaction.
+A recommendation whose version moved since the read sends its child to the per-child path too."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -116,77 +118,95 @@ def forecast_chunk(cases: dict[str, Case], children: Sequence[str], on: date,
     return {pid: recommendations_for(cases[pid], on, schedules) if pid in cases else [] for pid in children}
 
 
-def write_chunk(tx: Any, results: dict[str, list[dict[str, Any]]], schedules: Sequence[str] = SCHEDULES) -> int:
-    """store_current for many children at once: creates, one update_many of the changed, deletes; the number
-    of versions written."""
-    ids = {recommendation_id(pid, key): pid for pid in results for key in schedules}
-    existing: dict[str, tuple[int, Any]] = {}
-    keys = sorted(ids)
-    for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
-        for row in tx.execute(f"SELECT {_COLS.replace('r.', '')}, rid FROM resources WHERE "
-                              f"type = 'ImmunizationRecommendation' AND id IN ({_marks(len(chunk))})"
-                              + tx.store.for_update(), chunk):
-            existing[row[1]] = (row[6], tx.store.stored(row))
-    updates: list[tuple[tuple[int, Any], dict]] = []
-    written = 0
-    for pid, current in results.items():
-        by_id = {r["id"]: r for r in current}
-        for key in schedules:
-            rid = recommendation_id(pid, key)
-            found = existing.get(rid)
-            old = orjson.loads(found[1].content) if found and not found[1].deleted and found[1].content else None
-            new = by_id.get(rid)
-            if new is None:
-                if old is not None:
-                    tx.delete("ImmunizationRecommendation", rid, found)
-                    written += 1
-            elif found is None:
-                tx.create("ImmunizationRecommendation", new, rid)
-                written += 1
-            elif not _same(old, new):
-                updates.append((found, new))
-    tx.update_many("ImmunizationRecommendation", updates)
-    return written + len(updates)
-
-
 @dataclass
 class Prepared:
-    """A chunk read and forecast, not yet written: the children, what the forecast read (versions) and found."""
+    """A chunk read and forecast, not yet written: the children, the versions the forecast read, and per
+    recommendation id what to write (`plan`: id -> (child, version read or None, new resource or None, its
+    index rows)); unchanged recommendations are not in the plan."""
     children: list[str]
     on: date
     read_at: dict[str, frozenset]
-    results: dict[str, list[dict[str, Any]]]
+    plan: dict[str, tuple[str, int | None, dict | None, list[tuple]]]
+
+
+def _recommendation_rows(rows: Rows, ids: Sequence[str], suffix: str = "") -> list[tuple]:
+    out: list[tuple] = []
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start:start + 500])
+        out += rows(f"SELECT {_COLS.replace('r.', '')}, rid FROM resources WHERE type = 'ImmunizationRecommendation' "
+                    f"AND id IN ({_marks(len(chunk))})" + suffix, chunk)
+    return out
 
 
 def prepare_chunk(services: Any, children: Sequence[str], on: date,
                   schedules: Sequence[str] = SCHEDULES) -> Prepared:
-    """Reads (outside any transaction) and forecasts one chunk of children."""
+    """Reads (outside any transaction), forecasts, compares with the stored recommendations and extracts the
+    new ones' index rows: on SQLite the write transaction (one at a time) is left with the SQL alone."""
+    store = services.store
     children = sorted(set(children))
-    reader = CohortReader(services.store, rules.load(rules.DEFAULT_SCHEDULE))
-    cases, read_at = reader.cases(services.store.query, children)
-    return Prepared(children, on, read_at, forecast_chunk(cases, children, on, schedules))
+    reader = CohortReader(store, rules.load(rules.DEFAULT_SCHEDULE))
+    cases, read_at = reader.cases(store.query, children)
+    results = forecast_chunk(cases, children, on, schedules)
+    ids = {recommendation_id(pid, key): pid for pid in children for key in schedules}
+    stored = {row[1]: store.stored(row) for row in _recommendation_rows(store.query, sorted(ids))}
+    plan: dict[str, tuple[str, int | None, dict | None, list[tuple]]] = {}
+    for pid in children:
+        by_id = {r["id"]: r for r in results[pid]}
+        for key in schedules:
+            rid = recommendation_id(pid, key)
+            found = stored.get(rid)
+            old = orjson.loads(found.content) if found and not found.deleted and found.content else None
+            new = by_id.get(rid)
+            version = found.version if found else None
+            if new is None:
+                if old is not None:
+                    plan[rid] = (pid, version, None, [])
+            elif not _same(old, new):
+                plan[rid] = (pid, version, new, store.index_rows_for(new))
+    return Prepared(children, on, read_at, plan)
 
 
 def commit_chunk(services: Any, prepared: Prepared, reindex_patients: bool = True,
                  schedules: Sequence[str] = SCHEDULES) -> tuple[int, int]:
     """Writes a prepared chunk in one transaction: (recommendations written, children forecast again inside it
-    because their record changed after the read)."""
+    because their record, or their recommendation, changed after the read)."""
     children = prepared.children
-    reader = CohortReader(services.store, rules.load(rules.DEFAULT_SCHEDULE))
-    with services.store.transaction() as tx:
+    store = services.store
+    reader = CohortReader(store, rules.load(rules.DEFAULT_SCHEDULE))
+    with store.transaction() as tx:
         tx.lock_many([f"{_STATE}:{pid}" for pid in children])
         now = reader.versions(tx.execute, children)
-        stale = [pid for pid in children if now.get(pid) != prepared.read_at.get(pid)]
+        stale = {pid for pid in children if now.get(pid) != prepared.read_at.get(pid)}
         if reindex_patients:
             for pid in unindexed_patients(tx, children):
                 found = tx.current("Patient", pid)
                 if found is not None and not found[1].deleted and found[1].content:
                     tx.reindex(found[0], "Patient", orjson.loads(found[1].content))
-        changed = set(stale)
-        written = write_chunk(tx, {pid: prepared.results[pid] for pid in children if pid not in changed}, schedules)
+        planned = [rid for rid, (pid, _, _, _) in prepared.plan.items() if pid not in stale]
+        existing = {row[1]: (row[6], store.stored(row))
+                    for row in _recommendation_rows(tx.execute, planned, store.for_update())}
+        creates, updates, deletes = [], [], []
+        for rid in planned:
+            pid, version, new, rows = prepared.plan[rid]
+            found = existing.get(rid)
+            if (found[1].version if found else None) != version:
+                stale.add(pid)  # written since the read (by the live rule): forecast again below
+            elif new is None:
+                deletes.append((rid, found))
+            elif found is None:
+                creates.append((rid, new, rows))
+            else:
+                updates.append((found, new, rows))
+        creates = [c for c in creates if prepared.plan[c[0]][0] not in stale]
+        updates = [u for u in updates if prepared.plan[u[0][1].id][0] not in stale]
+        deletes = [d for d in deletes if prepared.plan[d[0]][0] not in stale]
+        tx.insert_many("ImmunizationRecommendation", creates)
+        tx.update_many("ImmunizationRecommendation", updates)
+        for rid, found in deletes:
+            tx.delete("ImmunizationRecommendation", rid, found)
+        written = len(creates) + len(updates) + len(deletes)
         if stale:
-            written += refresh_in(tx, services, stale, prepared.on, schedules)
+            written += refresh_in(tx, services, sorted(stale), prepared.on, schedules)
     return written, len(stale)
 
 

@@ -36,6 +36,9 @@ class Totals:
     written: int = 0
     seconds: float = 0.0  # wall, from listing the children to the last batch (worker start-up included)
     busy: float = 0.0  # the workers' time in batches, summed: the rate at scale, past start-up, is children/busy
+    cpu: float = 0.0  # the workers' CPU time in batches, summed: on a shared machine, what the work itself costs
+    writing: float = 0.0  # wall time inside the write transactions, summed (on SQLite they take turns)
+    again: int = 0  # children whose record changed between the bulk read and the write: forecast once more
 
 
 def add_parser(commands: Any) -> None:
@@ -96,18 +99,23 @@ def _init(database: str | None, data_dir: str) -> None:
     _worker["services"] = _open(database, Path(data_dir))
 
 
-def _batch(job: tuple[list[str], str, bool]) -> tuple[int, int, float]:
-    from .cohort import refresh_chunk
+def _batch(job: tuple[list[str], str, bool]) -> tuple[int, int, float, float, float, int]:
+    from .cohort import commit_chunk, prepare_chunk
     from .live import refresh_in
     pids, on, per_child = job
     services = _worker["services"]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
+    again = 0
     if per_child:
         with services.store.transaction() as tx:
             written = refresh_in(tx, services, pids, date.fromisoformat(on), reindex_patients=True)
+        writing = time.perf_counter() - started
     else:
-        written, _ = refresh_chunk(services, pids, date.fromisoformat(on))
-    return len(pids), written, time.perf_counter() - started
+        prepared = prepare_chunk(services, pids, date.fromisoformat(on))
+        begun = time.perf_counter()
+        written, again = commit_chunk(services, prepared)
+        writing = time.perf_counter() - begun
+    return len(pids), written, time.perf_counter() - started, time.process_time() - cpu, writing, again
 
 
 def refresh_all(database: str | None, data_dir: Path, on: date, workers: int = 2, per_child: bool = False) -> Totals:
@@ -126,9 +134,12 @@ def refresh_all(database: str | None, data_dir: Path, on: date, workers: int = 2
         ctx = multiprocessing.get_context("spawn")  # no inherited connections or threads
         with ctx.Pool(workers, _init, (database, str(data_dir))) as pool:
             done = list(pool.imap_unordered(_batch, jobs))
-    for children, written, busy in done:
+    for children, written, busy, cpu, writing, again in done:
         totals.children += children
         totals.written += written
         totals.busy += busy
+        totals.cpu += cpu
+        totals.writing += writing
+        totals.again += again
     totals.seconds = time.perf_counter() - started
     return totals

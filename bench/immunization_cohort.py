@@ -1,0 +1,146 @@
+"""A national birth cohort re-forecast through the store: `healthtwin immunization refresh` (the bulk path,
+registries/immunization/cohort.py) over `--cohort` children, beside floors measured in the same run.
+
+    PYTHONPATH=src python bench/immunization_cohort.py [--cohort 130000] [--database postgresql://…] [--workers 2]
+
+Makes `--cohort` children born in the two years before the assessment date, each with the Azerbaijani
+calendar's doses up to their age, some missed or late (bench_immunization.child, seeded), and writes them
+straight into a store (SQLite in a temporary folder, or `--database`) with Transaction.put_many (no validation:
+the load is not what is measured). Then:
+  * refresh, first run (every recommendation created), then 61 days later (most recommendations changed: a
+    new version each), then the same day again (nothing to write): wall seconds and children/s, on
+    `--workers` processes;
+  * floor 1, the raw SELECT: the rows the refresh reads (Patients and Immunizations, content included), in
+    one query, in one process, not decoded;
+  * floor 2, the engine alone: the same children's records already in memory, forecast in one process;
+  * the projection to 10.2 million citizens at the measured rate.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+POPULATION = 10_200_000
+
+
+def resources(n: int, on: dt.date):
+    """(Patient, its Immunizations) of the cohort's children, as FHIR resources."""
+    import bench_immunization as bi
+    bi.ASSESSMENT = on
+    for seed in range(n):
+        p = bi.child(seed)
+        pid = f"coh-{seed}"
+        patient = {"resourceType": "Patient", "id": pid, "active": True, "gender": p.gender.lower(),
+                   "birthDate": p.birth.isoformat(), "address": [{"district": f"District {seed % 66}"}]}
+        imms = [{"resourceType": "Immunization", "id": f"{pid}-{d.id.split('-')[-1]}", "status": "completed",
+                 "patient": {"reference": f"Patient/{pid}"}, "occurrenceDateTime": d.given.isoformat(),
+                 "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": d.cvx}]},
+                 "primarySource": True} for d in p.doses]
+        yield patient, imms
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cohort", type=int, default=130_000)
+    ap.add_argument("--database", default=None)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--engine-sample", type=int, default=10_000, help="children forecast for the engine floor")
+    args = ap.parse_args()
+
+    from healthtwin.api.services import Services
+    from healthtwin.registries.immunization import rules
+    from healthtwin.registries.immunization.cohort import CohortReader, forecast_chunk
+    from healthtwin.registries.immunization.due import register
+    from healthtwin.registries.immunization.refresh import child_ids, refresh_all
+    from healthtwin.security.storage import open_store
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-cohort-"))
+    database = args.database or f"sqlite:///{tmp / 'bench.sqlite'}"
+    data_dir = tmp / "data"
+    on = dt.date(2026, 12, 2)
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {database.split('?')[0]}")
+    store = open_store(database, data_dir)
+    services = Services.build(store)
+    register(services.registry)
+    t = time.perf_counter()
+    batch: list = []
+    doses = 0
+
+    def put() -> None:
+        with store.transaction() as tx:
+            tx.put_many([(r, store.index_rows_for(r)) for r in batch])
+        batch.clear()
+    for patient, imms in resources(args.cohort, on):
+        batch.append(patient)
+        batch.extend(imms)
+        doses += len(imms)
+        if len(batch) >= 5000:
+            put()
+    put()
+    store.refresh_statistics(args.cohort + doses)
+    print(f"wrote {args.cohort:,} children and {doses:,} Immunizations in {time.perf_counter() - t:.0f} s")
+
+    runs = []
+    for label, day in (("first refresh (every recommendation created)", on),
+                       ("61 days later (changed ones rewritten)", on + dt.timedelta(days=61)),
+                       ("the same day again (nothing to write)", on + dt.timedelta(days=61))):
+        print(f"load average {os.getloadavg()[0]:.1f}")
+        totals = refresh_all(database, data_dir, day, args.workers)
+        runs.append(totals)
+        print(f"refresh, {label}, {args.workers} workers: {totals.children:,} children in {totals.seconds:.1f} s wall "
+              f"= {totals.children / totals.seconds:,.0f} children/s ({totals.written:,} written, {totals.again} read "
+              f"again); workers' CPU {totals.cpu:.1f} s = {totals.cpu / totals.children * 1e3:.2f} ms a child; "
+              f"inside write transactions {totals.writing:.1f} s")
+
+    # floor 1: the raw SELECT of the rows the refresh reads, in one query, not decoded
+    t = time.perf_counter()
+    with store.cursor() as cur:
+        cur.execute("SELECT r.id, r.content FROM resources r WHERE r.type IN ('Patient', 'Immunization')")
+        rows = 0
+        while True:
+            got = cur.fetchmany(10_000)
+            if not got:
+                break
+            rows += len(got)
+    raw = time.perf_counter() - t
+    # floor 2: the engine alone on records already read, one process
+    sample = [p for b in child_ids(services, on) for p in b][:args.engine_sample]
+    reader = CohortReader(store, rules.load())
+    cases = {}
+    t = time.perf_counter()
+    for i in range(0, len(sample), 1000):
+        cases.update(reader.cases(store.query, sample[i:i + 1000])[0])
+    read_s = time.perf_counter() - t
+    t, c = time.perf_counter(), time.process_time()
+    forecast_chunk(cases, sample, on + dt.timedelta(days=61))
+    engine_s, engine_c = time.perf_counter() - t, time.process_time() - c
+    print(f"floor, raw SELECT of the {rows:,} Patient and Immunization rows (one query, one process): {raw:.1f} s = "
+          f"{args.cohort / raw:,.0f} children/s")
+    print(f"floor, the engine alone on {len(sample):,} records in memory, one process: {len(sample) / engine_s:,.0f} "
+          f"children/s (reading them with the bulk path's queries, one process: {len(sample) / read_s:,.0f} children/s)")
+    rate = runs[1].children / runs[1].seconds
+    engine_cpu = engine_c / len(sample)
+    free = runs[1].children / max(runs[1].cpu / args.workers, runs[1].writing if "sqlite" in database else 0.0)
+    print(f"rewrite rate {rate:,.0f} children/s = {rate / (len(sample) / engine_s):.2f} x the engine alone on one core; "
+          f"CPU a child {runs[1].cpu / runs[1].children * 1e3:.2f} ms = {runs[1].cpu / runs[1].children / engine_cpu:.2f} x "
+          f"the engine's {engine_cpu * 1e3:.2f} ms")
+    print(f"projected: the {args.cohort:,} at the measured rate {args.cohort / rate:.0f} s, on {args.workers} free cores "
+          f"(workers' CPU / {args.workers}, or the write transactions' turns on SQLite) {args.cohort / free:.0f} s; "
+          f"{POPULATION:,} citizens {POPULATION / rate / 60:.0f} min at the measured rate, {POPULATION / free / 60:.0f} min "
+          f"on free cores")
+    print(f"load average after: {os.getloadavg()[0]:.1f}; data in {tmp}")
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
