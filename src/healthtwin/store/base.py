@@ -533,7 +533,7 @@ class Transaction:
             resource["id"] = rid
             content = self._stamp(resource, 1, now)
             inserts.append((row_id, rtype, rid, 1, now, 0, self.store.seal(rtype, rid, content)))
-            index_rows(row_id, rtype, rows, lambda t, c: self.store.pid(t, c, self.cur), self._pending)
+            index_rows(row_id, rtype, rows, lambda t, c: self.store.pid(t, c, self.cur), self._pending_of(row_id))
             out.append(Stored(rtype, rid, 1, now, False, content, "create"))
         self.store.bulk_insert(self.cur, "resources",
                                ("rid", "type", "id", "version", "last_updated", "deleted", "content"), inserts)
@@ -566,10 +566,8 @@ class Transaction:
                 f"WHERE rid IN ({','.join('?' * len(chunk))})"), tuple(chunk))
         self.cur.executemany(self.sql("UPDATE resources SET version = ?, last_updated = ?, deleted = 0, content = ? "
                                       "WHERE rid = ?"), rows)
-        gone = set(row_ids)
-        for table, pending in self._pending.items():
-            if any(r[0] in gone for r in pending):
-                self._pending[table] = [r for r in pending if r[0] not in gone]
+        for row_id in row_ids:
+            self._pending.pop(row_id, None)  # rows for these written earlier in the transaction go too
         for start in range(0, len(row_ids), 500):
             chunk = row_ids[start:start + 500]
             for table in INDEX_TABLES:
@@ -579,7 +577,8 @@ class Transaction:
             if extracted is None:
                 self._index(row_id, rtype, resource)
             else:
-                index_rows(row_id, rtype, extracted, lambda t, c: self.store.pid(t, c, self.cur), self._pending)
+                index_rows(row_id, rtype, extracted, lambda t, c: self.store.pid(t, c, self.cur),
+                           self._pending_of(row_id))
         return out
 
     def reindex(self, row_id: int, rtype: str, resource: dict) -> None:
