@@ -265,6 +265,16 @@ def test_the_client_secret_goes_by_basic_or_in_the_form_and_a_wrong_one_is_refus
         provider.redeem(state["code"][0], PUBLIC + "/app/callback/external", pending[1])
 
 
+def test_starting_sign_ins_in_a_flood_is_slowed(issuer, rp):
+    answers = [rp.client.get("/app/login/external?lang=en", follow_redirects=False) for _ in range(45)]
+    assert answers[0].status_code == 303
+    slowed = [a for a in answers if a.status_code == 429]
+    assert slowed and "Too many sign-in attempts" in slowed[-1].text
+    with rp.store.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM security_oidc_logins")
+        assert cur.fetchone()[0] == 45 - len(slowed)  # a slowed start keeps nothing
+
+
 def test_provider_urls_must_be_https_except_on_loopback():
     from healthtwin.security.oidc_provider import check_url
     assert check_url("https://eid.example", "issuer")

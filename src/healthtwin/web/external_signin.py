@@ -23,7 +23,7 @@ from .frame import HEADERS, Page
 BROWSER = "ht_oidc"  # the cookie binding the provider's answer to the browser that began the sign-in
 CALLBACK = "/callback/external"
 REASONS = ("state", "provider", "refused", "signature", "expired", "nonce", "token", "no_claim", "unknown_subject",
-           "ambiguous", "disabled", "not_recorded")
+           "ambiguous", "disabled", "not_recorded", "slow")
 
 
 def routes(client: Any, external: Any) -> list[Route]:
@@ -31,9 +31,17 @@ def routes(client: Any, external: Any) -> list[Route]:
         return []
     redirect_uri = client.public_url + sessions.PATH + CALLBACK
 
+    def too_fast(request: Request) -> bool:
+        """Each start keeps a row and each answer calls the provider: limited per address as the token
+        endpoint is (a burst, then a few a second), so neither can be flooded."""
+        address = request.client.host if request.client else "unknown"
+        return external.smart.token_limiter.check("oidc:" + address) is not None
+
     async def begin(request: Request) -> Response:
         from ..security.oidc_provider import ProviderError
         pg = Page(request, None)
+        if too_fast(request):
+            return refused(pg, "slow")
         after = sessions.safe_next(request.query_params.get("next"))
         try:
             url, browser = await run_in_threadpool(external.begin, redirect_uri, after, pg.lang)
@@ -48,6 +56,8 @@ def routes(client: Any, external: Any) -> list[Route]:
         from ..security.audit import AuditError
         from ..security.oidc_login import SignInRefused
         pg = Page(request, None)
+        if too_fast(request):
+            return refused(pg, "slow")
         params = {k: v for k, v in request.query_params.items() if k in ("state", "code", "error", "error_description")}
         address = request.client.host if request.client else None
         try:
@@ -87,5 +97,5 @@ def refused(pg: Page, reason: str, status: int | None = None) -> Response:
     """The page of a sign-in that did not go through: what happened and what to do, and a way to try again."""
     if status is None:
         status = 403 if reason in ("unknown_subject", "ambiguous", "disabled") else \
-            503 if reason in ("provider", "not_recorded") else 400
+            503 if reason in ("provider", "not_recorded") else 429 if reason == "slow" else 400
     return pg.render("signin_refused.html", status, reason=reason)
