@@ -8,7 +8,7 @@ from ..security.access import FIN_SYSTEM
 from . import normalise
 
 FIELDS = ("unique_id", "fin", "given", "given_key", "given_ph", "father_key", "family", "family_key",
-          "family_stem", "family_suffix", "family_ph", "sex", "birth", "birth_year", "district")
+          "family_stem", "family_suffix", "family_ph", "sex", "birth", "birth_year", "birth_month_day", "district")
 
 
 def _official_name(resource: dict[str, Any]) -> dict[str, Any]:
@@ -50,5 +50,6 @@ def of_patient(resource: dict[str, Any]) -> dict[str, Any]:
         "sex": resource.get("gender") if resource.get("gender") in ("male", "female") else None,
         "birth": birth,
         "birth_year": year if year and year.isdigit() else None,
+        "birth_month_day": birth[5:] if birth else None,  # MM-DD: blocks a pair whose year was mistyped
         "district": district,
     }

@@ -10,13 +10,17 @@ uses until a deployment trains its own (`healthtwin mpi train`, written to the d
 Blocking. A pair is compared only if it agrees on one of `BLOCKING_RULES`. Each rule pairs a name part with a
 date or another name part, never a field alone, so no block grows with the country faster than the most
 common name-and-birth-year: at 10.2 million, with Azerbaijani name frequencies, the largest block of the rule
-(given, surname stem, birth year) holds a few hundred records. Together they catch what one error breaks:
+(phonetic first name and surname, birth year) holds a few hundred records. Together they catch what one or
+two errors break (a duplicate without a FIN usually has two: docs/mpi.md):
+* the FIN;
 * exact birth date and surname stem: first-name typos, transliterations, patronymics, suffix changes;
 * exact birth date and first name: surname typos and changes;
-* first name, surname stem and birth year: swapped, mistyped and estimated (1 January) dates;
-* first name, surname stem and father's name: a mistyped year;
-* phonetic first name and surname, and birth year: a typo and a changed date together;
-* the FIN.
+* phonetic first name and surname, and birth year: swapped, mistyped (day) and estimated (1 January) dates,
+  with or without a vowel typo in a name (it holds every pair with the same first name, stem and year);
+* first name, surname stem, and day and month of birth: a mistyped year;
+* first name, father's name and birth year: a surname typo (or suffix change) and a changed date together;
+* surname, father's name and birth year: a first-name typo and a changed date together.
+A rule whose true pairs all fall in the others is left out: each rule's pairs cost scoring time.
 """
 from __future__ import annotations
 
@@ -95,9 +99,10 @@ BLOCKING_RULES: tuple[tuple[str, ...], ...] = (
     ("fin",),
     ("birth", "family_stem"),
     ("birth", "given_key"),
-    ("given_key", "family_stem", "birth_year"),
-    ("given_key", "family_stem", "father_key"),
     ("given_ph", "family_ph", "birth_year"),
+    ("given_key", "family_stem", "birth_month_day"),
+    ("given_key", "father_key", "birth_year"),
+    ("family_key", "father_key", "birth_year"),
 )
 
 # Grades are read on the evidence: the sum of the comparisons' weights, in bits, the prior left out. With the
