@@ -1,13 +1,14 @@
 """The candidate index `$match` looks up: one row per (blocking key, Patient), the keys blinded.
 
 A blocking key is a blocking rule's fields joined (model.BLOCKING_RULES: "birth date + surname stem" and the
-rest). Stored in clear they would be a second, unencrypted register of names and birth dates beside the
-sealed Patients, so each is stored as the store's keyed token digest (security/at_rest.py, the same as the
-identifier index's): a match looks up the digests of its own keys, and the candidates are then read (and
-decrypted) through the store like any resource.
+rest), prefixed with the rule's field names. Stored in clear they would be a second, unencrypted register of
+names and birth dates beside the sealed Patients, so each is stored as the store's keyed token digest
+(security/at_rest.py, the same as the identifier index's): a match looks up the digests of its own keys, and
+the candidates are then read (and decrypted) through the store like any resource.
 
 Kept current by a write rule on every Patient create, update and delete (plugin.py); an inactive or merged
-Patient (mpi/fin.py `holds_identity`) has no keys, so it is never a candidate. Bulk loads run no rules:
+Patient (mpi/fin.py `holds_identity`) has no keys, so it is never a candidate. Bulk loads run no rules, and
+a stored Patient has no rows for a rule added since it was written:
 `rebuild` (`healthtwin mpi index`) keys every stored Patient afresh.
 """
 from __future__ import annotations
@@ -43,10 +44,11 @@ def _digest(store: Store, text: str) -> str:
 
 def keys_of(store: Store, record: dict[str, Any]) -> list[str]:
     out = []
-    for number, cols in enumerate(model.BLOCKING_RULES):
+    for cols in model.BLOCKING_RULES:
         values = [record.get(c) for c in cols]
         if all(v is not None for v in values):
-            out.append(_digest(store, f"{number}:" + "|".join(values)))
+            # named by the rule's fields, not its position: adding or dropping a rule leaves the others' rows valid
+            out.append(_digest(store, "+".join(cols) + ":" + "|".join(values)))
     return out
 
 
