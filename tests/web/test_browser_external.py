@@ -54,6 +54,8 @@ def sites(tmp_path_factory):
         with demo_server(pages_dir, port=pages_port, env=env) as (pages, _passwords):
             alice = _fhir(pages, pages_dir, "GET", "Patient/pat-0")
             fin = next(i["value"] for i in alice["identifier"] if i.get("system") == FIN_SYSTEM)
+            for _ in range(60):  # others' accesses enough for the access log to need a second page
+                _fhir(pages, pages_dir, "GET", "Patient/pat-0")
             for pid, value in (("e1", fin), ("e2", "ZZ99ZZ9")):
                 _fhir(provider, provider_dir, "PUT", f"Patient/{pid}", {
                     "resourceType": "Patient", "id": pid, "identifier": [{"system": FIN_SYSTEM, "value": value}]})
@@ -100,6 +102,17 @@ def test_a_citizen_signs_in_through_the_external_provider(sites, browser):
     assert "ht_oidc" not in cookies  # the sign-in's binding is gone once used
     assert page.evaluate("localStorage.length + sessionStorage.length") == 0
     assert "token" not in page.url and "code=" not in page.url
+    # who looked at my record, a page at a time
+    page.goto(pages + "/app/me/access")
+    assert page.locator("ol.log > li").count() == 50
+    _clean(browser.check(page, "citizen-access-paged"))
+    page.get_by_role("link", name="Daha köhnə qeydlər").click()
+    page.wait_for_url(re.compile(r"before=\d+"))
+    assert page.locator("ol.log > li").count() >= 10
+    _clean(browser.check(page, "citizen-access-older"))
+    page.get_by_role("link", name="Ən yeni qeydlər").click()
+    page.wait_for_url(re.compile(r"/app/me/access\?"))
+    assert page.locator("ol.log > li").count() == 50
     assert ctx.csp_violations == []
     ctx.close()
     copy_to_docs(["home-external-360.png"])
