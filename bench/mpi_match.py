@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from healthtwin.composition import AppSettings, build_app  # noqa: E402
-from healthtwin.mpi import features, keys  # noqa: E402
+from healthtwin.mpi import features, keys, match  # noqa: E402
+from healthtwin.mpi.plugin import weights_for  # noqa: E402
 from healthtwin.population.generator import generate_stream  # noqa: E402
 from healthtwin.request import OpenPolicy  # noqa: E402
 from healthtwin.security.at_rest import AtRest  # noqa: E402
@@ -43,6 +44,24 @@ END = dt.date(2024, 12, 31)
 
 def p95(xs: list[float]) -> float:
     return sorted(xs)[int(0.95 * (len(xs) - 1))]
+
+
+def _by_candidates(counts: list[int], secs: list[float]) -> dict[str, float]:
+    """The median time of `match.find` for each number of candidates a call had (ms)."""
+    groups: dict[int, list[float]] = {}
+    for n, t in zip(counts, secs):
+        groups.setdefault(n, []).append(t)
+    return {str(n): round(statistics.median(ts) * 1000, 2) for n, ts in sorted(groups.items()) if len(ts) >= 5}
+
+
+def _slope(counts: list[int], secs: list[float]) -> float | None:
+    """Least-squares ms per candidate of `match.find` over the calls (what grows with the blocks)."""
+    if len(set(counts)) < 2:
+        return None
+    mx, my = statistics.mean(counts), statistics.mean(secs)
+    cov = sum((x - mx) * (y - my) for x, y in zip(counts, secs))
+    var = sum((x - mx) ** 2 for x in counts)
+    return round(cov / var * 1000, 3)
 
 
 def main() -> int:
@@ -86,7 +105,8 @@ def main() -> int:
         calls = probes + strangers
         rng.shuffle(calls)
         # each call's floors are measured right after it, so that they see the same moment of the shared machine
-        times, reads, lookups, key_sql, candidates, found = [], [], [], [], [], 0
+        times, reads, lookups, key_sql, candidates, finds, found = [], [], [], [], [], [], 0
+        weights = weights_for(folder / "data")
         with TestClient(app) as client:
             for p in calls:
                 body = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": p}]}
@@ -109,6 +129,11 @@ def main() -> int:
                 t = time.perf_counter()
                 candidates.append(len(keys.candidates(store, features.of_patient(p))))
                 key_sql.append(time.perf_counter() - t)
+                record = features.of_patient(p)
+                t = time.perf_counter()
+                match.find(store, record, weights)  # $match without HTTP, validation and release
+                finds.append(time.perf_counter() - t)
+        candidates_raw = list(candidates)
         candidates.sort()
         rows = store.query(f"SELECT COUNT(*), COUNT(DISTINCT key) FROM {keys.TABLE}", ())
         store.close()
@@ -126,6 +151,8 @@ def main() -> int:
         "candidates_per_call": {"mean": round(statistics.mean(candidates), 1), "p95": p95(candidates),
                                 "max": candidates[-1]},
         "floor_read_by_id_ms": {"p50": round(statistics.median(reads) * 1000, 1), "p95": round(p95(reads) * 1000, 1)},
+        "find_ms_by_candidates": _by_candidates(candidates_raw, finds),
+        "find_ms_per_candidate": _slope(candidates_raw, finds),
         "floor_one_key_lookup_ms": {"p50": round(statistics.median(lookups) * 1000, 3),
                                     "p95": round(p95(lookups) * 1000, 3)},
         "floor_all_key_lookups_ms": {"p50": round(statistics.median(key_sql) * 1000, 3),
