@@ -55,13 +55,14 @@ def _by_candidates(counts: list[int], secs: list[float]) -> dict[str, float]:
 
 
 def _slope(counts: list[int], secs: list[float]) -> float | None:
-    """Least-squares ms per candidate of `match.find` over the calls (what grows with the blocks)."""
-    if len(set(counts)) < 2:
+    """ms per candidate of `match.find` (what grows with the blocks): the least-squares line through the median
+    time of each number of candidates (medians, so that a call the shared machine stalled does not tilt it)."""
+    medians = _by_candidates(counts, secs)
+    if len(medians) < 2:
         return None
-    mx, my = statistics.mean(counts), statistics.mean(secs)
-    cov = sum((x - mx) * (y - my) for x, y in zip(counts, secs))
-    var = sum((x - mx) ** 2 for x in counts)
-    return round(cov / var * 1000, 3)
+    xs, ys = [int(n) for n in medians], list(medians.values())
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs), 3)
 
 
 def main() -> int:
@@ -151,6 +152,7 @@ def main() -> int:
         "candidates_per_call": {"mean": round(statistics.mean(candidates), 1), "p95": p95(candidates),
                                 "max": candidates[-1]},
         "floor_read_by_id_ms": {"p50": round(statistics.median(reads) * 1000, 1), "p95": round(p95(reads) * 1000, 1)},
+        "find_ms": {"p50": round(statistics.median(finds) * 1000, 2), "p95": round(p95(finds) * 1000, 2)},
         "find_ms_by_candidates": _by_candidates(candidates_raw, finds),
         "find_ms_per_candidate": _slope(candidates_raw, finds),
         "floor_one_key_lookup_ms": {"p50": round(statistics.median(lookups) * 1000, 3),
