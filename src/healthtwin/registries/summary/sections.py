@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..patient_record import PatientRecord, Rows, latest_per_code
+from ..patient_record import PatientRecord, Rows
 from . import display as d
 
 LOINC = "http://loinc.org"
@@ -53,9 +53,7 @@ def _immunizations(r: PatientRecord) -> list[Rows]:
 
 def _latest(category: str) -> Callable[[PatientRecord], list[Rows]]:
     def read(r: PatientRecord) -> list[Rows]:
-        rows = r.search("Observation", [("category", category), ("status", "final,amended,corrected")], "-date")
-        rows.resources = latest_per_code(rows.resources)
-        return [rows]
+        return [r.latest_of_each("Observation", [("category", category), ("status", "final,amended,corrected")])]
     return read
 
 
