@@ -11,7 +11,7 @@ an administrator's token (every request authorised and audited, the rate limit o
     fetched and parsed: a plain read of the same resources, without search, policy or assembly.
 
     .venv/bin/python bench/summary.py [--patients 6000] [--start-year 2015] [--database postgresql://…]
-                                      [--keep DIR] [--queries 200]
+                                      [--keep DIR] [--queries 200] [--port 8187]
 """
 from __future__ import annotations
 
@@ -116,7 +116,9 @@ def main() -> None:
     ap.add_argument("--database", default=None)
     ap.add_argument("--keep", default=None, help="reuse/keep the data folder (skip generation and loading)")
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--port", type=int, default=PORT, help="two runs at once (SQLite and PostgreSQL) need two")
     args = ap.parse_args()
+    port = args.port
     data = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-summary-"))
     db_args = ["--data-dir", str(data)] + (["--database", args.database] if args.database else [])
     prepare(args, data, db_args)
@@ -131,14 +133,14 @@ def main() -> None:
     env = dict(os.environ, HEALTHTWIN_DATA_DIR=str(data))
     token = subprocess.run([BIN / "healthtwin", "token", "--data-dir", str(data), "--subject", "bench", "--kind",
                             "person", "--roles", "administrator", "--scope", "user/*.rs", "--public-url",
-                            f"http://127.0.0.1:{PORT}"], check=True, capture_output=True, text=True,
+                            f"http://127.0.0.1:{port}"], check=True, capture_output=True, text=True,
                            env=env).stdout.strip().splitlines()[-1]
-    proc = subprocess.Popen([BIN / "healthtwin", "serve", *db_args, "--port", str(PORT), "--public-url",
-                             f"http://127.0.0.1:{PORT}", "--rate-limit", "off"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([BIN / "healthtwin", "serve", *db_args, "--port", str(port), "--public-url",
+                             f"http://127.0.0.1:{port}", "--rate-limit", "off"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait(f"http://127.0.0.1:{PORT}/health")
-        with httpx.Client(base_url=f"http://127.0.0.1:{PORT}/fhir", timeout=120,
+        wait(f"http://127.0.0.1:{port}/health")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/fhir", timeout=120,
                           headers={"Authorization": f"Bearer {token}"}) as client:
             for pid in sample[:10]:  # warm-up: the validator, the schedules, the connection
                 client.get(f"/Patient/{pid}/$summary")
