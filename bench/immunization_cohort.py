@@ -99,7 +99,7 @@ def main() -> int:
         print(f"refresh, {label}, {args.workers} workers: {totals.children:,} children in {totals.seconds:.1f} s wall "
               f"= {totals.children / totals.seconds:,.0f} children/s ({totals.written:,} written, {totals.again} read "
               f"again); workers' CPU {totals.cpu:.1f} s = {totals.cpu / totals.children * 1e3:.2f} ms a child; "
-              f"inside write transactions {totals.writing:.1f} s")
+              f"CPU inside write transactions {totals.writing:.1f} s")
 
     # floor 1: the raw SELECT of the rows the refresh reads, in one query, not decoded
     t = time.perf_counter()
@@ -134,7 +134,7 @@ def main() -> int:
           f"CPU a child {runs[1].cpu / runs[1].children * 1e3:.2f} ms = {runs[1].cpu / runs[1].children / engine_cpu:.2f} x "
           f"the engine's {engine_cpu * 1e3:.2f} ms")
     print(f"projected: the {args.cohort:,} at the measured rate {args.cohort / rate:.0f} s, on {args.workers} free cores "
-          f"(workers' CPU / {args.workers}, or the write transactions' turns on SQLite) {args.cohort / free:.0f} s; "
+          f"(workers' CPU / {args.workers}, or on SQLite the write transactions' CPU, which take turns) {args.cohort / free:.0f} s; "
           f"{POPULATION:,} citizens {POPULATION / rate / 60:.0f} min at the measured rate, {POPULATION / free / 60:.0f} min "
           f"on free cores")
     print(f"load average after: {os.getloadavg()[0]:.1f}; data in {tmp}")

@@ -37,7 +37,7 @@ class Totals:
     seconds: float = 0.0  # wall, from listing the children to the last batch (worker start-up included)
     busy: float = 0.0  # the workers' time in batches, summed: the rate at scale, past start-up, is children/busy
     cpu: float = 0.0  # the workers' CPU time in batches, summed: on a shared machine, what the work itself costs
-    writing: float = 0.0  # wall time inside the write transactions, summed (on SQLite they take turns)
+    writing: float = 0.0  # the workers' CPU time inside the write transactions, summed (on SQLite they take turns)
     again: int = 0  # children whose record changed between the bulk read and the write: forecast once more
 
 
@@ -109,12 +109,12 @@ def _batch(job: tuple[list[str], str, bool]) -> tuple[int, int, float, float, fl
     if per_child:
         with services.store.transaction() as tx:
             written = refresh_in(tx, services, pids, date.fromisoformat(on), reindex_patients=True)
-        writing = time.perf_counter() - started
+        writing = time.process_time() - cpu
     else:
         prepared = prepare_chunk(services, pids, date.fromisoformat(on))
-        begun = time.perf_counter()
+        begun = time.process_time()
         written, again = commit_chunk(services, prepared)
-        writing = time.perf_counter() - begun
+        writing = time.process_time() - begun
     return len(pids), written, time.perf_counter() - started, time.process_time() - cpu, writing, again
 
 
