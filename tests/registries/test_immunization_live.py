@@ -187,3 +187,61 @@ def test_the_refresh_indexes_a_bulk_loaded_child_for_the_district_lists(imm_worl
     assert found()
     with world.store.transaction() as tx:
         assert unindexed_patients(tx, [child["id"]]) == []
+
+
+def _groups(rec: dict) -> dict[str, str]:
+    return {r["vaccineCode"][0]["text"]: r["forecastStatus"]["text"] for r in rec["recommendation"]}
+
+
+def test_evidence_of_immunity_or_a_condition_reforecasts_the_child(imm_world):
+    """An Observation of immunity and a Condition the schedule codes are written like a dose: the child's
+    recommendation follows in the same transaction; a vital sign forecasts nothing."""
+    world = imm_world
+    admin = world.headers["admin"]
+    born = world.client.post("/fhir/Patient", json={"resourceType": "Patient", "birthDate": "2024-06-01",
+                                                    "gender": "male"}, headers=admin)
+    pid = born.json()["id"]
+    [rec] = _recs(world, pid)
+    assert _groups(rec)["HepB"] == "Not Complete"
+    vital = {"resourceType": "Observation", "status": "final", "subject": {"reference": f"Patient/{pid}"},
+             "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+             "valueQuantity": {"value": 9.1, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}
+    assert world.client.post("/fhir/Observation", json=vital, headers=admin).status_code == 201
+    [same] = _recs(world, pid)
+    assert same["meta"]["versionId"] == rec["meta"]["versionId"]
+    immunity = {"resourceType": "Observation", "status": "final", "subject": {"reference": f"Patient/{pid}"},
+                "code": {"coding": [{"system": "https://www.cdc.gov/vaccines/programs/iis/cdsi.html", "code": "1070",
+                                     "display": "Serologic evidence of HepB immunity"}]},
+                "effectiveDateTime": "2026-01-10"}
+    made = world.client.post("/fhir/Observation", json=immunity, headers=admin)
+    assert made.status_code == 201, made.text
+    [now] = _recs(world, pid)
+    assert now["meta"]["versionId"] != rec["meta"]["versionId"]
+    assert _groups(now)["HepB"] == "Immune"
+    assert _bare(now) == _bare(_forecast_at(world, pid, now["date"]))
+    condition = {"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"},
+                 "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                                "code": "active"}]},
+                 "code": {"coding": [{"system": "https://www.cdc.gov/vaccines/programs/iis/cdsi.html", "code": "1022",
+                                      "display": "Immunocompromised individual"}]}, "onsetDateTime": "2026-02-01"}
+    made = world.client.post("/fhir/Condition", json=condition, headers=admin)
+    assert made.status_code == 201, made.text
+    [after] = _recs(world, pid)
+    assert _bare(after) == _bare(_forecast_at(world, pid, after["date"]))  # the forecast over the condition
+    gone = world.client.delete(f"/fhir/Observation/{_immunity_id(world, pid)}", headers=admin)
+    assert gone.status_code in (200, 204)
+    [last] = _recs(world, pid)
+    assert _groups(last)["HepB"] == "Not Complete"  # the evidence deleted: HepB is due again
+
+
+def _forecast_at(world, pid: str, day: str) -> dict:
+    got = world.client.get(f"/fhir/Patient/{pid}/$immds-forecast?assessmentDate={day[:10]}",
+                           headers=world.headers["admin"])
+    assert got.status_code == 200, got.text
+    return next(p["resource"] for p in got.json()["parameter"] if p["name"] == "recommendation")
+
+
+def _immunity_id(world, pid: str) -> str:
+    got = world.client.get(f"/fhir/Observation?subject=Patient/{pid}&code=https://www.cdc.gov/vaccines/programs/iis/cdsi.html|1070",
+                           headers=world.headers["admin"])
+    return got.json()["entry"][0]["resource"]["id"]

@@ -1,7 +1,8 @@
 """The live registry: one current ImmunizationRecommendation per patient and schedule, kept by the system.
 
-A write rule (api/write_rules.py) on Immunization (create, update, delete) and Patient (a child created, a
-birth date, sex or death recorded, a patient deleted) re-forecasts the patient inside the write's store
+A write rule (api/write_rules.py) on Immunization (create, update, delete), Patient (a child created, a
+birth date, sex or death recorded, a patient deleted) and the clinical facts the forecast reads (a Condition,
+AllergyIntolerance, Observation or Procedure coded as one of the schedule's observations) re-forecasts the patient inside the write's store
 transaction and stores the result under a fixed id (recommendations.recommendation_id), updated in place, so
 `ImmunizationRecommendation?patient=…` reflects the record the moment the write commits. The forecast runs
 once per patient per transaction, as the transaction's last step (a transaction Bundle of twenty doses for one
@@ -20,8 +21,8 @@ from ...api.write_rules import WriteEvent, WriteRule
 from ...store import Transaction
 from ...store.search import run_search
 from . import rules
-from .fhir_io import InputError
-from .recommendations import (clinical_queries, forecast, is_child, is_living, recommendation_id,
+from .fhir_io import InputError, _codes
+from .recommendations import (CLINICAL_TYPES, clinical_queries, forecast, is_child, is_living, recommendation_id,
                               registry_recommendation)
 
 SCHEDULES: tuple[str, ...] = (rules.DEFAULT_SCHEDULE,)  # the schedules the registry keeps current
@@ -180,5 +181,33 @@ def react_patient(event: WriteEvent) -> None:
     _pending(event).add(pid)
 
 
+def _subject_id(resource: dict[str, Any] | None) -> str | None:
+    ref = ((resource or {}).get("subject") or (resource or {}).get("patient") or {}).get("reference")
+    if isinstance(ref, str) and ref.startswith("Patient/") and ref.count("/") == 1:
+        return ref[8:]
+    return None
+
+
+def _forecast_reads(resource: dict[str, Any] | None) -> bool:
+    """Whether the engine reads this clinical fact: a code (or an Observation's value) one of the registry's
+    schedules has among its observations (an immunocompromising condition, evidence of immunity...), in any
+    clinical status, since a condition resolved changes the forecast as one recorded does."""
+    if not resource:
+        return False
+    keys = _codes(resource.get("code")) + _codes(resource.get("valueCodeableConcept"))
+    return any(key in rules.load(schedule).coded for schedule in SCHEDULES for key in keys)
+
+
+def react_clinical(event: WriteEvent) -> None:
+    """A Condition, AllergyIntolerance, Observation or Procedure the forecast reads, recorded, changed or
+    deleted: its patient re-forecast, as for a dose (a vital sign or a cold forecasts nothing)."""
+    old = _content(event.previous)
+    if not (_forecast_reads(event.resource) or _forecast_reads(old)):
+        return
+    for pid in {_subject_id(event.resource), _subject_id(old)} - {None}:
+        _pending(event).add(pid)  # type: ignore[arg-type]
+
+
 RULES = [WriteRule("immunization-forecast", ("Immunization",), react=react_immunization),
-         WriteRule("immunization-forecast-patient", ("Patient",), react=react_patient)]
+         WriteRule("immunization-forecast-patient", ("Patient",), react=react_patient),
+         WriteRule("immunization-forecast-clinical", CLINICAL_TYPES, react=react_clinical)]
