@@ -91,9 +91,11 @@ async def _fetch(pg: Page, name: str) -> tuple[Any, Any, str, dict[str, str], li
         if "period" in filters and not _PERIOD_FORMS[interval].match(filters["period"]):
             del filters["period"]  # a week chosen before switching to years: the latest year instead
     history = None
-    if grain == "day" and "period" not in filters:
-        # A daily indicator's breakdown over its whole history is every week of every cell (megabytes): its
-        # history by period alone comes first, and the breakdown is of the latest period in it.
+    if "period" not in filters and by != "period":
+        # A breakdown over the whole history is every period of every cell: for a daily indicator every week
+        # (megabytes), for a yearly one with a dimension it is always broken down by (vaccination coverage's
+        # 18 doses) every year of every dose (0.5 MB of cells at a million citizens, where the page shows one
+        # year of one dose). The history by period comes first, and the breakdown is of its latest period.
         history = await pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": "period"})
         periods = sorted({str(f["period"]) for f in (history.json() or {}).get("figures") or []
                           if f.get("period") is not None}) if history.ok else []
