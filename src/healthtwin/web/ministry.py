@@ -224,8 +224,12 @@ async def export(pg: Page) -> Response:
     fetched = await _fetch(pg, name)
     if isinstance(fetched, Response):
         return fetched
-    breakdown, trend, by, filters, _, _ = fetched
+    breakdown, trend, by, filters, _, intervals = fetched
     if fmt == "csv":
+        if not intervals and "period" not in _filters(pg):
+            # a yearly indicator's CSV is of every year, as the analytics export it, unless one was chosen;
+            # the page's table shows the latest (a daily one's CSV is of the period shown, as before)
+            filters = {k: v for k, v in filters.items() if k != "period"}
         answer = await pg.api.get(f"/analytics/indicators/{name}", {**filters, "by": by, "format": "csv"})
         if not answer.ok:
             return pg.message("error.title", answer.problem(), answer.status)
