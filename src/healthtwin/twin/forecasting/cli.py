@@ -1,5 +1,6 @@
 """`healthtwin forecast flusight --data DIR --reference-date YYYY-MM-DD --out FILE.csv`: one reference
-date's ensemble forecast of every location in the folder's target data, in the FluSight hub's CSV format."""
+date's ensemble forecast of every location in the folder's target data, in the FluSight hub's CSV format.
+`healthtwin forecast warm --analytics DIR`: the nightly fit of the twin's series, stored for the route."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     hub.add_argument("--model", default="ensemble", choices=["ensemble", "baseline"],
                      help="the ensemble (default) or the FluSight flat baseline")
     hub.set_defaults(func=run)
+    warm = kinds.add_parser("warm", help="fit and store the forecasts of every syndrome x level of the twin whose "
+                                         "stored fit is missing or stale (what GET /analytics/forecasts answers)")
+    warm.add_argument("--analytics", required=True, type=Path, help="the analytics folder (analytics.duckdb)")
+    warm.add_argument("--syndromes", default=None,
+                      help="comma-separated groups (default: every group of the series)")
+    warm.add_argument("--levels", default="national,region,district",
+                      help="comma-separated levels among national, region, district (default: all three)")
+    warm.set_defaults(func=run_warm)
+
+
+def run_warm(args: argparse.Namespace) -> int:
+    import json
+
+    from ..series import open_analytics, syndromes
+    from .stored import LEVELS, warm
+    levels = [v for v in args.levels.split(",") if v]
+    bad = sorted(set(levels) - set(LEVELS))
+    if bad or not levels:
+        raise ValueError(f"--levels {args.levels!r}: use national, region and/or district")
+    con = open_analytics(args.analytics)  # a clear error when there is no analytics database
+    try:
+        groups = None
+        if args.syndromes:
+            groups = [v for v in args.syndromes.split(",") if v]
+            unknown = sorted(set(groups) - {s["syndrome"] for s in syndromes(con)})
+            if unknown:
+                raise ValueError(f"--syndromes: no group {', '.join(unknown)} (see GET /analytics/indicators)")
+        report = warm(args.analytics, groups, levels, con=con)
+    finally:
+        con.close()
+    print(json.dumps(vars(report), indent=1))
+    return 1 if report.failed else 0
 
 
 def run(args: argparse.Namespace) -> int:

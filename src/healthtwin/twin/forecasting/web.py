@@ -1,12 +1,13 @@
 """`GET /analytics/forecasts?syndrome=ili&level=region[&region=…]`: the next weeks of the twin's weekly series
 with bands, from the same ensemble that is scored on FluSight (ensemble.py, twin_series.py).
 
-Computed from the analytics tables (twin/series.py) and kept per analytics watermark: a refresh changes the
-watermark and the next request fits again; between refreshes the answer is the cached one. A fit takes
-seconds per series (half a minute for one syndrome's regions on a busy 2-core machine), so a server warms
-the cache for the groups its pages show (`WARM`) in a background thread at start and again whenever the
-watermark changes (polled once a minute): the page's visitors read fits made before they came. A request
-for a group not yet fitted fits it then, as before; one fit per group and level at a time, others go on.
+Answered from the fits stored beside the analytics database (stored.py: one per group and level, with the
+digest of the series it was fitted on): a request reads the series (one query) and answers the stored fit
+when the digests agree, else fits, stores and answers. A fit takes seconds per series (half a minute for one
+syndrome's regions on a busy 2-core machine), so a server warms the groups its pages show (`WARM`) in a
+background thread at start and again whenever the watermark changes (polled once a minute), and the nightly
+`healthtwin forecast warm` stores every other group and level: visitors read fits made before they came.
+A request for a group not yet fitted fits it then; one fit per group and level at a time, others go on.
 Horizon 0 is the week after the last whole week of the record (the current, incomplete week), as in FluSight.
 What leaves is consistent with twin/surveillance/suppression.py: observed weekly counts of 1-4 are shown as
 "<5"; the quantiles are model estimates (like an alert's expected values), rounded to one decimal.
@@ -33,17 +34,14 @@ from ...analytics.seam import PublicHealthSeam
 from ...fhir.outcome import FHIRError
 from ...request import Caller, RequestContext
 from ..series import SeriesError, open_analytics, syndromes, weekly_counts
-from ..surveillance import suppression
-from . import ensemble
-from .levels import QUANTILE_LEVELS
-from .twin_series import forecast_weekly
+from . import ensemble, stored
+from .stored import SHOWN_LEVELS
 
 log = logging.getLogger("healthtwin.twin")
 HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
 PARAMS = {"syndrome", "level", "region", "weeks"}
 LEVELS = ("national", "region", "district")
 HISTORY = 12  # observed weeks shown beside the forecast (the default of `weeks`)
-SHOWN_LEVELS = (0.025, 0.25, 0.5, 0.75, 0.975)  # the 95% and 50% bands and the median
 METHOD = ("quantile-averaging ensemble (growth regression 0.6, pooled growth regression 0.2, statsforecast "
           f"theta on log(1+y) 0.2; spread widened {ensemble.SPREAD} on the log scale); series shorter than "
           f"{ensemble.MIN_WEEKS} weeks get the FluSight flat baseline")
@@ -68,6 +66,7 @@ class Forecasts:
         self._cache: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self._lock = threading.Lock()  # the cache and the per-group locks
         self._fitting: dict[tuple[str, str], threading.Lock] = {}
+        self._code = stored.code_digest()
         self.warm, self.poll_seconds = tuple(warm), poll_seconds
         self.warmed: Any = None  # the watermark the warm-up last finished at
         self._stop = threading.Event()
@@ -153,38 +152,25 @@ class Forecasts:
                 "suppression": "observed counts of 1-4 are shown as '<5'; quantiles are model estimates"}
 
     def _forecast(self, con: duckdb.DuckDBPyConnection, syndrome: str, level: str) -> list[dict[str, Any]]:
-        key = (syndrome, level, _watermark(con))
+        found = weekly_counts(con, syndrome, level=level)
+        key = (syndrome, level, stored.series_digest(found, self._code))
         with self._lock:
-            if key[-1] is not None and key in self._cache:
+            if key in self._cache:
                 return self._cache[key]
             fitting = self._fitting.setdefault((syndrome, level), threading.Lock())
-        with fitting:  # one fit per group, level and watermark: concurrent first requests for it wait for it
+        with fitting:  # one fit per group, level and series: concurrent first requests for it wait for it
             with self._lock:
-                if key[-1] is not None and key in self._cache:
+                if key in self._cache:
                     return self._cache[key]
-            found = weekly_counts(con, syndrome, level=level)
-            out = [_view(s, f) for s, f in zip(found, _in_order(found, forecast_weekly(found)))]
-            if key[-1] is not None:
-                with self._lock:
-                    if len(self._cache) >= CACHE_SIZE:
-                        self._cache.pop(next(iter(self._cache)))
-                    self._cache[key] = out
+            out = stored.load(self.analytics_dir, syndrome, level, key[-1])  # the nightly run's, or another process's
+            if out is None:
+                out = stored.fit(found)
+                stored.save(self.analytics_dir, syndrome, level, key[-1], out)
+            with self._lock:
+                if len(self._cache) >= CACHE_SIZE:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[key] = out
             return out
-
-
-def _in_order(found: list[Any], forecasts: list[Any]) -> list[Any]:
-    by_key = {f.key: f for f in forecasts}
-    return [by_key[tuple(s.key)] for s in found]
-
-
-def _view(series: Any, forecast: Any) -> dict[str, Any]:
-    columns = [QUANTILE_LEVELS.index(q) for q in SHOWN_LEVELS]
-    rows = forecast.quantiles[:, columns]
-    return {"key": list(series.key), "place": "/".join(series.key) or "national",
-            "observed": {"weeks": series.periods, "counts": suppression.counts(series.counts)},
-            "forecast": [{"horizon": h, "week_start": week.isoformat(),
-                          "quantiles": {str(q): round(float(v), 1) for q, v in zip(SHOWN_LEVELS, row)}}
-                         for h, (week, row) in enumerate(zip(forecast.weeks, rows))]}
 
 
 def _watermark(con: duckdb.DuckDBPyConnection) -> Any:
