@@ -13,6 +13,10 @@ and nationally), runs every detector on the last 49 weeks and scores them agains
 * influenza: detected (per region and nationally) when an alarm falls in the planted season; delay from
   the first week whose planted cases reach a quarter of their peak week; false alarms are alarms in ILI
   series outside December-March.
+
+Each event's size is printed in the unit of bench/detection.py's injector, k = planted cases / the baseline's
+sd (sqrt(phi mu) of the twin detector's baseline at the event's first week), in total and over its first two
+weeks (what a detector with a delay of at most 7 days can use): "the planted size" of the detection goal.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ def _monday(d: dt.date) -> dt.date:
 def build(patients: int, seed: int, end: dt.date):
     truth: dict = {}
     home: dict[str, tuple[str, str]] = {}
-    cases: list[tuple[str, str, dt.date]] = []  # (group, patient, onset)
+    cases: list[tuple[str, str, dt.date, str]] = []  # (group, patient, onset, encounter)
     for rtype, res in generator.generate_stream(patients, seed, end_date=end, ground_truth=truth):
         if rtype == "Patient":
             a = (res.get("address") or [{}])[0]
@@ -46,11 +50,13 @@ def build(patients: int, seed: int, end: dt.date):
             group = "measles" if icd.startswith("B05") else "ili" if icd[:3] in ("J09", "J10", "J11") else None
             onset = res.get("onsetDateTime") or res.get("recordedDate")
             if group and onset:
-                cases.append((group, res["subject"]["reference"].split("/")[1], dt.date.fromisoformat(onset[:10])))
+                enc = ((res.get("encounter") or {}).get("reference") or "").split("/")[-1]
+                cases.append((group, res["subject"]["reference"].split("/")[1], dt.date.fromisoformat(onset[:10]), enc))
     return truth, home, cases
 
 
-def weekly(cases, home, group, level, first: dt.date, last: dt.date):
+def weekly(cases, home, group, level, first: dt.date, last: dt.date, only: set | None = None):
+    """Counts per ISO week and place; `only`: count just the cases of these encounters (the planted ones)."""
     weeks = []
     d = _monday(first) + dt.timedelta(weeks=1)
     while d + dt.timedelta(days=6) <= last:
@@ -58,8 +64,8 @@ def weekly(cases, home, group, level, first: dt.date, last: dt.date):
         d += dt.timedelta(weeks=1)
     pos = {w: i for i, w in enumerate(weeks)}
     out: dict[tuple, np.ndarray] = collections.defaultdict(lambda: np.zeros(len(weeks)))
-    for g, pat, onset in cases:
-        if g != group or pat not in home:
+    for g, pat, onset, enc in cases:
+        if g != group or pat not in home or (only is not None and enc not in only):
             continue
         i = pos.get(_monday(onset))
         if i is None:
@@ -84,12 +90,25 @@ def main() -> None:
           f"{sum(1 for c in cases if c[0] == 'ili'):,} ILI and {sum(1 for c in cases if c[0] == 'measles')} measles diagnoses")
     districts = sorted(set(home.values()))
 
-    def run(series: np.ndarray) -> np.ndarray:
+    def signals(series: np.ndarray):
         n = len(series)
-        r = twin_detector.detect(series, np.arange(n - WINDOW + 1, n + 1), alpha=args.alpha)
+        return twin_detector.detect(series, np.arange(n - WINDOW + 1, n + 1), alpha=args.alpha)
+
+    def run(series: np.ndarray) -> np.ndarray:
+        r = signals(series)
         full = np.zeros(WINDOW)
         full[WINDOW - len(r.alarm):] = r.alarm
         return full
+
+    def size(series: np.ndarray, planted: np.ndarray, first: int) -> tuple[float, float]:
+        """(k over the whole event, k over its first two weeks): planted cases / sqrt(phi mu) at week `first`
+        (0-based in the series)."""
+        r = signals(series)
+        at = np.nonzero(r.range == first + 1)[0]
+        if not len(at) or not np.isfinite(r.expected[at[0]]):
+            return float("nan"), float("nan")
+        sd = float(np.sqrt(r.phi[at[0]] * r.expected[at[0]]))
+        return float(planted.sum() / sd), float(planted[first:first + 2].sum() / sd)
 
     # measles
     m = truth.get("measles", {})
@@ -109,6 +128,17 @@ def main() -> None:
             elif not inside:
                 fa += int(alarm[i])
                 fa_weeks += 1
+    if cluster in ms and planted:
+        mweeks = np.zeros(len(weeks))
+        for c in planted:
+            i = weeks.index(_monday(c)) if _monday(c) in weeks else None
+            if i is not None:
+                mweeks[i] += 1
+        k_all, k_two = size(ms[cluster], mweeks, int(np.nonzero(mweeks)[0][0]))
+        if k_all > 1000:  # no measles in the district's past: its baseline sd is ~0
+            print(f"measles cluster's size: unbounded (k = {k_all:.3g} baseline sds: no case in the district's past)")
+        else:
+            print(f"measles cluster's size: k = {k_all:.0f} baseline sds in total, {k_two:.0f} in its first two weeks")
     print(f"measles cluster in {m.get('district_name')} ({len(planted)} planted cases, first {planted[0] if planted else '-'}, "
           f"period {p0}..{p1}): detected={delay is not None}, delay={delay} days; "
           f"false alarms {fa}/{fa_weeks} series-weeks = {100 * fa / max(fa_weeks, 1):.2f}% over {len(districts)} districts")
@@ -124,7 +154,21 @@ def main() -> None:
     s0, s1 = dt.date.fromisoformat(f["season_start"]), dt.date.fromisoformat(f["season_end"])
     for level in ("national", "region"):
         weeks, ili = weekly(cases, home, "ili", level, first, args.end)
+        _, extra = weekly(cases, home, "ili", level, first, args.end, only=set(f.get("planted_encounters", [])))
         scored = weeks[-WINDOW:]
+        sizes = []
+        for key, series in sorted(ili.items()):
+            pl = extra.get(key)
+            if pl is None or not pl.any():
+                continue
+            onset = int(np.nonzero(pl >= pl.max() / 4)[0][0])  # this series' week at a quarter of its peak
+            sizes.append(size(series, pl, onset))
+        if sizes:
+            ks = np.array(sizes)
+            print(f"influenza season's size at {level} level: k = {np.nanmin(ks[:, 0]):.0f}-{np.nanmax(ks[:, 0]):.0f} "
+                  f"(median {np.nanmedian(ks[:, 0]):.0f}) baseline sds in total, {np.nanmin(ks[:, 1]):.1f}-"
+                  f"{np.nanmax(ks[:, 1]):.1f} (median {np.nanmedian(ks[:, 1]):.1f}) in the two weeks from the week its "
+                  f"planted cases reach a quarter of their peak")
         det = delays = 0
         dl = []
         fa = fa_weeks = 0

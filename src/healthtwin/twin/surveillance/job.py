@@ -31,7 +31,8 @@ import numpy as np
 from ...security.access import SURVEILLANCE_ALERT_SYSTEM
 from . import suppression, twin_detector
 
-METHOD = "twin NB p1/p2 (Noufaily-style baseline, 1- and 2-week tail probabilities)"
+METHOD = ("twin NB p1/p2/p4 (harmonic baseline with Noufaily's reweighting; 1-, 2- and 4-week tail "
+          "probabilities under one false-alarm budget)")
 
 
 class WeeklySeries(Protocol):
