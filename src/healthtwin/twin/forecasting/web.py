@@ -138,11 +138,14 @@ class Forecasts:
 
     def answer(self, params: dict[str, Any]) -> dict[str, Any]:
         con = open_analytics(self.analytics_dir)
-        known = {s["syndrome"] for s in syndromes(con)}
-        if params["syndrome"] not in known:
-            raise FHIRError(400, f"syndrome '{params['syndrome']}' is not a group of the series; use one of "
-                            f"{', '.join(sorted(known))}", "invalid", "syndrome")
-        series = self._forecast(con, params["syndrome"], params["level"])
+        try:  # a DuckDB connection holds its file's handle and buffers until closed: one per request
+            known = {s["syndrome"] for s in syndromes(con)}
+            if params["syndrome"] not in known:
+                raise FHIRError(400, f"syndrome '{params['syndrome']}' is not a group of the series; use one of "
+                                f"{', '.join(sorted(known))}", "invalid", "syndrome")
+            series = self._forecast(con, params["syndrome"], params["level"])
+        finally:
+            con.close()
         if params["region"]:
             series = [s for s in series if s["key"] and s["key"][0] in params["region"]]
         shown = [{**s, "observed": {"weeks": s["observed"]["weeks"][-params["weeks"]:],
