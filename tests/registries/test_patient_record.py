@@ -14,7 +14,8 @@ READS = [("Condition", [("clinical-status", "active,recurrence,relapse")], "-ons
          ("MedicationRequest", [("status", "active,on-hold")], "-authoredon", SCAN_LIMIT),
          ("Immunization", [("status", "completed")], "-date", 3), ("Procedure", [], "date", SCAN_LIMIT),
          ("Observation", [("category", "vital-signs")], "-date", 7), ("Observation", [], "date", SCAN_LIMIT),
-         ("Condition", [], None, 2), ("AllergyIntolerance", [], None, SCAN_LIMIT)]
+         ("Condition", [], None, 2), ("AllergyIntolerance", [], None, SCAN_LIMIT),
+         ("MedicationStatement", [("status", "active,intended")], "-effective", SCAN_LIMIT)]  # none stored
 
 
 def _callers(client, pid):
@@ -87,3 +88,21 @@ def test_a_type_the_role_may_not_search_is_withheld(loaded, role):
     caller = Caller("ana", "person", frozenset({role}), frozenset({"user/*.rs"}))
     record = PatientRecord(services, RequestContext(caller=caller, base_url="http://x/fhir"), pid)
     assert record.latest_of_each("Observation", [("category", "laboratory")]).withheld
+
+
+def test_a_type_never_stored_answers_empty_without_a_search_and_is_found_once_stored(loaded):
+    client, h, pid = loaded
+    services, callers = _callers(client, pid)
+    record = PatientRecord(services, RequestContext(caller=callers[0], base_url="http://x/fhir"), pid)
+    criteria = [("status", "active")]
+    assert record.never_indexed("DeviceUseStatement", "patient")  # the population holds none
+    assert record.search("DeviceUseStatement", criteria, "-_lastUpdated").resources == []
+    use = {"resourceType": "DeviceUseStatement", "status": "active", "subject": {"reference": f"Patient/{pid}"},
+           "device": {"display": "glucose meter"}, "timingDateTime": "2024-12-01"}
+    created = client.post("/fhir/DeviceUseStatement", json=use, headers=h["admin"])
+    assert created.status_code == 201, created.text
+    assert not record.never_indexed("DeviceUseStatement", "patient")
+    got = record.search("DeviceUseStatement", criteria, "-_lastUpdated")
+    assert [r["id"] for r in got.resources] == [created.json()["id"]]
+    assert ([r["id"] for r in got.resources], got.truncated) == _general(
+        services, record, "DeviceUseStatement", criteria, "-_lastUpdated", SCAN_LIMIT)

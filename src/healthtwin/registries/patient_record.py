@@ -17,6 +17,7 @@ from ..fhir.outcome import FHIRError
 from ..request import RequestContext
 from ..store.ranked import ranked_codes, ranked_rids, rows_by_rid
 from ..store.search import run_search
+from ..store.search_sql import alias_pids
 
 SCAN_LIMIT = 5_000  # rows of one type read for one patient; past it the answer says it was cut
 
@@ -56,11 +57,20 @@ class PatientRecord:
         guard.restrict(self.services, self.ctx, query)  # only what the caller may see is read
         return query
 
+    def never_indexed(self, rtype: str, patient_param: str) -> bool:
+        """No row of `rtype` was ever indexed as naming a patient (a type the store holds none of, such as
+        MedicationStatement in a record kept as MedicationRequests): the search can match nothing. Asked
+        first, it costs one look-up of the parameter ids instead of the search's statement and the reloads of
+        the id table that each of its other never-seen parameters (status, the sort's date) would cause."""
+        return not alias_pids(self.services.store, self.services.registry, [rtype], patient_param)
+
     def search(self, rtype: str, criteria: list[tuple[str, str]], sort: str | None = None,
                limit: int = SCAN_LIMIT, patient_param: str = "patient") -> Rows:
         query = self._query(rtype, criteria, sort, patient_param)
         if query is None:
             return Rows(rtype, withheld=True)
+        if self.never_indexed(rtype, patient_param):
+            return Rows(rtype)
         store = self.services.store
         # SQLite: the ids sorted on their date rows, then the rows (its correlated sort per match is slow);
         # PostgreSQL: the general search, one statement (each is planned there: fewer is faster)
@@ -87,6 +97,8 @@ class PatientRecord:
         query = self._query(rtype, criteria, sort, patient_param)
         if query is None:
             return Rows(rtype, withheld=True)
+        if self.never_indexed(rtype, patient_param):
+            return Rows(rtype)
         store, registry = self.services.store, self.services.registry
         ranked = ranked_codes(store, registry, query, "code", SCAN_LIMIT + 1)
         if ranked is None:  # an order or codes the index cannot give: read them all
