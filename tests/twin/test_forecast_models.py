@@ -24,7 +24,7 @@ def epidemic(weeks: int, peak: int, height: float, seed: int) -> np.ndarray:
 def test_the_ensemble_gives_monotone_non_negative_quantiles():
     panel = {f"s{i}": epidemic(70, 40 + 3 * i, 200.0 * (i + 1), i) for i in range(4)}
     combined, components = ensemble.forecast(panel, 4)
-    assert set(components) == {"growth-qr", "growth-qr-pooled", "theta-log"}
+    assert set(components) == set(ensemble.WEIGHTS)
     for q in [*combined.values(), *(c for part in components.values() for c in part.values())]:
         assert q.shape == (4, 23)
         assert np.all(q >= 0)

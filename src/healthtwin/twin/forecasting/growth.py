@@ -5,8 +5,11 @@ carries on, and how uncertain it is at a given level of counts, is much the same
 the next. So one model is fitted to every series of the panel at once (every location-week of the data
 known on the forecast date): on the log(1 + count) scale, the change over k = 1..4 weeks is regressed on the
 last three weekly changes and the current level, separately for each of the 23 quantile levels (Koenker &
-Bassett quantile regression, statsmodels). The level term lets the spread depend on the size of the
-counts (small counts are noisier on the log scale). Nothing is fitted per location or per date: the same
+Bassett quantile regression, `quantreg.py`). The level term lets the spread depend on the size of the
+counts (small counts are noisier on the log scale). Two optional predictors say where in its wave a series
+stands: its level against its own mean of the last two years (`relative`: a count high for that place is
+near a peak whatever the place's size) and its six-week slope (`trend`: the longer run of the wave beside
+the last three weekly changes). Nothing is fitted per location or per date: the same
 specification is refitted on whatever history the forecast date knows."""
 from __future__ import annotations
 
@@ -14,9 +17,14 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from .levels import LEVELS, tidy
 from .models import Panel, Quantiles, filled
+from .quantreg import quantile_regression
+
+RELATIVE_WEEKS = 104  # the own mean the level is set against: two seasons
+TREND_WEEKS = 6  # the slope window: longer than the three lags, so not a combination of them
 
 def _aligned(series: list[np.ndarray]) -> np.ndarray:
     """The series as rows of one matrix, aligned on their last week, NaN before each one's first."""
@@ -27,10 +35,11 @@ def _aligned(series: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _design(z: np.ndarray, lags: int, pooled: bool) -> np.ndarray:
+def _design(z: np.ndarray, lags: int, pooled: bool, relative: bool = False, trend: bool = False) -> np.ndarray:
     """Predictors (series, weeks, features) on the log scale: intercept, the last `lags` weekly changes,
-    the level, and (pooled) the mean weekly change over all series in that week and the week before, the
-    wave as the whole panel sees it."""
+    the level, (relative) the level less the series' mean of the last RELATIVE_WEEKS, (trend) the mean
+    weekly change over the last TREND_WEEKS, and (pooled) the mean weekly change over all series in that
+    week and the week before, the wave as the whole panel sees it. Each uses only weeks up to its own."""
     change = np.full_like(z, np.nan)
     change[:, 1:] = z[:, 1:] - z[:, :-1]
     columns = [np.ones_like(z)]
@@ -39,6 +48,11 @@ def _design(z: np.ndarray, lags: int, pooled: bool) -> np.ndarray:
         shifted[:, lag:] = change[:, : z.shape[1] - lag]
         columns.append(shifted)
     columns.append(z)
+    by_week = pd.DataFrame(z.T)
+    if relative:
+        columns.append(z - by_week.rolling(RELATIVE_WEEKS, min_periods=8).mean().to_numpy().T)
+    if trend:
+        columns.append(((by_week - by_week.shift(TREND_WEEKS)) / TREND_WEEKS).to_numpy().T)
     if pooled:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # weeks before any series starts: NaN, dropped below
@@ -54,16 +68,16 @@ class GrowthRegression:
     name: str = "growth-qr"
     lags: int = 3  # weekly changes used as predictors
     pooled: bool = False  # add the panel's mean weekly change as predictors
+    relative: bool = False  # add the level against the series' own recent mean
+    trend: bool = False  # add the six-week slope
     window: int | None = 156  # weeks of each series' history fitted on (three seasons): bounds the time
 
     def forecast(self, panel: Panel, steps: int) -> Quantiles:
-        from statsmodels.regression.quantile_regression import QuantReg
-
         keys = [k for k, v in panel.items() if len(filled(v)) > self.lags + 1]
         if not keys:
             return {}
         z = _aligned([np.log1p(np.maximum(filled(panel[k]), 0.0))[-(self.window or 0):] for k in keys])
-        design = _design(z, self.lags, self.pooled)
+        design = _design(z, self.lags, self.pooled, self.relative, self.trend)
         now = design[:, -1, :]
         if np.isnan(now).any():
             now = np.nan_to_num(now)  # a series shorter than the lags: its missing changes count as flat
@@ -74,12 +88,7 @@ class GrowthRegression:
             keep = np.isfinite(y) & np.isfinite(x).all(axis=1)
             if keep.sum() < 10 * design.shape[-1]:
                 raise ValueError("too little history for the growth regression")
-            coefficients = []
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # IRLS iteration-limit warnings: the fit is still usable
-                for tau in LEVELS:
-                    coefficients.append(QuantReg(y[keep], x[keep]).fit(q=tau, max_iter=2000).params)
-            beta = np.array(coefficients)  # (23, features)
+            beta = quantile_regression(x[keep], y[keep], LEVELS)  # (23, features)
             # Predictors outside what the fit has seen (a surge steeper than any before) are held at the
             # edge of the seen range: a linear quantile model extrapolated past its data overshoots.
             seen = x[keep]

@@ -42,8 +42,8 @@ HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
 PARAMS = {"syndrome", "level", "region", "weeks"}
 LEVELS = ("national", "region", "district")
 HISTORY = 12  # observed weeks shown beside the forecast (the default of `weeks`)
-METHOD = ("quantile-averaging ensemble (growth regression 0.6, pooled growth regression 0.2, statsforecast "
-          f"theta on log(1+y) 0.2; spread widened {ensemble.SPREAD} on the log scale); series shorter than "
+METHOD = ("quantile-averaging ensemble (" + ", ".join(f"{name} {w}" for name, w in ensemble.WEIGHTS.items())
+          + f"; spread widened {ensemble.SPREAD} on the log scale); series shorter than "
           f"{ensemble.MIN_WEEKS} weeks get the FluSight flat baseline")
 CACHE_SIZE = 32
 # What the ministry's forecasts page offers (web/twin_pages.py): each syndromic group by region and, for a
