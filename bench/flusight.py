@@ -13,7 +13,8 @@ target_end_date <= 2024-05-01, location 78 and the US total out of the primary s
 2024-04-27 archive; the JSON's figures are reproduced exactly from it). 2024-25: reference dates of the
 corpus's FluSight-baseline from 2024-11-23 to 2025-05-31, truth = the final target file. 2022-23 has no
 vintages and no corpus baseline: it is forecast from the final file cut at each date and compared with our
-own implementation of the flat baseline; it is the season the method was chosen on."""
+own implementation of the flat baseline. The method was chosen on 2022-23 and 2024-25 with 2023-24 held out
+(bench/flusight_select.py)."""
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,12 @@ def season_setup(season: str, frame: pd.DataFrame, corpus_forecasts: dict) -> di
 def score(forecasts: dict, truth: dict, tasks: list) -> dict:
     q = np.array([forecasts[t] for t in tasks])
     y = np.array([truth[(t[1], (dt.date.fromisoformat(t[0]) + dt.timedelta(weeks=t[2])).isoformat())] for t in tasks])
-    return dict(n=len(tasks), wis=float(wis(q, y).mean()), wis_log=float(wis(np.log1p(q), np.log1p(y)).mean()),
+    return score_arrays(q, y)
+
+
+def score_arrays(q: np.ndarray, y: np.ndarray) -> dict:
+    """Mean WIS (natural and log1p scale) and 50%/95% coverage of quantiles (tasks, 23) against truth (tasks)."""
+    return dict(n=len(y), wis=float(wis(q, y).mean()), wis_log=float(wis(np.log1p(q), np.log1p(y)).mean()),
                 cov50=float(covered(q, y, 0.5).mean()), cov95=float(covered(q, y, 0.95).mean()))
 
 
