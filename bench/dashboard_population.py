@@ -78,7 +78,13 @@ def build(folder: Path, patients: int, sample: int, log=print) -> dict[str, obje
         finally:
             con.close()
         if done == (sample, factor):
-            log(f"reusing {folder}: {sample:,} citizens x {factor} in the analytics")
+            from healthtwin.analytics.indicators import build_cubes
+            con = duckdb.connect(str(db))
+            try:  # an indicator whose definition changed since is rebuilt from the scaled views
+                rebuilt = {k: v for k, v in build_cubes(con).items() if v != "current"}
+            finally:
+                con.close()
+            log(f"reusing {folder}: {sample:,} citizens x {factor} in the analytics; rebuilt {rebuilt or 'none'}")
             return {"sample": sample, "factor": factor, "reused": True}
         if done is not None:
             raise SystemExit(f"{folder} is scaled to {done[0]:,} x {done[1]}: use another --dir")
