@@ -8,7 +8,11 @@ not here. Each dose's window follows WHO practice where the calendar is silent: 
 calendar age less the grace of 4 days (absolute minimum), a minimum of 4 weeks between infant doses, and
 past due one month after the calendar age.
 
-The vaccine definitions (CVX map, vaccine groups, live-virus conflicts, observations) are the WHO file's.
+The vaccine definitions (CVX map, vaccine groups, live-virus conflicts, observations) are the WHO file's,
+plus the CDC map's entries for the CVX codes the calendar accepts and the WHO file lacks: 102 (DTP-Hib-HepB,
+the older code of the same pentavalent that polyclinics and the population generator record), 146 (the
+hexavalent DTaP-IPV-Hib-HepB some private clinics give) and 28 (paediatric DT, the 6-year booster). Without
+them a pentavalent dose coded 102 counted for nothing and every such child showed DTP, HepB and Hib overdue.
 """
 from __future__ import annotations
 
@@ -16,14 +20,15 @@ import copy
 from typing import Any
 
 # antigen -> (vaccine group, [(calendar age, minimum interval from the previous dose or None, CVX codes)])
-PENTA = ["198", "01", "20", "120", "130"]
+PENTA = ["198", "102", "146", "01", "20", "120", "130"]
 DTP_ONLY = ["01", "20", "115", "130"]
-DT = ["09", "138", "01", "20", "115"]
+POLIO = ["178", "02", "10", "89", "120", "130", "146"]
+DT = ["28", "09", "138", "01", "20", "115"]
 CALENDAR: dict[str, tuple[str, list[tuple[str, str | None, list[str]]], str | None]] = {
     "Tuberculosis": ("BCG", [("4 days", None, ["19"])], None),
-    "HepB": ("HepB", [("0 days", None, ["08", "45"]), ("2 months", "4 weeks", ["198", "51", "08", "45"]),
-                      ("3 months", "4 weeks", ["198", "51", "08", "45"]),
-                      ("4 months", "4 weeks", ["198", "51", "08", "45"])], None),
+    "HepB": ("HepB", [("0 days", None, ["08", "45"]), ("2 months", "4 weeks", ["198", "102", "146", "51", "08", "45"]),
+                      ("3 months", "4 weeks", ["198", "102", "146", "51", "08", "45"]),
+                      ("4 months", "4 weeks", ["198", "102", "146", "51", "08", "45"])], None),
     "Diphtheria": ("DTP", [("2 months", None, PENTA), ("3 months", "4 weeks", PENTA),
                            ("4 months", "4 weeks", PENTA), ("18 months", "6 months", DTP_ONLY),
                            ("6 years", "4 years", DT)], None),
@@ -32,14 +37,12 @@ CALENDAR: dict[str, tuple[str, list[tuple[str, str | None, list[str]]], str | No
                         ("6 years", "4 years", DT + ["35"])], None),
     "Pertussis": ("DTP", [("2 months", None, PENTA), ("3 months", "4 weeks", PENTA),
                           ("4 months", "4 weeks", PENTA), ("18 months", "6 months", DTP_ONLY)], "7 years"),
-    "Hib": ("Hib", [("2 months", None, ["198", "51", "120", "17", "48"]),
-                    ("3 months", "4 weeks", ["198", "51", "120", "17", "48"]),
-                    ("4 months", "4 weeks", ["198", "51", "120", "17", "48"])], "5 years"),
+    "Hib": ("Hib", [("2 months", None, ["198", "102", "146", "51", "120", "17", "48"]),
+                    ("3 months", "4 weeks", ["198", "102", "146", "51", "120", "17", "48"]),
+                    ("4 months", "4 weeks", ["198", "102", "146", "51", "120", "17", "48"])], "5 years"),
     "Polio": ("Polio", [("4 days", None, ["178", "02", "89"]),
-                        ("2 months", "4 weeks", ["178", "02", "10", "89", "120", "130"]),
-                        ("3 months", "4 weeks", ["178", "02", "10", "89", "120", "130"]),
-                        ("4 months", "4 weeks", ["178", "02", "10", "89", "120", "130"]),
-                        ("18 months", "6 months", ["178", "02", "10", "89", "120", "130"])], None),
+                        ("2 months", "4 weeks", POLIO), ("3 months", "4 weeks", POLIO),
+                        ("4 months", "4 weeks", POLIO), ("18 months", "6 months", POLIO)], None),
     "Pneumococcal": ("PCV", [("2 months", None, ["133", "152", "215"]),
                              ("4 months", "4 weeks", ["133", "152", "215"]),
                              ("6 months", "4 weeks", ["133", "152", "215"])], "5 years"),
@@ -70,8 +73,16 @@ def _dose(number: int, age: str, interval: str | None, cvxs: list[str], names: d
     return dose
 
 
-def azerbaijan(who: dict[str, Any]) -> dict[str, Any]:
+# CVX codes the calendar accepts that the WHO file's map lacks; their antigens come from the CDC map.
+FROM_CDC_MAP = ("102", "146", "28")
+
+
+def azerbaijan(who: dict[str, Any], cdc: dict[str, Any]) -> dict[str, Any]:
     schedule = copy.deepcopy(who["schedule"])
+    cvx_map = schedule["cvxToAntigenMap"]["cvxMap"]
+    have = {m["cvx"] for m in cvx_map}
+    cdc_map = {m["cvx"]: m for m in cdc["schedule"]["cvxToAntigenMap"]["cvxMap"]}
+    cvx_map.extend(copy.deepcopy(cdc_map[c]) for c in FROM_CDC_MAP if c not in have)
     names = {m["cvx"]: m.get("shortDescription", m["cvx"]) for m in schedule["cvxToAntigenMap"]["cvxMap"]}
     antigens: dict[str, Any] = {}
     for antigen, (group, doses, max_age) in CALENDAR.items():

@@ -134,10 +134,11 @@ def main() -> None:
                    os.environ.get("HEALTHTWIN_CORPORA", "/work/shared/corpora"))
     from aze_calendar import azerbaijan
 
-    write("cdc", cdc(corpora))
+    cdc_data = cdc(corpora)
+    write("cdc", cdc_data)
     who_data = who(corpora)
     write("who", who_data)
-    write("aze", azerbaijan(who_data))
+    write("aze", azerbaijan(who_data, cdc_data))
 
 
 if __name__ == "__main__":
