@@ -13,7 +13,6 @@ import datetime as dt
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from healthtwin.twin.forecasting.baseline import flat_baseline  # noqa: E402
 from healthtwin.twin.forecasting.twin_series import forecast_weekly  # noqa: E402
+from healthtwin.twin.series import Series  # noqa: E402
 
 
-@dataclass(frozen=True)
-class Weekly:
-    key: tuple[str, ...]
-    syndrome: str
-    dates: list[dt.date]
-    counts: list[int]
-
-
-def synthetic(districts: int, syndromes: int, weeks: int, seed: int = 1) -> list[Weekly]:
+def synthetic(districts: int, syndromes: int, weeks: int, seed: int = 1) -> list[Series]:
     rng = np.random.default_rng(seed)
     start = dt.date(2023, 1, 2)
     dates = [start + dt.timedelta(weeks=i) for i in range(weeks)]
@@ -43,7 +35,7 @@ def synthetic(districts: int, syndromes: int, weeks: int, seed: int = 1) -> list
             base = rng.uniform(2, 40)
             peak = rng.uniform(0, 52)
             wave = base * (1 + rng.uniform(0.5, 4) * np.exp(-0.5 * (((t - peak) % 52 - 26) / 4.0) ** 2))
-            out.append(Weekly((f"region-{d % 11}", f"district-{d}"), f"syndrome-{s}", dates,
+            out.append(Series((f"region-{d % 11}", f"district-{d}"), f"syndrome-{s}", "week", dates,
                               rng.poisson(wave).tolist()))
     return out
 

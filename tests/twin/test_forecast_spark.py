@@ -4,12 +4,12 @@ weekly series with its statsforecast component on Spark."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from healthtwin.analytics import spark as hspark
+from healthtwin.twin.series import Series
 
 reason = hspark.available()
 if reason is None:
@@ -57,19 +57,11 @@ def test_each_statsforecast_model_forecasts_the_same_on_spark(session):
         assert not np.allclose(other["Bakı/Xətai"], here["Bakı/Xətai"], rtol=RTOL)
 
 
-@dataclass(frozen=True)
-class Weekly:
-    key: tuple[str, ...]
-    syndrome: str
-    dates: list[dt.date]
-    counts: list[int]
-
-
 def test_the_ensemble_on_the_twins_series_is_unchanged_with_spark_components(session):
     from healthtwin.twin.forecasting import distributed
     from healthtwin.twin.forecasting.twin_series import forecast_weekly
     start = dt.date(2023, 1, 2)
-    series = [Weekly(tuple(key.split("/")), "ili", [start + dt.timedelta(weeks=i) for i in range(80)],
+    series = [Series(tuple(key.split("/")), "ili", "week", [start + dt.timedelta(weeks=i) for i in range(80)],
                      [int(v) for v in np.nan_to_num(values)]) for key, values in _panel().items()]
     here = {f.key: f for f in forecast_weekly(series)}
     there = {f.key: f for f in forecast_weekly(series, models=distributed.spark_models(session))}
