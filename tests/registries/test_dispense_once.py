@@ -142,7 +142,6 @@ def test_dispenses_loaded_in_bulk_count_against_the_prescription(client, store):
 
 def test_the_database_refuses_an_overdraw_by_itself(store):
     """Past every check in Python, the balance row's constraints still refuse more than is allowed."""
-    B.ensure_schema(store)
     with store.transaction() as tx:
         tx.execute("INSERT INTO rx_dispense_balance VALUES ('x', 1, 1, 60, 60)")
     with pytest.raises(FHIRError) as info:

@@ -95,6 +95,24 @@ MIGRATIONS: list[tuple[int, str, list[str | tuple[str, str]]]] = [
         # matches of one code at 1M resources, growing with the country. Ascending sorts walk idx_date_range.
         "CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date (pid, hi, rid)",
     ]),
+    (5, "prescribing: the dispense balance and the CDS Hooks cards issued", [
+        # Made by the prescribing registry at start until 2026-12-02 (so the server needed DDL rights on every
+        # start); IF NOT EXISTS keeps a database that already has them as it is. rx_dispense_balance: one row
+        # per prescription dispensed against, whose CHECKs refuse an overdraw whatever the application does
+        # (registries/prescribing/balance.py; 1e-6: quantities are decimals stored as floats).
+        """CREATE TABLE IF NOT EXISTS rx_dispense_balance (
+             prescription TEXT PRIMARY KEY, fills_allowed INTEGER NOT NULL, fills_used INTEGER NOT NULL,
+             quantity_allowed {REAL}, quantity_used {REAL} NOT NULL,
+             CONSTRAINT rx_balance_non_negative CHECK (fills_used >= 0 AND quantity_used >= -1e-6),
+             CONSTRAINT rx_balance_fills CHECK (quantity_allowed IS NOT NULL OR fills_used <= fills_allowed),
+             CONSTRAINT rx_balance_quantity CHECK (quantity_allowed IS NULL
+                                                   OR quantity_used <= quantity_allowed + 1e-6))""",
+        # rx_cds_cards: each card shown, kept 30 days so its feedback can be checked (prescribing/cards.py)
+        """CREATE TABLE IF NOT EXISTS rx_cds_cards (uuid TEXT PRIMARY KEY, issued {REAL} NOT NULL,
+             subject TEXT NOT NULL, patient TEXT NOT NULL, hook TEXT NOT NULL, kind TEXT NOT NULL,
+             finding {BLOB} NOT NULL, outcome TEXT)""",
+        "CREATE INDEX IF NOT EXISTS rx_cds_cards_issued ON rx_cds_cards (issued)",
+    ]),
 ]
 
 INDEX_TABLES = ("idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri",

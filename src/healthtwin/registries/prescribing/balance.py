@@ -27,7 +27,7 @@ from ...store import Transaction
 from ...store.search import run_search
 
 BALANCE_URL = "https://health.gov.az/fhir/StructureDefinition/dispense-balance"
-EPSILON = 1e-6  # quantities are decimals stored as floats
+EPSILON = 1e-6  # quantities are decimals stored as floats (the CHECKs of store/schema.py, migration 5, allow as much)
 
 
 @dataclass(frozen=True)
@@ -69,22 +69,6 @@ def allowance(request: dict[str, Any]) -> Allowance:
     value = q.get("value") if isinstance(q, dict) else None
     per_fill = float(value) if isinstance(value, (int, float)) and value > 0 else None
     return Allowance(1 + repeats, per_fill, quantity_unit(q))
-
-
-def ensure_schema(store: Any) -> None:
-    real = "DOUBLE PRECISION" if store.dialect == "postgres" else "REAL"
-    with store.write_cursor() as cur:
-        store.lock(cur, "prescribing-schema")
-        cur.execute(f"""CREATE TABLE IF NOT EXISTS rx_dispense_balance (
-            prescription TEXT PRIMARY KEY,
-            fills_allowed INTEGER NOT NULL,
-            fills_used INTEGER NOT NULL,
-            quantity_allowed {real},
-            quantity_used {real} NOT NULL,
-            CONSTRAINT rx_balance_non_negative CHECK (fills_used >= 0 AND quantity_used >= -{EPSILON}),
-            CONSTRAINT rx_balance_fills CHECK (quantity_allowed IS NOT NULL OR fills_used <= fills_allowed),
-            CONSTRAINT rx_balance_quantity CHECK (quantity_allowed IS NULL
-                                                  OR quantity_used <= quantity_allowed + {EPSILON}))""")
 
 
 def _row(tx: Transaction, rid: str) -> Balance | None:

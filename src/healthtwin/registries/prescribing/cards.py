@@ -41,16 +41,6 @@ def card(finding: Finding) -> dict[str, Any]:
             "overrideReasons": override_reasons(finding.kind)}
 
 
-def ensure_schema(store: Any) -> None:
-    real, blob = ("DOUBLE PRECISION", "BYTEA") if store.dialect == "postgres" else ("REAL", "BLOB")
-    with store.write_cursor() as cur:
-        store.lock(cur, "prescribing-schema")
-        cur.execute(f"""CREATE TABLE IF NOT EXISTS rx_cds_cards (uuid TEXT PRIMARY KEY, issued {real} NOT NULL,
-                        subject TEXT NOT NULL, patient TEXT NOT NULL, hook TEXT NOT NULL, kind TEXT NOT NULL,
-                        finding {blob} NOT NULL, outcome TEXT)""")
-        cur.execute("CREATE INDEX IF NOT EXISTS rx_cds_cards_issued ON rx_cds_cards (issued)")
-
-
 def remember(store: Any, subject: str, patient: str, hook: str, issued: list[tuple[dict[str, Any], Finding]]) -> None:
     if not issued:
         return

@@ -236,5 +236,4 @@ async def _now(fn: Callable[[], Any]) -> Any:
 
 
 def routes(services: Any, identify: Callable | None) -> list[Route]:
-    C.ensure_schema(services.store)
     return CDSHooks(services, identify).routes()

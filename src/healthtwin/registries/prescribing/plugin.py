@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ...api.plugins import Contribution
-from . import balance, dispensing, prescriptions, validity
+from . import dispensing, prescriptions, validity
 
 
 def contribution(services: Any, identify: Callable | None = None) -> Contribution:
     """The default validity of a prescription that states none comes from HEALTHTWIN_PRESCRIPTION_VALIDITY_DAYS
     (validity.py)."""
     days = validity.default_days_from_env()
-    balance.ensure_schema(services.store)
     from .cds_hooks import routes
     return Contribution("prescribing", routes=routes(services, identify),
                         write_rules=[prescriptions.RULE, dispensing.rule(days)])
