@@ -239,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_mpi(sub, _store_args)
     from .twin.forecasting.cli import add_parser as add_forecast
     add_forecast(sub)
+    from .jobs.cli import add_parser as add_jobs
+    add_jobs(sub)
     return parser
 
 

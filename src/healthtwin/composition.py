@@ -57,6 +57,10 @@ class AppSettings:
     # A create that matches a stored citizen by name and birth (mpi/plugin.py): "off", "review", "existing" or
     # "refuse". HEALTHTWIN_MPI_ON_MATCH.
     mpi_on_match: str = "off"
+    # the scheduled jobs (jobs/): run once a minute in the process that holds the analytics database, when
+    # there is one; off (HEALTHTWIN_JOBS=off) when a timer calls `healthtwin jobs run-due` instead
+    scheduled_jobs: bool = True
+    database: str | None = None  # the store's URL, for jobs that open it in worker processes (None: SQLite)
 
     @classmethod
     def from_env(cls) -> "AppSettings":
@@ -74,7 +78,8 @@ class AppSettings:
                    audit_feed_ca=os.environ.get("HEALTHTWIN_AUDIT_FEED_CA") or None,
                    externals=_externals_from_env(), oidc_login=_oidc_login_from_env(),
                    mpi_on_duplicate=os.environ.get("HEALTHTWIN_MPI_ON_DUPLICATE", "refuse"),
-                   mpi_on_match=os.environ.get("HEALTHTWIN_MPI_ON_MATCH", "off"))
+                   mpi_on_match=os.environ.get("HEALTHTWIN_MPI_ON_MATCH", "off"),
+                   scheduled_jobs=os.environ.get("HEALTHTWIN_JOBS", "on") != "off", database=base.database)
 
 
 def _externals_from_env() -> list:
@@ -147,6 +152,11 @@ def build_app(store: Store, settings: AppSettings | None = None, *, policy: Poli
     # the twin's routes (/analytics/scenarios...) go before the /analytics mount, which would match them first
     contributions[1:1] = twin(services, settings.analytics_dir, identify=fhir_router.identify)
     contributions.append(web(services, public_url))
+    if settings.scheduled_jobs:
+        from .jobs.server import contribution as jobs
+        scheduled = jobs(services, data_dir, settings.analytics_dir, settings.database)
+        if scheduled is not None:
+            contributions.append(scheduled)
     return assemble(services, fhir_router, contributions, tokens=tokens)
 
 
@@ -185,10 +195,12 @@ def create_app(store: Store, policy: Policy | None = None, limits: Limits | None
                analytics_dir: Path | None = None, analytics_refresh_minutes: float | None = None,
                analytics_snapshots: bool = True, audit_feed: str | None = None,
                audit_feed_ca: str | None = None) -> FHIRFastPath:
-    """The former keyword form of build_app, kept for the tests and benchmarks that use it."""
+    """The former keyword form of build_app, kept for the tests and benchmarks that use it (without the
+    scheduled jobs: a test's application does not start the nightly work)."""
     return build_app(store, AppSettings(data_dir=data_dir, public_url=public_url, rate=rate, audit=audit,
                                         limits=limits, analytics_dir=analytics_dir,
                                         analytics_refresh_minutes=analytics_refresh_minutes,
                                         analytics_snapshots=analytics_snapshots, audit_feed=audit_feed,
-                                        audit_feed_ca=audit_feed_ca, externals=list(externals or [])),
+                                        audit_feed_ca=audit_feed_ca, externals=list(externals or []),
+                                        scheduled_jobs=False),
                      policy=policy, services=services, tokens=tokens)

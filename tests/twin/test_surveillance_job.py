@@ -111,22 +111,6 @@ def test_the_communications_are_valid_fhir():
     assert issues == []
 
 
-def test_the_weekly_schedule_runs_on_monday_morning_and_stops_at_once(tmp_path):
-    from healthtwin.twin.surveillance import schedule
-    monday6 = dt.datetime(2026, 1, 5, 6, 0, tzinfo=dt.timezone.utc)
-    assert schedule.next_run(dt.datetime(2026, 1, 3, 12, 0, tzinfo=dt.timezone.utc)) == monday6
-    assert schedule.next_run(monday6) == monday6 + dt.timedelta(days=7)
-    # due now, but there is no analytics database: the run is skipped (logged) and the thread waits a week
-    ticks = iter([monday6 - dt.timedelta(seconds=1)] + [monday6] * 10)
-    weekly = schedule.WeeklyDetection(tmp_path, clock=lambda: next(ticks))
-    weekly.start()
-    import time
-    time.sleep(1.5)
-    weekly.stop()
-    assert weekly._thread is None
-    assert not (tmp_path / "surveillance").exists()
-
-
 def test_a_scheduled_run_writes_its_alerts_beside_the_analytics(tmp_path, monkeypatch):
     from healthtwin.twin import series as twin_series
     from healthtwin.twin.surveillance import schedule

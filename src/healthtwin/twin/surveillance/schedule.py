@@ -1,6 +1,6 @@
-"""The detection run on a schedule inside the server: once a week (by default on Monday at 06:00 UTC,
-after the weekend's refresh), every weekly district series of every group through job.run, the raised
-Communications and the run's summary written beside the analytics database:
+"""One detection run over the twin: every weekly district series of every group through job.run, the raised
+Communications and the run's summary written beside the analytics database. It is the `detection` job of the
+platform's schedule (jobs/catalogue.py: by default on Monday at 06:00 UTC, after the weekend's refresh):
 
     <analytics>/surveillance/<YYYY-MM-DD>.ndjson   the Communications of that run, one per line
     <analytics>/surveillance/<YYYY-MM-DD>.json     its summary (series, signals, groups, raised, held back)
@@ -14,22 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
-import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import job
-
-log = logging.getLogger("healthtwin.twin")
-
-
-def next_run(now: dt.datetime, weekday: int = 0, hour: int = 6) -> dt.datetime:
-    """The next `weekday` (0 = Monday) at `hour`:00 UTC strictly after now."""
-    base = now.astimezone(dt.timezone.utc).replace(hour=hour, minute=0, second=0, microsecond=0)
-    days = (weekday - base.weekday()) % 7
-    at = base + dt.timedelta(days=days)
-    return at if at > now else at + dt.timedelta(days=7)
 
 
 def run_once(analytics_dir: Path, now: dt.datetime | None = None, services: Any = None) -> dict:
@@ -62,41 +50,3 @@ def run_once(analytics_dir: Path, now: dt.datetime | None = None, services: Any 
         record["stored"] = vars(stored)
     (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
     return record
-
-
-class WeeklyDetection:
-    """A daemon thread that sleeps until the next run, runs, and repeats; stop() wakes and ends it."""
-
-    def __init__(self, analytics_dir: Path, clock: Callable[[], dt.datetime] | None = None,
-                 weekday: int = 0, hour: int = 6, services: Any = None) -> None:
-        self.analytics_dir = Path(analytics_dir)
-        self.services = services
-        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
-        self.weekday, self.hour = weekday, hour
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="weekly-detection", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            now = self.clock()
-            wait = (next_run(now, self.weekday, self.hour) - now).total_seconds()
-            if self._stop.wait(max(0.0, wait)):
-                return
-            try:
-                record = run_once(self.analytics_dir, self.clock(), self.services)
-                log.info("weekly detection: %(series)s series, %(raised)s alerts raised", record)
-            except ValueError as exc:  # no series yet (no refresh has run): try again next week
-                log.warning("weekly detection skipped: %s", exc)
-            except Exception:
-                log.exception("weekly detection failed")
