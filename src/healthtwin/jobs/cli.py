@@ -28,13 +28,13 @@ def add_parser(sub: Any) -> None:
         p.add_argument("--workers", type=int, default=2, help="worker processes of jobs that use them (default 2)")
         p.set_defaults(func=run)
     for name in ("run", "set"):
-        parsers[name].add_argument("name")
-    parsers["history"].add_argument("--job", default=None)
-    parsers["history"].add_argument("--limit", type=int, default=20)
+        parsers[name].add_argument("name", help="the job (healthtwin jobs list)")
+    parsers["history"].add_argument("--job", default=None, help="only this job's runs (default: every job's)")
+    parsers["history"].add_argument("--limit", type=int, default=20, help="at most this many runs (default 20)")
     parsers["set"].add_argument("--cadence", default=None, help="'daily HH:MM', 'weekly mon HH:MM', 'every 30m' (UTC)")
     switch = parsers["set"].add_mutually_exclusive_group()
-    switch.add_argument("--enable", dest="enabled", action="store_true", default=None)
-    switch.add_argument("--disable", dest="enabled", action="store_false")
+    switch.add_argument("--enable", dest="enabled", action="store_true", default=None, help="run it when due")
+    switch.add_argument("--disable", dest="enabled", action="store_false", help="leave it out until enabled")
 
 
 def run(args: argparse.Namespace) -> int:
