@@ -68,3 +68,9 @@ def parse_date(text: str | None) -> date | None:
             return date(int(parts[0]), int(parts[1]), int(parts[2]))
         return date(int(parts[2]), int(parts[0]), int(parts[1]))
     return date.fromisoformat(text)
+
+
+@lru_cache(maxsize=1024)
+def rule_date(text: str | None) -> date | None:
+    """A date of the supporting data (a few, met for every patient): parsed once."""
+    return parse_date(text)

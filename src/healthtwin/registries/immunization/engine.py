@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from . import dates, rules
 from .evaluate import evaluate
@@ -48,33 +49,59 @@ class GroupForecast:
 def antigen_doses(schedule: Schedule, patient: Patient) -> dict[str, list[Dose]]:
     """Each antigen's doses: a dose counts for an antigen its CVX maps to at the patient's age that day."""
     out: dict[str, list[Dose]] = {}
+    birth, add = patient.birth, dates.add
     for dose in patient.doses:
-        for assoc in schedule.cvx_antigens.get(dose.cvx, []):
-            begin = dates.add_opt(patient.birth, assoc.begin_age) or dates.MIN_DATE
-            end = dates.add_opt(patient.birth, assoc.end_age) or dates.MAX_DATE
-            if begin <= dose.given < end:
-                out.setdefault(assoc.antigen, []).append(dose)
+        for assoc in schedule.cvx_antigens.get(dose.cvx, ()):
+            if assoc.begin_age and dose.given < add(birth, assoc.begin_age):
+                continue
+            if assoc.end_age and dose.given >= add(birth, assoc.end_age):
+                continue
+            out.setdefault(assoc.antigen, []).append(dose)
     return out
+
+
+class _AntigenPlan:
+    """An antigen's series as the engine walks them: those that apply to everyone (no required sex, not a
+    risk series) need no test per patient."""
+    __slots__ = ("series", "plain", "risk_only")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.series = data.get("series", [])
+        self.plain = [not s.get("requiredGender") and s.get("seriesType") != "Risk" for s in self.series]
+        self.risk_only = all(s.get("seriesType") == "Risk" for s in self.series)
+
+
+_PLANS: dict[int, tuple[dict[str, Any], _AntigenPlan]] = {}
+
+
+def _plan(data: dict[str, Any]) -> _AntigenPlan:
+    found = _PLANS.get(id(data))
+    if found is None or found[0] is not data:
+        found = _PLANS[id(data)] = (data, _AntigenPlan(data))
+    return found[1]
 
 
 def assess_antigen(schedule: Schedule, patient: Patient, antigen: str, doses: list[Dose]) -> AntigenResult:
     data = schedule.antigens[antigen]
-    series = [PatientSeries(antigen, s) for s in data.get("series", []) if relevant(s, patient)]
-    if not series and all(s.get("seriesType") == "Risk" for s in data.get("series", [])):
+    plan = _plan(data)
+    series = [PatientSeries(antigen, s) for s, plain in zip(plan.series, plan.plain)
+              if plain or relevant(s, patient)]
+    if not series and plan.risk_only:
         # A risk-only antigen (dengue) with no series yet: one whose indication the patient will reach
-        series = [PatientSeries(antigen, s) for s in data.get("series", []) if relevant(s, patient, True)]
+        series = [PatientSeries(antigen, s) for s in plan.series if relevant(s, patient, True)]
     group_complete: dict[str, bool] = {}
 
     def completed(group: str) -> bool:
         return group_complete.get(group, False)
 
-    for ps in sorted(series, key=lambda s: s.group):
+    for ps in sorted(series, key=lambda s: s.group) if len(series) > 1 else series:
         evaluate(schedule, patient, ps, doses, completed)
         forecast(schedule, patient, ps, doses, completed)
         if ps.status == COMPLETE:
             group_complete[ps.group] = True
     best = best_series(series, patient)
-    if contraindicated(data, patient):
+    # Contraindications and immunity come from the patient's observations: none, neither.
+    if patient.codes and contraindicated(data, patient):
         return AntigenResult(antigen, CONTRAINDICATED, best)
     if immune(data, patient):
         return AntigenResult(antigen, IMMUNE, best)

@@ -11,18 +11,20 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Callable
 
-from . import dates
+from . import targets
+from .dates import MAX_DATE, MIN_DATE, add
 from .patient import EXTRANEOUS, NOT_VALID, SUBSTANDARD, VALID, Dose, Patient
-from .rules import Schedule, cvx_set
-from .series_state import DoseResult, PatientSeries
+from .rules import Schedule
+from .series_state import INADVERTENT, DoseResult, PatientSeries
 from .skip import in_force, skipped
+from .targets import MOST_RECENT, OBSERVATION, PREVIOUS, TARGET_DOSE, Interval, Target, Vaccine
 
 TOO_YOUNG = "Age: Too Young"
 TOO_OLD = "Age: Too Old"
 TOO_SOON = "Interval: too Soon"
 LIVE_VIRUS = "Live Virus Conflict"
 NOT_ALLOWED = "Not a preferable or allowable vaccine"
-INADVERTENT = "Inadvertent Vaccine"
+
 ALREADY_COMPLETE = "Series Already Complete"
 
 
@@ -31,71 +33,66 @@ def applicable(rows: list[dict[str, Any]], when: date) -> list[dict[str, Any]]:
 
 
 def age_row(target: dict[str, Any], when: date) -> dict[str, Any]:
-    rows = applicable(target.get("age", []), when)
-    return rows[0] if rows else {}
+    return targets.target(target).age_row(when)
 
 
-def _reference(interval: dict[str, Any], ps: PatientSeries, patient: Patient, when: date,
+def _reference(iv: Interval, ps: PatientSeries, patient: Patient, when: date,
                inclusive: bool = False) -> date | None:
     """The date an interval counts from: the previous dose, a target dose, the latest dose of some vaccine
     types, or an observation."""
-    if interval.get("fromPrevious") == "Y":
-        prev = previous_dose(ps)
+    kind = iv.kind
+    if kind == PREVIOUS:
+        prev = ps.previous
         return prev.given if prev else None
-    if interval.get("fromTargetDose"):
-        return ps.target_date(int(interval["fromTargetDose"]) - 1)
-    if interval.get("fromMostRecent"):
-        cvxs = cvx_set(interval["fromMostRecent"])
+    if kind == TARGET_DOSE:
+        return ps.target_date(iv.arg)
+    if kind == MOST_RECENT:
+        cvxs = iv.arg
         found = [d.given for d in patient.doses if d.cvx in cvxs and (d.given < when or inclusive and d.given == when)]
         return max(found) if found else None
-    relevant = interval.get("fromRelevantObs")
-    if relevant:  # e.g. "120": the date antiviral therapy began
-        code = relevant.get("code") if isinstance(relevant, dict) else str(relevant)
+    if kind == OBSERVATION:  # e.g. "120": the date antiviral therapy began
+        code = iv.arg
         seen = [o.start for o in patient.observations if o.code == code and o.start]
         return max(seen) if seen else None
     return None
 
 
 def previous_dose(ps: PatientSeries) -> Dose | None:
-    """The most recent dose evaluated in the series as Valid or Not Valid, other than an inadvertent one."""
-    for result in reversed(ps.results):
-        if result.status in (VALID, NOT_VALID) and result.reason != INADVERTENT:
-            return result.dose
-    return None
+    """The most recent dose evaluated in the series as Valid or Not Valid, other than an inadvertent one
+    (kept as the results are added: `PatientSeries.add`)."""
+    return ps.previous
 
 
-def _no_grace(ps: PatientSeries) -> bool:
-    """Whether the grace period (absolute minimum vs minimum) is withheld: in 4.x it always applies."""
-    return False
+# Whether the grace period (absolute minimum vs minimum) is withheld: in 4.x it always applies.
+NO_GRACE = False
 
 
-def intervals_in_force(target: dict[str, Any], ps: PatientSeries, patient: Patient,
-                       when: date, inclusive: bool = False) -> list[tuple[dict[str, Any], date]]:
+def intervals_in_force(target: Target, ps: PatientSeries, patient: Patient,
+                       when: date, inclusive: bool = False) -> list[tuple[Interval, date]]:
     """The target dose's intervals in force on a date, each with the date it counts from (inclusive: a
     dose given on that date counts, as when forecasting on the assessment date)."""
-    found = [(iv, ref) for iv in applicable(target.get("interval", []), when)
+    found = [(iv, ref) for iv in target.intervals.at(when)
              if (ref := _reference(iv, ps, patient, when, inclusive)) is not None]
-    override = [(iv, ref) for iv, ref in found if (iv.get("intervalPriority") or "").lower() == "override"]
-    return override or found
+    if len(found) < 2:  # one interval: it is its own override, if it is one
+        return found
+    return [(iv, ref) for iv, ref in found if iv.override] or found
 
 
-def _interval_ok(target: dict[str, Any], ps: PatientSeries, patient: Patient, dose: Dose) -> bool:
-    no_grace = _no_grace(ps)
+def _interval_ok(target: Target, ps: PatientSeries, patient: Patient, dose: Dose) -> bool:
+    given = dose.given
     preferable = True
-    for iv, ref in intervals_in_force(target, ps, patient, dose.given):
-        absolute = dates.add(ref, iv.get("absMinInt") or "0 days")
-        minimum = dates.add(ref, iv.get("minInt") or iv.get("absMinInt") or "0 days")
-        if dose.given < absolute or (no_grace and dose.given < minimum):
+    for iv, ref in intervals_in_force(target, ps, patient, given):
+        if given < add(ref, iv.abs_min) or (NO_GRACE and given < add(ref, iv.minimum)):
             preferable = False
             break
     if preferable:
         return True
-    allowable = applicable(target.get("allowableInterval", []), dose.given)
+    allowable = target.allowable_intervals.at(given)
     if not allowable:
         return False
     for iv in allowable:
-        ref = _reference(iv, ps, patient, dose.given)
-        if ref is not None and dose.given < dates.add(ref, iv.get("absMinInt") or "0 days"):
+        ref = _reference(iv, ps, patient, given)
+        if ref is not None and given < add(ref, iv.abs_min):
             return False
     return True
 
@@ -111,78 +108,78 @@ def _live_virus_conflict(schedule: Schedule, patient: Patient, ps: PatientSeries
         for c in conflicts:
             if c.previous_cvx != prev.cvx:
                 continue
-            begin = dates.add(prev.given, c.begin)
+            begin = add(prev.given, c.begin)
             valid = status.get(prev.id, VALID) == VALID
-            end = dates.add(prev.given, (c.min_end or c.end) if valid else c.end)
+            end = add(prev.given, (c.min_end or c.end) if valid else c.end)
             if begin <= dose.given < end:
                 return True
     return False
 
 
-def _vaccine_ok(rows: list[dict[str, Any]], patient: Patient, dose: Dose, with_product: bool) -> bool:
-    for row in rows:
-        if row["cvx"] != dose.cvx:
-            continue
-        begin = dates.add_opt(patient.birth, row.get("beginAge")) or dates.MIN_DATE
-        end = dates.add_opt(patient.birth, row.get("endAge")) or dates.MAX_DATE
+def _vaccine_ok(rows: dict[str, list[Vaccine]], patient: Patient, dose: Dose, with_product: bool) -> bool:
+    for row in rows.get(dose.cvx, ()):
+        begin = add(patient.birth, row.begin) if row.begin else MIN_DATE
+        end = add(patient.birth, row.end) if row.end else MAX_DATE
         if not begin <= dose.given < end:
             continue
-        if with_product and row.get("mvx") and dose.mvx and row["mvx"].upper() != dose.mvx.upper():
+        if with_product and row.mvx and dose.mvx and row.mvx.upper() != dose.mvx.upper():
             continue
         return True
     return False
 
 
-def check(schedule: Schedule, patient: Patient, ps: PatientSeries, target: dict[str, Any],
-          dose: Dose) -> list[str]:
+def check(schedule: Schedule, patient: Patient, ps: PatientSeries, target: Target, dose: Dose) -> list[str]:
     """Every reason a dose does not satisfy the target dose (none if it does): a dose can be both too young
     and too soon, and the record says so."""
     reasons = []
-    age = age_row(target, dose.given)
-    absolute = dates.add_opt(patient.birth, age.get("absMinAge")) or patient.birth
-    minimum = dates.add_opt(patient.birth, age.get("minAge")) or absolute
-    maximum = dates.add_opt(patient.birth, age.get("maxAge"))
-    if dose.given < absolute or (dose.given < minimum and _no_grace(ps)):
+    given = dose.given
+    ages = target.age_dates(patient.birth, given)
+    if given < ages.absolute or (NO_GRACE and given < (ages.minimum or ages.absolute)):
         reasons.append(TOO_YOUNG)
-    if maximum and dose.given >= maximum:
+    if ages.maximum and given >= ages.maximum:
         reasons.append(TOO_OLD)
-    if not _interval_ok(target, ps, patient, dose):
+    # (no interval row: nothing to be too soon for; no conflict listed for the vaccine: none to check)
+    if target.intervals.rows and not _interval_ok(target, ps, patient, dose):
         reasons.append(TOO_SOON)
-    if _live_virus_conflict(schedule, patient, ps, dose):
+    if dose.cvx in schedule.conflicts and _live_virus_conflict(schedule, patient, ps, dose):
         reasons.append(LIVE_VIRUS)
-    if not (_vaccine_ok(target.get("preferableVaccine", []), patient, dose, True)
-            or _vaccine_ok(target.get("allowableVaccine", []), patient, dose, False)):
+    if not (_vaccine_ok(target.preferable, patient, dose, True)
+            or _vaccine_ok(target.allowable, patient, dose, False)):
         reasons.append(NOT_ALLOWED)
     return reasons
 
 
 def evaluate(schedule: Schedule, patient: Patient, ps: PatientSeries, doses: list[Dose],
              completed: Callable[[str], bool]) -> None:
-    targets = ps.doses
+    plans = ps.targets
+    count = len(plans)
     for dose in doses:
         if dose.substandard:
-            ps.results.append(DoseResult(dose, SUBSTANDARD, "Sub-standard dose"))
+            ps.add(DoseResult(dose, SUBSTANDARD, "Sub-standard dose"))
             continue
-        while ps.target < len(targets):
-            prev = previous_dose(ps)
-            if not skipped(targets[ps.target], "Evaluation", ps, patient, doses, dose.given,
+        while ps.target < count:
+            plan = plans[ps.target]
+            if not plan.skips:
+                break
+            prev = ps.previous
+            if not skipped(plan.raw, "Evaluation", ps, patient, doses, dose.given,
                            prev.given if prev else None, completed):
                 break
             ps.target += 1
-        if ps.target >= len(targets):
-            ps.results.append(DoseResult(dose, EXTRANEOUS, ALREADY_COMPLETE))
+        if ps.target >= count:
+            ps.add(DoseResult(dose, EXTRANEOUS, ALREADY_COMPLETE))
             continue
-        target = targets[ps.target]
-        if any(v["cvx"] == dose.cvx for v in target.get("inadvertentVaccine", [])):
-            ps.results.append(DoseResult(dose, NOT_VALID, INADVERTENT))
+        plan = plans[ps.target]
+        if dose.cvx in plan.inadvertent:
+            ps.add(DoseResult(dose, NOT_VALID, INADVERTENT))
             continue
-        reasons = check(schedule, patient, ps, target, dose)
+        reasons = check(schedule, patient, ps, plan, dose)
         if reasons:
             # A dose past the target dose's maximum age is not needed: Extraneous, not Not Valid.
             status = EXTRANEOUS if reasons == [TOO_OLD] else NOT_VALID
-            ps.results.append(DoseResult(dose, status, reasons[0], None, reasons))
+            ps.add(DoseResult(dose, status, reasons[0], None, reasons))
             continue
-        ps.results.append(DoseResult(dose, VALID, None, ps.target))
+        ps.add(DoseResult(dose, VALID, None, ps.target))
         ps.satisfied.append((ps.target, dose))
-        if target.get("recurringDose") != "Yes":
+        if not plan.recurring:
             ps.target += 1

@@ -12,11 +12,13 @@ from datetime import date, timedelta
 from typing import Any, Callable
 
 from . import dates
-from .evaluate import age_row, applicable, intervals_in_force, previous_dose
+from .dates import add, parse_date
+from .evaluate import intervals_in_force
 from .patient import AGED_OUT, COMPLETE, NOT_COMPLETE, Dose, Patient
 from .rules import Schedule
 from .series_state import PatientSeries
 from .skip import skipped
+from .targets import Target
 
 DAY = timedelta(days=1)
 
@@ -26,7 +28,7 @@ def immune(antigen: dict[str, Any], patient: Patient) -> bool:
     if any(h.get("guidelineCode") in patient.codes for h in immunity.get("clinicalHistory", [])):
         return True
     born = immunity.get("dateOfBirth") or {}
-    before = dates.parse_date(born.get("immunityBirthDate"))
+    before = dates.rule_date(born.get("immunityBirthDate"))
     if before and patient.birth < before:
         return not any(e.get("exclusionCode") in patient.codes for e in born.get("exclusion", []))
     return False
@@ -43,58 +45,59 @@ def contraindicated(antigen: dict[str, Any], patient: Patient) -> bool:
     return False
 
 
-def _conflict_end(schedule: Schedule, patient: Patient, target: dict[str, Any]) -> date | None:
+def _conflict_end(schedule: Schedule, patient: Patient, target: Target) -> date | None:
     """The latest end of a live-virus conflict between a dose given and the vaccine the target dose prefers."""
     latest: date | None = None
-    if not patient.doses:
+    conflicts = target.conflicts(schedule.conflicts)
+    if not conflicts or not patient.doses:
         return None
-    for cvx in {v["cvx"] for v in target.get("preferableVaccine", [])}:
-        for c in schedule.conflicts.get(cvx, []):
-            for prev in patient.doses:
-                if prev.cvx == c.previous_cvx:
-                    end = dates.add(prev.given, c.end)
-                    if latest is None or end > latest:
-                        latest = end
+    for c in conflicts:
+        for prev in patient.doses:
+            if prev.cvx == c.previous_cvx:
+                end = add(prev.given, c.end)
+                if latest is None or end > latest:
+                    latest = end
     return latest
 
 
-def _dates(schedule: Schedule, patient: Patient, ps: PatientSeries, target: dict[str, Any]
+def _dates(schedule: Schedule, patient: Patient, ps: PatientSeries, target: Target
            ) -> tuple[date, date | None, date | None, date | None, date]:
     """The target dose's earliest, recommended and past-due dates, its maximum age date, and the earliest
     date its intervals from the doses given allow (the assessment date at the soonest)."""
-    when = patient.assessment
-    age = age_row(target, when)
-    earliest = dates.add_opt(patient.birth, age.get("minAge")) or patient.birth
-    recommended = dates.add_opt(patient.birth, age.get("earliestRecAge"))
-    latest_rec = dates.add_opt(patient.birth, age.get("latestRecAge"))
-    past_due = latest_rec - DAY if latest_rec else None
+    when, birth = patient.assessment, patient.birth
+    age = target.age_dates(birth, when)
+    earliest = age.minimum or birth
+    recommended = age.earliest_rec
+    past_due = age.latest_rec - DAY if age.latest_rec else None
     interval_rec: date | None = None
     interval_due: date | None = None
     next_possible = when
     for iv, ref in intervals_in_force(target, ps, patient, when, inclusive=True):
-        minimum = dates.add_opt(ref, iv.get("minInt"))
-        if minimum and minimum > earliest:
-            earliest = minimum
-        if minimum and minimum > next_possible:
-            next_possible = minimum
+        if iv.min_int:
+            minimum = add(ref, iv.min_int)
+            if minimum > earliest:
+                earliest = minimum
+            if minimum > next_possible:
+                next_possible = minimum
         # The age's recommended and past-due dates come first; an interval's only when the age has none.
-        rec = dates.add_opt(ref, iv.get("earliestRecInt"))
-        if rec and not age.get("earliestRecAge") and (interval_rec is None or rec > interval_rec):
-            interval_rec = rec
-        late = dates.add_opt(ref, iv.get("latestRecInt"))
-        if late and not age.get("latestRecAge") and (interval_due is None or late - DAY > interval_due):
-            interval_due = late - DAY
+        if iv.earliest_rec and not age.earliest_rec:
+            rec = add(ref, iv.earliest_rec)
+            if interval_rec is None or rec > interval_rec:
+                interval_rec = rec
+        if iv.latest_rec and not age.latest_rec:
+            late = add(ref, iv.latest_rec)
+            if interval_due is None or late - DAY > interval_due:
+                interval_due = late - DAY
     recommended = recommended or interval_rec
     past_due = past_due or interval_due
     conflict = _conflict_end(schedule, patient, target)
     if conflict and conflict > earliest:
         earliest = conflict
-    season = target.get("seasonalRecommendation")
-    for row in applicable(season if isinstance(season, list) else [season] if season else [], when):
-        start = dates.parse_date(row.get("startDate"))
+    for row in target.season.at(when):
+        start = parse_date(row.get("startDate"))
         if start and start > earliest:
             earliest = start
-    return earliest, recommended, past_due, dates.add_opt(patient.birth, age.get("maxAge")), next_possible
+    return earliest, recommended, past_due, age.maximum, next_possible
 
 
 def forecast(schedule: Schedule, patient: Patient, ps: PatientSeries, doses: list[Dose],
@@ -103,16 +106,18 @@ def forecast(schedule: Schedule, patient: Patient, ps: PatientSeries, doses: lis
     skip (forecast context) holds on the date the next dose could first be given after the doses so far
     (the assessment date at the soonest): "not required for those 7 years or older at the earliest
     forecasted date for next dose"."""
-    targets = ps.doses
-    while ps.target < len(targets):
-        target = targets[ps.target]
+    plans = ps.targets
+    while ps.target < len(plans):
+        target = plans[ps.target]
         earliest, recommended, past_due, maximum, next_possible = _dates(schedule, patient, ps, target)
-        prev = previous_dose(ps)
-        if not skipped(target, "Forecast", ps, patient, doses, next_possible,
+        if not target.skips:
+            break
+        prev = ps.previous
+        if not skipped(target.raw, "Forecast", ps, patient, doses, next_possible,
                        prev.given if prev else None, completed):
             break
         ps.target += 1
-    if ps.target >= len(targets):
+    if ps.target >= len(plans):
         ps.complete = True
         ps.status = COMPLETE
         return

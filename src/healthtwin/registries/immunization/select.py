@@ -149,6 +149,9 @@ def best_in_group(candidates: list[PatientSeries], patient: Patient) -> PatientS
 
 
 def best_series(all_series: list[PatientSeries], patient: Patient) -> list[PatientSeries]:
+    if len(all_series) == 1:  # one series (the Azerbaijani calendar's antigens): its own group's best, if any
+        only = all_series[0]
+        return [only] if only.kind != "Evaluation Only" or only.complete else []
     groups: dict[str, list[PatientSeries]] = {}
     for s in all_series:
         groups.setdefault(s.group, []).append(s)

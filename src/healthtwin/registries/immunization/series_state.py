@@ -1,66 +1,94 @@
 """A patient series: one antigen series of the supporting data as it tracks one patient's doses."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from .dates import parse_date
-from .patient import Dose
+from .patient import NOT_VALID, VALID, Dose
+from .targets import target
+
+COUNTED = (VALID, NOT_VALID)
+INADVERTENT = "Inadvertent Vaccine"
 
 
-@dataclass
 class DoseResult:
-    dose: Dose
-    status: str
-    reason: str | None = None
-    target: int | None = None  # index of the target dose this dose satisfied (when valid)
-    reasons: list[str] = field(default_factory=list)  # every failed check, the first being `reason`
+    """One dose's verdict in a series (a plain class with slots: a child's forecast makes a score of them)."""
+    __slots__ = ("dose", "status", "reason", "target", "reasons")
 
-    def __post_init__(self) -> None:
-        if self.reason and not self.reasons:
-            self.reasons = [self.reason]
+    def __init__(self, dose: Dose, status: str, reason: str | None = None, target: int | None = None,
+                 reasons: list[str] | None = None) -> None:
+        self.dose = dose
+        self.status = status
+        self.reason = reason
+        self.target = target  # index of the target dose this dose satisfied (when valid)
+        # every failed check, the first being `reason`
+        self.reasons = reasons if reasons else [reason] if reason else []
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DoseResult) and all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    def __repr__(self) -> str:
+        return (f"DoseResult(dose={self.dose!r}, status={self.status!r}, reason={self.reason!r}, "
+                f"target={self.target!r}, reasons={self.reasons!r})")
 
 
-@dataclass
+class SeriesPlan:
+    """What a series of the supporting data says once and for all: its selection fields and target doses."""
+    __slots__ = ("select", "group", "priority", "preference", "kind", "targets")
+
+    def __init__(self, series: dict[str, Any]) -> None:
+        self.select = series.get("selectSeries", {})
+        self.group = self.select.get("seriesGroup", "1")
+        self.priority = self.select.get("seriesPriority") or "Z"
+        self.preference = int(self.select.get("seriesPreference") or 99)
+        self.kind = series.get("seriesType", "Standard")
+        self.targets = [target(d) for d in series["seriesDose"]]
+
+
+_PLANS: dict[int, tuple[dict[str, Any], SeriesPlan]] = {}
+
+
+def series_plan(series: dict[str, Any]) -> SeriesPlan:
+    found = _PLANS.get(id(series))
+    if found is None or found[0] is not series:
+        found = _PLANS[id(series)] = (series, SeriesPlan(series))
+    return found[1]
+
+
 class PatientSeries:
-    antigen: str
-    series: dict[str, Any]
-    results: list[DoseResult] = field(default_factory=list)
-    satisfied: list[tuple[int, Dose]] = field(default_factory=list)  # (target dose index, dose) in order
-    target: int = 0  # the next target dose to satisfy
-    complete: bool = False
-    status: str = ""
-    forecast_dose: int | None = None  # index of the target dose forecast
-    earliest: date | None = None
-    recommended: date | None = None
-    past_due: date | None = None
-    latest: date | None = None
-    score: int = 0
+    """One antigen series of the supporting data as it tracks one patient's doses."""
+    __slots__ = ("antigen", "series", "results", "satisfied", "target", "complete", "status", "forecast_dose",
+                 "earliest", "recommended", "past_due", "latest", "score", "previous", "select", "group",
+                 "priority", "preference", "kind", "targets")
+
+    def __init__(self, antigen: str, series: dict[str, Any]) -> None:
+        self.antigen = antigen
+        self.series = series
+        self.results: list[DoseResult] = []
+        self.satisfied: list[tuple[int, Dose]] = []  # (target dose index, dose) in order
+        self.target = 0  # the next target dose to satisfy
+        self.complete = False
+        self.status = ""
+        self.forecast_dose: int | None = None  # index of the target dose forecast
+        self.earliest: date | None = None
+        self.recommended: date | None = None
+        self.past_due: date | None = None
+        self.latest: date | None = None
+        self.score = 0
+        # the most recent dose evaluated Valid or Not Valid, other than an inadvertent one
+        self.previous: Dose | None = None
+        plan = series_plan(series)
+        self.select, self.group, self.priority = plan.select, plan.group, plan.priority
+        self.preference, self.kind, self.targets = plan.preference, plan.kind, plan.targets
 
     @property
     def doses(self) -> list[dict[str, Any]]:
         return self.series["seriesDose"]
 
-    @property
-    def select(self) -> dict[str, Any]:
-        return self.series.get("selectSeries", {})
-
-    @property
-    def group(self) -> str:
-        return self.select.get("seriesGroup", "1")
-
-    @property
-    def priority(self) -> str:
-        return self.select.get("seriesPriority") or "Z"
-
-    @property
-    def preference(self) -> int:
-        return int(self.select.get("seriesPreference") or 99)
-
-    @property
-    def kind(self) -> str:
-        return self.series.get("seriesType", "Standard")
+    def add(self, result: DoseResult) -> None:
+        self.results.append(result)
+        if result.status in COUNTED and result.reason != INADVERTENT:
+            self.previous = result.dose
 
     def valid_results(self) -> list[DoseResult]:
         return [r for r in self.results if r.status == "Valid"]
@@ -72,10 +100,9 @@ class PatientSeries:
         for target, dose in self.satisfied:
             last[target] = dose.given
         count = 0
+        plans = self.targets
         for target, given in last.items():
-            season = self.doses[target].get("seasonalRecommendation")
-            season = season[0] if isinstance(season, list) and season else season
-            start = parse_date(season.get("startDate")) if isinstance(season, dict) else None
+            start = plans[target].season_start
             if start is None or given >= start:
                 count += 1
         return count + 1
