@@ -9,7 +9,8 @@ same children: the cohort bench's (bench_immunization.child: born in the two yea
 Azerbaijani calendar's doses up to their age, some missed or late), assessed 61 days later as
 bench/immunization_cohort.py's rewrite does, on the `aze` schedule. With HEALTHTWIN_CORPORA set, the CDC test
 cases (cicada-ndjson, both files) are also assessed on the `cdc` schedule by both sides and compared.
-Compared: every vaccine group's status, dose number and four dates; every antigen's status and its best
+Also timed, as the cohort bench's engine floor: cohort.forecast_chunk over the same children as FHIR records
+(records to the engine's Patient, the engine, the recommendation resource). Compared: every vaccine group's status, dose number and four dates; every antigen's status and its best
 series (group, type, status, forecast target dose, dates, dose number); every dose evaluation (status,
 reason, every reason, target dose); and the FHIR result Parameters (fhir_io.result_parameters). Timed: the
 engine alone (`engine.assess`), CPU seconds, the Patients built beforehand.
@@ -70,6 +71,14 @@ def worker(src: str, n: int, out: str) -> None:
     c0 = time.process_time()
     results = [engine.assess(p, aze) for p in fresh]
     cpu = time.process_time() - c0
+    # the cohort bench's engine floor: the same children as stored FHIR records, through the bulk path's
+    # forecast (records to the engine's Patient, the engine, the recommendation resource)
+    from healthtwin.registries.immunization.cohort import forecast_chunk
+    import immunization_cohort  # (puts this tree's src/ on the path: imported after the side's modules)
+    cases = {p["id"]: (p, imms, []) for p, imms in immunization_cohort.resources(n, ON)}
+    c0 = time.process_time()
+    forecast_chunk(cases, list(cases), later)
+    chunk_cpu = time.process_time() - c0
     digest = hashlib.sha256()
     lines = []
     for i, (p, r) in enumerate(zip(fresh, results)):
@@ -95,7 +104,7 @@ def worker(src: str, n: int, out: str) -> None:
                 lines.append(line)
                 cases += 1
     Path(out).write_bytes(b"\n".join(lines))
-    print(json.dumps({"children": n, "cpu": cpu, "cases": cases, "digest": digest.hexdigest()}))
+    print(json.dumps({"children": n, "cpu": cpu, "chunk_cpu": chunk_cpu, "cases": cases, "digest": digest.hexdigest()}))
 
 
 def run(src: str, n: int, out: Path) -> dict:
@@ -134,6 +143,7 @@ def main() -> int:
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
     outs = {k: tmp / f"engine-ab-{k}-{os.getpid()}.ndjson" for k in sides}
     cpu: dict[str, list[float]] = {k: [] for k in sides}
+    chunk: dict[str, list[float]] = {k: [] for k in sides}
     print(f"machine: {os.cpu_count()} cores; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; "
           f"{args.children:,} children, aze, assessed {ON + timedelta(days=61)}")
     info: dict[str, dict] = {}
@@ -141,13 +151,18 @@ def main() -> int:
         for side, src in sides.items():
             info[side] = run(src, args.children, outs[side])
             cpu[side].append(info[side]["cpu"])
-            print(f"  {side}: {args.children / info[side]['cpu']:,.0f} children/s = "
-                  f"{info[side]['cpu'] / args.children * 1e3:.3f} ms CPU a child; load average "
-                  f"{os.getloadavg()[0]:.1f}")
+            chunk[side].append(info[side]["chunk_cpu"])
+            print(f"  {side}: engine {args.children / info[side]['cpu']:,.0f} children/s = "
+                  f"{info[side]['cpu'] / args.children * 1e3:.3f} ms CPU a child; bulk path's forecast "
+                  f"{info[side]['chunk_cpu'] / args.children * 1e3:.3f} ms; load average {os.getloadavg()[0]:.1f}")
     best = {k: min(v) for k, v in cpu.items()}
     print(f"best of {args.rounds}: before {args.children / best['before']:,.0f} children/s "
           f"({best['before'] / args.children * 1e3:.3f} ms), after {args.children / best['after']:,.0f} children/s "
           f"({best['after'] / args.children * 1e3:.3f} ms): {best['before'] / best['after']:.2f} x faster")
+    best = {k: min(v) for k, v in chunk.items()}
+    print(f"bulk path's forecast (cohort.forecast_chunk: records -> engine -> recommendation): before "
+          f"{best['before'] / args.children * 1e3:.3f} ms a child, after {best['after'] / args.children * 1e3:.3f} ms: "
+          f"{best['before'] / best['after']:.2f} x")
     diff = first_difference(outs["before"], outs["after"])
     cases = info["after"]["cases"]
     if diff:

@@ -16,7 +16,7 @@ from .select import best_series, relevant
 from .series_state import DoseResult, PatientSeries
 
 
-@dataclass
+@dataclass(slots=True)
 class AntigenResult:
     antigen: str
     status: str
@@ -34,7 +34,7 @@ class AntigenResult:
         return sorted(merged.values(), key=lambda r: (r.dose.given, r.dose.id))
 
 
-@dataclass
+@dataclass(slots=True)
 class GroupForecast:
     group: str
     status: str
@@ -63,12 +63,15 @@ def antigen_doses(schedule: Schedule, patient: Patient) -> dict[str, list[Dose]]
 class _AntigenPlan:
     """An antigen's series as the engine walks them: those that apply to everyone (no required sex, not a
     risk series) need no test per patient."""
-    __slots__ = ("series", "plain", "risk_only")
+    __slots__ = ("series", "plain", "risk_only", "immunity")
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.series = data.get("series", [])
         self.plain = [not s.get("requiredGender") and s.get("seriesType") != "Risk" for s in self.series]
         self.risk_only = all(s.get("seriesType") == "Risk" for s in self.series)
+        immunity = data.get("immunity") or {}  # without either, forecast.immune is False for everyone
+        self.immunity = bool(immunity.get("clinicalHistory") or (immunity.get("dateOfBirth") or {}).get(
+            "immunityBirthDate"))
 
 
 _PLANS: dict[int, tuple[dict[str, Any], _AntigenPlan]] = {}
@@ -103,7 +106,7 @@ def assess_antigen(schedule: Schedule, patient: Patient, antigen: str, doses: li
     # Contraindications and immunity come from the patient's observations: none, neither.
     if patient.codes and contraindicated(data, patient):
         return AntigenResult(antigen, CONTRAINDICATED, best)
-    if immune(data, patient):
+    if plan.immunity and immune(data, patient):
         return AntigenResult(antigen, IMMUNE, best)
     return AntigenResult(antigen, _combine([s.status for s in best]) if best else NOT_RECOMMENDED, best)
 
@@ -119,6 +122,7 @@ def _combine(statuses: list[str]) -> str:
 
 def assess(patient: Patient, schedule: Schedule | None = None) -> list[GroupForecast]:
     schedule = schedule or rules.load()
+    patient.index_doses()
     by_antigen = antigen_doses(schedule, patient)
     results: dict[str, AntigenResult] = {}
     out: list[GroupForecast] = []
@@ -151,14 +155,35 @@ def _group(group: rules.VaccineGroup, antigens: list[AntigenResult]) -> GroupFor
     result = GroupForecast(group.name, status, antigens)
     if status != NOT_COMPLETE:
         return result
-    open_series = [s for a in antigens if a.status == NOT_COMPLETE for s in a.best if s.status == NOT_COMPLETE]
     # Each antigen's earliest date is its soonest open series' (a risk series beside the standard one);
-    # the group then combines the antigens'.
-    earliest = [min(found) for a in antigens if a.status == NOT_COMPLETE
-                if (found := [s.earliest for s in a.best if s.status == NOT_COMPLETE and s.earliest])]
-    recommended = [s.recommended for s in open_series if s.recommended]
-    past_due = [s.past_due for s in open_series if s.past_due]
-    latest = [s.latest for s in open_series if s.latest]
+    # the group then combines the antigens'. One pass over the open series of the antigens not complete.
+    earliest: list[date] = []
+    recommended: list[date] = []
+    past_due: list[date] = []
+    latest: list[date] = []
+    numbers: list[int] = []
+    for a in antigens:
+        if a.status != NOT_COMPLETE:
+            continue
+        soonest = None
+        for s in a.best:
+            if s.status != NOT_COMPLETE:
+                continue
+            if s.earliest and (soonest is None or s.earliest < soonest):
+                soonest = s.earliest
+            if s.recommended:
+                recommended.append(s.recommended)
+            if s.past_due:
+                past_due.append(s.past_due)
+            if s.latest:
+                latest.append(s.latest)
+        if soonest is not None:
+            earliest.append(soonest)
+        # The dose number forecast counts the valid doses so far, not the target dose's place (skips don't
+        # count).
+        number = _dose_number(a)
+        if number is not None:
+            numbers.append(number)
     if earliest:
         if group.administer_full:  # every antigen must be due: the latest of their earliest dates
             result.earliest = max(earliest)
@@ -172,9 +197,6 @@ def _group(group: rules.VaccineGroup, antigens: list[AntigenResult]) -> GroupFor
     if past_due:
         result.past_due = max(min(past_due), result.earliest) if result.earliest else min(past_due)
     result.latest = min(latest) if latest else None
-    # The dose number forecast counts the valid doses so far, not the target dose's place (skips don't count).
-    numbers = [_dose_number(a) for a in antigens if a.status == NOT_COMPLETE]
-    numbers = [n for n in numbers if n is not None]
     if numbers:
         result.dose_number = min(numbers) if group.administer_full else max(numbers)
     return result

@@ -80,11 +80,18 @@ def intervals_in_force(target: Target, ps: PatientSeries, patient: Patient,
 
 def _interval_ok(target: Target, ps: PatientSeries, patient: Patient, dose: Dose) -> bool:
     given = dose.given
-    preferable = True
-    for iv, ref in intervals_in_force(target, ps, patient, given):
-        if given < add(ref, iv.abs_min) or (NO_GRACE and given < add(ref, iv.minimum)):
-            preferable = False
-            break
+    rows = target.intervals.at(given)
+    if len(rows) == 1 and rows[0].kind == PREVIOUS and not NO_GRACE:  # the usual: one, from the previous dose
+        prev = ps.previous
+        if prev is None or given >= add(prev.given, rows[0].abs_min):
+            return True
+        preferable = False
+    else:
+        preferable = True
+        for iv, ref in intervals_in_force(target, ps, patient, given):
+            if given < add(ref, iv.abs_min) or (NO_GRACE and given < add(ref, iv.minimum)):
+                preferable = False
+                break
     if preferable:
         return True
     allowable = target.allowable_intervals.at(given)
@@ -101,13 +108,13 @@ def _live_virus_conflict(schedule: Schedule, patient: Patient, ps: PatientSeries
     conflicts = schedule.conflicts.get(dose.cvx)
     if not conflicts:
         return False
-    status = {r.dose.id: r.status for r in ps.results}
-    for prev in patient.doses:
-        if prev.given >= dose.given or prev.id == dose.id:
-            continue
-        for c in conflicts:
-            if c.previous_cvx != prev.cvx:
+    status: dict[str, str] | None = None
+    for c in conflicts:
+        for prev in patient.by_cvx.get(c.previous_cvx, ()):
+            if prev.given >= dose.given or prev.id == dose.id:
                 continue
+            if status is None:
+                status = {r.dose.id: r.status for r in ps.results}
             begin = add(prev.given, c.begin)
             valid = status.get(prev.id, VALID) == VALID
             end = add(prev.given, (c.min_end or c.end) if valid else c.end)

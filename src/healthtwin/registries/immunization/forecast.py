@@ -52,11 +52,10 @@ def _conflict_end(schedule: Schedule, patient: Patient, target: Target) -> date 
     if not conflicts or not patient.doses:
         return None
     for c in conflicts:
-        for prev in patient.doses:
-            if prev.cvx == c.previous_cvx:
-                end = add(prev.given, c.end)
-                if latest is None or end > latest:
-                    latest = end
+        for prev in patient.by_cvx.get(c.previous_cvx, ()):
+            end = add(prev.given, c.end)
+            if latest is None or end > latest:
+                latest = end
     return latest
 
 

@@ -50,6 +50,15 @@ class Patient:
 
     def __post_init__(self) -> None:
         self.doses.sort(key=lambda d: (d.given, d.id))
+        self.index_doses()
         self.codes = {o.code for o in self.observations
                       if (o.start is None or o.start <= self.assessment)
                       and (o.end is None or o.end >= self.assessment)}
+
+    def index_doses(self) -> None:
+        """The doses by CVX, in date order (the live-virus checks look up the earlier doses of one vaccine);
+        engine.assess indexes again, so a list changed after construction is still seen whole."""
+        by_cvx: dict[str, list[Dose]] = {}
+        for dose in self.doses:
+            by_cvx.setdefault(dose.cvx, []).append(dose)
+        self.by_cvx = by_cvx
