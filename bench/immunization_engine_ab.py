@@ -7,7 +7,8 @@ field-by-field comparison of every result.
 Each side runs in its own process (one core each, one after the other, alternating `--rounds` times) on the
 same children: the cohort bench's (bench_immunization.child: born in the two years before 2026-12-02, the
 Azerbaijani calendar's doses up to their age, some missed or late), assessed 61 days later as
-bench/immunization_cohort.py's rewrite does, on the `aze` schedule. With HEALTHTWIN_CORPORA set, the CDC test
+bench/immunization_cohort.py's rewrite does, on the `aze` schedule (the first 2,000 also on `who` and `cdc`,
+not timed). With HEALTHTWIN_CORPORA set, the CDC test
 cases (cicada-ndjson, both files) are also assessed on the `cdc` schedule by both sides and compared.
 Also timed, as the cohort bench's engine floor: cohort.forecast_chunk over the same children as FHIR records
 (records to the engine's Patient, the engine, the recommendation resource). Compared: every vaccine group's status, dose number and four dates; every antigen's status and its best
@@ -85,6 +86,15 @@ def worker(src: str, n: int, out: str) -> None:
         line = orjson.dumps([canonical(r), fhir_io.result_parameters(f"c{i}", p, r)])
         digest.update(line)
         lines.append(line)
+    # the first children on the WHO and CDC schedules too (not timed): more of the rules' paths
+    for key in ("who", "cdc"):
+        other = rules.load(key)
+        for i, p in enumerate(children[:min(n, 2000)]):
+            patient = Patient(p.birth, p.gender, later, list(p.doses))
+            r = engine.assess(patient, other)
+            line = orjson.dumps([key, canonical(r), fhir_io.result_parameters(f"c{i}", patient, r)])
+            digest.update(line)
+            lines.append(line)
     cases = 0
     corpora = os.environ.get("HEALTHTWIN_CORPORA")
     if corpora:
@@ -168,7 +178,8 @@ def main() -> int:
     if diff:
         print(f"RESULTS DIFFER: {diff}")
     else:
-        print(f"identical: {args.children:,} children and {cases:,} CDC test cases, every field "
+        print(f"identical: {args.children:,} children (aze; the first 2,000 also on who and cdc) and {cases:,} "
+              f"CDC test cases, every field "
               f"(sha256 {info['after']['digest'][:16]})")
     for path in outs.values():
         path.unlink(missing_ok=True)

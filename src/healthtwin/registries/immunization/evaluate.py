@@ -71,8 +71,11 @@ def intervals_in_force(target: Target, ps: PatientSeries, patient: Patient,
                        when: date, inclusive: bool = False) -> list[tuple[Interval, date]]:
     """The target dose's intervals in force on a date, each with the date it counts from (inclusive: a
     dose given on that date counts, as when forecasting on the assessment date)."""
-    found = [(iv, ref) for iv in target.intervals.at(when)
-             if (ref := _reference(iv, ps, patient, when, inclusive)) is not None]
+    rows = target.intervals.at(when)
+    if len(rows) == 1 and rows[0].kind == PREVIOUS:  # the usual: one interval, from the previous dose
+        prev = ps.previous
+        return [(rows[0], prev.given)] if prev else []
+    found = [(iv, ref) for iv in rows if (ref := _reference(iv, ps, patient, when, inclusive)) is not None]
     if len(found) < 2:  # one interval: it is its own override, if it is one
         return found
     return [(iv, ref) for iv, ref in found if iv.override] or found
@@ -141,7 +144,8 @@ def check(schedule: Schedule, patient: Patient, ps: PatientSeries, target: Targe
     reasons = []
     given = dose.given
     ages = target.age_dates(patient.birth, given)
-    if given < ages.absolute or (NO_GRACE and given < (ages.minimum or ages.absolute)):
+    minimum = ages.minimum or ages.absolute  # (read as before, though only NO_GRACE needs it)
+    if given < ages.absolute or (NO_GRACE and given < minimum):
         reasons.append(TOO_YOUNG)
     if ages.maximum and given >= ages.maximum:
         reasons.append(TOO_OLD)

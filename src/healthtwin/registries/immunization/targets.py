@@ -76,19 +76,51 @@ def _by_cvx(rows: list[dict[str, Any]]) -> dict[str, list[Vaccine]]:
     return out
 
 
+_UNSET: Any = object()
+
+
 class AgeDates:
-    """An age row's dates for one date of birth (None where the row gives no such age)."""
-    __slots__ = ("absolute", "minimum", "maximum", "earliest_rec", "latest_rec")
+    """An age row's dates for one date of birth (None where the row gives no such age), each worked out when
+    first asked for: a duration the engine never needs is never read (the WHO data has a "24 hours")."""
+    __slots__ = ("row", "birth", "_absolute", "_minimum", "_maximum", "_earliest_rec", "_latest_rec")
 
     def __init__(self, row: dict[str, Any], birth: date) -> None:
-        def at(key: str) -> date | None:
-            text = row.get(key)
-            return add(birth, text) if text else None
-        self.absolute = at("absMinAge") or birth
-        self.minimum = at("minAge")
-        self.maximum = at("maxAge")
-        self.earliest_rec = at("earliestRecAge")
-        self.latest_rec = at("latestRecAge")
+        self.row, self.birth = row, birth
+        self._absolute = self._minimum = self._maximum = self._earliest_rec = self._latest_rec = _UNSET
+
+    def _at(self, key: str) -> date | None:
+        text = self.row.get(key)
+        return add(self.birth, text) if text else None
+
+    @property
+    def absolute(self) -> date:  # the absolute minimum age, or birth
+        if self._absolute is _UNSET:
+            self._absolute = self._at("absMinAge") or self.birth
+        return self._absolute
+
+    @property
+    def minimum(self) -> date | None:
+        if self._minimum is _UNSET:
+            self._minimum = self._at("minAge")
+        return self._minimum
+
+    @property
+    def maximum(self) -> date | None:
+        if self._maximum is _UNSET:
+            self._maximum = self._at("maxAge")
+        return self._maximum
+
+    @property
+    def earliest_rec(self) -> date | None:
+        if self._earliest_rec is _UNSET:
+            self._earliest_rec = self._at("earliestRecAge")
+        return self._earliest_rec
+
+    @property
+    def latest_rec(self) -> date | None:
+        if self._latest_rec is _UNSET:
+            self._latest_rec = self._at("latestRecAge")
+        return self._latest_rec
 
 
 # Age dates kept per target dose and date of birth (a cohort has a few hundred dates of birth); past this
