@@ -4,6 +4,7 @@ HTTP routes with their authorization and refusals."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 
 import numpy as np
@@ -273,21 +274,102 @@ def test_agent_based_epidemic_reaches_the_final_size_of_its_r0() -> None:
     assert run_agents(x, data, 2.0, 0.002 * np.sum(sizes), 1.0) == out  # the seed fixes the draw
 
 
-def test_a_follower_process_sends_runs_to_the_owner(tmp_path, monkeypatch) -> None:
-    """A worker answering from a read-only snapshot cannot read the views a run needs: 409, nothing stored."""
-    import duckdb
+def _instance(folder, store, owner: bool):
+    """One server process's scenario routes on the shared analytics folder, as its own Starlette app."""
     from starlette.applications import Starlette
     from starlette.testclient import TestClient
 
     from healthtwin.api.services import Services
+    from healthtwin.request import OpenPolicy
+    from healthtwin.twin.scenarios.web import Scenarios
+    scenarios = Scenarios(Services.build(store, OpenPolicy()), folder, owner=owner, poll=0.1)
+    return scenarios, TestClient(Starlette(routes=scenarios.routes))
+
+
+def _finished(client, run_id: str, seconds: float = 60) -> dict:
+    deadline = time.time() + seconds
+    while (body := client.get(f"/analytics/scenarios/{run_id}").json())["status"] in ("queued", "running"):
+        assert time.time() < deadline, body["status"]
+        time.sleep(0.1)
+    return body
+
+
+def test_a_run_posted_to_any_process_is_run_by_the_owner_and_read_from_any(world, tmp_path) -> None:
+    """Two application instances on one analytics folder: the follower (no analytics database of its own)
+    accepts the POST, the owner runs it, both answer its progress and results; a run left by a process that
+    died is run when an owner starts."""
+    import subprocess
+    import sys
+
     from healthtwin.store.sqlite import SQLiteStore
-    from healthtwin.twin.scenarios import web
-    path = tmp_path / "snapshot.duckdb"
-    with duckdb.connect(str(path)) as con:
-        con.execute("CREATE TABLE _ht_view_state (name VARCHAR, watermark VARCHAR)")
-    monkeypatch.setattr(web, "open_analytics", lambda folder: duckdb.connect(str(path), read_only=True))
-    scenarios = web.Scenarios(Services.build(SQLiteStore(str(tmp_path / "s.sqlite"))), tmp_path)
-    with TestClient(Starlette(routes=scenarios.routes)) as c:
-        r = c.post("/analytics/scenarios", json={})
-        assert r.status_code == 409 and "snapshot" in r.json()["issue"][0]["diagnostics"]
-    assert RunStore(tmp_path).list() == []
+    from healthtwin.twin.scenarios import queue
+    mat, _, _ = world
+    store = SQLiteStore(str(tmp_path / "s.sqlite"))
+    owner, at_owner = _instance(mat.data_dir, store, owner=True)
+    follower, at_follower = _instance(mat.data_dir, store, owner=False)
+    body = {"days": 20, "calibration_weeks": 0, "r0": 1.4}
+    r = at_follower.post("/analytics/scenarios", json=body)
+    assert r.status_code == 202
+    run_id = r.json()["id"]
+    time.sleep(0.5)  # no owner runs yet: it waits in the queue, readable from both
+    assert at_owner.get(f"/analytics/scenarios/{run_id}").json()["status"] == "queued"
+    assert at_follower.get(f"/analytics/scenarios/{run_id}").json()["status"] == "queued"
+    owner.start()
+    try:
+        done = _finished(at_follower, run_id)
+        assert done["status"] == "completed", done["error"]
+        assert done["ran_by"] == owner.worker.name and done["analytics_watermarks"]
+        assert len(done["results"]["days"]) == 20 and done["provenance"]["resourceType"] == "Provenance"
+        assert at_owner.get(f"/analytics/scenarios/{run_id}").json() == done
+        assert run_id in {run["id"] for run in at_follower.get("/analytics/scenarios").json()["runs"]}
+        # a bad input is refused by the follower too, and nothing is queued
+        before = RunStore(mat.data_dir).queued()
+        assert at_follower.post("/analytics/scenarios", json={"days": -1}).status_code == 400
+        assert RunStore(mat.data_dir).queued() == before == []
+    finally:
+        owner.stop()
+    # a run claimed by a process that has since died (a server stopped mid-run) is queued again and run
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    runs = RunStore(mat.data_dir)
+    left = runs.new(RunStore(mat.data_dir).load(run_id)["inputs"], None, {})
+    left["status"], left["progress"] = "running", 0.4
+    runs.save(left)
+    import socket
+    runs.claim_path(left["id"]).write_text(f"{socket.gethostname()}:{dead.stdout.strip()}:gone")
+    again, _ = _instance(mat.data_dir, store, owner=True)
+    again.start()
+    try:
+        assert _finished(at_follower, left["id"])["status"] == "completed"
+    finally:
+        again.stop()
+    assert not runs.claim_path(left["id"]).exists()
+    store.close()
+    assert queue._alive(os.getpid())
+
+
+def test_two_owners_on_one_folder_run_each_run_once(world, tmp_path, monkeypatch) -> None:
+    from healthtwin.store.sqlite import SQLiteStore
+    from healthtwin.twin.scenarios import queue
+    mat, _, _ = world
+    folder = mat.data_dir
+    executed = []
+    real = queue.execute
+
+    def counted(runs, record, connect):
+        executed.append(record["id"])
+        return real(runs, record, connect)
+    monkeypatch.setattr(queue, "execute", counted)
+    store = SQLiteStore(str(tmp_path / "s.sqlite"))
+    first, at_first = _instance(folder, store, owner=True)
+    second, at_second = _instance(folder, store, owner=True)
+    ids = [at_first.post("/analytics/scenarios", json={"days": 10, "calibration_weeks": 0, "r0": 1.2 + i / 10})
+           .json()["id"] for i in range(4)]
+    second.start()
+    try:
+        bodies = [_finished(at_second, i) for i in ids]
+    finally:
+        first.stop()
+        second.stop()
+    assert all(b["status"] == "completed" for b in bodies), [b["error"] for b in bodies]
+    assert sorted(executed) == sorted(ids)  # each run once, whichever worker took it
+    store.close()

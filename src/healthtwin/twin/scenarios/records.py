@@ -9,7 +9,7 @@ the inputs digest as the signature-free `policy` of the computation). `reproduce
 results from the record alone; `tests/twin/test_scenarios.py` checks they are identical.
 
 Files are written whole under a temporary name and renamed, so a reader sees a run before or after an
-update, never half-written.
+update, never half-written; every server process reads them, and the queued ones are the queue (queue.py).
 """
 from __future__ import annotations
 
@@ -70,6 +70,26 @@ class RunStore:
         with self._lock:
             tmp.write_bytes(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY))
             os.replace(tmp, path)
+
+    def claim_path(self, run_id: str) -> Path:
+        return self.path(run_id).with_suffix(".claim")
+
+    def claims(self) -> list[Path]:
+        return sorted(self.folder.glob("*.claim")) if self.folder.exists() else []
+
+    def queued(self) -> list[str]:
+        """The ids of the queued runs, oldest first (the queue of queue.py)."""
+        if not self.folder.exists():
+            return []
+        found = []
+        for path in self.folder.glob("*.json"):
+            try:
+                r = orjson.loads(path.read_bytes())
+            except (orjson.JSONDecodeError, OSError):  # OSError: finished and tidied meanwhile
+                continue
+            if r.get("status") == "queued":
+                found.append((r.get("created") or "", path.stat().st_mtime, r["id"]))
+        return [run_id for _, _, run_id in sorted(found)]
 
     def load(self, run_id: str) -> dict[str, Any]:
         try:

@@ -49,7 +49,9 @@ def execute(runs: RunStore, record: dict[str, Any], connect: Callable[[], duckdb
         runs.save(record)
         inputs = record["inputs"]
         as_of = dt.date.fromisoformat(inputs["as_of"]) if inputs.get("as_of") else None
-        record["data"] = gather(connect(), inputs["syndrome"], as_of, inputs["calibration_weeks"] or 4)
+        con = connect()
+        record["analytics_watermarks"] = watermarks(con) or record.get("analytics_watermarks") or {}
+        record["data"] = gather(con, inputs["syndrome"], as_of, inputs["calibration_weeks"] or 4)
         progress(0.02)
         record["results"] = results_of(inputs, record["data"], progress)
         record["status"], record["progress"] = "completed", 1.0
@@ -60,6 +62,18 @@ def execute(runs: RunStore, record: dict[str, Any], connect: Callable[[], duckdb
     record["seconds"] = round(time.perf_counter() - t0, 3)
     runs.save(record)
     return record
+
+
+def watermarks(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The analytics views' watermarks the run's data is read at (what its Provenance names)."""
+    cur = con.cursor()
+    try:
+        rows = cur.execute("SELECT name, watermark FROM _ht_view_state ORDER BY name").fetchall()
+    except duckdb.Error:  # no refresh state (a test's bare database)
+        return {}
+    finally:
+        cur.close()
+    return {name: (w.isoformat() if isinstance(w, (dt.date, dt.datetime)) else w) for name, w in rows}
 
 
 def run_now(runs: RunStore, inputs: dict[str, Any], con: duckdb.DuckDBPyConnection,

@@ -1,18 +1,18 @@
 """`POST /analytics/scenarios` and `GET /analytics/scenarios[/{id}]`: scenario runs as jobs with progress.
 
-A POST checks the inputs (a bad one is a 400 OperationOutcome naming the field, and nothing is stored),
-records the run and answers 202 with its id and `Content-Location`; one background thread runs the
-queue (the runs are CPU-bound and the machine's cores are shared with the FHIR API). GET answers the
-run record: status (queued, running, completed, failed), progress, inputs, data, results and Provenance.
+A POST, in whichever server process receives it, checks the inputs (a bad one is a 400 OperationOutcome naming
+the field, and nothing is stored), records the run as queued in the analytics folder and answers 202 with its id
+and `Content-Location`; the process that holds the analytics database runs the queue in one background thread
+(queue.py; the runs are CPU-bound and the machine's cores are shared with the FHIR API). GET, in any process,
+answers the run record: status (queued, running, completed, failed), progress, inputs, data, results and
+Provenance.
 Authorization and audit are those of /analytics: the caller is identified as by the FHIR API,
 `services.policy.authorize(ctx, "analytics", None)` decides (analysts and administrators), and every
 request, answered or refused, is in the audit chain with purpose of use PUBHLTH.
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,9 +27,9 @@ from ...analytics.seam import PublicHealthSeam
 from ...fhir.outcome import FHIRError
 from ...request import Caller, RequestContext
 from ..series import SeriesError, open_analytics, record_days
+from .queue import Worker
 from .records import RunStore, provenance
 from .run import InputError, check
-from .runner import execute
 
 log = logging.getLogger("healthtwin.twin")
 HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
@@ -38,31 +38,29 @@ MAX_BODY = 256 * 1024
 
 class Scenarios:
     def __init__(self, services: Any, analytics_dir: Path, identify: Callable[[Request], Caller] | None = None,
-                 base_path: str = "/analytics") -> None:
+                 base_path: str = "/analytics", owner: bool | None = None, poll: float = 2.0) -> None:
+        """`owner`: whether this process runs the queue (default: it holds the analytics database's lock)."""
         self.services = services
         self.analytics_dir = Path(analytics_dir)
         self.identify = identify or (lambda request: Caller())
         self.base_path = base_path
         self.seam = PublicHealthSeam(services, self.identify, base_path, "scenario", (InputError, SeriesError))
         self.runs = RunStore(self.analytics_dir)
-        self.pool: ThreadPoolExecutor | None = None
+        if owner is None:
+            from ...analytics.snapshot import try_own
+            owner = try_own(self.analytics_dir)
+        self.worker = Worker(self.runs, lambda: open_analytics(self.analytics_dir), poll) if owner else None
         self.routes = [Route(f"{base_path}/scenarios", self.create, methods=["POST"]),
                        Route(f"{base_path}/scenarios", self.listing, methods=["GET"]),
                        Route(f"{base_path}/scenarios/{{run_id}}", self.read, methods=["GET"])]
 
     def start(self) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scenario")
+        if self.worker is not None:
+            self.worker.start()
 
     def stop(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = None
-
-    def submit(self, record: dict[str, Any]) -> None:
-        if self.pool is None:
-            self.start()
-        assert self.pool is not None
-        self.pool.submit(execute, self.runs, record, lambda: open_analytics(self.analytics_dir))
+        if self.worker is not None:
+            self.worker.stop()
 
     # -- the seam shared with /analytics ---------------------------------------------------------------
     async def _guard(self, request: Request, fn: Callable[[RequestContext], Any]) -> Response:
@@ -80,10 +78,11 @@ class Scenarios:
             except orjson.JSONDecodeError as exc:
                 raise FHIRError(400, f"The body is not JSON: {exc}", "invalid") from None
             inputs = check(raw)
-            watermarks = await run_in_threadpool(self._watermarks)
+            await run_in_threadpool(self._has_data)
             caller = getattr(ctx.caller, "subject", None) or getattr(ctx.caller, "client_id", None)
-            record = await run_in_threadpool(self.runs.new, inputs, caller, watermarks)
-            self.submit(record)
+            record = await run_in_threadpool(self.runs.new, inputs, caller, {})  # watermarks: when it runs
+            if self.worker is not None:
+                self.worker.wake()
             url = f"{ctx.base_url}/scenarios/{record['id']}"
             return _json({"id": record["id"], "status": record["status"], "url": url}, 202,
                          {"content-location": url, "location": url})
@@ -108,27 +107,21 @@ class Scenarios:
             return _json(record)
         return await self._guard(request, run)
 
-    def _watermarks(self) -> dict[str, Any]:
+    def _has_data(self) -> None:
+        """Refuses now, rather than failing in the queue, when there is nothing to run on (the owner's database
+        or, in another process, its snapshot: both have the case counts)."""
         try:
             con = open_analytics(self.analytics_dir)
-            cur = con.cursor()
             try:
-                mode = cur.execute("SELECT value FROM duckdb_settings() WHERE name = 'access_mode'").fetchone()
-                if mode and str(mode[0]).lower() == "read_only":
-                    # a follower of a multi-worker server: the snapshot has the indicator tables, not the views
-                    raise FHIRError(409, "This server process answers from an analytics snapshot; scenarios run in "
-                                    "the process that holds the analytics database. Retry (another request may "
-                                    "reach it).", "conflict")
-                rows = cur.execute("SELECT name, watermark FROM _ht_view_state ORDER BY name").fetchall()
+                days = record_days(con)
             finally:
-                cur.close()
-            if record_days(con) is None:  # refused now rather than failing in the queue
-                raise SeriesError("the record holds no diagnoses yet: load data and run a refresh "
-                                  "(POST /analytics/refresh)")
+                con.close()
         except duckdb.Error:
             raise SeriesError("the analytics tables are missing: run a refresh (healthtwin views materialize)") \
                 from None
-        return {name: (w.isoformat() if isinstance(w, (dt.date, dt.datetime)) else w) for name, w in rows}
+        if days is None:
+            raise SeriesError("the record holds no diagnoses yet: load data and run a refresh "
+                              "(POST /analytics/refresh)")
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
