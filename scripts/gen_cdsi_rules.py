@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -79,8 +80,18 @@ def normalise(value: Any, parent: str = "") -> Any:
             out[key] = [norm] if (parent, key) in REPEATED else norm
         return out
     if isinstance(value, str):
-        return value.strip() or None
+        return _in_days(value.strip()) or None
     return value
+
+
+def _in_days(text: str) -> str:
+    """A duration the WHO file gives in hours ("24 hours": HepB's birth dose), in the days the CDSi Logic
+    Specification counts in (its durations are days, weeks, months and years; the engine refuses anything else)."""
+    match = re.fullmatch(r"(\d+) hours?", text)
+    if match and int(match.group(1)) % 24 == 0:
+        days = int(match.group(1)) // 24
+        return f"{days} day" + ("s" if days != 1 else "")
+    return text
 
 
 def fix_repeats(value: Any, tag: str) -> Any:

@@ -144,7 +144,7 @@ def prepare_chunk(services: Any, children: Sequence[str], on: date,
     new ones' index rows: on SQLite the write transaction (one at a time) is left with the SQL alone."""
     store = services.store
     children = sorted(set(children))
-    reader = CohortReader(store, rules.load(rules.DEFAULT_SCHEDULE))
+    reader = CohortReader(store, rules.load(schedules[0]))
     cases, read_at = reader.cases(store.query, children)
     results = forecast_chunk(cases, children, on, schedules)
     ids = {recommendation_id(pid, key): pid for pid in children for key in schedules}
@@ -172,7 +172,7 @@ def commit_chunk(services: Any, prepared: Prepared, reindex_patients: bool = Tru
     because their record, or their recommendation, changed after the read)."""
     children = prepared.children
     store = services.store
-    reader = CohortReader(store, rules.load(rules.DEFAULT_SCHEDULE))
+    reader = CohortReader(store, rules.load(schedules[0]))
     with store.transaction() as tx:
         tx.lock_many([f"{_STATE}:{pid}" for pid in children])
         now = reader.versions(tx.execute, children)

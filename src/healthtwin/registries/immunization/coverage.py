@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Iterable
 
-from . import rules
+from . import live_schedule, rules
 
 # (name, antigen, dose number k, age limit in months)
 WUENIC: tuple[tuple[str, str, int, int], ...] = (
@@ -135,7 +135,7 @@ def store_coverage(services: Any, cohorts: Iterable[int], schedule: rules.Schedu
     chunks with the batch refresh's queries (cohort.CohortReader)."""
     from ...fhir.dates import parse_range
     from .cohort import CohortReader
-    schedule = schedule or rules.load()
+    schedule = schedule or rules.load(live_schedule.key())
     store = services.store
     years = sorted(set(cohorts))
     pid = store.pid("Patient", "birthdate")

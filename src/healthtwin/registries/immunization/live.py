@@ -20,12 +20,12 @@ import orjson
 from ...api.write_rules import WriteEvent, WriteRule
 from ...store import Transaction
 from ...store.search import run_search
-from . import rules
+from . import live_schedule, rules
 from .fhir_io import InputError, _codes
 from .recommendations import (CLINICAL_TYPES, clinical_queries, forecast, is_child, is_living, recommendation_id,
                               registry_recommendation)
 
-SCHEDULES: tuple[str, ...] = (rules.DEFAULT_SCHEDULE,)  # the schedules the registry keeps current
+SCHEDULES: tuple[str, ...] = (live_schedule.key(),)  # the schedule the registry keeps current (live_schedule.py)
 READ_LIMIT = 100_000  # rows of one type read for one batch of patients
 FLUSH_EVERY = 5  # patients whose index rows a batch transaction writes out at a time
 _STATE = "immunization-forecast"
@@ -128,7 +128,7 @@ def refresh_in(tx: Transaction, services: Any, pids: Sequence[str], on: date,
             found = tx.current("Patient", pid)
             if found is not None and not found[1].deleted and found[1].content:
                 tx.reindex(found[0], "Patient", orjson.loads(found[1].content))
-    cases = read_cases(services, list(pids), tx.execute, rules.load(rules.DEFAULT_SCHEDULE))
+    cases = read_cases(services, list(pids), tx.execute, rules.load(SCHEDULES[0]))
     written = 0
     for n, pid in enumerate(sorted(set(pids)), start=1):
         case = cases.get(pid)

@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any, Iterable
 
 from . import rules
+from .live_schedule import key as live_key
 from .engine import GroupForecast, assess
 from .fhir_io import InputError, _date, dose_from_immunization, evaluations, observation_from, recommendation
 from .fhir_io import GENDERS
@@ -37,9 +38,10 @@ class Forecast:
 
 
 def schedule_of(key: str | None) -> rules.Schedule:
-    """The schedule named `key` (aze, cdc, who; None: the registry's default); InputError if unknown."""
+    """The schedule named `key` (aze, cdc, who; None: the one the registry keeps, live_schedule.py); InputError
+    if unknown."""
     try:
-        return rules.load(key or rules.DEFAULT_SCHEDULE)
+        return rules.load(key or live_key())
     except KeyError as exc:
         raise InputError(str(exc.args[0])) from None
 

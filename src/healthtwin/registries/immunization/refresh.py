@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from . import rules
+from . import live_schedule
 from .dates import parse_date
 from .recommendations import CHILD_YEARS
 
@@ -56,12 +56,13 @@ def run(args: argparse.Namespace) -> int:
         on = parse_date(args.date) if args.date else date.today()
     except ValueError:
         raise ValueError(f"--date takes YYYY-MM-DD, not {args.date!r}") from None
+    schedule = live_schedule.checked()
     if args.workers < 1:
         raise ValueError("--workers is at least 1")
     totals = refresh_all(args.database, Path(args.data_dir), on or date.today(), args.workers)
     rate = totals.children / totals.seconds if totals.seconds else 0.0
     per_worker = totals.children / totals.busy if totals.busy else 0.0
-    print(f"{totals.children:,} children re-forecast ({rules.DEFAULT_SCHEDULE}) on {on}, {totals.written:,} "
+    print(f"{totals.children:,} children re-forecast ({schedule}) on {on}, {totals.written:,} "
           f"recommendations written, in {totals.seconds:.1f} s ({rate:,.0f} children/s with {args.workers} "
           f"workers; {per_worker:,.0f} children/s per worker past start-up)")
     return 0
