@@ -21,24 +21,39 @@ def _ref(resource: dict[str, Any] | None) -> str | None:
     return f"{resource['resourceType']}/{resource['id']}" if resource else None
 
 
+LAB_RECALIBRATION = ("GBD region Central Asia, recovered from the region's published chart (reproduces its cells "
+                     "within rounding; the authors' own parameters could not be obtained)")
+NONLAB_RECALIBRATION = {
+    "own": "GBD region Central Asia, recovered from the region's published non-laboratory chart",
+    "laboratory": ("approximate: the laboratory model's Central Asia recalibration (recovered from its chart) applied "
+                   "to the non-laboratory model; the region's non-laboratory chart could not be obtained"),
+    "none": "none (uncalibrated ERFC model): the Central Asia recalibration is not available"}
+
+
 def cardiovascular_risk(f: Facts) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": "10-year cardiovascular risk", "model": "WHO 2019 CVD risk, laboratory-based",
-                           "source": cardiovascular.SOURCE, "region": cardiovascular.REGION,
-                           "recalibration": (
-                               "GBD region Central Asia, recovered from the region's published chart (reproduces its "
-                               "cells within rounding; the authors' own parameters could not be obtained)")
-                           if cardiovascular.calibrated()
-                           else "none (uncalibrated ERFC model): the Central Asia recalibration is not available"}
+    """The laboratory-based chart when the record has a total cholesterol, else the non-laboratory chart when
+    it has a body mass index (WHO: the non-laboratory chart is for settings without cholesterol)."""
     age, sex = f.age(), f.sex
     established = f.condition(CVD)
-    sbp, chol = f.latest(SBP), f.latest(CHOLESTEROL)
+    sbp, chol, bmi = f.latest(SBP), f.latest(CHOLESTEROL), f.latest(BMI)
     dm = f.condition(DIABETES)
+    lab = chol is not None or bmi is None
+    out: dict[str, Any] = {"name": "10-year cardiovascular risk"}
+    if lab:
+        out |= {"model": "WHO 2019 CVD risk, laboratory-based", "source": cardiovascular.SOURCE,
+                "region": cardiovascular.REGION,
+                "recalibration": LAB_RECALIBRATION if cardiovascular.calibrated() else NONLAB_RECALIBRATION["none"]}
+    else:
+        out |= {"model": "WHO 2019 CVD risk, non-laboratory-based", "source": cardiovascular.NONLAB_SOURCE,
+                "region": cardiovascular.REGION,
+                "recalibration": NONLAB_RECALIBRATION[cardiovascular.nonlab_calibration()]}
+    smoking = _input("current smoker", None, f.smoker[0] if f.smoker else "not recorded",
+                     f.smoker[1] if f.smoker else None)
     inputs = [_input("age", None, round(age, 1) if age is not None else None), _input("sex", None, sex),
-              _input("systolic blood pressure", sbp), _input("total cholesterol", chol),
-              _input("diabetes", None, dm is not None, _ref(dm)),
-              _input("current smoker", None, f.smoker[0] if f.smoker else "not recorded",
-                     f.smoker[1] if f.smoker else None)]
-    out["input"] = inputs
+              _input("systolic blood pressure", sbp)]
+    inputs += ([_input("total cholesterol", chol), _input("diabetes", None, dm is not None, _ref(dm))] if lab
+               else [_input("body mass index", bmi)])
+    out["input"] = inputs + [smoking]
     reason = None
     if established is not None:
         reason = "established cardiovascular disease: high risk without a score"
@@ -47,23 +62,33 @@ def cardiovascular_risk(f: Facts) -> dict[str, Any]:
         reason = "the model is for ages 40 to 80"
     elif sex not in ("male", "female"):
         reason = "the model is sex-specific and the record's sex is not male or female"
-    elif sbp is None or chol is None:
-        reason = ("needs a systolic blood pressure and a total cholesterol (the charts' non-laboratory model, "
-                  "from body mass index, is not available here)")
-    elif chol.unit not in ("mmol/L", "") or sbp.unit not in ("mm[Hg]", "mmHg", ""):
-        reason = "units other than mmol/L and mm[Hg] are not converted"
+    elif sbp is None or (chol is None and bmi is None):
+        reason = ("needs a systolic blood pressure and a total cholesterol (laboratory-based chart) or a body mass "
+                  "index (non-laboratory chart)")
+    elif sbp.unit not in ("mm[Hg]", "mmHg", "") or (chol if lab else bmi).unit not in (
+            ("mmol/L", "") if lab else ("kg/m2", "kg/m^2", "")):
+        reason = "units other than mmol/L, kg/m2 and mm[Hg] are not converted"
     if reason:
         out["notComputed"] = reason
         return out
-    smoker = f.smoker[0] if f.smoker else False
-    risk = cardiovascular.ten_year_risk(sex, age, chol.value, sbp.value, dm is not None, smoker)
+
+    def figure(smoker: bool) -> float:
+        if lab:
+            return cardiovascular.ten_year_risk(sex, age, chol.value, sbp.value, dm is not None, smoker)
+        return cardiovascular.ten_year_risk_nonlab(sex, age, bmi.value, sbp.value, smoker)
+    risk = figure(f.smoker[0] if f.smoker else False)
     out["value"] = round(100 * risk, 1)
     out["unit"] = "%"
     out["band"] = cardiovascular.band(risk)
+    notes = []
     if f.smoker is None:
-        as_smoker = cardiovascular.ten_year_risk(sex, age, chol.value, sbp.value, dm is not None, True)
-        out["note"] = (f"smoking status is not recorded: computed as a non-smoker; as a smoker it would be "
-                       f"{round(100 * as_smoker, 1)} %")
+        notes.append(f"smoking status is not recorded: computed as a non-smoker; as a smoker it would be "
+                     f"{round(100 * figure(True), 1)} %")
+    if not lab and dm is not None:
+        notes.append("the record has diabetes, which the non-laboratory chart does not take: WHO advises the "
+                     "laboratory-based chart (a total cholesterol) for people with diabetes")
+    if notes:
+        out["note"] = "; ".join(notes)
     return out
 
 
