@@ -77,6 +77,17 @@ def ranked_codes(store, registry, query: SearchQuery, code: str,
         rids = ranked_rids(store, registry, query, limit)
         keys = token_keys(store, registry, rtype, code, rids) if rids is not None else None
         return None if keys is None else [(rid, keys.get(rid, set())) for rid in rids]
+    statement = ranked_codes_sql(store, registry, query, code)
+    return None if statement is None else group_ranked(store.query(*statement), limit)
+
+
+def ranked_codes_sql(store, registry, query: SearchQuery, code: str) -> tuple[str, list] | None:
+    """PostgreSQL's one statement of ranked_codes: (row id, system, code) rows, a match's rows together, in the
+    search's order (group_ranked makes them its answer); for a reader that runs it beside other statements.
+    None as ranked_codes."""
+    rtype = query.types[0] if len(query.types) == 1 else None
+    if rtype is None or (store.at_rest is not None and store.at_rest.sensitive(rtype, code, "token")):
+        return None
     compiler = SearchCompiler(store, registry)
     if query.sort and compiler.blinded_sort(query):
         return None
@@ -86,8 +97,13 @@ def ranked_codes(store, registry, query: SearchQuery, code: str,
     sql = (f"SELECT r0.rid, t.system, t.code FROM resources r0 LEFT JOIN idx_token t ON t.rid = r0.rid AND t.pid IN "
            f"({','.join('?' * len(pids))}) AND t.code IS NOT NULL WHERE {where.text()} ORDER BY "
            f"{order.text() if order else 'r0.rid'}")
+    return sql, list(pids) + list(where.params) + (list(order.params) if order else [])
+
+
+def group_ranked(rows, limit: int) -> list[tuple[int, set[tuple[str | None, str]]]]:
+    """ranked_codes_sql's rows as up to `limit` matches, each with its indexed (system, code) pairs."""
     out: list[tuple[int, set[tuple[str | None, str]]]] = []
-    for rid, system, value in store.query(sql, list(pids) + list(where.params) + (list(order.params) if order else [])):
+    for rid, system, value in rows:
         if not out or out[-1][0] != rid:  # the order ends on the row id: a match's rows are together
             if len(out) == limit:
                 break

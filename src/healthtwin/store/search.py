@@ -31,34 +31,63 @@ def _index_count(compiler: SearchCompiler, query: SearchQuery, driver) -> tuple[
             list(index_sql.params) + list(probes.params))
 
 
-def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
-    """Runs `query`; `execute(sql, params)` may be a transaction's, so the search sees its own writes."""
-    execute = execute or store.query
-    compiler = SearchCompiler(store, registry)
-    count_sql: tuple[str, list] | None = None
+def _source(store, compiler: SearchCompiler, query: SearchQuery):
+    """(FROM, WHERE text, its parameters, the row id column, the index driver or None) of the general plan."""
     driver = compiler.driver(query.criteria, query.types) if not query.sort else None
     if driver is not None:
         # FROM <index> d JOIN resources: matches come in row-id order straight from the index.
         index_sql, rest = driver
         table, cond = index_sql.text().split("|", 1)
         where = compiler.where(rest, query.types, "r0", drive=False)
-        source = f"{table} JOIN resources r0 ON r0.rid = d.rid"
-        where_text, where_params = f"{cond} AND {where.text()}", list(index_sql.params) + list(where.params)
-        rid_col = "d.rid"
+        return (f"{table} JOIN resources r0 ON r0.rid = d.rid", f"{cond} AND {where.text()}",
+                list(index_sql.params) + list(where.params), "d.rid", driver)
+    where = compiler.where(query.criteria, query.types, "r0")
+    where_text, where_params = where.text(), list(where.params)
+    if store.dialect == "postgres" and len(query.types) == 1:
+        # Where the type's rows begin (one probe of resources_type_rid). PostgreSQL walks the primary key in
+        # rid order and, taking the types to be mixed, expects the type's rows at once; resources loaded
+        # type by type put them after every other type's (Observation?_count=10 skipped 151,680 rows,
+        # 116 ms at 300,000 resources).
+        # Asked for MIN(rid) of the type, it walked the primary key again; the row comparison can only be
+        # read from the (type, rid) index.
+        where_text += (" AND r0.rid >= COALESCE((SELECT CASE WHEN t.type = ? THEN t.rid END FROM resources t "
+                       "WHERE (t.type, t.rid) >= (?, 0) ORDER BY t.type, t.rid LIMIT 1), 0)")
+        where_params += [query.types[0], query.types[0]]
+    return "resources r0", where_text, where_params, "r0.rid", None
+
+
+def _page(compiler: SearchCompiler, query: SearchQuery, source: str, where_text: str, where_params: list,
+          rid_col: str) -> tuple[str, list]:
+    """The general plan's statement for the page (and one more row, for has_more)."""
+    sql, params = f"SELECT {_COLS} FROM {source} WHERE {where_text}", list(where_params)
+    if query.sort:
+        order = compiler.order_by(query, "r0")
+        return f"{sql} ORDER BY {order.text()} LIMIT ? OFFSET ?", params + order.params + [query.count + 1,
+                                                                                            query.offset]
+    if query.after is not None:
+        return f"{sql} AND {rid_col} > ? ORDER BY {rid_col} LIMIT ?", params + [query.after, query.count + 1]
+    return f"{sql} ORDER BY {rid_col} LIMIT ? OFFSET ?", params + [query.count + 1, query.offset]
+
+
+def page_sql(store, registry, query: SearchQuery) -> tuple[str, list] | None:
+    """The statement run_search runs for a search that takes the general plan (one by a patient's reference
+    never walks: `_walk_budget`), for a reader that runs several searches as one statement; its rows are
+    `_COLS`, the page and one more. None for a sort by a blinded parameter (sorted after decryption)."""
+    compiler = SearchCompiler(store, registry)
+    if query.sort and compiler.blinded_sort(query):
+        return None
+    source, where_text, where_params, rid_col, _ = _source(store, compiler, query)
+    return _page(compiler, query, source, where_text, where_params, rid_col)
+
+
+def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
+    """Runs `query`; `execute(sql, params)` may be a transaction's, so the search sees its own writes."""
+    execute = execute or store.query
+    compiler = SearchCompiler(store, registry)
+    count_sql: tuple[str, list] | None = None
+    source, where_text, where_params, rid_col, driver = _source(store, compiler, query)
+    if driver is not None:
         count_sql = _index_count(compiler, query, driver)
-    else:
-        where = compiler.where(query.criteria, query.types, "r0")
-        source, where_text, where_params, rid_col = "resources r0", where.text(), list(where.params), "r0.rid"
-        if store.dialect == "postgres" and len(query.types) == 1:
-            # Where the type's rows begin (one probe of resources_type_rid). PostgreSQL walks the primary key in
-            # rid order and, taking the types to be mixed, expects the type's rows at once; resources loaded
-            # type by type put them after every other type's (Observation?_count=10 skipped 151,680 rows,
-            # 116 ms at 300,000 resources).
-            # Asked for MIN(rid) of the type, it walked the primary key again; the row comparison can only be
-            # read from the (type, rid) index.
-            where_text += (" AND r0.rid >= COALESCE((SELECT CASE WHEN t.type = ? THEN t.rid END FROM resources t "
-                           "WHERE (t.type, t.rid) >= (?, 0) ORDER BY t.type, t.rid LIMIT 1), 0)")
-            where_params += [query.types[0], query.types[0]]
     if query.sort and (query.total in ("accurate", "estimate") or query.summary == "count"):
         # A sorted search is not driven by an index range, but its count can be (`code=…&_sort=-date&_total=
         # accurate` counted 92,132 matches in 228 ms through the general plan's set, 6 ms on the index).
@@ -78,17 +107,8 @@ def run_search(store, registry, query: SearchQuery, execute=None) -> Page:
         elif driver is None and not query.sort and (walked := _walk_rids(store, compiler, query, execute, matches)):
             rows = walked
         else:
-            if query.sort:
-                order = compiler.order_by(query, "r0")
-                sql += f" ORDER BY {order.text()} LIMIT ? OFFSET ?"
-                params += order.params + [query.count + 1, query.offset]
-            elif query.after is not None:
-                sql += f" AND {rid_col} > ? ORDER BY {rid_col} LIMIT ?"
-                params += [query.after, query.count + 1]
-            else:
-                sql += f" ORDER BY {rid_col} LIMIT ? OFFSET ?"
-                params += [query.count + 1, query.offset]
-            rows = [_row(store, r) for r in execute(sql, params)]
+            rows = [_row(store, r) for r in execute(*_page(compiler, query, source, where_text, where_params,
+                                                           rid_col))]
         page.has_more = len(rows) > query.count
         rows = rows[:query.count]
         page.matches = [s for _, s in rows]

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..patient_record import PatientRecord
+from ..patient_record import PatientRecord, Read
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -23,6 +23,15 @@ CVD = ({"414545008", "22298006", "230690007", "53741008"}, ("I20", "I21", "I22",
 USED = (BP_PANEL, SBP, DBP, HBA1C, CREATININE, CHOLESTEROL, BMI, GLUCOSE, SMOKING)
 ANTIHYPERTENSIVE_ATC = ("C02", "C03", "C07", "C08", "C09")
 ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
+READS = (
+    # only the codes the models and trends use: a decade of weights and heart rates is not read
+    Read("Observation", (("status", "final,amended,corrected,preliminary"),
+                         ("code", ",".join(f"{LOINC}|{c}" for c in USED))), "date"),
+    Read("Condition"),
+    Read("MedicationRequest", (("status", "active,on-hold"),)),
+    Read("Immunization", (("status", "completed"),), "date"),
+    Read("Procedure", (), "date"),
+)
 
 
 @dataclass(frozen=True)
@@ -102,15 +111,8 @@ def _add(series: dict[str, list[Point]], code: str | None, when: str, q: Any, so
 def gather(record: PatientRecord, today: dt.date) -> Facts:
     patient = record.patient()
     facts = Facts(today, _date(patient.get("birthDate")), patient.get("gender"), patient=patient)
-    reads = {
-        # only the codes the models and trends use: a decade of weights and heart rates is not read
-        "Observation": record.search("Observation", [("status", "final,amended,corrected,preliminary"),
-                                                     ("code", ",".join(f"{LOINC}|{c}" for c in USED))], "date"),
-        "Condition": record.search("Condition", []),
-        "MedicationRequest": record.search("MedicationRequest", [("status", "active,on-hold")]),
-        "Immunization": record.search("Immunization", [("status", "completed")], "date"),
-        "Procedure": record.search("Procedure", [], "date"),
-    }
+    got = record.read_all(READS)  # one statement on PostgreSQL
+    reads = {read.rtype: got[read] for read in READS}
     for rtype, rows in reads.items():
         if rows.withheld:
             facts.withheld.append(rtype)

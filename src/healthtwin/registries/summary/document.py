@@ -44,8 +44,9 @@ def build(record: PatientRecord, base_url: str) -> dict[str, Any]:
     patient = record.patient()
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     sections, entries, seen = [], [], set()
+    got = record.read_all([read for section in SECTIONS for read in section.reads])
     for section in SECTIONS:
-        found = section.read(record)
+        found = section.found(got)
         if not section.required and not any(rows.resources for rows in found):
             continue  # an optional section with nothing to say is left out
         body, resources = _section(section, found)

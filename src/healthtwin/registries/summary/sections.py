@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..patient_record import PatientRecord, Rows
+from ..patient_record import Read, Rows
 from . import display as d
 
 LOINC = "http://loinc.org"
@@ -23,7 +23,8 @@ class Section:
     display: str
     title: str
     required: bool
-    read: Callable[[PatientRecord], list[Rows]]
+    reads: tuple[Read, ...]  # what the section reads from the record (all sections' are read together)
+    found: Callable[[dict[Read, Rows]], list[Rows]]  # its rows, of what was read
     headers: tuple[str, ...]
     row: Callable[[dict[str, Any]], list[str]]
 
@@ -31,34 +32,25 @@ class Section:
         return {"coding": [{"system": LOINC, "code": self.loinc, "display": self.display}]}
 
 
-def _problems(r: PatientRecord) -> list[Rows]:
-    return [r.search("Condition", [("clinical-status", "active,recurrence,relapse")], "-onset-date")]
+def _searches(*reads: Read) -> Callable[[dict[Read, Rows]], list[Rows]]:
+    return lambda got: [got[r] for r in reads]
 
 
-def _allergies(r: PatientRecord) -> list[Rows]:
-    rows = r.search("AllergyIntolerance", [])
+def _allergies(got: dict[Read, Rows]) -> list[Rows]:
+    rows = got[ALLERGIES]
     rows.resources = [a for a in rows.resources if a.get("verificationStatus", {}).get("coding", [{}])[0].get("code")
                       != "entered-in-error"]
     return [rows]
 
 
-def _medications(r: PatientRecord) -> list[Rows]:
-    return [r.search("MedicationRequest", [("status", "active,on-hold")], "-authoredon"),
-            r.search("MedicationStatement", [("status", "active,intended")], "-effective")]
-
-
-def _immunizations(r: PatientRecord) -> list[Rows]:
-    return [r.search("Immunization", [("status", "completed")], "-date", IMMUNIZATION_LIMIT)]
-
-
-def _latest(category: str) -> Callable[[PatientRecord], list[Rows]]:
-    def read(r: PatientRecord) -> list[Rows]:
-        return [r.latest_of_each("Observation", [("category", category), ("status", "final,amended,corrected")])]
-    return read
-
-
-def _procedures(r: PatientRecord) -> list[Rows]:
-    return [r.search("Procedure", [("status", "completed,in-progress")], "-date", PROCEDURE_LIMIT)]
+PROBLEMS = Read("Condition", (("clinical-status", "active,recurrence,relapse"),), "-onset-date")
+ALLERGIES = Read("AllergyIntolerance")
+MEDICATIONS = (Read("MedicationRequest", (("status", "active,on-hold"),), "-authoredon"),
+               Read("MedicationStatement", (("status", "active,intended"),), "-effective"))
+IMMUNIZATIONS = Read("Immunization", (("status", "completed"),), "-date", IMMUNIZATION_LIMIT)
+RESULTS, VITAL_SIGNS = (Read("Observation", (("category", category), ("status", "final,amended,corrected")), "-date",
+                             latest=True) for category in ("laboratory", "vital-signs"))
+PROCEDURES = Read("Procedure", (("status", "completed,in-progress"),), "-date", PROCEDURE_LIMIT)
 
 
 def _medication_row(m: dict[str, Any]) -> list[str]:
@@ -73,28 +65,28 @@ def _interpretation(o: dict[str, Any]) -> str:
 
 
 SECTIONS: tuple[Section, ...] = (
-    Section("problems", "11450-4", "Problem list - Reported", "Active problems", True, _problems,
-            ("Problem", "Since", "Status"),
+    Section("problems", "11450-4", "Problem list - Reported", "Active problems", True, (PROBLEMS,),
+            _searches(PROBLEMS), ("Problem", "Since", "Status"),
             lambda c: [d.concept(c.get("code")), d.when(c, "onsetDateTime", "onsetPeriod", "recordedDate"),
                        d.concept(c.get("clinicalStatus"))]),
     Section("allergies", "48765-2", "Allergies and adverse reactions Document", "Allergies and intolerances", True,
-            _allergies, ("Substance", "Criticality", "Status"),
+            (ALLERGIES,), _allergies, ("Substance", "Criticality", "Status"),
             lambda a: [d.concept(a.get("code")), a.get("criticality", ""), d.concept(a.get("clinicalStatus"))]),
     Section("medications", "10160-0", "History of Medication use Narrative", "Medication summary", True,
-            _medications, ("Medication", "Since", "Status", "Dosage"), _medication_row),
+            MEDICATIONS, _searches(*MEDICATIONS), ("Medication", "Since", "Status", "Dosage"), _medication_row),
     Section("immunizations", "11369-6", "History of Immunization Narrative", "Immunizations", False,
-            _immunizations, ("Vaccine", "Date", "Dose"),
+            (IMMUNIZATIONS,), _searches(IMMUNIZATIONS), ("Vaccine", "Date", "Dose"),
             lambda i: [d.concept(i.get("vaccineCode")), d.when(i, "occurrenceDateTime"),
                        str(((i.get("protocolApplied") or [{}])[0]).get("doseNumberPositiveInt", ""))]),
     Section("results", "30954-2", "Relevant diagnostic tests/laboratory data Narrative", "Results (latest of each test)",
-            False, _latest("laboratory"), ("Test", "Result", "Interpretation", "Date"),
+            False, (RESULTS,), _searches(RESULTS), ("Test", "Result", "Interpretation", "Date"),
             lambda o: [d.concept(o.get("code")), d.observation_value(o), _interpretation(o),
                        d.when(o, "effectiveDateTime", "effectivePeriod", "issued")]),
-    Section("vital-signs", "8716-3", "Vital signs", "Vital signs (latest of each)", False, _latest("vital-signs"),
-            ("Measurement", "Value", "Date"),
+    Section("vital-signs", "8716-3", "Vital signs", "Vital signs (latest of each)", False, (VITAL_SIGNS,),
+            _searches(VITAL_SIGNS), ("Measurement", "Value", "Date"),
             lambda o: [d.concept(o.get("code")), d.observation_value(o),
                        d.when(o, "effectiveDateTime", "effectivePeriod")]),
-    Section("procedures", "47519-4", "History of Procedures Document", "History of procedures", False, _procedures,
-            ("Procedure", "Date", "Status"),
+    Section("procedures", "47519-4", "History of Procedures Document", "History of procedures", False, (PROCEDURES,),
+            _searches(PROCEDURES), ("Procedure", "Date", "Status"),
             lambda p: [d.concept(p.get("code")), d.when(p, "performedDateTime", "performedPeriod"), p.get("status", "")]),
 )
