@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from healthtwin.registries.patient_record import SCAN_LIMIT, PatientRecord, latest_per_code
+from healthtwin.registries.patient_record import SCAN_LIMIT, PatientRecord, Read, latest_per_code
 from healthtwin.request import Caller, RequestContext
 from healthtwin.store.search import run_search
 
@@ -79,6 +79,38 @@ def test_the_newest_of_each_code_reads_less_and_answers_the_same(loaded, populat
     own = PatientRecord(services, RequestContext(caller=callers[0], base_url="http://x/fhir"), pid)
     texts = [r["code"].get("text") for r in own.latest_of_each("Observation", [("category", "vital-signs")]).resources]
     assert "pulse by hand" in texts
+
+
+def test_the_reads_taken_together_answer_as_each_on_its_own(loaded, population_dir):
+    """read_all (on PostgreSQL one statement for every read and the Patient's row) gives each read's answer
+    as search / latest_of_each give it alone, for each caller, including a role that may search nothing."""
+    client, _, pid = loaded
+    services, callers = _callers(client, pid)
+    callers.append(Caller("ana", "person", frozenset({"analyst"}), frozenset({"user/*.rs"})))
+    reads = [Read(rtype, tuple(criteria), sort, limit) for rtype, criteria, sort, limit in READS] + [
+        Read("Observation", (("category", c), ("status", "final,amended,corrected")), "-date", latest=True)
+        for c in ("vital-signs", "laboratory")]
+    pids = [orjson.loads(line)["id"] for line in (population_dir / "Patient.ndjson").read_bytes().splitlines()]
+    compared = withheld = 0
+    for caller in callers:
+        for patient in pids[:40] + ["no-such-patient"]:
+            ctx = RequestContext(caller=caller, base_url="http://x/fhir")
+            together, alone = PatientRecord(services, ctx, patient), PatientRecord(services, ctx, patient)
+            got = together.read_all(reads)
+            for read in reads:
+                one = alone._one(read)
+                assert ([r["id"] for r in got[read].resources], got[read].withheld, got[read].truncated) == (
+                    [r["id"] for r in one.resources], one.withheld, one.truncated), (caller.roles, patient, read)
+                compared += len(one.resources)
+                withheld += one.withheld
+            try:
+                expected = alone.patient()
+            except Exception as exc:  # absent or not the caller's to read: the same answer either way
+                with pytest.raises(type(exc)):
+                    together.patient()
+            else:
+                assert together.patient() == expected
+    assert compared > 1000 and withheld > 0
 
 
 @pytest.mark.parametrize("role", ["analyst"])

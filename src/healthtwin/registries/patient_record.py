@@ -51,15 +51,20 @@ _ROW_ARM = ("SELECT {k}, row_number() OVER (), a.type, a.id, a.version, a.last_u
 _CODE_ARM = ("SELECT {k}, row_number() OVER (), NULL::text, NULL::text, NULL::integer, NULL::float8, "
              "NULL::smallint, NULL::bytea, a.rid, a.system, a.code FROM ({sql}) a")
 
+_PATIENT = ("SELECT type, id, version, last_updated, deleted, content, rid FROM resources "
+            "WHERE type = 'Patient' AND id = ?")
+
 
 class PatientRecord:
     def __init__(self, services: Any, ctx: RequestContext, pid: str) -> None:
         self.services, self.ctx, self.pid = services, ctx, pid
+        self._patient_row: list = []  # the Patient's row (or None) when read_all read it
 
     def patient(self) -> dict[str, Any]:
         """The Patient as the caller may see it; 404 when absent or hidden (hidden answers like absent)."""
         self.services.policy.authorize(self.ctx, "read", "Patient")
-        released = guard.release_one(self.services, self.ctx, self.services.store.read("Patient", self.pid))
+        row = self._patient_row[0] if self._patient_row else self.services.store.read("Patient", self.pid)
+        released = guard.release_one(self.services, self.ctx, row)
         if released is None or released.deleted or released.content is None:
             raise FHIRError(404, f"Patient/{self.pid} is not known")
         return orjson.loads(released.content)
@@ -147,9 +152,9 @@ class PatientRecord:
 
     def read_all(self, reads: Sequence[Read]) -> dict[Read, Rows]:
         """Every read of `reads`, each as `search` or `latest_of_each` gives it. On PostgreSQL as one statement
-        (and one more for the newest of each code): there every statement is planned for its values and is a
-        round trip, about 1-2 ms each on a quiet machine, several times that on a loaded one; SQLite reads them
-        one by one, cheaply."""
+        (and one more for the newest of each code), which reads the Patient's row too, for `patient()`: there
+        every statement is planned for its values and is a round trip, about 1-2 ms each on a quiet machine,
+        several times that on a loaded one; SQLite reads them one by one, cheaply."""
         if self.services.store.dialect != "postgres":
             return {read: self._one(read) for read in reads}
         return self._together(reads)
@@ -178,12 +183,12 @@ class PatientRecord:
                 done[read] = self._one(read)
                 continue
             arms.append((read, *statement))
-        got: dict[int, list[tuple]] = {k: [] for k in range(len(arms))}
-        if arms:
-            sql = " UNION ALL ".join((_CODE_ARM if read.latest else _ROW_ARM).format(k=k, sql=text)
-                                     for k, (read, text, _) in enumerate(arms))
-            for row in store.query(sql, [p for _, _, params in arms for p in params]):
-                got[row[0]].append(row)
+        got: dict[int, list[tuple]] = {k: [] for k in range(-1, len(arms))}
+        sql = " UNION ALL ".join([_ROW_ARM.format(k=-1, sql=_PATIENT)] + [
+            (_CODE_ARM if read.latest else _ROW_ARM).format(k=k, sql=text) for k, (read, text, _) in enumerate(arms)])
+        for row in store.query(sql, [self.pid] + [p for _, _, params in arms for p in params]):
+            got[row[0]].append(row)
+        self._patient_row = [store.stored(got[-1][0][2:9]) if got[-1] else None]
         picks = {}
         for k, (read, _, _) in enumerate(arms):
             rows = sorted(got[k], key=lambda r: r[1])  # each read's rows in its own order

@@ -109,9 +109,9 @@ def _add(series: dict[str, list[Point]], code: str | None, when: str, q: Any, so
 
 
 def gather(record: PatientRecord, today: dt.date) -> Facts:
+    got = record.read_all(READS)  # one statement on PostgreSQL, the Patient's row in it
     patient = record.patient()
     facts = Facts(today, _date(patient.get("birthDate")), patient.get("gender"), patient=patient)
-    got = record.read_all(READS)  # one statement on PostgreSQL
     reads = {read.rtype: got[read] for read in READS}
     for rtype, rows in reads.items():
         if rows.withheld:

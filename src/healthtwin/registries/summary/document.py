@@ -41,10 +41,10 @@ def _section(section: Section, found: list[Rows]) -> tuple[dict[str, Any], list[
 
 
 def build(record: PatientRecord, base_url: str) -> dict[str, Any]:
+    got = record.read_all([read for section in SECTIONS for read in section.reads])  # the Patient's row too
     patient = record.patient()
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     sections, entries, seen = [], [], set()
-    got = record.read_all([read for section in SECTIONS for read in section.reads])
     for section in SECTIONS:
         found = section.found(got)
         if not section.required and not any(rows.resources for rows in found):
