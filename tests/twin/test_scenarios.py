@@ -272,6 +272,9 @@ def test_agent_based_epidemic_reaches_the_final_size_of_its_r0() -> None:
     z = brentq(lambda z: z - 1 + np.exp(-2.0 * z), 1e-6, 1)
     assert out["attack_rate"] == pytest.approx(z, abs=0.06)
     assert run_agents(x, data, 2.0, 0.002 * np.sum(sizes), 1.0) == out  # the seed fixes the draw
+    seen: list[float] = []  # reporting progress runs it in tenths: the same draw
+    assert run_agents(x, data, 2.0, 0.002 * np.sum(sizes), 1.0, seen.append) == out
+    assert seen == sorted(seen) and seen[0] == 0.0 and seen[-1] == 0.9 and len(seen) == 10
 
 
 def _instance(folder, store, owner: bool):

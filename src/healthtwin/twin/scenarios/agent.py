@@ -49,13 +49,19 @@ def run_agents(x: dict[str, Any], data: dict[str, Any], r0: float, seed_infectio
     start = dt.date.fromisoformat(data["as_of"]) + dt.timedelta(days=1)
     stop = start + dt.timedelta(days=int(x["days"]))
     init = max(seed_infections / max(data["persons"], 1), 1.0 / n_agents)
+    # p_death 0: the compartmental model has no deaths, and Starsim's default (1 % of infections) would also
+    # make it remove the dead from the network every day, a quarter of a million-agent run's time
     disease = ss.SEIR(beta=ss.perday(p), dur_exp=ss.constant(ss.days(float(x["latent_days"]))),
-                      dur_inf=ss.constant(ss.days(days_inf)), init_prev=min(init, 0.5))
+                      dur_inf=ss.constant(ss.days(days_inf)), init_prev=min(init, 0.5), p_death=0)
     sim = ss.Sim(people=ss.People(n_agents=n_agents, age_data=age_data), diseases=disease,
                  networks=ss.RandomNet(n_contacts=max(1, int(round(mean_contacts)))),
                  start=start.isoformat(), stop=stop.isoformat(), dt=ss.days(1), rand_seed=int(x["seed"]), verbose=0)
-    if progress:
-        progress(0.2)
+    if progress:  # in tenths of the days, so a long run's record shows how far it is (the same draw)
+        progress(0.0)
+        days = int(x["days"])
+        for k in range(1, 10):
+            sim.run(until=(start + dt.timedelta(days=days * k // 10)).isoformat())
+            progress(k / 10)
     sim.run()
     new = np.asarray(sim.results.seir.new_infections, dtype=float)[:int(x["days"])]
     scale = data["persons"] / n_agents  # agents stand for this many residents each

@@ -30,7 +30,8 @@ def results_of(inputs: dict[str, Any], data: dict[str, Any], progress: Callable[
         if why is not None:
             raise RuntimeError(why)
         p = out["parameters"]
-        out["agent"] = run_agents(inputs, data, p["r0"], p["seed_infections"], p["rho"])
+        out["agent"] = run_agents(inputs, data, p["r0"], p["seed_infections"], p["rho"],
+                                  (lambda f: progress(0.8 + 0.19 * f)) if progress else None)
     return out
 
 
