@@ -226,3 +226,16 @@ def test_the_server_ticks_in_the_process_holding_the_analytics(tmp_path, monkeyp
     follower.start()
     assert follower._thread is None and follower.book is None
     Services.store.close()
+
+
+def test_concurrent_claims_start_a_due_job_once(store):
+    """Eight threads (each its own connection on PostgreSQL) claim one due job at the same moment: one wins."""
+    from concurrent.futures import ThreadPoolExecutor
+    book = JobBook(store)
+    book.register([("nightly", "daily 02:00")], T0)
+    due = T0 + dt.timedelta(days=1)
+    with ThreadPoolExecutor(8) as pool:
+        claims = list(pool.map(lambda _: JobBook(store).claim("nightly", due), range(8)))
+    won = [c for c in claims if c is not None]
+    assert len(won) == 1
+    assert [r["outcome"] for r in book.runs()] == ["running"]
