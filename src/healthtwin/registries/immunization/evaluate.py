@@ -128,7 +128,8 @@ def _live_virus_conflict(schedule: Schedule, patient: Patient, ps: PatientSeries
 
 def _vaccine_ok(rows: dict[str, list[Vaccine]], patient: Patient, dose: Dose, with_product: bool) -> bool:
     for row in rows.get(dose.cvx, ()):
-        begin = add(patient.birth, row.begin) if row.begin else MIN_DATE
+        begin = row.begin
+        begin = patient.birth if begin == "0 days" else add(patient.birth, begin) if begin else MIN_DATE
         end = add(patient.birth, row.end) if row.end else MAX_DATE
         if not begin <= dose.given < end:
             continue

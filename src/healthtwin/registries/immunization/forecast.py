@@ -89,7 +89,8 @@ def _dates(schedule: Schedule, patient: Patient, ps: PatientSeries, target: Targ
                 interval_due = late - DAY
     recommended = recommended or interval_rec
     past_due = past_due or interval_due
-    conflict = _conflict_end(schedule, patient, target)
+    live = target.live if target.live is not None else target.conflicts(schedule.conflicts)
+    conflict = _conflict_end(schedule, patient, target) if live else None
     if conflict and conflict > earliest:
         earliest = conflict
     for row in target.season.at(when):

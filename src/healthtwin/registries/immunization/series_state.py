@@ -58,8 +58,7 @@ def series_plan(series: dict[str, Any]) -> SeriesPlan:
 class PatientSeries:
     """One antigen series of the supporting data as it tracks one patient's doses."""
     __slots__ = ("antigen", "series", "results", "satisfied", "target", "complete", "status", "forecast_dose",
-                 "earliest", "recommended", "past_due", "latest", "score", "previous", "select", "group",
-                 "priority", "preference", "kind", "targets")
+                 "earliest", "recommended", "past_due", "latest", "score", "previous", "plan", "targets")
 
     def __init__(self, antigen: str, series: dict[str, Any]) -> None:
         self.antigen = antigen
@@ -77,9 +76,28 @@ class PatientSeries:
         self.score = 0
         # the most recent dose evaluated Valid or Not Valid, other than an inadvertent one
         self.previous: Dose | None = None
-        plan = series_plan(series)
-        self.select, self.group, self.priority = plan.select, plan.group, plan.priority
-        self.preference, self.kind, self.targets = plan.preference, plan.kind, plan.targets
+        self.plan = plan = series_plan(series)
+        self.targets = plan.targets
+
+    @property
+    def select(self) -> dict[str, Any]:
+        return self.plan.select
+
+    @property
+    def group(self) -> str:
+        return self.plan.group
+
+    @property
+    def priority(self) -> str:
+        return self.plan.priority
+
+    @property
+    def preference(self) -> int:
+        return self.plan.preference
+
+    @property
+    def kind(self) -> str:
+        return self.plan.kind
 
     @property
     def doses(self) -> list[dict[str, Any]]:
