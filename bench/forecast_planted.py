@@ -5,7 +5,9 @@ four weeks and scored (WIS, relative WIS against the flat baseline, 50%/95% cove
     nice -n 10 python bench/forecast_planted.py --patients 3000 --seed 2
 
 Generation and materialisation take a minute or two; the forecasts are the ensemble of docs/twin.md,
-unchanged. The planted season is the last complete winter (Dec 1 - Mar 15, peak on 20 January)."""
+unchanged; "twin path" is the same with the count quantiles twin_series.forecast_weekly gives the route and
+the dashboard (whole numbers outside the median). The planted season is the last complete winter (Dec 1 -
+Mar 15, peak on 20 January)."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +31,7 @@ from healthtwin.twin import series as S  # noqa: E402
 from healthtwin.twin.forecasting import ensemble  # noqa: E402
 from healthtwin.twin.forecasting.baseline import flat_baseline  # noqa: E402
 from healthtwin.twin.forecasting.scoring import covered, wis  # noqa: E402
+from healthtwin.twin.forecasting.twin_series import count_quantiles  # noqa: E402
 
 
 def main() -> int:
@@ -51,7 +54,7 @@ def main() -> int:
     end = dt.date.fromisoformat(flu["season_end"])
     dates = national.dates
     origins = [i for i, d in enumerate(dates) if start <= d <= end - dt.timedelta(weeks=1)]
-    rows = {"ensemble": [], "baseline": []}
+    rows = {"ensemble": [], "twin path": [], "baseline": []}
     truth, levels = [], []
     seconds = []
     for i in origins:
@@ -66,6 +69,7 @@ def main() -> int:
             for h in range(4):
                 if i + 1 + h < len(dates):
                     rows["ensemble"].append(q[h])
+                    rows["twin path"].append(count_quantiles(q[h]))
                     rows["baseline"].append(base[h])
                     truth.append(counts[key][i + 1 + h])
                     levels.append("national" if key == "national" else "region")
@@ -78,9 +82,9 @@ def main() -> int:
     for where in ("region", "national"):
         m = kind == where
         base = wis(np.array(rows["baseline"])[m], y[m]).mean()
-        for name in ("ensemble", "baseline"):
+        for name in ("ensemble", "twin path", "baseline"):
             q = np.array(rows[name])[m]
-            print(f"{where:9s} {name:9s} n={m.sum():4d} WIS {wis(q, y[m]).mean():7.2f}"
+            print(f"{where:9s} {name:10s} n={m.sum():4d} WIS {wis(q, y[m]).mean():7.2f}"
                   f" relative {wis(q, y[m]).mean() / base:5.3f} coverage 50% {covered(q, y[m], 0.5).mean():.3f}"
                   f" 95% {covered(q, y[m], 0.95).mean():.3f}  (mean weekly count {y[m].mean():.1f})")
     return 0

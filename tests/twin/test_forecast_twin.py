@@ -28,3 +28,20 @@ def test_every_series_gets_the_next_four_weeks_with_bands():
     rising = out[("ili", ("Bakı", "district-3"))]
     assert rising.median[0] > np.mean(series[3].counts[-8:-4])  # the wave's growth is carried on
     assert out[("measles", ())].band(0.95)[1][0] < 10  # and a quiet series stays quiet
+    for f in out.values():  # a count's quantiles: whole numbers outside the median
+        outside = np.delete(f.quantiles, 11, axis=1)
+        assert np.array_equal(outside, np.round(outside))
+
+
+def test_count_quantiles_contain_the_continuous_band_in_whole_numbers():
+    from healthtwin.twin.forecasting.levels import QUANTILE_LEVELS
+    from healthtwin.twin.forecasting.twin_series import count_quantiles
+
+    continuous = np.array([np.linspace(-0.2, 4.6, len(QUANTILE_LEVELS))])
+    q = count_quantiles(continuous)
+    median = QUANTILE_LEVELS.index(0.5)
+    assert q[0, median] == continuous[0, median]  # the median is kept
+    assert np.all(q[0, :median] <= np.maximum(continuous[0, :median], 0)) and np.all(q[0, median + 1:] >= continuous[0, median + 1:])
+    assert q[0, 0] == 0 and q[0, -1] == 5 and np.all(np.diff(q[0]) >= 0)  # never below 0, still ordered
+    low, high = 0, len(QUANTILE_LEVELS) - 1
+    assert (q[0, low] <= 5 <= q[0, high]) and not (continuous[0, low] <= 5 <= continuous[0, high])

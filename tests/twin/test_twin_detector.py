@@ -43,3 +43,18 @@ def test_a_slow_rise_is_caught_by_the_cumulative_test_and_a_spike_by_the_week():
     spike[-1] = np.round(mu[-1] + 8 * sd[-1])
     s = twin_detector.detect(spike, rng)
     assert s.alarm[-1] == 1 and s.pooled[1][-1] * 4 < twin_detector.DEFAULT_ALPHA
+
+
+def test_one_high_week_alarms_once_not_again_in_the_quiet_weeks_after_it():
+    c = _series()
+    n = len(c)
+    rng = np.arange(n - 10, n + 1)
+    quiet = twin_detector.detect(c, rng)
+    spike = c.copy()
+    spike[-4] = np.round(quiet.expected[-4] + 6 * np.sqrt(quiet.phi[-4] * quiet.expected[-4]))
+    spike[-3:] = np.floor(quiet.expected[-3:])  # the three weeks after it at (just under) their expectation
+    r = twin_detector.detect(spike, rng)
+    assert r.alarm[-4] == 1
+    assert r.alarm[-3:].sum() == 0 and (r.pooled[2][-3:] == 1).all() and (r.pooled[4][-3:] == 1).all()
+    echo = twin_detector.detect(spike, rng, current=False)  # the pooled sums still hold the high week
+    assert echo.alarm[-3:].sum() >= 1
