@@ -30,7 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from healthtwin.twin.forecasting import ensemble, flusight as fs  # noqa: E402
+from healthtwin.twin.forecasting import calibration, ensemble, flusight as fs  # noqa: E402
 from healthtwin.twin.forecasting.baseline import flat_baseline  # noqa: E402
 from healthtwin.twin.forecasting.scoring import covered, wis  # noqa: E402
 
@@ -86,26 +86,32 @@ def main() -> int:
     corpus = {m: fs.read_hub_forecasts(next(CORPUS.glob(fs.FORECASTS_GLOB)), m) for m in (BASELINE, "FluSight-ensemble")}
     setup = season_setup(args.season, frame, corpus)
     refs = setup["refs"][:: args.every]
-    ours: dict[str, dict] = {"ensemble": {}, "our-baseline": {}}
+    ours: dict[str, dict] = {"ensemble": {}, "ensemble-fixed-spread": {}, "our-baseline": {}}
+    method = calibration.Forecaster(setup["data"])
     seconds = []
     for ref in refs:
-        snapshot = fs.known_on(setup["data"], ref)
+        snapshot = fs.known_on(setup["data"], ref)  # as published: what the flat baseline reads
         steps = fs.steps_to_horizons(snapshot, ref)
         panel = fs.panel_of(snapshot)
         n = max(max(s) for s in steps.values())
         started = time.perf_counter()
-        combined, components = ensemble.forecast(panel, n)
+        calibrated, raw, factors = method.forecast(ref)
         seconds.append(time.perf_counter() - started)
-        named = {"ensemble": combined, **components,
-                 "our-baseline": {k: flat_baseline(v, n, seed=ref.toordinal()) for k, v in panel.items()}}
+        named = {"ensemble": calibrated,
+                 "ensemble-fixed-spread": {k: ensemble.widen(q, ensemble.SPREAD) for k, q in raw.quantiles.items()},
+                 **raw.components,
+                 "our-baseline": fs.at_horizons({k: flat_baseline(v, n, seed=ref.toordinal()) for k, v in panel.items()}, steps)}
         for name, quantiles in named.items():
             table = ours.setdefault(name, {})
-            for loc, q in fs.at_horizons(quantiles, steps).items():
+            for loc, q in quantiles.items():
                 for h in fs.HORIZONS:
                     table[(ref.isoformat(), loc, h)] = q[h]
         if args.save:
-            fs.write_hub_csv(fs.hub_rows(ref, fs.at_horizons(combined, steps)), args.save / f"{ref}-healthtwin.csv")
-        print(f"{ref} vintage {snapshot.as_of} {len(panel)} locations {seconds[-1]:.1f} s", file=sys.stderr)
+            fs.write_hub_csv(fs.hub_rows(ref, calibrated), args.save / f"{ref}-healthtwin.csv")
+        print(f"{ref} vintage {snapshot.as_of} {len(panel)} locations {seconds[-1]:.1f} s; nowcast last week"
+              f" x{raw.revision.cumulative[0]:.3f} ({raw.revision.pairs} vintage pairs); spread factors h0"
+              f" {factors[0, 1]:.2f}/{factors[0, 6]:.2f} h3 {factors[3, 1]:.2f}/{factors[3, 6]:.2f} (2.5%/25%)",
+              file=sys.stderr, flush=True)
 
     def eligible(k: tuple) -> bool:
         end = (dt.date.fromisoformat(k[0]) + dt.timedelta(weeks=k[2])).isoformat()
@@ -117,7 +123,8 @@ def main() -> int:
     base = score(reference, setup["truth"], tasks)
     if args.dump:
         import pickle
-        args.dump.write_bytes(pickle.dumps(dict(ours=ours, reference=reference, truth=setup["truth"], tasks=tasks)))
+        args.dump.write_bytes(pickle.dumps(dict(ours=ours, reference=reference, truth=setup["truth"], tasks=tasks,
+                                                raw=method.cache)))
     print(f"\nFluSight {args.season}: {len(refs)} reference dates, {base['n']} tasks (52 jurisdictions, horizons 0-3)")
     print(f"forecast time per reference date (all locations): median {np.median(seconds):.1f} s, max {max(seconds):.1f} s;"
           f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; total {time.time() - t0:.0f} s")

@@ -58,24 +58,30 @@ def run_warm(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import ensemble, flusight as fs
+    from . import calibration, flusight as fs
     from .baseline import flat_baseline
 
     reference_date = fs.parse_date(args.reference_date)
     fs.check_reference_date(reference_date)
     started = time.perf_counter()
-    snapshot = fs.known_on(fs.read_target_data(args.data), reference_date)
+    frame = fs.read_target_data(args.data)
+    snapshot = fs.known_on(frame, reference_date)
     if not snapshot.counts:
         raise ValueError(f"{args.data}: no counts before {reference_date}")
     steps = fs.steps_to_horizons(snapshot, reference_date)
     n = max(max(s) for s in steps.values())
     panel = fs.panel_of(snapshot)
+    note = ""
     if args.model == "baseline":
-        quantiles = {k: flat_baseline(v, n, seed=reference_date.toordinal()) for k, v in panel.items()}
-    else:
-        quantiles, _ = ensemble.forecast(panel, n)
-    fs.write_hub_csv(fs.hub_rows(reference_date, fs.at_horizons(quantiles, steps)), args.out)
+        quantiles = fs.at_horizons({k: flat_baseline(v, n, seed=reference_date.toordinal()) for k, v in panel.items()},
+                                   steps)
+    else:  # the nowcast-corrected vintage, the ensemble, its spread from the re-forecast past weeks
+        quantiles, raw, factors = calibration.Forecaster(frame).forecast(reference_date)
+        note = (f"; last week's count x{raw.revision.cumulative[0]:.3f} for its revision still to come"
+                f" ({raw.revision.pairs} vintage pairs), spread of the 95% band x{factors[:, 1].min():.2f}"
+                f"-{factors[:, 1].max():.2f} over horizons from the past {calibration.PAST_WEEKS} weeks' errors")
+    fs.write_hub_csv(fs.hub_rows(reference_date, quantiles), args.out)
     source = f"vintage of {snapshot.as_of}" if snapshot.as_of else "final target file (no vintages: revisions not honoured)"
-    print(f"{args.out}: {len(panel)} locations from the {source}, {time.perf_counter() - started:.1f} s",
+    print(f"{args.out}: {len(panel)} locations from the {source}, {time.perf_counter() - started:.1f} s{note}",
           file=sys.stderr)
     return 0

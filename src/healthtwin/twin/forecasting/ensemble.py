@@ -74,8 +74,10 @@ def widen(quantiles: np.ndarray, factor: float) -> np.ndarray:
     return tidy(np.expm1(median + factor * (z - median)))
 
 
-def forecast(panel: Panel, steps: int, models: Sequence[Model] | None = None) -> tuple[Quantiles, dict[str, Quantiles]]:
-    """The ensemble's quantiles (steps, 23) per series, and each component's."""
+def forecast(panel: Panel, steps: int, models: Sequence[Model] | None = None,
+             spread: float = SPREAD) -> tuple[Quantiles, dict[str, Quantiles]]:
+    """The ensemble's quantiles (steps, 23) per series, and each component's. `spread` 1.0 leaves the
+    average unwidened, for calibration.py to set the spread from the method's own past errors."""
     models = default_models() if models is None else list(models)
     fit = {k: v for k, v in panel.items() if np.isfinite(filled(v)).sum() >= MIN_WEEKS}
     components: dict[str, Quantiles] = {}
@@ -84,7 +86,7 @@ def forecast(panel: Panel, steps: int, models: Sequence[Model] | None = None) ->
             components[model.name] = model.forecast(fit, steps)
         except Exception as exc:  # noqa: BLE001 - one failing component must not lose the forecast
             log.warning("forecast component %s failed: %s", model.name, exc)
-    combined = {k: widen(q, SPREAD) for k, q in average(components, WEIGHTS).items()}
+    combined = {k: widen(q, spread) for k, q in average(components, WEIGHTS).items()}
     for key, values in panel.items():
         if key not in combined:
             combined[key] = flat_baseline(values, steps)

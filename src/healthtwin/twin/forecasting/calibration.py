@@ -1,0 +1,126 @@
+"""The FluSight method of one reference date: the nowcast-corrected vintage, the ensemble, and its spread
+calibrated from the method's own errors of the past weeks.
+
+The ensemble's components fit their intervals in sample, and how much wider (or narrower) they turn out
+out of sample changes from season to season (a fixed widening of 1.1, chosen on 2022-23 and 2024-25,
+covered 98.8% with the 95% interval in 2023-24). So on each reference date R the method re-forecasts the
+PAST_WEEKS reference dates before it, each from the vintage known on that date (the same nowcast and
+ensemble, unwidened), scores those forecasts against the counts the vintage of R holds for their target
+weeks (nowcast-corrected as well), and for each horizon and quantile level picks the factor on the
+log(1 + y) scale, from GRID, that scales the quantile's distance from the median to the least quantile
+loss on those errors: a quantile-scaled conformal calibration that can narrow the middle of the
+distribution and widen its tails separately. Until a horizon has MIN_ERRORS scored errors it keeps the
+fixed factor. Everything used is known on R: earlier vintages, and the vintage of R itself.
+
+The re-forecasts are what the method would have said then, so a `Forecaster` keeps them in memory: a season
+run forecasts each date once, and the command line forecasts PAST_WEEKS + 1 dates (about 7 times one
+ensemble fit)."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import ensemble, flusight as fs, nowcast
+from .levels import LEVELS, MEDIAN, tidy
+
+PAST_WEEKS = 6  # reference dates re-forecast for the calibration
+MIN_ERRORS = 150  # scored location-weeks a horizon needs before its own factors replace the fixed one
+STALE_WEEKS = 2  # a past date whose data end earlier than this is not re-forecast
+GRID = np.round(np.arange(0.5, 2.001, 0.05), 2)  # candidate factors on the log scale
+
+
+@dataclass(frozen=True)
+class Raw:
+    """One reference date's unwidened ensemble at horizons 0..3 (location -> (4, 23)) and its inputs."""
+    quantiles: dict[str, np.ndarray]
+    components: dict[str, dict[str, np.ndarray]]
+    snapshot: fs.Snapshot  # the nowcast-corrected vintage
+    revision: nowcast.Revision
+
+
+def scale(quantiles: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Quantiles (…, 23) with each level's distance from the median times its factor (…, 23), log scale."""
+    z = np.log1p(np.maximum(quantiles, 0.0))
+    median = z[..., MEDIAN:MEDIAN + 1]
+    return tidy(np.expm1(median + factors * (z - median)))
+
+
+def fit_factors(quantiles: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Per level, the factor of GRID with the least quantile loss of log1p(observed) (N,) against the scaled
+    log quantiles (N, 23); 1 at the median."""
+    z = np.log1p(np.maximum(quantiles, 0.0))
+    y = np.log1p(np.maximum(observed, 0.0))
+    median = z[:, MEDIAN]
+    out = np.ones(len(LEVELS))
+    for j, tau in enumerate(LEVELS):
+        if j == MEDIAN:
+            continue
+        pred = median[:, None] + GRID[None, :] * (z[:, j] - median)[:, None]  # (N, grid)
+        diff = y[:, None] - pred
+        loss = np.maximum(tau * diff, (tau - 1) * diff).sum(axis=0)
+        out[j] = GRID[int(np.argmin(loss))]
+    return out
+
+
+@dataclass
+class Forecaster:
+    """The method on one data folder's target frame; keeps the unwidened forecast of every date it made."""
+    frame: pd.DataFrame
+    past_weeks: int = PAST_WEEKS
+    min_errors: int = MIN_ERRORS
+    cache: dict[str, Raw] = field(default_factory=dict)
+
+    def raw(self, reference_date: dt.date) -> Raw:
+        key = reference_date.isoformat()
+        if key not in self.cache:
+            snapshot, revision = nowcast.known_and_corrected(self.frame, reference_date)
+            steps = fs.steps_to_horizons(snapshot, reference_date)
+            n = max(max(s) for s in steps.values())
+            combined, components = ensemble.forecast(fs.panel_of(snapshot), n, spread=1.0)
+            self.cache[key] = Raw(fs.at_horizons(combined, steps),
+                                  {name: fs.at_horizons(c, steps) for name, c in components.items()},
+                                  snapshot, revision)
+        return self.cache[key]
+
+    def current(self, reference_date: dt.date) -> bool:
+        """Whether the data known on the date reach to within STALE_WEEKS of it (vintages froze from
+        May to November 2024, when reporting was not mandatory: a forecast 30 weeks past the data says
+        nothing about this week's errors, and costs 30 horizons' fits)."""
+        try:
+            snapshot = fs.known_on(self.frame, reference_date)
+        except ValueError:
+            return False
+        last = max(s.last_valid_index() for s in snapshot.counts.values()).date()
+        return (reference_date - last).days <= 7 * STALE_WEEKS
+
+    def factors(self, reference_date: dt.date, now: Raw) -> np.ndarray:
+        """(4 horizons, 23) factors from the past dates' errors against what the vintage of the date holds."""
+        truth = {(loc, d.date().isoformat()): v for loc, s in now.snapshot.counts.items()
+                 for d, v in s.dropna().items()}
+        errors: dict[int, tuple[list, list]] = {h: ([], []) for h in fs.HORIZONS}
+        for weeks in range(1, self.past_weeks + 1):
+            earlier = reference_date - dt.timedelta(weeks=weeks)
+            if not self.current(earlier):
+                continue  # no vintage that old, or one whose data had stopped: nothing like a forecast now
+            past = self.raw(earlier)
+            for h in fs.HORIZONS:
+                target = (earlier + dt.timedelta(weeks=h)).isoformat()
+                for loc, q in past.quantiles.items():
+                    if loc != "US" and (loc, target) in truth:
+                        errors[h][0].append(q[h])
+                        errors[h][1].append(truth[(loc, target)])
+        out = np.full((len(fs.HORIZONS), len(LEVELS)), ensemble.SPREAD)
+        out[:, MEDIAN] = 1.0
+        for h, (q, y) in errors.items():
+            if len(y) >= self.min_errors:
+                out[h] = fit_factors(np.array(q), np.array(y))
+        return out
+
+    def forecast(self, reference_date: dt.date) -> tuple[dict[str, np.ndarray], Raw, np.ndarray]:
+        """The calibrated quantiles (location -> (4, 23)), the unwidened forecast and the factors used."""
+        now = self.raw(reference_date)
+        factors = self.factors(reference_date, now)
+        return {loc: scale(q, factors) for loc, q in now.quantiles.items()}, now, factors
