@@ -1,4 +1,6 @@
-"""FluSight season benchmark: our ensemble (and each component, and our flat baseline) forecast every
+"""FluSight season benchmark: our method (calibration.Forecaster: the vintage known on the date with its last
+weeks nowcast for their revision, the ensemble, its spread from its own re-forecast past weeks; beside it
+the same with the fixed spread 1.1, each component unwidened, and our flat baseline) forecast every
 reference date of a season from the data vintage known on that date, scored by WIS (Bracher et al. 2021),
 relative WIS against the corpus's FluSight-baseline on the same tasks, and 50%/95% coverage, beside the
 reference scores of the FluSight ensemble (reference-scores-2023-24.json).
