@@ -100,3 +100,17 @@ def test_the_calibrated_forecast_uses_only_what_the_reference_date_knew():
     assert not np.all(factors[:, 1] == calibration.ensemble.SPREAD)  # learnt from the past weeks
     assert np.array_equal(factors, factors_again)
     assert all(np.array_equal(quantiles[k], again[k]) for k in quantiles)
+
+
+def test_the_store_reuses_a_date_only_for_the_same_data(tmp_path):
+    frame = _vintages(8, first_report=0.8, locations=20)
+    reference = dt.date.fromisoformat(frame["as_of"].max()) + dt.timedelta(days=3)
+    first, _, _ = calibration.Forecaster(frame, past_weeks=2, store=tmp_path).forecast(reference)
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 3  # the date and the two past ones
+    again, _, _ = calibration.Forecaster(frame, past_weeks=2, store=tmp_path).forecast(reference)
+    assert sorted(tmp_path.iterdir()) == files and all(np.array_equal(first[k], again[k]) for k in first)
+    changed = frame.copy()
+    changed.loc[changed["location"] == "00", "value"] += 7  # other counts: nothing reused
+    calibration.Forecaster(changed, past_weeks=2, store=tmp_path).forecast(reference)
+    assert len(list(tmp_path.iterdir())) == 6

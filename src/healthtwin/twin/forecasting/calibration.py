@@ -20,13 +20,16 @@ log-scale relative WIS, 95% coverage in [0.90, 0.97] in both) among: one factor 
 level, fitted on the log or the count scale, floors 0.5 or 0.9, shrunk by half or not, 6 or 10 past weeks
 (docs/twin.md, Forecasting). Its gain there is small (0.661 against 0.665 for the fixed 1.1).
 
-The re-forecasts are what the method would have said then, so a `Forecaster` keeps them in memory: a season
-run forecasts each date once, and the command line forecasts PAST_WEEKS + 1 dates (about 7 times one
-ensemble fit)."""
+The re-forecasts are what the method would have said then, so a `Forecaster` keeps them in memory (a season
+run forecasts each date once) and, given a `store` folder (`--cache`), on disk: the command line forecasts
+PAST_WEEKS + 1 dates (about 7 times one ensemble fit) the first time, and one the next week."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import pickle
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,6 +37,8 @@ import pandas as pd
 from . import ensemble, flusight as fs, nowcast
 from .levels import LEVELS, MEDIAN, tidy
 
+CODE = ("calibration.py", "nowcast.py", "ensemble.py", "growth.py", "models.py", "quantreg.py", "baseline.py",
+        "levels.py", "flusight.py")  # what shapes an unwidened forecast: the store's files are keyed by it
 PAST_WEEKS = 6  # reference dates re-forecast for the calibration
 MIN_ERRORS = 150  # scored location-weeks a horizon needs before its own factors replace the fixed one
 STALE_WEEKS = 2  # a past date whose data end earlier than this is not re-forecast
@@ -82,18 +87,39 @@ class Forecaster:
     past_weeks: int = PAST_WEEKS
     min_errors: int = MIN_ERRORS
     cache: dict[str, Raw] = field(default_factory=dict)
+    store: Path | None = None  # a folder keeping the unwidened forecasts between runs (--cache)
 
     def raw(self, reference_date: dt.date) -> Raw:
         key = reference_date.isoformat()
         if key not in self.cache:
             snapshot, revision = nowcast.known_and_corrected(self.frame, reference_date)
+            path = self._stored(key, snapshot)
+            if path is not None and path.exists():
+                self.cache[key] = pickle.loads(path.read_bytes())
+                return self.cache[key]
             steps = fs.steps_to_horizons(snapshot, reference_date)
             n = max(max(s) for s in steps.values())
             combined, components = ensemble.forecast(fs.panel_of(snapshot), n, spread=1.0)
             self.cache[key] = Raw(fs.at_horizons(combined, steps),
                                   {name: fs.at_horizons(c, steps) for name, c in components.items()},
                                   snapshot, revision)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(pickle.dumps(self.cache[key]))
         return self.cache[key]
+
+    def _stored(self, key: str, snapshot: fs.Snapshot) -> Path | None:
+        """The store's file for a date: named by the date and a digest of the exact (corrected) counts the
+        models read and of the forecasting code, so other data or other code never reuse it."""
+        if self.store is None:
+            return None
+        digest = hashlib.sha256()
+        for name in sorted(CODE):
+            digest.update((Path(__file__).parent / name).read_bytes())
+        for loc in sorted(snapshot.counts):
+            series = snapshot.counts[loc]
+            digest.update(loc.encode() + series.index.asi8.tobytes() + series.to_numpy(dtype=float).tobytes())
+        return Path(self.store) / f"{key}-{digest.hexdigest()[:16]}.pkl"
 
     def current(self, reference_date: dt.date) -> bool:
         """Whether the data known on the date reach to within STALE_WEEKS of it (vintages froze from

@@ -22,6 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     hub.add_argument("--out", required=True, type=Path, help="the hub CSV to write")
     hub.add_argument("--model", default="ensemble", choices=["ensemble", "baseline"],
                      help="the ensemble (default) or the FluSight flat baseline")
+    hub.add_argument("--cache", type=Path, default=None,
+                     help="folder keeping the unwidened forecasts of earlier reference dates that the spread "
+                          "calibration re-forecasts (keyed by the data and the code), so a weekly run fits one date")
     hub.set_defaults(func=run)
     warm = kinds.add_parser("warm", help="fit and store the forecasts of every syndrome x level of the twin whose "
                                          "stored fit is missing or stale (what GET /analytics/forecasts answers)")
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         quantiles = fs.at_horizons({k: flat_baseline(v, n, seed=reference_date.toordinal()) for k, v in panel.items()},
                                    steps)
     else:  # the nowcast-corrected vintage, the ensemble, its spread from the re-forecast past weeks
-        quantiles, raw, factors = calibration.Forecaster(frame).forecast(reference_date)
+        quantiles, raw, factors = calibration.Forecaster(frame, store=args.cache).forecast(reference_date)
         note = (f"; last week's count x{raw.revision.cumulative[0]:.3f} for its revision still to come"
                 f" ({raw.revision.pairs} vintage pairs), spread of the 95% band x{factors[:, 1].min():.2f}"
                 f"-{factors[:, 1].max():.2f} over horizons from the past {calibration.PAST_WEEKS} weeks' errors")
