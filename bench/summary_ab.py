@@ -7,7 +7,9 @@ moves too much between runs to compare two runs of bench/summary.py.
 
 DIR is a store bench/summary.py prepared (`--keep DIR`); SRC is a `src` folder of the code to run (for the
 code before, e.g. `git archive <commit> src | tar -x -C /tmp/before`). Prints both sides' p50 / p95 and the
-per-citizen ratio B/A (median), for the sample of citizens aged 40+ and for the 20 heaviest records."""
+per-citizen ratio B/A (median), for the sample of citizens aged 40+ and for the 20 heaviest records, beside two
+floors taken in the same run: GET Patient/{id} of the same citizens on each server (alternated with the
+operations), and the citizen's rows read from the database (summary.floor_rows)."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -70,21 +73,30 @@ def main() -> None:
         rng = random.Random(5)
         results = {}
         for group, pids in (("sample", sample), ("heaviest", worst)):
-            got = {(s, op): [] for s in "AB" for op in ("summary", "twin")}
+            got = {(s, op): [] for s in "AB" for op in ("summary", "twin", "read")}
             for pid in pids:
                 for side in rng.sample("AB", 2):
                     got[(side, "summary")].append(bench.timed_get(clients[side], f"/Patient/{pid}/$summary")[0])
                     got[(side, "twin")].append(bench.timed_get(clients[side], f"/Patient/{pid}/$twin",
                                                                asOf=bench.END)[0])
+                    got[(side, "read")].append(bench.timed_get(clients[side], f"/Patient/{pid}")[0])
             results[group] = got
     finally:
         for proc in procs.values():
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()
     print(f"store {args.database or 'sqlite'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for group, pids in (("sample", sample), ("heaviest", worst)):
+        rows = []
+        for pid in pids:
+            t = time.perf_counter()
+            bench.floor_rows(store, pid)
+            rows.append((time.perf_counter() - t) * 1000)
+        results[group][("db", "rows")] = rows
     for group, got in results.items():
         for (side, op), samples in got.items():
-            print(bench.line(f"{group} {side} ${op}", samples))
+            label = {"read": "floor: GET Patient/{id}", "rows": "floor: the rows read"}.get(op, f"${op}")
+            print(bench.line(f"{group} {side} {label}", samples))
         for op in ("summary", "twin"):
             ratio = [b / a for a, b in zip(got[("A", op)], got[("B", op)])]
             print(f"{group} ${op}: B/A per citizen, median {statistics.median(ratio):.2f}")
