@@ -76,6 +76,8 @@ class SearchRegistry:
         self._extractors: dict[str, Callable[[dict], list[tuple]]] = {}
         self._fallbacks: dict[str, list[str]] = {}
         self._aliases: dict[str, dict[str, tuple[tuple[str, ...], str | None]]] = {}
+        # Hand-written extractions of a type (see specialise), each with the parameters it was written for.
+        self._special: dict[str, tuple[frozenset, Callable[[Callable], Callable[[dict], list[tuple]]]]] = {}
         for p in params:
             self._register(p)
 
@@ -279,8 +281,25 @@ class SearchRegistry:
                     return [r for r in _extract(res) if r[0].partition(":")[0] not in _skip]
             else:
                 fn = extract
+            special = self._special.get(resource_type)
+            if special is not None and special[0] == self.signature(resource_type):
+                fn = special[1](fn)
             self._extractors[key] = fn
         return fn
+
+    def signature(self, resource_type: str) -> frozenset:
+        """The type's parameters as (code, type, expression, components): what its index rows depend on."""
+        return frozenset((code, p.type, p.expression, p.components) for code, p in self.for_type(resource_type).items())
+
+    def specialise(self, resource_type: str, signature: frozenset,
+                   make: Callable[[Callable[[dict], list[tuple]]], Callable[[dict], list[tuple]]]) -> None:
+        """Registers a hand-written index extraction for a type whose resources are written in bulk: `make(generic)`
+        returns a function giving exactly the rows `generic` (the compiled extractor) gives, falling back to it for
+        any shape it was not written for. It is used only while the type's parameters equal `signature` (the set
+        it was written for): a SearchParameter added or removed for the type brings the compiled one back."""
+        with self._lock:
+            self._special[resource_type] = (signature, make)
+            self._extractors.pop("index:" + resource_type, None)
 
     def fallbacks(self, resource_type: str) -> list[str]:
         """Codes of the parameters of a type that are interpreted rather than compiled."""

@@ -81,6 +81,8 @@ def register(registry: Any) -> None:
     for definition in DEFINITIONS:
         if registry.by_url(definition["url"]) is None:
             registry.add(dict(definition))
+    from .index_rows import register as one_walk  # (imports this module's constants)
+    one_walk(registry)  # the recommendation's rows in one walk, used while its parameters are exactly these
 
 
 def list_query(kind: str, on: date, group: str | None = None, organization: str | None = None,
