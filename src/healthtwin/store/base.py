@@ -519,6 +519,18 @@ class Transaction:
         for table in INDEX_TABLES:
             self.cur.execute(self.sql(f"DELETE FROM {table} WHERE rid = ?"), (row_id,))
 
+    def _pid_of(self) -> Callable[[str, str], int]:
+        """Parameter ids for one batch, each (type, code) asked of the store once (a bulk write indexes ~60 rows
+        a resource, all of a few parameters)."""
+        known: dict[tuple[str, str], int] = {}
+
+        def pid_of(rtype: str, code: str) -> int:
+            found = known.get((rtype, code))
+            if found is None:
+                found = known[(rtype, code)] = self.store.pid(rtype, code, self.cur)
+            return found
+        return pid_of
+
     def insert_many(self, rtype: str, items: list[tuple[str, dict, list[tuple]]]) -> list[Stored]:
         """`create` of many new resources of one type with the ids given (each `(id, resource, index rows)`, the
         rows as Store.index_rows_for makes them, so a caller can extract them outside the transaction)."""
@@ -529,11 +541,12 @@ class Transaction:
         row_ids = self.store.reserve_rids(self.cur, len(items), self._reserved)
         self._reserved = max(self._reserved, row_ids[-1])
         inserts, out = [], []
+        pid_of = self._pid_of()
         for (rid, resource, rows), row_id in zip(items, row_ids):
             resource["id"] = rid
             content = self._stamp(resource, 1, now)
             inserts.append((row_id, rtype, rid, 1, now, 0, self.store.seal(rtype, rid, content)))
-            index_rows(row_id, rtype, rows, lambda t, c: self.store.pid(t, c, self.cur), self._pending_of(row_id))
+            index_rows(row_id, rtype, rows, pid_of, self._pending_of(row_id))
             out.append(Stored(rtype, rid, 1, now, False, content, "create"))
         self.store.bulk_insert(self.cur, "resources",
                                ("rid", "type", "id", "version", "last_updated", "deleted", "content"), inserts)
@@ -573,12 +586,12 @@ class Transaction:
             for table in INDEX_TABLES:
                 self.cur.execute(self.sql(f"DELETE FROM {table} WHERE rid IN ({','.join('?' * len(chunk))})"),
                                  tuple(chunk))
+        pid_of = self._pid_of()
         for (row_id, _), resource, extracted in items:
             if extracted is None:
                 self._index(row_id, rtype, resource)
             else:
-                index_rows(row_id, rtype, extracted, lambda t, c: self.store.pid(t, c, self.cur),
-                           self._pending_of(row_id))
+                index_rows(row_id, rtype, extracted, pid_of, self._pending_of(row_id))
         return out
 
     def reindex(self, row_id: int, rtype: str, resource: dict) -> None:

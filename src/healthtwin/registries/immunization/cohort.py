@@ -129,13 +129,28 @@ class Prepared:
     plan: dict[str, tuple[str, int | None, dict | None, list[tuple]]]
 
 
-def _recommendation_rows(rows: Rows, ids: Sequence[str], suffix: str = "") -> list[tuple]:
+def _recommendation_rows(rows: Rows, ids: Sequence[str], suffix: str = "", content: bool = True) -> list[tuple]:
+    """The recommendations' (type, id, version, last_updated, deleted, content, rid) rows; content NULL when not
+    asked for (inside the write: update_many copies the old version to history in SQL, unread)."""
+    columns = _COLS.replace("r.", "") if content else _COLS.replace("r.", "").replace("content", "NULL")
     out: list[tuple] = []
     for start in range(0, len(ids), 500):
         chunk = list(ids[start:start + 500])
-        out += rows(f"SELECT {_COLS.replace('r.', '')}, rid FROM resources WHERE type = 'ImmunizationRecommendation' "
+        out += rows(f"SELECT {columns}, rid FROM resources WHERE type = 'ImmunizationRecommendation' "
                     f"AND id IN ({_marks(len(chunk))})" + suffix, chunk)
     return out
+
+
+def _unchanged(found: Any, new: dict[str, Any]) -> bool:
+    """Whether the stored recommendation equals `new` (live._same). Stored content is orjson's compact JSON
+    (Transaction._stamp), so when it lacks `"date":"<new date>"` its assessment date differs and it is not
+    parsed: on a new day every recommendation changes, and parsing 6 KB each cost as much as writing it."""
+    if found is None or found.deleted or not found.content:
+        return False
+    day = new.get("date")
+    if type(day) is str and b'"date":' + orjson.dumps(day) not in found.content:
+        return False
+    return _same(orjson.loads(found.content), new)
 
 
 def prepare_chunk(services: Any, children: Sequence[str], on: date,
@@ -155,13 +170,12 @@ def prepare_chunk(services: Any, children: Sequence[str], on: date,
         for key in schedules:
             rid = recommendation_id(pid, key)
             found = stored.get(rid)
-            old = orjson.loads(found.content) if found and not found.deleted and found.content else None
             new = by_id.get(rid)
             version = found.version if found else None
             if new is None:
-                if old is not None:
+                if found is not None and not found.deleted:
                     plan[rid] = (pid, version, None, [])
-            elif not _same(old, new):
+            elif not _unchanged(found, new):
                 plan[rid] = (pid, version, new, store.index_rows_for(new))
     return Prepared(children, on, read_at, plan)
 
@@ -184,7 +198,7 @@ def commit_chunk(services: Any, prepared: Prepared, reindex_patients: bool = Tru
                     tx.reindex(found[0], "Patient", orjson.loads(found[1].content))
         planned = [rid for rid, (pid, _, _, _) in prepared.plan.items() if pid not in stale]
         existing = {row[1]: (row[6], store.stored(row))
-                    for row in _recommendation_rows(tx.execute, planned, store.for_update())}
+                    for row in _recommendation_rows(tx.execute, planned, store.for_update(), content=False)}
         creates, updates, deletes = [], [], []
         for rid in planned:
             pid, version, new, rows = prepared.plan[rid]
@@ -202,8 +216,8 @@ def commit_chunk(services: Any, prepared: Prepared, reindex_patients: bool = Tru
         deletes = [d for d in deletes if prepared.plan[d[0]][0] not in stale]
         tx.insert_many("ImmunizationRecommendation", creates)
         tx.update_many("ImmunizationRecommendation", updates)
-        for rid, found in deletes:
-            tx.delete("ImmunizationRecommendation", rid, found)
+        for rid, _ in deletes:
+            tx.delete("ImmunizationRecommendation", rid)  # read again with its content, which goes to history
         written = len(creates) + len(updates) + len(deletes)
         if stale:
             written += refresh_in(tx, services, sorted(stale), prepared.on, schedules)

@@ -27,7 +27,6 @@ from .recommendations import (CLINICAL_TYPES, clinical_queries, forecast, is_chi
 
 SCHEDULES: tuple[str, ...] = (live_schedule.key(),)  # the schedule the registry keeps current (live_schedule.py)
 READ_LIMIT = 100_000  # rows of one type read for one batch of patients
-FLUSH_EVERY = 5  # patients whose index rows a batch transaction writes out at a time
 _STATE = "immunization-forecast"
 _PATIENT_FIELDS = ("birthDate", "gender", "deceasedBoolean", "deceasedDateTime", "active")
 
@@ -130,11 +129,9 @@ def refresh_in(tx: Transaction, services: Any, pids: Sequence[str], on: date,
                 tx.reindex(found[0], "Patient", orjson.loads(found[1].content))
     cases = read_cases(services, list(pids), tx.execute, rules.load(SCHEDULES[0]))
     written = 0
-    for n, pid in enumerate(sorted(set(pids)), start=1):
+    for pid in sorted(set(pids)):  # index rows wait for the commit, keyed by row (Transaction._pending): no flush
         case = cases.get(pid)
         written += store_current(tx, pid, recommendations_for(case, on, schedules) if case else [], schedules)
-        if n % FLUSH_EVERY == 0:
-            tx.flush()  # each update scans the transaction's unwritten index rows: keep them few
     return written
 
 

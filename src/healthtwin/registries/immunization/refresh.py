@@ -14,6 +14,7 @@ tested against."""
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing
 import os
 import time
@@ -22,7 +23,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from . import live_schedule
+from ...security.auth_audit import DCM, record_in_store
+from . import live_schedule, rules
 from .dates import parse_date
 from .recommendations import CHILD_YEARS
 
@@ -96,34 +98,70 @@ def child_ids(services: Any, on: date, size: int = BATCH) -> list[list[str]]:
 _worker: dict[str, Any] = {}
 
 
-def _init(database: str | None, data_dir: str) -> None:
-    _worker["services"] = _open(database, Path(data_dir))
+def _init(database: str | None, data_dir: str, settle: bool = False) -> None:
+    services = _worker["services"] = _open(database, Path(data_dir))
+    rules.load(live_schedule.key())
+    services.registry.index_extractor("ImmunizationRecommendation")  # built now, so it is frozen below
+    if settle:  # a worker process (not the caller's, which may be a test run): see runtime.py
+        from ...runtime import settle_after_start
+        settle_after_start()
 
 
 def _batch(job: tuple[list[str], str, bool]) -> tuple[int, int, float, float, float, int]:
-    from .cohort import commit_chunk, prepare_chunk
-    from .live import refresh_in
     pids, on, per_child = job
     services = _worker["services"]
     started, cpu = time.perf_counter(), time.process_time()
-    again = 0
-    if per_child:
-        with services.store.transaction() as tx:
-            written = refresh_in(tx, services, pids, date.fromisoformat(on), reindex_patients=True)
-        writing = time.process_time() - cpu
-    else:
-        prepared = prepare_chunk(services, pids, date.fromisoformat(on))
-        begun = time.process_time()
-        written, again = commit_chunk(services, prepared)
-        writing = time.process_time() - begun
+    enabled = gc.isenabled()
+    gc.disable()  # a chunk's records and forecasts are freed by reference counting; cycles collected once, after
+    try:
+        written, again, writing = _run(services, pids, date.fromisoformat(on), per_child)
+    finally:
+        if enabled:
+            gc.enable()
+    gc.collect()  # counted in the chunk's time below
     return len(pids), written, time.perf_counter() - started, time.process_time() - cpu, writing, again
 
 
+def _run(services: Any, pids: list[str], on: date, per_child: bool) -> tuple[int, int, float]:
+    """(recommendations written, children forecast again inside the write, CPU seconds inside the write)."""
+    from .cohort import commit_chunk, prepare_chunk
+    from .live import refresh_in
+    if per_child:
+        begun = time.process_time()
+        with services.store.transaction() as tx:
+            written = refresh_in(tx, services, pids, on, reindex_patients=True)
+        return written, 0, time.process_time() - begun
+    prepared = prepare_chunk(services, pids, on)
+    begun = time.process_time()
+    written, again = commit_chunk(services, prepared)
+    return written, again, time.process_time() - begun
+
+
+def audit_event(on: date, totals: Totals, workers: int) -> dict[str, Any]:
+    """The refresh as one AuditEvent: the system as the actor (no person asked for it), the recommendations
+    rewritten (DICOM 110100 Application Activity, action U), with the run's counts."""
+    from ...store.records import instant
+    counts = {"children": totals.children, "recommendations written": totals.written,
+              "forecast again inside the write": totals.again, "workers": workers}
+    return {
+        "resourceType": "AuditEvent",
+        "type": {"system": DCM, "code": "110100", "display": "Application Activity"},
+        "action": "U", "recorded": instant(time.time()), "outcome": "0",
+        "outcomeDesc": f"{totals.children} children re-forecast on {on.isoformat()} ({live_schedule.key()}), "
+                       f"{totals.written} ImmunizationRecommendation versions written in {totals.seconds:.1f} s",
+        "agent": [{"who": {"identifier": {"value": "system"}}, "requestor": True, "type": {"text": "system job"}}],
+        "source": {"observer": {"display": "healthtwin immunization refresh"}},
+        "entity": [{"what": {"display": "ImmunizationRecommendation"}, "type": {"code": "2", "display": "System Object"},
+                    "description": f"every child's forecast, assessment date {on.isoformat()}",
+                    "detail": [{"type": k, "valueString": str(v)} for k, v in counts.items()]}],
+    }
+
+
 def refresh_all(database: str | None, data_dir: Path, on: date, workers: int = 2, per_child: bool = False) -> Totals:
+    """Re-forecasts every child; the run is recorded in the audit trail (audit_event) once it has committed."""
     started = time.perf_counter()
     services = _open(database, data_dir)
     batches = list(child_ids(services, on, BATCH if per_child else CHUNK))
-    services.store.close()
     totals = Totals()
     jobs = [(ids, on.isoformat(), per_child) for ids in batches]
     if workers == 1:
@@ -133,7 +171,7 @@ def refresh_all(database: str | None, data_dir: Path, on: date, workers: int = 2
         _worker["services"].store.close()
     else:
         ctx = multiprocessing.get_context("spawn")  # no inherited connections or threads
-        with ctx.Pool(workers, _init, (database, str(data_dir))) as pool:
+        with ctx.Pool(workers, _init, (database, str(data_dir), True)) as pool:
             done = list(pool.imap_unordered(_batch, jobs))
     for children, written, busy, cpu, writing, again in done:
         totals.children += children
@@ -143,4 +181,8 @@ def refresh_all(database: str | None, data_dir: Path, on: date, workers: int = 2
         totals.writing += writing
         totals.again += again
     totals.seconds = time.perf_counter() - started
+    try:
+        record_in_store(services.store, audit_event(on, totals, workers))
+    finally:
+        services.store.close()
     return totals
