@@ -73,6 +73,17 @@ def test_a_bulk_load_runs_no_rule_and_the_refresh_forecasts_every_child(imm_worl
             assert _recs(world, p["id"]) == []
     again = refresh_all(world.database, world.data_dir, TODAY, workers=1)
     assert again.children == totals.children and again.written == 0  # nothing changed, nothing rewritten
+    # each run left one record in the audit chain: the system as actor, what was refreshed, its counts
+    from healthtwin.security.audit import AuditLog, stored_event
+    runs = [stored_event(seq, body) for seq, body in world.store.query(
+        "SELECT seq, event FROM audit_log WHERE agent = 'system' ORDER BY seq", [])]
+    runs = [e for e in runs if e["source"]["observer"]["display"] == "healthtwin immunization refresh"]
+    assert len(runs) == 2
+    for event, run in zip(runs, (totals, again)):
+        details = {d["type"]: d["valueString"] for d in event["entity"][0]["detail"]}
+        assert details["children"] == str(run.children) and details["recommendations written"] == str(run.written)
+        assert event["action"] == "U" and event["agent"][0]["who"]["identifier"]["value"] == "system"
+    assert AuditLog(world.store).verify().ok
 
 
 def test_recording_a_dose_keeps_exactly_one_current_recommendation(imm_world):
