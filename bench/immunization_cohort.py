@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import os
 import sys
 import tempfile
@@ -120,9 +121,16 @@ def main() -> int:
     for i in range(0, len(sample), 1000):
         cases.update(reader.cases(store.query, sample[i:i + 1000])[0])
     read_s = time.perf_counter() - t
+    # as the refresh's workers run (runtime.settle_after_start, no collection during a chunk): the same
+    # garbage-collector regime on both sides, else the floor pays collections the refresh does not
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     t, c = time.perf_counter(), time.process_time()
     forecast_chunk(cases, sample, on + dt.timedelta(days=61))
     engine_s, engine_c = time.perf_counter() - t, time.process_time() - c
+    gc.enable()
+    gc.unfreeze()
     print(f"floor, raw SELECT of the {rows:,} Patient and Immunization rows (one query, one process): {raw:.1f} s = "
           f"{args.cohort / raw:,.0f} children/s")
     print(f"floor, the engine alone on {len(sample):,} records in memory, one process: {len(sample) / engine_s:,.0f} "
@@ -133,6 +141,11 @@ def main() -> int:
     print(f"rewrite rate {rate:,.0f} children/s = {rate / (len(sample) / engine_s):.2f} x the engine alone on one core; "
           f"CPU a child {runs[1].cpu / runs[1].children * 1e3:.2f} ms = {runs[1].cpu / runs[1].children / engine_cpu:.2f} x "
           f"the engine's {engine_cpu * 1e3:.2f} ms")
+    both = args.cohort * engine_s / len(sample) / args.workers
+    for label, run in (("first", runs[0]), ("rewrite", runs[1]), ("unchanged", runs[2])):
+        print(f"{label}: refresh wall {run.seconds:.1f} s = {run.seconds / both:.2f} x the engine alone on {args.workers} "
+              f"cores ({both:.1f} s); workers' CPU a child {run.cpu / run.children * 1e3:.2f} ms = "
+              f"{run.cpu / run.children / engine_cpu:.2f} x the engine's")
     print(f"projected: the {args.cohort:,} at the measured rate {args.cohort / rate:.0f} s, on {args.workers} free cores "
           f"(workers' CPU / {args.workers}, or on SQLite the write transactions' CPU, which take turns) {args.cohort / free:.0f} s; "
           f"{POPULATION:,} citizens {POPULATION / rate / 60:.0f} min at the measured rate, {POPULATION / free / 60:.0f} min "
