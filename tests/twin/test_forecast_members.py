@@ -1,0 +1,82 @@
+"""The analog and peak-aware growth components: valid quantiles, they read the wave's phase (a series at
+the height its past waves turned at is forecast to turn, one early in its rise to rise), and an analog's
+future is only ever a future the panel already holds."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from healthtwin.twin.forecasting import flusight as fs
+from healthtwin.twin.forecasting.analog import AnalogForecast, weighted_mixture_quantiles
+from healthtwin.twin.forecasting.levels import LEVELS
+from healthtwin.twin.forecasting.peak import PeakAwareGrowth
+
+SEASON = 52
+
+
+def waves(weeks: int, phase: int, height: float, seed: int) -> np.ndarray:
+    """Yearly epidemic waves of one height (a series' seasons look alike), Poisson noise, a floor of 5."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(weeks) + phase
+    distance = (t % SEASON) - SEASON / 2
+    return rng.poisson(5 + height * np.exp(-0.5 * (distance / 4.0) ** 2)).astype(float)
+
+
+def panel_at(phases: dict[str, int], weeks: int = 3 * SEASON) -> dict[str, np.ndarray]:
+    return {name: waves(weeks, phase, 400.0 + 50 * i, i) for i, (name, phase) in enumerate(phases.items())}
+
+
+@pytest.fixture(scope="module")
+def panel():
+    # The last week (index weeks-1) of "rising" stands 6 weeks before its wave's peak; of "top", at it.
+    weeks = 3 * SEASON
+    last = weeks - 1
+    at_peak = (SEASON // 2 - last) % SEASON
+    phases = {"rising": (at_peak - 6) % SEASON, "top": at_peak}
+    phases.update({f"other{i}": (7 * i) % SEASON for i in range(12)})
+    return panel_at(phases)
+
+
+@pytest.mark.parametrize("model", [AnalogForecast(), PeakAwareGrowth()], ids=lambda m: m.name)
+def test_members_give_valid_quantiles_and_read_the_phase(model, panel):
+    out = model.forecast(panel, 4)
+    assert set(out) == set(panel)
+    for q in out.values():
+        assert q.shape == (4, len(LEVELS))
+        assert np.all(q >= 0) and np.all(np.diff(q, axis=1) >= 0)
+    rising, top = panel["rising"][-1], panel["top"][-1]
+    assert out["rising"][2, 11] > 1.3 * rising  # three weeks on, still climbing towards the peak
+    assert out["top"][2, 11] < 0.9 * top  # three weeks after the peak, falling as every past wave did
+    assert out["top"][2, 1] < out["top"][2, 11] < out["top"][2, 21]
+
+
+@pytest.mark.parametrize("model", [AnalogForecast(), PeakAwareGrowth()], ids=lambda m: m.name)
+def test_a_member_sees_no_data_after_the_reference_date(model, panel):
+    # The target file as the hub writes it; weeks after the reference date are then overwritten with
+    # absurd values: the forecast made through known_on must not move (nothing after the date is read).
+    dates = pd.date_range("2021-01-02", periods=len(panel["top"]), freq="7D")
+    frame = pd.DataFrame([(d.date().isoformat(), k, v) for k, v in panel.items() for d, v in zip(dates, v)],
+                         columns=["date", "location", "value"])
+    ref = (dates[-12] + pd.Timedelta(days=7)).date()
+    before = model.forecast(fs.panel_of(fs.known_on(frame, ref)), 4)
+    later = frame["date"] >= ref.isoformat()
+    frame.loc[later, "value"] = 1e6
+    after = model.forecast(fs.panel_of(fs.known_on(frame, ref)), 4)
+    for k in panel:
+        np.testing.assert_array_equal(before[k], after[k])
+    with pytest.raises(ValueError, match="too little history"):
+        model.forecast({k: v[:8] for k, v in panel.items()}, 3)
+
+
+def test_the_mixture_quantiles_are_those_of_the_normal_mixture():
+    # One sample: the quantiles of a normal; two equal-weighted far apart: the median lies between them.
+    one = weighted_mixture_quantiles(np.array([[0.0, 0.0]]), np.array([[1.0, 1.0]]), np.array([1.0]))[0]
+    from scipy.stats import norm
+    # Inside the outermost of the JITTER points (levels 0.025-0.975) the normal's quantiles to 0.1 sd (the
+    # even sample is a staircase); the 1% and 99% levels are clamped at those points (-2.05, 2.05 sd),
+    # which the many neighbours of a real forecast widen.
+    np.testing.assert_allclose(one[1:-1], norm.ppf(LEVELS[1:-1]), atol=0.1)
+    assert -2.4 < one[0] < -1.9 and 1.9 < one[-1] < 2.4
+    two = weighted_mixture_quantiles(np.array([[-10.0, 10.0]]), np.array([[1.0, 1.0]]), np.array([1.0]))[0]
+    assert abs(two[11]) < 1.0 and two[1] < -11 and two[21] > 11
