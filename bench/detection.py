@@ -70,7 +70,7 @@ METHODS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 
 TWINS: dict[str, dict] = {
     "Twin p1/p2/p4": {},
-    "Twin echoes (pooled tests without this week's excess)": dict(current=False),
+    "Twin echoes (pooled tests in any week)": dict(current=False),
     "Twin before (p1/p2 5y)": dict(pool=(1, 2), years=5, widen=False),
     "Twin Noufaily baseline": dict(pool=(1, 2), baseline="noufaily"),
 }

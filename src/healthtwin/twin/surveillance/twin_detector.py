@@ -16,7 +16,7 @@ Farrington's prediction interval does), from which tail probabilities are read:
   that no one or two weeks show.
 
 The tests share one budget: week t signals when p_m < alpha * share_m for any m, with shares 1/4 (p1),
-1 (p2) and 1/4 (p4), a pooled test (p2, p4) only when week t itself is above its expected count: a signal
+1 (p2) and 1/4 (p4), a pooled test (p2, p4) only when week t itself is high (P(Y_t >= y_t) < 1/2): a signal
 says something about the week it is raised for, so one high week does not echo through the next three
 weeks' sums as fresh alarms (on the synthetic population three of the four out-of-season alarms of one
 region were such echoes); the adjusted p-value min_m p_m / share_m is what alpha is compared with and what ranks
@@ -138,7 +138,8 @@ def detect(observed: np.ndarray, range_: np.ndarray | None = None, alpha: float 
 
     ``pool`` lists the numbers of recent weeks pooled into a tail probability (1: the week alone) and
     ``shares`` each one's share of alpha (default SHARES for POOLS, else equal shares). With ``current``
-    a pooled test counts only in a week whose own count is above its expectation (False: as before
+    a pooled test counts only in a week whose own count is in the upper half of its predictive
+    distribution, P(Y >= y) < 1/2 (False: as before
     2026-12-03, when one high week kept the sums high and alarmed again in the following quiet weeks)."""
     if shares is None:
         shares = SHARES if tuple(pool) == POOLS else tuple(1.0 for _ in pool)
@@ -180,11 +181,13 @@ def detect(observed: np.ndarray, range_: np.ndarray | None = None, alpha: float 
         mu[bad], phi[bad] = _rate_baseline(obs, ext[bad], freq, max(b, 1))
     y = obs[ext - 1]
     pos = np.searchsorted(ext, rng)
+    # this week in the upper half of its own predictive distribution: P(Y >= y) < 1/2
+    high = _nb_sf(y, mu, phi) < 0.5
     p_by_pool = {}
     for m in pool:
         pv = np.ones(len(rng))
         for i, j in enumerate(pos):
-            if j - m + 1 < 0 or (current and m > 1 and y[j] <= mu[j]):
+            if j - m + 1 < 0 or (current and m > 1 and not high[j]):
                 continue
             sl = slice(j - m + 1, j + 1)
             pv[i] = _nb_sf(np.array([y[sl].sum()]), np.array([mu[sl].sum()]), np.array([phi[sl].max()]))[0]
