@@ -14,10 +14,11 @@ weeks. Scores over the last 49 weeks of every series:
 
 The twin detector's alpha is calibrated first on outbreak-free series with other seeds (10000..) to a
 false-alarm rate of 0.45% (a margin under the 0.5% goal), disjoint from the scoring seeds (0..) and the
-false-alarm seeds (20000..); the classical methods run at their usual settings. Two twin rows: the detector
-as it is (one-, two- and four-week tests sharing alpha 1/4 : 1 : 1/4, up to ten years of baseline, the
-fitted mean's uncertainty in the dispersion) and as it was before 2026-12-02 (one- and two-week tests with
-equal shares, five years, no widening), calibrated the same way. False alarms are printed with their 95%
+false-alarm seeds (20000..); the classical methods run at their usual settings. Twin rows: the detector
+as it is (one-, two- and four-week tests sharing alpha 1/4 : 1 : 1/4, the pooled ones only in a week in the
+upper half of its own distribution, up to ten years of baseline, the fitted mean's uncertainty in the
+dispersion), as it was until 2026-12-03 (the pooled tests in any week) and before 2026-12-02 (one- and
+two-week tests with equal shares, five years, no widening), each calibrated the same way. False alarms are printed with their 95%
 interval (Wilson), since 100 series x 49 weeks hold only ~25 alarms at 0.5%. Printed beside the published
 figures (Watkins et al. 2008; Bedubourg & Le Strat 2017).
 """
