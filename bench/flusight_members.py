@@ -1,0 +1,70 @@
+"""Candidate ensemble members beside the ensemble's own components: each alone, and every weighting of them
+all (steps of 0.2, theta at least 0.2, spread 0.9-1.2) chosen as bench/flusight_select.py chooses (least
+mean of natural and log relative WIS over 2022-23 and 2024-25 among those with 95% coverage in
+[0.90, 0.97] in both), with the held-out 2023-24 printed beside the choice, never used for it.
+
+    nice -n 10 python bench/flusight_members.py                        # analog, every second date
+    nice -n 10 python bench/flusight_members.py --members analog peak  # peak: slow (minutes a date)
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import flusight as season_bench  # noqa: E402
+import flusight_select as select  # noqa: E402
+from healthtwin.twin.forecasting import ensemble  # noqa: E402
+from healthtwin.twin.forecasting.analog import AnalogForecast  # noqa: E402
+from healthtwin.twin.forecasting.levels import tidy  # noqa: E402
+from healthtwin.twin.forecasting.peak import PeakAwareGrowth  # noqa: E402
+
+MEMBERS = {"analog": AnalogForecast(), "peak": PeakAwareGrowth()}
+SPREADS = (0.9, 1.0, 1.1, 1.2)
+DEVELOPMENT = ("2022-23", "2024-25")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--members", nargs="+", default=["analog"], choices=sorted(MEMBERS))
+    p.add_argument("--every", type=int, default=2)
+    args = p.parse_args()
+    select.CANDIDATES = ensemble.default_models() + [MEMBERS[m] for m in args.members]
+    data = {s: select.season_tables(s, args.every) for s in (*DEVELOPMENT, "2023-24")}
+
+    def scores(q: np.ndarray, season: str) -> tuple[float, float, float, float]:
+        arrays, ref, _, y = data[season]
+        s, b = season_bench.score_arrays(q, y), season_bench.score_arrays(ref["reference"], y)
+        return s["wis"] / b["wis"], s["wis_log"] / b["wis_log"], s["cov50"], s["cov95"]
+
+    def line(per: dict) -> str:
+        return "; ".join(f"{s} rel {a:.3f} log {b:.3f} cov {c:.3f}/{d:.3f}" for s, (a, b, c, d) in per.items())
+
+    names = [m.name for m in select.CANDIDATES]
+    for name in names:
+        print(f"{name:28s} alone: {line({s: scores(data[s][0][name], s) for s in data})}")
+    results = []
+    for combo in itertools.product(range(select.STEPS + 1), repeat=len(names)):
+        weights = {n: c / select.STEPS for n, c in zip(names, combo) if c}
+        if sum(combo) != select.STEPS or weights.get("theta-log", 0) < 0.2 - 1e-9:
+            continue
+        for spread in SPREADS:
+            per = {s: scores(ensemble.widen(tidy(sum(w * data[s][0][n] for n, w in weights.items())), spread), s)
+                   for s in data}
+            results.append((weights, spread, per))
+    admissible = [r for r in results if all(0.90 <= r[2][s][3] <= 0.97 for s in DEVELOPMENT)]
+    admissible.sort(key=lambda r: np.mean([r[2][s][0] + r[2][s][1] for s in DEVELOPMENT]))
+    print(f"{len(results)} weightings x spreads, {len(admissible)} admissible on {' and '.join(DEVELOPMENT)}; best:")
+    for weights, spread, per in admissible[:8]:
+        print(f"  spread {spread} {weights}: {line(per)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
