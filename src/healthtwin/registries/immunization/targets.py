@@ -80,8 +80,23 @@ _UNSET: Any = object()
 
 
 class AgeDates:
-    """An age row's dates for one date of birth (None where the row gives no such age), each worked out when
-    first asked for: a duration the engine never needs is never read (the WHO data has a "24 hours")."""
+    """An age row's dates for one date of birth (None where the row gives no such age), as plain attributes."""
+    __slots__ = ("absolute", "minimum", "maximum", "earliest_rec", "latest_rec")
+
+    def __init__(self, row: dict[str, Any], birth: date) -> None:
+        def at(key: str) -> date | None:
+            text = row.get(key)
+            return add(birth, text) if text else None
+        self.absolute = at("absMinAge") or birth
+        self.minimum = at("minAge")
+        self.maximum = at("maxAge")
+        self.earliest_rec = at("earliestRecAge")
+        self.latest_rec = at("latestRecAge")
+
+
+class LazyAgeDates:
+    """The same for a row with a duration the engine cannot read: each date worked out when first asked for,
+    so one the engine never needs raises nothing (as when the rows were read for every dose)."""
     __slots__ = ("row", "birth", "_absolute", "_minimum", "_maximum", "_earliest_rec", "_latest_rec")
 
     def __init__(self, row: dict[str, Any], birth: date) -> None:
@@ -123,6 +138,13 @@ class AgeDates:
         return self._latest_rec
 
 
+def age_dates(row: dict[str, Any], birth: date) -> AgeDates | LazyAgeDates:
+    try:
+        return AgeDates(row, birth)
+    except ValueError:
+        return LazyAgeDates(row, birth)
+
+
 # Age dates kept per target dose and date of birth (a cohort has a few hundred dates of birth); past this
 # many a target dose's are dropped and made again, so a population of all ages cannot grow them unbounded.
 BIRTHS_KEPT = 4096
@@ -134,7 +156,7 @@ class Target:
 
     def __init__(self, target: dict[str, Any]) -> None:
         self.raw = target
-        self.by_birth: dict[date, AgeDates] = {}
+        self.by_birth: dict[date, AgeDates | LazyAgeDates] = {}
         self.ages = Dated(target.get("age", []))
         rows = target.get("interval", [])
         self.intervals = Dated(rows, [Interval(r) for r in rows])
@@ -164,15 +186,15 @@ class Target:
         rows = self.ages.at(when)
         return rows[0] if rows else {}
 
-    def age_dates(self, birth: date, when: date) -> AgeDates:
+    def age_dates(self, birth: date, when: date) -> AgeDates | LazyAgeDates:
         """The dates of the age row in force on `when` for a child born on `birth`."""
         if self.ages.spans is not None:  # rows that come into or go out of force: no single answer to keep
-            return AgeDates(self.age_row(when), birth)
+            return age_dates(self.age_row(when), birth)
         found = self.by_birth.get(birth)
         if found is None:
             if len(self.by_birth) >= BIRTHS_KEPT:
                 self.by_birth.clear()
-            found = self.by_birth[birth] = AgeDates(self.age_row(when), birth)
+            found = self.by_birth[birth] = age_dates(self.age_row(when), birth)
         return found
 
 
