@@ -34,7 +34,8 @@ PORTS = {"A": 8193, "B": 8194}
 def serve(side: str, src: str, data: Path, database: str | None, env: dict) -> subprocess.Popen:
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-ab-{side}-"))
     (run_dir / "keys").symlink_to(data / "keys")  # the token minted once is valid on both
-    args = ["--data-dir", str(run_dir)] + (["--database", database] if database else [])
+    # SQLite: the prepared store's file by URL (its data folder alone would give each server an empty store)
+    args = ["--data-dir", str(run_dir), "--database", database or f"sqlite:///{data / 'healthtwin.sqlite'}"]
     return subprocess.Popen([bench.BIN / "healthtwin", "serve", *args, "--port", str(PORTS[side]), "--public-url",
                              f"http://127.0.0.1:{PORTS['A']}", "--rate-limit", "off"],
                             env=dict(env, PYTHONPATH=src, HEALTHTWIN_DATA_DIR=str(run_dir)),
