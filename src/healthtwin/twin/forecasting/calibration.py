@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +79,33 @@ def fit_factors(quantiles: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return out
 
 
+_SEP = "\x1f"  # between a component's name and a location in the stored arrays' names
+
+
+def _write_arrays(path: Path, raw: Raw) -> None:
+    """The forecasts of a date as plain arrays (numpy's npz, no pickled objects: the folder is a cache a
+    loaded file must not be able to run code from); the snapshot and revision are recomputed on reading."""
+    arrays = {f"q{_SEP}{loc}": q for loc, q in raw.quantiles.items()}
+    for name, by_loc in raw.components.items():
+        arrays.update({f"c{_SEP}{name}{_SEP}{loc}": q for loc, q in by_loc.items()})
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+    quantiles: dict[str, np.ndarray] = {}
+    components: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(path, allow_pickle=False) as stored:
+        for name in stored.files:
+            parts = name.split(_SEP)
+            if parts[0] == "q":
+                quantiles[parts[1]] = stored[name]
+            else:
+                components.setdefault(parts[1], {})[parts[2]] = stored[name]
+    return quantiles, components
+
+
 @dataclass
 class Forecaster:
     """The method on one data folder's target frame; keeps the unwidened forecast of every date it made."""
@@ -95,7 +121,8 @@ class Forecaster:
             snapshot, revision = nowcast.known_and_corrected(self.frame, reference_date)
             path = self._stored(key, snapshot)
             if path is not None and path.exists():
-                self.cache[key] = pickle.loads(path.read_bytes())
+                quantiles, components = _read_arrays(path)
+                self.cache[key] = Raw(quantiles, components, snapshot, revision)
                 return self.cache[key]
             steps = fs.steps_to_horizons(snapshot, reference_date)
             n = max(max(s) for s in steps.values())
@@ -105,7 +132,7 @@ class Forecaster:
                                   snapshot, revision)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(pickle.dumps(self.cache[key]))
+                _write_arrays(path, self.cache[key])
         return self.cache[key]
 
     def _stored(self, key: str, snapshot: fs.Snapshot) -> Path | None:
@@ -119,7 +146,7 @@ class Forecaster:
         for loc in sorted(snapshot.counts):
             series = snapshot.counts[loc]
             digest.update(loc.encode() + series.index.asi8.tobytes() + series.to_numpy(dtype=float).tobytes())
-        return Path(self.store) / f"{key}-{digest.hexdigest()[:16]}.pkl"
+        return Path(self.store) / f"{key}-{digest.hexdigest()[:16]}.npz"
 
     def current(self, reference_date: dt.date) -> bool:
         """Whether the data known on the date reach to within STALE_WEEKS of it (vintages froze from
