@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
+from .growth import aligned
 from .levels import LEVELS, tidy
 from .models import Panel, Quantiles, filled
 
@@ -38,14 +39,6 @@ JITTER = 25  # points per neighbour of its smoothing normal
 # analogs are large counts (level weight 1, 3 or 6, bandwidth at the 30th or 60th neighbour, Gaussian or
 # tricube kernel were compared on every fourth date of 2022-23 and 2024-25; 3, 60th, Gaussian was best).
 FEATURE_WEIGHTS = np.array([1.0, 0.7, 0.5, 1.0, 1.0, 3.0])
-
-
-def _aligned(series: list[np.ndarray]) -> np.ndarray:
-    width = max(len(z) for z in series)
-    out = np.full((len(series), width), np.nan)
-    for i, z in enumerate(series):
-        out[i, width - len(z):] = z
-    return out
 
 
 def features(z: np.ndarray) -> np.ndarray:
@@ -91,7 +84,7 @@ class AnalogForecast:
         keys = [k for k, v in panel.items() if len(filled(v)) > 5]
         if not keys:
             return {}
-        z = _aligned([np.log1p(np.maximum(filled(panel[k]), 0.0))[-(self.window or 0):] for k in keys])
+        z = aligned([np.log1p(np.maximum(filled(panel[k]), 0.0))[-(self.window or 0):] for k in keys])
         x = features(z)
         now = x[:, -1, :]
         result = np.zeros((len(keys), steps, len(LEVELS)))

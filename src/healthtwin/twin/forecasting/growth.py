@@ -26,7 +26,7 @@ from .quantreg import quantile_regression
 RELATIVE_WEEKS = 104  # the own mean the level is set against: two seasons
 TREND_WEEKS = 6  # the slope window: longer than the three lags, so not a combination of them
 
-def _aligned(series: list[np.ndarray]) -> np.ndarray:
+def aligned(series: list[np.ndarray]) -> np.ndarray:
     """The series as rows of one matrix, aligned on their last week, NaN before each one's first."""
     width = max(len(z) for z in series)
     out = np.full((len(series), width), np.nan)
@@ -35,19 +35,26 @@ def _aligned(series: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def lagged_changes(z: np.ndarray, lags: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The weekly changes of z (series, weeks) and, for lag 0..lags-1, the change `lag` weeks before each
+    week (NaN where there is none): the recent-growth predictors the pooled members share."""
+    change = np.full_like(z, np.nan)
+    change[:, 1:] = z[:, 1:] - z[:, :-1]
+    columns = []
+    for lag in range(lags):
+        shifted = np.full_like(z, np.nan)
+        shifted[:, lag:] = change[:, : z.shape[1] - lag]
+        columns.append(shifted)
+    return change, columns
+
+
 def _design(z: np.ndarray, lags: int, pooled: bool, relative: bool = False, trend: bool = False) -> np.ndarray:
     """Predictors (series, weeks, features) on the log scale: intercept, the last `lags` weekly changes,
     the level, (relative) the level less the series' mean of the last RELATIVE_WEEKS, (trend) the mean
     weekly change over the last TREND_WEEKS, and (pooled) the mean weekly change over all series in that
     week and the week before, the wave as the whole panel sees it. Each uses only weeks up to its own."""
-    change = np.full_like(z, np.nan)
-    change[:, 1:] = z[:, 1:] - z[:, :-1]
-    columns = [np.ones_like(z)]
-    for lag in range(lags):
-        shifted = np.full_like(z, np.nan)
-        shifted[:, lag:] = change[:, : z.shape[1] - lag]
-        columns.append(shifted)
-    columns.append(z)
+    change, lagged = lagged_changes(z, lags)
+    columns = [np.ones_like(z), *lagged, z]
     by_week = pd.DataFrame(z.T)
     if relative:
         columns.append(z - by_week.rolling(RELATIVE_WEEKS, min_periods=8).mean().to_numpy().T)
@@ -76,7 +83,7 @@ class GrowthRegression:
         keys = [k for k, v in panel.items() if len(filled(v)) > self.lags + 1]
         if not keys:
             return {}
-        z = _aligned([np.log1p(np.maximum(filled(panel[k]), 0.0))[-(self.window or 0):] for k in keys])
+        z = aligned([np.log1p(np.maximum(filled(panel[k]), 0.0))[-(self.window or 0):] for k in keys])
         design = _design(z, self.lags, self.pooled, self.relative, self.trend)
         now = design[:, -1, :]
         if np.isnan(now).any():

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .growth import TREND_WEEKS, _aligned
+from .growth import TREND_WEEKS, aligned, lagged_changes
 from .levels import LEVELS, tidy
 from .models import Panel, Quantiles, filled
 from .quantreg import quantile_regression
@@ -33,13 +33,8 @@ PEAK_WEEKS = 52  # the own high a week stands against: the past year, which hold
 
 def design(z: np.ndarray, counts: np.ndarray, lags: int = 3) -> np.ndarray:
     """Predictors (series, weeks, features) from each week and the weeks before it only."""
-    change = np.full_like(z, np.nan)
-    change[:, 1:] = z[:, 1:] - z[:, :-1]
-    columns = [np.ones_like(z)]
-    for lag in range(lags):
-        shifted = np.full_like(z, np.nan)
-        shifted[:, lag:] = change[:, : z.shape[1] - lag]
-        columns.append(shifted)
+    change, lagged = lagged_changes(z, lags)
+    columns = [np.ones_like(z), *lagged]
     by_week = pd.DataFrame(z.T)
     slope = ((by_week - by_week.shift(TREND_WEEKS)) / TREND_WEEKS).to_numpy().T
     standing = z - by_week.rolling(PEAK_WEEKS, min_periods=8).max().to_numpy().T
@@ -61,7 +56,7 @@ class PeakAwareGrowth:
         keys = [k for k, v in panel.items() if len(filled(v)) > 4]
         if not keys:
             return {}
-        counts = _aligned([np.maximum(filled(panel[k]), 0.0)[-(self.window or 0):] for k in keys])
+        counts = aligned([np.maximum(filled(panel[k]), 0.0)[-(self.window or 0):] for k in keys])
         z = np.log1p(counts)
         x_all = design(z, counts)
         now = np.nan_to_num(x_all[:, -1, :])  # a series shorter than the lags: missing changes count as flat
