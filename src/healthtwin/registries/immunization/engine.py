@@ -14,6 +14,7 @@ from .patient import (AGED_OUT, COMPLETE, CONTRAINDICATED, IMMUNE, NOT_COMPLETE,
 from .rules import Schedule
 from .select import best_series, relevant
 from .series_state import DoseResult, PatientSeries
+from .targets import read_once
 
 
 @dataclass(slots=True)
@@ -78,10 +79,7 @@ _PLANS: dict[int, tuple[dict[str, Any], _AntigenPlan]] = {}
 
 
 def _plan(data: dict[str, Any]) -> _AntigenPlan:
-    found = _PLANS.get(id(data))
-    if found is None or found[0] is not data:
-        found = _PLANS[id(data)] = (data, _AntigenPlan(data))
-    return found[1]
+    return read_once(_PLANS, data, _AntigenPlan)
 
 
 def assess_antigen(schedule: Schedule, patient: Patient, antigen: str, doses: list[Dose]) -> AntigenResult:

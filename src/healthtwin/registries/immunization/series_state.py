@@ -5,7 +5,7 @@ from datetime import date
 from typing import Any
 
 from .patient import NOT_VALID, VALID, Dose
-from .targets import target
+from .targets import read_once, target
 
 COUNTED = (VALID, NOT_VALID)
 INADVERTENT = "Inadvertent Vaccine"
@@ -49,10 +49,7 @@ _PLANS: dict[int, tuple[dict[str, Any], SeriesPlan]] = {}
 
 
 def series_plan(series: dict[str, Any]) -> SeriesPlan:
-    found = _PLANS.get(id(series))
-    if found is None or found[0] is not series:
-        found = _PLANS[id(series)] = (series, SeriesPlan(series))
-    return found[1]
+    return read_once(_PLANS, series, SeriesPlan)
 
 
 class PatientSeries:

@@ -9,7 +9,7 @@ the first time its dose dictionary is met and kept for the life of the (cached, 
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Callable
 
 from .dates import add, parse_date
 from .rules import cvx_set
@@ -198,12 +198,18 @@ class Target:
         return found
 
 
+def read_once(table: dict[int, tuple[Any, Any]], raw: dict[str, Any], make: Callable[[dict[str, Any]], Any]) -> Any:
+    """What `make` reads from a rule dictionary of a loaded schedule, made once per dictionary: kept in `table`
+    by its id beside the dictionary itself, so an id reused by a later object is never mistaken for it."""
+    found = table.get(id(raw))
+    if found is None or found[0] is not raw:
+        found = table[id(raw)] = (raw, make(raw))
+    return found[1]
+
+
 _TARGETS: dict[int, tuple[dict[str, Any], Target]] = {}
 
 
 def target(raw: dict[str, Any]) -> Target:
-    """The Target of a dose dictionary of a loaded schedule (kept with it, so its id is never reused)."""
-    found = _TARGETS.get(id(raw))
-    if found is None or found[0] is not raw:
-        found = _TARGETS[id(raw)] = (raw, Target(raw))
-    return found[1]
+    """The Target of a dose dictionary of a loaded schedule."""
+    return read_once(_TARGETS, raw, Target)
