@@ -16,6 +16,10 @@ from healthtwin.security.tokens import TokenService
 
 BASE = "http://testserver"
 END = dt.date(2024, 12, 31)
+# The day the tests assess on: the services' clock is pinned to it (Services.today), so the write rule, the
+# operations' default date and the tests' own expectations agree whatever the wall clock does (a run that
+# crossed midnight UTC once moved the write rule's assessment date mid-test).
+TODAY = dt.date(2026, 12, 1)
 TYPES = ("Organization", "Practitioner", "Location", "Patient", "Immunization", "Condition", "AllergyIntolerance")
 
 
@@ -85,6 +89,7 @@ def imm_world(request, tmp_path_factory, imm_population):
     child = max(young, key=lambda p: doses[p["id"]])
     tokens = TokenService(KeySet.generate(), BASE, BASE + "/fhir")
     app = build_app(store, AppSettings(data_dir=tmp_path / "data", public_url=BASE, rate=None), tokens=tokens)
+    app.fhir.services.today = lambda: TODAY
     claims = {
         "admin": dict(subject="root", kind="person", scopes=["user/*.cruds"], roles=["administrator"]),
         "own_doctor": dict(subject="ped", kind="person", scopes=["user/*.cruds"], roles=["clinician"],

@@ -6,7 +6,6 @@ the registry wrote and what its lists and coverage say, for the test to judge.
     python tests/registries/schedule_choice_run.py sqlite|postgres TMPDIR"""
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from pathlib import Path
 
@@ -29,9 +28,9 @@ def main(kind: str, tmp: Path) -> dict:
     from healthtwin.security.keys import KeySet
     from healthtwin.security.storage import open_store
     from healthtwin.security.tokens import TokenService
-    from tests.registries.imm_world import BASE, TYPES, database_url
+    from tests.registries.imm_world import BASE, TODAY, TYPES, database_url
 
-    today = dt.date.today()
+    today = TODAY  # the services' clock is pinned to it below, as in imm_world
     folder = tmp / "pop"
     generate(folder, 120, 5, start_year=2015, end_date=today)
     database = database_url(kind, tmp)
@@ -45,6 +44,7 @@ def main(kind: str, tmp: Path) -> dict:
     child = max((p for p in children if p["birthDate"] > f"{today.year - 3}"), key=lambda p: p["birthDate"])
     tokens = TokenService(KeySet.generate(), BASE, BASE + "/fhir")
     app = build_app(store, AppSettings(data_dir=tmp / "data", public_url=BASE, rate=None), tokens=tokens)
+    app.fhir.services.today = lambda: today
     admin = {"authorization": "Bearer " + tokens.mint(subject="root", kind="person", scopes=["user/*.cruds"],
                                                       roles=["administrator"])[0]}
     out: dict = {"child": child["id"]}

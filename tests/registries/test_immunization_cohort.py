@@ -15,9 +15,8 @@ from healthtwin.registries.immunization.recommendations import is_child, is_livi
 from healthtwin.registries.immunization.refresh import refresh_all
 from healthtwin.store.schema import INDEX_TABLES
 
-from .imm_world import TYPES, database_url, imm_population, imm_world  # noqa: F401  (fixtures)
+from .imm_world import TODAY, TYPES, database_url, imm_population, imm_world  # noqa: F401  (fixtures)
 
-TODAY = dt.date.today()
 LATER = TODAY + dt.timedelta(days=75)  # far enough for doses to fall due: most recommendations change
 
 

@@ -16,9 +16,8 @@ from healthtwin.registries.immunization.due import list_query
 from healthtwin.registries.immunization.recommendations import GROUP_SYSTEM
 from healthtwin.registries.immunization.refresh import refresh_all
 
-from .imm_world import imm_population, imm_world  # noqa: F401  (fixtures)
+from .imm_world import TODAY, imm_population, imm_world  # noqa: F401  (fixtures)
 
-TODAY = dt.date.today()
 
 
 def _state(entry: dict, on: dt.date) -> str:

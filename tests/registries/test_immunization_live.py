@@ -12,9 +12,8 @@ from healthtwin.registries.immunization.live import read_cases, recommendations_
 from healthtwin.registries.immunization.recommendations import is_child, is_living, recommendation_id
 from healthtwin.registries.immunization.refresh import refresh_all
 
-from .imm_world import imm_population, imm_world  # noqa: F401  (fixtures)
+from .imm_world import TODAY, imm_population, imm_world  # noqa: F401  (fixtures)
 
-TODAY = dt.date.today()
 
 
 def _recs(world, pid: str, who: str = "admin") -> list[dict]:
@@ -140,6 +139,27 @@ def test_a_newborn_is_forecast_at_once_and_leaves_the_registry_at_death(imm_worl
     adult = {"resourceType": "Patient", "birthDate": "1970-01-01", "gender": "male"}
     made = world.client.post("/fhir/Patient", json=adult, headers=world.headers["admin"])
     assert _recs(world, made.json()["id"]) == []  # an adult's starts with a recorded dose
+
+
+def test_the_write_rule_and_the_operation_assess_on_the_services_clock(imm_world):
+    """The live recommendation's date and the operation's default assessment date are the services' clock's
+    (Services.today), not the wall clock's: moved a month on, a newborn recorded then is assessed then."""
+    world = imm_world
+    later = TODAY + dt.timedelta(days=31)
+    world.services.today = lambda: later
+    try:
+        made = world.client.post("/fhir/Patient", json={"resourceType": "Patient", "birthDate": later.isoformat(),
+                                                        "gender": "male"}, headers=world.headers["admin"])
+        assert made.status_code == 201, made.text
+        pid = made.json()["id"]
+        [rec] = _recs(world, pid)
+        assert rec["date"][:10] == later.isoformat()
+        got = world.client.get(f"/fhir/Patient/{pid}/$immds-forecast", headers=world.headers["admin"])
+        assert got.status_code == 200, got.text
+        default = next(p["resource"] for p in got.json()["parameter"] if p["name"] == "recommendation")
+        assert default["date"][:10] == later.isoformat() and _bare(default) == _bare(rec)
+    finally:
+        world.services.today = lambda: TODAY
 
 
 def test_the_refresh_command_refuses_bad_input(imm_world, capsys):

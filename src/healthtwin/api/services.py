@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..fhir.search_query import SearchParser
 from ..store import Store
@@ -12,6 +13,11 @@ from ..request import OpenPolicy, Policy
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BUNDLE_ENTRIES = 10_000
+
+
+def utc_today() -> date:
+    """Today's date in UTC: the day a registry assesses by when nothing else names one."""
+    return datetime.now(timezone.utc).date()
 
 
 def _integrity_from_env() -> bool:
@@ -47,6 +53,10 @@ class Services:
     # sits above api/ (it loads transaction Bundles through api/'s transaction processing).
     loader: Any = None
     write_rules: list = field(default_factory=list)  # api.write_rules.WriteRule, from the contributions
+    # The registries' "today" (the live immunization forecast's assessment date, the operations' default date,
+    # the citizen twin's as-of date): one clock, so a test pins it (services.today = lambda: day) and a run
+    # that crosses midnight UTC does not see the date move under it.
+    today: Callable[[], date] = utc_today
 
     def __post_init__(self) -> None:
         self.parser = SearchParser(self.registry)

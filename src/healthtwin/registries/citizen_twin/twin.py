@@ -23,7 +23,7 @@ from .trends import trends
 
 
 def build(record: PatientRecord, today: dt.date | None = None) -> dict[str, Any]:
-    f = gather(record, today or dt.date.today())
+    f = gather(record, today or record.services.today())  # the services' clock, UTC
     kidney = kidney_function(f)
     age = f.age()
     shape: dict[str, Any] = {

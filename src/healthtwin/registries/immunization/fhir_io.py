@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from ...api.services import utc_today
 from . import dates
 from .engine import GroupForecast
 from .patient import (AGED_OUT, COMPLETE, CONTRAINDICATED, EXTRANEOUS, IMMUNE, NOT_COMPLETE, SUBSTANDARD,
@@ -109,7 +110,7 @@ def patient_from_parameters(params: dict[str, Any], schedule: Schedule, today: d
         raise InputError("the Parameters has no Patient")
     birth = _date(patient_resource.get("birthDate"), "Patient.birthDate")
     gender = GENDERS.get(patient_resource.get("gender", ""), "Unknown")
-    return Patient(birth, gender, assessment or today or date.today(), doses, observations)
+    return Patient(birth, gender, assessment or today or utc_today(), doses, observations)
 
 
 def _status_coding(forecast: GroupForecast, today: date) -> dict[str, Any]:

@@ -12,7 +12,7 @@ own uncommitted writes included) as the system: what the registry derives is not
 Bulk loads do not run write rules: refresh.py recomputes every child with `healthtwin immunization refresh`."""
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import Any, Callable, Iterable, Sequence
 
 import orjson
@@ -146,12 +146,22 @@ def unindexed_patients(tx: Transaction, pids: Sequence[str]) -> list[str]:
     return sorted(row[0] for row in rows)
 
 
+def _today(event: WriteEvent) -> date:
+    """The transaction's assessment date: the services' clock (services.today, UTC), read once per
+    transaction, so every patient it re-forecasts is assessed on one day even across midnight."""
+    tx = event.tx
+    on = tx.state.get(_STATE + ":on")
+    if on is None:
+        on = tx.state[_STATE + ":on"] = event.services.today()
+    return on
+
+
 def _pending(event: WriteEvent) -> set[str]:
     tx = event.tx
     pending = tx.state.get(_STATE)
     if pending is None:
         pending = tx.state[_STATE] = set()
-        on = datetime.fromtimestamp(tx.now, timezone.utc).date()
+        on = _today(event)
         tx.commit_checks.append(lambda: pending and refresh_in(tx, event.services, sorted(pending), on))
     return pending
 
@@ -170,8 +180,7 @@ def react_patient(event: WriteEvent) -> None:
         store_current(event.tx, pid, [])
         return
     old, new = _content(event.previous), event.resource or {}
-    on = datetime.fromtimestamp(event.tx.now, timezone.utc).date()
-    if old is None and not is_child(new, on):
+    if old is None and not is_child(new, _today(event)):
         return  # an adult's recommendation starts with their first recorded dose
     if old is not None and all(old.get(k) == new.get(k) for k in _PATIENT_FIELDS):
         return  # an address or a telephone number changes no forecast

@@ -1,6 +1,6 @@
 """The registry's FHIR operations, in the shape of the HL7 Immunization Decision Support Forecast IG:
 
-* `Patient/{id}/$immds-forecast` (inputs `assessmentDate`, default today, and `schedule`: aze (default), cdc,
+* `Patient/{id}/$immds-forecast` (inputs `assessmentDate`, default today (UTC, `services.today`), and `schedule`: aze (default), cdc,
   who): the patient's ImmunizationRecommendation and ImmunizationEvaluations, computed from the record;
   `$immds-forecast` and `Immunization/$immds-forecast` take the patient as `$evaluate` does (the IG's own
   form: a posted Patient and Immunizations; or a reference, as the citizen portal asks);
@@ -30,9 +30,9 @@ EVALUATE_DEFINITION = "https://health.gov.az/fhir/OperationDefinition/Immunizati
 _FORMAT = ("_format", "_pretty")
 
 
-def _assessment(value: Any) -> date:
+def _assessment(value: Any, services: Any) -> date:
     if value is None:
-        return date.today()
+        return services.today()  # the services' clock (UTC), as the live registry assesses
     try:
         return _date(value, "assessmentDate")
     except InputError as exc:
@@ -70,7 +70,7 @@ def forecast_parameters(services, ctx, pid: str, params: list[tuple[str, Any, di
             raise FHIRError(400, f"$immds-forecast takes assessmentDate and schedule, not '{name}' (the patient "
                                  f"is the one in the path)", location=name)
         given[name] = value
-    assessment, schedule = _assessment(given.get("assessmentDate")), _schedule(given.get("schedule"))
+    assessment, schedule = _assessment(given.get("assessmentDate"), services), _schedule(given.get("schedule"))
     patient, imms, clinical = read_record(PatientRecord(services, ctx, pid), schedule)
     try:
         result = forecast(patient, imms, clinical, schedule, assessment)
@@ -114,7 +114,7 @@ def assess_parameters(services, ctx, params: list[tuple[str, Any, dict]], operat
     if patient_value is None:
         raise FHIRError(400, f"${operation} needs the patient (a Patient resource or a reference)",
                         location="patient")
-    assessment, schedule = _assessment(given.get("assessmentDate")), _schedule(given.get("schedule"))
+    assessment, schedule = _assessment(given.get("assessmentDate"), services), _schedule(given.get("schedule"))
     patient, pid = _patient_input(patient_value, operation)
     clinical: list[dict] = []
     imms = posted

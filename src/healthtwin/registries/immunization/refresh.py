@@ -23,6 +23,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from ...api.services import utc_today
 from ...security.auth_audit import DCM, record_in_store
 from . import live_schedule, rules
 from .dates import parse_date
@@ -48,20 +49,20 @@ def add_parser(commands: Any) -> None:
     ref.add_argument("--data-dir", default="./data", help="folder for the embedded database and keys (default ./data)")
     ref.add_argument("--database", default=None,
                      help="postgresql://user@host/db for PostgreSQL; default: SQLite in the data folder")
-    ref.add_argument("--date", default=None, help="the assessment date, YYYY-MM-DD (default today)")
+    ref.add_argument("--date", default=None, help="the assessment date, YYYY-MM-DD (default today, UTC)")
     ref.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                      help="worker processes (default: 2, or the cores there are)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        on = parse_date(args.date) if args.date else date.today()
+        on = (parse_date(args.date) if args.date else None) or utc_today()
     except ValueError:
         raise ValueError(f"--date takes YYYY-MM-DD, not {args.date!r}") from None
     schedule = live_schedule.checked()
     if args.workers < 1:
         raise ValueError("--workers is at least 1")
-    totals = refresh_all(args.database, Path(args.data_dir), on or date.today(), args.workers)
+    totals = refresh_all(args.database, Path(args.data_dir), on, args.workers)
     rate = totals.children / totals.seconds if totals.seconds else 0.0
     per_worker = totals.children / totals.busy if totals.busy else 0.0
     print(f"{totals.children:,} children re-forecast ({schedule}) on {on}, {totals.written:,} "
