@@ -55,6 +55,23 @@ def test_observation_example() -> None:
     assert not rows_of(obs, "_id") and not rows_of(obs, "_lastUpdated")
 
 
+def test_concept_text_row_only_when_it_adds_a_text() -> None:
+    """`:text` reads the text column of every row, so CodeableConcept.text gets its own code-less row only when
+    no coding's display already gives that text (after folding); a composite pairs only the rows kept."""
+    def concept(**c: object) -> dict:
+        return {"resourceType": "Observation", "status": "final", "code": c, "valueQuantity": {"value": 1}}
+    loinc = {"system": "http://loinc.org", "code": "29463-7", "display": "Body Weight"}
+    assert rows_of(concept(coding=[loinc], text="body  weight"), "code") == [
+        ("token", "http://loinc.org", "29463-7", "body weight")]
+    assert rows_of(concept(coding=[loinc], text="Weight"), "code") == [
+        ("token", "http://loinc.org", "29463-7", "body weight"), ("token", None, None, "weight")]
+    assert rows_of(concept(coding=[{"system": "http://loinc.org", "code": "29463-7"}], text="Weight"), "code") == [
+        ("token", "http://loinc.org", "29463-7", None), ("token", None, None, "weight")]
+    assert rows_of(concept(text="Weight"), "code") == [("token", None, None, "weight")]
+    pairs = rows_of(concept(coding=[loinc], text="Body weight"), "code-value-quantity")
+    assert [p[1][0] for p in pairs] == [("token", "http://loinc.org", "29463-7", "body weight")]
+
+
 def test_composite_keeps_code_and_value_paired() -> None:
     bp = example("Observation-blood-pressure")
     comps = rows_of(bp, "component-code-value-quantity")

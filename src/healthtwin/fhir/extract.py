@@ -110,6 +110,11 @@ def t_coding(c: Any) -> tuple[Bare, ...]:
 
 
 def t_concept(v: Any) -> list[Bare]:
+    """A coding row each, and a text-only row for `CodeableConcept.text` unless a coding's row already holds that
+    text: `:text` matches the text column of any row, and no other token search reads a row without a code, so
+    the second row would answer nothing the first does not. Why it matters: a concept whose text repeats its
+    display (the registry's vaccine groups and forecast statuses, most clinical codes) had two rows, and as a
+    composite's component two composite rows per pair (a third of a recommendation's index rows)."""
     if type(v) is not dict:
         return []
     out = []
@@ -117,7 +122,9 @@ def t_concept(v: Any) -> list[Bare]:
         out.extend(t_coding(c))
     text = v.get("text")
     if type(text) is str and text:
-        out.append(("token", None, None, normalize(text)))
+        folded = normalize(text)
+        if not any(row[3] == folded for row in out):
+            out.append(("token", None, None, folded))
     return out
 
 
