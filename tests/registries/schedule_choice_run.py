@@ -81,8 +81,35 @@ def main(kind: str, tmp: Path) -> dict:
     default = store_coverage(services, cohorts)
     out["coverage_is_configured"] = {k: default == store_coverage(services, cohorts, rules.load(k))
                                      for k in ("aze", "cdc", "who")}
+    out.update(indicators(store, services, tmp, groups))
     store.close()
     return out
+
+
+def indicators(store, services, tmp: Path, groups: list[str]) -> dict:
+    """The analytics indicators over the same store, in this process's configuration: `immunization_status`'s
+    overdue children per vaccine group, and whether `vaccination_coverage_at_age` equals the registry's
+    coverage (of the configured schedule) cohort by cohort and dose by dose."""
+    from healthtwin.analytics.indicators import compute, indicator_views, load_indicators
+    from healthtwin.analytics.materialize import Materializer, StoreSource
+    from healthtwin.analytics.refresh import refresh_all as analytics_refresh
+    from healthtwin.registries.immunization.coverage import WUENIC, store_coverage
+    mat = Materializer(StoreSource(store), tmp / "analytics", indicator_views(), parquet=False)
+    try:
+        report = analytics_refresh(mat)
+        assert not report.failed, report
+        status = compute(mat.con, load_indicators()["immunization_status"], {"by": "vaccine_group,state"}, threshold=1)
+        at_age = compute(mat.con, load_indicators()["vaccination_coverage_at_age"], {"by": "period,dose"}, threshold=1)
+    finally:
+        mat.close()
+    overdue = {f["vaccine_group"]: f["numerator"] or 0 for f in status["figures"] if f["state"] == "overdue"}
+    got = {(int(f["period"]), f["dose"]): (f["numerator"] or 0, f["denominator"]) for f in at_age["figures"]}
+    children = {year: d for (year, _), (_, d) in got.items()}
+    registry = {(c.cohort, c.dose): v for c, v in store_coverage(services, sorted(children)).items()}
+    every = {(year, dose): got.get((year, dose), (0, children[year])) for year in children for dose, _, _, _ in WUENIC}
+    return {"indicator_groups": sorted({f["vaccine_group"] for f in status["figures"]}),
+            "indicator_overdue": {g: overdue.get(g, 0) for g in groups},
+            "indicator_coverage_agrees": bool(every) and registry == every}
 
 
 if __name__ == "__main__":

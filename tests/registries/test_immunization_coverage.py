@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from healthtwin.analytics.indicators import compute, indicator_views, load_indicators
 from healthtwin.analytics.materialize import Materializer, StoreSource
 from healthtwin.analytics.refresh import refresh_all as analytics_refresh
@@ -20,12 +22,41 @@ def test_the_indicator_carries_the_registrys_dose_and_cvx_tables():
     from pathlib import Path
 
     import healthtwin.analytics as analytics
-    path = Path(analytics.__file__).parent / "indicators" / "vaccination_coverage_at_age.indicator.json"
-    sql = " ".join(json.loads(path.read_text())["numerator_sql"])
-    assert "vaccination_coverage_at_age" in load_indicators()
+    from healthtwin.registries.immunization.coverage import indicator_setting
+    folder = Path(analytics.__file__).parent / "indicators"
+    sql = " ".join(json.loads((folder / "vaccination_coverage_at_age.indicator.json").read_text())["numerator_sql"])
     doses, codes = indicator_tables(rules.load("aze"))
-    assert doses in sql and codes in sql  # regenerate the indicator's tables if the supporting data changed
+    assert doses in sql and "{{immunization_cvx}}" in sql
+    # each schedule's CVX table, as the rule files give it: regenerate the setting (coverage.indicator_setting)
+    # into _base.json if the supporting data changed
+    setting = json.loads((folder / "_base.json").read_text())["settings"]["immunization_schedule"]
+    assert {k: v for k, v in setting.items() if k != "description"} == indicator_setting()
+    assert set(setting["values"]) == set(rules.SCHEDULES)
+    filled = load_indicators()["vaccination_coverage_at_age"].numerator_sql  # unset here: the default, aze
+    assert doses in filled and codes in filled and "{{" not in filled
     assert set(antigen_cvx(rules.load("aze"))["Diphtheria"]) >= {"1", "20", "198"}
+    assert set(antigen_cvx(rules.load("cdc"))["Diphtheria"]) - set(antigen_cvx(rules.load("aze"))["Diphtheria"])
+
+
+def test_the_indicators_follow_the_configured_schedule(monkeypatch):
+    """HEALTHTWIN_IMMUNIZATION_SCHEDULE fills in the schedule's tag and CVX table (another definition, so
+    another digest: the tables are rebuilt); an unknown value is refused like the server refuses it."""
+    from healthtwin.analytics.indicators import settings
+    from healthtwin.registries.immunization.live_schedule import ENV
+    digests = {}
+    for key in sorted(rules.SCHEDULES):
+        monkeypatch.setenv(ENV, key)
+        indicators = load_indicators()
+        status, at_age = indicators["immunization_status"], indicators["vaccination_coverage_at_age"]
+        assert f"schedule = '{key}'" in status.numerator_sql and f"schedule = '{key}'" in status.denominator_sql
+        assert indicator_tables(rules.load(key))[1] in at_age.numerator_sql
+        digests[key] = (status.digest, at_age.digest, indicators["population"].digest)
+    assert len({d[:2] for d in digests.values()}) == 3 and len({d[2] for d in digests.values()}) == 1
+    monkeypatch.delenv(ENV)
+    assert dict(settings())["immunization_schedule"] == rules.DEFAULT_SCHEDULE
+    monkeypatch.setenv(ENV, "usa")
+    with pytest.raises(ValueError, match=f"{ENV} is one of aze, cdc, who, not 'usa'"):
+        load_indicators()
 
 
 def test_a_dose_counts_by_the_end_of_the_month_the_child_reaches_the_age():

@@ -1,6 +1,7 @@
 """The live registry keeps the schedule HEALTHTWIN_IMMUNIZATION_SCHEDULE names (aze by default, cdc, who): the
 write rule and the batch refresh write that schedule's recommendations, the due lists search them, the
-operations and the registry's coverage default to it; an unknown value stops the command with a message.
+operations and the registry's coverage default to it, and the analytics indicators (`immunization_status`,
+`vaccination_coverage_at_age`) count it; an unknown value stops the command with a message.
 Each configuration runs in a process of its own (schedule_choice_run.py), as a server would, on SQLite and
 PostgreSQL."""
 from __future__ import annotations
@@ -46,6 +47,9 @@ def test_the_registry_keeps_the_configured_schedule(kind, schedule, tmp_path):
         assert set(got["groups"]) - set(rules.load("aze").groups)  # not the national calendar's groups
     assert got["overdue_listed"] == got["overdue_counted"] and any(got["overdue_counted"].values())
     assert got["coverage_is_configured"][schedule]
+    # the analytics indicators count the same schedule: its groups, the lists' overdue, the registry's coverage
+    assert got["indicator_groups"] == got["groups"] and got["indicator_overdue"] == got["overdue_counted"]
+    assert got["indicator_coverage_agrees"]
 
 
 def test_by_default_it_is_the_national_calendar(tmp_path):
@@ -53,6 +57,8 @@ def test_by_default_it_is_the_national_calendar(tmp_path):
     assert got["live"] == [f"imr-aze-{got['child']}"] and got["tags"] == ["aze"]
     assert {"MMR", "DTP", "HepB"} <= set(got["groups"]) and set(got["operation_groups"]) <= set(got["groups"])
     assert got["overdue_listed"] == got["overdue_counted"] and got["coverage_is_configured"]["aze"]
+    assert got["indicator_groups"] == got["groups"] and got["indicator_overdue"] == got["overdue_counted"]
+    assert got["indicator_coverage_agrees"]
 
 
 def test_an_unknown_schedule_stops_the_refresh_and_the_server(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -95,13 +96,51 @@ class Indicator:
                 "required_by": list(self.required_by), "measure": self.measure, "views": list(self.views)}
 
 
-@lru_cache(maxsize=4)
 def load_indicators(folder: Path = FOLDER) -> dict[str, Indicator]:
+    """The indicators of `folder`, their SQL with the settings of `_base.json` filled in (`settings`)."""
+    return _load(folder, settings(folder))
+
+
+def settings(folder: Path = FOLDER) -> tuple[tuple[str, str], ...]:
+    """The placeholders `{{name}}` of the indicators' SQL and their text in this process, from `_base.json`
+    "settings": each setting reads its environment variable (the default when unset) and gives its own name
+    the chosen value, and each of that value's entries its text. The immunization indicators follow the
+    schedule the live registry keeps this way (HEALTHTWIN_IMMUNIZATION_SCHEDULE: the recommendations' tag and
+    the schedule's CVX table) without this layer importing the registry; an unknown value is refused with
+    the allowed ones, as the server and the refresh refuse it."""
+    out: list[tuple[str, str]] = []
+    for name, setting in sorted((_base(folder).get("settings") or {}).items()):
+        values = setting["values"]
+        text = os.environ.get(setting["env"], "").strip().lower() or setting["default"]
+        if text not in values:
+            raise ValueError(f"{setting['env']} is one of {', '.join(sorted(values))}, not {text!r}")
+        out.append((name, text))
+        out.extend(sorted(values[text].items()))
+    return tuple(out)
+
+
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def _fill(sql: str, values: dict[str, str], file: str) -> str:
+    def one(match: re.Match) -> str:
+        if match.group(1) not in values:
+            raise ValueError(f"{file}: {{{{{match.group(1)}}}}} is no setting of _base.json")
+        return values[match.group(1)]
+    return _PLACEHOLDER.sub(one, sql)
+
+
+@lru_cache(maxsize=8)
+def _load(folder: Path, chosen: tuple[tuple[str, str], ...]) -> dict[str, Indicator]:
     base = (folder / "_base.json").read_bytes()
+    values = dict(chosen)
     out = {}
     for path in sorted(folder.glob("*.indicator.json")):
         raw = orjson.loads(path.read_bytes())
-        digest = hashlib.sha256(path.read_bytes() + base).hexdigest()[:16]
+        numerator = _fill(_sql(raw["numerator_sql"]), values, path.name)
+        denominator = _fill(_sql(raw["denominator_sql"]), values, path.name)
+        # the SQL as run: a setting changed (another schedule) is another definition, rebuilt from scratch
+        digest = hashlib.sha256(path.read_bytes() + base + orjson.dumps([numerator, denominator])).hexdigest()[:16]
         dims = tuple(raw["dimensions"])
         if "period" not in dims or not set(raw["denominator_dimensions"]) <= set(dims):
             raise ValueError(f"{path.name}: dimensions must include period and contain the denominator's")
@@ -109,7 +148,7 @@ def load_indicators(folder: Path = FOLDER) -> dict[str, Indicator]:
             raw["name"], raw["version"], raw["title"], raw["description"], raw["definition"], tuple(raw["views"]),
             dims, tuple(raw["denominator_dimensions"]), tuple(raw.get("required_by", ())),
             tuple(raw.get("default_by", ())), raw["measure"], tuple(raw.get("suppress", ("numerator", "denominator"))),
-            _sql(raw["numerator_sql"]), _sql(raw["denominator_sql"]), digest, _incremental(path.name, raw),
+            numerator, denominator, digest, _incremental(path.name, raw),
             period_grain=raw.get("period_grain", "year"), intervals=tuple(raw.get("intervals", INTERVALS)))
         if out[raw["name"]].period_grain not in ("year", "day"):
             raise ValueError(f"{path.name}: period_grain is 'year' or 'day'")

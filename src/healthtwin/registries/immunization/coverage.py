@@ -13,8 +13,10 @@ after the birth month, i.e. by the end of the month in which the child turns one
 limit both sides can apply alike; it counts a dose given up to a month past the exact age.
 Doses are recognised by the engine's own CVX-to-antigen table (rules.Schedule.cvx_antigens), not by the
 series name a clinic typed in protocolApplied: a pentavalent dose counts for diphtheria whatever its label.
-The indicator's SQL carries the same table (`indicator_tables`), and tests/registries/test_immunization_coverage.py
-fails if the two drift apart or their figures differ on a generated population."""
+The indicator's SQL carries the same tables (`indicator_tables`; the CVX table of each schedule in the
+`immunization_schedule` setting of analytics/indicators/_base.json, `indicator_setting`, the configured one filled
+in), and tests/registries/test_immunization_coverage.py fails if the two drift apart or their figures differ on a
+generated population."""
 from __future__ import annotations
 
 import calendar
@@ -55,6 +57,15 @@ def indicator_tables(schedule: rules.Schedule) -> tuple[str, str]:
     doses = ", ".join(f"('{n}', '{a}', {k}, {m})" for n, a, k, m in WUENIC)
     codes = ", ".join(f"('{a}', '{c}')" for a, cs in antigen_cvx(schedule).items() for c in cs)
     return f"(VALUES {doses}) AS w(dose, antigen, k, months)", f"(VALUES {codes}) AS a(antigen, cvx)"
+
+
+def indicator_setting() -> dict[str, Any]:
+    """The `immunization_schedule` setting of analytics/indicators/_base.json: the live schedule's variable and
+    default, and per schedule the CVX table (`{{immunization_cvx}}`) the indicators use with it; analytics
+    fills in the configured schedule's (analytics/indicators.py `settings`), so `immunization_status` counts
+    that schedule's recommendations and `vaccination_coverage_at_age` its vaccines, as the registry does."""
+    return {"env": live_schedule.ENV, "default": rules.DEFAULT_SCHEDULE,
+            "values": {key: {"immunization_cvx": indicator_tables(rules.load(key))[1]} for key in sorted(rules.SCHEDULES)}}
 
 
 def add_months(day: date, months: int) -> date:
