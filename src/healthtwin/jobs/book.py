@@ -7,7 +7,8 @@ runs jobs — a server's tick, a cron or systemd timer calling `healthtwin jobs 
 A run is *claimed* in one store transaction (the job's row locked on PostgreSQL; SQLite's writes are serial):
 a job whose row names a running run is not started again, so two processes calling run-due at once run each
 due job once. A claim older than `STALE` (its process died or hangs) is given up, its run recorded `abandoned`.
-Times are ISO 8601 UTC text, which sorts as it reads."""
+Times are ISO 8601 UTC text, which sorts as it reads. The two tables are the store's schema migration 6
+(store/schema.py), made when the store is opened, not by this module."""
 from __future__ import annotations
 
 import datetime as dt
@@ -22,11 +23,6 @@ from ..store import Store
 from .cadence import parse
 
 STALE = dt.timedelta(hours=12)  # longer than any nightly job has taken (docs/twin.md, docs/registries.md)
-_DDL = ("CREATE TABLE IF NOT EXISTS ht_jobs (name TEXT PRIMARY KEY, cadence TEXT NOT NULL, enabled INTEGER NOT NULL, "
-        "next_due TEXT NOT NULL, running TEXT, running_since TEXT)",
-        "CREATE TABLE IF NOT EXISTS ht_job_runs (id TEXT PRIMARY KEY, job TEXT NOT NULL, started TEXT NOT NULL, "
-        "finished TEXT, outcome TEXT NOT NULL, detail TEXT, ran_by TEXT)",
-        "CREATE INDEX IF NOT EXISTS ht_job_runs_job ON ht_job_runs (job, started)")
 
 
 def stamp(t: dt.datetime) -> str:
@@ -42,11 +38,7 @@ class Claim:
 
 class JobBook:
     def __init__(self, store: Store) -> None:
-        self.store = store
-        with store.transaction() as tx:
-            tx.lock("jobs:schema")
-            for statement in _DDL:
-                tx.execute(statement)
+        self.store = store  # its tables are the store's migration 6 (store/schema.py), there once it is opened
 
     def register(self, defaults: Iterable[tuple[str, str]], now: dt.datetime) -> None:
         """Adds the jobs the table does not have yet, first due at their cadence's next time after `now`

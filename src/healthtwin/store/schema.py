@@ -113,6 +113,16 @@ MIGRATIONS: list[tuple[int, str, list[str | tuple[str, str]]]] = [
              finding {BLOB} NOT NULL, outcome TEXT)""",
         "CREATE INDEX IF NOT EXISTS rx_cds_cards_issued ON rx_cds_cards (issued)",
     ]),
+    (6, "scheduled jobs: the jobs table and the run record", [
+        # Made by jobs/book.py on first use until 2026-12-03 (every JobBook ran this DDL); IF NOT EXISTS keeps
+        # a database where it had already made them as it is, rows and all. ht_jobs: one row per job, its cadence, when it
+        # is next due and the run holding it; ht_job_runs: one row per run (times are ISO 8601 UTC text).
+        """CREATE TABLE IF NOT EXISTS ht_jobs (name TEXT PRIMARY KEY, cadence TEXT NOT NULL,
+             enabled INTEGER NOT NULL, next_due TEXT NOT NULL, running TEXT, running_since TEXT)""",
+        """CREATE TABLE IF NOT EXISTS ht_job_runs (id TEXT PRIMARY KEY, job TEXT NOT NULL, started TEXT NOT NULL,
+             finished TEXT, outcome TEXT NOT NULL, detail TEXT, ran_by TEXT)""",
+        "CREATE INDEX IF NOT EXISTS ht_job_runs_job ON ht_job_runs (job, started)",
+    ]),
 ]
 
 INDEX_TABLES = ("idx_string", "idx_token", "idx_reference", "idx_date", "idx_number", "idx_quantity", "idx_uri",
