@@ -5,6 +5,7 @@ mean of natural and log relative WIS over 2022-23 and 2024-25 among those with 9
 
     nice -n 10 python bench/flusight_members.py                        # analog, every second date
     nice -n 10 python bench/flusight_members.py --members analog peak  # peak: slow (minutes a date)
+    nice -n 10 python bench/flusight_members.py --members gbqr --no-held-out  # choose without 2023-24
 """
 from __future__ import annotations
 
@@ -22,10 +23,13 @@ import flusight as season_bench  # noqa: E402
 import flusight_select as select  # noqa: E402
 from healthtwin.twin.forecasting import ensemble  # noqa: E402
 from healthtwin.twin.forecasting.analog import AnalogForecast  # noqa: E402
+from healthtwin.twin.forecasting.gbqr import GradientBoostedQuantiles  # noqa: E402
 from healthtwin.twin.forecasting.levels import tidy  # noqa: E402
 from healthtwin.twin.forecasting.peak import PeakAwareGrowth  # noqa: E402
 
-MEMBERS = {"analog": AnalogForecast(), "peak": PeakAwareGrowth()}
+MEMBERS = {"analog": AnalogForecast(), "peak": PeakAwareGrowth(), "gbqr": GradientBoostedQuantiles(),
+           "gbqr-log": GradientBoostedQuantiles("gbqr-log", log=True),
+           "gbqr-slow": GradientBoostedQuantiles("gbqr-slow", trees=200, learning_rate=0.04)}
 SPREADS = (0.9, 1.0, 1.1, 1.2)
 DEVELOPMENT = ("2022-23", "2024-25")
 
@@ -34,9 +38,15 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", nargs="+", default=["analog"], choices=sorted(MEMBERS))
     p.add_argument("--every", type=int, default=2)
+    p.add_argument("--no-held-out", action="store_true", help="forecast and score the development seasons only")
+    p.add_argument("--dump", type=Path, help="pickle of the seasons' forecast tables, to score other weightings")
     args = p.parse_args()
     select.CANDIDATES = ensemble.default_models() + [MEMBERS[m] for m in args.members]
-    data = {s: select.season_tables(s, args.every) for s in (*DEVELOPMENT, "2023-24")}
+    seasons = DEVELOPMENT if args.no_held_out else (*DEVELOPMENT, "2023-24")
+    data = {s: select.season_tables(s, args.every) for s in seasons}
+    if args.dump:
+        import pickle
+        args.dump.write_bytes(pickle.dumps(data))
 
     def scores(q: np.ndarray, season: str) -> tuple[float, float, float, float]:
         arrays, ref, _, y = data[season]

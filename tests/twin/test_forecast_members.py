@@ -1,4 +1,4 @@
-"""The analog and peak-aware growth components: valid quantiles, they read the wave's phase (a series at
+"""The analog, peak-aware growth and gradient-boosted components: valid quantiles, they read the wave's phase (a series at
 the height its past waves turned at is forecast to turn, one early in its rise to rise), and an analog's
 future is only ever a future the panel already holds."""
 from __future__ import annotations
@@ -9,6 +9,7 @@ import pytest
 
 from healthtwin.twin.forecasting import flusight as fs
 from healthtwin.twin.forecasting.analog import AnalogForecast, weighted_mixture_quantiles
+from healthtwin.twin.forecasting.gbqr import GradientBoostedQuantiles, features
 from healthtwin.twin.forecasting.levels import LEVELS
 from healthtwin.twin.forecasting.peak import PeakAwareGrowth
 
@@ -38,7 +39,8 @@ def panel():
     return panel_at(phases)
 
 
-@pytest.mark.parametrize("model", [AnalogForecast(), PeakAwareGrowth()], ids=lambda m: m.name)
+@pytest.mark.parametrize("model", [AnalogForecast(), PeakAwareGrowth(), GradientBoostedQuantiles()],
+                         ids=lambda m: m.name)
 def test_members_give_valid_quantiles_and_read_the_phase(model, panel):
     out = model.forecast(panel, 4)
     assert set(out) == set(panel)
@@ -51,7 +53,8 @@ def test_members_give_valid_quantiles_and_read_the_phase(model, panel):
     assert out["top"][2, 1] < out["top"][2, 11] < out["top"][2, 21]
 
 
-@pytest.mark.parametrize("model", [AnalogForecast(), PeakAwareGrowth()], ids=lambda m: m.name)
+@pytest.mark.parametrize("model", [AnalogForecast(), PeakAwareGrowth(), GradientBoostedQuantiles()],
+                         ids=lambda m: m.name)
 def test_a_member_sees_no_data_after_the_reference_date(model, panel):
     # The target file as the hub writes it; weeks after the reference date are then overwritten with
     # absurd values: the forecast made through known_on must not move (nothing after the date is read).
@@ -80,3 +83,20 @@ def test_the_mixture_quantiles_are_those_of_the_normal_mixture():
     assert -2.4 < one[0] < -1.9 and 1.9 < one[-1] < 2.4
     two = weighted_mixture_quantiles(np.array([[-10.0, 10.0]]), np.array([[1.0, 1.0]]), np.array([1.0]))[0]
     assert abs(two[11]) < 1.0 and two[1] < -11 and two[21] > 11
+
+
+def test_the_boosted_quantiles_are_deterministic_and_their_features_causal(panel):
+    # Seeded, deterministic LightGBM: the same panel, the same forecast to the last bit.
+    model = GradientBoostedQuantiles()
+    first, second = model.forecast(panel, 4), model.forecast(panel, 4)
+    for k in panel:
+        np.testing.assert_array_equal(first[k], second[k])
+    # A week's features read that week and the ones before it only: changing every later week moves none.
+    x = np.sqrt(np.sqrt(np.array([panel[k] for k in sorted(panel)])))
+    scale = np.percentile(x, 95, axis=1)
+    week = 100
+    later = x.copy()
+    later[:, week + 1:] *= 3.0
+    before, after = features(x / scale[:, None], scale), features(later / scale[:, None], scale)
+    np.testing.assert_array_equal(before[:, : week + 1], after[:, : week + 1])
+    assert not np.allclose(before[:, week + 1:], after[:, week + 1:], equal_nan=True)
