@@ -5,7 +5,8 @@ mean of natural and log relative WIS over 2022-23 and 2024-25 among those with 9
 
     nice -n 10 python bench/flusight_members.py                        # analog, every second date
     nice -n 10 python bench/flusight_members.py --members analog peak  # peak: slow (minutes a date)
-    nice -n 10 python bench/flusight_members.py --members gbqr --no-held-out  # choose without 2023-24
+    nice -n 10 python bench/flusight_members.py --members gbqr gbqr-slow --no-held-out --dump /tmp/dev.pkl
+    nice -n 10 python bench/flusight_members.py --members gbqr gbqr-slow gbqr-log-fast --no-held-out --reuse /tmp/dev.pkl
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from healthtwin.twin.forecasting.peak import PeakAwareGrowth  # noqa: E402
 
 MEMBERS = {"analog": AnalogForecast(), "peak": PeakAwareGrowth(), "gbqr": GradientBoostedQuantiles(),
            "gbqr-log": GradientBoostedQuantiles("gbqr-log", log=True),
-           "gbqr-slow": GradientBoostedQuantiles("gbqr-slow", trees=200, learning_rate=0.04)}
+           "gbqr-slow": GradientBoostedQuantiles("gbqr-slow", trees=200, learning_rate=0.04),
+           "gbqr-log-fast": GradientBoostedQuantiles("gbqr-log-fast", log=True, trees=50, learning_rate=0.16)}
 SPREADS = (0.9, 1.0, 1.1, 1.2)
 DEVELOPMENT = ("2022-23", "2024-25")
 
@@ -40,10 +42,28 @@ def main() -> int:
     p.add_argument("--every", type=int, default=2)
     p.add_argument("--no-held-out", action="store_true", help="forecast and score the development seasons only")
     p.add_argument("--dump", type=Path, help="pickle of the seasons' forecast tables, to score other weightings")
+    p.add_argument("--reuse", type=Path, help="a --dump of the same dates: its models' forecasts are not recomputed")
     args = p.parse_args()
-    select.CANDIDATES = ensemble.default_models() + [MEMBERS[m] for m in args.members]
+    chosen = {m.name: m for m in ensemble.default_models() + [MEMBERS[m] for m in args.members]}
     seasons = DEVELOPMENT if args.no_held_out else (*DEVELOPMENT, "2023-24")
-    data = {s: select.season_tables(s, args.every) for s in seasons}
+    data = {}
+    if args.reuse:
+        import pickle
+        data = {s: d for s, d in pickle.loads(args.reuse.read_bytes()).items() if s in seasons}
+    for season in seasons:
+        missing = [m for name, m in chosen.items() if season not in data or name not in data[season][0]]
+        if not missing:
+            continue
+        select.CANDIDATES = missing
+        new = select.season_tables(season, args.every)
+        if season in data:
+            if new[2] != data[season][2]:
+                raise SystemExit(f"--reuse {args.reuse}: other tasks for {season} (other --every?)")
+            data[season][0].update(new[0])
+        else:
+            data[season] = new
+    select.CANDIDATES = list(chosen.values())
+    data = {s: ({n: a for n, a in d[0].items() if n in chosen}, *d[1:]) for s, d in data.items()}
     if args.dump:
         import pickle
         args.dump.write_bytes(pickle.dumps(data))

@@ -2,16 +2,16 @@
 calibrated from the method's own errors of the past weeks.
 
 The ensemble's components fit their intervals in sample, and how much wider (or narrower) they turn out
-out of sample changes from season to season (a fixed widening of 1.1, chosen on 2022-23 and 2024-25,
-covered 98.8% with the 95% interval in 2023-24). So on each reference date R the method re-forecasts the
+out of sample changes from season to season (the ensemble's earlier fixed widening of 1.1, chosen on 2022-23 and
+2024-25, covered 98.8% with the 95% interval in 2023-24). So on each reference date R the method re-forecasts the
 PAST_WEEKS reference dates before it, each from the vintage known on that date (the same nowcast and
 ensemble, unwidened), scores those forecasts against the counts the vintage of R holds for their target
 weeks (nowcast-corrected as well), and for each horizon and quantile level picks the factor from GRID that
 scales the quantile's distance from the median on the log(1 + y) scale to the least quantile loss of those
 errors, on the counts' scale as WIS weighs them (a quantile-scaled conformal calibration: the middle and
-the tails can move apart). The fitted factor is taken half-way from the fixed 1.1 (SHRINK: six weeks'
+the tails can move apart). The fitted factor is taken half-way from the fixed ensemble.SPREAD (1.2; SHRINK: six weeks'
 errors of 52 jurisdictions are few independent ones, since a week's errors move together) and is never
-below 1.0 (GRID from 0.9, halved towards 1.1): a quiet run of weeks before a wave must not shrink the bands
+below 1.05 (GRID from 0.9, halved towards 1.2): a quiet run of weeks before a wave must not shrink the bands
 the wave will need. Until a horizon has MIN_ERRORS scored errors it keeps the fixed factor. Everything
 used is known on R: earlier vintages, and the vintage of R itself.
 
@@ -37,7 +37,7 @@ from . import ensemble, flusight as fs, nowcast
 from .levels import LEVELS, MEDIAN, tidy
 
 CODE = ("calibration.py", "nowcast.py", "ensemble.py", "growth.py", "models.py", "quantreg.py", "baseline.py",
-        "levels.py", "flusight.py")  # what shapes an unwidened forecast: the store's files are keyed by it
+        "levels.py", "flusight.py", "gbqr.py")  # what shapes an unwidened forecast: the store's files are keyed by it
 PAST_WEEKS = 6  # reference dates re-forecast for the calibration
 MIN_ERRORS = 150  # scored location-weeks a horizon needs before its own factors replace the fixed one
 STALE_WEEKS = 2  # a past date whose data end earlier than this is not re-forecast

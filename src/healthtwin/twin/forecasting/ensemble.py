@@ -13,11 +13,15 @@ WIS over both seasons among those with 95% coverage between 0.90 and 0.97 in bot
 theta. Theta is kept by design: it is the per-series statsforecast model, the part that runs distributed
 (statsforecast on Spark), and the one component that does not share the growth regressions' errors.
 
-* the growth regression with the relative level and the six-week slope 0.6, the same with the relative
-  level and the panel's mean change 0.2, theta on log(1 + y) 0.2. ETS and ARIMA are left out: they scored
-  0.97-1.46 alone in 2022-23, and ARIMA costs four times the rest together.
-* the spread around the median is widened by 1.1 on the log scale: every component's intervals are
-  fitted in sample and cover less out of sample (83-85% for their 95% intervals in 2022-23)."""
+* the growth regression with the relative level and the six-week slope 0.4, the same with the relative
+  level and the panel's mean change 0.2, theta on log(1 + y) 0.2, and the gradient-boosted quantiles on
+  the scaled log(1 + y) (gbqr.py) 0.2: chosen on 2026-12-03 by the same rule over those four, the
+  fourth-root and slower-learning boosted variants and spreads 0.9-1.2 (bench/flusight_members.py
+  --members gbqr gbqr-log gbqr-slow --no-held-out); the rule's mean fell from 0.6635 (the previous mix:
+  relative-trend 0.6, relative-pooled 0.2, theta 0.2 at 1.1) to 0.6610. ETS and ARIMA are left out: they
+  scored 0.97-1.46 alone in 2022-23, and ARIMA costs four times the rest together.
+* the spread around the median is widened by 1.2 on the log scale: every component's intervals are
+  fitted in sample and cover less out of sample (78-85% for their 95% intervals in 2022-23)."""
 from __future__ import annotations
 
 import logging
@@ -28,6 +32,7 @@ import numpy as np
 
 from .baseline import flat_baseline
 from .levels import tidy
+from .gbqr import GradientBoostedQuantiles
 from .growth import GrowthRegression
 from .levels import MEDIAN
 from .models import LOG, Panel, Quantiles, filled, theta
@@ -43,15 +48,16 @@ class Model(Protocol):
     def forecast(self, panel: Panel, steps: int) -> Quantiles: ...
 
 
-WEIGHTS = {"growth-qr-relative-trend": 0.6, "growth-qr-relative-pooled": 0.2, "theta-log": 0.2}
-SPREAD = 1.1  # widening of the ensemble's quantiles around its median, on the log(1 + y) scale
+WEIGHTS = {"growth-qr-relative-trend": 0.4, "growth-qr-relative-pooled": 0.2, "theta-log": 0.2, "gbqr-log": 0.2}
+SPREAD = 1.2  # widening of the ensemble's quantiles around its median, on the log(1 + y) scale
 
 
 def default_models() -> list[Model]:
     """The ensemble's components, the same for every date, location and season."""
     return [GrowthRegression("growth-qr-relative-trend", relative=True, trend=True),
             GrowthRegression("growth-qr-relative-pooled", relative=True, pooled=True),
-            theta(LOG)]
+            theta(LOG),
+            GradientBoostedQuantiles("gbqr-log", log=True)]
 
 
 def average(components: dict[str, Quantiles], weights: dict[str, float] | None = None) -> Quantiles:

@@ -5,8 +5,9 @@ the FluSight teams that scored best in 2023-24 (UMass "flusion" among them) used
 with the quantile loss, which can learn that growth at a high level turns over. This member follows
 that design on the data the panel gives (no calendar, no population: a panel is counts only):
 
-* each series is put on the fourth-root scale and divided by its own 95th percentile of that scale (over
-  the history known on the forecast date), so a state's and the nation's waves look alike;
+* each series is put on log(1 + count) (`log=True`, the ensemble's form, chosen on 2022-23 and 2024-25)
+  or the fourth root (flusion's) and divided by its own 95th percentile on that scale (over the history
+  known on the forecast date), so a state's and the nation's waves look alike;
 * one model per quantile level (15 of the 23, the rest interpolated), fitted to every location-week and every horizon 1..steps at once, the
   horizon a feature; the target is the change of the scaled value over the horizon;
 * features of a week use that week and the ones before it only: the level, the changes over 1, 2 and 4
