@@ -39,7 +39,7 @@ FOLDER = "forecasts"
 LEVELS = ("national", "region", "district")
 SHOWN_LEVELS = (0.025, 0.25, 0.5, 0.75, 0.975)  # the 95% and 50% bands and the median
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
-_CODE = ("ensemble.py", "growth.py", "quantreg.py", "models.py", "baseline.py", "levels.py", "twin_series.py", "stored.py")
+_CODE = ("ensemble.py", "growth.py", "quantreg.py", "models.py", "gbqr.py", "baseline.py", "levels.py", "twin_series.py", "stored.py")
 
 
 def code_digest() -> str:
