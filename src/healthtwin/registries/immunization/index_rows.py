@@ -1,7 +1,7 @@
 """The index rows of the registry's ImmunizationRecommendation, extracted in one walk of the resource.
 
-Why: a bulk refresh writes one recommendation per child, ~58 index rows each (a vaccine group's token twice,
-its dates, the composites of group and date), and the compiled extractor (fhir/extract.py), which walks each
+Why: a bulk refresh writes one recommendation per child, ~40 index rows each (a vaccine group's token, its
+status, its dates, the composites of group and date; ~58 before t_concept stopped repeating a display as text), and the compiled extractor (fhir/extract.py), which walks each
 parameter's path on its own, read each entry's vaccineCode three times and its dateCriterion four times: a
 quarter of the refresh's CPU on 2026-12-02. Here each entry is walked once and a date string parsed once per
 process (the same due dates recur across a cohort), with the same converters, so the rows are the compiled
