@@ -8,6 +8,7 @@ from pathlib import Path
 
 from healthtwin.jobs.book import JobBook
 from healthtwin.store.schema import MIGRATIONS
+from tests.schema_rollback import back_to_version, tables_among
 
 TABLES = ("ht_jobs", "ht_job_runs")
 T0 = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -20,11 +21,7 @@ OLD_DDL = ("CREATE TABLE IF NOT EXISTS ht_jobs (name TEXT PRIMARY KEY, cadence T
 
 
 def _tables(store) -> set[str]:
-    if store.dialect == "postgres":
-        sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-    else:
-        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
-    return {r[0] for r in store.query(sql, [])} & set(TABLES)
+    return tables_among(store, TABLES)
 
 
 def _indexes(store) -> set[str]:
@@ -36,11 +33,7 @@ def _indexes(store) -> set[str]:
 
 
 def _back_to_version_5(store, drop: bool) -> None:
-    with store.write_cursor() as cur:
-        if drop:
-            for table in TABLES:
-                cur.execute(f"DROP TABLE {table}")
-        cur.execute("DELETE FROM schema_migrations WHERE version >= 6")
+    back_to_version(store, 5, TABLES, drop)
 
 
 def _books_a_run(store) -> None:

@@ -6,24 +6,17 @@ from __future__ import annotations
 import pytest
 
 from healthtwin.store.schema import MIGRATIONS
+from tests.schema_rollback import back_to_version, tables_among
 
 TABLES = ("rx_dispense_balance", "rx_cds_cards")
 
 
 def _tables(store) -> set[str]:
-    if store.dialect == "postgres":
-        sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-    else:
-        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
-    return {r[0] for r in store.query(sql, [])} & set(TABLES)
+    return tables_among(store, TABLES)
 
 
 def _back_to_version_4(store, drop: bool) -> None:
-    with store.write_cursor() as cur:
-        if drop:
-            for table in TABLES:
-                cur.execute(f"DROP TABLE {table}")
-        cur.execute("DELETE FROM schema_migrations WHERE version >= 5")
+    back_to_version(store, 4, TABLES, drop)
 
 
 def _overdraw_refused(store) -> None:
