@@ -33,10 +33,9 @@ from typing import Protocol
 import numpy as np
 
 from .baseline import flat_baseline
-from .levels import tidy
 from .gbqr import GradientBoostedQuantiles
 from .growth import GrowthRegression
-from .levels import MEDIAN
+from .levels import MEDIAN, tidy
 from .models import LOG, Panel, Quantiles, filled, theta
 
 log = logging.getLogger(__name__)
