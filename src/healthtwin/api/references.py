@@ -82,15 +82,17 @@ def _check(tx: Transaction, state: dict[str, dict]) -> None:
     by_type: dict[str, list[str]] = {}
     for rtype, rid in state["targets"]:
         by_type.setdefault(rtype, []).append(rid)
-    for rtype, ids in by_type.items():
+    for rtype, ids in sorted(by_type.items()):
         live: set[str] = set()
+        ids = sorted(ids)
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start:start + _CHUNK]
             # FOR KEY SHARE on PostgreSQL: a concurrent delete of a target waits until this commits (and then
-            # sees the reference); SQLite's writer lock already serialises them.
+            # sees the reference); SQLite's writer lock already serialises them. Taken in (type, id) order,
+            # as a merge locks its two Patients, so the two cannot wait on each other in a ring.
             live |= {r[0] for r in tx.execute(
                 f"SELECT id FROM resources WHERE type = ? AND deleted = 0 AND id IN ({','.join('?' * len(chunk))})"
-                + tx.store.for_share(), (rtype, *chunk))}
+                " ORDER BY id" + tx.store.for_share(), (rtype, *chunk))}
         for rid in ids:
             if rid not in live:
                 ref, where = state["targets"][(rtype, rid)]

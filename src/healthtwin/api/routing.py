@@ -19,6 +19,7 @@ from ..fhir.outcome import FHIRError
 from . import http
 from .auditing import audit_response, classify
 from ..request import PURPOSE_CODE, Caller, RequestContext
+from ..store.faults import again_on_conflict
 from .interactions import history, read, search, transaction, write
 from .interactions.patch import patch
 from .operations import registry as operations
@@ -260,8 +261,12 @@ class FHIRRouter:
         # The policy's reads during the write (a pharmacy's dispense names an existing prescription) go through
         # the transaction's own connection: on a second pooled one, fifty concurrent writes held all sixteen
         # connections while each waited for a second, and every one timed out (503) after 30 s.
-        with services.store.transaction() as tx, services.store.reads_within(tx):
-            return fn(services, ctx, tx, *args)
+        # A transaction PostgreSQL cancelled in a deadlock runs again (again_on_conflict): the client would only
+        # send the same request, and a merge beside busy writers is where two such orders meet.
+        def attempt():
+            with services.store.transaction() as tx, services.store.reads_within(tx):
+                return fn(services, ctx, tx, *args)
+        return again_on_conflict(attempt)
 
     async def form_params(self, request: Request, ctx: RequestContext) -> list[tuple[str, str]]:
         ctype = http.check_content_type(request, allow_form=True)

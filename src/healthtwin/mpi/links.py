@@ -94,14 +94,22 @@ def _visible(services: Any, ctx: Any, tx: Transaction, rid: str, name: str) -> d
     return orjson.loads(row.content)
 
 
+def _both_visible(services: Any, ctx: Any, tx: Transaction, source_id: str,
+                  target_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both Patients, their rows locked in id order: a writer's reference check takes its share locks on the
+    Patients it names in that order too (api/references.py), so the two never wait on each other in a ring."""
+    found = {rid: _visible(services, ctx, tx, rid, name)
+             for rid, name in sorted(((source_id, "source-patient"), (target_id, "target-patient")))}
+    return found[source_id], found[target_id]
+
+
 def merge(services: Any, ctx: Any, tx: Transaction, source_id: str, target_id: str, preview: bool) -> dict[str, Any]:
     if source_id == target_id:
         raise FHIRError(400, "source-patient and target-patient are the same record", "invalid")
     services.policy.authorize(ctx, "update", "Patient", None)
     for rid in sorted((source_id, target_id)):  # the same order for every merge: no deadlock between two
         tx.lock(f"mpi:merge:{rid}")
-    source = _visible(services, ctx, tx, source_id, "source-patient")
-    target = _visible(services, ctx, tx, target_id, "target-patient")
+    source, target = _both_visible(services, ctx, tx, source_id, target_id)
     if any(link.get("type") == "replaced-by" for link in source.get("link") or ()):
         raise FHIRError(409, f"Patient/{source_id} was merged already", "conflict", "source-patient")
     if any(link.get("type") == "replaced-by" for link in target.get("link") or ()):
@@ -155,8 +163,7 @@ def unmerge(services: Any, ctx: Any, tx: Transaction, source_id: str) -> dict[st
     merge_id, target_id, was_active = rows[0]
     for rid in sorted((source_id, target_id)):
         tx.lock(f"mpi:merge:{rid}")
-    source = _visible(services, ctx, tx, source_id, "source-patient")
-    target = _visible(services, ctx, tx, target_id, "target-patient")
+    source, target = _both_visible(services, ctx, tx, source_id, target_id)
     by_resource: dict[tuple[str, str], list[list]] = {}
     for rtype, rid, path in tx.execute(f"SELECT rtype, rid, path FROM {MOVES} WHERE merge_id = ?", (merge_id,)):
         by_resource.setdefault((rtype, rid), []).append(orjson.loads(path))

@@ -129,7 +129,7 @@ class _Health:
             return unavailable(f"{_LOST}; nothing was stored", lost=True)
         if (getattr(exc, "sqlstate", None) or "").startswith("40"):  # rolled back: deadlock, serialization
             return unavailable("The database cancelled this request's transaction in a conflict with a "
-                               "concurrent one; nothing was stored")
+                               "concurrent one; nothing was stored", conflict=True)
         return None
 
 
