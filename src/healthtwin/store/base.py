@@ -542,12 +542,12 @@ class Transaction:
         row_ids = self.store.reserve_rids(self.cur, len(items), self._reserved)
         self._reserved = max(self._reserved, row_ids[-1])
         inserts, out = [], []
-        pid_of = self._pid_of()
+        pid_of, packed = self._pid_of(), {}
         for (rid, resource, rows), row_id in zip(items, row_ids):
             resource["id"] = rid
             content = self._stamp(resource, 1, now)
             inserts.append((row_id, rtype, rid, 1, now, 0, self.store.seal(rtype, rid, content)))
-            index_rows(row_id, rtype, rows, pid_of, self._pending_of(row_id))
+            index_rows(row_id, rtype, rows, pid_of, self._pending_of(row_id), packed)
             out.append(Stored(rtype, rid, 1, now, False, content, "create"))
         self.store.bulk_insert(self.cur, "resources",
                                ("rid", "type", "id", "version", "last_updated", "deleted", "content"), inserts)
@@ -582,11 +582,11 @@ class Transaction:
                                       "WHERE rid = ?"), rows)
         for row_id in row_ids:
             self._pending.pop(row_id, None)  # rows for these written earlier in the transaction go too
-        pid_of = self._pid_of()
+        pid_of, packed = self._pid_of(), {}
         for (row_id, _), resource, extracted in items:
             if extracted is None:
                 extracted = self.store.index_values(rtype, self.store.extract(resource))
-            index_rows(row_id, rtype, extracted, pid_of, self._pending_of(row_id))
+            index_rows(row_id, rtype, extracted, pid_of, self._pending_of(row_id), packed)
         self._keep_unchanged_index(row_ids)
         return out
 

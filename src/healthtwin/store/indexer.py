@@ -57,17 +57,27 @@ def composite_columns(components: list[tuple]) -> tuple[Any, ...]:
 
 
 def index_rows(rid: int, rtype: str, rows: list[tuple], pid_of: Callable[[str, str], int],
-               into: dict[str, list[tuple]] | None = None) -> dict[str, list[tuple]]:
-    """Groups extracted rows by index table, as parameter tuples ready for executemany."""
+               into: dict[str, list[tuple]] | None = None,
+               packed: dict[tuple, tuple] | None = None) -> dict[str, list[tuple]]:
+    """Groups extracted rows by index table, as parameter tuples ready for executemany. `packed`, shared by
+    the resources of one bulk write of one type, remembers each row's (table, pid and columns): a cohort's
+    recommendations repeat most of their rows (the same groups, statuses and due days)."""
     out = into if into is not None else defaultdict(list)
     for row in rows:
-        code, kind = row[0], row[1]
-        table = TABLE_OF_KIND.get(kind)
-        if table is None:
-            continue  # 'special' (e.g. Location.near) is not indexed in SQL
-        pid = pid_of(rtype, code)
-        if kind == "composite":
-            out[table].append((rid, pid) + composite_columns(row[2]))
-        else:
-            out[table].append((rid, pid) + tuple(row[2:]))
+        kind = row[1]
+        if kind == "composite":  # its components come as a list: not a key
+            out["idx_composite"].append((rid, pid_of(rtype, row[0])) + composite_columns(row[2]))
+            continue
+        try:
+            found = packed.get(row) if packed is not None else None
+        except TypeError:  # a value that is no key: packed every time
+            found, packed = None, None
+        if found is None:
+            table = TABLE_OF_KIND.get(kind)
+            if table is None:
+                continue  # 'special' (e.g. Location.near) is not indexed in SQL
+            found = (table, (pid_of(rtype, row[0]),) + tuple(row[2:]))
+            if packed is not None:
+                packed[row] = found
+        out[found[0]].append((rid,) + found[1])
     return out

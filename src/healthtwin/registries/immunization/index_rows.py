@@ -18,6 +18,8 @@ from __future__ import annotations
 from itertools import product
 from typing import Any, Callable
 
+import orjson
+
 from ...fhir.extract import d_prim, r_identifier, r_reference, t_coding, t_concept, t_identifier, \
     t_identifier_of_type
 from ...fhir.fhirpath_compile import _walk
@@ -44,6 +46,7 @@ SIGNATURE = frozenset(_R4 | {(d["code"], d["type"], d["expression"],
 _UNREAD_META = ("profile", "security", "source")
 _UNREAD_ENTRY = ("supportingPatientInformation", "supportingImmunization")
 _DATES: dict[str, tuple] = {}
+_ENTRIES: dict[bytes, tuple[tuple, ...]] = {}
 
 
 def _listed(value: Any) -> Any:
@@ -73,6 +76,50 @@ def _kind(criterion: Any) -> Any:
     return values[0] if len(values) == 1 and type(values[0]) is str else None
 
 
+def _walk_entry(entry: dict) -> tuple[tuple, ...]:
+    """One recommendation entry's values and rows: its vaccine group's, due and overdue dates' (values, for the
+    composites), its status and disease rows, then its group, due and overdue rows."""
+    group: list[tuple] = []
+    if entry.get("vaccineCode") is not None:
+        group = [b for x in _listed(entry["vaccineCode"]) for b in t_concept(x)]
+    when_due: list[tuple] = []
+    when_overdue: list[tuple] = []
+    if entry.get("dateCriterion") is not None:
+        for criterion in _listed(entry["dateCriterion"]):
+            kind = _kind(criterion)
+            into = when_due if kind == due.RECOMMENDED else when_overdue if kind == due.PAST_DUE else None
+            value = criterion.get("value") if into is not None else None
+            if value is not None:
+                into += [b for x in _listed(value) for b in _date_rows(x)]
+    status: list[tuple] = []
+    if entry.get("forecastStatus") is not None:
+        status = [("status",) + b for x in _listed(entry["forecastStatus"]) for b in t_concept(x)]
+    disease: list[tuple] = []
+    if entry.get("targetDisease") is not None:
+        disease = [("target-disease",) + b for x in _listed(entry["targetDisease"]) for b in t_concept(x)]
+    return (tuple(group), tuple(when_due), tuple(when_overdue), tuple(status), tuple(disease),
+            tuple(("vaccine-type",) + b for b in group), tuple(("due-date",) + b for b in when_due),
+            tuple(("overdue-date",) + b for b in when_overdue))
+
+
+def _entry_rows(entry: dict) -> tuple[tuple, ...]:
+    """_walk_entry, remembered per entry (its JSON): across a cohort most entries recur exactly (a group
+    complete, or due on the same day for children born the same day), and serialising one is a fifth of
+    walking it. The key is the entry's JSON, so an entry built in Python with a tuple or a NaN (which JSON
+    cannot carry) would share the key of its list or null form; entries reach here parsed from JSON or built
+    by the engine, which uses lists. One JSON cannot serialise at all is walked every time."""
+    try:
+        key = orjson.dumps(entry)
+    except TypeError:
+        return _walk_entry(entry)
+    found = _ENTRIES.get(key)
+    if found is None:
+        if len(_ENTRIES) > 100_000:
+            _ENTRIES.clear()
+        found = _ENTRIES[key] = _walk_entry(entry)
+    return found
+
+
 def specialised(generic: Callable[[dict], list[tuple]]) -> Callable[[dict], list[tuple]]:
     """The one-walk extraction, with `generic` (the compiled extractor) for what it does not handle."""
     def extract(res: dict) -> list[tuple]:
@@ -100,29 +147,17 @@ def specialised(generic: Callable[[dict], list[tuple]]) -> Callable[[dict], list
         due_pairs: dict[tuple, None] = {}
         overdue_pairs: dict[tuple, None] = {}
         for entry in entries or ():
-            group: list[tuple] = []
-            if entry.get("vaccineCode") is not None:
-                group = [b for x in _listed(entry["vaccineCode"]) for b in t_concept(x)]
-            when_due: list[tuple] = []
-            when_overdue: list[tuple] = []
-            if entry.get("dateCriterion") is not None:
-                for criterion in _listed(entry["dateCriterion"]):
-                    kind = _kind(criterion)
-                    into = when_due if kind == due.RECOMMENDED else when_overdue if kind == due.PAST_DUE else None
-                    value = criterion.get("value") if into is not None else None
-                    if value is not None:
-                        into += [b for x in _listed(value) for b in _date_rows(x)]
+            group, when_due, when_overdue, entry_status, entry_disease, group_rows, entry_due, entry_overdue = \
+                _entry_rows(entry)
             if group and when_due:
                 due_pairs.update(dict.fromkeys(product(group, when_due)))
             if group and when_overdue:
                 overdue_pairs.update(dict.fromkeys(product(group, when_overdue)))
-            if entry.get("forecastStatus") is not None:
-                status += [("status",) + b for x in _listed(entry["forecastStatus"]) for b in t_concept(x)]
-            if entry.get("targetDisease") is not None:
-                disease += [("target-disease",) + b for x in _listed(entry["targetDisease"]) for b in t_concept(x)]
-            groups += [("vaccine-type",) + b for b in group]
-            due_rows += [("due-date",) + b for b in when_due]
-            overdue_rows += [("overdue-date",) + b for b in when_overdue]
+            status += entry_status
+            disease += entry_disease
+            groups += group_rows
+            due_rows += entry_due
+            overdue_rows += entry_overdue
         rows += status + disease + groups + due_rows + overdue_rows
         if res.get("patient") is not None:
             refs = _listed(res["patient"])
