@@ -137,6 +137,7 @@ def test_an_order_is_worked_through_its_task_to_a_report_and_a_critical_result_r
                                                 "_include": "Task:based-on"}, headers=h["lab"]).json()
     (task,) = _entries(worklist, "Task")
     assert task["status"] == "requested" and task["basedOn"] == [{"reference": f"ServiceRequest/{sr}"}]
+    assert task["lastModified"] == task["authoredOn"] == task["meta"]["lastUpdated"]  # the write's one time
     assert [o["id"] for o in _entries(worklist, "ServiceRequest")] == [sr]
     # another laboratory sees nothing of it
     assert _entries(client.get("/fhir/Task", headers=h["lab2"]).json(), "Task") == []

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from ...store.records import instant
 from .alerts import ALERT_ID_SYSTEM, raise_alert
 from .interpretation import interpret, is_critical
 from .rules import REPORTED
@@ -76,7 +77,7 @@ def raise_missing(services: Any, since: float | None = None) -> tuple[int, int]:
         if todo:
             with store.transaction() as tx:
                 for oid, obs in todo:
-                    raise_alert(tx, obs, oid, obs.get("issued") or dt.datetime.now(dt.timezone.utc).isoformat())
+                    raise_alert(tx, obs, oid, obs.get("issued") or instant(tx.now))
             raised += len(todo)
 
 

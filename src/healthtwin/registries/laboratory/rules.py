@@ -11,13 +11,13 @@
   opens its Task, `requested` and owned by that organisation: the laboratory's worklist fills itself."""
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import orjson
 
 from ...api.write_rules import WriteEvent, WriteRule
 from ...fhir.outcome import FHIRError
+from ...store.records import instant
 from . import task_states
 from .alerts import order_of, raise_alert
 from .interpretation import interpret, is_critical
@@ -25,8 +25,10 @@ from .interpretation import interpret, is_critical
 REPORTED = frozenset({"preliminary", "final", "amended", "corrected"})
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+def _now(tx: Any) -> str:
+    """The write's own time (the store's clock, as meta.lastUpdated gets it): a Task's lastModified and its
+    stored version agree, and a test that pins the clock pins them."""
+    return instant(tx.now)
 
 
 def _previous(event: WriteEvent) -> dict[str, Any] | None:
@@ -47,7 +49,7 @@ def react_observation(event: WriteEvent) -> None:
     before = _previous(event)
     if before is not None and before.get("status") in REPORTED and is_critical(before):
         return  # already alerted when it first became critical
-    raise_alert(event.tx, obs, event.stored.id, obs.get("issued") or _now())
+    raise_alert(event.tx, obs, event.stored.id, obs.get("issued") or _now(event.tx))
 
 
 def _order_ref(task: dict[str, Any]) -> str | None:
@@ -86,7 +88,7 @@ def check_task(event: WriteEvent) -> None:
         raise FHIRError(422, "A laboratory Task is completed with its DiagnosticReport in output "
                              "(output.valueReference)", "required", "Task.output")
     if new != old:
-        task["lastModified"] = _now()
+        task["lastModified"] = _now(event.tx)
         period = task.setdefault("executionPeriod", {})
         if new == "in-progress":
             period.setdefault("start", task["lastModified"])
@@ -133,7 +135,8 @@ def react_order(event: WriteEvent) -> None:
     task: dict[str, Any] = {"resourceType": "Task", "status": "requested", "intent": "order",
                             "basedOn": [{"reference": f"ServiceRequest/{event.stored.id}"}],
                             "focus": {"reference": f"ServiceRequest/{event.stored.id}"},
-                            "owner": lab, "authoredOn": order.get("authoredOn") or _now(), "lastModified": _now()}
+                            "owner": lab, "authoredOn": order.get("authoredOn") or _now(event.tx),
+                            "lastModified": _now(event.tx)}
     for src, dst in (("subject", "for"), ("encounter", "encounter"), ("requester", "requester"),
                      ("priority", "priority"), ("code", "description")):
         if order.get(src) is not None:
