@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import orjson
 
 from . import rules
-from .live import SCHEDULES, _STATE, _same, recommendations_for, refresh_in, unindexed_patients
+from .live import SCHEDULES, _STATE, _same, recommendations_for, refresh_in, retired, unindexed_patients
 from .recommendations import CLINICAL_TYPES, recommendation_id
 
 Case = tuple[dict, list[dict], list[dict]]
@@ -165,6 +165,11 @@ def prepare_chunk(services: Any, children: Sequence[str], on: date,
     ids = {recommendation_id(pid, key): pid for pid in children for key in schedules}
     stored = {row[1]: store.stored(row) for row in _recommendation_rows(store.query, sorted(ids))}
     plan: dict[str, tuple[str, int | None, dict | None, list[tuple]]] = {}
+    old_ids = {recommendation_id(pid, key): pid for pid in children for key in retired(schedules)}
+    for row in _recommendation_rows(store.query, sorted(old_ids), content=False):
+        found = store.stored(row)
+        if not found.deleted:  # a retired schedule's: deleted with the chunk (live.retired)
+            plan[found.id] = (old_ids[found.id], found.version, None, [])
     for pid in children:
         by_id = {r["id"]: r for r in results[pid]}
         for key in schedules:

@@ -94,11 +94,25 @@ def _same(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
         and (old.get("meta") or {}).get("tag") == new["meta"]["tag"]
 
 
+def retired(schedules: Iterable[str]) -> tuple[str, ...]:
+    """The schedules the registry does not keep: their recommendations (left by a switch of
+    HEALTHTWIN_IMMUNIZATION_SCHEDULE) are stale, and go at the child's next forecast, so no due list, count or
+    twin reads a calendar the ministry no longer follows."""
+    kept = set(schedules)
+    return tuple(k for k in sorted(rules.SCHEDULES) if k not in kept)
+
+
 def store_current(tx: Transaction, pid: str, current: list[dict[str, Any]],
                   schedules: Iterable[str] = SCHEDULES) -> int:
     """Writes the patient's recommendations in place (unchanged ones are left alone) and deletes those of a
-    schedule with none; the number of versions written."""
+    schedule with none, and those of a retired schedule; the number of versions written."""
     written = 0
+    schedules = tuple(schedules)
+    for key in retired(schedules):
+        existing = tx.current("ImmunizationRecommendation", recommendation_id(pid, key))
+        if existing and not existing[1].deleted:
+            tx.delete("ImmunizationRecommendation", existing[1].id, existing)
+            written += 1
     by_id = {r["id"]: r for r in current}
     for key in schedules:
         rid = recommendation_id(pid, key)
