@@ -53,16 +53,21 @@ def _listed(value: Any) -> Any:
     return value if type(value) is list else (value,)
 
 
+def _remembered(memo: dict, key: Any, make: Callable[[Any], Any]) -> Any:
+    """memo[key], made on first use; the memo starts afresh past 100,000 keys, so a long run stays bounded."""
+    found = memo.get(key)
+    if found is None:
+        if len(memo) > 100_000:
+            memo.clear()
+        found = memo[key] = make(key)
+    return found
+
+
 def _date_rows(value: Any) -> tuple:
     """d_prim, remembered per string: a cohort's due dates are a few thousand distinct days."""
     if type(value) is not str:
         return d_prim(value)
-    found = _DATES.get(value)
-    if found is None:
-        if len(_DATES) > 100_000:
-            _DATES.clear()
-        found = _DATES[value] = d_prim(value)
-    return found
+    return _remembered(_DATES, value, d_prim)
 
 
 def _kind(criterion: Any) -> Any:
@@ -107,17 +112,12 @@ def _entry_rows(entry: dict) -> tuple[tuple, ...]:
     complete, or due on the same day for children born the same day), and serialising one is a fifth of
     walking it. The key is the entry's JSON, so an entry built in Python with a tuple or a NaN (which JSON
     cannot carry) would share the key of its list or null form; entries reach here parsed from JSON or built
-    by the engine, which uses lists. One JSON cannot serialise at all is walked every time."""
+    by the engine, which uses lists. An entry that cannot be serialised at all is walked every time."""
     try:
         key = orjson.dumps(entry)
     except TypeError:
         return _walk_entry(entry)
-    found = _ENTRIES.get(key)
-    if found is None:
-        if len(_ENTRIES) > 100_000:
-            _ENTRIES.clear()
-        found = _ENTRIES[key] = _walk_entry(entry)
-    return found
+    return _remembered(_ENTRIES, key, lambda _: _walk_entry(entry))
 
 
 def specialised(generic: Callable[[dict], list[tuple]]) -> Callable[[dict], list[tuple]]:
