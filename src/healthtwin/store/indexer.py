@@ -68,16 +68,17 @@ def index_rows(rid: int, rtype: str, rows: list[tuple], pid_of: Callable[[str, s
         if kind == "composite":  # its components come as a list: not a key
             out["idx_composite"].append((rid, pid_of(rtype, row[0])) + composite_columns(row[2]))
             continue
+        keyed = packed is not None
         try:
-            found = packed.get(row) if packed is not None else None
-        except TypeError:  # a value that is no key: packed every time
-            found, packed = None, None
+            found = packed.get(row) if keyed else None
+        except TypeError:  # a value that is no key: this row is packed every time
+            found, keyed = None, False
         if found is None:
             table = TABLE_OF_KIND.get(kind)
             if table is None:
                 continue  # 'special' (e.g. Location.near) is not indexed in SQL
             found = (table, (pid_of(rtype, row[0]),) + tuple(row[2:]))
-            if packed is not None:
+            if keyed:
                 packed[row] = found
         out[found[0]].append((rid,) + found[1])
     return out
