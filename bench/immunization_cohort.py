@@ -13,6 +13,9 @@ the load is not what is measured). Then:
   * floor 1, the raw SELECT: the rows the refresh reads (Patients and Immunizations, content included), in
     one query, in one process, not decoded;
   * floor 2, the engine alone: the same children's records already in memory, forecast in one process;
+  * floor 3 (SQLite), the writes alone: SQLite itself writing the same recommendations and index rows,
+    created and rewritten, in chunk-sized transactions (bench/cohort_write_floor.py), and with floors 1 and
+    2 the least wall time any split of the work over `--workers` cores could take;
   * the projection to 10.2 million citizens at the measured rate.
 """
 from __future__ import annotations
@@ -150,6 +153,20 @@ def main() -> int:
           f"(workers' CPU / {args.workers}, or on SQLite the write transactions' CPU, which take turns) {args.cohort / free:.0f} s; "
           f"{POPULATION:,} citizens {POPULATION / rate / 60:.0f} min at the measured rate, {POPULATION / free / 60:.0f} min "
           f"on free cores")
+    if "sqlite" in database:
+        import cohort_write_floor
+        store.checkpoint()
+        f = cohort_write_floor.measure(str(tmp / "bench.sqlite"))
+        engine_all = args.cohort * engine_c / len(sample)
+        print(f"floor, the writes alone (SQLite itself, {cohort_write_floor.CHUNK} recommendations a transaction, "
+              f"{f.index_rows:,} index rows): created {f.first_wall:.1f} s wall ({f.first_cpu:.1f} s CPU), "
+              f"rewritten {f.rewrite_wall:.1f} s wall ({f.rewrite_cpu:.1f} s CPU)")
+        for label, run, wall, cpu in (("first", runs[0], f.first_wall, f.first_cpu),
+                                      ("rewrite", runs[1], f.rewrite_wall, f.rewrite_cpu)):
+            least = max(wall, (cpu + engine_all + raw) / args.workers)
+            print(f"{label}: the least wall time on {args.workers} cores = max(writes {wall:.1f} s, (writes' CPU "
+                  f"{cpu:.1f} + engine {engine_all:.1f} + raw read {raw:.1f}) / {args.workers}) = {least:.1f} s; "
+                  f"the refresh took {run.seconds:.1f} s = {run.seconds / least:.2f} x that")
     print(f"load average after: {os.getloadavg()[0]:.1f}; data in {tmp}")
     store.close()
     return 0
