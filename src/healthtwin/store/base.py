@@ -147,6 +147,10 @@ class Store:
         what was loaded. Nothing on SQLite, whose planner chooses these queries' indexes by their shape, without
         statistics (the one-million-resource search figures in docs/performance.md are measured so)."""
 
+    def analyze_resources(self) -> None:
+        """The planner's statistics of the `resources` table, now, whatever the share written: for a job that
+        is writing many rows of a type the statistics do not know yet (nothing on SQLite, as above)."""
+
     # -- schema ------------------------------------------------------------------------------------------------
     def migrate(self) -> list[int]:
         """Applies every migration not yet recorded; returns the versions applied now."""

@@ -406,6 +406,15 @@ class PostgresStore(Store):
                 return
             conn.execute(f"VACUUM (ANALYZE) resources, history, {', '.join(INDEX_TABLES)}")
 
+    def analyze_resources(self) -> None:
+        """ANALYZE of `resources` (a sample of 30,000 rows: about a second at 1.5M). Why a job needs it: a type
+        the statistics have not seen is estimated at one row, so `type = ? AND id IN (…500 ids…)` is planned as
+        a scan of every row of that type by (type, rid) with the ids as a filter, rather than 500 probes of
+        the (type, id) key. The cohort refresh, reading its recommendations by id, took 0.5 ms a row that way
+        at 130,000 recommendations (277 ms for 500; each chunk scanned all the rows written before it)."""
+        with self._connection() as conn:
+            conn.execute("ANALYZE resources")
+
     def close(self) -> None:
         if self._pid_conn is not None:
             self._pid_conn.close()

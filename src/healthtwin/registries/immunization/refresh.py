@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ...api.services import utc_today
 from ...security.auth_audit import DCM, record_in_store
@@ -31,6 +31,7 @@ from .recommendations import CHILD_YEARS
 
 BATCH = 250  # children per batch of the per-child path
 CHUNK = 1000  # children per chunk of the bulk path: one transaction, four reads
+ANALYZE_AFTER = 5000  # recommendations written before the run refreshes the planner's statistics (_collect)
 
 
 @dataclass
@@ -158,6 +159,20 @@ def audit_event(on: date, totals: Totals, workers: int) -> dict[str, Any]:
     }
 
 
+def _collect(store: Any, results: Iterable[tuple]) -> list[tuple]:
+    """The batches' results as they come, with the planner's statistics refreshed once ANALYZE_AFTER
+    recommendations are written (store.analyze_resources): a first refresh creates a type PostgreSQL's
+    statistics have never seen, and every later chunk's lookup by id was planned as a scan of all of it."""
+    done, written, analyzed = [], 0, False
+    for result in results:
+        done.append(result)
+        written += result[1]
+        if not analyzed and written >= ANALYZE_AFTER:
+            store.analyze_resources()
+            analyzed = True
+    return done
+
+
 def refresh_all(database: str | None, data_dir: Path, on: date, workers: int = 2, per_child: bool = False) -> Totals:
     """Re-forecasts every child; the run is recorded in the audit trail (audit_event) once it has committed."""
     started = time.perf_counter()
@@ -167,13 +182,12 @@ def refresh_all(database: str | None, data_dir: Path, on: date, workers: int = 2
     jobs = [(ids, on.isoformat(), per_child) for ids in batches]
     if workers == 1:
         _init(database, str(data_dir))
-        results = map(_batch, jobs)
-        done = list(results)
+        done = _collect(services.store, map(_batch, jobs))
         _worker["services"].store.close()
     else:
         ctx = multiprocessing.get_context("spawn")  # no inherited connections or threads
         with ctx.Pool(workers, _init, (database, str(data_dir), True)) as pool:
-            done = list(pool.imap_unordered(_batch, jobs))
+            done = _collect(services.store, pool.imap_unordered(_batch, jobs))
     for children, written, busy, cpu, writing, again in done:
         totals.children += children
         totals.written += written
@@ -181,6 +195,9 @@ def refresh_all(database: str | None, data_dir: Path, on: date, workers: int = 2
         totals.cpu += cpu
         totals.writing += writing
         totals.again += again
+    # As after a load: the due lists search what was just written (on PostgreSQL, when the run wrote a tenth
+    # of the store or more; less is left to autovacuum)
+    services.store.refresh_statistics(totals.written)
     totals.seconds = time.perf_counter() - started
     try:
         record_in_store(services.store, audit_event(on, totals, workers))
