@@ -30,8 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from healthtwin.registries.immunization.refresh import CHUNK  # noqa: E402  (children, so recommendations, a transaction)
+
 TYPE = "ImmunizationRecommendation"
-CHUNK = 1000  # registries/immunization/refresh.CHUNK: children (so recommendations) a transaction
 
 
 @dataclass
@@ -86,10 +87,9 @@ def measure(source: str) -> Floor:
                             f"WHERE rid IN ({marks(len(chunk))})", chunk)
                 cur.executemany("UPDATE resources SET version = version + 1, last_updated = last_updated + 1, "
                                 "content = ? WHERE rid = ?", [(contents[rid], rid) for rid in chunk])
-                for table in INDEX_TABLES:  # nosec B608
-                    cur.execute(f"SELECT rowid, * FROM {table} WHERE rid IN ({marks(len(chunk))})", chunk).fetchall()
-                dates = cur.execute(f"SELECT rowid, rid, pid, lo, hi FROM idx_date WHERE rid IN ({marks(len(chunk))})",
-                                    chunk).fetchall()
+                stored = {table: cur.execute(f"SELECT rowid, * FROM {table} WHERE rid IN ({marks(len(chunk))})",  # nosec B608
+                                             chunk).fetchall() for table in INDEX_TABLES}
+                dates = stored["idx_date"]  # (rowid, rid, pid, lo, hi)
                 cur.execute(f"DELETE FROM idx_date WHERE rid IN ({marks(len(chunk))})", chunk)
                 cur.executemany("INSERT INTO idx_date (rid, pid, lo, hi) VALUES (?, ?, ?, ?)",
                                 [(rid, pid, lo + 86400, hi + 86400) for _, rid, pid, lo, hi in dates])
