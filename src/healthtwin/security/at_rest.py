@@ -55,7 +55,9 @@ PARTIAL = b'{"__sealed":"'
 _PARTIAL_KEY = "__sealed"
 _CONTACT_DETAIL = frozenset({"id", "extension", "name", "telecom"})
 # Cheap pre-check on the serialised JSON: a resource without any of these has nothing to seal.
-_HINTS = (b'"identifier":{', b'"telecom"', b'"name":{', b'"name":[', b'"contained"', b'"contact"',
+# `"name":"` too: a ContactDetail's name is a string, and one sits in `author`, `editor`, `reviewer` or
+# `endorser` of a definition with no other hint (found 2026-12-03 by tests/security/test_at_rest_precheck.py).
+_HINTS = (b'"identifier":{', b'"telecom"', b'"name":{', b'"name":[', b'"name":"', b'"contained"', b'"contact"',
           b'ContactDetail"',
           *(b'"' + s.encode() + b'"' for s in PERSON_SYSTEMS))
 # Parameter names whose values are direct identifiers wherever they appear (chains included): recorded
@@ -65,6 +67,8 @@ _AUDIT_REDACT = frozenset({"identifier", "telecom", "phone", "email", "name", "f
                            "_text", "_content"})
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:[:.][A-Za-z0-9_\-]+)*")  # name, modifiers, chains
 _FILTER_SPLIT = re.compile(r",(?=[A-Z][A-Za-z]+\?)")  # commas between _typeFilter searches, not inside values
+# A `display` key right after a `code` member whose value has no quote or escape: the same object, a Coding.
+_CODED_DISPLAY = re.compile(rb'"code":"[^"\\]*","display":')
 PREFIX_MAX = 32
 _DIGEST_BYTES = 10  # 80 bits: collisions among 10^9 distinct values stay below one in a million
 
@@ -85,6 +89,13 @@ def may_name_a_person(content: bytes) -> bool:
     a Coding's does; anything else (a Reference's display, an unusual order) goes to the full walk."""
     if any(h in content for h in _HINTS):
         return True
+    # Fast path, in C: every `display` key follows a `code` member of the same object (orjson's compact JSON
+    # of a Coding written as system, code, display), so its node has a code and it is a Coding's display.
+    # Anything else (spacing, escapes, other orders) takes the walk below. A recommendation's 30 displays
+    # cost 93 µs on the walk on 2026-12-03's machine, inside SQLite's one write transaction.
+    displays = content.count(b'"display"')
+    if displays == content.count(b'"display":') == len(_CODED_DISPLAY.findall(content)):
+        return False
     at = content.find(b'"display"')
     while at >= 0:
         start = content.rfind(b"{", 0, at)
