@@ -116,3 +116,57 @@ def test_a_record_changed_between_the_read_and_the_write_is_forecast_again(imm_w
     assert {k: v for k, v in got.items() if k != "meta"} == {k: v for k, v in want.items() if k != "meta"}
     gone = world.store.read("ImmunizationRecommendation", recommendation_id(dying, rules.DEFAULT_SCHEDULE))
     assert gone is None or gone.deleted  # ... and left deleted, as the live rule left it
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_patients_read_from_the_index_are_what_the_forecast_reads_from_the_record(kind, tmp_path):
+    """The bulk reader takes a child's birth date, sex and living state from the Patient's index rows instead of
+    opening the encrypted resource: on every shape the index may not say exactly (a month-only birth date, a
+    death by date, no sex, an inactive record, a Patient written without index rows) the forecast's view agrees
+    with the record's, and the resource itself is opened where the index falls short."""
+    from healthtwin.api.services import Services
+    from healthtwin.registries.immunization.cohort import CohortReader
+    from healthtwin.registries.immunization.recommendations import engine_patient
+    from healthtwin.security.storage import open_store
+    store = open_store(database_url(kind, tmp_path), tmp_path / "data")
+    Services.build(store)
+    schedule = rules.load()
+    shapes = {
+        "full": {"birthDate": "2025-03-04", "gender": "female"},
+        "male-active": {"birthDate": "2024-12-31", "gender": "male", "active": True},
+        "inactive": {"birthDate": "2025-01-01", "gender": "male", "active": False},
+        "month-only": {"birthDate": "2025-02", "gender": "female"},
+        "year-only": {"birthDate": "2024"},
+        "no-birth-date": {"gender": "other"},
+        "died-on-a-date": {"birthDate": "2025-05-05", "gender": "unknown", "deceasedDateTime": "2025-09-01"},
+        "died": {"birthDate": "2025-05-06", "deceasedBoolean": True},
+        "alive-false": {"birthDate": "2025-05-07", "deceasedBoolean": False, "gender": "female"},
+    }
+    with store.transaction() as tx:
+        for pid, shape in shapes.items():
+            tx.create("Patient", {"resourceType": "Patient", **shape}, pid)
+    with store.transaction() as tx:  # without its index rows, as a load without the parameters leaves one
+        tx.put_many([({"resourceType": "Patient", "id": "unindexed", "birthDate": "2025-06-01",
+                       "gender": "male", "deceasedBoolean": True}, [])])
+    reader = CohortReader(store, schedule)
+    ids = sorted([*shapes, "unindexed", "missing"])
+    got = reader.patients(store.query, ids)
+    assert sorted(got) == sorted([*shapes, "unindexed"])
+    on = dt.date(2026, 1, 1)
+    for pid, (version, patient) in got.items():
+        record = orjson.loads(store.read("Patient", pid).content)
+        assert version == 1
+        assert is_living(patient) == is_living(record), pid
+        assert patient.get("birthDate") == record.get("birthDate"), pid
+        try:
+            want = engine_patient(record, [], [], schedule, on)
+        except ValueError:
+            want = None
+        try:
+            have = engine_patient(patient, [], [], schedule, on)
+        except ValueError:
+            have = None
+        assert have == want, pid
+    assert got["unindexed"][1] == orjson.loads(store.read("Patient", "unindexed").content)  # opened
+    assert "meta" in got["month-only"][1] and "meta" not in got["full"][1]  # opened only where needed
+    store.close()
