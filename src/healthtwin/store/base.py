@@ -15,7 +15,7 @@ import orjson
 
 from ..fhir.outcome import FHIRError
 from .faults import read_once_more
-from .indexer import COLUMNS, index_rows
+from .indexer import COLUMNS, Packed, index_rows, pack_rows
 from .records import Stored, instant
 from .schema import INDEX_TABLES, MIGRATIONS, statements
 from .sealing import Sealer
@@ -75,6 +75,7 @@ class Store:
     def __init__(self) -> None:
         self.clock = Clock()
         self._pids: dict[tuple[str, str], int] = {}
+        self._packed: dict[tuple, tuple] = {}  # packed_index_rows: extracted row -> (table, packed row)
         self._pid_lock = threading.Lock()
         self._extractor: Extractor | None = None
         # A Sealer (store/sealing.py; security/at_rest.py's AtRest): encrypts identifying resources and blinds
@@ -126,6 +127,24 @@ class Store:
     def index_rows_for(self, resource: dict) -> list[tuple]:
         """The index rows of `resource` as stored (extracted, then blinded where needed)."""
         return self.index_values(resource["resourceType"], self.extract(resource))
+
+    def packed_index_rows(self, resource: dict) -> Packed | list[tuple]:
+        """index_rows_for, packed for the index tables ahead of the write (Transaction.insert_many and
+        update_many take either), so a bulk writer packs outside the transaction; the extracted rows as they
+        are while one of their parameters has no id yet (the write creates it)."""
+        rows = self.index_rows_for(resource)
+
+        def pid_of(rtype: str, code: str) -> int:
+            found = self.pid(rtype, code)
+            if found is None:
+                raise LookupError(code)
+            return found
+        if len(self._packed) > 100_000:  # bounded: a cohort repeats a few thousand distinct rows
+            self._packed.clear()
+        try:
+            return pack_rows(resource["resourceType"], rows, pid_of, self._packed)
+        except LookupError:
+            return rows
 
     # -- dialect hooks ---------------------------------------------------------------------------------------
     @contextmanager
@@ -538,7 +557,8 @@ class Transaction:
 
     def insert_many(self, rtype: str, items: list[tuple[str, dict, list[tuple]]]) -> list[Stored]:
         """`create` of many new resources of one type with the ids given (each `(id, resource, index rows)`, the
-        rows as Store.index_rows_for makes them, so a caller can extract them outside the transaction)."""
+        rows as Store.index_rows_for or packed_index_rows makes them, so a caller can extract and pack them
+        outside the transaction)."""
         if not items:
             return []
         self._flush_new()

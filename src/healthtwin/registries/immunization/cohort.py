@@ -257,7 +257,7 @@ def prepare_chunk(services: Any, children: Sequence[str], on: date,
                 if found is not None and not found.deleted:
                     plan[rid] = (pid, version, None, [])
             elif not _unchanged(found, new):
-                plan[rid] = (pid, version, new, store.index_rows_for(new))
+                plan[rid] = (pid, version, new, store.packed_index_rows(new))
     return Prepared(children, on, read_at, plan)
 
 
