@@ -59,8 +59,8 @@ def composite_columns(components: list[tuple]) -> tuple[Any, ...]:
 class Packed(dict):
     """Index rows packed ahead of a write (pack_rows): table -> rows of (pid, *columns), without the resource's
     row id, which only the write transaction knows (attach adds it). A bulk writer packs outside its
-    transaction: on SQLite, one writer at a time, packing 5 million rows inside it was a third of a cohort
-    refresh's write."""
+    transaction: on SQLite, one writer at a time, packing inside it cost a cohort refresh 0.06 ms of the 0.67 ms
+    each recommendation spent in the write (20,000 children, first refresh, 2026-12-03)."""
 
 
 def pack_rows(rtype: str, rows: list[tuple], pid_of: Callable[[str, str], int],

@@ -89,20 +89,20 @@ class CohortReader:
         marks = _marks(len(children))
         heads = rows(f"SELECT r.rid, r.id, r.version FROM resources r WHERE r.type = 'Patient' AND r.deleted = 0 "
                      f"AND r.id IN ({marks})", list(children))
-        by_rid = {rid: [pid, version, {}, []] for rid, pid, version in heads}
+        by_rid = {rid: (pid, version, []) for rid, pid, version in heads}
         if by_rid and self.patient_pids:
             rids = list(by_rid)
             names = self.patient_pids
             for rid, pid, code in rows(f"SELECT rid, pid, code FROM idx_token WHERE rid IN ({_marks(len(rids))}) "
                                        f"AND pid IN ({_marks(len(names))})", [*rids, *names]):
-                by_rid[rid][3].append((names[pid], code))
+                by_rid[rid][2].append((names[pid], code))
             if self.birthdate_pid is not None:
                 for rid, lo, hi in rows(f"SELECT rid, lo, hi FROM idx_date WHERE rid IN ({_marks(len(rids))}) "
                                         f"AND pid = ?", [*rids, self.birthdate_pid]):
-                    by_rid[rid][3].append(("birthdate", (lo, hi)))
+                    by_rid[rid][2].append(("birthdate", (lo, hi)))
         out: dict[str, tuple[int, dict]] = {}
         unread: list[int] = []
-        for rid, (pid, version, _, found) in by_rid.items():
+        for rid, (pid, version, found) in by_rid.items():
             patient = _patient_from_index(pid, found)
             if patient is None:
                 unread.append(rid)
