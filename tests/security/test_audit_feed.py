@@ -179,6 +179,23 @@ def test_a_restarted_collector_is_noticed_not_written_into(store, log, collector
     assert [e["id"] for _, e in got] == ["1", "2"]
 
 
+def test_a_restarted_collector_is_noticed_by_a_process_holding_many_files(store, log, collector, tmp_path):
+    """A server with many connections open gives the feed's socket a descriptor past 1024, where select()
+    refuses to look: the feed must still notice the receiver's close and reconnect."""
+    import os
+    import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 1200:
+        pytest.skip(f"the open-files limit ({soft}) is below the 1,100 descriptors this test holds")
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        test_a_restarted_collector_is_noticed_not_written_into(store, log, collector, tmp_path)
+        assert max(held) > 1024
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
 def test_one_process_per_data_folder_forwards(store, log, collector, tmp_path):
     append(log, 3)
     first, second = feed_to(store, collector.port, tmp_path), feed_to(store, collector.port, tmp_path)

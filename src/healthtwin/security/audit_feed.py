@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import select
 import socket
 import ssl
 import threading
@@ -192,10 +193,11 @@ class AuditFeed:
 
 def _closed_by_peer(sock: socket.socket) -> bool:
     """Whether the receiver has closed the connection (or sent something, which a syslog receiver never does):
-    written into, such a socket swallows the first batch before the error shows."""
-    import select
-    readable, _, _ = select.select([sock], [], [], 0)
-    if not readable:
+    written into, such a socket swallows the first batch before the error shows. poll, not select: a server
+    holding many connections gives its sockets descriptors past 1024, which select() refuses."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    if not poller.poll(0):
         return False
     if isinstance(sock, ssl.SSLSocket):
         return True  # a receiver sends nothing but its close over TLS (and TLS cannot peek): start afresh
