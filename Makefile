@@ -21,7 +21,7 @@ node_modules/.installed: package.json package-lock.json
 	if command -v npm >/dev/null; then npm ci --ignore-scripts --no-audit --no-fund && touch $@; fi
 
 test: $(STAMP) node_modules/.installed
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --durations=30
 
 serve: $(STAMP)
 	$(BIN)/healthtwin serve
