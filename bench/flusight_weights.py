@@ -49,9 +49,14 @@ def past_errors(method: cal.Forecaster, ref: dt.date) -> list[tuple[dt.date, int
     return out
 
 
-def combined(raw: cal.Raw, weights: dict[str, float]) -> dict[str, np.ndarray]:
-    """The raw date's ensemble under other weights (locations no component forecast keep theirs)."""
-    av = ensemble.average(raw.components, weights)
+def combined(raw: cal.Raw, weights: dict[str, float], geometric: bool = False) -> dict[str, np.ndarray]:
+    """The raw date's ensemble under other weights (locations no component forecast keep theirs); with
+    `geometric`, the components' quantiles are averaged on the log(1 + y) scale instead of the counts'."""
+    if geometric:
+        logs = {n: {loc: np.log1p(q) for loc, q in c.items()} for n, c in raw.components.items()}
+        av = {loc: np.expm1(q) for loc, q in ensemble.average(logs, weights).items()}
+    else:
+        av = ensemble.average(raw.components, weights)
     return {loc: av.get(loc, q) for loc, q in raw.quantiles.items()}
 
 
@@ -76,7 +81,7 @@ def weights_on(method, errors, power: float, share: float, log_scale: bool) -> d
     return {n: share * adapted[n] / total + (1 - share) * ensemble.WEIGHTS[n] for n in scores}
 
 
-def score(method, tasks, y, base, power, share, log_scale):
+def score(method, tasks, y, base, power, share, log_scale, geometric=False):
     table, mean_w = {}, {n: [] for n in ensemble.WEIGHTS}
     for ref in sorted({t[0] for t in tasks}):
         r = dt.date.fromisoformat(ref)
@@ -84,7 +89,7 @@ def score(method, tasks, y, base, power, share, log_scale):
         w = weights_on(method, errors, power, share, log_scale)
         for n in mean_w:
             mean_w[n].append(w[n])
-        past = {e: combined(method.raw(e), w) for e in {e for e, *_ in errors}}
+        past = {e: combined(method.raw(e), w, geometric) for e in {e for e, *_ in errors}}
         factors = np.full((4, 23), ensemble.SPREAD)
         factors[:, MEDIAN] = 1.0
         for h in fs.HORIZONS:
@@ -93,7 +98,7 @@ def score(method, tasks, y, base, power, share, log_scale):
             if len(v) >= method.min_errors:
                 factors[h] = cal.SHRINK * cal.fit_factors(q, v) + (1 - cal.SHRINK) * ensemble.SPREAD
                 factors[h, MEDIAN] = 1.0
-        for loc, q in combined(method.raw(r), w).items():
+        for loc, q in combined(method.raw(r), w, geometric).items():
             scaled = cal.scale(q, factors)
             for h in fs.HORIZONS:
                 table[(ref, loc, h)] = scaled[h]
@@ -105,18 +110,22 @@ def score(method, tasks, y, base, power, share, log_scale):
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dumps", nargs="+", help="FILE:SEASON pairs from bench/flusight.py --dump")
+    p.add_argument("--geometric-only", action="store_true", help="only the fixed weights, counts' and log-scale average")
     args = p.parse_args()
     seasons = {}
     for path, name in (d.rsplit(":", 1) for d in args.dumps):
         method, tasks, y, _, base = calib_bench.season(Path(path), name, cal.PAST_WEEKS)
         seasons[name] = (method, tasks, y, base)
     rows = []
-    variants = [(0, 0, False)] + list(itertools.product((0.5, 1, 2, 4, 8), (0.5, 1.0), (False, True)))
-    for power, share, log_scale in variants:
-        result = {name: score(*data, power, share, log_scale) for name, data in seasons.items()}
+    variants = [(0, 0, False, False), (0, 0, False, True)] + [
+        (*v, False) for v in itertools.product((0.5, 1, 2, 4, 8), (0.5, 1.0), (False, True))]
+    if args.geometric_only:
+        variants = variants[:2]
+    for power, share, log_scale, geometric in variants:
+        result = {name: score(*data, power, share, log_scale, geometric) for name, data in seasons.items()}
         rule = np.mean([v[0] + v[1] for v in result.values()]) / 2
         ok = all(0.90 <= v[3] <= 0.97 for v in result.values())
-        label = "fixed weights (present)" if power == 0 else \
+        label = ("fixed weights, log-scale average" if geometric else "fixed weights (present)") if power == 0 else \
             f"power {power}, share {share}, {'log' if log_scale else 'count'} WIS"
         rows.append((not ok, rule, label))
         figures = "; ".join(f"{n} {v[0]:.3f}/{v[1]:.3f} cov {v[2]:.3f}/{v[3]:.3f} w "
