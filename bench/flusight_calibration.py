@@ -94,6 +94,13 @@ def score(method, tasks, y, errors, base, per_level, counts, low, shrink) -> tup
     return s["wis"] / base["wis"], s["wis_log"] / base["wis_log"], s["cov50"], s["cov95"]
 
 
+def judged(result: dict[str, tuple]) -> tuple[float, bool]:
+    """The selection rule over seasons' (relative WIS, log relative WIS, cov50, cov95, ...): the mean of the
+    relative WIS on both scales, and whether every season's 95% coverage lies in [0.90, 0.97]."""
+    rule = float(np.mean([v[0] + v[1] for v in result.values()]) / 2)
+    return rule, all(0.90 <= v[3] <= 0.97 for v in result.values())
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dumps", nargs="+", help="FILE:SEASON pairs from bench/flusight.py --dump")
@@ -103,8 +110,7 @@ def main() -> int:
     rows = []
     for per_level, counts, low, shrink in itertools.product((True, False), (True, False), (0.5, 0.9), (None, 0.5)):
         result = {name: score(*data, per_level, counts, low, shrink) for name, data in seasons.items()}
-        rule = np.mean([v[0] + v[1] for v in result.values()]) / 2
-        ok = all(0.90 <= v[3] <= 0.97 for v in result.values())
+        rule, ok = judged(result)
         label = (f"{'per level' if per_level else 'one per horizon'}, {'count' if counts else 'log'} scale, "
                  f"{low}-2.0, {'half-way' if shrink else 'not shrunk'}")
         rows.append((not ok, rule, label, result))

@@ -120,8 +120,7 @@ def main() -> int:
         variants = variants[:2]
     for power, share, log_scale, geometric in variants:
         result = {name: score(*data, power, share, log_scale, geometric) for name, data in seasons.items()}
-        rule = np.mean([v[0] + v[1] for v in result.values()]) / 2
-        ok = all(0.90 <= v[3] <= 0.97 for v in result.values())
+        rule, ok = calib_bench.judged(result)
         label = ("fixed weights (present)" if geometric else "fixed weights, counts' average") if power == 0 else \
             f"power {power}, share {share}, {'log' if log_scale else 'count'} WIS"
         rows.append((not ok, rule, label))
