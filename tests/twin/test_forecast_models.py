@@ -33,6 +33,7 @@ def test_the_ensemble_gives_monotone_non_negative_quantiles():
     rising = epidemic(36, 40, 500.0, 9)
     assert ensemble.forecast({"r": rising}, 1)[0]["r"][0, 11] > np.median(rising[-8:])
 
+
 def test_the_components_are_averaged_on_the_log_scale_with_their_weights():
     """The ensemble's quantile at each level is the weighted mean of log(1 + q) over the components that
     forecast the series, back-transformed: a component far above the others pulls by its ratio, not its count."""
@@ -46,7 +47,6 @@ def test_the_components_are_averaged_on_the_log_scale_with_their_weights():
     assert np.allclose(out["t"], low)  # a series only one component forecasts is that component's
     counts = ensemble.average(both, {"a": 3.0, "b": 1.0}, log_scale=False)
     assert np.allclose(counts["s"], 0.75 * low + 0.25 * high)
-
 
 
 def test_the_hub_csv_has_the_hub_columns_and_dates(tmp_path):
