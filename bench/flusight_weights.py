@@ -5,8 +5,9 @@ that the vintage of R can score (the same errors the spread calibration reads), 
 fixed_c * (S_c / min S)^-power, taken part of the way (`share`) from the fixed weights; the spread is then
 calibrated on the re-weighted past forecasts exactly as calibration.py does. power 0 is fixed weights; the
 components' quantiles are averaged on the log(1 + count) scale (the present ensemble) or, in the first row,
-on the counts' own (the ensemble before 2026-12-06). The chosen variant has the least mean of natural- and log-scale relative WIS over 2022-23 and 2024-25
-among those with 95% coverage in [0.90, 0.97] in both; 2023-24 is scored only after the choice.
+on the counts' own (the ensemble before 2026-12-06). The chosen variant has the least mean of natural- and
+log-scale relative WIS over 2022-23 and 2024-25 among those with 95% coverage in [0.90, 0.97] in both;
+2023-24 is scored only after the choice.
 
     nice -n 10 python bench/flusight.py --season 2022-23 --every 2 --dump /tmp/2022-23.pkl
     nice -n 10 python bench/flusight.py --season 2024-25 --every 2 --dump /tmp/2024-25.pkl
@@ -28,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import flusight_calibration as calib_bench  # noqa: E402
 import flusight as season_bench  # noqa: E402
 from healthtwin.twin.forecasting import calibration as cal, ensemble, flusight as fs  # noqa: E402
-from healthtwin.twin.forecasting.levels import MEDIAN  # noqa: E402
 from healthtwin.twin.forecasting.scoring import wis  # noqa: E402
 
 
@@ -57,7 +57,7 @@ def combined(raw: cal.Raw, weights: dict[str, float], geometric: bool = False) -
     return {loc: av.get(loc, q) for loc, q in raw.quantiles.items()}
 
 
-def weights_on(method, errors, power: float, share: float, log_scale: bool) -> dict[str, float]:
+def weights_on(method, errors, power: float, share: float, log_wis: bool) -> dict[str, float]:
     if power == 0 or not errors:
         return dict(ensemble.WEIGHTS)
     scores = {}
@@ -71,30 +71,25 @@ def weights_on(method, errors, power: float, share: float, log_scale: bool) -> d
         if len(y) < cal.MIN_ERRORS:
             return dict(ensemble.WEIGHTS)
         q, y = np.array(q), np.array(y)
-        scores[name] = float((wis(np.log1p(q), np.log1p(y)) if log_scale else wis(q, y)).mean())
+        scores[name] = float((wis(np.log1p(q), np.log1p(y)) if log_wis else wis(q, y)).mean())
     best = min(scores.values())
     adapted = {n: ensemble.WEIGHTS[n] * (scores[n] / best) ** -power for n in scores}
     total = sum(adapted.values())
     return {n: share * adapted[n] / total + (1 - share) * ensemble.WEIGHTS[n] for n in scores}
 
 
-def score(method, tasks, y, base, power, share, log_scale, geometric=False):
+def score(method, tasks, y, base, power, share, log_wis, geometric=False):
     table, mean_w = {}, {n: [] for n in ensemble.WEIGHTS}
     for ref in sorted({t[0] for t in tasks}):
         r = dt.date.fromisoformat(ref)
         errors = past_errors(method, r)
-        w = weights_on(method, errors, power, share, log_scale)
+        w = weights_on(method, errors, power, share, log_wis)
         for n in mean_w:
             mean_w[n].append(w[n])
         past = {e: combined(method.raw(e), w, geometric) for e in {e for e, *_ in errors}}
-        factors = np.full((4, 23), ensemble.SPREAD)
-        factors[:, MEDIAN] = 1.0
-        for h in fs.HORIZONS:
-            q = np.array([past[e][loc][hh] for e, hh, loc, _ in errors if hh == h])
-            v = np.array([obs for _, hh, _, obs in errors if hh == h])
-            if len(v) >= method.min_errors:
-                factors[h] = cal.SHRINK * cal.fit_factors(q, v) + (1 - cal.SHRINK) * ensemble.SPREAD
-                factors[h, MEDIAN] = 1.0
+        by_horizon = {h: ([past[e][loc][h] for e, hh, loc, _ in errors if hh == h],
+                          [obs for _, hh, _, obs in errors if hh == h]) for h in fs.HORIZONS}
+        factors = cal.factors_from(by_horizon, method.min_errors)
         for loc, q in combined(method.raw(r), w, geometric).items():
             scaled = cal.scale(q, factors)
             for h in fs.HORIZONS:
@@ -118,11 +113,11 @@ def main() -> int:
         (*v, True) for v in itertools.product((0.5, 1, 2, 4, 8), (0.5, 1.0), (False, True))]
     if args.geometric_only:
         variants = variants[:2]
-    for power, share, log_scale, geometric in variants:
-        result = {name: score(*data, power, share, log_scale, geometric) for name, data in seasons.items()}
+    for power, share, log_wis, geometric in variants:
+        result = {name: score(*data, power, share, log_wis, geometric) for name, data in seasons.items()}
         rule, ok = calib_bench.judged(result)
         label = ("fixed weights (present)" if geometric else "fixed weights, counts' average") if power == 0 else \
-            f"power {power}, share {share}, {'log' if log_scale else 'count'} WIS"
+            f"power {power}, share {share}, {'log' if log_wis else 'count'} WIS"
         rows.append((not ok, rule, label))
         figures = "; ".join(f"{n} {v[0]:.3f}/{v[1]:.3f} cov {v[2]:.3f}/{v[3]:.3f} w "
                             + "/".join(f"{x:.2f}" for x in v[4].values()) for n, v in result.items())

@@ -79,6 +79,18 @@ def fit_factors(quantiles: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return out
 
 
+def factors_from(errors: dict[int, tuple[list, list]], min_errors: int = MIN_ERRORS) -> np.ndarray:
+    """(4 horizons, 23) factors from each horizon's past (quantiles, observed): fitted (fit_factors) and taken
+    SHRINK of the way from the fixed ensemble.SPREAD where a horizon has min_errors of them, else the fixed one."""
+    out = np.full((len(fs.HORIZONS), len(LEVELS)), ensemble.SPREAD)
+    out[:, MEDIAN] = 1.0
+    for h, (q, y) in errors.items():
+        if len(y) >= min_errors:
+            out[h] = SHRINK * fit_factors(np.array(q), np.array(y)) + (1 - SHRINK) * ensemble.SPREAD
+            out[h, MEDIAN] = 1.0
+    return out
+
+
 _SEP = "\x1f"  # between a component's name and a location in the stored arrays' names
 
 
@@ -175,13 +187,7 @@ class Forecaster:
                     if loc != "US" and (loc, target) in truth:
                         errors[h][0].append(q[h])
                         errors[h][1].append(truth[(loc, target)])
-        out = np.full((len(fs.HORIZONS), len(LEVELS)), ensemble.SPREAD)
-        out[:, MEDIAN] = 1.0
-        for h, (q, y) in errors.items():
-            if len(y) >= self.min_errors:
-                out[h] = SHRINK * fit_factors(np.array(q), np.array(y)) + (1 - SHRINK) * ensemble.SPREAD
-                out[h, MEDIAN] = 1.0
-        return out
+        return factors_from(errors, self.min_errors)
 
     def forecast(self, reference_date: dt.date) -> tuple[dict[str, np.ndarray], Raw, np.ndarray]:
         """The calibrated quantiles (location -> (4, 23)), the unwidened forecast and the factors used."""
