@@ -71,8 +71,21 @@ def pack_rows(rtype: str, rows: list[tuple], pid_of: Callable[[str, str], int],
     out = Packed()
     for row in rows:
         kind = row[1]
-        if kind == "composite":  # its components come as a list: not a key
-            out.setdefault("idx_composite", []).append((pid_of(rtype, row[0]),) + composite_columns(row[2]))
+        if kind == "composite":  # its components come as a list: the key is made of them
+            key = None
+            if packed is not None:
+                try:
+                    key = (row[0], "composite", *row[2])
+                    found = packed.get(key)
+                except TypeError:  # a component that is no key
+                    key = found = None
+                if found is not None:
+                    out.setdefault("idx_composite", []).append(found)
+                    continue
+            found = (pid_of(rtype, row[0]),) + composite_columns(row[2])
+            if key is not None:
+                packed[key] = found
+            out.setdefault("idx_composite", []).append(found)
             continue
         keyed = packed is not None
         try:
