@@ -272,8 +272,8 @@ class AtRest:
         for row in rows:
             code, kind = row[0], row[1]
             if kind == "token":
-                # whether the code's tokens are blinded, remembered per code: the split and suffix test on
-                # every row were a fifth of a cohort recommendation's index work (~40 rows each, 2026-12-06)
+                # whether the code's tokens are blinded, remembered per code: the split and suffix test ran
+                # on every row, a tenth of a cohort recommendation's index work (~40 rows each, 2026-12-06)
                 blind = blinded.get(code)
                 if blind is None:
                     blind = blinded[code] = code.split(":", 1)[0] in BLIND_TOKENS or code.endswith(":identifier")
