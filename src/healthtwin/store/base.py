@@ -66,6 +66,10 @@ class Store:
 
     dialect = "abstract"
     row_locator: str | None = None  # a column naming one row of a table, for writing only changed index rows
+    # Put before a column in a condition to keep that column out of the index choice ('+pid' on SQLite, whose
+    # planner, without statistics, took the (pid, …) index over a whole parameter where the (rid, pid) one
+    # reads a few rows); nothing where the planner chooses by cost (PostgreSQL).
+    index_hint = ""
     # Whether calls block on the network (the API then runs them in a worker thread).
     blocking = False
     # Whether a transaction's second and later creates are batched into one insert at flush (with row ids

@@ -361,7 +361,7 @@ def _include(store, registry, inc: Include, rids: list[int]) -> list[tuple[int, 
     # The page's references (by row id), then the resources they name. As a join, SQLite started from every
     # resource of the target type (all patients, for Encounter?_include=Encounter:subject); '+' keeps the
     # parameter and type terms out of its index choice on SQLite (PostgreSQL plans by cost).
-    hint = "+" if store.dialect == "sqlite" else ""
+    hint = store.index_hint
     out = []
     for start in range(0, len(rids), 500):
         chunk = rids[start:start + 500]

@@ -74,7 +74,7 @@ class SearchCompiler:
         # SQLite's planner picks an index for every indexable term; a unary '+' takes a term out of index
         # selection, so the driving criterion (by row id) and the (rid, pid) probes are the plans it uses.
         # PostgreSQL plans by cost and needs no such hint (and has no unary + on text).
-        self.hint = "+" if store.dialect == "sqlite" else ""
+        self.hint = store.index_hint
         self._driven: set[str] = set()  # aliases a criterion drives by a set of row ids (`alias.rid IN (...)`)
 
     def alias(self) -> str:

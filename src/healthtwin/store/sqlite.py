@@ -72,6 +72,7 @@ def _set_wal(conn: sqlite3.Connection, seconds: float = 60.0) -> None:
 
 class SQLiteStore(Store):
     dialect = "sqlite"
+    index_hint = "+"
     row_locator = "rowid"  # every index table has one (none is WITHOUT ROWID)
     batched_creates = True
     blocking = False
