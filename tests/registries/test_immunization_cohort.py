@@ -17,7 +17,8 @@ from healthtwin.store.schema import INDEX_TABLES
 
 from .imm_world import TODAY, TYPES, database_url, imm_population, imm_world  # noqa: F401  (fixtures)
 
-LATER = TODAY + dt.timedelta(days=75)  # far enough for doses to fall due: most recommendations change
+LATER = TODAY + dt.timedelta(days=75)
+GIVEN = TODAY + dt.timedelta(days=30)  # the doses _load_later_doses records, between TODAY and LATER
 
 
 def _loaded(kind: str, tmp_path, folder):
@@ -66,12 +67,34 @@ def _state(store) -> dict:
     return out
 
 
+def _load_later_doses(store, folder) -> int:
+    """One more dose for every patient with doses (their latest vaccine again, given on GIVEN), bulk-loaded as
+    a migration would (no write rule runs), so the next refresh finds most children's records changed."""
+    from healthtwin.api.services import Services
+    from healthtwin.loading import Loader
+    from healthtwin.registries.immunization.due import register
+    from .imm_world import read
+    latest: dict[str, dict] = {}
+    for imm in read(folder, "Immunization"):
+        ref = imm["patient"]["reference"]
+        if ref not in latest or imm.get("occurrenceDateTime", "") > latest[ref].get("occurrenceDateTime", ""):
+            latest[ref] = imm
+    lines = [orjson.dumps({**imm, "id": f"{imm['id']}-later", "occurrenceDateTime": GIVEN.isoformat()})
+             for imm in latest.values()]
+    services = Services.build(store)
+    register(services.registry)
+    Loader(services).load_lines(lines, "Immunization.ndjson")
+    return len(lines)
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_the_bulk_refresh_writes_what_the_per_child_path_writes(kind, tmp_path, imm_population):
     per_child_db, per_child = _loaded(kind, tmp_path / "a", imm_population)
     bulk_db, bulk = _loaded(kind, tmp_path / "b", imm_population)
     try:
         for day, version in ((TODAY, 1), (LATER, 2)):
+            if day == LATER:  # records changed behind the registry's back: the refresh must catch up
+                assert _load_later_doses(per_child, imm_population) == _load_later_doses(bulk, imm_population) > 20
             ref = refresh_all(per_child_db, tmp_path / "a" / "data", day, workers=1, per_child=True)
             got = refresh_all(bulk_db, tmp_path / "b" / "data", day, workers=2)
             assert got.children == ref.children > 20 and got.written == ref.written > 20
@@ -84,6 +107,55 @@ def test_the_bulk_refresh_writes_what_the_per_child_path_writes(kind, tmp_path, 
     finally:
         per_child.close()
         bulk.close()
+
+
+def _bare(resource: dict) -> dict:
+    return {k: v for k, v in resource.items() if k not in ("meta", "date")}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_later_day_writes_only_the_forecasts_it_changed(kind, tmp_path):
+    """A recommendation is written again when the forecast says something new (a dose falls overdue), not
+    because the day moved: the others keep their version and the day they were made, on both paths. What
+    changed is worked out here from the engine itself, day by day, not written down."""
+    from healthtwin.api.services import Services
+    from healthtwin.loading import Loader
+    from healthtwin.registries.immunization.due import register
+    from healthtwin.security.storage import open_store
+    # newborns to two-year-olds with no doses: their series' dates fall due and overdue over the coming weeks
+    patients = [{"resourceType": "Patient", "id": f"c{i}", "birthDate": (TODAY - dt.timedelta(days=23 * i)).isoformat(),
+                 "gender": "female" if i % 2 else "male"} for i in range(32)]
+    stores = {}
+    for path in ("bulk", "per-child"):
+        database = database_url(kind, tmp_path / path)
+        store = open_store(database, tmp_path / path / "data")
+        services = Services.build(store)
+        register(services.registry)
+        Loader(services).load_lines([orjson.dumps(p) for p in patients], "Patient.ndjson")
+        stores[path] = (database, store)
+    try:
+        made = {p["id"]: (TODAY, recommendations_for((p, [], []), TODAY)) for p in patients}
+        changed_on_some_day = 0
+        for day in (TODAY, TODAY + dt.timedelta(days=1), TODAY + dt.timedelta(days=40)):
+            now = {p["id"]: recommendations_for((p, [], []), day) for p in patients}
+            changed = {pid for pid, recs in now.items()
+                       if day == TODAY or [_bare(r) for r in recs] != [_bare(r) for r in made[pid][1]]}
+            for pid in changed:
+                made[pid] = (day, now[pid])
+            for path, (database, store) in stores.items():
+                got = refresh_all(database, tmp_path / path / "data", day, workers=1, per_child=path == "per-child")
+                assert got.children == len(patients) and got.written == len(changed), (path, day)
+                for pid, (since, recs) in made.items():
+                    [rec] = recs
+                    stored = orjson.loads(store.read("ImmunizationRecommendation", rec["id"]).content)
+                    assert stored["date"][:10] == since.isoformat() and _bare(stored) == _bare(rec), (path, pid)
+            if day != TODAY:
+                changed_on_some_day += len(changed)
+                assert len(changed) < len(patients)  # the day alone rewrote nothing
+        assert changed_on_some_day > 0  # and a dose falling overdue was written
+    finally:
+        for _, store in stores.values():
+            store.close()
 
 
 def test_a_record_changed_between_the_read_and_the_write_is_forecast_again(imm_world):

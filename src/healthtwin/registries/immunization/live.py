@@ -87,10 +87,21 @@ def recommendations_for(case: tuple[dict, list[dict], list[dict]], on: date,
     return out
 
 
+# Left out of the comparison: the version's stamp, and the assessment date. A forecast that says the same on a
+# later day is the same forecast, so its recommendation keeps the day it was first made (`date`: when it was
+# created) and is not written again. Written daily instead, every child's recommendation became a new version
+# every day: 130,000 versions (6 KB each) a day of history for one birth cohort, and a notification per child
+# per day once subscriptions deliver, while the forecasts of 0.6% of them had changed (2026-12-06, the bench
+# cohort from one day to the next). What moves with the day alone (a dose falling overdue, `_status_coding`;
+# a series aged out) is in the content, so it is written when it happens.
+_NOT_COMPARED = ("meta", "date")
+
+
 def _same(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     if old is None:
         return False
-    return {k: v for k, v in old.items() if k != "meta"} == {k: v for k, v in new.items() if k != "meta"} \
+    return {k: v for k, v in old.items() if k not in _NOT_COMPARED} \
+        == {k: v for k, v in new.items() if k not in _NOT_COMPARED} \
         and (old.get("meta") or {}).get("tag") == new["meta"]["tag"]
 
 
