@@ -74,11 +74,12 @@ def _secrets(res: dict[str, list[dict]]) -> tuple[set[str], set[str]]:
                 parts = [n.get("text"), n.get("family"), *n.get("given", [])]
                 for part in filter(None, parts):
                     words.update({part, normalize(part)})
-    # Names of four letters or more: the dump holds megabytes of ciphertext, read as text, in which a given
+    # Names of five letters or more: the dump holds megabytes of ciphertext, read as text, in which a given
     # three-letter name stands alone by chance about once in 30 million bytes (1/256^3, times the odds of a
-    # non-word byte either side; CI at 641daa0 found "aga" so on 2026-12-03); a fourth letter makes that
-    # 256 times rarer. A real leak shows every name, and most names are longer.
-    return {s for s in exact if len(s) >= 6}, {w for w in words if len(w) >= 4}
+    # non-word byte either side; CI at 641daa0 found "aga" so on 2026-12-03), and with some 700 names a
+    # four-letter one now and then (CI at 6baeb45 found "rauf" in a PostgreSQL dump on 2026-12-06); each
+    # letter more makes it 256 times rarer. A real leak shows every name, full names with their spaces too.
+    return {s for s in exact if len(s) >= 6}, {w for w in words if len(w) >= 5}
 
 
 def _hits(text: str, exact: set[str], words: set[str]) -> set[str]:
