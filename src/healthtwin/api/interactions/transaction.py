@@ -4,6 +4,8 @@ A transaction is all-or-nothing: its writes run in one store transaction in the 
 POST, PUT/PATCH, then GET/HEAD), with `urn:uuid:` fullUrls and conditional references
 (`Patient?identifier=…`) rewritten to the resources they name before anything is written. A batch runs
 each entry on its own, and an entry's failure is reported in its response without touching the others.
+Either runs again, from what was sent, when PostgreSQL cancels it in a deadlock (store/faults.py), as a
+single write does: the client could only send the same Bundle once more.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import orjson
 from ...fhir.model import is_resource_type
 from ...fhir.outcome import FHIRError
 from ...store import Transaction
+from ...store.faults import again_on_conflict
 from ...store.records import Stored, instant
 from ...request import RequestContext
 from .. import guard, references, write_rules
@@ -99,6 +102,17 @@ def process(services, ctx: RequestContext, bundle: dict[str, Any]) -> dict[str, 
 
 
 def _transaction(services, ctx: RequestContext, raw_entries: list) -> dict[str, Any]:
+    """Runs again, from the Bundle as it was sent, when PostgreSQL cancels it in a deadlock: nothing of the
+    cancelled run was stored, but it assigned ids and rewrote references in the entries in place."""
+    sent = orjson.dumps(raw_entries)
+    runs = [raw_entries]
+
+    def attempt() -> dict[str, Any]:
+        return _transaction_once(services, ctx, runs.pop() if runs else orjson.loads(sent))
+    return again_on_conflict(attempt)
+
+
+def _transaction_once(services, ctx: RequestContext, raw_entries: list) -> dict[str, Any]:
     entries = [Entry(i, e if isinstance(e, dict) else {}) for i, e in enumerate(raw_entries)]
     _check_duplicates(entries)
     early = _check_early(services, ctx, entries)
@@ -133,15 +147,27 @@ def _batch(services, ctx: RequestContext, raw_entries: list) -> dict[str, Any]:
             if entry.method in ("GET", "HEAD"):
                 _read_entry(services, ctx, entry)
             else:
-                with services.store.transaction() as tx:
-                    _guard(tx, [entry])
-                    if isinstance(entry.resource, dict):
-                        _rewrite(entry.resource, {}, services, ctx, tx, entry.location)
-                    _write_entry(services, ctx, tx, entry, {})
+                entry = _write_alone(services, ctx, i, raw)
             items.append(_response_item(entry, ctx))
         except FHIRError as exc:  # this entry fails alone, with its OperationOutcome
             items.append({"response": {"status": f"{exc.status}", "outcome": exc.outcome()}})
     return {"resourceType": "Bundle", "type": "batch-response", "entry": items}
+
+
+def _write_alone(services, ctx: RequestContext, index: int, raw: dict[str, Any]) -> Entry:
+    """A batch entry's write in a transaction of its own; run again from the entry as sent when PostgreSQL
+    cancels it in a deadlock (its conditional references were rewritten in place by the cancelled run)."""
+    sent = orjson.dumps(raw)
+
+    def attempt() -> Entry:
+        entry = Entry(index, orjson.loads(sent))
+        with services.store.transaction() as tx:
+            _guard(tx, [entry])
+            if isinstance(entry.resource, dict):
+                _rewrite(entry.resource, {}, services, ctx, tx, entry.location)
+            _write_entry(services, ctx, tx, entry, {})
+        return entry
+    return again_on_conflict(attempt)
 
 
 def _check_duplicates(entries: list[Entry]) -> None:
