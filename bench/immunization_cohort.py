@@ -145,7 +145,8 @@ def main() -> int:
           f"CPU a child {runs[2].cpu / runs[2].children * 1e3:.2f} ms = {runs[2].cpu / runs[2].children / engine_cpu:.2f} x "
           f"the engine's {engine_cpu * 1e3:.2f} ms")
     both = args.cohort * engine_s / len(sample) / args.workers
-    for label, run in (("first", runs[0]), ("next day", runs[1]), ("61 days", runs[2]), ("unchanged", runs[3])):
+    named = (("first", runs[0]), ("next day", runs[1]), ("61 days", runs[2]), ("unchanged", runs[3]))
+    for label, run in named:
         print(f"{label}: refresh wall {run.seconds:.1f} s = {run.seconds / both:.2f} x the engine alone on {args.workers} "
               f"cores ({both:.1f} s); workers' CPU a child {run.cpu / run.children * 1e3:.2f} ms = "
               f"{run.cpu / run.children / engine_cpu:.2f} x the engine's")
@@ -165,7 +166,7 @@ def main() -> int:
               f"{f.index_rows:,} index rows): created {f.first_wall:.1f} s wall ({f.first_cpu:.1f} s CPU), "
               f"rewritten {f.rewrite_wall:.1f} s wall ({f.rewrite_cpu:.1f} s CPU)")
         # a run that writes a fraction of the recommendations is floored by that fraction of the rewrite's writes
-        for label, run in (("first", runs[0]), ("next day", runs[1]), ("61 days", runs[2]), ("unchanged", runs[3])):
+        for label, run in named:
             share = 1.0 if run is runs[0] else run.written / max(runs[0].written, 1)
             wall, cpu = (f.first_wall, f.first_cpu) if run is runs[0] else (f.rewrite_wall * share, f.rewrite_cpu * share)
             least = max(wall, (cpu + engine_all + raw) / args.workers)
