@@ -51,10 +51,12 @@ def _schema():
     from pathlib import Path
     app, token = _app(Path(tempfile.mkdtemp(prefix="schemathesis")))
     from starlette.testclient import TestClient
-    document = TestClient(app).get("/openapi.json?types=Patient,Observation").json()
+    types = os.environ.get("HEALTHTWIN_FUZZ_TYPES", "Patient,Observation")
+    document = TestClient(app).get(f"/openapi.json?types={types}").json()
     schema = schemathesis.openapi.from_dict(_shallow(document))
     schema.app = app
-    schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=15)
+    examples = int(os.environ.get("HEALTHTWIN_FUZZ_EXAMPLES", "15"))
+    schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=examples)
     schema.config.update(headers={"Authorization": f"Bearer {token}"})
     return schema
 
@@ -63,7 +65,8 @@ schema = _schema()
 
 
 # Derandomized, so that CI runs the cases a developer ran: each random run so far has found a real 500, which is
-# what `HEALTHTWIN_FUZZ_RANDOM=1` is for; a failure CI cannot reproduce would block a landing for nothing.
+# what `HEALTHTWIN_FUZZ_RANDOM=1` is for (with HEALTHTWIN_FUZZ_TYPES=MedicationRequest,Task,... and
+# HEALTHTWIN_FUZZ_EXAMPLES=50 to widen it); a failure CI cannot reproduce would block a landing for nothing.
 @schema.parametrize()
 @settings(derandomize=os.environ.get("HEALTHTWIN_FUZZ_RANDOM") != "1")
 def test_api_never_fails_with_a_server_error(case):
