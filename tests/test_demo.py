@@ -10,6 +10,7 @@ import io
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -128,8 +129,12 @@ def test_every_printed_command_works_pasted_into_bash(demo_built: tuple[Path, in
     """The printed block run by bash as printed (a `curl` function records each answer): every role's task
     succeeds on the demo data — the citizen reads their record, the clinician a patient in their care, the
     laboratory finds its order and posts the result, the pharmacy finds the prescription by its number and
-    dispenses it, the insurer reads its claims, the analyst an indicator, the auditor the trail."""
-    data, port, printed = demo_built
+    dispenses it, the insurer reads its claims, the analyst an indicator, the auditor the trail. The commands
+    write (a result, a dispense), so they run against a copy of the demo's folder: the other tests here read
+    the demo as it was built, in whatever order they run."""
+    built, port, printed = demo_built
+    data = tmp_path / "data"
+    shutil.copytree(built, data)
     guide = printed[printed.index("# Paste into a shell"):]
     tasks = _tasks(guide)
     assert len(tasks) >= 12
