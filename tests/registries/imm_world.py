@@ -3,6 +3,7 @@ served with the SMART policy: what the immunization registry's FHIR tests share.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,14 +70,22 @@ def database_url(kind: str, tmp_path: Path) -> str:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def imm_world(request, tmp_path_factory, imm_population):
+    with built_world(request.param, tmp_path_factory, imm_population) as world:
+        yield world
+
+
+@contextlib.contextmanager
+def built_world(kind: str, tmp_path_factory, imm_population: Path):
+    """The population bulk-loaded into a new store of `kind` and served: the module's shared world, or a test's
+    own where it needs the store as the load left it."""
     from starlette.testclient import TestClient
 
     from healthtwin.api.services import Services
     from healthtwin.composition import AppSettings, build_app
     from healthtwin.loading import Loader
     from healthtwin.security.storage import open_store
-    tmp_path = tmp_path_factory.mktemp(f"imm-{request.param}")
-    database = database_url(request.param, tmp_path)
+    tmp_path = tmp_path_factory.mktemp(f"imm-{kind}")
+    database = database_url(kind, tmp_path)
     store = open_store(database, tmp_path / "data")  # keys in the data folder: worker processes open it too
     loader = Loader(Services.build(store))
     for rtype in TYPES:
@@ -100,11 +109,13 @@ def imm_world(request, tmp_path_factory, imm_population):
         "analyst": dict(subject="ana", kind="person", scopes=["user/*.rs"], roles=["analyst"]),
     }
     headers = {k: {"authorization": f"Bearer {tokens.mint(**v)[0]}"} for k, v in claims.items()}
-    with TestClient(app, base_url=BASE) as client:
-        episode = {"resourceType": "EpisodeOfCare", "status": "active",
-                   "patient": {"reference": f"Patient/{child['id']}"},
-                   "managingOrganization": child["managingOrganization"]}
-        assert client.post("/fhir/EpisodeOfCare", json=episode, headers=headers["admin"]).status_code == 201
-        yield World(client, headers, child, patients, store, app.fhir.services, imm_population,
-                    database, tmp_path / "data")
-    store.close()
+    try:
+        with TestClient(app, base_url=BASE) as client:
+            episode = {"resourceType": "EpisodeOfCare", "status": "active",
+                       "patient": {"reference": f"Patient/{child['id']}"},
+                       "managingOrganization": child["managingOrganization"]}
+            assert client.post("/fhir/EpisodeOfCare", json=episode, headers=headers["admin"]).status_code == 201
+            yield World(client, headers, child, patients, store, app.fhir.services, imm_population,
+                        database, tmp_path / "data")
+    finally:
+        store.close()

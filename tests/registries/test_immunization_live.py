@@ -12,14 +12,23 @@ from healthtwin.registries.immunization.live import read_cases, recommendations_
 from healthtwin.registries.immunization.recommendations import is_child, is_living, recommendation_id
 from healthtwin.registries.immunization.refresh import refresh_all
 
-from .imm_world import TODAY, imm_population, imm_world  # noqa: F401  (fixtures)
+from .imm_world import TODAY, built_world, imm_population, imm_world  # noqa: F401  (fixtures)
 
 
 
 @pytest.fixture
+def bulk_loaded(imm_world, tmp_path_factory, imm_population):
+    """A world of the module's kind of its own, as the bulk load left it: the module's shared one has been
+    refreshed and written to by whichever tests ran before."""
+    kind = "sqlite" if imm_world.database.startswith("sqlite") else "postgres"
+    with built_world(kind, tmp_path_factory, imm_population) as world:
+        yield world
+
+
+@pytest.fixture
 def refreshed(imm_world):
-    """The world once the batch refresh has forecast every child (the first test runs it; on a store it left
-    current this writes nothing), so a test that starts from a child's recommendation also runs alone."""
+    """The world once the batch refresh has forecast every child (on a store already current it writes
+    nothing), so a test that starts from a child's recommendation runs alone and in any order."""
     refresh_all(imm_world.database, imm_world.data_dir, TODAY, workers=1)
     return imm_world
 
@@ -63,8 +72,8 @@ def _due_cvx(rec: dict) -> str:
     pytest.fail("the test child has no vaccine due: choose another child")
 
 
-def test_a_bulk_load_runs_no_rule_and_the_refresh_forecasts_every_child(imm_world):
-    world = imm_world
+def test_a_bulk_load_runs_no_rule_and_the_refresh_forecasts_every_child(bulk_loaded):
+    world = bulk_loaded
     assert _recs(world, world.child["id"]) == []  # loaded in bulk: nothing derived yet
     totals = refresh_all(world.database, world.data_dir, TODAY, workers=2)
     children = [p for p in world.patients if is_child(p, TODAY)]
@@ -109,8 +118,15 @@ def test_recording_a_dose_keeps_exactly_one_current_recommendation(refreshed):
     assert _bare(restored) == _bare(before) and int(restored["meta"]["versionId"]) == int(after["meta"]["versionId"]) + 1
 
 
+def _second_child(world) -> str:
+    """A young child with doses other than `world.child`: tests that record doses each take their own child,
+    so that none finds its child's forecast moved by another's doses."""
+    young = (p for p in world.patients if p["birthDate"] > "2019" and is_living(p) and p["id"] != world.child["id"])
+    return max(young, key=lambda p: p["id"])["id"]
+
+
 def test_a_transaction_of_doses_forecasts_once_and_a_refused_one_changes_nothing(refreshed):
-    world, pid = refreshed, refreshed.child["id"]
+    world, pid = refreshed, _second_child(refreshed)
     [before] = _recs(world, pid)
     entries = [{"resource": _dose(pid, cvx, TODAY - dt.timedelta(days=1)), "request": {"method": "POST", "url": "Immunization"}}
                for cvx in ("10", "20", "133")]
@@ -191,7 +207,8 @@ def test_two_clinics_recording_doses_of_one_child_at_once_both_count(imm_world):
     world = imm_world
     if type(world.store).__name__ != "PostgresStore":
         pytest.skip("SQLite runs one writer at a time: nothing to interleave")
-    pid = next(p["id"] for p in world.patients if is_child(p, TODAY) and is_living(p) and p["id"] != world.child["id"])
+    taken = {world.child["id"], _second_child(world)}
+    pid = next(p["id"] for p in world.patients if is_child(p, TODAY) and is_living(p) and p["id"] not in taken)
     before = _recs(world, pid)
     barrier = threading.Barrier(2, timeout=20)
     errors: list[BaseException] = []
