@@ -6,7 +6,6 @@ other connection waits 20 s before it would look). Without the second run the cl
 """
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 
@@ -17,6 +16,7 @@ from starlette.testclient import TestClient
 from healthtwin.api.interactions import conditional
 from healthtwin.composition import AppSettings, build_app
 from healthtwin.request import OpenPolicy
+from healthtwin.store.postgres import advisory_key
 from tests.conftest import make_store
 
 
@@ -114,8 +114,7 @@ def test_a_batch_entry_cancelled_in_a_deadlock_runs_again_from_its_conditional_r
              "request": {"method": "PUT", "url": "Observation/dl-obs"}}
     # The entry's transaction takes the guard of its conditional reference, then waits on the Observation's
     # row, which the other connection holds before it asks for that guard
-    key = conditional.reference_key(f"Patient?identifier={fin}")
-    digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+    digest = advisory_key(conditional.reference_key(f"Patient?identifier={fin}"))
     answer, _, _ = _race(client, dsn, {"resourceType": "Bundle", "type": "batch", "entry": [entry]},
                          (ROW, ("Observation", "dl-obs")), (ADVISORY, (digest,)))
     assert answer.status_code == 200, answer.text

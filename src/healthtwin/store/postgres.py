@@ -41,6 +41,12 @@ RECONNECT_WAIT = 4.0
 _LOST = "The connection to the database was lost (it restarted or cannot be reached)"
 
 
+def advisory_key(key: str) -> int:
+    """The bigint of PostgreSQL's advisory lock that stands for `key` (Store.lock: a conditional reference's
+    or a child's guard)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
 def _custom_plans(conn: Any) -> None:
     """Statements run five times are prepared on the server (prepare_threshold), and PostgreSQL then plans a
     prepared statement once for any parameters (a generic plan) when that plan's estimate looks no worse.
@@ -319,13 +325,11 @@ class PostgresStore(Store):
         return " FOR KEY SHARE"
 
     def lock(self, cur: Any, key: str) -> None:
-        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (digest,))
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(key),))
 
     def lock_many(self, cur: Any, keys: Sequence[str]) -> None:
         # One round trip for a batch's keys (a refresh of 1,000 children took 1,000 otherwise), in their order.
-        digests = [int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
-                   for k in keys]
+        digests = [advisory_key(k) for k in keys]
         if digests:
             cur.execute("SELECT COUNT(pg_advisory_xact_lock(d)) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(d, n)",
                         (digests,))
