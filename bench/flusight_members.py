@@ -31,9 +31,17 @@ from healthtwin.twin.forecasting.peak import PeakAwareGrowth  # noqa: E402
 MEMBERS = {"analog": AnalogForecast(), "peak": PeakAwareGrowth(), "gbqr": GradientBoostedQuantiles(),
            "gbqr-log": GradientBoostedQuantiles("gbqr-log", log=True),
            "gbqr-slow": GradientBoostedQuantiles("gbqr-slow", trees=200, learning_rate=0.04),
-           "gbqr-log-fast": GradientBoostedQuantiles("gbqr-log-fast", log=True, trees=50, learning_rate=0.16)}
+           "gbqr-log-fast": GradientBoostedQuantiles("gbqr-log-fast", log=True, trees=50, learning_rate=0.16),
+           "gbqr-log-wave": GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True),
+           "gbqr-log-bag": GradientBoostedQuantiles("gbqr-log-bag", log=True, seeds=(1, 2)),
+           "gbqr-log-wave-bag": GradientBoostedQuantiles("gbqr-log-wave-bag", log=True, wave=True, seeds=(1, 2))}
 SPREADS = (0.9, 1.0, 1.1, 1.2)
 DEVELOPMENT = ("2022-23", "2024-25")
+
+
+def log_average(arrays: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """The ensemble's average (ensemble.average): weighted on the log(1 + count) scale."""
+    return tidy(np.expm1(sum(w * np.log1p(np.maximum(arrays[n], 0.0)) for n, w in weights.items())))
 
 
 def main() -> int:
@@ -85,7 +93,7 @@ def main() -> int:
         if sum(combo) != select.STEPS or weights.get("theta-log", 0) < 0.2 - 1e-9:
             continue
         for spread in SPREADS:
-            per = {s: scores(ensemble.widen(tidy(sum(w * data[s][0][n] for n, w in weights.items())), spread), s)
+            per = {s: scores(ensemble.widen(log_average(data[s][0], weights), spread), s)
                    for s in data}
             results.append((weights, spread, per))
     admissible = [r for r in results if all(0.90 <= r[2][s][3] <= 0.97 for s in DEVELOPMENT)]

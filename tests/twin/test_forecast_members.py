@@ -9,7 +9,7 @@ import pytest
 
 from healthtwin.twin.forecasting import flusight as fs
 from healthtwin.twin.forecasting.analog import AnalogForecast, weighted_mixture_quantiles
-from healthtwin.twin.forecasting.gbqr import GradientBoostedQuantiles, features
+from healthtwin.twin.forecasting.gbqr import WAVE_WEEKS, GradientBoostedQuantiles, features, wave_size
 from healthtwin.twin.forecasting.levels import LEVELS
 from healthtwin.twin.forecasting.peak import PeakAwareGrowth
 
@@ -39,8 +39,11 @@ def panel():
     return panel_at(phases)
 
 
-@pytest.mark.parametrize("model", [AnalogForecast(), PeakAwareGrowth(), GradientBoostedQuantiles()],
-                         ids=lambda m: m.name)
+MEMBERS = [AnalogForecast(), PeakAwareGrowth(), GradientBoostedQuantiles(),
+           GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True)]
+
+
+@pytest.mark.parametrize("model", MEMBERS, ids=lambda m: m.name)
 def test_members_give_valid_quantiles_and_read_the_phase(model, panel):
     out = model.forecast(panel, 4)
     assert set(out) == set(panel)
@@ -53,8 +56,11 @@ def test_members_give_valid_quantiles_and_read_the_phase(model, panel):
     assert out["top"][2, 1] < out["top"][2, 11] < out["top"][2, 21]
 
 
-@pytest.mark.parametrize("model", [AnalogForecast(), PeakAwareGrowth(), GradientBoostedQuantiles()],
-                         ids=lambda m: m.name)
+MEMBERS = [AnalogForecast(), PeakAwareGrowth(), GradientBoostedQuantiles(),
+           GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True)]
+
+
+@pytest.mark.parametrize("model", MEMBERS, ids=lambda m: m.name)
 def test_a_member_sees_no_data_after_the_reference_date(model, panel):
     # The target file as the hub writes it; weeks after the reference date are then overwritten with
     # absurd values: the forecast made through known_on must not move (nothing after the date is read).
@@ -100,3 +106,25 @@ def test_the_boosted_quantiles_are_deterministic_and_their_features_causal(panel
     before, after = features(x / scale[:, None], scale), features(later / scale[:, None], scale)
     np.testing.assert_array_equal(before[:, : week + 1], after[:, : week + 1])
     assert not np.allclose(before[:, week + 1:], after[:, week + 1:], equal_nan=True)
+
+
+def test_the_wave_size_stands_against_the_largest_wave_of_two_years(panel):
+    # Counts of the last WAVE_WEEKS weeks against the largest such total of the past 104: 0 for a
+    # wave as large as any before it, below 0 while it is smaller, by the log of the ratio of the totals.
+    weeks = 130
+    counts = np.zeros((1, weeks))
+    counts[0, 10:26] = 100.0  # a first wave of 1,600 cases
+    counts[0, 70:86] = 25.0  # a second a quarter its size
+    size = wave_size(counts)[0]
+    assert np.all(np.isnan(size[: WAVE_WEEKS - 1]))
+    assert size[25] == 0.0  # the first wave, at its end, is the largest yet
+    np.testing.assert_allclose(size[85], np.log1p(400.0) - np.log1p(1600.0))
+    assert size[60] < size[85] < 0  # between the waves, nothing this year against last year's wave
+    # Causal as the other features: later weeks move no earlier week's value.
+    later = counts.copy()
+    later[0, 90:] = 1e4
+    np.testing.assert_array_equal(wave_size(later)[0, :90], size[:90])
+    x = np.log1p(np.array([panel[k] for k in sorted(panel)]))
+    scale = np.percentile(x, 95, axis=1)
+    raw = np.array([panel[k] for k in sorted(panel)])
+    assert features(x / scale[:, None], scale, raw).shape[-1] == features(x / scale[:, None], scale).shape[-1] + 1

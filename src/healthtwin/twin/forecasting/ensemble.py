@@ -56,8 +56,8 @@ class Model(Protocol):
     def forecast(self, panel: Panel, steps: int) -> Quantiles: ...
 
 
-WEIGHTS = {"growth-qr-relative-trend": 0.4, "growth-qr-relative-pooled": 0.2, "theta-log": 0.2, "gbqr-log": 0.2}
-SPREAD = 1.2  # widening of the ensemble's quantiles around its median, on the log(1 + y) scale
+WEIGHTS = {"growth-qr-relative-trend": 0.2, "growth-qr-relative-pooled": 0.2, "theta-log": 0.2, "gbqr-log-wave": 0.4}
+SPREAD = 1.1  # widening of the ensemble's quantiles around its median, on the log(1 + y) scale
 
 
 def default_models() -> list[Model]:
@@ -65,7 +65,7 @@ def default_models() -> list[Model]:
     return [GrowthRegression("growth-qr-relative-trend", relative=True, trend=True),
             GrowthRegression("growth-qr-relative-pooled", relative=True, pooled=True),
             theta(LOG),
-            GradientBoostedQuantiles("gbqr-log", log=True)]
+            GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True)]
 
 
 def average(components: dict[str, Quantiles], weights: dict[str, float] | None = None,

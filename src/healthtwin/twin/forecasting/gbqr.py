@@ -35,6 +35,7 @@ PEAK_WEEKS = 52  # the high a week stands against: the past year, which holds la
 MIN_ROWS = 500  # fewer training rows are too few for leaves of 40 rows at the 1% and 99% levels
 # The levels fitted: the tails and every tenth, 15 of the 23; the 0.15, 0.25 ... 0.85 between them are
 # interpolated linearly in the level (a third less time; the fitted curve is smooth there).
+WAVE_WEEKS = 16  # a wave's length, for its size against the last one (a candidate feature)
 FITTED = np.array([0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99])
 
 
@@ -46,9 +47,18 @@ def _scale(z: np.ndarray) -> np.ndarray:
     return np.maximum(np.nan_to_num(s, nan=1.0), 1.0)
 
 
-def features(x: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Features (series, weeks, 9) of every week of the scaled series x (series, weeks) from that week and
-    the ones before it only."""
+def wave_size(counts: np.ndarray) -> np.ndarray:
+    """(series, weeks): log of the counts of the last WAVE_WEEKS weeks against the largest such total of the
+    past two years (0 when this wave is the largest yet, below 0 before it has grown to that size): how far
+    the current wave has come against the one before, where a wave turns as its susceptibles run out."""
+    total = pd.DataFrame(counts.T).rolling(WAVE_WEEKS, min_periods=WAVE_WEEKS).sum()
+    largest = total.rolling(104, min_periods=1).max()
+    return (np.log1p(total) - np.log1p(largest)).to_numpy().T
+
+
+def features(x: np.ndarray, scale: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """Features (series, weeks, 9, or 10 with `counts`: the wave's size) of every week of the scaled series
+    x (series, weeks) from that week and the ones before it only."""
     def diff(k: int) -> np.ndarray:
         out = np.full_like(x, np.nan)
         out[:, k:] = x[:, k:] - x[:, :-k]
@@ -63,8 +73,10 @@ def features(x: np.ndarray, scale: np.ndarray) -> np.ndarray:
         warnings.simplefilter("ignore")  # weeks before any series starts
         panel_change = np.nanmean(one, axis=0)
     size = np.broadcast_to(np.log(scale)[:, None], x.shape)
-    return np.stack([x, one, diff(2), diff(4), x - mean4, x - mean8, x - peak,
-                     np.broadcast_to(panel_change, x.shape), size], axis=-1)
+    columns = [x, one, diff(2), diff(4), x - mean4, x - mean8, x - peak, np.broadcast_to(panel_change, x.shape), size]
+    if counts is not None:
+        columns.append(wave_size(counts))
+    return np.stack(columns, axis=-1)
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,8 @@ class GradientBoostedQuantiles:
     window: int | None = 156  # weeks of each series' history fitted on (three seasons): bounds the time
     seed: int = 0
     log: bool = False  # log(1 + count) in place of the fourth root (a candidate)
+    wave: bool = False  # the wave's size against the largest of the past two years as a feature (a candidate)
+    seeds: tuple[int, ...] = ()  # further seeds whose forecasts are averaged with seed's (a candidate)
 
     def forecast(self, panel: Panel, steps: int) -> Quantiles:
         import lightgbm as lgb
@@ -88,7 +102,8 @@ class GradientBoostedQuantiles:
         z = aligned([forward(np.maximum(filled(panel[k]), 0.0))[-(self.window or 0):] for k in keys])
         scale = _scale(z)
         x = z / scale[:, None]
-        f = features(x, scale)
+        counts = aligned([np.maximum(filled(panel[k]), 0.0)[-(self.window or 0):] for k in keys]) if self.wave else None
+        f = features(x, scale, counts)
         rows, targets = [], []
         for step in range(1, steps + 1):
             past = f[:, :-step, :].reshape(-1, f.shape[-1])
@@ -102,14 +117,16 @@ class GradientBoostedQuantiles:
         now = f[:, -1, :]
         query = np.concatenate([np.column_stack([now, np.full(len(keys), step)]) for step in range(1, steps + 1)])
         data = lgb.Dataset(train, y, params={"verbose": -1, "max_bin": 63}, free_raw_data=False)
-        change = np.empty((len(FITTED), len(query)))
-        for j, tau in enumerate(FITTED):
-            params = dict(objective="quantile", alpha=float(tau), learning_rate=self.learning_rate,
-                          num_leaves=self.leaves, min_data_in_leaf=self.min_leaf, bagging_fraction=0.7,
-                          bagging_freq=1, feature_fraction=0.8, seed=self.seed, deterministic=True,
-                          force_row_wise=True, num_threads=NUM_THREADS, verbose=-1, max_bin=63)
-            booster = lgb.train(params, data, num_boost_round=self.trees)
-            change[j] = booster.predict(query, num_threads=NUM_THREADS)
+        change = np.zeros((len(FITTED), len(query)))
+        seeds = (self.seed, *self.seeds)
+        for seed in seeds:
+            for j, tau in enumerate(FITTED):
+                params = dict(objective="quantile", alpha=float(tau), learning_rate=self.learning_rate,
+                              num_leaves=self.leaves, min_data_in_leaf=self.min_leaf, bagging_fraction=0.7,
+                              bagging_freq=1, feature_fraction=0.8, seed=seed, deterministic=True,
+                              force_row_wise=True, num_threads=NUM_THREADS, verbose=-1, max_bin=63)
+                booster = lgb.train(params, data, num_boost_round=self.trees)
+                change[j] += booster.predict(query, num_threads=NUM_THREADS) / len(seeds)
         change = np.sort(change, axis=0)  # the levels are fitted apart and can cross: rearranged
         change = np.stack([np.interp(LEVELS, FITTED, column) for column in change.T])
         change = change.reshape(steps, len(keys), len(LEVELS))  # (steps, series, levels)
