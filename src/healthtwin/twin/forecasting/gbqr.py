@@ -13,7 +13,12 @@ that design on the data the panel gives (no calendar, no population: a panel is 
 * features of a week use that week and the ones before it only: the level, the changes over 1, 2 and 4
   weeks, the level against the means of the last 4 and 8 weeks and against the series' high of the past
   52, the panel's mean weekly change (the wave as the country sees it) and the log of the series' scale
-  (its size, where counts are noisier on a small scale).
+  (its size, where counts are noisier on a small scale);
+* with `wave=True` (the ensemble's member since 2026-12-07) also the wave's size: the counts of the last
+  16 weeks against the largest such total of the past two years. A wave turns as its susceptibles run
+  out, so how far this one has come against the last says more about its turn than its height does;
+  alone the member's relative WIS fell from 0.767 / 0.691 to 0.684 / 0.674 in 2022-23 and from 0.730 /
+  0.683 to 0.685 / 0.644 in 2024-25 (natural / log).
 
 The quantiles are sorted (the levels are fitted separately and can cross) and transformed back. LightGBM
 runs with a fixed seed, `deterministic=True` and NUM_THREADS threads: the same panel gives the same
