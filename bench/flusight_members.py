@@ -25,6 +25,7 @@ import flusight_select as select  # noqa: E402
 from healthtwin.twin.forecasting import ensemble  # noqa: E402
 from healthtwin.twin.forecasting.analog import AnalogForecast  # noqa: E402
 from healthtwin.twin.forecasting.gbqr import GradientBoostedQuantiles  # noqa: E402
+from healthtwin.twin.forecasting.growth import GrowthRegression  # noqa: E402
 from healthtwin.twin.forecasting.levels import tidy  # noqa: E402
 from healthtwin.twin.forecasting.peak import PeakAwareGrowth  # noqa: E402
 
@@ -34,7 +35,8 @@ MEMBERS = {"analog": AnalogForecast(), "peak": PeakAwareGrowth(), "gbqr": Gradie
            "gbqr-log-fast": GradientBoostedQuantiles("gbqr-log-fast", log=True, trees=50, learning_rate=0.16),
            "gbqr-log-wave": GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True),
            "gbqr-log-bag": GradientBoostedQuantiles("gbqr-log-bag", log=True, seeds=(1, 2)),
-           "gbqr-log-wave-bag": GradientBoostedQuantiles("gbqr-log-wave-bag", log=True, wave=True, seeds=(1, 2))}
+           "gbqr-log-wave-bag": GradientBoostedQuantiles("gbqr-log-wave-bag", log=True, wave=True, seeds=(1, 2)),
+           "growth-wave": GrowthRegression("growth-qr-relative-trend-wave", relative=True, trend=True, wave=True)}
 SPREADS = (0.9, 1.0, 1.1, 1.2)
 DEVELOPMENT = ("2022-23", "2024-25")
 

@@ -9,7 +9,8 @@ import pytest
 
 from healthtwin.twin.forecasting import flusight as fs
 from healthtwin.twin.forecasting.analog import AnalogForecast, weighted_mixture_quantiles
-from healthtwin.twin.forecasting.gbqr import WAVE_WEEKS, GradientBoostedQuantiles, features, wave_size
+from healthtwin.twin.forecasting.gbqr import GradientBoostedQuantiles, features, wave_size
+from healthtwin.twin.forecasting.growth import WAVE_WEEKS, GrowthRegression
 from healthtwin.twin.forecasting.levels import LEVELS
 from healthtwin.twin.forecasting.peak import PeakAwareGrowth
 
@@ -40,7 +41,8 @@ def panel():
 
 
 MEMBERS = [AnalogForecast(), PeakAwareGrowth(), GradientBoostedQuantiles(),
-           GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True)]
+           GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True),
+           GrowthRegression("growth-qr-relative-trend-wave", relative=True, trend=True, wave=True)]
 
 
 @pytest.mark.parametrize("model", MEMBERS, ids=lambda m: m.name)
@@ -57,7 +59,8 @@ def test_members_give_valid_quantiles_and_read_the_phase(model, panel):
 
 
 MEMBERS = [AnalogForecast(), PeakAwareGrowth(), GradientBoostedQuantiles(),
-           GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True)]
+           GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True),
+           GrowthRegression("growth-qr-relative-trend-wave", relative=True, trend=True, wave=True)]
 
 
 @pytest.mark.parametrize("model", MEMBERS, ids=lambda m: m.name)

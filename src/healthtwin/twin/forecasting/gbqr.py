@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .growth import aligned
+from .growth import aligned, wave_size
 from .levels import LEVELS, tidy
 from .models import Panel, Quantiles, filled
 
@@ -40,7 +40,6 @@ PEAK_WEEKS = 52  # the high a week stands against: the past year, which holds la
 MIN_ROWS = 500  # fewer training rows are too few for leaves of 40 rows at the 1% and 99% levels
 # The levels fitted: the tails and every tenth, 15 of the 23; the 0.15, 0.25 ... 0.85 between them are
 # interpolated linearly in the level (a third less time; the fitted curve is smooth there).
-WAVE_WEEKS = 16  # a wave's length, for its size against the last one (a candidate feature)
 FITTED = np.array([0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99])
 
 
@@ -50,15 +49,6 @@ def _scale(z: np.ndarray) -> np.ndarray:
         warnings.simplefilter("ignore")
         s = np.nanpercentile(z, 95, axis=1)
     return np.maximum(np.nan_to_num(s, nan=1.0), 1.0)
-
-
-def wave_size(counts: np.ndarray) -> np.ndarray:
-    """(series, weeks): log of the counts of the last WAVE_WEEKS weeks against the largest such total of the
-    past two years (0 when this wave is the largest yet, below 0 before it has grown to that size): how far
-    the current wave has come against the one before, where a wave turns as its susceptibles run out."""
-    total = pd.DataFrame(counts.T).rolling(WAVE_WEEKS, min_periods=WAVE_WEEKS).sum()
-    largest = total.rolling(104, min_periods=1).max()
-    return (np.log1p(total) - np.log1p(largest)).to_numpy().T
 
 
 def features(x: np.ndarray, scale: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:

@@ -35,6 +35,18 @@ def aligned(series: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+WAVE_WEEKS = 16  # a wave's length, for its size against the last one
+
+
+def wave_size(counts: np.ndarray) -> np.ndarray:
+    """(series, weeks): log of the counts of the last WAVE_WEEKS weeks against the largest such total of the
+    past two years (0 when this wave is the largest yet, below 0 before it has grown to that size): how far
+    the current wave has come against the one before, where a wave turns as its susceptibles run out."""
+    total = pd.DataFrame(counts.T).rolling(WAVE_WEEKS, min_periods=WAVE_WEEKS).sum()
+    largest = total.rolling(104, min_periods=1).max()
+    return (np.log1p(total) - np.log1p(largest)).to_numpy().T
+
+
 def lagged_changes(z: np.ndarray, lags: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """The weekly changes of z (series, weeks) and, for lag 0..lags-1, the change `lag` weeks before each
     week (NaN where there is none): the recent-growth predictors the pooled members share."""
@@ -48,7 +60,8 @@ def lagged_changes(z: np.ndarray, lags: int) -> tuple[np.ndarray, list[np.ndarra
     return change, columns
 
 
-def _design(z: np.ndarray, lags: int, pooled: bool, relative: bool = False, trend: bool = False) -> np.ndarray:
+def _design(z: np.ndarray, lags: int, pooled: bool, relative: bool = False, trend: bool = False,
+            wave: bool = False) -> np.ndarray:
     """Predictors (series, weeks, features) on the log scale: intercept, the last `lags` weekly changes,
     the level, (relative) the level less the series' mean of the last RELATIVE_WEEKS, (trend) the mean
     weekly change over the last TREND_WEEKS, and (pooled) the mean weekly change over all series in that
@@ -60,6 +73,8 @@ def _design(z: np.ndarray, lags: int, pooled: bool, relative: bool = False, tren
         columns.append(z - by_week.rolling(RELATIVE_WEEKS, min_periods=8).mean().to_numpy().T)
     if trend:
         columns.append(((by_week - by_week.shift(TREND_WEEKS)) / TREND_WEEKS).to_numpy().T)
+    if wave:  # held at -3 below: a wave under a twentieth of the last is as far from its turn as none
+        columns.append(np.maximum(wave_size(np.expm1(z)), -3.0))
     if pooled:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # weeks before any series starts: NaN, dropped below
@@ -77,6 +92,7 @@ class GrowthRegression:
     pooled: bool = False  # add the panel's mean weekly change as predictors
     relative: bool = False  # add the level against the series' own recent mean
     trend: bool = False  # add the six-week slope
+    wave: bool = False  # add the wave's size against the largest of the past two years (a candidate)
     window: int | None = 156  # weeks of each series' history fitted on (three seasons): bounds the time
 
     def forecast(self, panel: Panel, steps: int) -> Quantiles:
@@ -84,7 +100,7 @@ class GrowthRegression:
         if not keys:
             return {}
         z = aligned([np.log1p(np.maximum(filled(panel[k]), 0.0))[-(self.window or 0):] for k in keys])
-        design = _design(z, self.lags, self.pooled, self.relative, self.trend)
+        design = _design(z, self.lags, self.pooled, self.relative, self.trend, self.wave)
         now = design[:, -1, :]
         if np.isnan(now).any():
             now = np.nan_to_num(now)  # a series shorter than the lags: its missing changes count as flat
