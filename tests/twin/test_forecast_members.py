@@ -9,8 +9,8 @@ import pytest
 
 from healthtwin.twin.forecasting import flusight as fs
 from healthtwin.twin.forecasting.analog import AnalogForecast, weighted_mixture_quantiles
-from healthtwin.twin.forecasting.gbqr import GradientBoostedQuantiles, features, wave_size
-from healthtwin.twin.forecasting.growth import WAVE_WEEKS, GrowthRegression
+from healthtwin.twin.forecasting.gbqr import GradientBoostedQuantiles, features
+from healthtwin.twin.forecasting.growth import WAVE_WEEKS, GrowthRegression, wave_size
 from healthtwin.twin.forecasting.levels import LEVELS
 from healthtwin.twin.forecasting.peak import PeakAwareGrowth
 

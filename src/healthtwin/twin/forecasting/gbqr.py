@@ -84,7 +84,7 @@ class GradientBoostedQuantiles:
     window: int | None = 156  # weeks of each series' history fitted on (three seasons): bounds the time
     seed: int = 0
     log: bool = False  # log(1 + count) in place of the fourth root (a candidate)
-    wave: bool = False  # the wave's size against the largest of the past two years as a feature (a candidate)
+    wave: bool = False  # the wave's size against the largest of the past two years as a feature (the ensemble's)
     seeds: tuple[int, ...] = ()  # further seeds whose forecasts are averaged with seed's (a candidate)
 
     def forecast(self, panel: Panel, steps: int) -> Quantiles:
@@ -94,11 +94,11 @@ class GradientBoostedQuantiles:
         if not keys:
             return {}
         forward = np.log1p if self.log else (lambda y: np.sqrt(np.sqrt(y)))
-        z = aligned([forward(np.maximum(filled(panel[k]), 0.0))[-(self.window or 0):] for k in keys])
+        known = [np.maximum(filled(panel[k]), 0.0)[-(self.window or 0):] for k in keys]
+        z = aligned([forward(c) for c in known])
         scale = _scale(z)
         x = z / scale[:, None]
-        counts = aligned([np.maximum(filled(panel[k]), 0.0)[-(self.window or 0):] for k in keys]) if self.wave else None
-        f = features(x, scale, counts)
+        f = features(x, scale, aligned(known) if self.wave else None)
         rows, targets = [], []
         for step in range(1, steps + 1):
             past = f[:, :-step, :].reshape(-1, f.shape[-1])
