@@ -26,7 +26,6 @@ from healthtwin.twin.forecasting import ensemble  # noqa: E402
 from healthtwin.twin.forecasting.analog import AnalogForecast  # noqa: E402
 from healthtwin.twin.forecasting.gbqr import GradientBoostedQuantiles  # noqa: E402
 from healthtwin.twin.forecasting.growth import GrowthRegression  # noqa: E402
-from healthtwin.twin.forecasting.levels import tidy  # noqa: E402
 from healthtwin.twin.forecasting.peak import PeakAwareGrowth  # noqa: E402
 
 MEMBERS = {"analog": AnalogForecast(), "peak": PeakAwareGrowth(), "gbqr": GradientBoostedQuantiles(),
@@ -39,11 +38,6 @@ MEMBERS = {"analog": AnalogForecast(), "peak": PeakAwareGrowth(), "gbqr": Gradie
            "growth-wave": GrowthRegression("growth-qr-relative-trend-wave", relative=True, trend=True, wave=True)}
 SPREADS = (0.9, 1.0, 1.1, 1.2)
 DEVELOPMENT = ("2022-23", "2024-25")
-
-
-def log_average(arrays: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """The ensemble's average (ensemble.average): weighted on the log(1 + count) scale."""
-    return tidy(np.expm1(sum(w * np.log1p(np.maximum(arrays[n], 0.0)) for n, w in weights.items())))
 
 
 def main() -> int:
@@ -95,7 +89,8 @@ def main() -> int:
         if sum(combo) != select.STEPS or weights.get("theta-log", 0) < 0.2 - 1e-9:
             continue
         for spread in SPREADS:
-            per = {s: scores(ensemble.widen(log_average(data[s][0], weights), spread), s)
+            per = {s: scores(ensemble.widen(ensemble.average({n: {"tasks": data[s][0][n]} for n in weights},
+                                                              weights)["tasks"], spread), s)
                    for s in data}
             results.append((weights, spread, per))
     admissible = [r for r in results if all(0.90 <= r[2][s][3] <= 0.97 for s in DEVELOPMENT)]
