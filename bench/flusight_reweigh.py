@@ -107,9 +107,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dumps", nargs="+", help="FILE:SEASON pairs of the development seasons")
     p.add_argument("--held-out", help="FILE:SEASON of the held-out season, scored after the choice")
+    p.add_argument("--names", nargs="+", help="the components weighed (default: the ensemble's); a candidate"
+                   " must be in the dumps, i.e. among ensemble.default_models() when they were made")
     args = p.parse_args()
+    if args.names:
+        global NAMES
+        NAMES = list(args.names)
     seasons = [Season(Path(f), n) for f, n in (d.rsplit(":", 1) for d in args.dumps)]
-    present = tuple(ensemble.WEIGHTS[n] for n in NAMES)
+    present = tuple(ensemble.WEIGHTS.get(n, 0.0) for n in NAMES)
     present_spread = ensemble.SPREAD
     grid = weightings()
     scores: dict[tuple, dict[str, dict[str, np.ndarray]]] = {}

@@ -53,7 +53,8 @@ def past_errors(method: cal.Forecaster, ref: dt.date) -> list[tuple[dt.date, int
 def combined(raw: cal.Raw, weights: dict[str, float], geometric: bool = False) -> dict[str, np.ndarray]:
     """The raw date's ensemble under other weights (locations no component forecast keep theirs); with
     `geometric`, the components' quantiles are averaged on the log(1 + y) scale instead of the counts'."""
-    av = ensemble.average(raw.components, weights, log_scale=geometric)
+    weighed = {n: c for n, c in raw.components.items() if n in weights}  # a candidate in the dump but not weighed is out
+    av = ensemble.average(weighed, weights, log_scale=geometric)
     return {loc: av.get(loc, q) for loc, q in raw.quantiles.items()}
 
 

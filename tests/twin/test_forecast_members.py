@@ -9,7 +9,8 @@ import pytest
 
 from healthtwin.twin.forecasting import flusight as fs
 from healthtwin.twin.forecasting.analog import AnalogForecast, weighted_mixture_quantiles
-from healthtwin.twin.forecasting.gbqr import GradientBoostedQuantiles, features
+from healthtwin.twin.forecasting import ensemble
+from healthtwin.twin.forecasting.gbqr import GradientBoostedQuantiles, features, rates
 from healthtwin.twin.forecasting.growth import WAVE_WEEKS, GrowthRegression, wave_size
 from healthtwin.twin.forecasting.levels import LEVELS
 from healthtwin.twin.forecasting.peak import PeakAwareGrowth
@@ -42,6 +43,7 @@ def panel():
 
 MEMBERS = [AnalogForecast(), PeakAwareGrowth(), GradientBoostedQuantiles(),
            GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True),
+           GradientBoostedQuantiles("gbqr-log-wave-rate", log=True, wave=True, rate=True),
            GrowthRegression("growth-qr-relative-trend-wave", relative=True, trend=True, wave=True)]
 
 
@@ -60,6 +62,7 @@ def test_members_give_valid_quantiles_and_read_the_phase(model, panel):
 
 MEMBERS = [AnalogForecast(), PeakAwareGrowth(), GradientBoostedQuantiles(),
            GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True),
+           GradientBoostedQuantiles("gbqr-log-wave-rate", log=True, wave=True, rate=True),
            GrowthRegression("growth-qr-relative-trend-wave", relative=True, trend=True, wave=True)]
 
 
@@ -131,3 +134,35 @@ def test_the_wave_size_stands_against_the_largest_wave_of_two_years(panel):
     scale = np.percentile(x, 95, axis=1)
     raw = np.array([panel[k] for k in sorted(panel)])
     assert features(x / scale[:, None], scale, raw).shape[-1] == features(x / scale[:, None], scale).shape[-1] + 1
+
+
+def test_the_rates_are_per_100000_residents_and_causal():
+    # log(1 + admissions per 100,000) of the week and of the last WAVE_WEEKS weeks; NaN where the
+    # population is unknown (the trees then split on the other features).
+    weeks = 40
+    counts = np.zeros((2, weeks))
+    counts[:, 20:] = 50.0
+    per_100k = np.array([100_000 / 1_000_000, np.nan])  # a place of a million, one of unknown size
+    weekly, total = rates(counts, per_100k)
+    np.testing.assert_allclose(weekly[0, 25], np.log1p(5.0))
+    np.testing.assert_allclose(total[0, 35], np.log1p(16 * 5.0))
+    np.testing.assert_allclose(total[0, 27], np.log1p(8 * 5.0))  # 8 of the 16 weeks in the wave
+    assert np.all(np.isnan(total[0, : WAVE_WEEKS - 1])) and np.all(np.isnan(weekly[1]))
+    later = counts.copy()
+    later[:, 30:] = 1e4
+    np.testing.assert_array_equal(rates(later, per_100k)[1][0, :30], total[0, :30])
+
+
+def test_the_ensemble_hands_the_population_to_the_member_that_reads_it(panel):
+    # The same counts in a place 50 times as populous are a far smaller rate: the member that reads the
+    # rates forecasts 'top' differently, the one that does not is unmoved, and the ensemble passes it on.
+    population = {k: 1_000_000.0 for k in panel}
+    bigger = dict(population, top=50_000_000.0)
+    rate = GradientBoostedQuantiles("gbqr-log-wave-rate", log=True, wave=True, rate=True)
+    plain = GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True)
+    assert rate.uses_population and not plain.uses_population
+    a, b = rate.forecast(panel, 4, population=population), rate.forecast(panel, 4, population=bigger)
+    assert not np.array_equal(a["top"], b["top"])
+    _, components = ensemble.forecast(panel, 4, [rate, plain], population=bigger)
+    np.testing.assert_array_equal(components[rate.name]["top"], b["top"])
+    np.testing.assert_array_equal(components[plain.name]["top"], plain.forecast(panel, 4)["top"])

@@ -138,7 +138,8 @@ class Forecaster:
                 return self.cache[key]
             steps = fs.steps_to_horizons(snapshot, reference_date)
             n = max(max(s) for s in steps.values())
-            combined, components = ensemble.forecast(fs.panel_of(snapshot), n, spread=1.0)
+            combined, components = ensemble.forecast(fs.panel_of(snapshot), n, spread=1.0,
+                                                   population=snapshot.population)
             self.cache[key] = Raw(fs.at_horizons(combined, steps),
                                   {name: fs.at_horizons(c, steps) for name, c in components.items()},
                                   snapshot, revision)
@@ -158,6 +159,7 @@ class Forecaster:
         for loc in sorted(snapshot.counts):
             series = snapshot.counts[loc]
             digest.update(loc.encode() + series.index.asi8.tobytes() + series.to_numpy(dtype=float).tobytes())
+            digest.update(repr(snapshot.population.get(loc)).encode())
         return Path(self.store) / f"{key}-{digest.hexdigest()[:16]}.npz"
 
     def current(self, reference_date: dt.date) -> bool:

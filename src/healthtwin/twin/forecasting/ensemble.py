@@ -22,7 +22,11 @@ theta. Theta is kept by design: it is the per-series statsforecast model, the pa
 
 * the growth regression with the relative level and the six-week slope 0.2, the same with the relative
   level and the panel's mean change 0.2, theta on log(1 + y) 0.2, and the gradient-boosted quantiles on
-  the scaled log(1 + y) with the wave's size among their features (gbqr.py) 0.4, widened by 1.1: chosen
+  the scaled log(1 + y) with the wave's size and the rates per 100,000 among their features (gbqr.py)
+  0.4, widened by 1.1. The rates joined on 2026-12-07 by the same rule and bench over the 70 weightings
+  of five (the member with and without them) × 4 spreads: the member with them took the other's 0.4,
+  0.6284 against 0.6340 (2022-23 0.668 / 0.630, coverage 0.913; 2024-25 0.612 / 0.605, 0.945). The
+  weights and spread before that were chosen
   on 2026-12-07 by the same rule with the full method (nowcast and calibration) over the 35 weightings
   of the four and spreads 1.0-1.3 (bench/flusight_reweigh.py): 0.6340, against 0.6360 for the previous
   weights with the new member and 0.6430 for the previous ensemble (boosted member without the wave's
@@ -57,7 +61,8 @@ class Model(Protocol):
     def forecast(self, panel: Panel, steps: int) -> Quantiles: ...
 
 
-WEIGHTS = {"growth-qr-relative-trend": 0.2, "growth-qr-relative-pooled": 0.2, "theta-log": 0.2, "gbqr-log-wave": 0.4}
+WEIGHTS = {"growth-qr-relative-trend": 0.2, "growth-qr-relative-pooled": 0.2, "theta-log": 0.2,
+           "gbqr-log-wave-rate": 0.4}
 SPREAD = 1.1  # widening of the ensemble's quantiles around its median, on the log(1 + y) scale
 
 
@@ -66,7 +71,7 @@ def default_models() -> list[Model]:
     return [GrowthRegression("growth-qr-relative-trend", relative=True, trend=True),
             GrowthRegression("growth-qr-relative-pooled", relative=True, pooled=True),
             theta(LOG),
-            GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True)]
+            GradientBoostedQuantiles("gbqr-log-wave-rate", log=True, wave=True, rate=True)]
 
 
 def average(components: dict[str, Quantiles], weights: dict[str, float] | None = None,
@@ -95,16 +100,20 @@ def widen(quantiles: np.ndarray, factor: float) -> np.ndarray:
     return tidy(np.expm1(median + factor * (z - median)))
 
 
-def forecast(panel: Panel, steps: int, models: Sequence[Model] | None = None,
-             spread: float = SPREAD) -> tuple[Quantiles, dict[str, Quantiles]]:
+def forecast(panel: Panel, steps: int, models: Sequence[Model] | None = None, spread: float = SPREAD,
+             population: dict[str, float] | None = None) -> tuple[Quantiles, dict[str, Quantiles]]:
     """The ensemble's quantiles (steps, 23) per series, and each component's. `spread` 1.0 leaves the
-    average unwidened, for calibration.py to set the spread from the method's own past errors."""
+    average unwidened, for calibration.py to set the spread from the method's own past errors.
+    `population` (series -> residents, where known) goes to the components that read it."""
     models = default_models() if models is None else list(models)
     fit = {k: v for k, v in panel.items() if np.isfinite(filled(v)).sum() >= MIN_WEEKS}
     components: dict[str, Quantiles] = {}
     for model in models:
         try:
-            components[model.name] = model.forecast(fit, steps)
+            if getattr(model, "uses_population", False):
+                components[model.name] = model.forecast(fit, steps, population=population)
+            else:
+                components[model.name] = model.forecast(fit, steps)
         except Exception as exc:  # noqa: BLE001 - one failing component must not lose the forecast
             log.warning("forecast component %s failed: %s", model.name, exc)
     combined = {k: widen(q, spread) for k, q in average(components, WEIGHTS).items()}

@@ -3,7 +3,8 @@
 Why: the growth regressions are linear in recent growth, so near a turning point they carry the growth on;
 the FluSight teams that scored best in 2023-24 (UMass "flusion" among them) used gradient-boosted trees
 with the quantile loss, which can learn that growth at a high level turns over. This member follows
-that design on the data the panel gives (no calendar, no population: a panel is counts only):
+that design on the data the panel gives (no calendar: a panel is counts, with each series' residents
+where known):
 
 * each series is put on log(1 + count) (`log=True`, the ensemble's form, chosen on 2022-23 and 2024-25)
   or the fourth root (flusion's) and divided by its own 95th percentile on that scale (over the history
@@ -18,7 +19,14 @@ that design on the data the panel gives (no calendar, no population: a panel is 
   16 weeks against the largest such total of the past two years. A wave turns as its susceptibles run
   out, so how far this one has come against the last says more about its turn than its height does;
   alone the member's relative WIS fell from 0.767 / 0.691 to 0.684 / 0.674 in 2022-23 and from 0.730 /
-  0.683 to 0.685 / 0.644 in 2024-25 (natural / log).
+  0.683 to 0.685 / 0.644 in 2024-25 (natural / log);
+* with `rate=True` (the ensemble's member since 2026-12-07, given each series' residents by
+  `forecast(..., population=)`) also the week's admissions per 100,000 and those of the last 16 weeks:
+  the wave's intensity and how much of the population it has reached, comparable between places and
+  seasons where the size against the last wave is not. Alone, in the season runs (the nowcast read,
+  unwidened): 0.684 / 0.674 -> 0.659 / 0.668 in 2022-23, 0.685 / 0.644 -> 0.680 / 0.638 in 2024-25. A
+  panel without populations has NaN there in every row, fitted and forecast alike, and the member
+  reads the other features only.
 
 The quantiles are sorted (the levels are fitted separately and can cross) and transformed back. LightGBM
 runs with a fixed seed, `deterministic=True` and NUM_THREADS threads: the same panel gives the same
@@ -31,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .growth import aligned, wave_size
+from .growth import WAVE_WEEKS, aligned, wave_size
 from .levels import LEVELS, tidy
 from .models import Panel, Quantiles, filled
 
@@ -51,9 +59,11 @@ def _scale(z: np.ndarray) -> np.ndarray:
     return np.maximum(np.nan_to_num(s, nan=1.0), 1.0)
 
 
-def features(x: np.ndarray, scale: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
-    """Features (series, weeks, 9, or 10 with `counts`: the wave's size) of every week of the scaled series
-    x (series, weeks) from that week and the ones before it only."""
+def features(x: np.ndarray, scale: np.ndarray, counts: np.ndarray | None = None,
+             per_100k: np.ndarray | None = None, wave: bool = True) -> np.ndarray:
+    """Features (series, weeks, 9, 10 with `counts`: the wave's size, and 2 more with `per_100k`: the
+    rates) of every week of the scaled series x (series, weeks) from that week and the ones before it only.
+    `per_100k` (series,) is 100,000 over each series' residents (NaN where unknown)."""
     def diff(k: int) -> np.ndarray:
         out = np.full_like(x, np.nan)
         out[:, k:] = x[:, k:] - x[:, :-k]
@@ -69,9 +79,20 @@ def features(x: np.ndarray, scale: np.ndarray, counts: np.ndarray | None = None)
         panel_change = np.nanmean(one, axis=0)
     size = np.broadcast_to(np.log(scale)[:, None], x.shape)
     columns = [x, one, diff(2), diff(4), x - mean4, x - mean8, x - peak, np.broadcast_to(panel_change, x.shape), size]
-    if counts is not None:
+    if counts is not None and wave:
         columns.append(wave_size(counts))
+    if counts is not None and per_100k is not None:
+        columns.extend(rates(counts, per_100k))
     return np.stack(columns, axis=-1)
+
+
+def rates(counts: np.ndarray, per_100k: np.ndarray) -> list[np.ndarray]:
+    """log(1 + the week's admissions per 100,000) and log(1 + those of the last WAVE_WEEKS weeks): how
+    intense the wave is and how much of the population it has reached, comparable between places and
+    seasons where the wave's size against the last one is not (a first big wave, a season unlike the last)."""
+    weekly = counts * per_100k[:, None]
+    total = pd.DataFrame(weekly.T).rolling(WAVE_WEEKS, min_periods=WAVE_WEEKS).sum().to_numpy().T
+    return [np.log1p(weekly), np.log1p(total)]
 
 
 @dataclass(frozen=True)
@@ -86,8 +107,13 @@ class GradientBoostedQuantiles:
     log: bool = False  # log(1 + count) in place of the fourth root (a candidate)
     wave: bool = False  # the wave's size against the largest of the past two years as a feature (the ensemble's)
     seeds: tuple[int, ...] = ()  # further seeds whose forecasts are averaged with seed's (a candidate)
+    rate: bool = False  # the rates per 100,000 as features, from the population (a candidate)
 
-    def forecast(self, panel: Panel, steps: int) -> Quantiles:
+    @property
+    def uses_population(self) -> bool:
+        return self.rate
+
+    def forecast(self, panel: Panel, steps: int, population: dict[str, float] | None = None) -> Quantiles:
         import lightgbm as lgb
 
         keys = [k for k, v in panel.items() if len(filled(v)) > 4]
@@ -98,7 +124,10 @@ class GradientBoostedQuantiles:
         z = aligned([forward(c) for c in known])
         scale = _scale(z)
         x = z / scale[:, None]
-        f = features(x, scale, aligned(known) if self.wave else None)
+        per_100k = None
+        if self.rate:
+            per_100k = np.array([100_000 / (population or {}).get(k, np.nan) for k in keys])
+        f = features(x, scale, aligned(known) if self.wave or self.rate else None, per_100k, self.wave)
         rows, targets = [], []
         for step in range(1, steps + 1):
             past = f[:, :-step, :].reshape(-1, f.shape[-1])
