@@ -49,6 +49,8 @@ def main() -> int:
         print(f"generated and materialised {args.patients} citizens in {time.time() - t0:.0f} s", file=sys.stderr)
         regions = S.weekly_counts(mat.con, "ili", level="region")
         (national,) = S.weekly_counts(mat.con, "ili", level="national")
+        population = {"/".join(k): n for k, n in S.residents(mat.con, "region").items()}
+        population["national"] = sum(S.residents(mat.con, "national").values())
         mat.close()
     start = dt.date.fromisoformat(flu["season_start"]) - dt.timedelta(weeks=4)
     end = dt.date.fromisoformat(flu["season_end"])
@@ -61,7 +63,7 @@ def main() -> int:
         panel = {"/".join(s.key): np.asarray(s.counts[: i + 1], dtype=float) for s in regions}
         panel["national"] = np.asarray(national.counts[: i + 1], dtype=float)
         started = time.perf_counter()
-        combined, _ = ensemble.forecast(panel, 4)
+        combined, _ = ensemble.forecast(panel, 4, population=population)
         seconds.append(time.perf_counter() - started)
         counts = {"/".join(s.key): s.counts for s in regions} | {"national": national.counts}
         for key, q in combined.items():

@@ -10,8 +10,8 @@ import pytest
 from healthtwin.twin.forecasting import flusight as fs
 from healthtwin.twin.forecasting.analog import AnalogForecast, weighted_mixture_quantiles
 from healthtwin.twin.forecasting import ensemble
-from healthtwin.twin.forecasting.gbqr import GradientBoostedQuantiles, features, rates
-from healthtwin.twin.forecasting.growth import WAVE_WEEKS, GrowthRegression, wave_size
+from healthtwin.twin.forecasting.gbqr import GradientBoostedQuantiles, features
+from healthtwin.twin.forecasting.growth import WAVE_WEEKS, GrowthRegression, rates, wave_size
 from healthtwin.twin.forecasting.levels import LEVELS
 from healthtwin.twin.forecasting.peak import PeakAwareGrowth
 

@@ -71,6 +71,8 @@ def test_the_digest_follows_the_series_and_the_code():
     assert stored.series_digest(a, code) == stored.series_digest(list(a), code)
     assert stored.series_digest(a, code) != stored.series_digest(b, code)
     assert stored.series_digest(a, code) != stored.series_digest(a, "other code")
+    # The boosted member reads rates per 100,000: other residents, another fit.
+    assert stored.series_digest(a, code, {("Bakı",): 2.3e6}) != stored.series_digest(a, code, {("Bakı",): 2.4e6})
 
 
 def test_the_command_warms_and_refuses_bad_input(world, folder, capsys):

@@ -45,3 +45,22 @@ def test_count_quantiles_contain_the_continuous_band_in_whole_numbers():
     assert q[0, 0] == 0 and q[0, -1] == 5 and np.all(np.diff(q[0]) >= 0)  # never below 0, still ordered
     low, high = 0, len(QUANTILE_LEVELS) - 1
     assert (q[0, low] <= 5 <= q[0, high]) and not (continuous[0, low] <= 5 <= continuous[0, high])
+
+
+def test_the_residents_reach_the_member_that_reads_rates():
+    # The same counts in a district fifty times as populous are a far smaller rate per 100,000: given
+    # the residents, the member that reads rates forecasts that district differently.
+    from healthtwin.twin.forecasting.gbqr import GradientBoostedQuantiles
+    rng = np.random.default_rng(7)
+    monday = dt.date(2022, 1, 3)
+    dates = [monday + dt.timedelta(weeks=i) for i in range(120)]
+    t = np.arange(120)
+    series = [Series(("Bakı", f"district-{d}"), "ili", "week", dates,
+                     rng.poisson(5 + 60 * (1 + d) * np.exp(-0.5 * (((t + 9 * d) % 52 - 26) / 4.0) ** 2)).tolist())
+              for d in range(6)]
+    member = [GradientBoostedQuantiles("gbqr-log-wave-rate", log=True, wave=True, rate=True)]
+    even = {s.key: 200_000.0 for s in series}
+    uneven = even | {("Bakı", "district-3"): 10_000_000.0}
+    a = {f.key: f.quantiles for f in forecast_weekly(series, models=member, residents=even)}
+    b = {f.key: f.quantiles for f in forecast_weekly(series, models=member, residents=uneven)}
+    assert not np.array_equal(a[("Bakı", "district-3")], b[("Bakı", "district-3")])

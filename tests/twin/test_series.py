@@ -195,6 +195,22 @@ def test_the_indicators_api_serves_weeks_months_and_ranges(world) -> None:
     assert err.value.location == "period"
 
 
+def test_residents_per_place_are_the_homes_of_the_living(world) -> None:
+    # The forecaster's rates per 100,000 divide by these: every place a case series has, summing to the
+    # nation's, none above the citizens ever homed there (the dead and the unborn of mid-year are not).
+    mat, ref, _ = world
+    by_region = S.residents(mat.con, "region")
+    by_district = S.residents(mat.con, "district")
+    (nation,) = S.residents(mat.con, "national").values()
+    homes = Counter((r,) for r, _ in ref.home.values())
+    assert set(by_region) <= set(homes) and {s.key for s in S.weekly_counts(mat.con, "ili", "region")} <= set(by_region)
+    assert sum(by_region.values()) == pytest.approx(nation) == pytest.approx(sum(by_district.values()))
+    assert all(0 < n <= homes[k] for k, n in by_region.items())
+    assert nation > 0.8 * len(ref.home)
+    with pytest.raises(S.SeriesError):
+        S.residents(mat.con, "street")
+
+
 def test_bad_series_requests_are_refused(world) -> None:
     mat, _, _ = world
     for call in (lambda: S.counts(mat.con, "flu"), lambda: S.counts(mat.con, "ili", level="street"),

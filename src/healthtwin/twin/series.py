@@ -173,6 +173,18 @@ def counts(source: Any, syndrome: str, level: str = "region", interval: str = "w
             for key, vals in _regular(grouped, starts).items() if any(vals)]
 
 
+def residents(source: Any, level: str = "region") -> dict[tuple[str, ...], float]:
+    """Residents per place of `level` (the mid-year population of the record's latest year, the
+    denominator of the case rates): what a forecaster needs to read counts as rates per 100,000."""
+    if level not in LEVELS:
+        raise SeriesError(f"level '{level}': use {', '.join(LEVELS)}")
+    keys = LEVELS[level]
+    cols = "".join(f"{k}, " for k in keys)
+    table = load_indicators()["syndrome_cases"].table("den")
+    rows = _fetch(_con(source), f"SELECT {cols}sum(denominator) FROM {table} GROUP BY ALL", [])
+    return {tuple(row[:len(keys)]): float(row[-1]) for row in rows if row[-1]}
+
+
 daily_counts = partial(counts, interval="day")
 weekly_counts = partial(counts, interval="week")
 monthly_counts = partial(counts, interval="month")

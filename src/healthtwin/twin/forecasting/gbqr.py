@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .growth import WAVE_WEEKS, aligned, wave_size
+from .growth import aligned, rates, wave_size
 from .levels import LEVELS, tidy
 from .models import Panel, Quantiles, filled
 
@@ -84,15 +84,6 @@ def features(x: np.ndarray, scale: np.ndarray, counts: np.ndarray | None = None,
     if counts is not None and per_100k is not None:
         columns.extend(rates(counts, per_100k))
     return np.stack(columns, axis=-1)
-
-
-def rates(counts: np.ndarray, per_100k: np.ndarray) -> list[np.ndarray]:
-    """log(1 + the week's admissions per 100,000) and log(1 + those of the last WAVE_WEEKS weeks): how
-    intense the wave is and how much of the population it has reached, comparable between places and
-    seasons where the wave's size against the last one is not (a first big wave, a season unlike the last)."""
-    weekly = counts * per_100k[:, None]
-    total = pd.DataFrame(weekly.T).rolling(WAVE_WEEKS, min_periods=WAVE_WEEKS).sum().to_numpy().T
-    return [np.log1p(weekly), np.log1p(total)]
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,15 @@ def wave_size(counts: np.ndarray) -> np.ndarray:
     return (np.log1p(total) - np.log1p(largest)).to_numpy().T
 
 
+def rates(counts: np.ndarray, per_100k: np.ndarray) -> list[np.ndarray]:
+    """log(1 + the week's admissions per 100,000) and log(1 + those of the last WAVE_WEEKS weeks): how
+    intense the wave is and how much of the population it has reached, comparable between places and
+    seasons where the wave's size against the last one is not (a first big wave, a season unlike the last)."""
+    weekly = counts * per_100k[:, None]
+    total = pd.DataFrame(weekly.T).rolling(WAVE_WEEKS, min_periods=WAVE_WEEKS).sum().to_numpy().T
+    return [np.log1p(weekly), np.log1p(total)]
+
+
 def lagged_changes(z: np.ndarray, lags: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """The weekly changes of z (series, weeks) and, for lag 0..lags-1, the change `lag` weeks before each
     week (NaN where there is none): the recent-growth predictors the pooled members share."""
@@ -61,7 +70,7 @@ def lagged_changes(z: np.ndarray, lags: int) -> tuple[np.ndarray, list[np.ndarra
 
 
 def _design(z: np.ndarray, lags: int, pooled: bool, relative: bool = False, trend: bool = False,
-            wave: bool = False) -> np.ndarray:
+            wave: bool = False, per_100k: np.ndarray | None = None) -> np.ndarray:
     """Predictors (series, weeks, features) on the log scale: intercept, the last `lags` weekly changes,
     the level, (relative) the level less the series' mean of the last RELATIVE_WEEKS, (trend) the mean
     weekly change over the last TREND_WEEKS, and (pooled) the mean weekly change over all series in that
@@ -75,6 +84,8 @@ def _design(z: np.ndarray, lags: int, pooled: bool, relative: bool = False, tren
         columns.append(((by_week - by_week.shift(TREND_WEEKS)) / TREND_WEEKS).to_numpy().T)
     if wave:  # held at -3 below: a wave under a twentieth of the last is as far from its turn as none
         columns.append(np.maximum(wave_size(np.expm1(z)), -3.0))
+    if per_100k is not None:  # the rates per 100,000, this week and over the last WAVE_WEEKS (a candidate)
+        columns.extend(rates(np.expm1(z), per_100k))
     if pooled:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # weeks before any series starts: NaN, dropped below
@@ -93,14 +104,22 @@ class GrowthRegression:
     relative: bool = False  # add the level against the series' own recent mean
     trend: bool = False  # add the six-week slope
     wave: bool = False  # add the wave's size against the largest of the past two years (a candidate)
+    rate: bool = False  # add the rates per 100,000, where every series' residents are known (a candidate)
     window: int | None = 156  # weeks of each series' history fitted on (three seasons): bounds the time
 
-    def forecast(self, panel: Panel, steps: int) -> Quantiles:
+    @property
+    def uses_population(self) -> bool:
+        return self.rate
+
+    def forecast(self, panel: Panel, steps: int, population: dict[str, float] | None = None) -> Quantiles:
         keys = [k for k, v in panel.items() if len(filled(v)) > self.lags + 1]
         if not keys:
             return {}
         z = aligned([np.log1p(np.maximum(filled(panel[k]), 0.0))[-(self.window or 0):] for k in keys])
-        design = _design(z, self.lags, self.pooled, self.relative, self.trend, self.wave)
+        per_100k = None
+        if self.rate and population and all(population.get(k, 0) > 0 for k in keys):
+            per_100k = np.array([100_000 / population[k] for k in keys])
+        design = _design(z, self.lags, self.pooled, self.relative, self.trend, self.wave, per_100k)
         now = design[:, -1, :]
         if np.isnan(now).any():
             now = np.nan_to_num(now)  # a series shorter than the lags: its missing changes count as flat

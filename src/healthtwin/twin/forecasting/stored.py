@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from ..series import SeriesError, open_analytics, syndromes, weekly_counts
+from ..series import SeriesError, open_analytics, residents, syndromes, weekly_counts
 from ..surveillance import suppression
 from .levels import QUANTILE_LEVELS
 from .twin_series import forecast_weekly
@@ -51,10 +51,11 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def series_digest(found: Sequence[Any], code: str) -> str:
+def series_digest(found: Sequence[Any], code: str, population: dict[tuple[str, ...], float] | None = None) -> str:
     h = hashlib.sha256(code.encode())
     for s in found:
-        h.update(orjson.dumps(["/".join(s.key), s.dates[0].isoformat() if s.dates else "", list(s.counts)]))
+        h.update(orjson.dumps(["/".join(s.key), s.dates[0].isoformat() if s.dates else "", list(s.counts),
+                               (population or {}).get(tuple(s.key))]))
     return h.hexdigest()
 
 
@@ -73,9 +74,9 @@ def view(series: Any, forecast: Any) -> dict[str, Any]:
                          for h, (week, row) in enumerate(zip(forecast.weeks, rows))]}
 
 
-def fit(found: Sequence[Any]) -> list[dict[str, Any]]:
+def fit(found: Sequence[Any], population: dict[tuple[str, ...], float] | None = None) -> list[dict[str, Any]]:
     """The route's view of every series, fitted now (one panel per syndrome, as twin_series does)."""
-    by_key = {f.key: f for f in forecast_weekly(found)}
+    by_key = {f.key: f for f in forecast_weekly(found, residents=population)}
     return [view(s, by_key[tuple(s.key)]) for s in found]
 
 
@@ -102,11 +103,12 @@ def answer(con: Any, analytics_dir: Path, syndrome: str, level: str, code: str |
            ) -> tuple[list[dict[str, Any]], bool]:
     """(the views, whether they came from a stored fit): stored if current, else fitted now and stored."""
     found = weekly_counts(con, syndrome, level=level)
-    digest = series_digest(found, code or code_digest())
+    population = residents(con, level)
+    digest = series_digest(found, code or code_digest(), population)
     kept = load(analytics_dir, syndrome, level, digest)
     if kept is not None:
         return kept, True
-    out = fit(found)
+    out = fit(found, population)
     save(analytics_dir, syndrome, level, digest, out)
     return out, False
 
@@ -130,17 +132,19 @@ def warm(analytics_dir: Path, groups: Iterable[str] | None = None, levels: Seque
     try:
         names = list(groups) if groups is not None else [s["syndrome"] for s in syndromes(con)]
         code = code_digest()
+        by_level: dict[str, dict[tuple[str, ...], float]] = {}  # residents per place, read once a level
         for name in names:
             for level in levels:
                 if should_stop():
                     return report
                 try:
                     found = weekly_counts(con, name, level=level)
-                    digest = series_digest(found, code)
+                    population = by_level.setdefault(level, residents(con, level))
+                    digest = series_digest(found, code, population)
                     if load(analytics_dir, name, level, digest) is not None:
                         report.current += 1
                         continue
-                    save(analytics_dir, name, level, digest, fit(found))
+                    save(analytics_dir, name, level, digest, fit(found, population))
                     report.fitted += 1
                     report.series += len(found)
                 except (SeriesError, ValueError) as exc:

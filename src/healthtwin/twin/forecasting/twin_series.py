@@ -61,9 +61,11 @@ def count_quantiles(quantiles: np.ndarray) -> np.ndarray:
 
 
 def forecast_weekly(series: Iterable[WeeklySeries], weeks: int = WEEKS_AHEAD,
-                    models: Sequence[ensemble.Model] | None = None) -> list[SeriesForecast]:
+                    models: Sequence[ensemble.Model] | None = None,
+                    residents: dict[tuple[str, ...], float] | None = None) -> list[SeriesForecast]:
     """Forecasts of every series, fitted as one panel per syndrome (the pooled growth model learns from
-    every place of that syndrome at once, as it learns from every state in FluSight)."""
+    every place of that syndrome at once, as it learns from every state in FluSight). `residents` (place
+    key -> population, `twin.series.residents`) lets the members that read rates per 100,000 do so."""
     by_syndrome: dict[str, list[WeeklySeries]] = {}
     for s in series:
         if len(s.counts):
@@ -71,7 +73,9 @@ def forecast_weekly(series: Iterable[WeeklySeries], weeks: int = WEEKS_AHEAD,
     out: list[SeriesForecast] = []
     for syndrome, members in sorted(by_syndrome.items()):
         panel = {"/".join(s.key) or "national": np.asarray(s.counts, dtype=float) for s in members}
-        combined, _ = ensemble.forecast(panel, weeks, models)
+        population = {"/".join(s.key) or "national": residents[tuple(s.key)] for s in members
+                      if residents and tuple(s.key) in residents}
+        combined, _ = ensemble.forecast(panel, weeks, models, population=population)
         for s in members:
             last = s.dates[-1]
             ahead = [last + dt.timedelta(weeks=k) for k in range(1, weeks + 1)]

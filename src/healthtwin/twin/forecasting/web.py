@@ -33,7 +33,7 @@ from starlette.routing import Route
 from ...analytics.seam import PublicHealthSeam
 from ...fhir.outcome import FHIRError
 from ...request import Caller, RequestContext
-from ..series import SeriesError, open_analytics, syndromes, weekly_counts
+from ..series import SeriesError, open_analytics, residents, syndromes, weekly_counts
 from . import ensemble, stored
 from .stored import SHOWN_LEVELS
 
@@ -156,7 +156,8 @@ class Forecasts:
 
     def _forecast(self, con: duckdb.DuckDBPyConnection, syndrome: str, level: str) -> list[dict[str, Any]]:
         found = weekly_counts(con, syndrome, level=level)
-        key = (syndrome, level, stored.series_digest(found, self._code))
+        population = residents(con, level)
+        key = (syndrome, level, stored.series_digest(found, self._code, population))
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
@@ -167,7 +168,7 @@ class Forecasts:
                     return self._cache[key]
             out = stored.load(self.analytics_dir, syndrome, level, key[-1])  # the nightly run's, or another process's
             if out is None:
-                out = stored.fit(found)
+                out = stored.fit(found, population)
                 stored.save(self.analytics_dir, syndrome, level, key[-1], out)
             with self._lock:
                 if len(self._cache) >= CACHE_SIZE:
