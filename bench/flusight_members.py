@@ -33,6 +33,8 @@ MEMBERS = {"analog": AnalogForecast(), "peak": PeakAwareGrowth(), "gbqr": Gradie
            "gbqr-slow": GradientBoostedQuantiles("gbqr-slow", trees=200, learning_rate=0.04),
            "gbqr-log-fast": GradientBoostedQuantiles("gbqr-log-fast", log=True, trees=50, learning_rate=0.16),
            "gbqr-log-wave": GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True),
+           "gbqr-log-rate": GradientBoostedQuantiles("gbqr-log-rate", log=True, rate=True),
+           "growth-rate": GrowthRegression("growth-qr-relative-trend-rate", relative=True, trend=True, rate=True),
            "gbqr-log-bag": GradientBoostedQuantiles("gbqr-log-bag", log=True, seeds=(1, 2)),
            "gbqr-log-wave-bag": GradientBoostedQuantiles("gbqr-log-wave-bag", log=True, wave=True, seeds=(1, 2)),
            "growth-wave": GrowthRegression("growth-qr-relative-trend-wave", relative=True, trend=True, wave=True)}

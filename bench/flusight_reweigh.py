@@ -2,8 +2,8 @@
 log-scale average. They were chosen on 2026-12-03 with the components' quantiles averaged on the counts'
 scale; the average moved to the log(1 + count) scale on 2026-12-06 with the weights kept. From the
 unwidened forecasts each season run keeps (`bench/flusight.py --season S --every 2 --dump FILE`), this
-scores every weighting of the four components in steps of 0.2 with theta at least 0.2 (35), at the fixed
-spreads 1.0-1.3, with the calibration exactly as calibration.py does it (factors from the past 6 reference
+scores every weighting of the four components in steps of 0.2 with theta at least 0.2 (35; `--names`
+weighs other components kept in the dumps, such as candidates run at weight 0), at the fixed spreads 1.0-1.3, with the calibration exactly as calibration.py does it (factors from the past 6 reference
 dates' forecasts under the same weights, half-way to the fixed spread), and also the same choice made for
 each horizon on its own (the rule's sums split by horizon). The choice is the least mean of natural- and
 log-scale relative WIS over 2022-23 and 2024-25 among the variants with 95% coverage in [0.90, 0.97] in
@@ -39,10 +39,11 @@ SPREADS = (1.0, 1.1, 1.2, 1.3)
 
 
 def weightings() -> list[tuple[float, ...]]:
-    """Every weighting of the components in steps of 0.2 with theta-log at least 0.2."""
+    """Every weighting of the components in steps of 0.2 with theta (any of its forms) at least 0.2."""
     out = []
+    theta = [i for i, n in enumerate(NAMES) if n.startswith("theta")]
     for units in itertools.product(range(6), repeat=len(NAMES)):
-        if sum(units) == 5 and units[NAMES.index("theta-log")] >= 1:
+        if sum(units) == 5 and sum(units[i] for i in theta) >= 1:
             out.append(tuple(u / 5 for u in units))
     return out
 

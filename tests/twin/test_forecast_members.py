@@ -44,6 +44,7 @@ def panel():
 MEMBERS = [AnalogForecast(), PeakAwareGrowth(), GradientBoostedQuantiles(),
            GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True),
            GradientBoostedQuantiles("gbqr-log-wave-rate", log=True, wave=True, rate=True),
+           GrowthRegression("growth-qr-relative-pooled-rate", relative=True, pooled=True, rate=True),
            GrowthRegression("growth-qr-relative-trend-wave", relative=True, trend=True, wave=True)]
 
 
@@ -158,11 +159,16 @@ def test_the_ensemble_hands_the_population_to_the_member_that_reads_it(panel):
     # rates forecasts 'top' differently, the one that does not is unmoved, and the ensemble passes it on.
     population = {k: 1_000_000.0 for k in panel}
     bigger = dict(population, top=50_000_000.0)
-    rate = GradientBoostedQuantiles("gbqr-log-wave-rate", log=True, wave=True, rate=True)
-    plain = GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True)
-    assert rate.uses_population and not plain.uses_population
-    a, b = rate.forecast(panel, 4, population=population), rate.forecast(panel, 4, population=bigger)
-    assert not np.array_equal(a["top"], b["top"])
-    _, components = ensemble.forecast(panel, 4, [rate, plain], population=bigger)
-    np.testing.assert_array_equal(components[rate.name]["top"], b["top"])
-    np.testing.assert_array_equal(components[plain.name]["top"], plain.forecast(panel, 4)["top"])
+    for rate, plain in [(GradientBoostedQuantiles("gbqr-log-wave-rate", log=True, wave=True, rate=True),
+                         GradientBoostedQuantiles("gbqr-log-wave", log=True, wave=True)),
+                        (GrowthRegression("growth-qr-relative-pooled-rate", relative=True, pooled=True, rate=True),
+                         GrowthRegression("growth-qr-relative-pooled", relative=True, pooled=True))]:
+        assert rate.uses_population and not getattr(plain, "uses_population", False)
+        a, b = rate.forecast(panel, 4, population=population), rate.forecast(panel, 4, population=bigger)
+        assert not np.array_equal(a["top"], b["top"])
+        _, components = ensemble.forecast(panel, 4, [rate, plain], population=bigger)
+        np.testing.assert_array_equal(components[rate.name]["top"], b["top"])
+        np.testing.assert_array_equal(components[plain.name]["top"], plain.forecast(panel, 4)["top"])
+    # The regression needs every series' residents (its rows must all have the predictors): without
+    # them it is the regression without the rates.
+    np.testing.assert_array_equal(rate.forecast(panel, 4)["top"], plain.forecast(panel, 4)["top"])

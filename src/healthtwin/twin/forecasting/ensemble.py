@@ -21,12 +21,18 @@ theta. Theta is kept by design: it is the per-series statsforecast model, the pa
 (statsforecast on Spark), and the one component that does not share the growth regressions' errors.
 
 * the growth regression with the relative level and the six-week slope 0.2, the same with the relative
-  level and the panel's mean change 0.2, theta on log(1 + y) 0.2, and the gradient-boosted quantiles on
-  the scaled log(1 + y) with the wave's size and the rates per 100,000 among their features (gbqr.py)
-  0.4, widened by 1.1. The rates joined on 2026-12-07 by the same rule and bench over the 70 weightings
-  of five (the member with and without them) × 4 spreads: the member with them took the other's 0.4,
-  0.6284 against 0.6340 (2022-23 0.668 / 0.630, coverage 0.913; 2024-25 0.612 / 0.605, 0.945). The
-  weights and spread before that were chosen
+  level, the panel's mean change and the rates per 100,000 (growth.rates) 0.4, theta on log(1 + y) 0.2,
+  and the gradient-boosted quantiles on the scaled log(1 + y) with the wave's size and the rates among
+  their features (gbqr.py) 0.2, widened by 1.1. The rates entered the regression on 2026-12-07 by the
+  same rule over the 126 weightings of six (the pooled regression with and without them, the relative-
+  trend one with them) × 4 spreads, from season runs with the candidates at weight 0: 0.6169 against
+  0.6284 (2022-23 0.648 / 0.626, coverage 0.921; 2024-25 0.601 / 0.593, 0.947); the slope regression
+  with the rates was worse alone in both seasons and got no weight; theta fitted on its last 26 or 52
+  weeks only was worse alone and got none either. Before that, the same day, the rates joined the
+  boosted member by the same rule over the 70 weightings of five (the member with and without them) × 4
+  spreads: the member with them took the other's 0.4, 0.6284 against 0.6340 (2022-23 0.668 / 0.630,
+  coverage 0.913; 2024-25 0.612 / 0.605, 0.945); the held-out 2023-24, scored once after that choice:
+  0.738 (log 0.717), coverage 0.570 / 0.974. The weights and spread before that were chosen
   on 2026-12-07 by the same rule with the full method (nowcast and calibration) over the 35 weightings
   of the four and spreads 1.0-1.3 (bench/flusight_reweigh.py): 0.6340, against 0.6360 for the previous
   weights with the new member and 0.6430 for the previous ensemble (boosted member without the wave's
@@ -61,15 +67,15 @@ class Model(Protocol):
     def forecast(self, panel: Panel, steps: int) -> Quantiles: ...
 
 
-WEIGHTS = {"growth-qr-relative-trend": 0.2, "growth-qr-relative-pooled": 0.2, "theta-log": 0.2,
-           "gbqr-log-wave-rate": 0.4}
+WEIGHTS = {"growth-qr-relative-trend": 0.2, "growth-qr-relative-pooled-rate": 0.4, "theta-log": 0.2,
+           "gbqr-log-wave-rate": 0.2}
 SPREAD = 1.1  # widening of the ensemble's quantiles around its median, on the log(1 + y) scale
 
 
 def default_models() -> list[Model]:
     """The ensemble's components, the same for every date, location and season."""
     return [GrowthRegression("growth-qr-relative-trend", relative=True, trend=True),
-            GrowthRegression("growth-qr-relative-pooled", relative=True, pooled=True),
+            GrowthRegression("growth-qr-relative-pooled-rate", relative=True, pooled=True, rate=True),
             theta(LOG),
             GradientBoostedQuantiles("gbqr-log-wave-rate", log=True, wave=True, rate=True)]
 
