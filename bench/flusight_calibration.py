@@ -105,10 +105,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dumps", nargs="+", help="FILE:SEASON pairs from bench/flusight.py --dump")
     p.add_argument("--weeks", type=int, default=cal.PAST_WEEKS)
+    p.add_argument("--lows", type=float, nargs="+", default=[0.5, 0.9], help="the grid's lower ends to try")
     args = p.parse_args()
     seasons = {name: season(Path(path), name, args.weeks) for path, name in (d.rsplit(":", 1) for d in args.dumps)}
     rows = []
-    for per_level, counts, low, shrink in itertools.product((True, False), (True, False), (0.5, 0.9), (None, 0.5)):
+    for per_level, counts, low, shrink in itertools.product((True, False), (True, False), args.lows, (None, 0.5)):
         result = {name: score(*data, per_level, counts, low, shrink) for name, data in seasons.items()}
         rule, ok = judged(result)
         label = (f"{'per level' if per_level else 'one per horizon'}, {'count' if counts else 'log'} scale, "

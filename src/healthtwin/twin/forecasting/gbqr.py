@@ -98,7 +98,7 @@ class GradientBoostedQuantiles:
     log: bool = False  # log(1 + count) in place of the fourth root (a candidate)
     wave: bool = False  # the wave's size against the largest of the past two years as a feature (the ensemble's)
     seeds: tuple[int, ...] = ()  # further seeds whose forecasts are averaged with seed's (a candidate)
-    rate: bool = False  # the rates per 100,000 as features, from the population (a candidate)
+    rate: bool = False  # the rates per 100,000 as features, from the population (the ensemble's)
 
     @property
     def uses_population(self) -> bool:

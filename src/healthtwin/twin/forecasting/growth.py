@@ -9,7 +9,9 @@ Bassett quantile regression, `quantreg.py`). The level term lets the spread depe
 counts (small counts are noisier on the log scale). Two optional predictors say where in its wave a series
 stands: its level against its own mean of the last two years (`relative`: a count high for that place is
 near a peak whatever the place's size) and its six-week slope (`trend`: the longer run of the wave beside
-the last three weekly changes). Nothing is fitted per location or per date: the same
+the last three weekly changes); with each series' residents, the admissions per 100,000 of the week and of
+the last 16 weeks (`rate`, `rates`: how intense the wave is and how much of the population it has reached,
+comparable between places and seasons; the ensemble's pooled member since 2026-12-07). Nothing is fitted per location or per date: the same
 specification is refitted on whatever history the forecast date knows."""
 from __future__ import annotations
 
@@ -84,7 +86,7 @@ def _design(z: np.ndarray, lags: int, pooled: bool, relative: bool = False, tren
         columns.append(((by_week - by_week.shift(TREND_WEEKS)) / TREND_WEEKS).to_numpy().T)
     if wave:  # held at -3 below: a wave under a twentieth of the last is as far from its turn as none
         columns.append(np.maximum(wave_size(np.expm1(z)), -3.0))
-    if per_100k is not None:  # the rates per 100,000, this week and over the last WAVE_WEEKS (a candidate)
+    if per_100k is not None:  # the rates per 100,000, this week and over the last WAVE_WEEKS
         columns.extend(rates(np.expm1(z), per_100k))
     if pooled:
         with warnings.catch_warnings():
@@ -104,7 +106,7 @@ class GrowthRegression:
     relative: bool = False  # add the level against the series' own recent mean
     trend: bool = False  # add the six-week slope
     wave: bool = False  # add the wave's size against the largest of the past two years (a candidate)
-    rate: bool = False  # add the rates per 100,000, where every series' residents are known (a candidate)
+    rate: bool = False  # add the rates per 100,000 where every series' residents are known (the pooled member's)
     window: int | None = 156  # weeks of each series' history fitted on (three seasons): bounds the time
 
     @property
