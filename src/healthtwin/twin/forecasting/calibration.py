@@ -9,16 +9,17 @@ ensemble, unwidened), scores those forecasts against the counts the vintage of R
 weeks (nowcast-corrected as well), and for each horizon and quantile level picks the factor from GRID that
 scales the quantile's distance from the median on the log(1 + y) scale to the least quantile loss of those
 errors, on the counts' scale as WIS weighs them (a quantile-scaled conformal calibration: the middle and
-the tails can move apart). The fitted factor is taken half-way from the fixed ensemble.SPREAD (1.1; SHRINK: six weeks'
+the tails can move apart). The fitted factor is taken half-way from the fixed ensemble.SPREAD (1.2; SHRINK: six weeks'
 errors of 52 jurisdictions are few independent ones, since a week's errors move together) and is never
-below 1.0 (GRID from 0.9, halved towards 1.1): a quiet run of weeks before a wave must not shrink the bands
+below 1.0 (GRID from 0.8, halved towards 1.2; from 0.9 towards 1.1 until 2026-12-07): a quiet run of weeks before a wave must not shrink the bands
 the wave will need. Until a horizon has MIN_ERRORS scored errors it keeps the fixed factor. Everything
 used is known on R: earlier vintages, and the vintage of R itself.
 
 Chosen on 2022-23 and 2024-25 (every second date) by the ensemble's rule (least mean of natural- and
 log-scale relative WIS, 95% coverage in [0.90, 0.97] in both) among: one factor per horizon or one per
 level, fitted on the log or the count scale, floors 0.5 or 0.9, shrunk by half or not, 6 or 10 past weeks
-(docs/twin.md, Forecasting). Its gain there is small (0.661 against 0.665 for the fixed 1.1).
+(docs/twin.md, Forecasting). Its gain there is small (0.661 against 0.665 for the fixed 1.1). The grid's
+lower end was re-chosen with the ensemble's weights on 2026-12-07 (0.7, 0.8 or 0.9; docs/twin.md).
 
 The re-forecasts are what the method would have said then, so a `Forecaster` keeps them in memory (a season
 run forecasts each date once) and, given a `store` folder (`--cache`), on disk: the command line forecasts
@@ -41,7 +42,7 @@ CODE = ("calibration.py", "nowcast.py", "ensemble.py", "growth.py", "models.py",
 PAST_WEEKS = 6  # reference dates re-forecast for the calibration
 MIN_ERRORS = 150  # scored location-weeks a horizon needs before its own factors replace the fixed one
 STALE_WEEKS = 2  # a past date whose data end earlier than this is not re-forecast
-GRID = np.round(np.arange(0.9, 2.001, 0.05), 2)  # candidate factors on the log scale
+GRID = np.round(np.arange(0.8, 2.001, 0.05), 2)  # candidate factors on the log scale
 SHRINK = 0.5  # the fitted factors are taken half-way from the fixed one: six weeks' errors are few
 
 
