@@ -26,7 +26,7 @@ from healthtwin.analytics.refresh import refresh_all  # noqa: E402
 from healthtwin.population.generator import generate  # noqa: E402
 from healthtwin.twin.forecasting import stored  # noqa: E402
 from healthtwin.twin.forecasting.baseline import flat_baseline  # noqa: E402
-from healthtwin.twin.series import syndromes, weekly_counts  # noqa: E402
+from healthtwin.twin.series import residents, syndromes, weekly_counts  # noqa: E402
 
 
 def main() -> int:
@@ -71,7 +71,8 @@ def main() -> int:
         started = time.perf_counter()
         code = stored.code_digest()
         s = weekly_counts(mat.con, "ili", level="district")
-        assert stored.load(mat.data_dir, "ili", "district", stored.series_digest(s, code)) is not None
+        digest = stored.series_digest(s, code, residents(mat.con, "district"))
+        assert stored.load(mat.data_dir, "ili", "district", digest) is not None
         answer = time.perf_counter() - started
         mat.close()
     print(f"nightly warm: {report.fitted} panels, {report.series} series in {wall:.1f} s wall, {cpu:.1f} s CPU "
