@@ -3,7 +3,8 @@ log-scale average. They were chosen on 2026-12-03 with the components' quantiles
 scale; the average moved to the log(1 + count) scale on 2026-12-06 with the weights kept. From the
 unwidened forecasts each season run keeps (`bench/flusight.py --season S --every 2 --dump FILE`), this
 scores every weighting of the four components in steps of 0.2 with theta at least 0.2 (35; `--names`
-weighs other components kept in the dumps, such as candidates run at weight 0), at the fixed spreads 1.0-1.3, with the calibration exactly as calibration.py does it (factors from the past 6 reference
+weighs other components kept in the dumps, such as candidates run at weight 0), at the fixed spreads
+1.0-1.3, with the calibration exactly as calibration.py does it (factors from the past 6 reference
 dates' forecasts under the same weights, half-way to the fixed spread), and also the same choice made for
 each horizon on its own (the rule's sums split by horizon). The choice is the least mean of natural- and
 log-scale relative WIS over 2022-23 and 2024-25 among the variants with 95% coverage in [0.90, 0.97] in

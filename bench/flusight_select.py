@@ -48,8 +48,7 @@ def season_tables(season: str, every: int) -> tuple[dict, dict, list, np.ndarray
         steps = fs.steps_to_horizons(snapshot, ref)
         panel = fs.panel_of(snapshot)
         n = max(max(s) for s in steps.values())
-        named = {m.name: (m.forecast(panel, n, population=snapshot.population)
-                          if getattr(m, "uses_population", False) else m.forecast(panel, n)) for m in CANDIDATES}
+        named = {m.name: ensemble.run(m, panel, n, snapshot.population) for m in CANDIDATES}
         named["baseline"] = {k: flat_baseline(v, n, seed=ref.toordinal()) for k, v in panel.items()}
         for name, quantiles in named.items():
             for loc, q in fs.at_horizons(quantiles, steps).items():

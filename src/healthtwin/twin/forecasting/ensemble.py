@@ -111,6 +111,13 @@ def widen(quantiles: np.ndarray, factor: float) -> np.ndarray:
     return tidy(np.expm1(median + factor * (z - median)))
 
 
+def run(model: Model, panel: Panel, steps: int, population: dict[str, float] | None = None) -> Quantiles:
+    """One component's forecast, handed the residents if it reads rates (`uses_population`)."""
+    if getattr(model, "uses_population", False):
+        return model.forecast(panel, steps, population=population)
+    return model.forecast(panel, steps)
+
+
 def forecast(panel: Panel, steps: int, models: Sequence[Model] | None = None, spread: float = SPREAD,
              population: dict[str, float] | None = None) -> tuple[Quantiles, dict[str, Quantiles]]:
     """The ensemble's quantiles (steps, 23) per series, and each component's. `spread` 1.0 leaves the
@@ -121,10 +128,7 @@ def forecast(panel: Panel, steps: int, models: Sequence[Model] | None = None, sp
     components: dict[str, Quantiles] = {}
     for model in models:
         try:
-            if getattr(model, "uses_population", False):
-                components[model.name] = model.forecast(fit, steps, population=population)
-            else:
-                components[model.name] = model.forecast(fit, steps)
+            components[model.name] = run(model, fit, steps, population)
         except Exception as exc:  # noqa: BLE001 - one failing component must not lose the forecast
             log.warning("forecast component %s failed: %s", model.name, exc)
     combined = {k: widen(q, spread) for k, q in average(components, WEIGHTS).items()}
