@@ -1,6 +1,6 @@
 """The quantile-averaging ensemble: each level's quantile is the weighted mean of the components' quantiles
 at that level (Vincentisation), the combination the FluSight and COVID-19 hubs use (they take the median
-over dozens of teams; with four components the mean keeps every component's say), taken on the
+over dozens of teams; with three components the mean keeps every component's say), taken on the
 log(1 + count) scale, the scale every component models: a weighted geometric mean of the counts. Chosen on
 2026-12-06 by the rule below over the same mean on the counts' scale (bench/flusight_weights.py, from one
 season run's forecasts of each development season): the rule's mean fell from 0.6567 to 0.6430 (2022-23
