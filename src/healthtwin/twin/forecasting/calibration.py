@@ -9,10 +9,10 @@ ensemble, unwidened), scores those forecasts against the counts the vintage of R
 weeks (nowcast-corrected as well), and for each horizon and quantile level picks the factor from GRID that
 scales the quantile's distance from the median on the log(1 + y) scale to the least quantile loss of those
 errors, on the counts' scale as WIS weighs them (a quantile-scaled conformal calibration: the middle and
-the tails can move apart). The fitted factor is taken half-way from the fixed ensemble.SPREAD (1.2; SHRINK: six weeks'
-errors of 52 jurisdictions are few independent ones, since a week's errors move together) and is never
-below 1.0 (GRID from 0.8, halved towards 1.2; from 0.9 towards 1.1 until 2026-12-07): a quiet run of weeks before a wave must not shrink the bands
-the wave will need. Until a horizon has MIN_ERRORS scored errors it keeps the fixed factor. Everything
+the tails can move apart). The fitted factor is taken half-way from the fixed ensemble.SPREAD (1.2;
+SHRINK: six weeks' errors of 52 jurisdictions are few independent ones, since a week's errors move
+together) and is never below 1.0 (GRID from 0.8, halved towards 1.2; from 0.9 towards 1.1 until
+2026-12-07): a quiet run of weeks before a wave must not shrink the bands the wave will need. Until a horizon has MIN_ERRORS scored errors it keeps the fixed factor. Everything
 used is known on R: earlier vintages, and the vintage of R itself.
 
 Chosen on 2022-23 and 2024-25 (every second date) by the ensemble's rule (least mean of natural- and

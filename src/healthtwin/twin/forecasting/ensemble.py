@@ -29,13 +29,13 @@ theta. Theta is kept by design: it is the per-series statsforecast model, the pa
   0.8, from season runs with the candidates at weight 0: 0.6120 against 0.6169 (2022-23 0.634 / 0.608,
   coverage 0.505 / 0.920; 2024-25 0.614 / 0.592, 0.537 / 0.948); the slope regression (0.2 until then)
   got no weight; the held-out 2023-24, scored once after: 0.733 (log 0.694), coverage 0.575 / 0.976.
-  Before that, the same day, the rates entered the pooled regression on 2026-12-07 by the
-  same rule over the 126 weightings of six (the pooled regression with and without them, the relative-
-  trend one with them) × 4 spreads, from season runs with the candidates at weight 0: 0.6169 against
-  0.6284 (2022-23 0.648 / 0.626, coverage 0.921; 2024-25 0.601 / 0.593, 0.947); the held-out 2023-24,
-  scored once after: 0.739 (log 0.711), coverage 0.596 / 0.979; the slope regression
-  with the rates was worse alone in both seasons and got no weight; theta fitted on its last 26 or 52
-  weeks only was worse alone and got none either. Before that, the same day, the rates joined the
+  Before that, the same day, the rates entered the pooled regression by the same rule over the 126
+  weightings of six (the pooled regression with and without them, the relative-trend one with them) × 4
+  spreads, from season runs with the candidates at weight 0: 0.6169 against 0.6284 (2022-23 0.648 /
+  0.626, coverage 0.921; 2024-25 0.601 / 0.593, 0.947); the held-out 2023-24, scored once after: 0.739
+  (log 0.711), coverage 0.596 / 0.979; the slope regression with the rates was worse alone in both
+  seasons and got no weight; theta fitted on its last 26 or 52 weeks only was worse alone and got none
+  either. Before that, the same day, the rates joined the
   boosted member by the same rule over the 70 weightings of five (the member with and without them) × 4
   spreads: the member with them took the other's 0.4, 0.6284 against 0.6340 (2022-23 0.668 / 0.630,
   coverage 0.913; 2024-25 0.612 / 0.605, 0.945); the held-out 2023-24, scored once after that choice:

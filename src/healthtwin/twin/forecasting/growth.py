@@ -11,8 +11,8 @@ stands: its level against its own mean of the last two years (`relative`: a coun
 near a peak whatever the place's size) and its six-week slope (`trend`: the longer run of the wave beside
 the last three weekly changes); with each series' residents, the admissions per 100,000 of the week and of
 the last 16 weeks (`rate`, `rates`: how intense the wave is and how much of the population it has reached,
-comparable between places and seasons; the ensemble's pooled member since 2026-12-07). Nothing is fitted per location or per date: the same
-specification is refitted on whatever history the forecast date knows."""
+comparable between places and seasons; the ensemble's pooled member since 2026-12-07). Nothing is fitted
+per location or per date: the same specification is refitted on whatever history the forecast date knows."""
 from __future__ import annotations
 
 import warnings
